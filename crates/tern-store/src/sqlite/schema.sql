@@ -1,0 +1,56 @@
+-- Tern embedded schema (SQLite). Version tracked with PRAGMA user_version.
+CREATE TABLE IF NOT EXISTS domains (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    catch_all   TEXT,
+    created_at  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    id             INTEGER PRIMARY KEY,
+    address        TEXT NOT NULL UNIQUE,
+    domain_id      INTEGER NOT NULL REFERENCES domains(id),
+    password_hash  TEXT NOT NULL,
+    quota          INTEGER NOT NULL DEFAULT 0,
+    used           INTEGER NOT NULL DEFAULT 0,
+    created_at     INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS aliases (
+    id          INTEGER PRIMARY KEY,
+    address     TEXT NOT NULL UNIQUE,
+    domain_id   INTEGER NOT NULL REFERENCES domains(id),
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE
+);
+CREATE TABLE IF NOT EXISTS mailboxes (
+    id              INTEGER PRIMARY KEY,
+    account_id      INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name            TEXT NOT NULL,
+    special_use     TEXT,
+    uidvalidity     INTEGER NOT NULL,
+    uidnext         INTEGER NOT NULL DEFAULT 1,
+    highest_modseq  INTEGER NOT NULL DEFAULT 1,
+    subscribed      INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (account_id, name)
+);
+-- One row per distinct message body (content address = SHA-256 of the bytes).
+CREATE TABLE IF NOT EXISTS blobs (
+    hash      TEXT PRIMARY KEY,
+    size      INTEGER NOT NULL,
+    refcount  INTEGER NOT NULL,
+    meta      TEXT NOT NULL,
+    data      BLOB NOT NULL
+) WITHOUT ROWID;
+-- A message in a mailbox.
+CREATE TABLE IF NOT EXISTS mailbox_messages (
+    mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid           INTEGER NOT NULL,
+    blob_hash     TEXT NOT NULL REFERENCES blobs(hash),
+    size          INTEGER NOT NULL,
+    flags         TEXT NOT NULL DEFAULT '',
+    modseq        INTEGER NOT NULL,
+    internaldate  INTEGER NOT NULL,
+    queue_id      TEXT NOT NULL,
+    mail_from     TEXT NOT NULL,
+    params        TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (mailbox_id, uid)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS mailbox_messages_blob ON mailbox_messages(blob_hash);
