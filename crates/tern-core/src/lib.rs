@@ -9,6 +9,7 @@ pub mod authguard;
 pub mod config;
 pub mod connlimit;
 pub mod id;
+pub mod conn;
 pub mod tls;
 
 pub use address::{Address, AddressError};

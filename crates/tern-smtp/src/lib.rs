@@ -1,1 +1,69 @@
-//! tern-smtp
+//! Tern's SMTP server: inbound mail from the internet (MX, port 25).
+//!
+//! Implements RFC 5321 with the extensions PIPELINING (RFC 2920), 8BITMIME
+//! (RFC 6152), SMTPUTF8 (RFC 6531), SIZE (RFC 1870), ENHANCEDSTATUSCODES
+//! (RFC 2034, codes from RFC 3463), CHUNKING/BDAT (RFC 3030), STARTTLS
+//! (RFC 3207) and DSN parameters (RFC 3461, stored for later use). Commands
+//! are parsed with `smtp-proto`; message data with [`data::DataReader`].
+//!
+//! Mail is accepted only for local domains, accounts and aliases, and is
+//! acknowledged with `250` only once the store says it is durable.
+
+pub mod data;
+mod reply;
+mod session;
+
+use std::sync::Arc;
+use tern_core::config::SmtpConfig;
+use tern_core::connlimit::ConnLimiter;
+use tern_store::SharedStore;
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+
+/// Everything a session needs, shared by all sessions.
+pub struct SmtpServer {
+    /// Limits and timeouts.
+    pub config: SmtpConfig,
+    /// Host name for the greeting and `Received` headers.
+    pub hostname: String,
+    /// Where mail goes.
+    pub store: SharedStore,
+    /// For STARTTLS; `None` disables it.
+    pub tls: Option<TlsAcceptor>,
+    limiter: ConnLimiter,
+}
+
+impl SmtpServer {
+    /// A server with the given configuration.
+    pub fn new(config: SmtpConfig, hostname: String, store: SharedStore, tls: Option<TlsAcceptor>) -> Arc<Self> {
+        let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
+        Arc::new(Self {
+            config,
+            hostname,
+            store,
+            tls,
+            limiter,
+        })
+    }
+
+    /// Accepts connections forever, one task per session.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            let (tcp, peer) = match listener.accept().await {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "smtp: accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let server = self.clone();
+            tokio::spawn(async move {
+                metrics::counter!("tern_smtp_connections_total").increment(1);
+                let guard = server.limiter.acquire(peer.ip());
+                session::run(server.clone(), tcp, guard).await;
+            });
+        }
+    }
+}

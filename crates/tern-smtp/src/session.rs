@@ -1,0 +1,616 @@
+//! One SMTP session: the RFC 5321 §4.1 command state machine.
+
+use crate::SmtpServer;
+use crate::data::{DataProblem, DataReader};
+use crate::reply::{Reply, reply};
+use smtp_proto::{Error as ProtoError, MailFrom, RcptTo, Request};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tern_core::conn::{Conn, Line};
+use tern_core::connlimit::{ConnGuard, LimitExceeded};
+use tern_core::{Address, now_unix, rfc5322_date};
+use tern_store::{LocalRecipient, NewMessage, Recipient};
+use tokio::net::TcpStream;
+
+/// What the command loop does next.
+enum Next {
+    Continue,
+    Close,
+}
+
+struct Rcpt {
+    address: String,
+    local: LocalRecipient,
+    params: serde_json::Value,
+}
+
+struct Transaction {
+    mail_from: String,
+    params: serde_json::Value,
+    rcpts: Vec<Rcpt>,
+    /// Partial message for BDAT, and whether a BDAT already failed.
+    bdat: Option<DataReader>,
+    bdat_failed: bool,
+}
+
+struct Session {
+    server: Arc<SmtpServer>,
+    conn: Conn,
+    helo: Option<String>,
+    esmtp: bool,
+    tx: Option<Transaction>,
+    errors: u32,
+    /// Bad RCPT in this transaction (for the DATA reply when none were good).
+    rcpt_failures: usize,
+}
+
+/// Runs a session to completion. `guard` holds the connection slot, or says
+/// which limit refused it.
+pub async fn run(server: Arc<SmtpServer>, tcp: TcpStream, guard: Result<ConnGuard, LimitExceeded>) {
+    let Ok(mut conn) = Conn::new(tcp) else { return };
+    let _guard = match guard {
+        Ok(g) => g,
+        Err(limit) => {
+            let why = match limit {
+                LimitExceeded::Total => "Too many connections, try again later",
+                LimitExceeded::PerIp => "Too many connections from your address, try again later",
+            };
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "connection_limit").increment(1);
+            tracing::info!(client = %conn.peer.ip(), "smtp: refused connection: {why}");
+            conn.write(&reply!(421, "4.7.0", "{} {why}", server.hostname).to_bytes());
+            conn.shutdown().await;
+            return;
+        }
+    };
+    let peer = conn.peer;
+    tracing::debug!(client = %peer, "smtp: connect");
+    let mut s = Session {
+        conn,
+        helo: None,
+        esmtp: false,
+        tx: None,
+        errors: 0,
+        rcpt_failures: 0,
+        server,
+    };
+    s.conn.write(format!("220 {} ESMTP Tern\r\n", s.server.hostname).as_bytes());
+    s.command_loop().await;
+    s.conn.shutdown().await;
+    tracing::debug!(client = %peer, "smtp: disconnect");
+}
+
+impl Session {
+    fn cfg(&self) -> &tern_core::config::SmtpConfig {
+        &self.server.config
+    }
+
+    async fn command_loop(&mut self) {
+        let timeout = Duration::from_secs(self.cfg().command_timeout);
+        loop {
+            let max = self.cfg().max_command_line;
+            match self.conn.take_line(max) {
+                Line::Complete(line) => {
+                    if let Next::Close = self.command(&line).await {
+                        return;
+                    }
+                }
+                Line::TooLong => {
+                    if let Next::Close = self.send(reply!(500, "5.5.2", "Line too long (at most {max} bytes)")) {
+                        return;
+                    }
+                }
+                Line::Incomplete => match self.conn.fill(timeout).await {
+                    Ok(0) => return,
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                        self.conn.write(
+                            &reply!(421, "4.4.2", "{} Timeout waiting for a command, closing", self.server.hostname)
+                                .to_bytes(),
+                        );
+                        return;
+                    }
+                    Err(_) => return,
+                },
+            }
+        }
+    }
+
+    /// Queues a reply; after too many errors adds a 421 and asks to close.
+    fn send(&mut self, r: Reply) -> Next {
+        self.conn.write(&r.to_bytes());
+        if r.is_error() {
+            self.errors += 1;
+            if self.errors >= self.cfg().max_errors {
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "too_many_errors").increment(1);
+                tracing::info!(client = %self.conn.peer.ip(), errors = self.errors, "smtp: too many errors, disconnecting");
+                self.conn.write(
+                    &reply!(421, "4.7.0", "{} Too many errors, closing connection", self.server.hostname).to_bytes(),
+                );
+                return Next::Close;
+            }
+        }
+        Next::Continue
+    }
+
+    async fn command(&mut self, line: &[u8]) -> Next {
+        if !line.ends_with(b"\r\n") {
+            return self.send(reply!(500, "5.5.2", "Syntax error: command lines must end with CRLF"));
+        }
+        if line.contains(&0) {
+            return self.send(reply!(500, "5.5.2", "Syntax error: NUL byte in command"));
+        }
+        let parsed = Request::parse(&mut line.iter());
+        let request = match parsed {
+            Ok(r) => r.into_owned(),
+            Err(e) => return self.send(protocol_error(e)),
+        };
+        match request {
+            Request::Ehlo { host } => self.ehlo(host, true),
+            Request::Helo { host } => self.ehlo(host, false),
+            Request::Lhlo { .. } => self.send(reply!(500, "5.5.1", "LHLO is for LMTP; this is SMTP")),
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to).await,
+            Request::Data => self.data().await,
+            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last).await,
+            Request::StartTls => self.starttls().await,
+            Request::Rset => {
+                self.reset();
+                self.send(reply!(250, "2.0.0", "OK"))
+            }
+            Request::Noop { .. } => self.send(reply!(250, "2.0.0", "OK")),
+            Request::Quit => {
+                self.conn
+                    .write(&reply!(221, "2.0.0", "{} closing connection", self.server.hostname).to_bytes());
+                Next::Close
+            }
+            Request::Vrfy { .. } => self.send(reply!(252, "2.5.0", "Cannot VRFY user, but will accept message for local recipients")),
+            Request::Expn { .. } => self.send(reply!(502, "5.5.1", "EXPN is not available")),
+            Request::Help { .. } => self.send(reply!(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS VRFY")),
+            Request::Auth { .. } => self.send(reply!(503, "5.5.1", "AUTH is not available on this port; use submission")),
+            Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
+                self.send(reply!(502, "5.5.1", "Command not implemented"))
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.tx = None;
+        self.rcpt_failures = 0;
+    }
+
+    fn ehlo(&mut self, host: String, esmtp: bool) -> Next {
+        let host = host.trim().to_string();
+        if host.is_empty() {
+            return self.send(reply!(501, "5.5.4", "Syntax: EHLO hostname"));
+        }
+        self.reset();
+        self.esmtp = esmtp;
+        let greeting = format!("{} Hello {} [{}]", self.server.hostname, host, self.conn.peer.ip());
+        self.helo = Some(host);
+        if !esmtp {
+            return self.send(Reply::new(250, "2.0.0", greeting).without_status());
+        }
+        let mut lines = vec![
+            greeting,
+            "PIPELINING".into(),
+            format!("SIZE {}", self.cfg().max_message_size),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+            "DSN".into(),
+        ];
+        if self.server.tls.is_some() && !self.conn.is_tls() {
+            lines.push("STARTTLS".into());
+        }
+        let n = lines.len();
+        let mut out = String::new();
+        for (i, l) in lines.iter().enumerate() {
+            out.push_str(if i + 1 == n { "250 " } else { "250-" });
+            out.push_str(l);
+            out.push_str("\r\n");
+        }
+        self.conn.write(out.as_bytes());
+        Next::Continue
+    }
+
+    async fn starttls(&mut self) -> Next {
+        let Some(acceptor) = self.server.tls.clone() else {
+            return self.send(reply!(502, "5.5.1", "STARTTLS is not available"));
+        };
+        if self.conn.is_tls() {
+            return self.send(reply!(503, "5.5.1", "Already using TLS"));
+        }
+        self.conn.write(&reply!(220, "2.0.0", "Ready to start TLS").to_bytes());
+        let timeout = Duration::from_secs(self.cfg().command_timeout.min(60));
+        if let Err(e) = self.conn.start_tls(&acceptor, timeout).await {
+            tracing::info!(client = %self.conn.peer.ip(), error = %e, "smtp: TLS handshake failed");
+            return Next::Close;
+        }
+        // RFC 3207 §4.2: forget everything learnt before TLS.
+        self.helo = None;
+        self.esmtp = false;
+        self.reset();
+        Next::Continue
+    }
+
+    fn mail(&mut self, from: MailFrom<String>) -> Next {
+        if self.helo.is_none() {
+            return self.send(reply!(503, "5.5.1", "Send EHLO or HELO first"));
+        }
+        if self.tx.is_some() {
+            return self.send(reply!(503, "5.5.1", "Nested MAIL command"));
+        }
+        if from.flags & smtp_proto::MAIL_BODY_BINARYMIME != 0 {
+            return self.send(reply!(555, "5.5.4", "BINARYMIME is not supported"));
+        }
+        if from.flags & smtp_proto::MAIL_REQUIRETLS != 0 {
+            return self.send(reply!(555, "5.5.4", "REQUIRETLS is not supported"));
+        }
+        let max = self.cfg().max_message_size;
+        if from.size > max {
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "size").increment(1);
+            return self.send(reply!(552, "5.3.4", "Message size exceeds the limit of {max} bytes"));
+        }
+        let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
+        let address = from.address.trim().to_string();
+        if !address.is_empty() {
+            if !address.is_ascii() && !smtputf8 {
+                return self.send(reply!(553, "5.6.7", "Non-ASCII sender address requires SMTPUTF8"));
+            }
+            if Address::parse(&address).is_err() {
+                return self.send(reply!(553, "5.1.7", "Bad sender address syntax"));
+            }
+        }
+        let mut params = serde_json::json!({
+            "smtputf8": smtputf8,
+            "body": if from.flags & smtp_proto::MAIL_BODY_8BITMIME != 0 { "8bitmime" } else { "7bit" },
+        });
+        if from.size > 0 {
+            params["size"] = from.size.into();
+        }
+        if from.flags & smtp_proto::MAIL_RET_FULL != 0 {
+            params["ret"] = "full".into();
+        } else if from.flags & smtp_proto::MAIL_RET_HDRS != 0 {
+            params["ret"] = "hdrs".into();
+        }
+        if let Some(envid) = &from.env_id {
+            params["envid"] = envid.clone().into();
+        }
+        self.tx = Some(Transaction {
+            mail_from: address,
+            params,
+            rcpts: Vec::new(),
+            bdat: None,
+            bdat_failed: false,
+        });
+        self.rcpt_failures = 0;
+        self.send(reply!(250, "2.1.0", "Sender OK"))
+    }
+
+    async fn rcpt(&mut self, to: RcptTo<String>) -> Next {
+        let Some(tx) = &self.tx else {
+            return self.send(reply!(503, "5.5.1", "Send MAIL first"));
+        };
+        if tx.rcpts.len() >= self.cfg().max_recipients {
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "too_many_recipients").increment(1);
+            return self.send(reply!(452, "4.5.3", "Too many recipients"));
+        }
+        let smtputf8 = tx.params["smtputf8"].as_bool().unwrap_or(false);
+        let size_hint = tx.params["size"].as_u64().unwrap_or(0);
+        let raw = to.address.trim();
+        if !raw.is_ascii() && !smtputf8 {
+            return self.rcpt_fail(reply!(553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8"));
+        }
+        let address = match Address::parse(raw) {
+            Ok(a) => a,
+            Err(e) => return self.rcpt_fail(reply!(553, "5.1.3", "Bad recipient address syntax: {e}")),
+        };
+        let resolved = self
+            .server
+            .store
+            .resolve(&address, self.cfg().allow_catch_all)
+            .await;
+        let local = match resolved {
+            Ok(Recipient::Local(l)) => l,
+            Ok(Recipient::UnknownUser) => {
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "unknown_user").increment(1);
+                tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, "smtp: unknown recipient");
+                return self.rcpt_fail(reply!(550, "5.1.1", "<{address}>: no such user here"));
+            }
+            Ok(Recipient::NotLocal) => {
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "relay_denied").increment(1);
+                tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, "smtp: relay denied");
+                return self.rcpt_fail(reply!(550, "5.7.1", "<{address}>: relaying denied"));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "smtp: recipient lookup failed");
+                return self.rcpt_fail(reply!(451, "4.3.0", "Temporary lookup failure, try again later"));
+            }
+        };
+        if local.quota > 0 && local.used.saturating_add(size_hint) > local.quota {
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "quota").increment(1);
+            return self.rcpt_fail(reply!(552, "5.2.2", "<{address}>: mailbox full"));
+        }
+        let mut params = serde_json::json!({});
+        if let Some(orcpt) = &to.orcpt {
+            params["orcpt"] = orcpt.clone().into();
+        }
+        let notify: Vec<&str> = [
+            (smtp_proto::RCPT_NOTIFY_SUCCESS, "SUCCESS"),
+            (smtp_proto::RCPT_NOTIFY_FAILURE, "FAILURE"),
+            (smtp_proto::RCPT_NOTIFY_DELAY, "DELAY"),
+            (smtp_proto::RCPT_NOTIFY_NEVER, "NEVER"),
+        ]
+        .iter()
+        .filter(|(f, _)| to.flags & f != 0)
+        .map(|(_, n)| *n)
+        .collect();
+        if !notify.is_empty() {
+            params["notify"] = notify.into();
+        }
+        if let Some(tx) = &mut self.tx {
+            tx.rcpts.push(Rcpt {
+                address: address.to_string(),
+                local,
+                params,
+            });
+        }
+        self.send(reply!(250, "2.1.5", "Recipient OK"))
+    }
+
+    fn rcpt_fail(&mut self, r: Reply) -> Next {
+        self.rcpt_failures += 1;
+        self.send(r)
+    }
+
+    /// Checks MAIL and RCPT were given; the reply to send instead if not.
+    fn ready_for_data(&self) -> Option<Reply> {
+        match &self.tx {
+            None => Some(reply!(503, "5.5.1", "Send MAIL first")),
+            Some(tx) if tx.rcpts.is_empty() && self.rcpt_failures > 0 => {
+                Some(reply!(554, "5.5.1", "No valid recipients"))
+            }
+            Some(tx) if tx.rcpts.is_empty() => Some(reply!(503, "5.5.1", "Send RCPT first")),
+            Some(tx) if tx.bdat.is_some() || tx.bdat_failed => {
+                Some(reply!(503, "5.5.1", "DATA is not allowed after BDAT"))
+            }
+            Some(_) => None,
+        }
+    }
+
+    async fn data(&mut self) -> Next {
+        if let Some(r) = self.ready_for_data() {
+            return self.send(r);
+        }
+        self.conn
+            .write(&reply!(354, "2.0.0", "Start mail input; end with <CRLF>.<CRLF>").to_bytes());
+        let mut reader = DataReader::data(self.cfg().max_message_size, self.cfg().max_data_line);
+        let deadline = Instant::now() + Duration::from_secs(self.cfg().data_total_timeout);
+        loop {
+            let end = reader.feed(self.conn.buffered());
+            let used = end.unwrap_or(self.conn.buffered().len());
+            self.conn.consume(used);
+            if end.is_some() {
+                break;
+            }
+            if let Err(next) = self.fill_data(deadline).await {
+                return next;
+            }
+        }
+        self.finish_message(reader).await
+    }
+
+    /// Reads more message data; on timeout or disconnect, the `Err` says to close.
+    async fn fill_data(&mut self, deadline: Instant) -> Result<(), Next> {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let block = Duration::from_secs(self.cfg().data_block_timeout).min(left);
+        match self.conn.fill(block).await {
+            Ok(0) => {
+                tracing::info!(client = %self.conn.peer.ip(), "smtp: connection lost during message data");
+                Err(Next::Close)
+            }
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                self.conn.write(
+                    &reply!(421, "4.4.2", "{} Timeout during message data, closing", self.server.hostname).to_bytes(),
+                );
+                Err(Next::Close)
+            }
+            Err(_) => Err(Next::Close),
+        }
+    }
+
+    async fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Next {
+        // RFC 3030 §2: the chunk is read even when the command is refused.
+        let refusal = match &self.tx {
+            Some(tx) if tx.bdat_failed => Some(reply!(503, "5.5.1", "Earlier BDAT failed; send RSET")),
+            Some(tx) if tx.rcpts.is_empty() => Some(if self.rcpt_failures > 0 {
+                reply!(554, "5.5.1", "No valid recipients")
+            } else {
+                reply!(503, "5.5.1", "Send RCPT first")
+            }),
+            Some(_) => None,
+            None => Some(reply!(503, "5.5.1", "Send MAIL first")),
+        };
+        let max_size = self.cfg().max_message_size;
+        let max_line = self.cfg().max_data_line;
+        let mut reader = match (&refusal, self.tx.as_mut()) {
+            (None, Some(tx)) => tx.bdat.take().unwrap_or_else(|| DataReader::bdat(max_size, max_line)),
+            // Discard into a reader that keeps nothing.
+            _ => DataReader::bdat(0, usize::MAX),
+        };
+        let deadline = Instant::now() + Duration::from_secs(self.cfg().data_total_timeout);
+        let mut left = chunk_size;
+        loop {
+            let take = left.min(self.conn.buffered().len());
+            reader.feed(&self.conn.buffered()[..take]);
+            self.conn.consume(take);
+            left -= take;
+            if left == 0 {
+                break;
+            }
+            if let Err(next) = self.fill_data(deadline).await {
+                return next;
+            }
+        }
+        if let Some(r) = refusal {
+            if let Some(tx) = &mut self.tx {
+                tx.bdat_failed = true;
+            }
+            return self.send(r);
+        }
+        if !is_last {
+            if reader.problem() == Some(DataProblem::TooBig) {
+                // Keep reading chunks into the void; refuse at the end.
+            }
+            let n = reader.received();
+            if let Some(tx) = &mut self.tx {
+                tx.bdat = Some(reader);
+            }
+            return self.send(reply!(250, "2.0.0", "{n} octets received"));
+        }
+        reader.finish_chunks();
+        self.finish_message(reader).await
+    }
+
+    async fn finish_message(&mut self, reader: DataReader) -> Next {
+        let tx = self.tx.take();
+        self.rcpt_failures = 0;
+        let Some(tx) = tx else {
+            return self.send(reply!(503, "5.5.1", "Send MAIL first"));
+        };
+        let bare = reader.bare_line_endings();
+        let body = match reader.into_message() {
+            Ok(b) => b,
+            Err(problem) => {
+                let (reason, r) = match problem {
+                    DataProblem::TooBig => (
+                        "size",
+                        reply!(552, "5.3.4", "Message size exceeds the limit of {} bytes", self.cfg().max_message_size),
+                    ),
+                    DataProblem::LineTooLong => (
+                        "line_length",
+                        reply!(554, "5.6.0", "Message has a line longer than {} bytes", self.cfg().max_data_line),
+                    ),
+                    DataProblem::Nul => ("nul", reply!(554, "5.6.0", "Message contains NUL bytes")),
+                };
+                metrics::counter!("tern_smtp_rejections_total", "reason" => reason).increment(1);
+                tracing::info!(client = %self.conn.peer.ip(), from = %tx.mail_from, reason, "smtp: message refused");
+                return self.send(r);
+            }
+        };
+        let queue_id = tern_core::id::queue_id();
+        let now = now_unix();
+        let trace = self.trace_headers(&tx, &queue_id, now);
+        let mut raw = Vec::with_capacity(trace.len() + body.len());
+        raw.extend_from_slice(trace.as_bytes());
+        raw.extend_from_slice(&body);
+        let size = raw.len();
+        let mut params = tx.params.clone();
+        params["rcpts"] = tx
+            .rcpts
+            .iter()
+            .map(|r| serde_json::json!({"address": r.address, "params": r.params}))
+            .collect::<Vec<_>>()
+            .into();
+        let message = NewMessage {
+            queue_id: queue_id.clone(),
+            raw: Arc::new(raw),
+            mail_from: tx.mail_from.clone(),
+            recipients: tx.rcpts.iter().map(|r| r.local.account).collect(),
+            received_at: now,
+            envelope_params: params.to_string(),
+        };
+        let started = Instant::now();
+        let result = self.server.store.deliver(message).await;
+        let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
+        match result {
+            Ok(()) => {
+                metrics::counter!("tern_smtp_messages_total").increment(1);
+                metrics::counter!("tern_smtp_bytes_total").increment(size as u64);
+                tracing::info!(
+                    queue_id = %queue_id,
+                    client = %self.conn.peer.ip(),
+                    helo = self.helo.as_deref().unwrap_or(""),
+                    from = %tx.mail_from,
+                    to = %rcpts.join(","),
+                    size,
+                    tls = self.conn.is_tls(),
+                    bare_line_endings = bare,
+                    store_ms = started.elapsed().as_millis() as u64,
+                    "smtp: message accepted"
+                );
+                self.send(reply!(250, "2.0.0", "OK: queued as {queue_id}"))
+            }
+            Err(e) => {
+                tracing::error!(queue_id = %queue_id, error = %e, "smtp: store failed; message not accepted");
+                self.send(reply!(451, "4.3.0", "Temporary storage failure, try again later"))
+            }
+        }
+    }
+
+    /// `Return-Path` and `Received` (RFC 5321 §4.4, RFC 3848 "with" types).
+    fn trace_headers(&self, tx: &Transaction, queue_id: &str, now: i64) -> String {
+        let with = match (self.esmtp, self.conn.is_tls()) {
+            (true, true) => "ESMTPS",
+            (true, false) => "ESMTP",
+            (false, true) => "SMTPS",
+            (false, false) => "SMTP",
+        };
+        let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
+        let tls = self
+            .conn
+            .tls_info()
+            .map(|t| format!("\r\n\t(using {t})"))
+            .unwrap_or_default();
+        let for_clause = match tx.rcpts.as_slice() {
+            [one] => format!("\r\n\tfor <{}>", one.address),
+            _ => String::new(),
+        };
+        format!(
+            "Return-Path: <{}>\r\nReceived: from {} ([{}]){}\r\n\tby {} (Tern) with {} id {}{}; {}\r\n",
+            tx.mail_from,
+            helo,
+            self.conn.peer.ip(),
+            tls,
+            self.server.hostname,
+            with,
+            queue_id,
+            for_clause,
+            rfc5322_date(now)
+        )
+    }
+}
+
+/// Keeps client-supplied text safe inside a header: printable, no CR/LF.
+fn sanitize(s: &str) -> Cow<'_, str> {
+    if s.chars().all(|c| c.is_ascii_graphic()) && s.len() <= 255 {
+        Cow::Borrowed(s)
+    } else {
+        Cow::Owned(
+            s.chars()
+                .take(255)
+                .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+                .collect(),
+        )
+    }
+}
+
+fn protocol_error(e: ProtoError) -> Reply {
+    match e {
+        ProtoError::UnknownCommand => reply!(500, "5.5.1", "Unknown command"),
+        ProtoError::InvalidSenderAddress => reply!(501, "5.1.7", "Bad sender address syntax"),
+        ProtoError::InvalidRecipientAddress => reply!(501, "5.1.3", "Bad recipient address syntax"),
+        ProtoError::SyntaxError { syntax } => reply!(501, "5.5.4", "Syntax: {syntax}"),
+        ProtoError::InvalidParameter { param } => reply!(501, "5.5.4", "Invalid parameter {param}"),
+        ProtoError::UnsupportedParameter { param } => {
+            reply!(555, "5.5.4", "Unsupported parameter {}", sanitize(&param))
+        }
+        ProtoError::ResponseTooLong | ProtoError::NeedsMoreData { .. } => {
+            reply!(500, "5.5.2", "Syntax error")
+        }
+        ProtoError::InvalidResponse { .. } => reply!(500, "5.5.2", "Syntax error"),
+    }
+}
