@@ -1,1 +1,450 @@
-fn main() {}
+//! `tern`: the command line.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use tern_core::{Address, Config};
+use tern_store::Directory;
+
+#[derive(Parser)]
+#[command(
+    name = "tern",
+    version,
+    about = "Tern: a domain's mail server in one program",
+    after_help = "Examples:\n  tern dev                                        # demo server on ports 10000+\n  tern init --data /var/lib/tern --domain example.com --hostname mail.example.com\n  echo 's3cret' | tern account add alice@example.com --data /var/lib/tern --password-stdin\n  tern serve --data /var/lib/tern"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human, env = "TERN_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Args, Clone)]
+struct DataArg {
+    /// Data folder (holds tern.toml, the database and TLS files).
+    #[arg(long, env = "TERN_DATA", default_value = "tern-data")]
+    data: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a data folder: tern.toml, a self-signed certificate, the first domain.
+    #[command(after_help = "Examples:\n  tern init --data /var/lib/tern --domain example.com --hostname mail.example.com\n  tern init --data ./test --domain example.test --port-base 10000   # 127.0.0.1:10025, :10110, ...")]
+    Init {
+        #[command(flatten)]
+        data: DataArg,
+        /// The first local domain.
+        #[arg(long)]
+        domain: String,
+        /// Host name of this server (default: mail.DOMAIN).
+        #[arg(long)]
+        hostname: Option<String>,
+        /// Listen on 127.0.0.1 at N + each standard port (N+25 SMTP, N+110 POP3, …).
+        #[arg(long)]
+        port_base: Option<u16>,
+    },
+    /// Run the server.
+    #[command(after_help = "Example:\n  tern serve --data /var/lib/tern")]
+    Serve {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// One-command demo: creates ./tern-data (domain example.test, ports 10000+,
+    /// account demo@example.test) if missing, prints the login, and serves.
+    #[command(after_help = "Example:\n  tern dev\n  swaks --server 127.0.0.1:10025 --to demo@example.test")]
+    Dev {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Manage accounts (changes apply to a running server at once).
+    #[command(subcommand)]
+    Account(AccountCmd),
+    /// Manage aliases.
+    #[command(subcommand)]
+    Alias(AliasCmd),
+    /// Manage local domains.
+    #[command(subcommand)]
+    Domain(DomainCmd),
+}
+
+#[derive(Subcommand)]
+enum AccountCmd {
+    /// Create an account with INBOX, Sent, Drafts, Junk, Trash and Archive.
+    #[command(after_help = "Examples:\n  echo 's3cret' | tern account add alice@example.com --password-stdin\n  tern account add bob@example.com --quota 2000000000   # prints a generated password")]
+    Add {
+        address: String,
+        #[command(flatten)]
+        data: DataArg,
+        /// Read the password from standard input (first line); otherwise one is generated and printed.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Quota in bytes (default from tern.toml; 0 = unlimited).
+        #[arg(long)]
+        quota: Option<u64>,
+    },
+    /// List accounts with their usage.
+    #[command(after_help = "Example:\n  tern account list --domain example.com")]
+    List {
+        #[command(flatten)]
+        data: DataArg,
+        /// Only this domain.
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Delete an account and all its mail.
+    #[command(after_help = "Example:\n  tern account del alice@example.com")]
+    Del {
+        address: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Change a password.
+    #[command(after_help = "Example:\n  echo 'n3w' | tern account passwd alice@example.com --password-stdin")]
+    Passwd {
+        address: String,
+        #[command(flatten)]
+        data: DataArg,
+        /// Read the password from standard input; otherwise one is generated and printed.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum AliasCmd {
+    /// Deliver mail for ALIAS to the account TARGET.
+    #[command(after_help = "Example:\n  tern alias add sales@example.com alice@example.com")]
+    Add {
+        alias: String,
+        target: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// List aliases.
+    #[command(after_help = "Example:\n  tern alias list")]
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Remove an alias.
+    #[command(after_help = "Example:\n  tern alias del sales@example.com")]
+    Del {
+        alias: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum DomainCmd {
+    /// Add a local domain.
+    #[command(after_help = "Examples:\n  tern domain add example.org\n  tern domain add example.org --catch-all postmaster@example.org")]
+    Add {
+        domain: String,
+        #[command(flatten)]
+        data: DataArg,
+        /// Account receiving mail for unknown addresses of the domain (must exist later).
+        #[arg(long)]
+        catch_all: Option<String>,
+    },
+    /// List local domains.
+    #[command(after_help = "Example:\n  tern domain list")]
+    List {
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Remove a domain (it must have no accounts or aliases).
+    #[command(after_help = "Example:\n  tern domain del example.org")]
+    Del {
+        domain: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+}
+
+fn main() -> Result<()> {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    rt.block_on(run(cli.command))
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TERN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+fn config_path(data: &Path) -> PathBuf {
+    data.join("tern.toml")
+}
+
+fn load(data: &DataArg) -> Result<Config> {
+    let path = config_path(&data.data);
+    if !path.exists() {
+        bail!(
+            "no {} found; create it with `tern init --data {} --domain example.com`",
+            path.display(),
+            data.data.display()
+        );
+    }
+    Ok(Config::load(&path)?)
+}
+
+fn parse_address(s: &str) -> Result<Address> {
+    Address::parse(s).with_context(|| format!("invalid address {s:?}"))
+}
+
+fn read_password(from_stdin: bool) -> Result<(String, bool)> {
+    if from_stdin {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        let p = s.lines().next().unwrap_or("").to_string();
+        if p.is_empty() {
+            bail!("empty password on standard input");
+        }
+        Ok((p, false))
+    } else {
+        Ok((generate_password(), true))
+    }
+}
+
+fn generate_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| CHARS[rng.random_range(0..CHARS.len())] as char)
+        .collect()
+}
+
+async fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Init {
+            data,
+            domain,
+            hostname,
+            port_base,
+        } => {
+            let hostname = hostname.unwrap_or_else(|| format!("mail.{domain}"));
+            init(&data.data, &domain, &hostname, port_base).await?;
+            println!("Created {} for {domain} (host name {hostname}).", data.data.display());
+            println!("Next:");
+            println!(
+                "  tern account add postmaster@{domain} --data {}   # prints a generated password",
+                data.data.display()
+            );
+            println!("  tern serve --data {}", data.data.display());
+            Ok(())
+        }
+        Command::Serve { data } => serve(load(&data)?).await,
+        Command::Dev { data } => dev(&data.data).await,
+        Command::Account(c) => account(c).await,
+        Command::Alias(c) => alias(c).await,
+        Command::Domain(c) => domain(c).await,
+    }
+}
+
+async fn init(dir: &Path, domain: &str, hostname: &str, port_base: Option<u16>) -> Result<()> {
+    let path = config_path(dir);
+    if path.exists() {
+        bail!("{} already exists; not overwriting it", path.display());
+    }
+    if tern_core::address::normalize_domain(domain).is_none() {
+        bail!("invalid domain {domain:?}");
+    }
+    if let Some(b) = port_base
+        && b > 65535 - 995
+    {
+        bail!("--port-base must be at most {}", 65535 - 995);
+    }
+    std::fs::create_dir_all(dir.join("tls")).with_context(|| format!("creating {}", dir.display()))?;
+    let (cert, key) = tern_core::tls::self_signed(hostname)?;
+    std::fs::write(dir.join("tls/cert.pem"), cert)?;
+    write_private(&dir.join("tls/key.pem"), key.as_bytes())?;
+    std::fs::write(&path, tern_core::config::template(hostname, port_base))?;
+    let config = Config::load(&path)?;
+    let store = tern::server::open_store(&config).await?;
+    store.add_domain(domain, None).await?;
+    Ok(())
+}
+
+fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    opts.mode(0o600);
+    opts.open(path)?.write_all(bytes)?;
+    Ok(())
+}
+
+async fn serve(config: Config) -> Result<()> {
+    tracing::info!(
+        hostname = %config.server.hostname,
+        data = %config.data_dir.display(),
+        version = env!("CARGO_PKG_VERSION"),
+        "tern starting"
+    );
+    let running = tern::server::start(config).await?;
+    tokio::select! {
+        _ = running_wait(running) => {}
+        _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
+    }
+    Ok(())
+}
+
+async fn running_wait(r: tern::server::Running) {
+    r.wait().await
+}
+
+async fn dev(dir: &Path) -> Result<()> {
+    let path = config_path(dir);
+    let pw_file = dir.join("demo-password.txt");
+    if !path.exists() {
+        init(dir, "example.test", "mail.example.test", Some(10000)).await?;
+        let config = Config::load(&path)?;
+        let store = tern::server::open_store(&config).await?;
+        let password = generate_password();
+        store
+            .add_account(&parse_address("demo@example.test")?, &password, config.store.default_quota)
+            .await?;
+        write_private(&pw_file, format!("{password}\n").as_bytes())?;
+    }
+    let config = Config::load(&path)?;
+    let password = std::fs::read_to_string(&pw_file).unwrap_or_else(|_| "(unknown: see tern account passwd)\n".into());
+    let smtp = config.listen.smtp.first().map(|a| a.to_string()).unwrap_or_default();
+    let pop3 = config.listen.pop3.first().map(|a| a.to_string()).unwrap_or_default();
+    println!("Tern demo server, data in {}", dir.display());
+    println!("  login:    demo@example.test");
+    println!("  password: {}", password.trim());
+    println!("  SMTP {smtp}   POP3 {pop3}   metrics http://{}/metrics",
+        config.listen.http.first().map(|a| a.to_string()).unwrap_or_default());
+    println!("Try:  swaks --server {smtp} --to demo@example.test");
+    serve(config).await
+}
+
+async fn account(cmd: AccountCmd) -> Result<()> {
+    match cmd {
+        AccountCmd::Add {
+            address,
+            data,
+            password_stdin,
+            quota,
+        } => {
+            let config = load(&data)?;
+            let store = tern::server::open_store(&config).await?;
+            let addr = parse_address(&address)?;
+            let (password, generated) = read_password(password_stdin)?;
+            store
+                .add_account(&addr, &password, quota.unwrap_or(config.store.default_quota))
+                .await?;
+            println!("Created {addr}.");
+            if generated {
+                println!("Password: {password}");
+            }
+        }
+        AccountCmd::List { data, domain } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            let accounts = store.list_accounts(domain.as_deref()).await?;
+            println!("{:<40} {:>10} {:>14} {:>14}", "ADDRESS", "MESSAGES", "USED", "QUOTA");
+            for a in accounts {
+                let quota = if a.quota == 0 { "unlimited".to_string() } else { a.quota.to_string() };
+                println!("{:<40} {:>10} {:>14} {:>14}", a.address, a.messages, a.used, quota);
+            }
+        }
+        AccountCmd::Del { address, data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            store.remove_account(&parse_address(&address)?).await?;
+            println!("Deleted {address} and its mail.");
+        }
+        AccountCmd::Passwd {
+            address,
+            data,
+            password_stdin,
+        } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            let (password, generated) = read_password(password_stdin)?;
+            store.set_password(&parse_address(&address)?, &password).await?;
+            println!("Password changed for {address}.");
+            if generated {
+                println!("Password: {password}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn alias(cmd: AliasCmd) -> Result<()> {
+    match cmd {
+        AliasCmd::Add { alias, target, data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            store
+                .add_alias(&parse_address(&alias)?, &parse_address(&target)?)
+                .await?;
+            println!("{alias} now delivers to {target}.");
+        }
+        AliasCmd::List { data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            for a in store.list_aliases().await? {
+                println!("{:<40} -> {}", a.address, a.target);
+            }
+        }
+        AliasCmd::Del { alias, data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            store.remove_alias(&parse_address(&alias)?).await?;
+            println!("Removed alias {alias}.");
+        }
+    }
+    Ok(())
+}
+
+async fn domain(cmd: DomainCmd) -> Result<()> {
+    match cmd {
+        DomainCmd::Add {
+            domain,
+            data,
+            catch_all,
+        } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            let catch_all = catch_all.as_deref().map(parse_address).transpose()?;
+            store.add_domain(&domain, catch_all.as_ref()).await?;
+            println!("Added domain {domain}.");
+        }
+        DomainCmd::List { data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            for d in store.list_domains().await? {
+                match d.catch_all {
+                    Some(c) => println!("{:<40} catch-all {}", d.name, c),
+                    None => println!("{}", d.name),
+                }
+            }
+        }
+        DomainCmd::Del { domain, data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            store.remove_domain(&domain).await?;
+            println!("Removed domain {domain}.");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! The Tern program: wiring of the services (`serve`), shared by the CLI in
+//! `main.rs` and by the integration tests, which start real servers on
+//! ephemeral ports.
+
+pub mod server;

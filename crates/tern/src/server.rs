@@ -1,0 +1,177 @@
+//! Starting the configured services.
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::routing::get;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use tern_core::Config;
+use tern_core::authguard::AuthGuard;
+use tern_pop3::Pop3Server;
+use tern_smtp::SmtpServer;
+use tern_store::SharedStore;
+use tern_store::sqlite::SqliteStore;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+
+/// A running server: the addresses actually bound (useful with port 0) and
+/// the tasks serving them.
+pub struct Running {
+    /// SMTP (MX) listeners.
+    pub smtp: Vec<SocketAddr>,
+    /// POP3 listeners.
+    pub pop3: Vec<SocketAddr>,
+    /// POP3S listeners.
+    pub pop3s: Vec<SocketAddr>,
+    /// HTTP listeners.
+    pub http: Vec<SocketAddr>,
+    /// The store the services use.
+    pub store: SharedStore,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// Waits until a service stops (normally never).
+    pub async fn wait(mut self) {
+        self.tasks.join_next().await;
+    }
+
+    /// Stops every service.
+    pub fn shutdown(mut self) {
+        self.tasks.abort_all();
+    }
+}
+
+/// The process-wide Prometheus recorder (installed on first use).
+pub fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new()
+                .set_buckets_for_metric(
+                    metrics_exporter_prometheus::Matcher::Full("tern_store_commit_seconds".into()),
+                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                )
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        metrics_exporter_prometheus::Matcher::Full("tern_store_commit_batch_size".into()),
+                        &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
+                    )
+                })
+                .unwrap_or_else(|_| PrometheusBuilder::new());
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Opens the configured store.
+pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
+    let path = config.resolve(&config.store.database);
+    let store = SqliteStore::open(&path, config.store.max_batch)
+        .await
+        .with_context(|| format!("opening database {}", path.display()))?;
+    Ok(Arc::new(store))
+}
+
+async fn bind(addrs: &[SocketAddr], what: &str) -> Result<Vec<TcpListener>> {
+    let mut out = Vec::new();
+    for a in addrs {
+        let l = TcpListener::bind(a)
+            .await
+            .with_context(|| format!("cannot listen for {what} on {a}"))?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+fn local_addrs(ls: &[TcpListener]) -> Vec<SocketAddr> {
+    ls.iter().filter_map(|l| l.local_addr().ok()).collect()
+}
+
+/// Binds every configured listener and starts the services.
+pub async fn start(config: Config) -> Result<Running> {
+    let metrics = metrics_handle();
+    let store: SharedStore = open_store(&config).await?;
+    let tls = match tern_core::tls::server_config(&config.resolve(&config.tls.cert), &config.resolve(&config.tls.key)) {
+        Ok(c) => Some(tern_core::conn::acceptor(c)),
+        Err(e) => {
+            tracing::warn!(error = %e, "TLS is not available: STARTTLS, STLS and POP3S are off");
+            None
+        }
+    };
+    let guard = Arc::new(AuthGuard::new(config.auth.clone()));
+    let hostname = config.server.hostname.clone();
+
+    let smtp_l = bind(&config.listen.smtp, "SMTP").await?;
+    let pop3_l = bind(&config.listen.pop3, "POP3").await?;
+    let pop3s_l = if tls.is_some() {
+        bind(&config.listen.pop3s, "POP3S").await?
+    } else {
+        vec![]
+    };
+    let http_l = bind(&config.listen.http, "HTTP").await?;
+    let mut running = Running {
+        smtp: local_addrs(&smtp_l),
+        pop3: local_addrs(&pop3_l),
+        pop3s: local_addrs(&pop3s_l),
+        http: local_addrs(&http_l),
+        store: store.clone(),
+        tasks: JoinSet::new(),
+    };
+
+    let smtp = SmtpServer::new(config.smtp.clone(), hostname.clone(), store.clone(), tls.clone());
+    for l in smtp_l {
+        running.tasks.spawn(smtp.clone().serve(l));
+    }
+    let pop3 = Pop3Server::new(
+        config.pop3.clone(),
+        config.auth.clone(),
+        hostname.clone(),
+        store.clone(),
+        tls.clone(),
+        guard.clone(),
+    );
+    for l in pop3_l {
+        running.tasks.spawn(pop3.clone().serve(l, false));
+    }
+    for l in pop3s_l {
+        running.tasks.spawn(pop3.clone().serve(l, true));
+    }
+    let app = Router::new()
+        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route("/healthz", get(|| async { "ok\n" }));
+    for l in http_l {
+        let app = app.clone();
+        running.tasks.spawn(async move {
+            if let Err(e) = axum::serve(l, app).await {
+                tracing::error!(error = %e, "http: server stopped");
+            }
+        });
+    }
+    for (what, addrs) in [
+        ("smtp", &running.smtp),
+        ("pop3", &running.pop3),
+        ("pop3s", &running.pop3s),
+        ("http", &running.http),
+    ] {
+        for a in addrs {
+            tracing::info!(service = what, address = %a, "listening");
+        }
+    }
+    let reserved = [
+        ("submission", &config.listen.submission),
+        ("submissions", &config.listen.submissions),
+        ("imap", &config.listen.imap),
+        ("imaps", &config.listen.imaps),
+    ];
+    for (what, addrs) in reserved {
+        if !addrs.is_empty() {
+            tracing::debug!(service = what, "not available in this version; listener not opened");
+        }
+    }
+    Ok(running)
+}
