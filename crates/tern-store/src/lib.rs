@@ -24,7 +24,7 @@ use tern_core::Address;
 pub enum StoreError {
     /// The database reported an error.
     #[error("database error: {0}")]
-    Db(#[from] sqlx::Error),
+    Db(#[from] rusqlite::Error),
     /// A named object does not exist.
     #[error("{0} not found")]
     NotFound(String),

@@ -6,11 +6,11 @@ use crate::{
     Recipient, Result, StoreError, password,
 };
 use async_trait::async_trait;
-use sqlx::Row;
+use rusqlite::{OptionalExtension, params};
 use tern_core::{Address, address::normalize_domain, now_unix};
 
 fn uidvalidity() -> i64 {
-    // Seconds since the epoch fit in 32 bits until 2106; distinct per creation.
+    // Seconds since the epoch fit in 32 bits until 2106.
     (now_unix() & 0xffff_ffff).max(1)
 }
 
@@ -28,21 +28,15 @@ impl Directory for SqliteStore {
         }
         let catch_all = catch_all.map(|a| a.to_string());
         self.write(move |c| {
-            Box::pin(async move {
-                let r = sqlx::query(
-                    "INSERT INTO domains(name, catch_all, created_at) VALUES (?, ?, ?)
-                     ON CONFLICT(name) DO NOTHING",
-                )
-                .bind(&name)
-                .bind(&catch_all)
-                .bind(now_unix())
-                .execute(&mut *c)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(StoreError::Exists(format!("domain {name}")));
-                }
-                Ok(())
-            })
+            let n = c.execute(
+                "INSERT INTO domains(name, catch_all, created_at) VALUES (?, ?, ?)
+                 ON CONFLICT(name) DO NOTHING",
+                params![name, catch_all, now_unix()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Exists(format!("domain {name}")));
+            }
+            Ok(())
         })
         .await
     }
@@ -50,94 +44,75 @@ impl Directory for SqliteStore {
     async fn remove_domain(&self, name: &str) -> Result<()> {
         let name = name.to_lowercase();
         self.write(move |c| {
-            Box::pin(async move {
-                let used: i64 = sqlx::query_scalar(
-                    "SELECT (SELECT COUNT(*) FROM accounts a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?1)
-                          + (SELECT COUNT(*) FROM aliases a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?1)",
-                )
-                .bind(&name)
-                .fetch_one(&mut *c)
-                .await?;
-                if used > 0 {
-                    return Err(StoreError::Invalid(format!(
-                        "domain {name} still has {used} accounts or aliases; remove them first"
-                    )));
-                }
-                let r = sqlx::query("DELETE FROM domains WHERE name = ?")
-                    .bind(&name)
-                    .execute(&mut *c)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("domain {name}")));
-                }
-                Ok(())
-            })
+            let used: i64 = c.query_row(
+                "SELECT (SELECT COUNT(*) FROM accounts a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?1)
+                      + (SELECT COUNT(*) FROM aliases a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?1)",
+                [&name],
+                |r| r.get(0),
+            )?;
+            if used > 0 {
+                return Err(StoreError::Invalid(format!(
+                    "domain {name} still has {used} accounts or aliases; remove them first"
+                )));
+            }
+            if c.execute("DELETE FROM domains WHERE name = ?", [&name])? == 0 {
+                return Err(StoreError::NotFound(format!("domain {name}")));
+            }
+            Ok(())
         })
         .await
     }
 
     async fn list_domains(&self) -> Result<Vec<DomainInfo>> {
-        let rows = sqlx::query("SELECT name, catch_all FROM domains ORDER BY name")
-            .fetch_all(&self.read)
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| DomainInfo {
-                name: r.get(0),
-                catch_all: r.get(1),
-            })
-            .collect())
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT name, catch_all FROM domains ORDER BY name")?;
+            let rows = st.query_map([], |r| {
+                Ok(DomainInfo {
+                    name: r.get(0)?,
+                    catch_all: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     async fn add_account(&self, address: &Address, password: &str, quota: u64) -> Result<AccountId> {
         let hash = hash_blocking(password).await?;
         let address = address.clone();
         self.write(move |c| {
-            Box::pin(async move {
-                let domain_id: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = ?")
-                    .bind(address.domain())
-                    .fetch_optional(&mut *c)
-                    .await?;
-                let domain_id = domain_id.ok_or_else(|| {
-                    StoreError::Invalid(format!(
-                        "{} is not a local domain; add it with `tern domain add {}`",
-                        address.domain(),
-                        address.domain()
-                    ))
-                })?;
-                let addr = address.to_string();
-                let alias: Option<i64> = sqlx::query_scalar("SELECT id FROM aliases WHERE address = ?")
-                    .bind(&addr)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                if alias.is_some() {
-                    return Err(StoreError::Exists(format!("alias {addr}")));
-                }
-                let id: Option<i64> = sqlx::query_scalar(
+            let domain_id: Option<i64> = c
+                .query_row("SELECT id FROM domains WHERE name = ?", [address.domain()], |r| r.get(0))
+                .optional()?;
+            let domain_id = domain_id.ok_or_else(|| {
+                StoreError::Invalid(format!(
+                    "{} is not a local domain; add it with `tern domain add {}`",
+                    address.domain(),
+                    address.domain()
+                ))
+            })?;
+            let addr = address.to_string();
+            let alias: Option<i64> = c
+                .query_row("SELECT id FROM aliases WHERE address = ?", [&addr], |r| r.get(0))
+                .optional()?;
+            if alias.is_some() {
+                return Err(StoreError::Exists(format!("alias {addr}")));
+            }
+            let id: Option<i64> = c
+                .query_row(
                     "INSERT INTO accounts(address, domain_id, password_hash, quota, created_at)
                      VALUES (?, ?, ?, ?, ?) ON CONFLICT(address) DO NOTHING RETURNING id",
+                    params![addr, domain_id, hash, quota as i64, now_unix()],
+                    |r| r.get(0),
                 )
-                .bind(&addr)
-                .bind(domain_id)
-                .bind(&hash)
-                .bind(quota as i64)
-                .bind(now_unix())
-                .fetch_optional(&mut *c)
-                .await?;
-                let id = id.ok_or_else(|| StoreError::Exists(format!("account {addr}")))?;
-                for (name, special) in DEFAULT_MAILBOXES {
-                    sqlx::query(
-                        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
-                    )
-                    .bind(id)
-                    .bind(name)
-                    .bind(special)
-                    .bind(uidvalidity())
-                    .execute(&mut *c)
-                    .await?;
-                }
-                Ok(id)
-            })
+                .optional()?;
+            let id = id.ok_or_else(|| StoreError::Exists(format!("account {addr}")))?;
+            for (name, special) in DEFAULT_MAILBOXES {
+                c.execute(
+                    "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
+                    params![id, name, special, uidvalidity()],
+                )?;
+            }
+            Ok(id)
         })
         .await
     }
@@ -145,50 +120,20 @@ impl Directory for SqliteStore {
     async fn remove_account(&self, address: &Address) -> Result<()> {
         let addr = address.to_string();
         self.write(move |c| {
-            Box::pin(async move {
-                let id: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE address = ?")
-                    .bind(&addr)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                let id = id.ok_or_else(|| StoreError::NotFound(format!("account {addr}")))?;
-                // Release blob references held by this account's messages.
-                sqlx::query(
-                    "UPDATE blobs SET refcount = refcount - (
-                        SELECT COUNT(*) FROM mailbox_messages mm JOIN mailboxes m ON mm.mailbox_id = m.id
-                        WHERE m.account_id = ?1 AND mm.blob_hash = blobs.hash)
-                     WHERE hash IN (SELECT mm.blob_hash FROM mailbox_messages mm
-                        JOIN mailboxes m ON mm.mailbox_id = m.id WHERE m.account_id = ?1)",
-                )
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-                sqlx::query(
-                    "DELETE FROM mailbox_messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)",
-                )
-                .bind(id)
-                .execute(&mut *c)
-                .await?;
-                sqlx::query("DELETE FROM blobs WHERE refcount <= 0")
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query("DELETE FROM mailboxes WHERE account_id = ?")
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query("DELETE FROM aliases WHERE account_id = ?")
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query("UPDATE domains SET catch_all = NULL WHERE catch_all = ?")
-                    .bind(&addr)
-                    .execute(&mut *c)
-                    .await?;
-                sqlx::query("DELETE FROM accounts WHERE id = ?")
-                    .bind(id)
-                    .execute(&mut *c)
-                    .await?;
-                Ok(())
-            })
+            let id: i64 = c
+                .query_row("SELECT id FROM accounts WHERE address = ?", [&addr], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("account {addr}")))?;
+            // The delete trigger releases blob references.
+            c.execute(
+                "DELETE FROM mailbox_messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE account_id = ?)",
+                [id],
+            )?;
+            c.execute("DELETE FROM mailboxes WHERE account_id = ?", [id])?;
+            c.execute("DELETE FROM aliases WHERE account_id = ?", [id])?;
+            c.execute("UPDATE domains SET catch_all = NULL WHERE catch_all = ?", [&addr])?;
+            c.execute("DELETE FROM accounts WHERE id = ?", [id])?;
+            Ok(())
         })
         .await
     }
@@ -197,82 +142,64 @@ impl Directory for SqliteStore {
         let hash = hash_blocking(password).await?;
         let addr = address.to_string();
         self.write(move |c| {
-            Box::pin(async move {
-                let r = sqlx::query("UPDATE accounts SET password_hash = ? WHERE address = ?")
-                    .bind(&hash)
-                    .bind(&addr)
-                    .execute(&mut *c)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("account {addr}")));
-                }
-                Ok(())
-            })
+            if c.execute("UPDATE accounts SET password_hash = ? WHERE address = ?", [&hash, &addr])? == 0 {
+                return Err(StoreError::NotFound(format!("account {addr}")));
+            }
+            Ok(())
         })
         .await
     }
 
     async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<AccountInfo>> {
-        let rows = sqlx::query(
-            "SELECT a.id, a.address, a.quota, a.used,
-                    (SELECT COUNT(*) FROM mailbox_messages mm JOIN mailboxes m ON mm.mailbox_id = m.id
-                     WHERE m.account_id = a.id)
-             FROM accounts a JOIN domains d ON a.domain_id = d.id
-             WHERE ?1 IS NULL OR d.name = ?1 ORDER BY a.address",
-        )
-        .bind(domain.map(str::to_lowercase))
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AccountInfo {
-                id: r.get(0),
-                address: r.get(1),
-                quota: r.get::<i64, _>(2) as u64,
-                used: r.get::<i64, _>(3) as u64,
-                messages: r.get::<i64, _>(4) as u64,
-            })
-            .collect())
+        let domain = domain.map(str::to_lowercase);
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT a.id, a.address, a.quota, a.used,
+                        (SELECT COUNT(*) FROM mailbox_messages mm JOIN mailboxes m ON mm.mailbox_id = m.id
+                         WHERE m.account_id = a.id)
+                 FROM accounts a JOIN domains d ON a.domain_id = d.id
+                 WHERE ?1 IS NULL OR d.name = ?1 ORDER BY a.address",
+            )?;
+            let rows = st.query_map([&domain], |r| {
+                Ok(AccountInfo {
+                    id: r.get(0)?,
+                    address: r.get(1)?,
+                    quota: r.get::<_, i64>(2)? as u64,
+                    used: r.get::<_, i64>(3)? as u64,
+                    messages: r.get::<_, i64>(4)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     async fn add_alias(&self, address: &Address, target: &Address) -> Result<()> {
         let (addr, target) = (address.clone(), target.to_string());
         self.write(move |c| {
-            Box::pin(async move {
-                let domain_id: Option<i64> = sqlx::query_scalar("SELECT id FROM domains WHERE name = ?")
-                    .bind(addr.domain())
-                    .fetch_optional(&mut *c)
-                    .await?;
-                let domain_id = domain_id
-                    .ok_or_else(|| StoreError::Invalid(format!("{} is not a local domain", addr.domain())))?;
-                let account: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE address = ?")
-                    .bind(&target)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                let account = account
-                    .ok_or_else(|| StoreError::NotFound(format!("target account {target}")))?;
-                let addr = addr.to_string();
-                let taken: Option<i64> = sqlx::query_scalar("SELECT id FROM accounts WHERE address = ?")
-                    .bind(&addr)
-                    .fetch_optional(&mut *c)
-                    .await?;
-                if taken.is_some() {
-                    return Err(StoreError::Exists(format!("account {addr}")));
-                }
-                let r = sqlx::query(
-                    "INSERT INTO aliases(address, domain_id, account_id) VALUES (?, ?, ?)
-                     ON CONFLICT(address) DO NOTHING",
-                )
-                .bind(&addr)
-                .bind(domain_id)
-                .bind(account)
-                .execute(&mut *c)
-                .await?;
-                if r.rows_affected() == 0 {
-                    return Err(StoreError::Exists(format!("alias {addr}")));
-                }
-                Ok(())
-            })
+            let domain_id: i64 = c
+                .query_row("SELECT id FROM domains WHERE name = ?", [addr.domain()], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::Invalid(format!("{} is not a local domain", addr.domain())))?;
+            let account: i64 = c
+                .query_row("SELECT id FROM accounts WHERE address = ?", [&target], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("target account {target}")))?;
+            let addr = addr.to_string();
+            let taken: Option<i64> = c
+                .query_row("SELECT id FROM accounts WHERE address = ?", [&addr], |r| r.get(0))
+                .optional()?;
+            if taken.is_some() {
+                return Err(StoreError::Exists(format!("account {addr}")));
+            }
+            let n = c.execute(
+                "INSERT INTO aliases(address, domain_id, account_id) VALUES (?, ?, ?)
+                 ON CONFLICT(address) DO NOTHING",
+                params![addr, domain_id, account],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Exists(format!("alias {addr}")));
+            }
+            Ok(())
         })
         .await
     }
@@ -280,80 +207,78 @@ impl Directory for SqliteStore {
     async fn remove_alias(&self, address: &Address) -> Result<()> {
         let addr = address.to_string();
         self.write(move |c| {
-            Box::pin(async move {
-                let r = sqlx::query("DELETE FROM aliases WHERE address = ?")
-                    .bind(&addr)
-                    .execute(&mut *c)
-                    .await?;
-                if r.rows_affected() == 0 {
-                    return Err(StoreError::NotFound(format!("alias {addr}")));
-                }
-                Ok(())
-            })
+            if c.execute("DELETE FROM aliases WHERE address = ?", [&addr])? == 0 {
+                return Err(StoreError::NotFound(format!("alias {addr}")));
+            }
+            Ok(())
         })
         .await
     }
 
     async fn list_aliases(&self) -> Result<Vec<AliasInfo>> {
-        let rows = sqlx::query(
-            "SELECT al.address, a.address FROM aliases al JOIN accounts a ON al.account_id = a.id ORDER BY al.address",
-        )
-        .fetch_all(&self.read)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|r| AliasInfo {
-                address: r.get(0),
-                target: r.get(1),
-            })
-            .collect())
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT al.address, a.address FROM aliases al JOIN accounts a ON al.account_id = a.id
+                 ORDER BY al.address",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(AliasInfo {
+                    address: r.get(0)?,
+                    target: r.get(1)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     async fn resolve(&self, address: &Address, allow_catch_all: bool) -> Result<Recipient> {
         let addr = address.to_string();
-        // One round trip: the domain row, and the account reached directly,
-        // through an alias, or through the domain's catch-all.
-        let row = sqlx::query(
-            "SELECT d.id,
-               COALESCE(
-                 (SELECT id FROM accounts WHERE address = ?1),
-                 (SELECT account_id FROM aliases WHERE address = ?1),
-                 CASE WHEN ?3 THEN (SELECT id FROM accounts WHERE address = d.catch_all) END)
-             FROM domains d WHERE d.name = ?2",
-        )
-        .bind(&addr)
-        .bind(address.domain())
-        .bind(allow_catch_all)
-        .fetch_optional(&self.read)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Recipient::NotLocal);
-        };
-        let Some(account): Option<i64> = row.get(1) else {
-            return Ok(Recipient::UnknownUser);
-        };
-        let r = sqlx::query("SELECT address, quota, used FROM accounts WHERE id = ?")
-            .bind(account)
-            .fetch_optional(&self.read)
-            .await?;
-        Ok(match r {
-            Some(r) => Recipient::Local(LocalRecipient {
-                account,
-                address: r.get(0),
-                quota: r.get::<i64, _>(1) as u64,
-                used: r.get::<i64, _>(2) as u64,
-            }),
-            None => Recipient::UnknownUser,
+        self.read(|c| {
+            // One query: the domain, and the account reached directly, through
+            // an alias, or through the domain's catch-all.
+            let mut st = c.prepare_cached(
+                "WITH d AS (SELECT id, catch_all FROM domains WHERE name = ?2),
+                      target AS (SELECT COALESCE(
+                          (SELECT id FROM accounts WHERE address = ?1),
+                          (SELECT account_id FROM aliases WHERE address = ?1),
+                          CASE WHEN ?3 THEN (SELECT a.id FROM accounts a, d WHERE a.address = d.catch_all) END
+                      ) AS id)
+                 SELECT d.id, a.id, a.address, a.quota, a.used
+                 FROM d LEFT JOIN target t LEFT JOIN accounts a ON a.id = t.id",
+            )?;
+            let row = st
+                .query_row(params![addr, address.domain(), allow_catch_all], |r| {
+                    Ok((
+                        r.get::<_, Option<i64>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                })
+                .optional()?;
+            Ok(match row {
+                None => Recipient::NotLocal,
+                Some((Some(account), Some(address), quota, used)) => Recipient::Local(LocalRecipient {
+                    account,
+                    address,
+                    quota: quota.unwrap_or(0) as u64,
+                    used: used.unwrap_or(0) as u64,
+                }),
+                Some(_) => Recipient::UnknownUser,
+            })
         })
     }
 
     async fn authenticate(&self, login: &str, password: &str) -> Result<Option<AccountId>> {
         let login = login.trim().to_lowercase();
-        let row: Option<(i64, String)> =
-            sqlx::query_as("SELECT id, password_hash FROM accounts WHERE address = ?")
-                .bind(&login)
-                .fetch_optional(&self.read)
-                .await?;
+        let row: Option<(i64, String)> = self.read(|c| {
+            Ok(c.query_row(
+                "SELECT id, password_hash FROM accounts WHERE address = ?",
+                [&login],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+        })?;
         let password = password.to_string();
         tokio::task::spawn_blocking(move || match row {
             Some((id, hash)) if password::verify(&password, &hash) => Some(id),

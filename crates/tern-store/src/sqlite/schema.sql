@@ -32,13 +32,15 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     UNIQUE (account_id, name)
 );
 -- One row per distinct message body (content address = SHA-256 of the bytes).
+-- A rowid table: rows are large, which WITHOUT ROWID tables handle badly.
 CREATE TABLE IF NOT EXISTS blobs (
-    hash      TEXT PRIMARY KEY,
+    id        INTEGER PRIMARY KEY,
+    hash      TEXT NOT NULL UNIQUE,
     size      INTEGER NOT NULL,
     refcount  INTEGER NOT NULL,
     meta      TEXT NOT NULL,
     data      BLOB NOT NULL
-) WITHOUT ROWID;
+);
 -- A message in a mailbox.
 CREATE TABLE IF NOT EXISTS mailbox_messages (
     mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
@@ -54,3 +56,22 @@ CREATE TABLE IF NOT EXISTS mailbox_messages (
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS mailbox_messages_blob ON mailbox_messages(blob_hash);
+
+-- Bookkeeping done inside SQLite, so a delivery or expunge is one statement
+-- per mailbox row (no extra round trips in the group-commit writer):
+-- UIDNEXT/HIGHESTMODSEQ, account usage and blob reference counts follow the
+-- mailbox_messages rows.
+CREATE TRIGGER IF NOT EXISTS mailbox_messages_added AFTER INSERT ON mailbox_messages
+BEGIN
+    UPDATE mailboxes SET uidnext = NEW.uid + 1, highest_modseq = NEW.modseq WHERE id = NEW.mailbox_id;
+    UPDATE accounts SET used = used + NEW.size
+        WHERE id = (SELECT account_id FROM mailboxes WHERE id = NEW.mailbox_id);
+    UPDATE blobs SET refcount = refcount + 1 WHERE hash = NEW.blob_hash;
+END;
+CREATE TRIGGER IF NOT EXISTS mailbox_messages_removed AFTER DELETE ON mailbox_messages
+BEGIN
+    UPDATE accounts SET used = MAX(0, used - OLD.size)
+        WHERE id = (SELECT account_id FROM mailboxes WHERE id = OLD.mailbox_id);
+    UPDATE blobs SET refcount = refcount - 1 WHERE hash = OLD.blob_hash;
+    DELETE FROM blobs WHERE hash = OLD.blob_hash AND refcount <= 0;
+END;
