@@ -102,9 +102,9 @@ fn valid_local_part(local: &str) -> bool {
     }
     local.split('.').all(|atom| {
         !atom.is_empty()
-            && atom
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii())
+            && atom.chars().all(|c| {
+                c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~".contains(c) || !c.is_ascii()
+            })
     })
 }
 
@@ -144,10 +144,16 @@ mod tests {
     fn rejects_tricks() {
         assert_eq!(Address::parse("a@b@example.com"), Err(AddressError::Shape));
         assert_eq!(Address::parse("@example.com"), Err(AddressError::Shape));
-        assert_eq!(Address::parse("a..b@example.com"), Err(AddressError::LocalPart));
+        assert_eq!(
+            Address::parse("a..b@example.com"),
+            Err(AddressError::LocalPart)
+        );
         assert_eq!(Address::parse("a@exa mple.com"), Err(AddressError::Domain));
         // Legal syntax, but never a relay: it is just a local part with '%'.
         assert_eq!(Address::parse("a%b@example.com").unwrap().local(), "a%b");
-        assert_eq!(Address::parse("\"a@b\"@example.com").unwrap().local(), "\"a@b\"");
+        assert_eq!(
+            Address::parse("\"a@b\"@example.com").unwrap().local(),
+            "\"a@b\""
+        );
     }
 }

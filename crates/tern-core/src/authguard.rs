@@ -63,7 +63,9 @@ impl AuthGuard {
             Verdict::Block
         } else if n >= self.cfg.slow_after {
             // 1 s for the first slowed attempt, growing by a second each time, at most 5 s.
-            Verdict::Delay(Duration::from_secs(u64::from(n - self.cfg.slow_after + 1).min(5)))
+            Verdict::Delay(Duration::from_secs(
+                u64::from(n - self.cfg.slow_after + 1).min(5),
+            ))
         } else {
             Verdict::Allow
         }

@@ -23,7 +23,11 @@ pub enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
@@ -32,7 +36,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
@@ -105,7 +113,10 @@ impl Conn {
         match &self.stream {
             Some(Stream::Tls(s)) => {
                 let (_, c) = s.get_ref();
-                let v = c.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default();
+                let v = c
+                    .protocol_version()
+                    .map(|v| format!("{v:?}"))
+                    .unwrap_or_default();
                 let cs = c
                     .negotiated_cipher_suite()
                     .map(|s| format!("{:?}", s.suite()))
@@ -135,10 +146,9 @@ impl Conn {
     /// Sends everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
-            let stream = self
-                .stream
-                .as_mut()
-                .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed"))?;
+            let stream = self.stream.as_mut().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed")
+            })?;
             stream.write_all(&self.wbuf).await?;
             self.wbuf.clear();
             // Keep memory small on idle connections.
@@ -163,10 +173,16 @@ impl Conn {
         if self.rbuf.capacity() - len < READ_CHUNK / 2 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        self.rbuf.resize(len + READ_CHUNK.min(self.rbuf.capacity() - len).max(1024), 0);
+        self.rbuf.resize(
+            len + READ_CHUNK.min(self.rbuf.capacity() - len).max(1024),
+            0,
+        );
         let Some(stream) = self.stream.as_mut() else {
             self.rbuf.truncate(len);
-            return Err(io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "TLS handshake failed",
+            ));
         };
         let r = tokio::time::timeout(timeout, stream.read(&mut self.rbuf[len..])).await;
         match r {
@@ -255,7 +271,11 @@ impl Conn {
     }
 
     /// Performs the TLS handshake right away (implicit TLS ports).
-    pub async fn accept_tls(tcp: TcpStream, acceptor: &TlsAcceptor, timeout: Duration) -> io::Result<Self> {
+    pub async fn accept_tls(
+        tcp: TcpStream,
+        acceptor: &TlsAcceptor,
+        timeout: Duration,
+    ) -> io::Result<Self> {
         let mut c = Self::new(tcp)?;
         c.start_tls(acceptor, timeout).await?;
         Ok(c)
@@ -274,4 +294,3 @@ impl Conn {
 pub fn acceptor(config: Arc<rustls::ServerConfig>) -> TlsAcceptor {
     TlsAcceptor::from(config)
 }
-

@@ -7,9 +7,9 @@
 pub mod address;
 pub mod authguard;
 pub mod config;
+pub mod conn;
 pub mod connlimit;
 pub mod id;
-pub mod conn;
 pub mod tls;
 
 pub use address::{Address, AddressError};

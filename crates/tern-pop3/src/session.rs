@@ -37,7 +37,9 @@ struct Session {
 pub async fn run(server: Arc<Pop3Server>, tcp: TcpStream, implicit_tls: bool) {
     let timeout = Duration::from_secs(server.config.timeout);
     let conn = if implicit_tls {
-        let Some(acceptor) = server.tls.clone() else { return };
+        let Some(acceptor) = server.tls.clone() else {
+            return;
+        };
         match Conn::accept_tls(tcp, &acceptor, Duration::from_secs(60)).await {
             Ok(c) => c,
             Err(e) => {
@@ -91,7 +93,8 @@ impl Session {
         self.conn.write(format!("-ERR {text}\r\n").as_bytes());
         self.errors += 1;
         if self.errors >= MAX_ERRORS {
-            self.conn.write(b"-ERR Too many errors, closing connection\r\n");
+            self.conn
+                .write(b"-ERR Too many errors, closing connection\r\n");
             return false;
         }
         true
@@ -125,14 +128,18 @@ impl Session {
             "USER" => self.user(arg),
             "PASS" => self.pass(arg).await,
             "AUTH" => self.auth(arg).await,
-            "STAT" | "LIST" | "UIDL" | "RETR" | "TOP" | "DELE" | "RSET" => self.transaction(&cmd, arg).await,
+            "STAT" | "LIST" | "UIDL" | "RETR" | "TOP" | "DELE" | "RSET" => {
+                self.transaction(&cmd, arg).await
+            }
             "" => self.err("Empty command"),
             _ => self.err("Unknown command"),
         }
     }
 
     fn capa(&mut self) -> bool {
-        let mut caps = String::from("+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n");
+        let mut caps = String::from(
+            "+OK Capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nAUTH-RESP-CODE\r\nPIPELINING\r\n",
+        );
         if matches!(self.state, State::Authorization { .. }) {
             if self.plaintext_allowed() {
                 caps.push_str("USER\r\nSASL PLAIN\r\n");
@@ -141,9 +148,13 @@ impl Session {
                 caps.push_str("STLS\r\n");
             }
         }
-        caps.push_str(&format!(
-            "EXPIRE NEVER\r\nLOGIN-DELAY 0\r\nIMPLEMENTATION Tern\r\n.\r\n"
-        ));
+        caps.push_str(
+            "EXPIRE NEVER
+LOGIN-DELAY 0
+IMPLEMENTATION Tern
+.
+",
+        );
         self.conn.write(caps.as_bytes());
         true
     }
@@ -159,7 +170,11 @@ impl Session {
             return self.err("Already using TLS");
         }
         self.ok("Begin TLS negotiation");
-        if let Err(e) = self.conn.start_tls(&acceptor, Duration::from_secs(60)).await {
+        if let Err(e) = self
+            .conn
+            .start_tls(&acceptor, Duration::from_secs(60))
+            .await
+        {
             tracing::debug!(error = %e, "pop3: STLS handshake failed");
             return false;
         }
@@ -216,7 +231,9 @@ impl Session {
                 self.conn.write(b"+ \r\n");
                 loop {
                     match self.conn.take_line(MAX_LINE) {
-                        Line::Complete(l) => break String::from_utf8_lossy(&l).trim_end().to_string(),
+                        Line::Complete(l) => {
+                            break String::from_utf8_lossy(&l).trim_end().to_string();
+                        }
                         Line::TooLong => return self.err("Line too long"),
                         Line::Incomplete => {
                             let t = Duration::from_secs(self.server.config.timeout);
@@ -232,7 +249,8 @@ impl Session {
         if response == "*" {
             return self.err("Authentication cancelled");
         }
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(response.as_bytes()) else {
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(response.as_bytes())
+        else {
             return self.err("Invalid base64");
         };
         // authzid NUL authcid NUL passwd (RFC 4616 §2)
@@ -308,7 +326,10 @@ impl Session {
         let args: Vec<&str> = arg.split_ascii_whitespace().collect();
         // Message numbers are 1-based and refer to non-deleted messages.
         let msg = |drop: &Maildrop, s: Option<&&str>| -> Result<usize, &'static str> {
-            let n: usize = s.ok_or("Message number required")?.parse().map_err(|_| "Invalid message number")?;
+            let n: usize = s
+                .ok_or("Message number required")?
+                .parse()
+                .map_err(|_| "Invalid message number")?;
             if n == 0 || n > drop.messages.len() {
                 return Err("No such message");
             }
@@ -326,7 +347,11 @@ impl Session {
                 let uidl = cmd == "UIDL";
                 let line = |drop: &Maildrop, i: usize| {
                     if uidl {
-                        format!("{} {}", i + 1, uid_string(drop.uidvalidity, drop.messages[i].uid))
+                        format!(
+                            "{} {}",
+                            i + 1,
+                            uid_string(drop.uidvalidity, drop.messages[i].uid)
+                        )
                     } else {
                         format!("{} {}", i + 1, drop.messages[i].size)
                     }
@@ -417,7 +442,8 @@ impl Session {
             let (account, login) = (drop.account, drop.login.clone());
             if let Err(e) = self.server.store.expunge(account, "INBOX", &uids).await {
                 tracing::error!(error = %e, user = %login, "pop3: expunge failed");
-                self.conn.write(b"-ERR [SYS/TEMP] Some deleted messages not removed\r\n");
+                self.conn
+                    .write(b"-ERR [SYS/TEMP] Some deleted messages not removed\r\n");
                 return;
             }
             tracing::info!(user = %login, deleted = uids.len(), "pop3: logout");

@@ -250,9 +250,12 @@ mod tests {
     #[test]
     fn ends_at_crlf_dot_crlf() {
         let (end, msg) = run(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n");
-        assert_eq!(end, Some(24));
+        assert_eq!(end, Some(23));
         assert_eq!(msg, b"Subject: x\r\n\r\nbody\r\n");
-        assert_eq!(run_bytewise(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n").1, msg);
+        assert_eq!(
+            run_bytewise(b"Subject: x\r\n\r\nbody\r\n.\r\nQUIT\r\n").1,
+            msg
+        );
     }
 
     #[test]

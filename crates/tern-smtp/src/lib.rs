@@ -35,7 +35,12 @@ pub struct SmtpServer {
 
 impl SmtpServer {
     /// A server with the given configuration.
-    pub fn new(config: SmtpConfig, hostname: String, store: SharedStore, tls: Option<TlsAcceptor>) -> Arc<Self> {
+    pub fn new(
+        config: SmtpConfig,
+        hostname: String,
+        store: SharedStore,
+        tls: Option<TlsAcceptor>,
+    ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(Self {
             config,

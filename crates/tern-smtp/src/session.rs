@@ -56,7 +56,8 @@ pub async fn run(server: Arc<SmtpServer>, tcp: TcpStream, guard: Result<ConnGuar
                 LimitExceeded::Total => "Too many connections, try again later",
                 LimitExceeded::PerIp => "Too many connections from your address, try again later",
             };
-            metrics::counter!("tern_smtp_rejections_total", "reason" => "connection_limit").increment(1);
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "connection_limit")
+                .increment(1);
             tracing::info!(client = %conn.peer.ip(), "smtp: refused connection: {why}");
             conn.write(&reply!(421, "4.7.0", "{} {why}", server.hostname).to_bytes());
             conn.shutdown().await;
@@ -74,7 +75,8 @@ pub async fn run(server: Arc<SmtpServer>, tcp: TcpStream, guard: Result<ConnGuar
         rcpt_failures: 0,
         server,
     };
-    s.conn.write(format!("220 {} ESMTP Tern\r\n", s.server.hostname).as_bytes());
+    s.conn
+        .write(format!("220 {} ESMTP Tern\r\n", s.server.hostname).as_bytes());
     s.command_loop().await;
     s.conn.shutdown().await;
     tracing::debug!(client = %peer, "smtp: disconnect");
@@ -96,7 +98,9 @@ impl Session {
                     }
                 }
                 Line::TooLong => {
-                    if let Next::Close = self.send(reply!(500, "5.5.2", "Line too long (at most {max} bytes)")) {
+                    if let Next::Close =
+                        self.send(reply!(500, "5.5.2", "Line too long (at most {max} bytes)"))
+                    {
                         return;
                     }
                 }
@@ -105,8 +109,13 @@ impl Session {
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                         self.conn.write(
-                            &reply!(421, "4.4.2", "{} Timeout waiting for a command, closing", self.server.hostname)
-                                .to_bytes(),
+                            &reply!(
+                                421,
+                                "4.4.2",
+                                "{} Timeout waiting for a command, closing",
+                                self.server.hostname
+                            )
+                            .to_bytes(),
                         );
                         return;
                     }
@@ -122,10 +131,17 @@ impl Session {
         if r.is_error() {
             self.errors += 1;
             if self.errors >= self.cfg().max_errors {
-                metrics::counter!("tern_smtp_rejections_total", "reason" => "too_many_errors").increment(1);
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "too_many_errors")
+                    .increment(1);
                 tracing::info!(client = %self.conn.peer.ip(), errors = self.errors, "smtp: too many errors, disconnecting");
                 self.conn.write(
-                    &reply!(421, "4.7.0", "{} Too many errors, closing connection", self.server.hostname).to_bytes(),
+                    &reply!(
+                        421,
+                        "4.7.0",
+                        "{} Too many errors, closing connection",
+                        self.server.hostname
+                    )
+                    .to_bytes(),
                 );
                 return Next::Close;
             }
@@ -135,7 +151,11 @@ impl Session {
 
     async fn command(&mut self, line: &[u8]) -> Next {
         if !line.ends_with(b"\r\n") {
-            return self.send(reply!(500, "5.5.2", "Syntax error: command lines must end with CRLF"));
+            return self.send(reply!(
+                500,
+                "5.5.2",
+                "Syntax error: command lines must end with CRLF"
+            ));
         }
         if line.contains(&0) {
             return self.send(reply!(500, "5.5.2", "Syntax error: NUL byte in command"));
@@ -148,11 +168,16 @@ impl Session {
         match request {
             Request::Ehlo { host } => self.ehlo(host, true),
             Request::Helo { host } => self.ehlo(host, false),
-            Request::Lhlo { .. } => self.send(reply!(500, "5.5.1", "LHLO is for LMTP; this is SMTP")),
+            Request::Lhlo { .. } => {
+                self.send(reply!(500, "5.5.1", "LHLO is for LMTP; this is SMTP"))
+            }
             Request::Mail { from } => self.mail(from),
             Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => self.data().await,
-            Request::Bdat { chunk_size, is_last } => self.bdat(chunk_size, is_last).await,
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => self.bdat(chunk_size, is_last).await,
             Request::StartTls => self.starttls().await,
             Request::Rset => {
                 self.reset();
@@ -160,14 +185,27 @@ impl Session {
             }
             Request::Noop { .. } => self.send(reply!(250, "2.0.0", "OK")),
             Request::Quit => {
-                self.conn
-                    .write(&reply!(221, "2.0.0", "{} closing connection", self.server.hostname).to_bytes());
+                self.conn.write(
+                    &reply!(221, "2.0.0", "{} closing connection", self.server.hostname).to_bytes(),
+                );
                 Next::Close
             }
-            Request::Vrfy { .. } => self.send(reply!(252, "2.5.0", "Cannot VRFY user, but will accept message for local recipients")),
+            Request::Vrfy { .. } => self.send(reply!(
+                252,
+                "2.5.0",
+                "Cannot VRFY user, but will accept message for local recipients"
+            )),
             Request::Expn { .. } => self.send(reply!(502, "5.5.1", "EXPN is not available")),
-            Request::Help { .. } => self.send(reply!(214, "2.0.0", "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS VRFY")),
-            Request::Auth { .. } => self.send(reply!(503, "5.5.1", "AUTH is not available on this port; use submission")),
+            Request::Help { .. } => self.send(reply!(
+                214,
+                "2.0.0",
+                "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS VRFY"
+            )),
+            Request::Auth { .. } => self.send(reply!(
+                503,
+                "5.5.1",
+                "AUTH is not available on this port; use submission"
+            )),
             Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
                 self.send(reply!(502, "5.5.1", "Command not implemented"))
             }
@@ -186,7 +224,12 @@ impl Session {
         }
         self.reset();
         self.esmtp = esmtp;
-        let greeting = format!("{} Hello {} [{}]", self.server.hostname, host, self.conn.peer.ip());
+        let greeting = format!(
+            "{} Hello {} [{}]",
+            self.server.hostname,
+            host,
+            self.conn.peer.ip()
+        );
         self.helo = Some(host);
         if !esmtp {
             return self.send(Reply::new(250, "2.0.0", greeting).without_status());
@@ -222,7 +265,8 @@ impl Session {
         if self.conn.is_tls() {
             return self.send(reply!(503, "5.5.1", "Already using TLS"));
         }
-        self.conn.write(&reply!(220, "2.0.0", "Ready to start TLS").to_bytes());
+        self.conn
+            .write(&reply!(220, "2.0.0", "Ready to start TLS").to_bytes());
         let timeout = Duration::from_secs(self.cfg().command_timeout.min(60));
         if let Err(e) = self.conn.start_tls(&acceptor, timeout).await {
             tracing::info!(client = %self.conn.peer.ip(), error = %e, "smtp: TLS handshake failed");
@@ -251,13 +295,21 @@ impl Session {
         let max = self.cfg().max_message_size;
         if from.size > max {
             metrics::counter!("tern_smtp_rejections_total", "reason" => "size").increment(1);
-            return self.send(reply!(552, "5.3.4", "Message size exceeds the limit of {max} bytes"));
+            return self.send(reply!(
+                552,
+                "5.3.4",
+                "Message size exceeds the limit of {max} bytes"
+            ));
         }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
         let address = from.address.trim().to_string();
         if !address.is_empty() {
             if !address.is_ascii() && !smtputf8 {
-                return self.send(reply!(553, "5.6.7", "Non-ASCII sender address requires SMTPUTF8"));
+                return self.send(reply!(
+                    553,
+                    "5.6.7",
+                    "Non-ASCII sender address requires SMTPUTF8"
+                ));
             }
             if Address::parse(&address).is_err() {
                 return self.send(reply!(553, "5.1.7", "Bad sender address syntax"));
@@ -294,18 +346,25 @@ impl Session {
             return self.send(reply!(503, "5.5.1", "Send MAIL first"));
         };
         if tx.rcpts.len() >= self.cfg().max_recipients {
-            metrics::counter!("tern_smtp_rejections_total", "reason" => "too_many_recipients").increment(1);
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "too_many_recipients")
+                .increment(1);
             return self.send(reply!(452, "4.5.3", "Too many recipients"));
         }
         let smtputf8 = tx.params["smtputf8"].as_bool().unwrap_or(false);
         let size_hint = tx.params["size"].as_u64().unwrap_or(0);
         let raw = to.address.trim();
         if !raw.is_ascii() && !smtputf8 {
-            return self.rcpt_fail(reply!(553, "5.6.7", "Non-ASCII recipient address requires SMTPUTF8"));
+            return self.rcpt_fail(reply!(
+                553,
+                "5.6.7",
+                "Non-ASCII recipient address requires SMTPUTF8"
+            ));
         }
         let address = match Address::parse(raw) {
             Ok(a) => a,
-            Err(e) => return self.rcpt_fail(reply!(553, "5.1.3", "Bad recipient address syntax: {e}")),
+            Err(e) => {
+                return self.rcpt_fail(reply!(553, "5.1.3", "Bad recipient address syntax: {e}"));
+            }
         };
         let resolved = self
             .server
@@ -315,18 +374,24 @@ impl Session {
         let local = match resolved {
             Ok(Recipient::Local(l)) => l,
             Ok(Recipient::UnknownUser) => {
-                metrics::counter!("tern_smtp_rejections_total", "reason" => "unknown_user").increment(1);
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "unknown_user")
+                    .increment(1);
                 tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, "smtp: unknown recipient");
                 return self.rcpt_fail(reply!(550, "5.1.1", "<{address}>: no such user here"));
             }
             Ok(Recipient::NotLocal) => {
-                metrics::counter!("tern_smtp_rejections_total", "reason" => "relay_denied").increment(1);
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "relay_denied")
+                    .increment(1);
                 tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, "smtp: relay denied");
                 return self.rcpt_fail(reply!(550, "5.7.1", "<{address}>: relaying denied"));
             }
             Err(e) => {
                 tracing::error!(error = %e, "smtp: recipient lookup failed");
-                return self.rcpt_fail(reply!(451, "4.3.0", "Temporary lookup failure, try again later"));
+                return self.rcpt_fail(reply!(
+                    451,
+                    "4.3.0",
+                    "Temporary lookup failure, try again later"
+                ));
             }
         };
         if local.quota > 0 && local.used.saturating_add(size_hint) > local.quota {
@@ -414,7 +479,13 @@ impl Session {
             Ok(_) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                 self.conn.write(
-                    &reply!(421, "4.4.2", "{} Timeout during message data, closing", self.server.hostname).to_bytes(),
+                    &reply!(
+                        421,
+                        "4.4.2",
+                        "{} Timeout during message data, closing",
+                        self.server.hostname
+                    )
+                    .to_bytes(),
                 );
                 Err(Next::Close)
             }
@@ -425,7 +496,9 @@ impl Session {
     async fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Next {
         // RFC 3030 §2: the chunk is read even when the command is refused.
         let refusal = match &self.tx {
-            Some(tx) if tx.bdat_failed => Some(reply!(503, "5.5.1", "Earlier BDAT failed; send RSET")),
+            Some(tx) if tx.bdat_failed => {
+                Some(reply!(503, "5.5.1", "Earlier BDAT failed; send RSET"))
+            }
             Some(tx) if tx.rcpts.is_empty() => Some(if self.rcpt_failures > 0 {
                 reply!(554, "5.5.1", "No valid recipients")
             } else {
@@ -437,7 +510,10 @@ impl Session {
         let max_size = self.cfg().max_message_size;
         let max_line = self.cfg().max_data_line;
         let mut reader = match (&refusal, self.tx.as_mut()) {
-            (None, Some(tx)) => tx.bdat.take().unwrap_or_else(|| DataReader::bdat(max_size, max_line)),
+            (None, Some(tx)) => tx
+                .bdat
+                .take()
+                .unwrap_or_else(|| DataReader::bdat(max_size, max_line)),
             // Discard into a reader that keeps nothing.
             _ => DataReader::bdat(0, usize::MAX),
         };
@@ -488,11 +564,21 @@ impl Session {
                 let (reason, r) = match problem {
                     DataProblem::TooBig => (
                         "size",
-                        reply!(552, "5.3.4", "Message size exceeds the limit of {} bytes", self.cfg().max_message_size),
+                        reply!(
+                            552,
+                            "5.3.4",
+                            "Message size exceeds the limit of {} bytes",
+                            self.cfg().max_message_size
+                        ),
                     ),
                     DataProblem::LineTooLong => (
                         "line_length",
-                        reply!(554, "5.6.0", "Message has a line longer than {} bytes", self.cfg().max_data_line),
+                        reply!(
+                            554,
+                            "5.6.0",
+                            "Message has a line longer than {} bytes",
+                            self.cfg().max_data_line
+                        ),
                     ),
                     DataProblem::Nul => ("nul", reply!(554, "5.6.0", "Message contains NUL bytes")),
                 };
@@ -546,7 +632,11 @@ impl Session {
             }
             Err(e) => {
                 tracing::error!(queue_id = %queue_id, error = %e, "smtp: store failed; message not accepted");
-                self.send(reply!(451, "4.3.0", "Temporary storage failure, try again later"))
+                self.send(reply!(
+                    451,
+                    "4.3.0",
+                    "Temporary storage failure, try again later"
+                ))
             }
         }
     }

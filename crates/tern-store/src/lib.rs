@@ -159,7 +159,8 @@ pub trait Directory: Send + Sync {
     /// Lists local domains.
     async fn list_domains(&self) -> Result<Vec<DomainInfo>>;
     /// Creates an account with INBOX and the special-use folders.
-    async fn add_account(&self, address: &Address, password: &str, quota: u64) -> Result<AccountId>;
+    async fn add_account(&self, address: &Address, password: &str, quota: u64)
+    -> Result<AccountId>;
     /// Deletes an account and all its mail.
     async fn remove_account(&self, address: &Address) -> Result<()>;
     /// Changes a password.

@@ -143,7 +143,7 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
                 .get(p.offset_body as usize..p.offset_end as usize)
                 .unwrap_or_default();
             let children = match &p.body {
-                PartType::Multipart(ids) => ids.iter().map(|&i| i as u32).collect(),
+                PartType::Multipart(ids) => ids.clone(),
                 _ => vec![],
             };
             PartMeta {
@@ -156,9 +156,9 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
                     .content_transfer_encoding()
                     .unwrap_or("7bit")
                     .to_ascii_lowercase(),
-                disposition: p.content_disposition().map(|d| {
-                    (d.ctype().to_ascii_lowercase(), attrs(d.attributes()))
-                }),
+                disposition: p
+                    .content_disposition()
+                    .map(|d| (d.ctype().to_ascii_lowercase(), attrs(d.attributes()))),
                 header_offset: p.offset_header,
                 body_offset: p.offset_body,
                 end_offset: p.offset_end,
@@ -211,7 +211,10 @@ mod tests {
         assert_eq!(m.parts[0].ctype, "multipart");
         assert_eq!(m.parts[0].children, vec![1]);
         assert_eq!(m.parts[1].subtype, "plain");
-        assert_eq!(&raw[m.body_offset as usize..m.body_offset as usize + 3], b"--x");
+        assert_eq!(
+            &raw[m.body_offset as usize..m.body_offset as usize + 3],
+            b"--x"
+        );
     }
 
     #[test]

@@ -38,7 +38,9 @@ struct DataArg {
 #[derive(Subcommand)]
 enum Command {
     /// Create a data folder: tern.toml, a self-signed certificate, the first domain.
-    #[command(after_help = "Examples:\n  tern init --data /var/lib/tern --domain example.com --hostname mail.example.com\n  tern init --data ./test --domain example.test --port-base 10000   # 127.0.0.1:10025, :10110, ...")]
+    #[command(
+        after_help = "Examples:\n  tern init --data /var/lib/tern --domain example.com --hostname mail.example.com\n  tern init --data ./test --domain example.test --port-base 10000   # 127.0.0.1:10025, :10110, ..."
+    )]
     Init {
         #[command(flatten)]
         data: DataArg,
@@ -60,7 +62,9 @@ enum Command {
     },
     /// One-command demo: creates ./tern-data (domain example.test, ports 10000+,
     /// account demo@example.test) if missing, prints the login, and serves.
-    #[command(after_help = "Example:\n  tern dev\n  swaks --server 127.0.0.1:10025 --to demo@example.test")]
+    #[command(
+        after_help = "Example:\n  tern dev\n  swaks --server 127.0.0.1:10025 --to demo@example.test"
+    )]
     Dev {
         #[command(flatten)]
         data: DataArg,
@@ -79,7 +83,9 @@ enum Command {
 #[derive(Subcommand)]
 enum AccountCmd {
     /// Create an account with INBOX, Sent, Drafts, Junk, Trash and Archive.
-    #[command(after_help = "Examples:\n  echo 's3cret' | tern account add alice@example.com --password-stdin\n  tern account add bob@example.com --quota 2000000000   # prints a generated password")]
+    #[command(
+        after_help = "Examples:\n  echo 's3cret' | tern account add alice@example.com --password-stdin\n  tern account add bob@example.com --quota 2000000000   # prints a generated password"
+    )]
     Add {
         address: String,
         #[command(flatten)]
@@ -108,7 +114,9 @@ enum AccountCmd {
         data: DataArg,
     },
     /// Change a password.
-    #[command(after_help = "Example:\n  echo 'n3w' | tern account passwd alice@example.com --password-stdin")]
+    #[command(
+        after_help = "Example:\n  echo 'n3w' | tern account passwd alice@example.com --password-stdin"
+    )]
     Passwd {
         address: String,
         #[command(flatten)]
@@ -147,7 +155,9 @@ enum AliasCmd {
 #[derive(Subcommand)]
 enum DomainCmd {
     /// Add a local domain.
-    #[command(after_help = "Examples:\n  tern domain add example.org\n  tern domain add example.org --catch-all postmaster@example.org")]
+    #[command(
+        after_help = "Examples:\n  tern domain add example.org\n  tern domain add example.org --catch-all postmaster@example.org"
+    )]
     Add {
         domain: String,
         #[command(flatten)]
@@ -246,7 +256,10 @@ async fn run(cmd: Command) -> Result<()> {
         } => {
             let hostname = hostname.unwrap_or_else(|| format!("mail.{domain}"));
             init(&data.data, &domain, &hostname, port_base).await?;
-            println!("Created {} for {domain} (host name {hostname}).", data.data.display());
+            println!(
+                "Created {} for {domain} (host name {hostname}).",
+                data.data.display()
+            );
             println!("Next:");
             println!(
                 "  tern account add postmaster@{domain} --data {}   # prints a generated password",
@@ -276,7 +289,8 @@ async fn init(dir: &Path, domain: &str, hostname: &str, port_base: Option<u16>) 
     {
         bail!("--port-base must be at most {}", 65535 - 995);
     }
-    std::fs::create_dir_all(dir.join("tls")).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::create_dir_all(dir.join("tls"))
+        .with_context(|| format!("creating {}", dir.display()))?;
     let (cert, key) = tern_core::tls::self_signed(hostname)?;
     std::fs::write(dir.join("tls/cert.pem"), cert)?;
     write_private(&dir.join("tls/key.pem"), key.as_bytes())?;
@@ -327,19 +341,41 @@ async fn dev(dir: &Path) -> Result<()> {
         let store = tern::server::open_store(&config).await?;
         let password = generate_password();
         store
-            .add_account(&parse_address("demo@example.test")?, &password, config.store.default_quota)
+            .add_account(
+                &parse_address("demo@example.test")?,
+                &password,
+                config.store.default_quota,
+            )
             .await?;
         write_private(&pw_file, format!("{password}\n").as_bytes())?;
     }
     let config = Config::load(&path)?;
-    let password = std::fs::read_to_string(&pw_file).unwrap_or_else(|_| "(unknown: see tern account passwd)\n".into());
-    let smtp = config.listen.smtp.first().map(|a| a.to_string()).unwrap_or_default();
-    let pop3 = config.listen.pop3.first().map(|a| a.to_string()).unwrap_or_default();
+    let password = std::fs::read_to_string(&pw_file)
+        .unwrap_or_else(|_| "(unknown: see tern account passwd)\n".into());
+    let smtp = config
+        .listen
+        .smtp
+        .first()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    let pop3 = config
+        .listen
+        .pop3
+        .first()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
     println!("Tern demo server, data in {}", dir.display());
     println!("  login:    demo@example.test");
     println!("  password: {}", password.trim());
-    println!("  SMTP {smtp}   POP3 {pop3}   metrics http://{}/metrics",
-        config.listen.http.first().map(|a| a.to_string()).unwrap_or_default());
+    println!(
+        "  SMTP {smtp}   POP3 {pop3}   metrics http://{}/metrics",
+        config
+            .listen
+            .http
+            .first()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
     println!("Try:  swaks --server {smtp} --to demo@example.test");
     serve(config).await
 }
@@ -357,7 +393,11 @@ async fn account(cmd: AccountCmd) -> Result<()> {
             let addr = parse_address(&address)?;
             let (password, generated) = read_password(password_stdin)?;
             store
-                .add_account(&addr, &password, quota.unwrap_or(config.store.default_quota))
+                .add_account(
+                    &addr,
+                    &password,
+                    quota.unwrap_or(config.store.default_quota),
+                )
                 .await?;
             println!("Created {addr}.");
             if generated {
@@ -367,10 +407,20 @@ async fn account(cmd: AccountCmd) -> Result<()> {
         AccountCmd::List { data, domain } => {
             let store = tern::server::open_store(&load(&data)?).await?;
             let accounts = store.list_accounts(domain.as_deref()).await?;
-            println!("{:<40} {:>10} {:>14} {:>14}", "ADDRESS", "MESSAGES", "USED", "QUOTA");
+            println!(
+                "{:<40} {:>10} {:>14} {:>14}",
+                "ADDRESS", "MESSAGES", "USED", "QUOTA"
+            );
             for a in accounts {
-                let quota = if a.quota == 0 { "unlimited".to_string() } else { a.quota.to_string() };
-                println!("{:<40} {:>10} {:>14} {:>14}", a.address, a.messages, a.used, quota);
+                let quota = if a.quota == 0 {
+                    "unlimited".to_string()
+                } else {
+                    a.quota.to_string()
+                };
+                println!(
+                    "{:<40} {:>10} {:>14} {:>14}",
+                    a.address, a.messages, a.used, quota
+                );
             }
         }
         AccountCmd::Del { address, data } => {
@@ -385,7 +435,9 @@ async fn account(cmd: AccountCmd) -> Result<()> {
         } => {
             let store = tern::server::open_store(&load(&data)?).await?;
             let (password, generated) = read_password(password_stdin)?;
-            store.set_password(&parse_address(&address)?, &password).await?;
+            store
+                .set_password(&parse_address(&address)?, &password)
+                .await?;
             println!("Password changed for {address}.");
             if generated {
                 println!("Password: {password}");
@@ -397,7 +449,11 @@ async fn account(cmd: AccountCmd) -> Result<()> {
 
 async fn alias(cmd: AliasCmd) -> Result<()> {
     match cmd {
-        AliasCmd::Add { alias, target, data } => {
+        AliasCmd::Add {
+            alias,
+            target,
+            data,
+        } => {
             let store = tern::server::open_store(&load(&data)?).await?;
             store
                 .add_alias(&parse_address(&alias)?, &parse_address(&target)?)

@@ -51,11 +51,15 @@ pub fn metrics_handle() -> PrometheusHandle {
             let builder = PrometheusBuilder::new()
                 .set_buckets_for_metric(
                     metrics_exporter_prometheus::Matcher::Full("tern_store_commit_seconds".into()),
-                    &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0],
+                    &[
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    ],
                 )
                 .and_then(|b| {
                     b.set_buckets_for_metric(
-                        metrics_exporter_prometheus::Matcher::Full("tern_store_commit_batch_size".into()),
+                        metrics_exporter_prometheus::Matcher::Full(
+                            "tern_store_commit_batch_size".into(),
+                        ),
                         &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0],
                     )
                 })
@@ -96,7 +100,10 @@ fn local_addrs(ls: &[TcpListener]) -> Vec<SocketAddr> {
 pub async fn start(config: Config) -> Result<Running> {
     let metrics = metrics_handle();
     let store: SharedStore = open_store(&config).await?;
-    let tls = match tern_core::tls::server_config(&config.resolve(&config.tls.cert), &config.resolve(&config.tls.key)) {
+    let tls = match tern_core::tls::server_config(
+        &config.resolve(&config.tls.cert),
+        &config.resolve(&config.tls.key),
+    ) {
         Ok(c) => Some(tern_core::conn::acceptor(c)),
         Err(e) => {
             tracing::warn!(error = %e, "TLS is not available: STARTTLS, STLS and POP3S are off");
@@ -123,7 +130,12 @@ pub async fn start(config: Config) -> Result<Running> {
         tasks: JoinSet::new(),
     };
 
-    let smtp = SmtpServer::new(config.smtp.clone(), hostname.clone(), store.clone(), tls.clone());
+    let smtp = SmtpServer::new(
+        config.smtp.clone(),
+        hostname.clone(),
+        store.clone(),
+        tls.clone(),
+    );
     for l in smtp_l {
         running.tasks.spawn(smtp.clone().serve(l));
     }
@@ -142,7 +154,10 @@ pub async fn start(config: Config) -> Result<Running> {
         running.tasks.spawn(pop3.clone().serve(l, true));
     }
     let app = Router::new()
-        .route("/metrics", get(move || std::future::ready(metrics.render())))
+        .route(
+            "/metrics",
+            get(move || std::future::ready(metrics.render())),
+        )
         .route("/healthz", get(|| async { "ok\n" }));
     for l in http_l {
         let app = app.clone();
@@ -170,7 +185,10 @@ pub async fn start(config: Config) -> Result<Running> {
     ];
     for (what, addrs) in reserved {
         if !addrs.is_empty() {
-            tracing::debug!(service = what, "not available in this version; listener not opened");
+            tracing::debug!(
+                service = what,
+                "not available in this version; listener not opened"
+            );
         }
     }
     Ok(running)

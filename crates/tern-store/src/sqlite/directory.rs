@@ -76,7 +76,12 @@ impl Directory for SqliteStore {
         })
     }
 
-    async fn add_account(&self, address: &Address, password: &str, quota: u64) -> Result<AccountId> {
+    async fn add_account(
+        &self,
+        address: &Address,
+        password: &str,
+        quota: u64,
+    ) -> Result<AccountId> {
         let hash = hash_blocking(password).await?;
         let address = address.clone();
         self.write(move |c| {
@@ -142,7 +147,11 @@ impl Directory for SqliteStore {
         let hash = hash_blocking(password).await?;
         let addr = address.to_string();
         self.write(move |c| {
-            if c.execute("UPDATE accounts SET password_hash = ? WHERE address = ?", [&hash, &addr])? == 0 {
+            if c.execute(
+                "UPDATE accounts SET password_hash = ? WHERE address = ?",
+                [&hash, &addr],
+            )? == 0
+            {
                 return Err(StoreError::NotFound(format!("account {addr}")));
             }
             Ok(())
@@ -177,16 +186,28 @@ impl Directory for SqliteStore {
         let (addr, target) = (address.clone(), target.to_string());
         self.write(move |c| {
             let domain_id: i64 = c
-                .query_row("SELECT id FROM domains WHERE name = ?", [addr.domain()], |r| r.get(0))
+                .query_row(
+                    "SELECT id FROM domains WHERE name = ?",
+                    [addr.domain()],
+                    |r| r.get(0),
+                )
                 .optional()?
-                .ok_or_else(|| StoreError::Invalid(format!("{} is not a local domain", addr.domain())))?;
+                .ok_or_else(|| {
+                    StoreError::Invalid(format!("{} is not a local domain", addr.domain()))
+                })?;
             let account: i64 = c
-                .query_row("SELECT id FROM accounts WHERE address = ?", [&target], |r| r.get(0))
+                .query_row(
+                    "SELECT id FROM accounts WHERE address = ?",
+                    [&target],
+                    |r| r.get(0),
+                )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("target account {target}")))?;
             let addr = addr.to_string();
             let taken: Option<i64> = c
-                .query_row("SELECT id FROM accounts WHERE address = ?", [&addr], |r| r.get(0))
+                .query_row("SELECT id FROM accounts WHERE address = ?", [&addr], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             if taken.is_some() {
                 return Err(StoreError::Exists(format!("account {addr}")));

@@ -1,7 +1,9 @@
 //! [`MailStore`] for SQLite: delivery into INBOX, listing, reading, expunge.
 
 use super::SqliteStore;
-use crate::{AccountId, MailStore, MailboxInfo, MessageEntry, NewMessage, Result, StoreError, meta};
+use crate::{
+    AccountId, MailStore, MailboxInfo, MessageEntry, NewMessage, Result, StoreError, meta,
+};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
@@ -117,7 +119,8 @@ impl MailStore for SqliteStore {
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
             // The delete trigger releases usage and blob references.
-            let mut del = c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?")?;
+            let mut del =
+                c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?")?;
             for uid in uids {
                 del.execute(params![mailbox_id, uid as i64])?;
             }

@@ -62,7 +62,9 @@ impl SqliteStore {
         {
             std::fs::create_dir_all(dir)?;
         }
-        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let conn = open_conn(path, flags)?;
         // FULL: in WAL mode every commit fsyncs the log, so a commit that
         // returned is on disk. NORMAL would only sync at checkpoints.

@@ -12,11 +12,12 @@ use std::time::Instant;
 use tokio::sync::oneshot;
 
 type Completion = Box<dyn FnOnce(Option<&str>) + Send>;
+type RunFn = Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>;
 
 /// A queued write: runs against the connection and returns whether it
 /// succeeded and how to report the outcome once the commit is known.
 struct Job {
-    run: Box<dyn FnOnce(&Connection) -> (bool, Completion) + Send>,
+    run: RunFn,
 }
 
 /// Handle to the writer thread.
@@ -68,7 +69,9 @@ impl Writer {
             });
             (ok, completion)
         });
-        self.tx.send(Job { run }).map_err(|_| StoreError::WriterGone)?;
+        self.tx
+            .send(Job { run })
+            .map_err(|_| StoreError::WriterGone)?;
         done_rx.await.map_err(|_| StoreError::WriterGone)?
     }
 }

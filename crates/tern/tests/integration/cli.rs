@@ -1,0 +1,146 @@
+//! The command line, run as users run it.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+fn tern(args: &[&str], stdin: Option<&str>) -> (bool, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(args)
+        .env("TERN_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(s) = stdin {
+        child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn init_accounts_aliases_domains() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let (ok, out) = tern(
+        &[
+            "init",
+            "--data",
+            d,
+            "--domain",
+            "example.com",
+            "--port-base",
+            "30000",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let toml = std::fs::read_to_string(format!("{d}/tern.toml")).unwrap();
+    assert!(toml.contains("smtp = [\"127.0.0.1:30025\"]"));
+    assert!(toml.contains("hostname = \"mail.example.com\""));
+    assert!(std::path::Path::new(&format!("{d}/tls/key.pem")).exists());
+    let (ok, _) = tern(&["init", "--data", d, "--domain", "example.com"], None);
+    assert!(!ok, "init refuses to overwrite");
+
+    let (ok, out) = tern(
+        &[
+            "account",
+            "add",
+            "alice@example.com",
+            "--data",
+            d,
+            "--password-stdin",
+        ],
+        Some("pw1\n"),
+    );
+    assert!(ok, "{out}");
+    let (ok, out) = tern(&["account", "add", "bob@example.com", "--data", d], None);
+    assert!(ok && out.contains("Password: "), "{out}");
+    let (ok, out) = tern(&["account", "add", "x@elsewhere.com", "--data", d], None);
+    assert!(!ok && out.contains("not a local domain"), "{out}");
+    let (ok, out) = tern(&["account", "add", "alice@example.com", "--data", d], None);
+    assert!(!ok && out.contains("already exists"), "{out}");
+    let (ok, out) = tern(
+        &[
+            "alias",
+            "add",
+            "sales@example.com",
+            "alice@example.com",
+            "--data",
+            d,
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let (_, out) = tern(&["alias", "list", "--data", d], None);
+    assert!(
+        out.contains("sales@example.com") && out.contains("-> alice@example.com"),
+        "{out}"
+    );
+    let (ok, _) = tern(&["domain", "add", "example.org", "--data", d], None);
+    assert!(ok);
+    let (_, out) = tern(&["domain", "list", "--data", d], None);
+    assert!(
+        out.contains("example.com") && out.contains("example.org"),
+        "{out}"
+    );
+    let (ok, out) = tern(&["domain", "del", "example.com", "--data", d], None);
+    assert!(!ok && out.contains("remove them first"), "{out}");
+    let (ok, _) = tern(&["domain", "del", "example.org", "--data", d], None);
+    assert!(ok);
+    let (ok, _) = tern(
+        &[
+            "account",
+            "passwd",
+            "alice@example.com",
+            "--data",
+            d,
+            "--password-stdin",
+        ],
+        Some("pw2\n"),
+    );
+    assert!(ok);
+    let (_, out) = tern(&["account", "list", "--data", d], None);
+    assert!(
+        out.contains("alice@example.com") && out.contains("bob@example.com"),
+        "{out}"
+    );
+    let (ok, _) = tern(&["account", "del", "bob@example.com", "--data", d], None);
+    assert!(ok);
+    let (_, out) = tern(&["account", "list", "--data", d], None);
+    assert!(!out.contains("bob@example.com"), "{out}");
+    let (ok, out) = tern(&["serve", "--data", &format!("{d}-missing")], None);
+    assert!(!ok && out.contains("tern init"), "{out}");
+}
+
+#[test]
+fn every_command_has_help_with_examples() {
+    for args in [
+        vec!["--help"],
+        vec!["init", "--help"],
+        vec!["serve", "--help"],
+        vec!["dev", "--help"],
+        vec!["account", "add", "--help"],
+        vec!["account", "list", "--help"],
+        vec!["account", "del", "--help"],
+        vec!["account", "passwd", "--help"],
+        vec!["alias", "add", "--help"],
+        vec!["alias", "list", "--help"],
+        vec!["alias", "del", "--help"],
+        vec!["domain", "add", "--help"],
+        vec!["domain", "list", "--help"],
+        vec!["domain", "del", "--help"],
+    ] {
+        let (ok, out) = tern(&args, None);
+        assert!(ok, "{args:?}");
+        assert!(out.contains("Example"), "{args:?} has no example:\n{out}");
+    }
+}

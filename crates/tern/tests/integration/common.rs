@@ -1,0 +1,126 @@
+//! Starting a server for a test.
+
+use std::net::SocketAddr;
+use tern::server::Running;
+use tern_core::{Address, Config};
+use tern_store::SharedStore;
+use tern_testkit::{DataDir, LineClient};
+
+pub const ALICE: &str = "alice@example.test";
+pub const ALICE_PW: &str = "alice-password";
+pub const BOB: &str = "bob@example.test";
+pub const BOB_PW: &str = "bob-password";
+
+pub struct Server {
+    pub data: DataDir,
+    pub running: Option<Running>,
+    pub smtp: SocketAddr,
+    pub pop3: SocketAddr,
+    pub pop3s: SocketAddr,
+    pub http: SocketAddr,
+    pub store: SharedStore,
+}
+
+pub fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+/// Starts a server whose config has `extra` appended, with domain
+/// example.test, accounts alice and bob, alias sales → alice, and domain
+/// catchall.test whose unknown addresses go to its account `all`.
+pub async fn start(extra: &str) -> Server {
+    let data = DataDir::new(extra);
+    let running = start_in(&data).await;
+    let store = running.store.clone();
+    store.add_domain("example.test", None).await.unwrap();
+    store.add_account(&addr(ALICE), ALICE_PW, 0).await.unwrap();
+    store.add_account(&addr(BOB), BOB_PW, 0).await.unwrap();
+    store
+        .add_alias(&addr("sales@example.test"), &addr(ALICE))
+        .await
+        .unwrap();
+    store
+        .add_domain("catchall.test", Some(&addr("all@catchall.test")))
+        .await
+        .unwrap();
+    store
+        .add_account(&addr("all@catchall.test"), "x", 0)
+        .await
+        .unwrap();
+    Server {
+        smtp: running.smtp[0],
+        pop3: running.pop3[0],
+        pop3s: running.pop3s[0],
+        http: running.http[0],
+        store,
+        running: Some(running),
+        data,
+    }
+}
+
+/// Starts the services of an existing data folder.
+pub async fn start_in(data: &DataDir) -> Running {
+    let config = Config::load(&data.config_path()).unwrap();
+    tern::server::start(config).await.unwrap()
+}
+
+impl Server {
+    /// Opens an SMTP session and says EHLO.
+    pub async fn smtp_session(&self) -> LineClient {
+        let mut c = LineClient::connect(self.smtp).await.unwrap();
+        let (code, _) = c.reply().await.unwrap();
+        assert_eq!(code, 220);
+        let (code, _) = c.smtp("EHLO client.example.net").await.unwrap();
+        assert_eq!(code, 250);
+        c
+    }
+
+    /// Messages (raw) in an account's INBOX.
+    pub async fn inbox(&self, account: &str) -> Vec<Vec<u8>> {
+        let accounts = self.store.list_accounts(None).await.unwrap();
+        let id = accounts.iter().find(|a| a.address == account).unwrap().id;
+        let mut out = Vec::new();
+        for m in self.store.list(id, "INBOX").await.unwrap() {
+            out.push(self.store.read_blob(&m.blob).await.unwrap());
+        }
+        out
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(r) = self.running.take() {
+            r.shutdown();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The body of a stored message (after the trace headers Tern added).
+pub fn after_trace(raw: &[u8]) -> &[u8] {
+    let s = raw;
+    // Skip Return-Path and the Received header (with its folded lines).
+    let mut i = 0;
+    let mut seen_received = false;
+    while i < s.len() {
+        let end = s[i..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| i + p + 2)
+            .unwrap_or(s.len());
+        let line = &s[i..end];
+        let cont = line.starts_with(b"\t") || line.starts_with(b" ");
+        if line.starts_with(b"Return-Path:") || (line.starts_with(b"Received:") && !seen_received) {
+            seen_received |= line.starts_with(b"Received:");
+            i = end;
+        } else if cont && seen_received {
+            i = end;
+        } else {
+            break;
+        }
+    }
+    &s[i..]
+}

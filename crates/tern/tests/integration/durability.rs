@@ -1,0 +1,167 @@
+//! Acknowledged means durable: flood the real binary from several
+//! connections, `kill -9` it mid-stream, restart, and check that every
+//! acknowledged message is there exactly once and nothing is half-written.
+
+use std::collections::HashMap;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tern_core::Config;
+use tern_store::{Directory, MailStore};
+use tern_testkit::{DataDir, LineClient};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn(data: &DataDir) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["serve", "--data"])
+        .arg(data.path())
+        .env("TERN_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+async fn wait_for(port: u16) {
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("server did not start on port {port}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged() {
+    let port = free_port();
+    let data = DataDir::new("");
+    // Listen on a fixed port so the child process can be reached.
+    let toml = std::fs::read_to_string(data.config_path())
+        .unwrap()
+        .replace(
+            "smtp = [\"127.0.0.1:0\"]",
+            &format!("smtp = [\"127.0.0.1:{port}\"]"),
+        );
+    std::fs::write(data.config_path(), toml).unwrap();
+    {
+        let config = Config::load(&data.config_path()).unwrap();
+        let store = tern::server::open_store(&config).await.unwrap();
+        store.add_domain("example.test", None).await.unwrap();
+        store
+            .add_account(
+                &tern_core::Address::parse("alice@example.test").unwrap(),
+                "pw",
+                0,
+            )
+            .await
+            .unwrap();
+    }
+    let mut child = spawn(&data);
+    wait_for(port).await;
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let acked = acked.clone();
+        tasks.push(tokio::spawn(async move {
+            let Ok(mut c) = LineClient::connect(([127, 0, 0, 1], port).into()).await else {
+                return;
+            };
+            c.timeout = Duration::from_secs(5);
+            if c.reply().await.is_err() || c.smtp("EHLO flood.test").await.is_err() {
+                return;
+            }
+            for i in 0.. {
+                let id = format!("<t{t}-m{i}@flood.test>");
+                let body = format!(
+                    "Message-ID: {id}\r\nSubject: flood\r\n\r\n{}\r\nEND-OF-MESSAGE {id}\r\n",
+                    "x".repeat(2000)
+                );
+                match tern_testkit::send_message(
+                    &mut c,
+                    "f@flood.test",
+                    &["alice@example.test"],
+                    body.as_bytes(),
+                )
+                .await
+                {
+                    Ok((250, _)) => acked.lock().unwrap().push(id),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // SIGKILL: no chance to flush or clean up.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        acked.len() > 50,
+        "the flood got going ({} acked)",
+        acked.len()
+    );
+
+    // Restart the real server on the same data, then inspect the store.
+    let mut child = spawn(&data);
+    wait_for(port).await;
+    let config = Config::load(&data.config_path()).unwrap();
+    let store = tern::server::open_store(&config).await.unwrap();
+    let account = store.list_accounts(None).await.unwrap()[0].id;
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for m in store.list(account, "INBOX").await.unwrap() {
+        let raw = String::from_utf8(store.read_blob(&m.blob).await.unwrap()).unwrap();
+        let id = raw
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .expect("message id")
+            .to_string();
+        assert!(
+            raw.ends_with(&format!("END-OF-MESSAGE {id}\r\n")),
+            "complete message"
+        );
+        assert_eq!(raw.len() as u64, m.size);
+        *seen.entry(id).or_default() += 1;
+    }
+    for id in &acked {
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "acknowledged {id} is stored exactly once"
+        );
+    }
+    assert!(seen.values().all(|&n| n == 1), "no duplicates");
+    // At most the in-flight messages (one per connection) were stored unacknowledged.
+    assert!(seen.len() <= acked.len() + 6);
+    // The restarted server accepts mail.
+    let mut c = LineClient::connect(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO again.test").await.unwrap();
+    let (code, _) = tern_testkit::send_message(
+        &mut c,
+        "a@b.test",
+        &["alice@example.test"],
+        b"Subject: after\r\n\r\nok\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 250);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,9 @@
+//! Integration tests: real Tern servers on ephemeral loopback ports, real
+//! sockets, real TLS, real SQLite files.
+
+mod cli;
+mod common;
+mod durability;
+mod pop3;
+mod smtp;
+mod smtp_hostile;
