@@ -1,0 +1,40 @@
+#!/bin/bash
+# Tern's one test command (the README's; .ci/run calls it).
+#  1. installs the real peers the tests use when missing (Debian packages; needs root):
+#     postfix, swaks, fetchmail
+#  2. cargo fmt --check, cargo clippy -D warnings
+#  3. unit and integration tests (cargo nextest when installed, else cargo test)
+#  4. end-to-end tests with real clients and Postfix against the tern binary
+set -euo pipefail
+cd "$(dirname "$0")"
+export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
+
+missing=()
+for tool in postfix:postfix swaks:swaks fetchmail:fetchmail; do
+  command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool#*:}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then
+    echo "== installing ${missing[*]}"
+    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null
+  else
+    echo "warning: ${missing[*]} missing and not root: the matching e2e tests will fail or be skipped"
+  fi
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --all-targets -- -D warnings
+echo "== unit and integration tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --no-fail-fast
+else
+  cargo test --no-fail-fast
+fi
+echo "== end-to-end tests"
+cargo build --bin tern
+tests/e2e/run.sh target/debug/tern
+echo "== all tests passed"

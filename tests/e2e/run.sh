@@ -1,0 +1,146 @@
+#!/bin/bash
+# End-to-end tests with real peers against the real `tern` binary:
+#   Python smtplib/poplib, swaks, fetchmail (POP3S), and Postfix relaying into Tern.
+# usage: tests/e2e/run.sh PATH/TO/tern
+set -euo pipefail
+TERN=$(realpath "${1:?usage: run.sh PATH/TO/tern}")
+HERE=$(cd "$(dirname "$0")" && pwd)
+WORK=$(mktemp -d /tmp/tern-e2e.XXXXXX); chmod 755 "$WORK"  # postfix daemons must reach their folders
+BASE=${TERN_E2E_PORT_BASE:-24000}
+SMTP=127.0.0.1:$((BASE+25)); POP3=127.0.0.1:$((BASE+110)); POP3S=127.0.0.1:$((BASE+995))
+PF_PORT=$((BASE+2525))
+PIDS=()
+cleanup() {
+  [ -f "$WORK/postfix/queue/pid/master.pid" ] && postfix -c "$WORK/postfix/etc" stop >/dev/null 2>&1 || true
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ "${KEEP:-0}" = 1 ]; then echo "kept $WORK"; else rm -rf "$WORK"; fi
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; echo "--- tern log"; tail -30 "$WORK/tern.log" || true; exit 1; }
+wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; fail "nothing listening on $1"; }
+
+echo "== setup: tern init + accounts in $WORK/data"
+"$TERN" init --data "$WORK/data" --domain example.test --port-base "$BASE" >/dev/null
+echo 'alice-pw' | "$TERN" account add alice@example.test --data "$WORK/data" --password-stdin >/dev/null
+echo 'bob-pw' | "$TERN" account add bob@example.test --data "$WORK/data" --password-stdin >/dev/null
+"$TERN" alias add postmaster@example.test alice@example.test --data "$WORK/data" >/dev/null
+TERN_LOG=info "$TERN" serve --data "$WORK/data" >"$WORK/tern.log" 2>&1 &
+PIDS+=($!)
+wait_port "$SMTP"; wait_port "$POP3"
+
+export TERN_SMTP=$SMTP TERN_POP3=$POP3 TERN_POP3S=$POP3S TERN_CERT=$WORK/data/tls/cert.pem
+export TERN_USER=alice@example.test TERN_PASS=alice-pw TERN_USER2=bob@example.test TERN_PASS2=bob-pw
+
+echo "== python smtplib / poplib"
+python3 "$HERE/clients.py" 2>&1 | tail -15
+python3 "$HERE/clients.py" >/dev/null 2>&1 || fail "python clients"
+
+echo "== swaks"
+out=$(swaks --server "$SMTP" --from swaks@remote.test --to bob@example.test --tls --pipeline \
+  --header "Subject: via swaks" --body "swaks body" 2>&1) || fail "swaks STARTTLS delivery: $out"
+grep -q "<~  250 2.0.0 OK: queued as" <<<"$out" || fail "swaks: no 250 over TLS: $out"
+out=$(swaks --server "$SMTP" --from swaks@remote.test --to victim@elsewhere.test 2>&1) && fail "swaks: relay accepted"
+grep -q "550 5.7.1" <<<"$out" || fail "swaks: relay not refused with 5.7.1: $out"
+out=$(swaks --server "$SMTP" --from swaks@remote.test --to postmaster@example.test 2>&1) || fail "swaks to alias: $out"
+echo "swaks: STARTTLS+PIPELINING delivery ok, relay refused (550 5.7.1), alias ok"
+
+echo "== fetchmail over POP3S"
+cat >"$WORK/fetchmailrc" <<EOC
+set no syslog
+poll 127.0.0.1 service $((BASE+995)) protocol POP3 uidl
+  user "bob@example.test" password "bob-pw" is root here
+  ssl sslcertck sslcertfile "$WORK/data/tls/cert.pem" sslcommonname mail.example.test
+  mda "/bin/sh -c 'cat >> $WORK/fetched.mbox'"
+EOC
+chmod 600 "$WORK/fetchmailrc"
+HOME=$WORK fetchmail -f "$WORK/fetchmailrc" -i "$WORK/fetchids" --nokeep -v >"$WORK/fetchmail.log" 2>&1 \
+  || { cat "$WORK/fetchmail.log"; fail "fetchmail"; }
+grep -q "Subject: via swaks" "$WORK/fetched.mbox" || fail "fetchmail did not fetch the swaks message"
+n=$(python3 -c "import poplib;p=poplib.POP3('127.0.0.1',$((BASE+110)));p.user('bob@example.test');p.pass_('bob-pw');print(p.stat()[0])")
+[ "$n" = 0 ] || fail "fetchmail --nokeep left $n messages"
+echo "fetchmail: fetched over POP3S with certificate check, deleted on server"
+
+if command -v postfix >/dev/null && [ "$(id -u)" = 0 ]; then
+  echo "== Postfix relays into Tern (MTA to MTA, opportunistic STARTTLS)"
+  PF=$WORK/postfix; mkdir -p "$PF/etc" "$PF/queue" "$PF/data"; chown postfix:postfix "$PF/data"
+  cat >"$PF/etc/main.cf" <<EOC
+compatibility_level = 3.6
+config_directory = $PF/etc
+queue_directory = $PF/queue
+data_directory = $PF/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = relay.remote.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+disable_dns_lookups = yes
+smtp_dns_support_level = disabled
+smtp_host_lookup = native
+smtpd_peername_lookup = no
+alias_maps =
+alias_database =
+local_recipient_maps =
+relay_domains = example.test
+transport_maps = inline:{example.test=smtp:[127.0.0.1]:$((BASE+25))}
+smtp_tls_security_level = may
+smtp_tls_loglevel = 1
+smtputf8_enable = yes
+maillog_file_prefixes = $WORK
+maillog_file = $PF/maillog
+EOC
+  cat >"$PF/etc/master.cf" <<EOC
+127.0.0.1:$PF_PORT inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+proxymap  unix  -       -       n       -       -       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+postlog   unix-dgram n  -       n       -       1       postlogd
+EOC
+  postfix -c "$PF/etc" set-permissions >/dev/null 2>&1 || true
+  postfix -c "$PF/etc" start >/dev/null 2>&1 || fail "postfix start"
+  wait_port "127.0.0.1:$PF_PORT"
+  TOKEN=$(python3 -c "import uuid;print(uuid.uuid4().hex)")
+  python3 - "$PF_PORT" "$TOKEN" <<'EOP'
+import smtplib, sys
+with smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=10) as s:
+    s.sendmail('sender@remote.test', ['alice@example.test', 'bob@example.test'],
+               f'From: sender@remote.test\r\nSubject: relayed {sys.argv[2]}\r\n\r\nvia postfix\r\n')
+EOP
+  for _ in $(seq 100); do grep -q "status=sent" "$PF/maillog" 2>/dev/null && break; sleep 0.2; done
+  grep -q "status=sent" "$PF/maillog" || { cat "$PF/maillog"; fail "postfix did not deliver to Tern"; }
+  python3 - "$BASE" "$TOKEN" <<'EOP' || fail "relayed message not in both mailboxes"
+import poplib, sys
+base, token = int(sys.argv[1]), sys.argv[2]
+for user, pw in (('alice@example.test', 'alice-pw'), ('bob@example.test', 'bob-pw')):
+    p = poplib.POP3('127.0.0.1', base + 110)
+    p.user(user); p.pass_(pw)
+    msgs = [b'\n'.join(p.retr(i + 1)[1]) for i in range(p.stat()[0])]
+    p.quit()
+    hit = [m for m in msgs if f'relayed {token}'.encode() in m]
+    assert len(hit) == 1, (user, len(hit))
+    assert b'by mail.example.test (Tern) with ESMTPS' in hit[0], hit[0][:400]
+EOP
+  grep -q "TLS connection established to 127.0.0.1" "$PF/maillog" || echo "note: postfix did not log TLS"
+  echo "postfix: relayed to Tern over STARTTLS, one message delivered to both recipients"
+else
+  echo "== Postfix relay skipped (needs postfix and root)"
+fi
+
+grep -q "smtp: message accepted" "$WORK/tern.log" || fail "no transaction log lines"
+echo "e2e: all passed"
