@@ -9,8 +9,9 @@
 //! Mail is accepted only for local domains, accounts and aliases, and is
 //! acknowledged with `250` only once the store says it is durable.
 
+pub mod command;
 pub mod data;
-mod reply;
+pub mod reply;
 mod session;
 
 use std::sync::Arc;

@@ -3,12 +3,16 @@
 /// A reply: code, enhanced status and text.
 #[derive(Debug, Clone)]
 pub struct Reply {
+    /// Three-digit reply code (RFC 5321 §4.2).
     pub code: u16,
+    /// Enhanced status code (RFC 3463), empty for replies without one.
     pub status: &'static str,
+    /// Human-readable text.
     pub text: String,
 }
 
 impl Reply {
+    /// A reply with an enhanced status code.
     pub fn new(code: u16, status: &'static str, text: impl Into<String>) -> Self {
         Self {
             code,
@@ -32,6 +36,7 @@ impl Reply {
     }
 }
 
+/// Builds a [`Reply`] with `format!` arguments.
 macro_rules! reply {
     ($code:expr, $status:expr, $($arg:tt)*) => {
         $crate::reply::Reply::new($code, $status, format!($($arg)*))

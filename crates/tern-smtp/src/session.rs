@@ -3,7 +3,7 @@
 use crate::SmtpServer;
 use crate::data::{DataProblem, DataReader};
 use crate::reply::{Reply, reply};
-use smtp_proto::{Error as ProtoError, MailFrom, RcptTo, Request};
+use smtp_proto::{MailFrom, RcptTo, Request};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -150,20 +150,9 @@ impl Session {
     }
 
     async fn command(&mut self, line: &[u8]) -> Next {
-        if !line.ends_with(b"\r\n") {
-            return self.send(reply!(
-                500,
-                "5.5.2",
-                "Syntax error: command lines must end with CRLF"
-            ));
-        }
-        if line.contains(&0) {
-            return self.send(reply!(500, "5.5.2", "Syntax error: NUL byte in command"));
-        }
-        let parsed = Request::parse(&mut line.iter());
-        let request = match parsed {
-            Ok(r) => r.into_owned(),
-            Err(e) => return self.send(protocol_error(e)),
+        let request = match crate::command::parse(line) {
+            Ok(r) => r,
+            Err(r) => return self.send(r),
         };
         match request {
             Request::Ehlo { host } => self.ehlo(host, true),
@@ -675,7 +664,7 @@ impl Session {
 }
 
 /// Keeps client-supplied text safe inside a header: printable, no CR/LF.
-fn sanitize(s: &str) -> Cow<'_, str> {
+pub(crate) fn sanitize(s: &str) -> Cow<'_, str> {
     if s.chars().all(|c| c.is_ascii_graphic()) && s.len() <= 255 {
         Cow::Borrowed(s)
     } else {
@@ -685,22 +674,5 @@ fn sanitize(s: &str) -> Cow<'_, str> {
                 .map(|c| if c.is_ascii_graphic() { c } else { '?' })
                 .collect(),
         )
-    }
-}
-
-fn protocol_error(e: ProtoError) -> Reply {
-    match e {
-        ProtoError::UnknownCommand => reply!(500, "5.5.1", "Unknown command"),
-        ProtoError::InvalidSenderAddress => reply!(501, "5.1.7", "Bad sender address syntax"),
-        ProtoError::InvalidRecipientAddress => reply!(501, "5.1.3", "Bad recipient address syntax"),
-        ProtoError::SyntaxError { syntax } => reply!(501, "5.5.4", "Syntax: {syntax}"),
-        ProtoError::InvalidParameter { param } => reply!(501, "5.5.4", "Invalid parameter {param}"),
-        ProtoError::UnsupportedParameter { param } => {
-            reply!(555, "5.5.4", "Unsupported parameter {}", sanitize(&param))
-        }
-        ProtoError::ResponseTooLong | ProtoError::NeedsMoreData { .. } => {
-            reply!(500, "5.5.2", "Syntax error")
-        }
-        ProtoError::InvalidResponse { .. } => reply!(500, "5.5.2", "Syntax error"),
     }
 }
