@@ -85,7 +85,9 @@ pub struct Conn {
     discarding: bool,
 }
 
-const READ_CHUNK: usize = 16 * 1024;
+/// Initial read buffer; it doubles while a burst (message data) needs more
+/// and is released when it empties, so idle connections stay small.
+const READ_CHUNK: usize = 4 * 1024;
 
 impl Conn {
     /// Wraps an accepted TCP stream.
@@ -169,35 +171,19 @@ impl Conn {
     /// `timeout`. Returns the number of bytes read (0 at end of stream).
     pub async fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
         self.flush().await?;
-        let len = self.rbuf.len();
-        if self.rbuf.capacity() - len < READ_CHUNK / 2 {
-            self.rbuf.reserve(READ_CHUNK);
+        // Read into spare capacity (no zero-filling); grow only when little is left.
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+            self.rbuf.reserve(self.rbuf.capacity().max(READ_CHUNK));
         }
-        self.rbuf.resize(
-            len + READ_CHUNK.min(self.rbuf.capacity() - len).max(1024),
-            0,
-        );
         let Some(stream) = self.stream.as_mut() else {
-            self.rbuf.truncate(len);
             return Err(io::Error::new(
                 io::ErrorKind::NotConnected,
                 "TLS handshake failed",
             ));
         };
-        let r = tokio::time::timeout(timeout, stream.read(&mut self.rbuf[len..])).await;
-        match r {
-            Ok(Ok(n)) => {
-                self.rbuf.truncate(len + n);
-                Ok(n)
-            }
-            Ok(Err(e)) => {
-                self.rbuf.truncate(len);
-                Err(e)
-            }
-            Err(_) => {
-                self.rbuf.truncate(len);
-                Err(io::Error::new(io::ErrorKind::TimedOut, "timeout"))
-            }
+        match tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)).await {
+            Ok(r) => r,
+            Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
         }
     }
 

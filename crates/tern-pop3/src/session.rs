@@ -390,7 +390,7 @@ IMPLEMENTATION Tern
                     None
                 };
                 let entry = drop.messages[i].clone();
-                let body = match self.server.store.read_blob(&entry.blob).await {
+                let body = match self.server.store.read_blob(entry.blob).await {
                     Ok(b) => b,
                     Err(e) => {
                         tracing::error!(error = %e, "pop3: cannot read message");

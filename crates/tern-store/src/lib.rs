@@ -51,6 +51,9 @@ pub type Result<T> = std::result::Result<T, StoreError>;
 /// Database id of an account.
 pub type AccountId = i64;
 
+/// Id of a stored message body.
+pub type BlobId = i64;
+
 /// A local domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainInfo {
@@ -132,8 +135,8 @@ pub struct MessageEntry {
     pub uid: u32,
     /// Size of the stored message in bytes.
     pub size: u64,
-    /// Content address of the body.
-    pub blob: String,
+    /// The stored body (see [`MailStore::read_blob`]).
+    pub blob: BlobId,
 }
 
 /// Identity of a mailbox, for stable POP3 UIDLs and IMAP.
@@ -190,7 +193,7 @@ pub trait MailStore: Send + Sync {
     /// Messages in a mailbox, in UID order.
     async fn list(&self, account: AccountId, mailbox: &str) -> Result<Vec<MessageEntry>>;
     /// The stored bytes of a message.
-    async fn read_blob(&self, blob: &str) -> Result<Vec<u8>>;
+    async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>>;
     /// Removes messages from a mailbox durably.
     async fn expunge(&self, account: AccountId, mailbox: &str, uids: &[u32]) -> Result<()>;
 }

@@ -2,7 +2,7 @@
 
 use super::SqliteStore;
 use crate::{
-    AccountId, MailStore, MailboxInfo, MessageEntry, NewMessage, Result, StoreError, meta,
+    AccountId, BlobId, MailStore, MailboxInfo, MessageEntry, NewMessage, Result, StoreError, meta,
 };
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -20,15 +20,13 @@ impl MailStore for SqliteStore {
         recipients.dedup();
         let size = message.raw.len() as i64;
         self.write(move |c| {
-            c.prepare_cached(
-                "INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)
-                 ON CONFLICT(hash) DO NOTHING",
-            )?
-            .execute(params![hash, size, meta, message.raw.as_slice()])?;
+            c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)")?
+                .execute(params![hash, size, meta, message.raw.as_slice()])?;
+            let blob_id = c.last_insert_rowid();
             let mut insert = c.prepare_cached(
                 // UID and MODSEQ come from the mailbox row; the insert trigger
                 // advances them, the account's usage and the blob's refcount.
-                "INSERT INTO mailbox_messages(mailbox_id, uid, blob_hash, size, flags, modseq,
+                "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
                     internaldate, queue_id, mail_from, params)
                  SELECT id, uidnext, ?, ?, '', highest_modseq + 1, ?, ?, ?, ?
                  FROM mailboxes WHERE account_id = ? AND name = 'INBOX'",
@@ -36,7 +34,7 @@ impl MailStore for SqliteStore {
             let mut delivered = 0;
             for account in &recipients {
                 let n = insert.execute(params![
-                    hash,
+                    blob_id,
                     size,
                     message.received_at,
                     message.queue_id,
@@ -50,6 +48,7 @@ impl MailStore for SqliteStore {
                 delivered += n;
             }
             if delivered == 0 {
+                // The savepoint rollback removes the unreferenced blob.
                 return Err(StoreError::NotFound("every recipient account".into()));
             }
             Ok(())
@@ -78,7 +77,7 @@ impl MailStore for SqliteStore {
     async fn list(&self, account: AccountId, mailbox: &str) -> Result<Vec<MessageEntry>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT mm.uid, mm.size, mm.blob_hash FROM mailbox_messages mm
+                "SELECT mm.uid, mm.size, mm.blob_id FROM mailbox_messages mm
                  JOIN mailboxes m ON mm.mailbox_id = m.id
                  WHERE m.account_id = ? AND m.name = ? ORDER BY mm.uid",
             )?;
@@ -93,9 +92,9 @@ impl MailStore for SqliteStore {
         })
     }
 
-    async fn read_blob(&self, blob: &str) -> Result<Vec<u8>> {
+    async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(|c| {
-            c.prepare_cached("SELECT data FROM blobs WHERE hash = ?")?
+            c.prepare_cached("SELECT data FROM blobs WHERE id = ?")?
                 .query_row([blob], |r| r.get(0))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))

@@ -20,12 +20,16 @@ mod writer;
 use crate::{Result, StoreError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 const SCHEMA: &str = include_str!("schema.sql");
 const SCHEMA_VERSION: i64 = 1;
 const MAX_IDLE_READERS: usize = 16;
+/// WAL size (in 4 KiB frames) past which the writer forces a RESTART
+/// checkpoint so the log starts over (about 64 MiB).
+const WAL_RESTART_FRAMES: i64 = 16_384;
 
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
@@ -72,16 +76,18 @@ impl SqliteStore {
         conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))?;
         conn.execute_batch(
             "PRAGMA synchronous = FULL;
-             PRAGMA wal_autocheckpoint = 0;",
+             PRAGMA wal_autocheckpoint = 0;
+             PRAGMA journal_size_limit = 67108864;",
         )?;
         migrate(&conn)?;
         let alive = Arc::new(());
+        let wal_frames = Arc::new(AtomicI64::new(0));
         let checkpointer = open_conn(path, flags)?;
-        spawn_checkpointer(checkpointer, Arc::downgrade(&alive));
+        spawn_checkpointer(checkpointer, Arc::downgrade(&alive), wal_frames.clone());
         Ok(Self {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
-            writer: writer::Writer::spawn(conn, max_batch),
+            writer: writer::Writer::spawn(conn, max_batch, wal_frames),
             _alive: alive,
         })
     }
@@ -114,17 +120,20 @@ impl SqliteStore {
 }
 
 /// Copies the WAL back into the database once a second, off the commit path,
-/// so a commit never pays for a checkpoint. PASSIVE never blocks the writer;
-/// SQLite reuses the WAL from its start once it is fully checkpointed.
-/// Stops when the store is dropped.
-fn spawn_checkpointer(conn: Connection, alive: Weak<()>) {
+/// so a commit never pays for copying. PASSIVE never blocks the writer, but
+/// under constant load it cannot let the log start over; it reports the log
+/// size so the writer can force a short RESTART checkpoint between batches
+/// (see [`writer`]), by which time little is left to copy. Stops when the
+/// store is dropped.
+fn spawn_checkpointer(conn: Connection, alive: Weak<()>, wal_frames: Arc<AtomicI64>) {
     let spawned = std::thread::Builder::new()
         .name("tern-checkpoint".into())
         .spawn(move || {
             while alive.strong_count() > 0 {
                 std::thread::sleep(Duration::from_secs(1));
-                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "store: checkpoint failed");
+                match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1)) {
+                    Ok(frames) => wal_frames.store(frames, Ordering::Relaxed),
+                    Err(e) => tracing::warn!(error = %e, "store: checkpoint failed"),
                 }
             }
         });

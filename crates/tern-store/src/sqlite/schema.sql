@@ -31,11 +31,15 @@ CREATE TABLE IF NOT EXISTS mailboxes (
     subscribed      INTEGER NOT NULL DEFAULT 1,
     UNIQUE (account_id, name)
 );
--- One row per distinct message body (content address = SHA-256 of the bytes).
--- A rowid table: rows are large, which WITHOUT ROWID tables handle badly.
+-- One row per stored message body, however many mailboxes hold it. `hash` is
+-- the SHA-256 of the bytes (integrity checks, object keys for S3 later). It
+-- is deliberately not indexed: every inbound message carries its own
+-- Received header, so bodies of different transactions never coincide, and a
+-- random-order index would cost a WAL page per message. Rows are referenced
+-- by `id`, which grows in order, so a batch of deliveries touches few pages.
 CREATE TABLE IF NOT EXISTS blobs (
     id        INTEGER PRIMARY KEY,
-    hash      TEXT NOT NULL UNIQUE,
+    hash      TEXT NOT NULL,
     size      INTEGER NOT NULL,
     refcount  INTEGER NOT NULL,
     meta      TEXT NOT NULL,
@@ -45,7 +49,7 @@ CREATE TABLE IF NOT EXISTS blobs (
 CREATE TABLE IF NOT EXISTS mailbox_messages (
     mailbox_id    INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
     uid           INTEGER NOT NULL,
-    blob_hash     TEXT NOT NULL REFERENCES blobs(hash),
+    blob_id       INTEGER NOT NULL REFERENCES blobs(id),
     size          INTEGER NOT NULL,
     flags         TEXT NOT NULL DEFAULT '',
     modseq        INTEGER NOT NULL,
@@ -55,7 +59,7 @@ CREATE TABLE IF NOT EXISTS mailbox_messages (
     params        TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (mailbox_id, uid)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS mailbox_messages_blob ON mailbox_messages(blob_hash);
+CREATE INDEX IF NOT EXISTS mailbox_messages_blob ON mailbox_messages(blob_id);
 
 -- Bookkeeping done inside SQLite, so a delivery or expunge is one statement
 -- per mailbox row (no extra round trips in the group-commit writer):
@@ -66,12 +70,12 @@ BEGIN
     UPDATE mailboxes SET uidnext = NEW.uid + 1, highest_modseq = NEW.modseq WHERE id = NEW.mailbox_id;
     UPDATE accounts SET used = used + NEW.size
         WHERE id = (SELECT account_id FROM mailboxes WHERE id = NEW.mailbox_id);
-    UPDATE blobs SET refcount = refcount + 1 WHERE hash = NEW.blob_hash;
+    UPDATE blobs SET refcount = refcount + 1 WHERE id = NEW.blob_id;
 END;
 CREATE TRIGGER IF NOT EXISTS mailbox_messages_removed AFTER DELETE ON mailbox_messages
 BEGIN
     UPDATE accounts SET used = MAX(0, used - OLD.size)
         WHERE id = (SELECT account_id FROM mailboxes WHERE id = OLD.mailbox_id);
-    UPDATE blobs SET refcount = refcount - 1 WHERE hash = OLD.blob_hash;
-    DELETE FROM blobs WHERE hash = OLD.blob_hash AND refcount <= 0;
+    UPDATE blobs SET refcount = refcount - 1 WHERE id = OLD.blob_id;
+    DELETE FROM blobs WHERE id = OLD.blob_id AND refcount <= 0;
 END;

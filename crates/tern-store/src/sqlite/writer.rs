@@ -7,7 +7,8 @@
 
 use crate::{Result, StoreError};
 use rusqlite::Connection;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
 use tokio::sync::oneshot;
 
@@ -27,7 +28,8 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread; it stops when the handle is dropped.
-    pub fn spawn(conn: Connection, max_batch: usize) -> Self {
+    /// `wal_frames` is the log size last seen by the checkpointer.
+    pub fn spawn(conn: Connection, max_batch: usize, wal_frames: Arc<AtomicI64>) -> Self {
         let (tx, rx) = mpsc::channel::<Job>();
         let spawned = std::thread::Builder::new()
             .name("tern-writer".into())
@@ -42,6 +44,10 @@ impl Writer {
                         }
                     }
                     run_batch(&conn, &mut batch);
+                    if wal_frames.load(Ordering::Relaxed) > super::WAL_RESTART_FRAMES {
+                        restart_wal(&conn);
+                        wal_frames.store(0, Ordering::Relaxed);
+                    }
                 }
             });
         if let Err(e) = spawned {
@@ -73,6 +79,20 @@ impl Writer {
             .send(Job { run })
             .map_err(|_| StoreError::WriterGone)?;
         done_rx.await.map_err(|_| StoreError::WriterGone)?
+    }
+}
+
+/// Finishes copying the WAL into the database and makes the log start over.
+/// Run by the writer between batches, so it never waits for another writer.
+fn restart_wal(conn: &Connection) {
+    let started = Instant::now();
+    match conn.query_row("PRAGMA wal_checkpoint(RESTART)", [], |r| r.get::<_, i64>(0)) {
+        Ok(busy) => tracing::debug!(
+            busy,
+            ms = started.elapsed().as_millis() as u64,
+            "store: WAL restarted"
+        ),
+        Err(e) => tracing::warn!(error = %e, "store: RESTART checkpoint failed"),
     }
 }
 

@@ -81,7 +81,7 @@ impl Server {
         let id = accounts.iter().find(|a| a.address == account).unwrap().id;
         let mut out = Vec::new();
         for m in self.store.list(id, "INBOX").await.unwrap() {
-            out.push(self.store.read_blob(&m.blob).await.unwrap());
+            out.push(self.store.read_blob(m.blob).await.unwrap());
         }
         out
     }

@@ -124,7 +124,7 @@ async fn kill_9_loses_nothing_acknowledged() {
     let account = store.list_accounts(None).await.unwrap()[0].id;
     let mut seen: HashMap<String, usize> = HashMap::new();
     for m in store.list(account, "INBOX").await.unwrap() {
-        let raw = String::from_utf8(store.read_blob(&m.blob).await.unwrap()).unwrap();
+        let raw = String::from_utf8(store.read_blob(m.blob).await.unwrap()).unwrap();
         let id = raw
             .lines()
             .find_map(|l| l.strip_prefix("Message-ID: "))
