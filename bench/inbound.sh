@@ -13,7 +13,7 @@ export SHARED_BENCH=$SHARED
 source "$SHARED/common/env.sh"
 N=${N:-20000}; RUNS=${RUNS:-3}; export RUNS
 TERN_BASE=${TERN_BASE:-31000}; TERN_PORT=$((TERN_BASE+25))
-ulimit -n 65536 || true
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 [ -n "${SKIP_INSTALL:-}" ] || "$SHARED/install.sh" >/dev/null
 (cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1)
 TERN=$ROOT/target/release/tern

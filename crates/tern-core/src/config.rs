@@ -46,6 +46,8 @@ pub struct Config {
     pub smtp: SmtpConfig,
     /// `[pop3]`: POP3 settings.
     pub pop3: Pop3Config,
+    /// `[imap]`: IMAP settings.
+    pub imap: ImapConfig,
     /// `[auth]`: login policy.
     pub auth: AuthConfig,
     /// Directory holding `tern.toml`; not read from the file.
@@ -82,14 +84,14 @@ pub struct ListenConfig {
     pub pop3s: Vec<SocketAddr>,
     /// HTTP: `/metrics` and `/healthz`, port 80.
     pub http: Vec<SocketAddr>,
+    /// IMAP with STARTTLS, port 143.
+    pub imap: Vec<SocketAddr>,
+    /// IMAP over implicit TLS, port 993.
+    pub imaps: Vec<SocketAddr>,
     /// Message submission (587), reserved: not served by this version.
     pub submission: Vec<SocketAddr>,
     /// Submission over implicit TLS (465), reserved.
     pub submissions: Vec<SocketAddr>,
-    /// IMAP (143), reserved.
-    pub imap: Vec<SocketAddr>,
-    /// IMAP over implicit TLS (993), reserved.
-    pub imaps: Vec<SocketAddr>,
 }
 
 impl Default for ListenConfig {
@@ -230,6 +232,32 @@ impl Default for Pop3Config {
     }
 }
 
+/// `[imap]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImapConfig {
+    /// Seconds an authenticated session may be idle (RFC 9051 §5.4: at least 30 minutes).
+    pub timeout: u64,
+    /// Seconds allowed before login.
+    pub login_timeout: u64,
+    /// Largest command, literals included, in bytes; bigger APPENDs get `NO [TOOBIG]`
+    /// before any of the literal is read.
+    pub max_command: u32,
+    /// Simultaneous IMAP connections in total.
+    pub max_connections: usize,
+}
+
+impl Default for ImapConfig {
+    fn default() -> Self {
+        Self {
+            timeout: 30 * 60,
+            login_timeout: 60,
+            max_command: 64 * 1024 * 1024,
+            max_connections: 5000,
+        }
+    }
+}
+
 /// `[auth]`: password logins (POP3 today; IMAP and submission later).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -297,6 +325,7 @@ pub fn template(hostname: &str, port_base: Option<u16>) -> String {
     let st = StoreConfig::default();
     let p = Pop3Config::default();
     let a = AuthConfig::default();
+    let i = ImapConfig::default();
     format!(
         r#"# Tern configuration. Every key is shown with its default value.
 # Relative paths are relative to the folder holding this file (the data folder).
@@ -312,12 +341,12 @@ hostname = "{hostname}"
 smtp = {smtp}                 # inbound mail (MX), port 25
 pop3 = {pop3}                 # POP3 with STLS, port 110
 pop3s = {pop3s}               # POP3 over TLS, port 995
+imap = {imap}                 # IMAP with STARTTLS, port 143
+imaps = {imaps}               # IMAP over TLS, port 993
 http = {http}                 # /metrics (Prometheus) and /healthz, port 80
 # Reserved for services later versions add (not opened by this version):
 submission = {submission}     # 587
 submissions = {submissions}   # 465
-imap = {imap}                 # 143
-imaps = {imaps}               # 993
 
 [tls]
 # PEM files. `tern init` writes a self-signed certificate for the host name;
@@ -363,6 +392,15 @@ allow_catch_all = {allow_catch_all}
 timeout = {pop3_timeout}
 max_connections = {pop3_max}
 
+[imap]
+# Seconds an authenticated session may stay silent (RFC 9051: at least 30 minutes; IDLE too).
+timeout = {imap_timeout}
+# Seconds allowed before login.
+login_timeout = {imap_login_timeout}
+# Largest command in bytes, literals (APPEND) included; larger ones are refused before upload.
+max_command = {imap_max_command}
+max_connections = {imap_max}
+
 [auth]
 # Accept passwords before TLS from loopback clients only (elsewhere TLS is required).
 plaintext_on_loopback = {plaintext}
@@ -396,6 +434,10 @@ window = {window}
         allow_catch_all = s.allow_catch_all,
         pop3_timeout = p.timeout,
         pop3_max = p.max_connections,
+        imap_timeout = i.timeout,
+        imap_login_timeout = i.login_timeout,
+        imap_max_command = i.max_command,
+        imap_max = i.max_connections,
         plaintext = a.plaintext_on_loopback,
         slow_after = a.slow_after,
         block_after = a.block_after,

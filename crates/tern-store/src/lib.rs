@@ -31,6 +31,9 @@ pub enum StoreError {
     /// A named object already exists.
     #[error("{0} already exists")]
     Exists(String),
+    /// The account's quota would be exceeded.
+    #[error("quota exceeded")]
+    OverQuota,
     /// A request is not valid (bad address, unknown domain…).
     #[error("{0}")]
     Invalid(String),
@@ -198,9 +201,127 @@ pub trait MailStore: Send + Sync {
     async fn expunge(&self, account: AccountId, mailbox: &str, uids: &[u32]) -> Result<()>;
 }
 
+/// A mailbox (folder) of an account, with its counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxRow {
+    /// Database id.
+    pub id: i64,
+    /// Full name; `/` separates levels.
+    pub name: String,
+    /// RFC 6154 attribute (`\Sent`, `\Junk`…).
+    pub special_use: Option<String>,
+    /// Subscribed (LSUB, LIST SUBSCRIBED).
+    pub subscribed: bool,
+    /// UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// UIDNEXT.
+    pub uidnext: u32,
+    /// HIGHESTMODSEQ.
+    pub highest_modseq: u64,
+    /// Messages in it.
+    pub messages: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+    /// Total size in bytes.
+    pub size: u64,
+}
+
+/// A message in a mailbox, as IMAP sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    /// UID.
+    pub uid: u32,
+    /// System flags and keywords, as written (`\Seen`, `$Forwarded`…).
+    pub flags: Vec<String>,
+    /// MODSEQ of the last change (RFC 7162).
+    pub modseq: u64,
+    /// INTERNALDATE, Unix seconds.
+    pub internaldate: i64,
+    /// Size in bytes.
+    pub size: u64,
+    /// The stored body.
+    pub blob: BlobId,
+}
+
+/// How STORE changes flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagMode {
+    /// `+FLAGS`
+    Add,
+    /// `-FLAGS`
+    Remove,
+    /// `FLAGS`
+    Replace,
+}
+
+/// Result of a flag change on one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagUpdate {
+    /// UID.
+    pub uid: u32,
+    /// Flags after the change.
+    pub flags: Vec<String>,
+    /// New MODSEQ.
+    pub modseq: u64,
+    /// False when UNCHANGEDSINCE stopped the change (RFC 7162 §3.1.3).
+    pub applied: bool,
+}
+
+/// Folder operations for IMAP.
+#[async_trait]
+pub trait Folders: Send + Sync {
+    /// All mailboxes of an account, by name.
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRow>>;
+    /// Creates a mailbox (and missing parents).
+    async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Deletes a mailbox and its messages; INBOX cannot be deleted.
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
+    /// Renames a mailbox and its children. Renaming INBOX moves its messages
+    /// into a new mailbox and leaves INBOX empty (RFC 9051 §6.3.6).
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
+    /// Sets the subscription flag.
+    async fn subscribe(&self, account: AccountId, name: &str, on: bool) -> Result<()>;
+    /// Every message of a mailbox, in UID order.
+    async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>>;
+    /// Parsed metadata of a stored body.
+    async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta>;
+    /// Changes flags of the given UIDs; returns the messages that exist.
+    async fn set_flags(
+        &self,
+        mailbox: i64,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<Vec<FlagUpdate>>;
+    /// Copies (or moves) messages; returns the target UIDVALIDITY and
+    /// `(source uid, new uid)` pairs. Moves into or out of a `\Junk`
+    /// mailbox are recorded for the spam filter to learn from.
+    async fn copy(
+        &self,
+        from: i64,
+        uids: &[u32],
+        to: i64,
+        remove: bool,
+    ) -> Result<(u32, Vec<(u32, u32)>)>;
+    /// Removes messages by UID.
+    async fn expunge_uids(&self, mailbox: i64, uids: &[u32]) -> Result<()>;
+    /// Adds a message to a mailbox (IMAP APPEND); returns (UIDVALIDITY, UID).
+    async fn append(
+        &self,
+        account: AccountId,
+        mailbox: i64,
+        raw: Vec<u8>,
+        flags: &[String],
+        internaldate: i64,
+    ) -> Result<(u32, u32)>;
+    /// A receiver of change notifications: the account whose mail changed.
+    fn watch(&self) -> tokio::sync::broadcast::Receiver<AccountId>;
+}
+
 /// Everything a running server needs from storage.
-pub trait Store: Directory + MailStore {}
-impl<T: Directory + MailStore> Store for T {}
+pub trait Store: Directory + MailStore + Folders {}
+impl<T: Directory + MailStore + Folders> Store for T {}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

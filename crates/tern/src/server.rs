@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use tern_core::Config;
 use tern_core::authguard::AuthGuard;
+use tern_imap::ImapServer;
 use tern_pop3::Pop3Server;
 use tern_smtp::SmtpServer;
 use tern_store::SharedStore;
@@ -24,6 +25,10 @@ pub struct Running {
     pub pop3: Vec<SocketAddr>,
     /// POP3S listeners.
     pub pop3s: Vec<SocketAddr>,
+    /// IMAP listeners.
+    pub imap: Vec<SocketAddr>,
+    /// IMAPS listeners.
+    pub imaps: Vec<SocketAddr>,
     /// HTTP listeners.
     pub http: Vec<SocketAddr>,
     /// The store the services use.
@@ -106,7 +111,7 @@ pub async fn start(config: Config) -> Result<Running> {
     ) {
         Ok(c) => Some(tern_core::conn::acceptor(c)),
         Err(e) => {
-            tracing::warn!(error = %e, "TLS is not available: STARTTLS, STLS and POP3S are off");
+            tracing::warn!(error = %e, "TLS is not available: STARTTLS, STLS, POP3S and IMAPS are off");
             None
         }
     };
@@ -120,11 +125,19 @@ pub async fn start(config: Config) -> Result<Running> {
     } else {
         vec![]
     };
+    let imap_l = bind(&config.listen.imap, "IMAP").await?;
+    let imaps_l = if tls.is_some() {
+        bind(&config.listen.imaps, "IMAPS").await?
+    } else {
+        vec![]
+    };
     let http_l = bind(&config.listen.http, "HTTP").await?;
     let mut running = Running {
         smtp: local_addrs(&smtp_l),
         pop3: local_addrs(&pop3_l),
         pop3s: local_addrs(&pop3s_l),
+        imap: local_addrs(&imap_l),
+        imaps: local_addrs(&imaps_l),
         http: local_addrs(&http_l),
         store: store.clone(),
         tasks: JoinSet::new(),
@@ -153,6 +166,20 @@ pub async fn start(config: Config) -> Result<Running> {
     for l in pop3s_l {
         running.tasks.spawn(pop3.clone().serve(l, true));
     }
+    let imap = ImapServer::new(
+        config.imap.clone(),
+        config.auth.clone(),
+        hostname.clone(),
+        store.clone(),
+        tls.clone(),
+        guard.clone(),
+    );
+    for l in imap_l {
+        running.tasks.spawn(imap.clone().serve(l, false));
+    }
+    for l in imaps_l {
+        running.tasks.spawn(imap.clone().serve(l, true));
+    }
     let app = Router::new()
         .route(
             "/metrics",
@@ -171,6 +198,8 @@ pub async fn start(config: Config) -> Result<Running> {
         ("smtp", &running.smtp),
         ("pop3", &running.pop3),
         ("pop3s", &running.pop3s),
+        ("imap", &running.imap),
+        ("imaps", &running.imaps),
         ("http", &running.http),
     ] {
         for a in addrs {
@@ -180,8 +209,6 @@ pub async fn start(config: Config) -> Result<Running> {
     let reserved = [
         ("submission", &config.listen.submission),
         ("submissions", &config.listen.submissions),
-        ("imap", &config.listen.imap),
-        ("imaps", &config.listen.imaps),
     ];
     for (what, addrs) in reserved {
         if !addrs.is_empty() {

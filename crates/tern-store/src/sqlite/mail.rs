@@ -19,7 +19,8 @@ impl MailStore for SqliteStore {
         recipients.sort_unstable();
         recipients.dedup();
         let size = message.raw.len() as i64;
-        self.write(move |c| {
+        let notify = recipients.clone();
+        let r = self.write(move |c| {
             c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)")?
                 .execute(params![hash, size, meta, message.raw.as_slice()])?;
             let blob_id = c.last_insert_rowid();
@@ -53,7 +54,11 @@ impl MailStore for SqliteStore {
             }
             Ok(())
         })
-        .await
+        .await;
+        if r.is_ok() {
+            notify.into_iter().for_each(|a| self.changed(a));
+        }
+        r
     }
 
     async fn mailbox(&self, account: AccountId, name: &str) -> Result<MailboxInfo> {
@@ -107,24 +112,30 @@ impl MailStore for SqliteStore {
         }
         let mailbox = mailbox.to_string();
         let uids = uids.to_vec();
-        self.write(move |c| {
-            let mailbox_id: i64 = c
-                .query_row(
-                    "UPDATE mailboxes SET highest_modseq = highest_modseq + 1
+        let r = self
+            .write(move |c| {
+                let mailbox_id: i64 = c
+                    .query_row(
+                        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1
                      WHERE account_id = ? AND name = ? RETURNING id",
-                    params![account, mailbox],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
-            // The delete trigger releases usage and blob references.
-            let mut del =
-                c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?")?;
-            for uid in uids {
-                del.execute(params![mailbox_id, uid as i64])?;
-            }
-            Ok(())
-        })
-        .await
+                        params![account, mailbox],
+                        |r| r.get(0),
+                    )
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                // The delete trigger releases usage and blob references.
+                let mut del = c.prepare_cached(
+                    "DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?",
+                )?;
+                for uid in uids {
+                    del.execute(params![mailbox_id, uid as i64])?;
+                }
+                Ok(())
+            })
+            .await;
+        if r.is_ok() {
+            self.changed(account);
+        }
+        r
     }
 }

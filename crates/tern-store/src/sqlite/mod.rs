@@ -14,6 +14,7 @@
 //! on the calling thread with a pooled connection.
 
 mod directory;
+mod folders;
 mod mail;
 mod writer;
 
@@ -25,7 +26,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 const SCHEMA: &str = include_str!("schema.sql");
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_V2: &str = include_str!("schema_v2.sql");
+const SCHEMA_VERSION: i64 = 2;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -36,6 +38,7 @@ pub struct SqliteStore {
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
+    changes: tokio::sync::broadcast::Sender<crate::AccountId>,
     _alive: Arc<()>,
 }
 
@@ -88,6 +91,7 @@ impl SqliteStore {
             path: path.to_path_buf(),
             readers: Mutex::new(Vec::new()),
             writer: writer::Writer::spawn(conn, max_batch, wal_frames),
+            changes: tokio::sync::broadcast::channel(1024).0,
             _alive: alive,
         })
     }
@@ -109,6 +113,11 @@ impl SqliteStore {
             pool.push(conn);
         }
         r
+    }
+
+    /// Tells IMAP sessions (IDLE, NOOP) that an account's mail changed.
+    fn changed(&self, account: crate::AccountId) {
+        let _ = self.changes.send(account);
     }
 
     async fn write<T: Send + 'static>(
@@ -149,8 +158,13 @@ fn migrate(conn: &Connection) -> Result<()> {
             "database schema version {version} is newer than this Tern ({SCHEMA_VERSION})"
         )));
     }
-    if version < SCHEMA_VERSION {
+    if version < 1 {
         conn.execute_batch(SCHEMA)?;
+    }
+    if version < 2 {
+        conn.execute_batch(SCHEMA_V2)?;
+    }
+    if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
     }
     Ok(())

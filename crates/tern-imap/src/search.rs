@@ -1,0 +1,214 @@
+//! SEARCH (RFC 9051 §6.4.4): every search key, evaluated over the mailbox
+//! view. Flag, size, date and UID keys use the index; header and text keys
+//! read the message (parsed with `mail-parser`, so encoded words and
+//! transfer encodings are decoded before matching, case-insensitively).
+
+use crate::view::View;
+use chrono::NaiveDate;
+use imap_codec::imap_types::search::SearchKey;
+use imap_codec::imap_types::sequence::{SeqOrUid, Sequence, SequenceSet};
+use std::sync::Arc;
+use tern_store::{MessageRow, SharedStore};
+
+/// Whether `n` is in `set`, `*` being `largest` (RFC 9051 §9 seq-number).
+pub fn in_set(set: &SequenceSet, n: u32, largest: u32) -> bool {
+    let v = |s: &SeqOrUid| match s {
+        SeqOrUid::Value(v) => v.get(),
+        SeqOrUid::Asterisk => largest,
+    };
+    set.0.as_ref().iter().any(|seq| match seq {
+        Sequence::Single(s) => v(s) == n,
+        Sequence::Range(a, b) => {
+            let (a, b) = (v(a), v(b));
+            (a.min(b)..=a.max(b)).contains(&n)
+        }
+    })
+}
+
+fn has_flag(row: &MessageRow, flag: &str) -> bool {
+    row.flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
+/// A message being tested, with its content loaded on first need.
+struct Candidate<'a> {
+    seq: u32,
+    row: &'a MessageRow,
+    raw: Option<Vec<u8>>,
+}
+
+impl Candidate<'_> {
+    async fn raw(&mut self, store: &SharedStore) -> &[u8] {
+        if self.raw.is_none() {
+            self.raw = Some(store.read_blob(self.row.blob).await.unwrap_or_default());
+        }
+        self.raw.as_deref().unwrap_or_default()
+    }
+}
+
+fn contains_ci(hay: &str, needle: &str) -> bool {
+    needle.is_empty() || hay.to_lowercase().contains(&needle.to_lowercase())
+}
+
+fn header_matches(raw: &[u8], name: &str, needle: &str) -> bool {
+    let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
+        return false;
+    };
+    msg.root_part().headers.iter().any(|h| {
+        if !h.name.as_str().eq_ignore_ascii_case(name) {
+            return false;
+        }
+        if needle.is_empty() {
+            return true;
+        }
+        let text = match &h.value {
+            mail_parser::HeaderValue::Text(t) => t.to_string(),
+            mail_parser::HeaderValue::TextList(l) => l.join(" "),
+            mail_parser::HeaderValue::Address(a) => a
+                .iter()
+                .map(|x| {
+                    format!(
+                        "{} <{}>",
+                        x.name.as_deref().unwrap_or(""),
+                        x.address.as_deref().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => {
+                let raw_value = raw
+                    .get(h.offset_start as usize..h.offset_end as usize)
+                    .unwrap_or_default();
+                String::from_utf8_lossy(raw_value).to_string()
+            }
+        };
+        contains_ci(&text, needle)
+    })
+}
+
+fn body_matches(raw: &[u8], needle: &str, with_headers: bool) -> bool {
+    if with_headers {
+        let end = tern_store::meta::find_body_offset(raw) as usize;
+        if contains_ci(&String::from_utf8_lossy(&raw[..end.min(raw.len())]), needle) {
+            return true;
+        }
+    }
+    let Some(msg) = mail_parser::MessageParser::default().parse(raw) else {
+        return contains_ci(&String::from_utf8_lossy(raw), needle);
+    };
+    (0..msg.text_body_count()).any(|i| msg.body_text(i).is_some_and(|t| contains_ci(&t, needle)))
+        || (0..msg.html_body_count())
+            .any(|i| msg.body_html(i).is_some_and(|t| contains_ci(&t, needle)))
+}
+
+fn date_of(ts: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp(ts, 0)
+        .map(|d| d.date_naive())
+        .unwrap_or_default()
+}
+
+fn sent_date(raw: &[u8]) -> Option<NaiveDate> {
+    let msg = mail_parser::MessageParser::default().parse_headers(raw)?;
+    let d = msg.date()?;
+    NaiveDate::from_ymd_opt(d.year as i32, d.month as u32, d.day as u32)
+}
+
+fn s(a: &impl AsRef<[u8]>) -> String {
+    String::from_utf8_lossy(a.as_ref()).to_string()
+}
+
+/// Evaluates one key. Boxed recursion for NOT/OR/AND.
+fn eval<'a>(
+    key: &'a SearchKey<'a>,
+    c: &'a mut Candidate<'_>,
+    view: &'a View,
+    store: &'a SharedStore,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = bool> + Send + 'a>> {
+    Box::pin(async move {
+        let row = c.row;
+        match key {
+            SearchKey::And(keys) => {
+                for k in keys.as_ref() {
+                    if !eval(k, c, view, store).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            SearchKey::SequenceSet(set) => in_set(set, c.seq, view.len() as u32),
+            SearchKey::Uid(set) => in_set(set, row.uid, view.max_uid()),
+            SearchKey::All => true,
+            SearchKey::Answered => has_flag(row, "\\Answered"),
+            SearchKey::Unanswered => !has_flag(row, "\\Answered"),
+            SearchKey::Deleted => has_flag(row, "\\Deleted"),
+            SearchKey::Undeleted => !has_flag(row, "\\Deleted"),
+            SearchKey::Draft => has_flag(row, "\\Draft"),
+            SearchKey::Undraft => !has_flag(row, "\\Draft"),
+            SearchKey::Flagged => has_flag(row, "\\Flagged"),
+            SearchKey::Unflagged => !has_flag(row, "\\Flagged"),
+            SearchKey::Seen => has_flag(row, "\\Seen"),
+            SearchKey::Unseen => !has_flag(row, "\\Seen"),
+            SearchKey::Keyword(k) => has_flag(row, k.as_ref()),
+            SearchKey::Unkeyword(k) => !has_flag(row, k.as_ref()),
+            // Tern does not keep \Recent (IMAP4rev2 removed it).
+            SearchKey::Recent => false,
+            SearchKey::New => false,
+            SearchKey::Old => true,
+            SearchKey::Larger(n) => row.size > u64::from(*n),
+            SearchKey::Smaller(n) => row.size < u64::from(*n),
+            SearchKey::Before(d) => date_of(row.internaldate) < *d.as_ref(),
+            SearchKey::On(d) => date_of(row.internaldate) == *d.as_ref(),
+            SearchKey::Since(d) => date_of(row.internaldate) >= *d.as_ref(),
+            SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
+                let sent =
+                    sent_date(c.raw(store).await).unwrap_or_else(|| date_of(row.internaldate));
+                let d = *d.as_ref();
+                match key {
+                    SearchKey::SentBefore(_) => sent < d,
+                    SearchKey::SentOn(_) => sent == d,
+                    _ => sent >= d,
+                }
+            }
+            SearchKey::Bcc(v) => header_matches(c.raw(store).await, "Bcc", &s(v)),
+            SearchKey::Cc(v) => header_matches(c.raw(store).await, "Cc", &s(v)),
+            SearchKey::From(v) => header_matches(c.raw(store).await, "From", &s(v)),
+            SearchKey::To(v) => header_matches(c.raw(store).await, "To", &s(v)),
+            SearchKey::Subject(v) => header_matches(c.raw(store).await, "Subject", &s(v)),
+            SearchKey::Header(name, v) => header_matches(c.raw(store).await, &s(name), &s(v)),
+            SearchKey::Body(v) => body_matches(c.raw(store).await, &s(v), false),
+            SearchKey::Text(v) => body_matches(c.raw(store).await, &s(v), true),
+            SearchKey::Not(k) => !eval(k, c, view, store).await,
+            SearchKey::Or(a, b) => eval(a, c, view, store).await || eval(b, c, view, store).await,
+            SearchKey::ModSequence { modseq, .. } => row.modseq >= *modseq,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    })
+}
+
+/// Runs a search; returns matching (sequence number, row) pairs.
+pub async fn run(
+    keys: &[SearchKey<'_>],
+    view: &View,
+    store: &SharedStore,
+) -> Vec<(u32, MessageRow)> {
+    let store: SharedStore = Arc::clone(store);
+    let mut out = Vec::new();
+    for (i, row) in view.rows().iter().enumerate() {
+        let mut c = Candidate {
+            seq: i as u32 + 1,
+            row,
+            raw: None,
+        };
+        let mut ok = true;
+        for k in keys {
+            if !eval(k, &mut c, view, &store).await {
+                ok = false;
+                break;
+            }
+        }
+        if ok {
+            out.push((i as u32 + 1, row.clone()));
+        }
+    }
+    out
+}

@@ -1,0 +1,1383 @@
+//! One IMAP session: states and commands of RFC 9051 §6.
+
+use crate::ImapServer;
+use crate::search::{self, in_set};
+use crate::section;
+use crate::view::{self, View};
+use crate::write::{self, Str};
+use base64::Engine;
+use imap_codec::CommandCodec;
+use imap_codec::decode::Decoder;
+use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
+use imap_codec::imap_types::auth::AuthMechanism;
+use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::core::LiteralMode;
+use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
+use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName};
+use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
+use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
+use imap_codec::imap_types::sequence::SequenceSet;
+use imap_codec::imap_types::status::StatusDataItemName;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_core::authguard::Verdict;
+use tern_core::conn::Conn;
+use tern_store::{AccountId, FlagMode, MailboxRow, StoreError};
+use tokio::net::TcpStream;
+
+/// Bad commands tolerated before the server hangs up.
+const MAX_ERRORS: u32 = 50;
+
+enum State {
+    NotAuthenticated,
+    Authenticated,
+    Selected(Box<View>),
+}
+
+struct Session {
+    server: Arc<ImapServer>,
+    conn: Conn,
+    frag: Fragmentizer,
+    state: State,
+    account: Option<(AccountId, String)>,
+    out: Vec<u8>,
+    errors: u32,
+    rev2: bool,
+    condstore: bool,
+}
+
+/// What the command loop does next.
+enum Flow {
+    Continue,
+    Close,
+}
+
+pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
+    let conn = if implicit_tls {
+        let Some(acceptor) = server.tls.clone() else {
+            return;
+        };
+        match Conn::accept_tls(tcp, &acceptor, Duration::from_secs(60)).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(error = %e, "imap: TLS handshake failed");
+                return;
+            }
+        }
+    } else {
+        match Conn::new(tcp) {
+            Ok(c) => c,
+            Err(_) => return,
+        }
+    };
+    let mut s = Session {
+        frag: Fragmentizer::new(server.config.max_command),
+        server,
+        conn,
+        state: State::NotAuthenticated,
+        account: None,
+        out: Vec::with_capacity(256),
+        errors: 0,
+        rev2: false,
+        condstore: false,
+    };
+    let caps = s.capabilities();
+    s.out.extend_from_slice(
+        format!(
+            "* OK [CAPABILITY {caps}] {} Tern IMAP ready\r\n",
+            s.server.hostname
+        )
+        .as_bytes(),
+    );
+    s.command_loop().await;
+    s.flush().await;
+    s.conn.shutdown().await;
+}
+
+fn store_err(e: &StoreError) -> &'static str {
+    match e {
+        StoreError::NotFound(_) => "[NONEXISTENT]",
+        StoreError::Exists(_) => "[ALREADYEXISTS]",
+        StoreError::OverQuota => "[OVERQUOTA]",
+        StoreError::Invalid(_) => "[CANNOT]",
+        _ => "[SERVERBUG]",
+    }
+}
+
+fn mailbox_name(m: &Mailbox<'_>) -> String {
+    match m {
+        Mailbox::Inbox => "INBOX".into(),
+        Mailbox::Other(o) => {
+            let s = String::from_utf8_lossy(o.as_ref()).to_string();
+            if s.eq_ignore_ascii_case("INBOX") {
+                "INBOX".into()
+            } else {
+                s
+            }
+        }
+    }
+}
+
+fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
+    flags.iter().map(|f| f.to_string()).collect()
+}
+
+/// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`
+/// anything but the hierarchy separator.
+fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
+    match pattern.split_first() {
+        None => name.is_empty(),
+        Some((b'*', rest)) => (0..=name.len()).any(|i| pattern_match(rest, &name[i..])),
+        Some((b'%', rest)) => (0..=name.len())
+            .take_while(|&i| i == 0 || name[i - 1] != b'/')
+            .any(|i| pattern_match(rest, &name[i..])),
+        Some((c, rest)) => {
+            name.first().is_some_and(|n| n.eq_ignore_ascii_case(c))
+                && pattern_match(rest, &name[1..])
+        }
+    }
+}
+
+impl Session {
+    fn capabilities(&self) -> String {
+        let mut c = String::from(
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE",
+        );
+        if self.server.tls.is_some() && !self.conn.is_tls() {
+            c.push_str(" STARTTLS");
+        }
+        if self.plaintext_allowed() {
+            c.push_str(" AUTH=PLAIN");
+        } else {
+            c.push_str(" LOGINDISABLED");
+        }
+        c
+    }
+
+    fn plaintext_allowed(&self) -> bool {
+        self.conn.is_tls() || (self.server.auth.plaintext_on_loopback && self.conn.is_loopback())
+    }
+
+    async fn flush(&mut self) {
+        if !self.out.is_empty() {
+            self.conn.write(&self.out);
+            self.out.clear();
+        }
+        let _ = self.conn.flush().await;
+    }
+
+    fn tagged(&mut self, tag: &str, status: &str, text: &str) {
+        let _ = write!(Str(&mut self.out), "{tag} {status} {text}\r\n");
+    }
+
+    fn timeout(&self) -> Duration {
+        Duration::from_secs(match self.state {
+            State::NotAuthenticated => self.server.config.login_timeout,
+            _ => self.server.config.timeout,
+        })
+    }
+
+    /// Reads until the fragmentizer has a complete message; answers
+    /// synchronizing literals with a continuation (or a refusal).
+    async fn next_message(&mut self) -> Option<()> {
+        loop {
+            match self.frag.progress() {
+                Some(FragmentInfo::Line {
+                    announcement: Some(a),
+                    ..
+                }) => {
+                    if a.length > self.server.config.max_command {
+                        // Refused before any byte of it is buffered.
+                        let tag = self.frag.decode_tag().map(|t| t.as_ref().to_string());
+                        if a.mode == LiteralMode::Sync {
+                            let tag = tag.unwrap_or_else(|| "*".into());
+                            self.tagged(&tag, "NO", "[TOOBIG] Literal too large");
+                            self.frag.skip_message();
+                            continue;
+                        }
+                        self.frag.poison_message();
+                    } else if a.mode == LiteralMode::Sync {
+                        self.out.extend_from_slice(b"+ Ready for literal data\r\n");
+                    }
+                    continue;
+                }
+                Some(_) => {
+                    if self.frag.is_message_complete() {
+                        return Some(());
+                    }
+                    continue;
+                }
+                None => {}
+            }
+            self.flush().await;
+            let t = self.timeout();
+            match self.conn.fill(t).await {
+                Ok(0) => return None,
+                Ok(_) => {
+                    let n = self.conn.buffered().len();
+                    self.frag.enqueue_bytes(self.conn.buffered());
+                    self.conn.consume(n);
+                }
+                Err(e) => {
+                    if e.kind() == std::io::ErrorKind::TimedOut {
+                        self.out
+                            .extend_from_slice(b"* BYE Autologout; idle for too long\r\n");
+                    }
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Reads one raw line (continuation data: SASL responses, DONE).
+    async fn raw_line(&mut self) -> Option<Vec<u8>> {
+        self.next_message().await?;
+        let line = self.frag.message_bytes().to_vec();
+        Some(line)
+    }
+
+    async fn command_loop(&mut self) {
+        loop {
+            if self.next_message().await.is_none() {
+                return;
+            }
+            let tag = self
+                .frag
+                .decode_tag()
+                .map(|t| t.as_ref().to_string())
+                .unwrap_or_else(|| "*".into());
+            if self.frag.is_max_message_size_exceeded() || self.frag.is_message_poisoned() {
+                self.tagged(&tag, "NO", "[TOOBIG] Command too large");
+                self.errors += 1;
+                continue;
+            }
+            // Decode from a copy so the command can outlive the fragmentizer's buffer.
+            let bytes = self.frag.message_bytes().to_vec();
+            let cmd = match CommandCodec::default().decode(&bytes) {
+                Ok((b"", cmd)) => cmd,
+                _ => {
+                    self.tagged(&tag, "BAD", "Syntax error in command");
+                    self.errors += 1;
+                    if self.errors >= MAX_ERRORS {
+                        self.out.extend_from_slice(b"* BYE Too many errors\r\n");
+                        return;
+                    }
+                    continue;
+                }
+            };
+            if let Flow::Close = self.command(cmd).await {
+                return;
+            }
+        }
+    }
+
+    async fn command(&mut self, cmd: Command<'_>) -> Flow {
+        let tag = cmd.tag.as_ref().to_string();
+        let name = cmd.body.name();
+        let authenticated = !matches!(self.state, State::NotAuthenticated);
+        let selected = matches!(self.state, State::Selected(_));
+        match cmd.body {
+            CommandBody::Capability => {
+                let caps = self.capabilities();
+                let _ = write!(Str(&mut self.out), "* CAPABILITY {caps}\r\n");
+                self.tagged(&tag, "OK", "CAPABILITY completed");
+            }
+            CommandBody::Noop | CommandBody::Check => {
+                self.sync().await;
+                self.tagged(&tag, "OK", &format!("{name} completed"));
+            }
+            CommandBody::Logout => {
+                self.out.extend_from_slice(b"* BYE Logging out\r\n");
+                self.tagged(&tag, "OK", "LOGOUT completed");
+                return Flow::Close;
+            }
+            CommandBody::StartTLS => {
+                let Some(acceptor) = self.server.tls.clone() else {
+                    self.tagged(&tag, "BAD", "STARTTLS not available");
+                    return Flow::Continue;
+                };
+                if self.conn.is_tls() || authenticated {
+                    self.tagged(&tag, "BAD", "STARTTLS not allowed now");
+                    return Flow::Continue;
+                }
+                self.tagged(&tag, "OK", "Begin TLS negotiation now");
+                self.flush().await;
+                // Discard anything pipelined after STARTTLS (RFC 9051 §6.2.1).
+                self.frag = Fragmentizer::new(self.server.config.max_command);
+                if self
+                    .conn
+                    .start_tls(&acceptor, Duration::from_secs(60))
+                    .await
+                    .is_err()
+                {
+                    return Flow::Close;
+                }
+            }
+            CommandBody::Login { username, password } if !authenticated => {
+                let user = String::from_utf8_lossy(username.as_ref()).to_string();
+                let pass = String::from_utf8_lossy(password.declassify().as_ref()).to_string();
+                self.login(&tag, &user, &pass).await;
+            }
+            CommandBody::Authenticate {
+                mechanism,
+                initial_response,
+            } if !authenticated => {
+                if mechanism != AuthMechanism::Plain {
+                    self.tagged(&tag, "NO", "[CANNOT] Only PLAIN is supported");
+                    return Flow::Continue;
+                }
+                let data = match initial_response {
+                    Some(r) => r.declassify().to_vec(),
+                    None => {
+                        self.out.extend_from_slice(b"+ \r\n");
+                        let Some(line) = self.raw_line().await else {
+                            return Flow::Close;
+                        };
+                        let line = String::from_utf8_lossy(&line).trim().to_string();
+                        if line == "*" {
+                            self.tagged(&tag, "BAD", "Authentication cancelled");
+                            return Flow::Continue;
+                        }
+                        match base64::engine::general_purpose::STANDARD.decode(line.as_bytes()) {
+                            Ok(d) => d,
+                            Err(_) => {
+                                self.tagged(&tag, "BAD", "Invalid base64");
+                                return Flow::Continue;
+                            }
+                        }
+                    }
+                };
+                let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
+                let [authz, user, pass] = parts.as_slice() else {
+                    self.tagged(&tag, "BAD", "Invalid PLAIN response");
+                    return Flow::Continue;
+                };
+                let (authz, user, pass) = (
+                    String::from_utf8_lossy(authz).to_string(),
+                    String::from_utf8_lossy(user).to_string(),
+                    String::from_utf8_lossy(pass).to_string(),
+                );
+                if !authz.is_empty() && !authz.eq_ignore_ascii_case(&user) {
+                    self.tagged(
+                        &tag,
+                        "NO",
+                        "[AUTHORIZATIONFAILED] Proxy authorization not permitted",
+                    );
+                    return Flow::Continue;
+                }
+                self.login(&tag, &user, &pass).await;
+            }
+            CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
+                self.tagged(&tag, "BAD", "Already authenticated");
+            }
+            CommandBody::Id { .. } => {
+                self.out.extend_from_slice(b"* ID (\"name\" \"Tern\")\r\n");
+                self.tagged(&tag, "OK", "ID completed");
+            }
+            CommandBody::Enable { capabilities } if authenticated => {
+                let mut enabled = Vec::new();
+                for c in capabilities.as_ref() {
+                    match c {
+                        CapabilityEnable::CondStore => {
+                            self.condstore = true;
+                            enabled.push("CONDSTORE".to_string());
+                        }
+                        CapabilityEnable::Other(_)
+                            if c.to_string().eq_ignore_ascii_case("IMAP4rev2") =>
+                        {
+                            self.rev2 = true;
+                            enabled.push("IMAP4rev2".into());
+                        }
+                        _ => {}
+                    }
+                }
+                if let State::Selected(v) = &mut self.state {
+                    v.condstore = self.condstore;
+                }
+                let _ = write!(Str(&mut self.out), "* ENABLED {}\r\n", enabled.join(" "));
+                self.tagged(&tag, "OK", "ENABLE completed");
+            }
+            _ if !authenticated => {
+                self.tagged(&tag, "BAD", &format!("{name} requires authentication"));
+                self.errors += 1;
+            }
+            CommandBody::Namespace => {
+                self.out
+                    .extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+                self.tagged(&tag, "OK", "NAMESPACE completed");
+            }
+            CommandBody::Select { mailbox, .. } => {
+                self.select(&tag, &mailbox_name(&mailbox), false).await
+            }
+            CommandBody::Examine { mailbox, .. } => {
+                self.select(&tag, &mailbox_name(&mailbox), true).await
+            }
+            CommandBody::Create { mailbox } => {
+                let r = self
+                    .server
+                    .store
+                    .create_mailbox(self.account_id(), &mailbox_name(&mailbox))
+                    .await;
+                self.done(&tag, "CREATE", r);
+            }
+            CommandBody::Delete { mailbox } => {
+                let name = mailbox_name(&mailbox);
+                let r = self
+                    .server
+                    .store
+                    .delete_mailbox(self.account_id(), &name)
+                    .await;
+                self.done(&tag, "DELETE", r);
+            }
+            CommandBody::Rename { from, to } => {
+                let r = self
+                    .server
+                    .store
+                    .rename_mailbox(self.account_id(), &mailbox_name(&from), &mailbox_name(&to))
+                    .await;
+                self.done(&tag, "RENAME", r);
+            }
+            CommandBody::Subscribe { mailbox } => {
+                let r = self
+                    .server
+                    .store
+                    .subscribe(self.account_id(), &mailbox_name(&mailbox), true)
+                    .await;
+                self.done(&tag, "SUBSCRIBE", r);
+            }
+            CommandBody::Unsubscribe { mailbox } => {
+                let r = self
+                    .server
+                    .store
+                    .subscribe(self.account_id(), &mailbox_name(&mailbox), false)
+                    .await;
+                self.done(&tag, "UNSUBSCRIBE", r);
+            }
+            CommandBody::List {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&tag, &reference, &mailbox_wildcard, false).await,
+            CommandBody::Lsub {
+                reference,
+                mailbox_wildcard,
+            } => self.list(&tag, &reference, &mailbox_wildcard, true).await,
+            CommandBody::Status {
+                mailbox,
+                item_names,
+            } => {
+                self.status(&tag, &mailbox_name(&mailbox), &item_names)
+                    .await
+            }
+            CommandBody::Append {
+                mailbox,
+                flags,
+                date,
+                message,
+            } => {
+                let data = match &message {
+                    LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
+                    LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
+                };
+                let date = date
+                    .map(|d| d.as_ref().timestamp())
+                    .unwrap_or_else(tern_core::now_unix);
+                self.append(
+                    &tag,
+                    &mailbox_name(&mailbox),
+                    data,
+                    &flag_strings(&flags),
+                    date,
+                )
+                .await;
+            }
+            CommandBody::Idle => self.idle(&tag).await,
+            _ if !selected => {
+                self.tagged(&tag, "BAD", &format!("{name} requires a selected mailbox"));
+                self.errors += 1;
+            }
+            CommandBody::Close | CommandBody::Unselect => {
+                let close = matches!(cmd.body, CommandBody::Close);
+                if close
+                    && let State::Selected(v) = &self.state
+                    && !v.read_only
+                {
+                    let uids: Vec<u32> = v
+                        .rows()
+                        .iter()
+                        .filter(|r| r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")))
+                        .map(|r| r.uid)
+                        .collect();
+                    let id = v.mailbox.id;
+                    if let Err(e) = self.server.store.expunge_uids(id, &uids).await {
+                        self.tagged(&tag, "NO", &format!("{} {e}", store_err(&e)));
+                        return Flow::Continue;
+                    }
+                }
+                self.state = State::Authenticated;
+                self.tagged(&tag, "OK", &format!("{name} completed"));
+            }
+            CommandBody::Expunge => self.expunge(&tag, None).await,
+            CommandBody::ExpungeUid { sequence_set } => {
+                self.expunge(&tag, Some(sequence_set)).await
+            }
+            CommandBody::Search { criteria, uid, .. } => {
+                let State::Selected(v) = &self.state else {
+                    return Flow::Continue;
+                };
+                let found = search::run(criteria.as_ref(), v, &self.server.store).await;
+                let mut line = String::from("* SEARCH");
+                for (seq, row) in &found {
+                    let _ = write!(line, " {}", if uid { row.uid } else { *seq });
+                }
+                line.push_str("\r\n");
+                self.out.extend_from_slice(line.as_bytes());
+                if uid {
+                    self.sync().await;
+                }
+                self.tagged(&tag, "OK", "SEARCH completed");
+            }
+            CommandBody::Fetch {
+                sequence_set,
+                macro_or_item_names,
+                uid,
+                ..
+            } => {
+                self.fetch(&tag, &sequence_set, macro_or_item_names, uid)
+                    .await
+            }
+            CommandBody::Store {
+                sequence_set,
+                kind,
+                response,
+                flags,
+                uid,
+                modifiers,
+            } => {
+                let unchanged_since = modifiers
+                    .iter()
+                    .map(|imap_codec::imap_types::command::StoreModifier::UnchangedSince(u)| *u)
+                    .next();
+                self.store(
+                    &tag,
+                    &sequence_set,
+                    kind,
+                    response,
+                    &flag_strings(&flags),
+                    uid,
+                    unchanged_since,
+                )
+                .await
+            }
+            CommandBody::Copy {
+                sequence_set,
+                mailbox,
+                uid,
+            } => {
+                self.copy(&tag, &sequence_set, &mailbox_name(&mailbox), uid, false)
+                    .await
+            }
+            CommandBody::Move {
+                sequence_set,
+                mailbox,
+                uid,
+            } => {
+                self.copy(&tag, &sequence_set, &mailbox_name(&mailbox), uid, true)
+                    .await
+            }
+            _ => {
+                self.tagged(&tag, "BAD", &format!("{name} is not supported"));
+            }
+        }
+        Flow::Continue
+    }
+
+    fn account_id(&self) -> AccountId {
+        self.account.as_ref().map(|a| a.0).unwrap_or_default()
+    }
+
+    fn done(&mut self, tag: &str, what: &str, r: Result<(), StoreError>) {
+        match r {
+            Ok(()) => self.tagged(tag, "OK", &format!("{what} completed")),
+            Err(e) => self.tagged(tag, "NO", &format!("{} {e}", store_err(&e))),
+        }
+    }
+
+    async fn login(&mut self, tag: &str, user: &str, pass: &str) {
+        if !self.plaintext_allowed() {
+            self.tagged(
+                tag,
+                "NO",
+                "[PRIVACYREQUIRED] Use STARTTLS or port 993 first",
+            );
+            return;
+        }
+        let ip = self.conn.peer.ip();
+        let login = user.trim().to_lowercase();
+        match self.server.guard.check(ip, &login) {
+            Verdict::Allow => {}
+            Verdict::Delay(d) => tokio::time::sleep(d).await,
+            Verdict::Block => {
+                tracing::warn!(client = %ip, user = %login, "imap: login refused: too many failures");
+                metrics::counter!("tern_auth_failures_total", "service" => "imap", "reason" => "blocked").increment(1);
+                self.tagged(
+                    tag,
+                    "NO",
+                    "[UNAVAILABLE] Too many failed logins, try again later",
+                );
+                return;
+            }
+        }
+        match self.server.store.authenticate(&login, pass).await {
+            Ok(Some(id)) => {
+                self.server.guard.succeeded(&login);
+                tracing::info!(client = %ip, user = %login, tls = self.conn.is_tls(), "imap: login");
+                self.account = Some((id, login));
+                self.state = State::Authenticated;
+                let caps = self.capabilities();
+                self.tagged(tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
+            }
+            Ok(None) => {
+                self.server.guard.failed(ip, &login);
+                tracing::warn!(client = %ip, user = %login, "imap: authentication failed");
+                metrics::counter!("tern_auth_failures_total", "service" => "imap", "reason" => "bad_credentials").increment(1);
+                self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "imap: authentication lookup failed");
+                self.tagged(tag, "NO", "[UNAVAILABLE] Temporary failure");
+            }
+        }
+    }
+
+    async fn find_mailbox(&self, name: &str) -> Result<MailboxRow, StoreError> {
+        let all = self.server.store.mailboxes(self.account_id()).await?;
+        all.into_iter()
+            .find(|m| m.name == name)
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))
+    }
+
+    async fn select(&mut self, tag: &str, name: &str, read_only: bool) {
+        self.state = State::Authenticated;
+        let mailbox = match self.find_mailbox(name).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                return;
+            }
+        };
+        let mut view = match View::open(&self.server.store, mailbox, read_only).await {
+            Ok(v) => v,
+            Err(e) => {
+                self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                return;
+            }
+        };
+        view.condstore = self.condstore;
+        let m = &view.mailbox;
+        let o = &mut self.out;
+        o.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
+        let _ = write!(Str(o), "* {} EXISTS\r\n", view.len());
+        if !self.rev2 {
+            o.extend_from_slice(b"* 0 RECENT\r\n");
+            if let Some(i) = view
+                .rows()
+                .iter()
+                .position(|r| !r.flags.iter().any(|f| f == "\\Seen"))
+            {
+                let _ = write!(Str(o), "* OK [UNSEEN {}] First unseen\r\n", i + 1);
+            }
+        }
+        let _ = write!(
+            Str(o),
+            "* OK [UIDVALIDITY {}] UIDs valid\r\n",
+            m.uidvalidity
+        );
+        let _ = write!(
+            Str(o),
+            "* OK [UIDNEXT {}] Predicted next UID\r\n",
+            m.uidnext
+        );
+        let _ = write!(
+            Str(o),
+            "* OK [HIGHESTMODSEQ {}] Highest\r\n",
+            m.highest_modseq
+        );
+        if read_only {
+            o.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            o.extend_from_slice(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n");
+        }
+        let _ = write!(Str(o), "* LIST () \"/\" ");
+        view::name(o, &m.name);
+        o.extend_from_slice(b"\r\n");
+        let code = if read_only {
+            "[READ-ONLY]"
+        } else {
+            "[READ-WRITE]"
+        };
+        self.state = State::Selected(Box::new(view));
+        self.tagged(
+            tag,
+            "OK",
+            &format!(
+                "{code} {} completed",
+                if read_only { "EXAMINE" } else { "SELECT" }
+            ),
+        );
+    }
+
+    async fn list(
+        &mut self,
+        tag: &str,
+        reference: &Mailbox<'_>,
+        pattern: &ListMailbox<'_>,
+        lsub: bool,
+    ) {
+        let pattern: Vec<u8> = match pattern {
+            ListMailbox::Token(t) => t.as_ref().to_vec(),
+            ListMailbox::String(s) => s.as_ref().to_vec(),
+        };
+        let reference = match reference {
+            Mailbox::Inbox => b"INBOX".to_vec(),
+            Mailbox::Other(o) => o.as_ref().to_vec(),
+        };
+        let what = if lsub { "LSUB" } else { "LIST" };
+        if pattern.is_empty() {
+            let _ = write!(Str(&mut self.out), "* {what} (\\Noselect) \"/\" \"\"\r\n");
+            self.tagged(tag, "OK", &format!("{what} completed"));
+            return;
+        }
+        let mut full = reference.clone();
+        if !full.is_empty() && !full.ends_with(b"/") && !pattern.starts_with(b"/") {
+            full.push(b'/');
+        }
+        full.extend_from_slice(&pattern);
+        let boxes = match self.server.store.mailboxes(self.account_id()).await {
+            Ok(b) => b,
+            Err(e) => {
+                self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                return;
+            }
+        };
+        let names: Vec<String> = boxes.iter().map(|b| b.name.clone()).collect();
+        for b in &boxes {
+            if lsub && !b.subscribed {
+                continue;
+            }
+            let matches = pattern_match(&full, b.name.as_bytes())
+                || (b.name == "INBOX" && pattern_match(&full.to_ascii_uppercase(), b"INBOX"));
+            if !matches {
+                continue;
+            }
+            let has_children = names.iter().any(|n| {
+                n.len() > b.name.len() + 1
+                    && n.starts_with(&b.name)
+                    && n.as_bytes()[b.name.len()] == b'/'
+            });
+            let mut attrs = vec![if has_children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            }];
+            if let Some(u) = &b.special_use {
+                attrs.push(u);
+            }
+            if !lsub && b.subscribed && self.rev2 {
+                attrs.push("\\Subscribed");
+            }
+            let _ = write!(Str(&mut self.out), "* {what} ({}) \"/\" ", attrs.join(" "));
+            view::name(&mut self.out, &b.name);
+            self.out.extend_from_slice(b"\r\n");
+        }
+        self.tagged(tag, "OK", &format!("{what} completed"));
+    }
+
+    async fn status(&mut self, tag: &str, name: &str, items: &[StatusDataItemName]) {
+        let m = match self.find_mailbox(name).await {
+            Ok(m) => m,
+            Err(e) => {
+                self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                return;
+            }
+        };
+        let mut parts = Vec::new();
+        for i in items {
+            match i {
+                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", m.messages)),
+                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
+                StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", m.uidnext)),
+                StatusDataItemName::UidValidity => {
+                    parts.push(format!("UIDVALIDITY {}", m.uidvalidity))
+                }
+                StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", m.unseen)),
+                StatusDataItemName::Size => parts.push(format!("SIZE {}", m.size)),
+                StatusDataItemName::HighestModSeq => {
+                    parts.push(format!("HIGHESTMODSEQ {}", m.highest_modseq))
+                }
+                StatusDataItemName::Deleted => {
+                    let n = self
+                        .server
+                        .store
+                        .messages(m.id)
+                        .await
+                        .map(|r| {
+                            r.iter()
+                                .filter(|r| r.flags.iter().any(|f| f == "\\Deleted"))
+                                .count()
+                        })
+                        .unwrap_or(0);
+                    parts.push(format!("DELETED {n}"));
+                }
+                _ => {}
+            }
+        }
+        self.out.extend_from_slice(b"* STATUS ");
+        view::name(&mut self.out, &m.name);
+        let _ = write!(Str(&mut self.out), " ({})\r\n", parts.join(" "));
+        self.tagged(tag, "OK", "STATUS completed");
+    }
+
+    async fn append(&mut self, tag: &str, name: &str, data: Vec<u8>, flags: &[String], date: i64) {
+        let m = match self.find_mailbox(name).await {
+            Ok(m) => m,
+            Err(_) => {
+                self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
+                return;
+            }
+        };
+        match self
+            .server
+            .store
+            .append(self.account_id(), m.id, data, flags, date)
+            .await
+        {
+            Ok((uidvalidity, uid)) => {
+                self.sync().await;
+                self.tagged(
+                    tag,
+                    "OK",
+                    &format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"),
+                );
+            }
+            Err(e) => self.tagged(tag, "NO", &format!("{} {e}", store_err(&e))),
+        }
+    }
+
+    /// Brings the selected view up to date (untagged EXISTS/EXPUNGE/FETCH).
+    async fn sync(&mut self) {
+        if let State::Selected(v) = &mut self.state
+            && let Err(e) = v.sync(&self.server.store, &mut self.out).await
+        {
+            tracing::warn!(error = %e, "imap: mailbox sync failed");
+        }
+    }
+
+    /// Resolves a sequence set to (seq, uid) pairs of the view.
+    fn resolve(&self, set: &SequenceSet, uid: bool) -> Vec<(u32, u32)> {
+        let State::Selected(v) = &self.state else {
+            return vec![];
+        };
+        let (n, max_uid) = (v.len() as u32, v.max_uid());
+        v.rows()
+            .iter()
+            .enumerate()
+            .filter(|(i, r)| {
+                if uid {
+                    in_set(set, r.uid, max_uid)
+                } else {
+                    in_set(set, *i as u32 + 1, n)
+                }
+            })
+            .map(|(i, r)| (i as u32 + 1, r.uid))
+            .collect()
+    }
+
+    async fn expunge(&mut self, tag: &str, uids: Option<SequenceSet>) {
+        let State::Selected(v) = &self.state else {
+            return;
+        };
+        if v.read_only {
+            self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
+            return;
+        }
+        let max_uid = v.max_uid();
+        let targets: Vec<u32> = v
+            .rows()
+            .iter()
+            .filter(|r| r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")))
+            .filter(|r| uids.as_ref().is_none_or(|s| in_set(s, r.uid, max_uid)))
+            .map(|r| r.uid)
+            .collect();
+        let id = v.mailbox.id;
+        match self.server.store.expunge_uids(id, &targets).await {
+            Ok(()) => {
+                self.sync().await;
+                self.tagged(tag, "OK", "EXPUNGE completed");
+            }
+            Err(e) => self.tagged(tag, "NO", &format!("{} {e}", store_err(&e))),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn store(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        kind: StoreType,
+        response: StoreResponse,
+        flags: &[String],
+        uid: bool,
+        unchanged_since: Option<u64>,
+    ) {
+        let targets = self.resolve(set, uid);
+        let State::Selected(v) = &self.state else {
+            return;
+        };
+        if v.read_only {
+            self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
+            return;
+        }
+        let mode = match kind {
+            StoreType::Add => FlagMode::Add,
+            StoreType::Remove => FlagMode::Remove,
+            StoreType::Replace => FlagMode::Replace,
+        };
+        let id = v.mailbox.id;
+        let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+        let updates = match self
+            .server
+            .store
+            .set_flags(id, &uids, mode, flags, unchanged_since)
+            .await
+        {
+            Ok(u) => u,
+            Err(e) => {
+                self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                return;
+            }
+        };
+        let condstore = self.condstore || unchanged_since.is_some();
+        let mut failed = Vec::new();
+        if let State::Selected(v) = &mut self.state {
+            for u in &updates {
+                let seq = v.seq_of(u.uid).unwrap_or(0);
+                if !u.applied {
+                    failed.push(if uid { u.uid } else { seq });
+                    continue;
+                }
+                v.set_flags(u.uid, u.flags.clone(), u.modseq);
+                if response == StoreResponse::Answer || condstore {
+                    let _ = write!(Str(&mut self.out), "* {seq} FETCH (");
+                    if uid {
+                        let _ = write!(Str(&mut self.out), "UID {} ", u.uid);
+                    }
+                    if response == StoreResponse::Answer {
+                        view::flags(&mut self.out, &u.flags);
+                        if condstore {
+                            self.out.push(b' ');
+                        }
+                    }
+                    if condstore {
+                        let _ = write!(Str(&mut self.out), "MODSEQ ({})", u.modseq);
+                    }
+                    self.out.extend_from_slice(b")\r\n");
+                }
+            }
+        }
+        if uid {
+            self.sync().await;
+        }
+        if failed.is_empty() {
+            self.tagged(tag, "OK", "STORE completed");
+        } else {
+            let list: Vec<String> = failed.iter().map(u32::to_string).collect();
+            self.tagged(
+                tag,
+                "OK",
+                &format!("[MODIFIED {}] Conditional STORE failed", list.join(",")),
+            );
+        }
+    }
+
+    async fn copy(&mut self, tag: &str, set: &SequenceSet, dest: &str, uid: bool, remove: bool) {
+        let targets = self.resolve(set, uid);
+        let what = if remove { "MOVE" } else { "COPY" };
+        let State::Selected(v) = &self.state else {
+            return;
+        };
+        if remove && v.read_only {
+            self.tagged(tag, "NO", "[READ-ONLY] Mailbox is read-only");
+            return;
+        }
+        let from = v.mailbox.id;
+        let to = match self.find_mailbox(dest).await {
+            Ok(m) => m,
+            Err(_) => {
+                self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
+                return;
+            }
+        };
+        let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+        match self.server.store.copy(from, &uids, to.id, remove).await {
+            Ok((uidvalidity, pairs)) => {
+                let code = if pairs.is_empty() {
+                    String::new()
+                } else {
+                    let src: Vec<String> = pairs.iter().map(|p| p.0.to_string()).collect();
+                    let dst: Vec<String> = pairs.iter().map(|p| p.1.to_string()).collect();
+                    format!(
+                        "[COPYUID {uidvalidity} {} {}] ",
+                        src.join(","),
+                        dst.join(",")
+                    )
+                };
+                if remove {
+                    // RFC 6851 §4.3: COPYUID goes in an untagged OK before the expunges.
+                    if !code.is_empty() {
+                        let _ = write!(Str(&mut self.out), "* OK {code}Moved\r\n");
+                    }
+                    self.sync().await;
+                    self.tagged(tag, "OK", &format!("{what} completed"));
+                } else {
+                    if uid {
+                        self.sync().await;
+                    }
+                    self.tagged(tag, "OK", &format!("{code}{what} completed"));
+                }
+            }
+            Err(e) => self.tagged(tag, "NO", &format!("{} {e}", store_err(&e))),
+        }
+    }
+
+    async fn fetch(
+        &mut self,
+        tag: &str,
+        set: &SequenceSet,
+        items: MacroOrMessageDataItemNames<'_>,
+        uid: bool,
+    ) {
+        let mut items = match items {
+            MacroOrMessageDataItemNames::Macro(m) => {
+                use MessageDataItemName::*;
+                match m {
+                    Macro::Fast => vec![Flags, InternalDate, Rfc822Size],
+                    Macro::Full => vec![Flags, InternalDate, Rfc822Size, Envelope, Body],
+                    _ => vec![Flags, InternalDate, Rfc822Size, Envelope],
+                }
+            }
+            MacroOrMessageDataItemNames::MessageDataItemNames(v) => v,
+        };
+        if uid && !items.iter().any(|i| matches!(i, MessageDataItemName::Uid)) {
+            items.insert(0, MessageDataItemName::Uid);
+        }
+        let targets = self.resolve(set, uid);
+        let (read_only, mailbox_id, condstore) = match &self.state {
+            State::Selected(v) => (v.read_only, v.mailbox.id, v.condstore),
+            _ => return,
+        };
+        let needs_meta = items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::Envelope
+                    | MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+            )
+        });
+        let needs_raw = items.iter().any(|i| {
+            matches!(
+                i,
+                MessageDataItemName::Body
+                    | MessageDataItemName::BodyStructure
+                    | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::Rfc822
+                    | MessageDataItemName::Rfc822Header
+                    | MessageDataItemName::Rfc822Text
+                    | MessageDataItemName::Binary { .. }
+                    | MessageDataItemName::BinarySize { .. }
+            )
+        });
+        let sets_seen = !read_only
+            && items.iter().any(|i| {
+                matches!(
+                    i,
+                    MessageDataItemName::BodyExt { peek: false, .. }
+                        | MessageDataItemName::Rfc822
+                        | MessageDataItemName::Rfc822Text
+                        | MessageDataItemName::Binary { peek: false, .. }
+                )
+            });
+        if sets_seen {
+            let unseen: Vec<u32> = match &self.state {
+                State::Selected(v) => targets
+                    .iter()
+                    .filter(|(seq, _)| {
+                        !v.rows()[*seq as usize - 1]
+                            .flags
+                            .iter()
+                            .any(|f| f == "\\Seen")
+                    })
+                    .map(|t| t.1)
+                    .collect(),
+                _ => vec![],
+            };
+            if !unseen.is_empty()
+                && let Ok(updates) = self
+                    .server
+                    .store
+                    .set_flags(
+                        mailbox_id,
+                        &unseen,
+                        FlagMode::Add,
+                        &["\\Seen".to_string()],
+                        None,
+                    )
+                    .await
+                && let State::Selected(v) = &mut self.state
+            {
+                for u in updates {
+                    v.set_flags(u.uid, u.flags, u.modseq);
+                }
+            }
+        }
+        for (seq, _) in targets {
+            let row = match &self.state {
+                State::Selected(v) => v.rows()[seq as usize - 1].clone(),
+                _ => return,
+            };
+            let meta = if needs_meta {
+                self.server.store.read_meta(row.blob).await.ok()
+            } else {
+                None
+            };
+            let raw = if needs_raw {
+                self.server
+                    .store
+                    .read_blob(row.blob)
+                    .await
+                    .unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            let meta = meta.unwrap_or_else(|| {
+                if needs_meta {
+                    tern_store::meta::analyze(&raw)
+                } else {
+                    Default::default()
+                }
+            });
+            let o = &mut self.out;
+            let _ = write!(Str(o), "* {seq} FETCH (");
+            let mut first = true;
+            let mut sep = |o: &mut Vec<u8>| {
+                if !first {
+                    o.push(b' ');
+                }
+                first = false;
+            };
+            for item in &items {
+                match item {
+                    MessageDataItemName::Uid => {
+                        sep(o);
+                        let _ = write!(Str(o), "UID {}", row.uid);
+                    }
+                    MessageDataItemName::Flags => {
+                        sep(o);
+                        view::flags(o, &row.flags);
+                    }
+                    MessageDataItemName::InternalDate => {
+                        sep(o);
+                        let _ = write!(
+                            Str(o),
+                            "INTERNALDATE {}",
+                            write::internal_date(row.internaldate)
+                        );
+                    }
+                    MessageDataItemName::Rfc822Size => {
+                        sep(o);
+                        let _ = write!(Str(o), "RFC822.SIZE {}", row.size);
+                    }
+                    MessageDataItemName::Envelope => {
+                        sep(o);
+                        o.extend_from_slice(b"ENVELOPE ");
+                        write::envelope(o, &meta);
+                    }
+                    MessageDataItemName::Body => {
+                        sep(o);
+                        o.extend_from_slice(b"BODY ");
+                        write::body_structure(o, &meta, &raw, 0, false);
+                    }
+                    MessageDataItemName::BodyStructure => {
+                        sep(o);
+                        o.extend_from_slice(b"BODYSTRUCTURE ");
+                        write::body_structure(o, &meta, &raw, 0, true);
+                    }
+                    MessageDataItemName::BodyExt {
+                        section, partial, ..
+                    } => {
+                        sep(o);
+                        let bytes = section::partial(
+                            section::extract(&raw, &meta, section.as_ref()),
+                            partial.to_owned(),
+                        );
+                        let _ = write!(Str(o), "BODY[{}]", section::section_name(section.as_ref()));
+                        if let Some((origin, _)) = partial {
+                            let _ = write!(Str(o), "<{origin}>");
+                        }
+                        o.push(b' ');
+                        write::literal(o, &bytes);
+                    }
+                    MessageDataItemName::Binary {
+                        section, partial, ..
+                    } => {
+                        sep(o);
+                        let names: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+                        let bytes =
+                            section::partial(binary(&raw, &section[..]), partial.to_owned());
+                        let _ = write!(Str(o), "BINARY[{}]", names.join("."));
+                        if let Some((origin, _)) = partial {
+                            let _ = write!(Str(o), "<{origin}>");
+                        }
+                        o.push(b' ');
+                        write::literal(o, &bytes);
+                    }
+                    MessageDataItemName::BinarySize { section } => {
+                        sep(o);
+                        let names: Vec<String> = section.iter().map(|n| n.to_string()).collect();
+                        let _ = write!(
+                            Str(o),
+                            "BINARY.SIZE[{}] {}",
+                            names.join("."),
+                            binary(&raw, &section[..]).len()
+                        );
+                    }
+                    MessageDataItemName::Rfc822 => {
+                        sep(o);
+                        o.extend_from_slice(b"RFC822 ");
+                        write::literal(o, &raw);
+                    }
+                    MessageDataItemName::Rfc822Header => {
+                        sep(o);
+                        o.extend_from_slice(b"RFC822.HEADER ");
+                        let end = (meta.body_offset as usize).min(raw.len());
+                        write::literal(o, &raw[..end]);
+                    }
+                    MessageDataItemName::Rfc822Text => {
+                        sep(o);
+                        o.extend_from_slice(b"RFC822.TEXT ");
+                        let start = (meta.body_offset as usize).min(raw.len());
+                        write::literal(o, &raw[start..]);
+                    }
+                    MessageDataItemName::ModSeq => {
+                        sep(o);
+                        let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
+                    }
+                }
+            }
+            if condstore
+                && !items
+                    .iter()
+                    .any(|i| matches!(i, MessageDataItemName::ModSeq))
+            {
+                sep(o);
+                let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
+            }
+            o.extend_from_slice(b")\r\n");
+            if self.out.len() > 256 * 1024 {
+                self.flush().await;
+            }
+        }
+        if uid {
+            self.sync().await;
+        }
+        self.tagged(tag, "OK", "FETCH completed");
+    }
+
+    /// IDLE (RFC 2177, RFC 9051 §6.3.13): pushes changes until DONE.
+    async fn idle(&mut self, tag: &str) {
+        let account = self.account_id();
+        let mut changes = self.server.store.watch();
+        self.out.extend_from_slice(b"+ idling\r\n");
+        self.sync().await;
+        self.flush().await;
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_secs(self.server.config.timeout.max(30 * 60));
+        loop {
+            // A complete "DONE" line may already be buffered.
+            if let Some(FragmentInfo::Line { .. }) = self.frag.progress()
+                && self.frag.is_message_complete()
+            {
+                let line = self.frag.message_bytes().to_vec();
+                if line.trim_ascii().eq_ignore_ascii_case(b"DONE") {
+                    self.tagged(tag, "OK", "IDLE terminated");
+                } else {
+                    self.tagged(tag, "BAD", "Expected DONE");
+                }
+                return;
+            }
+            tokio::select! {
+                r = self.conn.fill(Duration::from_secs(60 * 60)) => match r {
+                    Ok(n) if n > 0 => {
+                        let n = self.conn.buffered().len();
+                        self.frag.enqueue_bytes(self.conn.buffered());
+                        self.conn.consume(n);
+                    }
+                    _ => return,
+                },
+                changed = changes.recv() => {
+                    match changed {
+                        Ok(a) if a != account => continue,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                        _ => {}
+                    }
+                    self.sync().await;
+                    self.flush().await;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    self.out.extend_from_slice(b"* BYE IDLE timeout\r\n");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// BINARY[section]: the part with its content-transfer-encoding removed.
+fn binary(raw: &[u8], section: &[std::num::NonZeroU32]) -> Vec<u8> {
+    let Some(msg) = mail_parser::MessageParser::default().parse(raw) else {
+        return raw.to_vec();
+    };
+    let mut part = msg.root_part();
+    for n in section {
+        let idx = n.get() as usize - 1;
+        match &part.body {
+            mail_parser::PartType::Multipart(children) => {
+                match children.get(idx).and_then(|&c| msg.parts.get(c as usize)) {
+                    Some(p) => part = p,
+                    None => return Vec::new(),
+                }
+            }
+            _ if idx == 0 => {}
+            _ => return Vec::new(),
+        }
+    }
+    part.contents().to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pattern_match;
+
+    #[test]
+    fn list_patterns() {
+        assert!(pattern_match(b"*", b"a/b/c"));
+        assert!(pattern_match(b"%", b"INBOX"));
+        assert!(!pattern_match(b"%", b"a/b"));
+        assert!(pattern_match(b"a/%", b"a/b"));
+        assert!(pattern_match(b"A*", b"archive/x"));
+    }
+}

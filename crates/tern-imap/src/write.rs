@@ -1,0 +1,274 @@
+//! Response serialisation (RFC 9051 §7, formal syntax §9).
+//!
+//! Commands are decoded with `imap-codec`; responses are written here. The
+//! typed response model of `imap-types` needs every FETCH item rebuilt into
+//! owned, validated values (and message bodies copied into it), which costs
+//! more than the bytes themselves on large FETCHes; this writer emits the
+//! same grammar directly: strings as quoted strings when they are plain
+//! 7-bit text and as literals otherwise, `NIL` for absent values.
+
+use std::fmt::Write as _;
+use tern_store::meta::{MessageMeta, PartMeta};
+
+/// Appends an IMAP string: quoted when safe, otherwise a literal.
+pub fn string(out: &mut Vec<u8>, s: &[u8]) {
+    let quotable = s.len() < 1024 && s.iter().all(|&b| (0x20..0x7f).contains(&b));
+    if quotable {
+        out.push(b'"');
+        for &b in s {
+            if b == b'"' || b == b'\\' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out.push(b'"');
+    } else {
+        literal(out, s);
+    }
+}
+
+/// Appends a literal `{n}\r\n<bytes>`.
+pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
+    out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
+    out.extend_from_slice(s);
+}
+
+/// Appends an nstring: `NIL` or a string.
+pub fn nstring(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        Some(s) => string(out, s.as_bytes()),
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// Appends a mailbox name as an astring (quoted or literal; `INBOX` as is).
+pub fn mailbox(out: &mut Vec<u8>, name: &str) {
+    string(out, name.as_bytes());
+}
+
+/// `(k v k v)` or `NIL`.
+fn params(out: &mut Vec<u8>, p: &[(String, String)]) {
+    if p.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for (i, (k, v)) in p.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        string(out, k.to_ascii_uppercase().as_bytes());
+        out.push(b' ');
+        string(out, v.as_bytes());
+    }
+    out.push(b')');
+}
+
+/// Parses an address header value into (name, local, domain) triples.
+fn addresses(raw: &str) -> Vec<(Option<String>, String, String)> {
+    let text = format!("To: {raw}\r\n\r\n");
+    let Some(msg) = mail_parser::MessageParser::default().parse(text.as_bytes()) else {
+        return vec![];
+    };
+    let Some(list) = msg.to() else { return vec![] };
+    list.iter()
+        .filter_map(|a| {
+            let addr = a.address.as_deref()?;
+            let (local, domain) = addr.rsplit_once('@').unwrap_or((addr, ""));
+            Some((
+                a.name.as_deref().map(str::to_string),
+                local.to_string(),
+                domain.to_string(),
+            ))
+        })
+        .collect()
+}
+
+fn address_list(out: &mut Vec<u8>, raw: Option<&str>) {
+    let list = raw.map(addresses).unwrap_or_default();
+    if list.is_empty() {
+        out.extend_from_slice(b"NIL");
+        return;
+    }
+    out.push(b'(');
+    for (name, local, domain) in list {
+        out.push(b'(');
+        nstring(out, name.as_deref());
+        out.extend_from_slice(b" NIL ");
+        string(out, local.as_bytes());
+        out.push(b' ');
+        string(out, domain.as_bytes());
+        out.push(b')');
+    }
+    out.push(b')');
+}
+
+/// ENVELOPE (RFC 9051 §7.5.2): Sender and Reply-To default to From.
+pub fn envelope(out: &mut Vec<u8>, meta: &MessageMeta) {
+    let e = &meta.envelope;
+    out.push(b'(');
+    nstring(out, e.date.as_deref());
+    out.push(b' ');
+    nstring(out, e.subject.as_deref());
+    for (i, v) in [
+        e.from.as_deref(),
+        e.sender.as_deref().or(e.from.as_deref()),
+        e.reply_to.as_deref().or(e.from.as_deref()),
+        e.to.as_deref(),
+        e.cc.as_deref(),
+        e.bcc.as_deref(),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let _ = i;
+        out.push(b' ');
+        address_list(out, v);
+    }
+    out.push(b' ');
+    nstring(out, e.in_reply_to.as_deref());
+    out.push(b' ');
+    nstring(out, e.message_id.as_deref());
+    out.push(b')');
+}
+
+/// BODY or BODYSTRUCTURE (`extended`) of part `index` (RFC 9051 §7.5.2).
+pub fn body_structure(
+    out: &mut Vec<u8>,
+    meta: &MessageMeta,
+    raw: &[u8],
+    index: usize,
+    extended: bool,
+) {
+    let Some(p) = meta.parts.get(index) else {
+        out.extend_from_slice(b"(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
+        return;
+    };
+    if p.ctype == "multipart" && !p.children.is_empty() {
+        out.push(b'(');
+        for &c in &p.children {
+            body_structure(out, meta, raw, c as usize, extended);
+        }
+        out.push(b' ');
+        string(out, p.subtype.as_bytes());
+        if extended {
+            out.push(b' ');
+            params(out, &p.params);
+            out.push(b' ');
+            disposition(out, p);
+            out.extend_from_slice(b" NIL NIL");
+        }
+        out.push(b')');
+        return;
+    }
+    let size = p.end_offset.saturating_sub(p.body_offset);
+    out.push(b'(');
+    string(out, p.ctype.as_bytes());
+    out.push(b' ');
+    string(out, p.subtype.as_bytes());
+    out.push(b' ');
+    params(out, &p.params);
+    out.push(b' ');
+    nstring(out, p.id.as_deref());
+    out.push(b' ');
+    nstring(out, p.description.as_deref());
+    out.push(b' ');
+    string(out, p.encoding.to_ascii_uppercase().as_bytes());
+    let _ = write!(Str(out), " {size}");
+    if p.ctype == "message" && p.subtype == "rfc822" {
+        // Envelope, body structure and lines of the enclosed message.
+        let inner_raw = raw
+            .get(p.body_offset as usize..p.end_offset as usize)
+            .unwrap_or_default();
+        let inner = tern_store::meta::analyze(inner_raw);
+        out.push(b' ');
+        envelope(out, &inner);
+        out.push(b' ');
+        body_structure(out, &inner, inner_raw, 0, extended);
+        let _ = write!(Str(out), " {}", p.lines);
+    } else if p.ctype == "text" {
+        let _ = write!(Str(out), " {}", p.lines);
+    }
+    if extended {
+        out.extend_from_slice(b" NIL ");
+        disposition(out, p);
+        out.extend_from_slice(b" NIL NIL");
+    }
+    out.push(b')');
+}
+
+fn disposition(out: &mut Vec<u8>, p: &PartMeta) {
+    match &p.disposition {
+        Some((kind, ps)) => {
+            out.push(b'(');
+            string(out, kind.as_bytes());
+            out.push(b' ');
+            params(out, ps);
+            out.push(b')');
+        }
+        None => out.extend_from_slice(b"NIL"),
+    }
+}
+
+/// INTERNALDATE: `"27-Nov-2026 12:00:00 +0000"`.
+pub fn internal_date(ts: i64) -> String {
+    let d = mail_parser::DateTime::from_timestamp(ts);
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "\"{:02}-{}-{:04} {:02}:{:02}:{:02} +0000\"",
+        d.day,
+        MONTHS[(d.month as usize).clamp(1, 12) - 1],
+        d.year,
+        d.hour,
+        d.minute,
+        d.second
+    )
+}
+
+/// `fmt::Write` over a byte vector.
+pub struct Str<'a>(pub &'a mut Vec<u8>);
+
+impl std::fmt::Write for Str<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strings() {
+        let mut o = Vec::new();
+        string(&mut o, b"a \"b\"\\");
+        assert_eq!(o, b"\"a \\\"b\\\"\\\\\"");
+        let mut o = Vec::new();
+        string(&mut o, "ü".as_bytes());
+        assert_eq!(o, "{2}\r\nü".as_bytes());
+    }
+
+    #[test]
+    fn envelope_and_structure() {
+        let raw = b"From: Ann <ann@example.com>\r\nTo: bob@example.com, \"C D\" <cd@x.test>\r\nSubject: Hi\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nhello\r\n--b--\r\n";
+        let meta = tern_store::meta::analyze(raw);
+        let mut o = Vec::new();
+        envelope(&mut o, &meta);
+        let s = String::from_utf8(o).unwrap();
+        assert_eq!(
+            s,
+            "(NIL \"Hi\" ((\"Ann\" NIL \"ann\" \"example.com\")) ((\"Ann\" NIL \"ann\" \"example.com\")) ((\"Ann\" NIL \"ann\" \"example.com\")) ((NIL NIL \"bob\" \"example.com\")(\"C D\" NIL \"cd\" \"x.test\")) NIL NIL NIL NIL)"
+        );
+        let mut o = Vec::new();
+        body_structure(&mut o, &meta, raw, 0, false);
+        let s = String::from_utf8(o).unwrap();
+        assert!(
+            s.starts_with("((\"text\" \"plain\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" "),
+            "{s}"
+        );
+        assert!(s.ends_with(" \"mixed\")"), "{s}");
+    }
+}

@@ -1,0 +1,467 @@
+//! [`Folders`] for SQLite: the mailbox operations IMAP needs.
+
+use super::SqliteStore;
+use crate::{
+    AccountId, BlobId, FlagMode, FlagUpdate, Folders, MailboxRow, MessageRow, Result, StoreError,
+    meta,
+};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use tern_core::now_unix;
+
+/// Flags are stored as one space-separated string, system flags first.
+fn join_flags(flags: &[String]) -> String {
+    let mut v: Vec<&str> = flags.iter().map(String::as_str).collect();
+    v.sort_by_key(|f| (!f.starts_with('\\'), f.to_ascii_lowercase()));
+    v.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
+    v.join(" ")
+}
+
+fn split_flags(s: &str) -> Vec<String> {
+    s.split(' ')
+        .filter(|f| !f.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn mailbox_id(
+    c: &Connection,
+    account: AccountId,
+    name: &str,
+) -> Result<Option<(i64, Option<String>)>> {
+    Ok(
+        c.prepare_cached(
+            "SELECT id, special_use FROM mailboxes WHERE account_id = ? AND name = ?",
+        )?
+        .query_row(params![account, name], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()?,
+    )
+}
+
+fn normalize_name(name: &str) -> Result<String> {
+    let name = name.trim_matches('/');
+    if name.is_empty() || name.split('/').any(str::is_empty) || name.len() > 512 {
+        return Err(StoreError::Invalid(format!(
+            "invalid mailbox name {name:?}"
+        )));
+    }
+    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
+        return Err(StoreError::Invalid(
+            "mailbox names cannot contain *, % or control characters".into(),
+        ));
+    }
+    Ok(if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX".into()
+    } else {
+        name.to_string()
+    })
+}
+
+fn create_one(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
+    let n = c.execute(
+        "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity)
+         VALUES (?, ?, NULL, ?) ON CONFLICT(account_id, name) DO NOTHING",
+        params![account, name, (now_unix() & 0xffff_ffff).max(1)],
+    )?;
+    Ok(n > 0)
+}
+
+#[async_trait]
+impl Folders for SqliteStore {
+    async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highest_modseq,
+                        COUNT(mm.uid), COALESCE(SUM(instr(mm.flags, '\\Seen') = 0), 0), COALESCE(SUM(mm.size), 0)
+                 FROM mailboxes m LEFT JOIN mailbox_messages mm ON mm.mailbox_id = m.id
+                 WHERE m.account_id = ? GROUP BY m.id ORDER BY m.name <> 'INBOX', m.name",
+            )?;
+            let rows = st.query_map([account], |r| {
+                Ok(MailboxRow {
+                    id: r.get(0)?,
+                    name: r.get(1)?,
+                    special_use: r.get(2)?,
+                    subscribed: r.get(3)?,
+                    uidvalidity: r.get::<_, i64>(4)? as u32,
+                    uidnext: r.get::<_, i64>(5)? as u32,
+                    highest_modseq: r.get::<_, i64>(6)? as u64,
+                    messages: r.get::<_, i64>(7)? as u32,
+                    unseen: r.get::<_, i64>(8)? as u32,
+                    size: r.get::<_, i64>(9)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = normalize_name(name)?;
+        self.write(move |c| {
+            // Create missing parents too (RFC 9051 §6.3.4).
+            let parts: Vec<&str> = name.split('/').collect();
+            for i in 1..parts.len() {
+                create_one(c, account, &parts[..i].join("/"))?;
+            }
+            if !create_one(c, account, &name)? {
+                return Err(StoreError::Exists(format!("mailbox {name}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
+        let name = normalize_name(name)?;
+        if name == "INBOX" {
+            return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+        }
+        let r = self
+            .write(move |c| {
+                let (id, _) = mailbox_id(c, account, &name)?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+                // The delete trigger releases usage and blob references.
+                c.execute("DELETE FROM mailbox_messages WHERE mailbox_id = ?", [id])?;
+                c.execute("DELETE FROM mailboxes WHERE id = ?", [id])?;
+                Ok(())
+            })
+            .await;
+        if r.is_ok() {
+            self.changed(account);
+        }
+        r
+    }
+
+    async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()> {
+        let (from, to) = (normalize_name(from)?, normalize_name(to)?);
+        let r = self
+            .write(move |c| {
+                let (id, _) = mailbox_id(c, account, &from)?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {from}")))?;
+                if mailbox_id(c, account, &to)?.is_some() {
+                    return Err(StoreError::Exists(format!("mailbox {to}")));
+                }
+                let parts: Vec<&str> = to.split('/').collect();
+                for i in 1..parts.len() {
+                    create_one(c, account, &parts[..i].join("/"))?;
+                }
+                if from == "INBOX" {
+                    // Move INBOX's messages into a new mailbox; INBOX stays, empty.
+                    create_one(c, account, &to)?;
+                    let (to_id, _) = mailbox_id(c, account, &to)?.ok_or_else(|| StoreError::NotFound(to.clone()))?;
+                    let uids: Vec<i64> = c
+                        .prepare("SELECT uid FROM mailbox_messages WHERE mailbox_id = ? ORDER BY uid")?
+                        .query_map([id], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    copy_rows(c, id, &uids.iter().map(|&u| u as u32).collect::<Vec<_>>(), to_id, true)?;
+                    return Ok(());
+                }
+                c.execute(
+                    "UPDATE mailboxes SET name = ? || substr(name, ?) WHERE account_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')",
+                    params![
+                        to,
+                        from.len() as i64 + 1,
+                        account,
+                        from,
+                        format!("{}/%", from.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
+                    ],
+                )?;
+                Ok(())
+            })
+            .await;
+        if r.is_ok() {
+            self.changed(account);
+        }
+        r
+    }
+
+    async fn subscribe(&self, account: AccountId, name: &str, on: bool) -> Result<()> {
+        let name = normalize_name(name)?;
+        self.write(move |c| {
+            if c.execute(
+                "UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?",
+                params![on, account, name],
+            )? == 0
+            {
+                return Err(StoreError::NotFound(format!("mailbox {name}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid, flags, modseq, internaldate, size, blob_id FROM mailbox_messages
+                 WHERE mailbox_id = ? ORDER BY uid",
+            )?;
+            let rows = st.query_map([mailbox], |r| {
+                Ok(MessageRow {
+                    uid: r.get::<_, i64>(0)? as u32,
+                    flags: split_flags(&r.get::<_, String>(1)?),
+                    modseq: r.get::<_, i64>(2)? as u64,
+                    internaldate: r.get(3)?,
+                    size: r.get::<_, i64>(4)? as u64,
+                    blob: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta> {
+        let json: String = self.read(|c| {
+            c.prepare_cached("SELECT meta FROM blobs WHERE id = ?")?
+                .query_row([blob], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("message {blob}")))
+        })?;
+        serde_json::from_str(&json)
+            .map_err(|e| StoreError::Invalid(format!("stored metadata: {e}")))
+    }
+
+    async fn set_flags(
+        &self,
+        mailbox: i64,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<Vec<FlagUpdate>> {
+        let (uids, flags) = (uids.to_vec(), flags.to_vec());
+        let r = self
+            .write(move |c| {
+                let account: i64 = c.query_row("SELECT account_id FROM mailboxes WHERE id = ?", [mailbox], |r| r.get(0))?;
+                let mut get = c.prepare_cached("SELECT flags, modseq FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?")?;
+                let mut set = c.prepare_cached(
+                    "UPDATE mailbox_messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
+                )?;
+                let mut modseq: i64 =
+                    c.query_row("SELECT highest_modseq FROM mailboxes WHERE id = ?", [mailbox], |r| r.get(0))?;
+                let mut out = Vec::new();
+                for uid in uids {
+                    let Some((current, old_modseq)) = get
+                        .query_row(params![mailbox, uid as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                        .optional()?
+                    else {
+                        continue;
+                    };
+                    let current = split_flags(&current);
+                    if unchanged_since.is_some_and(|u| old_modseq as u64 > u) {
+                        out.push(FlagUpdate { uid, flags: current, modseq: old_modseq as u64, applied: false });
+                        continue;
+                    }
+                    let new: Vec<String> = match mode {
+                        FlagMode::Replace => flags.clone(),
+                        FlagMode::Add => current.iter().chain(flags.iter()).cloned().collect(),
+                        FlagMode::Remove => current
+                            .iter()
+                            .filter(|f| !flags.iter().any(|r| r.eq_ignore_ascii_case(f)))
+                            .cloned()
+                            .collect(),
+                    };
+                    let (old_s, new_s) = (join_flags(&current), join_flags(&new));
+                    if old_s == new_s {
+                        out.push(FlagUpdate { uid, flags: split_flags(&new_s), modseq: old_modseq as u64, applied: true });
+                        continue;
+                    }
+                    modseq += 1;
+                    set.execute(params![new_s, modseq, mailbox, uid as i64])?;
+                    out.push(FlagUpdate { uid, flags: split_flags(&new_s), modseq: modseq as u64, applied: true });
+                }
+                c.execute("UPDATE mailboxes SET highest_modseq = ? WHERE id = ?", params![modseq, mailbox])?;
+                Ok((account, out))
+            })
+            .await;
+        r.map(|(account, out)| {
+            self.changed(account);
+            out
+        })
+    }
+
+    async fn copy(
+        &self,
+        from: i64,
+        uids: &[u32],
+        to: i64,
+        remove: bool,
+    ) -> Result<(u32, Vec<(u32, u32)>)> {
+        let uids = uids.to_vec();
+        let r = self
+            .write(move |c| {
+                let account: i64 = c.query_row(
+                    "SELECT account_id FROM mailboxes WHERE id = ?",
+                    [from],
+                    |r| r.get(0),
+                )?;
+                let pairs = copy_rows(c, from, &uids, to, remove)?;
+                let uidvalidity: i64 = c.query_row(
+                    "SELECT uidvalidity FROM mailboxes WHERE id = ?",
+                    [to],
+                    |r| r.get(0),
+                )?;
+                Ok((account, (uidvalidity as u32, pairs)))
+            })
+            .await;
+        r.map(|(account, out)| {
+            self.changed(account);
+            out
+        })
+    }
+
+    async fn expunge_uids(&self, mailbox: i64, uids: &[u32]) -> Result<()> {
+        let uids = uids.to_vec();
+        let r = self
+            .write(move |c| {
+                let account: i64 = c.query_row(
+                    "SELECT account_id FROM mailboxes WHERE id = ?",
+                    [mailbox],
+                    |r| r.get(0),
+                )?;
+                c.execute(
+                    "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?",
+                    [mailbox],
+                )?;
+                let mut del = c.prepare_cached(
+                    "DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?",
+                )?;
+                for uid in uids {
+                    del.execute(params![mailbox, uid as i64])?;
+                }
+                Ok(account)
+            })
+            .await;
+        r.map(|account| self.changed(account))
+    }
+
+    async fn append(
+        &self,
+        account: AccountId,
+        mailbox: i64,
+        raw: Vec<u8>,
+        flags: &[String],
+        internaldate: i64,
+    ) -> Result<(u32, u32)> {
+        let hash = hex::encode(Sha256::digest(&raw));
+        let meta = serde_json::to_string(&meta::analyze(&raw))
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let flags = join_flags(flags);
+        let size = raw.len() as i64;
+        let r = self
+            .write(move |c| {
+                let (quota, used): (i64, i64) =
+                    c.query_row("SELECT quota, used FROM accounts WHERE id = ?", [account], |r| Ok((r.get(0)?, r.get(1)?)))?;
+                if quota > 0 && used + size > quota {
+                    return Err(StoreError::OverQuota);
+                }
+                c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)")?
+                    .execute(params![hash, size, meta, raw])?;
+                let blob = c.last_insert_rowid();
+                let uid: i64 = c
+                    .prepare_cached(
+                        "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
+                            internaldate, queue_id, mail_from, params)
+                         SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, '', '', '{}'
+                         FROM mailboxes WHERE id = ? AND account_id = ?
+                         RETURNING uid",
+                    )?
+                    .query_row(params![blob, size, flags, internaldate, mailbox, account], |r| r.get(0))
+                    .optional()?
+                    .ok_or_else(|| StoreError::NotFound("mailbox".into()))?;
+                let uidvalidity: i64 =
+                    c.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?", [mailbox], |r| r.get(0))?;
+                Ok((uidvalidity as u32, uid as u32))
+            })
+            .await;
+        if r.is_ok() {
+            self.changed(account);
+        }
+        r
+    }
+
+    fn watch(&self) -> tokio::sync::broadcast::Receiver<AccountId> {
+        self.changes.subscribe()
+    }
+}
+
+/// Copies rows to another mailbox (new UIDs, same blob), optionally removing
+/// the originals; records moves into or out of Junk.
+fn copy_rows(
+    c: &Connection,
+    from: i64,
+    uids: &[u32],
+    to: i64,
+    remove: bool,
+) -> Result<Vec<(u32, u32)>> {
+    let info = |id: i64| -> Result<(i64, Option<String>)> {
+        Ok(c.query_row(
+            "SELECT account_id, special_use FROM mailboxes WHERE id = ?",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?)
+    };
+    let (from_account, from_use) = info(from)?;
+    let (to_account, to_use) = info(to)?;
+    if from_account != to_account {
+        return Err(StoreError::Invalid("cannot copy between accounts".into()));
+    }
+    let is_junk = |u: &Option<String>| u.as_deref() == Some("\\Junk");
+    let training = if is_junk(&to_use) && !is_junk(&from_use) {
+        Some(true)
+    } else if is_junk(&from_use) && !is_junk(&to_use) && remove {
+        Some(false)
+    } else {
+        None
+    };
+    let mut get = c.prepare_cached(
+        "SELECT blob_id, size, flags, internaldate, queue_id, mail_from, params FROM mailbox_messages
+         WHERE mailbox_id = ? AND uid = ?",
+    )?;
+    let mut insert = c.prepare_cached(
+        "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq, internaldate, queue_id, mail_from, params)
+         SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, ?, ?, ? FROM mailboxes WHERE id = ? RETURNING uid",
+    )?;
+    let mut del =
+        c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?")?;
+    let mut pairs = Vec::new();
+    for &uid in uids {
+        let row = get
+            .query_row(params![from, uid as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                    r.get::<_, String>(6)?,
+                ))
+            })
+            .optional()?;
+        let Some((blob, size, flags, date, qid, from_addr, p)) = row else {
+            continue;
+        };
+        let new_uid: i64 = insert.query_row(
+            params![blob, size, flags, date, qid, from_addr, p, to],
+            |r| r.get(0),
+        )?;
+        if remove {
+            del.execute(params![from, uid as i64])?;
+        }
+        if let Some(spam) = training {
+            c.execute(
+                "INSERT INTO junk_training(account_id, blob_id, is_spam, at) VALUES (?, ?, ?, ?)",
+                params![from_account, blob, spam, now_unix()],
+            )?;
+        }
+        pairs.push((uid, new_uid as u32));
+    }
+    if remove && !pairs.is_empty() {
+        c.execute(
+            "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?",
+            [from],
+        )?;
+    }
+    Ok(pairs)
+}
