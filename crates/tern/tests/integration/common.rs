@@ -18,6 +18,8 @@ pub struct Server {
     pub pop3: SocketAddr,
     pub pop3s: SocketAddr,
     pub http: SocketAddr,
+    pub imap: SocketAddr,
+    pub imaps: SocketAddr,
     pub store: SharedStore,
 }
 
@@ -52,6 +54,8 @@ pub async fn start(extra: &str) -> Server {
         pop3: running.pop3[0],
         pop3s: running.pop3s[0],
         http: running.http[0],
+        imap: running.imap[0],
+        imaps: running.imaps[0],
         store,
         running: Some(running),
         data,

@@ -4,6 +4,7 @@
 mod cli;
 mod common;
 mod durability;
+mod imap;
 mod pop3;
 mod smtp;
 mod smtp_hostile;
