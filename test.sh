@@ -1,7 +1,7 @@
 #!/bin/bash
 # Tern's one test command (the README's; .ci/run calls it).
 #  1. installs the real peers the tests use when missing (Debian packages; needs root):
-#     postfix, swaks, fetchmail
+#     postfix, swaks, fetchmail, isync (mbsync)
 #  2. cargo fmt --check, cargo clippy -D warnings
 #  3. unit and integration tests (cargo nextest when installed, else cargo test)
 #  4. end-to-end tests with real clients and Postfix against the tern binary
@@ -10,7 +10,7 @@ cd "$(dirname "$0")"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
 missing=()
-for tool in postfix:postfix swaks:swaks fetchmail:fetchmail; do
+for tool in postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool#*:}")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -8,6 +8,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 WORK=$(mktemp -d /tmp/tern-e2e.XXXXXX); chmod 755 "$WORK"  # postfix daemons must reach their folders
 BASE=${TERN_E2E_PORT_BASE:-24000}
 SMTP=127.0.0.1:$((BASE+25)); POP3=127.0.0.1:$((BASE+110)); POP3S=127.0.0.1:$((BASE+995))
+IMAP=127.0.0.1:$((BASE+143)); IMAPS=127.0.0.1:$((BASE+993))
 PF_PORT=$((BASE+2525))
 PIDS=()
 cleanup() {
@@ -28,12 +29,57 @@ TERN_LOG=info "$TERN" serve --data "$WORK/data" >"$WORK/tern.log" 2>&1 &
 PIDS+=($!)
 wait_port "$SMTP"; wait_port "$POP3"
 
-export TERN_SMTP=$SMTP TERN_POP3=$POP3 TERN_POP3S=$POP3S TERN_CERT=$WORK/data/tls/cert.pem
+export TERN_SMTP=$SMTP TERN_POP3=$POP3 TERN_POP3S=$POP3S TERN_IMAP=$IMAP TERN_IMAPS=$IMAPS
+export TERN_CERT=$WORK/data/tls/cert.pem
 export TERN_USER=alice@example.test TERN_PASS=alice-pw TERN_USER2=bob@example.test TERN_PASS2=bob-pw
 
 echo "== python smtplib / poplib"
-python3 "$HERE/clients.py" 2>&1 | tail -15
-python3 "$HERE/clients.py" >/dev/null 2>&1 || fail "python clients"
+out=$(python3 "$HERE/clients.py" 2>&1) || { echo "$out"; fail "python clients"; }
+tail -3 <<<"$out"
+
+echo "== python imaplib"
+out=$(TERN_USER=bob@example.test TERN_PASS=bob-pw python3 "$HERE/imap_clients.py" 2>&1) || { echo "$out"; fail "imaplib clients"; }
+tail -3 <<<"$out"
+
+echo "== mbsync (isync) both ways"
+if command -v mbsync >/dev/null; then
+  "$TERN" account add carol@example.test --data "$WORK/data" --password-stdin <<<"carol-pw" >/dev/null
+  MB=$WORK/mbsync; mkdir -p "$MB/mail"
+  cat >"$MB/rc" <<EOC
+IMAPAccount tern
+Host 127.0.0.1
+Port $((BASE+993))
+User carol@example.test
+Pass carol-pw
+SSLType IMAPS
+CertificateFile $WORK/data/tls/cert.pem
+
+IMAPStore remote
+Account tern
+
+MaildirStore local
+Path $MB/mail/
+Inbox $MB/mail/INBOX
+SubFolders Verbatim
+
+Channel sync
+Far :remote:
+Near :local:
+Patterns *
+Create Both
+Expunge Both
+SyncState *
+EOC
+  python3 "$HERE/mbsync_check.py" seed
+  mbsync -c "$MB/rc" -a >"$MB/log1" 2>&1 || { cat "$MB/log1"; fail "mbsync first sync"; }
+  python3 "$HERE/mbsync_check.py" local-change "$MB/mail"
+  mbsync -c "$MB/rc" -a >"$MB/log2" 2>&1 || { cat "$MB/log2"; fail "mbsync second sync"; }
+  mbsync -c "$MB/rc" -a >"$MB/log3" 2>&1 || { cat "$MB/log3"; fail "mbsync third sync"; }
+  python3 "$HERE/mbsync_check.py" compare "$MB/mail" || fail "mbsync: server and maildir differ"
+  echo "mbsync: synchronised both ways (new mail, flags, deletions, a new folder); both sides match"
+else
+  fail "mbsync not installed"
+fi
 
 echo "== swaks"
 out=$(swaks --server "$SMTP" --from swaks@remote.test --to bob@example.test --tls --pipeline \
