@@ -1,6 +1,7 @@
 //! One IMAP session: states and commands of RFC 9051 §6.
 
 use crate::ImapServer;
+use crate::reader::{Event, Reader};
 use crate::search::{self, in_set};
 use crate::section;
 use crate::view::{self, View};
@@ -8,10 +9,8 @@ use crate::write::{self, Str};
 use base64::Engine;
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
-use imap_codec::fragmentizer::{FragmentInfo, Fragmentizer};
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
-use imap_codec::imap_types::core::LiteralMode;
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName};
@@ -39,7 +38,7 @@ enum State {
 struct Session {
     server: Arc<ImapServer>,
     conn: Conn,
-    frag: Fragmentizer,
+    reader: Reader,
     state: State,
     account: Option<(AccountId, String)>,
     out: Vec<u8>,
@@ -73,7 +72,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         }
     };
     let mut s = Session {
-        frag: Fragmentizer::new(server.config.max_command),
+        reader: Reader::new(server.config.max_command),
         server,
         conn,
         state: State::NotAuthenticated,
@@ -94,6 +93,19 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
     s.command_loop().await;
     s.flush().await;
     s.conn.shutdown().await;
+}
+
+/// The tag of a raw command line, for replies to commands that do not parse.
+fn tag_of(bytes: &[u8]) -> String {
+    let tag: String = bytes
+        .iter()
+        .take_while(|&&b| {
+            b.is_ascii_graphic()
+                && !matches!(b, b'(' | b')' | b'{' | b'%' | b'*' | b'"' | b'\\' | b'+')
+        })
+        .map(|&b| b as char)
+        .collect();
+    if tag.is_empty() { "*".into() } else { tag }
 }
 
 fn store_err(e: &StoreError) -> &'static str {
@@ -179,37 +191,23 @@ impl Session {
         })
     }
 
-    /// Reads until the fragmentizer has a complete message; answers
-    /// synchronizing literals with a continuation (or a refusal).
-    async fn next_message(&mut self) -> Option<()> {
+    /// Reads until a complete command is framed; answers synchronizing
+    /// literals with a continuation (or a refusal). `None` at end of input.
+    async fn next_message(&mut self) -> Option<Vec<u8>> {
         loop {
-            match self.frag.progress() {
-                Some(FragmentInfo::Line {
-                    announcement: Some(a),
-                    ..
-                }) => {
-                    if a.length > self.server.config.max_command {
-                        // Refused before any byte of it is buffered.
-                        let tag = self.frag.decode_tag().map(|t| t.as_ref().to_string());
-                        if a.mode == LiteralMode::Sync {
-                            let tag = tag.unwrap_or_else(|| "*".into());
-                            self.tagged(&tag, "NO", "[TOOBIG] Literal too large");
-                            self.frag.skip_message();
-                            continue;
-                        }
-                        self.frag.poison_message();
-                    } else if a.mode == LiteralMode::Sync {
-                        self.out.extend_from_slice(b"+ Ready for literal data\r\n");
-                    }
+            match self.reader.next_event() {
+                Event::Command(bytes) => return Some(bytes),
+                Event::Continue => {
+                    self.out.extend_from_slice(b"+ Ready for literal data\r\n");
                     continue;
                 }
-                Some(_) => {
-                    if self.frag.is_message_complete() {
-                        return Some(());
-                    }
+                Event::TooBig(tag) | Event::Dropped(tag) => {
+                    let tag = tag.unwrap_or_else(|| "*".into());
+                    self.tagged(&tag, "NO", "[TOOBIG] Command or literal too large");
+                    self.errors += 1;
                     continue;
                 }
-                None => {}
+                Event::NeedMore => {}
             }
             self.flush().await;
             let t = self.timeout();
@@ -217,7 +215,7 @@ impl Session {
                 Ok(0) => return None,
                 Ok(_) => {
                     let n = self.conn.buffered().len();
-                    self.frag.enqueue_bytes(self.conn.buffered());
+                    self.reader.push(self.conn.buffered());
                     self.conn.consume(n);
                 }
                 Err(e) => {
@@ -233,31 +231,18 @@ impl Session {
 
     /// Reads one raw line (continuation data: SASL responses, DONE).
     async fn raw_line(&mut self) -> Option<Vec<u8>> {
-        self.next_message().await?;
-        let line = self.frag.message_bytes().to_vec();
-        Some(line)
+        self.next_message().await
     }
 
     async fn command_loop(&mut self) {
         loop {
-            if self.next_message().await.is_none() {
+            let Some(bytes) = self.next_message().await else {
                 return;
-            }
-            let tag = self
-                .frag
-                .decode_tag()
-                .map(|t| t.as_ref().to_string())
-                .unwrap_or_else(|| "*".into());
-            if self.frag.is_max_message_size_exceeded() || self.frag.is_message_poisoned() {
-                self.tagged(&tag, "NO", "[TOOBIG] Command too large");
-                self.errors += 1;
-                continue;
-            }
-            // Decode from a copy so the command can outlive the fragmentizer's buffer.
-            let bytes = self.frag.message_bytes().to_vec();
+            };
             let cmd = match CommandCodec::default().decode(&bytes) {
                 Ok((b"", cmd)) => cmd,
                 _ => {
+                    let tag = tag_of(&bytes);
                     self.tagged(&tag, "BAD", "Syntax error in command");
                     self.errors += 1;
                     if self.errors >= MAX_ERRORS {
@@ -305,7 +290,7 @@ impl Session {
                 self.tagged(&tag, "OK", "Begin TLS negotiation now");
                 self.flush().await;
                 // Discard anything pipelined after STARTTLS (RFC 9051 §6.2.1).
-                self.frag = Fragmentizer::new(self.server.config.max_command);
+                self.reader = Reader::new(self.server.config.max_command);
                 if self
                     .conn
                     .start_tls(&acceptor, Duration::from_secs(60))
@@ -1308,10 +1293,7 @@ impl Session {
             + Duration::from_secs(self.server.config.timeout.max(30 * 60));
         loop {
             // A complete "DONE" line may already be buffered.
-            if let Some(FragmentInfo::Line { .. }) = self.frag.progress()
-                && self.frag.is_message_complete()
-            {
-                let line = self.frag.message_bytes().to_vec();
+            if let Event::Command(line) = self.reader.next_event() {
                 if line.trim_ascii().eq_ignore_ascii_case(b"DONE") {
                     self.tagged(tag, "OK", "IDLE terminated");
                 } else {
@@ -1323,7 +1305,7 @@ impl Session {
                 r = self.conn.fill(Duration::from_secs(60 * 60)) => match r {
                     Ok(n) if n > 0 => {
                         let n = self.conn.buffered().len();
-                        self.frag.enqueue_bytes(self.conn.buffered());
+                        self.reader.push(self.conn.buffered());
                         self.conn.consume(n);
                     }
                     _ => return,

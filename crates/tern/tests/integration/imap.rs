@@ -25,7 +25,10 @@ async fn tagged(c: &mut LineClient, tag: &str) -> (String, Vec<String>) {
 async fn login(s: &Server) -> LineClient {
     let mut c = LineClient::connect(s.imap).await.unwrap();
     let greeting = c.line().await.unwrap().unwrap();
-    assert!(greeting.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2"), "{greeting}");
+    assert!(
+        greeting.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2"),
+        "{greeting}"
+    );
     let (r, _) = cmd(&mut c, "a", &format!("LOGIN {ALICE} {ALICE_PW}")).await;
     assert!(r.starts_with("OK"), "{r}");
     c
@@ -33,8 +36,16 @@ async fn login(s: &Server) -> LineClient {
 
 async fn deliver(s: &Server, subject: &str, body: &str) {
     let mut c = s.smtp_session().await;
-    let msg = format!("From: Bob <bob@remote.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\r\n{body}\r\n");
-    assert_eq!(send_message(&mut c, "bob@remote.test", &[ALICE], msg.as_bytes()).await.unwrap().0, 250);
+    let msg = format!(
+        "From: Bob <bob@remote.test>\r\nTo: alice@example.test\r\nSubject: {subject}\r\n\r\n{body}\r\n"
+    );
+    assert_eq!(
+        send_message(&mut c, "bob@remote.test", &[ALICE], msg.as_bytes())
+            .await
+            .unwrap()
+            .0,
+        250
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -51,8 +62,16 @@ async fn select_fetch_store_search() {
     let (r, u) = cmd(&mut c, "c", "FETCH 1:* (UID FLAGS RFC822.SIZE ENVELOPE)").await;
     assert!(r.starts_with("OK"));
     assert_eq!(u.len(), 2);
-    assert!(u[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "), "{}", u[0]);
-    assert!(u[1].contains("\"second\" ((\"Bob\" NIL \"bob\" \"remote.test\"))"), "{}", u[1]);
+    assert!(
+        u[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "),
+        "{}",
+        u[0]
+    );
+    assert!(
+        u[1].contains("\"second\" ((\"Bob\" NIL \"bob\" \"remote.test\"))"),
+        "{}",
+        u[1]
+    );
     // BODY[TEXT] comes as a literal and sets \Seen.
     c.cmd("d FETCH 2 (BODY[TEXT])").await.unwrap();
     let l = c.line().await.unwrap().unwrap();
@@ -72,8 +91,16 @@ async fn select_fetch_store_search() {
     assert_eq!(u, vec!["* SEARCH 1"]);
     let (_, u) = cmd(&mut c, "j", "SEARCH OR FLAGGED SEEN NOT KEYWORD $Junk").await;
     assert_eq!(u, vec!["* SEARCH 1 2"]);
-    let (_, u) = cmd(&mut c, "k", "UID FETCH 2 (BODY.PEEK[HEADER.FIELDS (Subject)])").await;
-    assert!(u[0].starts_with("* 2 FETCH (UID 2 BODY[HEADER.FIELDS (SUBJECT)] {19}"), "{u:?}");
+    let (_, u) = cmd(
+        &mut c,
+        "k",
+        "UID FETCH 2 (BODY.PEEK[HEADER.FIELDS (Subject)])",
+    )
+    .await;
+    assert!(
+        u[0].starts_with("* 2 FETCH (UID 2 BODY[HEADER.FIELDS (SUBJECT)] {19}"),
+        "{u:?}"
+    );
     let (r, _) = cmd(&mut c, "l", "LOGOUT").await;
     assert!(r.starts_with("OK"));
 }
@@ -83,13 +110,17 @@ async fn append_literals_and_limits() {
     let s = start("[imap]\nmax_command = 100000\n").await;
     let mut c = login(&s).await;
     let msg = "Subject: appended\r\n\r\nhello\r\n";
-    c.cmd(&format!("a APPEND Drafts (\\Draft) {{{}}}", msg.len())).await.unwrap();
+    c.cmd(&format!("a APPEND Drafts (\\Draft) {{{}}}", msg.len()))
+        .await
+        .unwrap();
     assert!(c.line().await.unwrap().unwrap().starts_with("+ "));
     c.send(format!("{msg}\r\n").as_bytes()).await.unwrap();
     let (r, _) = tagged(&mut c, "a").await;
     assert!(r.starts_with("OK [APPENDUID "), "{r}");
     // LITERAL+: no continuation.
-    c.send(format!("b APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes()).await.unwrap();
+    c.send(format!("b APPEND INBOX {{{}+}}\r\n{msg}\r\n", msg.len()).as_bytes())
+        .await
+        .unwrap();
     let (r, _) = tagged(&mut c, "b").await;
     assert!(r.starts_with("OK [APPENDUID "), "{r}");
     // A 4 GiB literal is refused before any of it is sent.
@@ -101,7 +132,13 @@ async fn append_literals_and_limits() {
     let (r, _) = cmd(&mut c, "e", "APPEND Nowhere {1+}\r\nx").await;
     assert!(r.starts_with("NO [TRYCREATE]"), "{r}");
     let (_, u) = cmd(&mut c, "f", "STATUS Drafts (MESSAGES UIDNEXT SIZE)").await;
-    assert_eq!(u, vec![format!("* STATUS \"Drafts\" (MESSAGES 1 UIDNEXT 2 SIZE {})", msg.len())]);
+    assert_eq!(
+        u,
+        vec![format!(
+            "* STATUS \"Drafts\" (MESSAGES 1 UIDNEXT 2 SIZE {})",
+            msg.len()
+        )]
+    );
     assert_eq!(s.inbox(ALICE).await.len(), 1);
 }
 
@@ -109,7 +146,13 @@ async fn append_literals_and_limits() {
 async fn bad_input_gets_bad_and_session_survives() {
     let s = start("").await;
     let mut c = login(&s).await;
-    for junk in ["x FETCH", "y SELECT", "z UID FROB 1", "\u{1}\u{2}", "w STORE 1 +FLAGS"] {
+    for junk in [
+        "x FETCH",
+        "y SELECT",
+        "z UID FROB 1",
+        "\u{1}\u{2}",
+        "w STORE 1 +FLAGS",
+    ] {
         c.cmd(junk).await.unwrap();
         let l = c.line().await.unwrap().unwrap();
         assert!(l.contains("BAD"), "{junk:?} -> {l}");
@@ -171,7 +214,10 @@ async fn tls_and_plaintext_policy() {
     let s = start("[auth]\nplaintext_on_loopback = false\n").await;
     let mut c = LineClient::connect(s.imap).await.unwrap();
     let greeting = c.line().await.unwrap().unwrap();
-    assert!(greeting.contains("LOGINDISABLED") && greeting.contains("STARTTLS"), "{greeting}");
+    assert!(
+        greeting.contains("LOGINDISABLED") && greeting.contains("STARTTLS"),
+        "{greeting}"
+    );
     let (r, _) = cmd(&mut c, "a", &format!("LOGIN {ALICE} {ALICE_PW}")).await;
     assert!(r.starts_with("NO [PRIVACYREQUIRED]"), "{r}");
     let (r, _) = cmd(&mut c, "b", "STARTTLS").await;
@@ -179,9 +225,19 @@ async fn tls_and_plaintext_policy() {
     let mut c = c.start_tls(&s.data.cert_path()).await.unwrap();
     let (r, _) = cmd(&mut c, "c", &format!("LOGIN {ALICE} {ALICE_PW}")).await;
     assert!(r.starts_with("OK"), "{r}");
-    let mut t = LineClient::connect_tls(s.imaps, &s.data.cert_path()).await.unwrap();
+    let mut t = LineClient::connect_tls(s.imaps, &s.data.cert_path())
+        .await
+        .unwrap();
     t.line().await.unwrap();
-    let (r, _) = cmd(&mut t, "a", &format!("AUTHENTICATE PLAIN {}", tern_testkit::sasl_plain(BOB, BOB_PW))).await;
+    let (r, _) = cmd(
+        &mut t,
+        "a",
+        &format!(
+            "AUTHENTICATE PLAIN {}",
+            tern_testkit::sasl_plain(BOB, BOB_PW)
+        ),
+    )
+    .await;
     assert!(r.starts_with("OK"), "{r}");
     let (r, _) = cmd(&mut t, "b", &format!("LOGIN {ALICE} wrong")).await;
     assert!(r.starts_with("BAD"), "already authenticated: {r}");
@@ -192,20 +248,44 @@ async fn mailbox_hierarchy_and_inbox_rename() {
     let s = start("").await;
     deliver(&s, "keep", "x").await;
     let mut c = login(&s).await;
-    assert!(cmd(&mut c, "a", "CREATE Work/Projects/2026").await.0.starts_with("OK"));
+    assert!(
+        cmd(&mut c, "a", "CREATE Work/Projects/2026")
+            .await
+            .0
+            .starts_with("OK")
+    );
     let (_, u) = cmd(&mut c, "b", "LIST \"\" Work/%").await;
     assert_eq!(u, vec!["* LIST (\\HasChildren) \"/\" \"Work/Projects\""]);
-    assert!(cmd(&mut c, "c", "RENAME Work Office").await.0.starts_with("OK"));
+    assert!(
+        cmd(&mut c, "c", "RENAME Work Office")
+            .await
+            .0
+            .starts_with("OK")
+    );
     let (_, u) = cmd(&mut c, "d", "LIST \"\" Office*").await;
     assert_eq!(u.len(), 3, "{u:?}");
-    assert!(cmd(&mut c, "e", "CREATE Office").await.0.starts_with("NO [ALREADYEXISTS]"));
+    assert!(
+        cmd(&mut c, "e", "CREATE Office")
+            .await
+            .0
+            .starts_with("NO [ALREADYEXISTS]")
+    );
     assert!(cmd(&mut c, "f", "DELETE INBOX").await.0.starts_with("NO"));
     // Renaming INBOX moves its mail and leaves it empty.
-    assert!(cmd(&mut c, "g", "RENAME INBOX Old").await.0.starts_with("OK"));
+    assert!(
+        cmd(&mut c, "g", "RENAME INBOX Old")
+            .await
+            .0
+            .starts_with("OK")
+    );
     let (_, u) = cmd(&mut c, "h", "STATUS INBOX (MESSAGES)").await;
     assert_eq!(u, vec!["* STATUS \"INBOX\" (MESSAGES 0)"]);
     let (_, u) = cmd(&mut c, "i", "STATUS Old (MESSAGES)").await;
     assert_eq!(u, vec!["* STATUS \"Old\" (MESSAGES 1)"]);
     let (_, u) = cmd(&mut c, "j", "LIST \"\" %").await;
-    assert!(u.iter().any(|l| l.contains("\\Junk") && l.ends_with("\"Junk\"")), "{u:?}");
+    assert!(
+        u.iter()
+            .any(|l| l.contains("\\Junk") && l.ends_with("\"Junk\"")),
+        "{u:?}"
+    );
 }
