@@ -192,10 +192,14 @@ pub async fn run(
     store: &SharedStore,
 ) -> Vec<(u32, MessageRow)> {
     let store: SharedStore = Arc::clone(store);
+    let rows = view.rows(&store).await.unwrap_or_default();
     let mut out = Vec::new();
-    for (i, row) in view.rows().iter().enumerate() {
+    for row in &rows {
+        let Some(seq) = view.seq_of(row.uid) else {
+            continue;
+        };
         let mut c = Candidate {
-            seq: i as u32 + 1,
+            seq,
             row,
             raw: None,
         };
@@ -207,7 +211,7 @@ pub async fn run(
             }
         }
         if ok {
-            out.push((i as u32 + 1, row.clone()));
+            out.push((seq, row.clone()));
         }
     }
     out

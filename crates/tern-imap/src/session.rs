@@ -488,8 +488,8 @@ impl Session {
                     && let State::Selected(v) = &self.state
                     && !v.read_only
                 {
-                    let uids: Vec<u32> = v
-                        .rows()
+                    let rows = v.rows(&self.server.store).await.unwrap_or_default();
+                    let uids: Vec<u32> = rows
                         .iter()
                         .filter(|r| r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")))
                         .map(|r| r.uid)
@@ -652,7 +652,7 @@ impl Session {
                 return;
             }
         };
-        let mut view = match View::open(&self.server.store, mailbox, read_only).await {
+        let (mut view, rows) = match View::open(&self.server.store, mailbox, read_only).await {
             Ok(v) => v,
             Err(e) => {
                 self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
@@ -666,8 +666,7 @@ impl Session {
         let _ = write!(Str(o), "* {} EXISTS\r\n", view.len());
         if !self.rev2 {
             o.extend_from_slice(b"* 0 RECENT\r\n");
-            if let Some(i) = view
-                .rows()
+            if let Some(i) = rows
                 .iter()
                 .position(|r| !r.flags.iter().any(|f| f == "\\Seen"))
             {
@@ -865,17 +864,17 @@ impl Session {
             return vec![];
         };
         let (n, max_uid) = (v.len() as u32, v.max_uid());
-        v.rows()
+        v.uids()
             .iter()
             .enumerate()
-            .filter(|(i, r)| {
+            .filter(|(i, u)| {
                 if uid {
-                    in_set(set, r.uid, max_uid)
+                    in_set(set, **u, max_uid)
                 } else {
                     in_set(set, *i as u32 + 1, n)
                 }
             })
-            .map(|(i, r)| (i as u32 + 1, r.uid))
+            .map(|(i, u)| (i as u32 + 1, *u))
             .collect()
     }
 
@@ -888,8 +887,14 @@ impl Session {
             return;
         }
         let max_uid = v.max_uid();
-        let targets: Vec<u32> = v
-            .rows()
+        let rows = match v.rows(&self.server.store).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                return;
+            }
+        };
+        let targets: Vec<u32> = rows
             .iter()
             .filter(|r| r.flags.iter().any(|f| f.eq_ignore_ascii_case("\\Deleted")))
             .filter(|r| uids.as_ref().is_none_or(|s| in_set(s, r.uid, max_uid)))
@@ -952,7 +957,7 @@ impl Session {
                     failed.push(if uid { u.uid } else { seq });
                     continue;
                 }
-                v.set_flags(u.uid, u.flags.clone(), u.modseq);
+                v.own_change(u.modseq);
                 if response == StoreResponse::Answer || condstore {
                     let _ = write!(Str(&mut self.out), "* {seq} FETCH (");
                     if uid {
@@ -1068,7 +1073,10 @@ impl Session {
                 MessageDataItemName::Envelope
                     | MessageDataItemName::Body
                     | MessageDataItemName::BodyStructure
-                    | MessageDataItemName::BodyExt { .. }
+                    | MessageDataItemName::BodyExt {
+                        section: Some(_),
+                        ..
+                    }
                     | MessageDataItemName::Rfc822Header
                     | MessageDataItemName::Rfc822Text
             )
@@ -1096,20 +1104,26 @@ impl Session {
                         | MessageDataItemName::Binary { peek: false, .. }
                 )
             });
+        let mut rows: std::collections::HashMap<u32, tern_store::MessageRow> = match &self.state {
+            State::Selected(v) => {
+                let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
+                match v.rows_for(&self.server.store, &uids).await {
+                    Ok(r) => r.into_iter().map(|r| (r.uid, r)).collect(),
+                    Err(e) => {
+                        self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                        return;
+                    }
+                }
+            }
+            _ => return,
+        };
+        let mut seen_now = std::collections::HashSet::new();
         if sets_seen {
-            let unseen: Vec<u32> = match &self.state {
-                State::Selected(v) => targets
-                    .iter()
-                    .filter(|(seq, _)| {
-                        !v.rows()[*seq as usize - 1]
-                            .flags
-                            .iter()
-                            .any(|f| f == "\\Seen")
-                    })
-                    .map(|t| t.1)
-                    .collect(),
-                _ => vec![],
-            };
+            let unseen: Vec<u32> = rows
+                .values()
+                .filter(|r| !r.flags.iter().any(|f| f == "\\Seen"))
+                .map(|r| r.uid)
+                .collect();
             if !unseen.is_empty()
                 && let Ok(updates) = self
                     .server
@@ -1125,14 +1139,22 @@ impl Session {
                 && let State::Selected(v) = &mut self.state
             {
                 for u in updates {
-                    v.set_flags(u.uid, u.flags, u.modseq);
+                    v.own_change(u.modseq);
+                    seen_now.insert(u.uid);
+                    if let Some(r) = rows.get_mut(&u.uid) {
+                        r.flags = u.flags;
+                        r.modseq = u.modseq;
+                    }
                 }
             }
         }
-        for (seq, _) in targets {
-            let row = match &self.state {
-                State::Selected(v) => v.rows()[seq as usize - 1].clone(),
-                _ => return,
+        let flags_requested = items
+            .iter()
+            .any(|i| matches!(i, MessageDataItemName::Flags));
+        for (seq, uid) in targets {
+            // Expunged by another session since our last sync: nothing to send.
+            let Some(row) = rows.remove(&uid) else {
+                continue;
             };
             let meta = if needs_meta {
                 self.server.store.read_meta(row.blob).await.ok()
@@ -1262,6 +1284,10 @@ impl Session {
                         let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
                     }
                 }
+            }
+            if seen_now.contains(&row.uid) && !flags_requested {
+                sep(o);
+                view::flags(o, &row.flags);
             }
             if condstore
                 && !items

@@ -1,9 +1,16 @@
 //! The selected mailbox as this session sees it: the sequence-number ↔ UID
-//! map and flags, brought up to date at the points RFC 9051 §7.5.1 allows
-//! (never during FETCH, STORE or SEARCH), with untagged EXISTS, EXPUNGE and
-//! FETCH FLAGS responses for what changed.
+//! map, kept up to date at the points RFC 9051 §7.5.1 allows (never during
+//! FETCH, STORE or SEARCH), with untagged EXISTS, EXPUNGE and FETCH FLAGS
+//! responses for what changed.
+//!
+//! Only the UIDs are held (4 bytes a message), plus the HIGHESTMODSEQ last
+//! reported: flags and sizes are read from the store when a command needs
+//! them, and changes are found with a MODSEQ query (RFC 7162), so an idle
+//! session on a large mailbox costs little memory and a NOOP on an unchanged
+//! mailbox is one small query.
 
 use crate::write::{Str, string};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 use tern_store::{MailboxRow, MessageRow, SharedStore, StoreError};
 
@@ -15,105 +22,135 @@ pub struct View {
     pub read_only: bool,
     /// CONDSTORE enabled: FETCH responses carry MODSEQ.
     pub condstore: bool,
-    rows: Vec<MessageRow>,
+    uids: Vec<u32>,
+    modseq: u64,
+    /// MODSEQs this session produced itself (already reported to it).
+    own: HashSet<u64>,
 }
 
 impl View {
-    /// Loads a mailbox.
+    /// Loads a mailbox; returns the view and its rows (for SELECT's UNSEEN).
     pub async fn open(
         store: &SharedStore,
         mailbox: MailboxRow,
         read_only: bool,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<(Self, Vec<MessageRow>), StoreError> {
+        let (modseq, _) = store.mailbox_state(mailbox.id).await?;
         let rows = store.messages(mailbox.id).await?;
-        Ok(Self {
+        let view = Self {
+            uids: rows.iter().map(|r| r.uid).collect(),
+            modseq,
             mailbox,
             read_only,
             condstore: false,
-            rows,
-        })
+            own: HashSet::new(),
+        };
+        Ok((view, rows))
     }
 
     /// Messages in the view.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.uids.len()
     }
 
-    /// Rows in sequence order.
-    pub fn rows(&self) -> &[MessageRow] {
-        &self.rows
+    /// UIDs in sequence order.
+    pub fn uids(&self) -> &[u32] {
+        &self.uids
     }
 
     /// Highest UID in the view (for `*` in UID sets), or 0.
     pub fn max_uid(&self) -> u32 {
-        self.rows.last().map(|r| r.uid).unwrap_or(0)
+        self.uids.last().copied().unwrap_or(0)
     }
 
     /// Sequence number of a UID.
     pub fn seq_of(&self, uid: u32) -> Option<u32> {
-        self.rows
-            .binary_search_by_key(&uid, |r| r.uid)
-            .ok()
-            .map(|i| i as u32 + 1)
+        self.uids.binary_search(&uid).ok().map(|i| i as u32 + 1)
     }
 
-    /// Records our own flag change, so the next sync does not repeat it.
-    pub fn set_flags(&mut self, uid: u32, flags: Vec<String>, modseq: u64) {
-        if let Ok(i) = self.rows.binary_search_by_key(&uid, |r| r.uid) {
-            self.rows[i].flags = flags;
-            self.rows[i].modseq = modseq;
-        }
+    /// Current rows of the view's messages (flags, sizes…), in sequence
+    /// order; messages expunged meanwhile by others are left out.
+    pub async fn rows(&self, store: &SharedStore) -> Result<Vec<MessageRow>, StoreError> {
+        let (Some(&first), Some(&last)) = (self.uids.first(), self.uids.last()) else {
+            return Ok(Vec::new());
+        };
+        let mut rows = store.messages_in(self.mailbox.id, first, last).await?;
+        rows.retain(|r| self.uids.binary_search(&r.uid).is_ok());
+        Ok(rows)
     }
 
-    /// Reloads the mailbox and writes untagged updates. Expunges are
+    /// Rows for some UIDs of the view.
+    pub async fn rows_for(
+        &self,
+        store: &SharedStore,
+        uids: &[u32],
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let (Some(&first), Some(&last)) = (uids.iter().min(), uids.iter().max()) else {
+            return Ok(Vec::new());
+        };
+        let wanted: HashSet<u32> = uids.iter().copied().collect();
+        let mut rows = store.messages_in(self.mailbox.id, first, last).await?;
+        rows.retain(|r| wanted.contains(&r.uid));
+        Ok(rows)
+    }
+
+    /// Notes a change this session made and has reported itself.
+    pub fn own_change(&mut self, modseq: u64) {
+        self.own.insert(modseq);
+    }
+
+    /// Brings the view up to date and writes untagged updates. Expunges are
     /// announced highest sequence number first, so each number is valid
     /// when the client reads it.
     pub async fn sync(&mut self, store: &SharedStore, out: &mut Vec<u8>) -> Result<(), StoreError> {
-        let fresh = store.messages(self.mailbox.id).await?;
-        let mut expunged = Vec::new();
-        {
-            let mut j = 0;
-            for (i, old) in self.rows.iter().enumerate() {
-                while j < fresh.len() && fresh[j].uid < old.uid {
-                    j += 1;
-                }
-                if j >= fresh.len() || fresh[j].uid != old.uid {
-                    expunged.push(i as u32 + 1);
-                }
-            }
+        let (modseq, count) = store.mailbox_state(self.mailbox.id).await?;
+        if modseq == self.modseq && count as usize == self.uids.len() {
+            return Ok(());
         }
-        for seq in expunged.iter().rev() {
-            let _ = write!(Str(out), "* {seq} EXPUNGE\r\n");
-        }
-        let old_max = self.max_uid();
-        let old_flags: std::collections::HashMap<u32, (&Vec<String>, u64)> = self
-            .rows
+        let changed = store.changed_since(self.mailbox.id, self.modseq).await?;
+        let max = self.max_uid();
+        let new: Vec<u32> = changed
             .iter()
-            .map(|r| (r.uid, (&r.flags, r.modseq)))
+            .filter(|r| r.uid > max)
+            .map(|r| r.uid)
             .collect();
-        let mut changed = Vec::new();
-        for (i, r) in fresh.iter().enumerate() {
-            if let Some((flags, _)) = old_flags.get(&r.uid)
-                && **flags != r.flags
-            {
-                changed.push(i);
+        if self.uids.len() + new.len() != count as usize {
+            // Something was expunged: compare full UID lists.
+            let current = store.uids(self.mailbox.id).await?;
+            let present: HashSet<u32> = current.iter().copied().collect();
+            let gone: Vec<u32> = self
+                .uids
+                .iter()
+                .enumerate()
+                .filter(|(_, u)| !present.contains(u))
+                .map(|(i, _)| i as u32 + 1)
+                .collect();
+            for seq in gone.iter().rev() {
+                let _ = write!(Str(out), "* {seq} EXPUNGE\r\n");
+            }
+            self.uids.retain(|u| present.contains(u));
+            let max = self.max_uid();
+            self.uids.extend(current.iter().filter(|&&u| u > max));
+            let _ = write!(Str(out), "* {} EXISTS\r\n", self.uids.len());
+        } else if !new.is_empty() {
+            self.uids.extend(new);
+            let _ = write!(Str(out), "* {} EXISTS\r\n", self.uids.len());
+        }
+        for r in &changed {
+            if r.uid > max || self.own.contains(&r.modseq) {
+                continue;
+            }
+            if let Some(seq) = self.seq_of(r.uid) {
+                let _ = write!(Str(out), "* {seq} FETCH (UID {} ", r.uid);
+                flags(out, &r.flags);
+                if self.condstore {
+                    let _ = write!(Str(out), " MODSEQ ({})", r.modseq);
+                }
+                out.extend_from_slice(b")\r\n");
             }
         }
-        let grew = fresh.len() != self.rows.len() - expunged.len()
-            || fresh.last().map(|r| r.uid).unwrap_or(0) > old_max;
-        self.rows = fresh;
-        if grew || !expunged.is_empty() {
-            let _ = write!(Str(out), "* {} EXISTS\r\n", self.rows.len());
-        }
-        for i in changed {
-            let r = &self.rows[i];
-            let _ = write!(Str(out), "* {} FETCH (UID {} ", i + 1, r.uid);
-            flags(out, &r.flags);
-            if self.condstore {
-                let _ = write!(Str(out), " MODSEQ ({})", r.modseq);
-            }
-            out.extend_from_slice(b")\r\n");
-        }
+        self.own.clear();
+        self.modseq = modseq;
         Ok(())
     }
 }

@@ -283,6 +283,15 @@ pub trait Folders: Send + Sync {
     async fn subscribe(&self, account: AccountId, name: &str, on: bool) -> Result<()>;
     /// Every message of a mailbox, in UID order.
     async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>>;
+    /// Messages with UIDs in `first..=last`, in UID order.
+    async fn messages_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<MessageRow>>;
+    /// Messages whose MODSEQ is above `modseq` (new or changed), in UID order.
+    async fn changed_since(&self, mailbox: i64, modseq: u64) -> Result<Vec<MessageRow>>;
+    /// All UIDs of a mailbox, ascending.
+    async fn uids(&self, mailbox: i64) -> Result<Vec<u32>>;
+    /// `(HIGHESTMODSEQ, number of messages)` of a mailbox: a cheap "did
+    /// anything change" probe.
+    async fn mailbox_state(&self, mailbox: i64) -> Result<(u64, u32)>;
     /// Parsed metadata of a stored body.
     async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta>;
     /// Changes flags of the given UIDs; returns the messages that exist.

@@ -29,6 +29,87 @@ pub fn burn(password: &str) {
     let _ = verify(password, h);
 }
 
+/// Stored hash, salted digest of the password, time of the login.
+type CacheEntry = (String, [u8; 32], std::time::Instant);
+
+/// Remembers successful logins for a while, as Dovecot's auth cache does, so
+/// a client that logs in again (mail clients reconnect often) does not pay
+/// for argon2 each time. Entries hold a salted SHA-256 of the password (with
+/// a per-process random key, never stored), are tied to the stored hash (a
+/// password change invalidates them) and expire.
+pub struct AuthCache {
+    key: [u8; 32],
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<String, CacheEntry>>,
+}
+
+impl AuthCache {
+    /// A cache whose entries live `ttl`.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        let mut key = [0u8; 32];
+        rand::fill(&mut key);
+        Self {
+            key,
+            ttl,
+            entries: Default::default(),
+        }
+    }
+
+    fn digest(&self, stored: &str, password: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update(stored.as_bytes());
+        h.update([0]);
+        h.update(password.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Whether `password` is known good for `login` with this stored hash.
+    pub fn check(&self, login: &str, stored: &str, password: &str) -> bool {
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        match entries.get(login) {
+            Some((s, d, at)) if s == stored && at.elapsed() < self.ttl => {
+                let want = self.digest(stored, password);
+                // Constant-time comparison.
+                want.iter()
+                    .zip(d.iter())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0
+            }
+            _ => false,
+        }
+    }
+
+    /// Records a successful login.
+    pub fn remember(&self, login: &str, stored: &str, password: &str) {
+        let d = self.digest(stored, password);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() > 100_000 {
+            let ttl = self.ttl;
+            entries.retain(|_, (_, _, at)| at.elapsed() < ttl);
+        }
+        entries.insert(
+            login.to_string(),
+            (stored.to_string(), d, std::time::Instant::now()),
+        );
+    }
+}
+
+/// Bounds concurrent argon2 verifications (each uses ~19 MiB) to the number
+/// of CPUs: a burst of logins then queues instead of multiplying memory,
+/// and the CPU-bound work finishes no later.
+pub fn verify_permits() -> &'static tokio::sync::Semaphore {
+    static PERMITS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    PERMITS.get_or_init(|| {
+        tokio::sync::Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

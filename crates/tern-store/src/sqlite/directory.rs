@@ -300,17 +300,26 @@ impl Directory for SqliteStore {
             )
             .optional()?)
         })?;
-        let password = password.to_string();
-        tokio::task::spawn_blocking(move || match row {
-            Some((id, hash)) if password::verify(&password, &hash) => Some(id),
-            Some(_) => None,
-            None => {
-                password::burn(&password);
-                None
-            }
-        })
-        .await
-        .map_err(|e| StoreError::Password(e.to_string()))
+        let Some((id, hash)) = row else {
+            let _permit = password::verify_permits().acquire().await;
+            let password = password.to_string();
+            let _ = tokio::task::spawn_blocking(move || password::burn(&password)).await;
+            return Ok(None);
+        };
+        if self.auth_cache.check(&login, &hash, password) {
+            return Ok(Some(id));
+        }
+        let _permit = password::verify_permits().acquire().await;
+        let (p, h) = (password.to_string(), hash.clone());
+        let ok = tokio::task::spawn_blocking(move || password::verify(&p, &h))
+            .await
+            .map_err(|e| StoreError::Password(e.to_string()))?;
+        if ok {
+            self.auth_cache.remember(&login, &hash, password);
+            Ok(Some(id))
+        } else {
+            Ok(None)
+        }
     }
 }
 

@@ -18,6 +18,17 @@ fn join_flags(flags: &[String]) -> String {
     v.join(" ")
 }
 
+fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        uid: r.get::<_, i64>(0)? as u32,
+        flags: split_flags(&r.get::<_, String>(1)?),
+        modseq: r.get::<_, i64>(2)? as u64,
+        internaldate: r.get(3)?,
+        size: r.get::<_, i64>(4)? as u64,
+        blob: r.get(5)?,
+    })
+}
+
 fn split_flags(s: &str) -> Vec<String> {
     s.split(' ')
         .filter(|f| !f.is_empty())
@@ -196,17 +207,52 @@ impl Folders for SqliteStore {
                 "SELECT uid, flags, modseq, internaldate, size, blob_id FROM mailbox_messages
                  WHERE mailbox_id = ? ORDER BY uid",
             )?;
-            let rows = st.query_map([mailbox], |r| {
-                Ok(MessageRow {
-                    uid: r.get::<_, i64>(0)? as u32,
-                    flags: split_flags(&r.get::<_, String>(1)?),
-                    modseq: r.get::<_, i64>(2)? as u64,
-                    internaldate: r.get(3)?,
-                    size: r.get::<_, i64>(4)? as u64,
-                    blob: r.get(5)?,
-                })
-            })?;
+            let rows = st.query_map([mailbox], row)?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn messages_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<MessageRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid, flags, modseq, internaldate, size, blob_id FROM mailbox_messages
+                 WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
+            )?;
+            let rows = st.query_map(params![mailbox, first as i64, last as i64], row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn changed_since(&self, mailbox: i64, modseq: u64) -> Result<Vec<MessageRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid, flags, modseq, internaldate, size, blob_id FROM mailbox_messages
+                 WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            )?;
+            let rows = st.query_map(params![mailbox, modseq as i64], row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn uids(&self, mailbox: i64) -> Result<Vec<u32>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid FROM mailbox_messages WHERE mailbox_id = ? ORDER BY uid",
+            )?;
+            let rows = st.query_map([mailbox], |r| Ok(r.get::<_, i64>(0)? as u32))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn mailbox_state(&self, mailbox: i64) -> Result<(u64, u32)> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT highest_modseq, (SELECT COUNT(*) FROM mailbox_messages WHERE mailbox_id = ?1)
+                 FROM mailboxes WHERE id = ?1",
+            )?
+            .query_row([mailbox], |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u32)))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
         })
     }
 

@@ -39,6 +39,7 @@ pub struct SqliteStore {
     readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
     changes: tokio::sync::broadcast::Sender<crate::AccountId>,
+    auth_cache: crate::password::AuthCache,
     _alive: Arc<()>,
 }
 
@@ -92,6 +93,7 @@ impl SqliteStore {
             readers: Mutex::new(Vec::new()),
             writer: writer::Writer::spawn(conn, max_batch, wal_frames),
             changes: tokio::sync::broadcast::channel(1024).0,
+            auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
             _alive: alive,
         })
     }
