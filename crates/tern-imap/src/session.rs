@@ -636,16 +636,16 @@ impl Session {
         }
     }
 
-    async fn find_mailbox(&self, name: &str) -> Result<MailboxRow, StoreError> {
-        let all = self.server.store.mailboxes(self.account_id()).await?;
-        all.into_iter()
-            .find(|m| m.name == name)
-            .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))
+    async fn find_mailbox(&self, name: &str, counters: bool) -> Result<MailboxRow, StoreError> {
+        self.server
+            .store
+            .find_mailbox(self.account_id(), name, counters)
+            .await
     }
 
     async fn select(&mut self, tag: &str, name: &str, read_only: bool) {
         self.state = State::Authenticated;
-        let mailbox = match self.find_mailbox(name).await {
+        let mailbox = match self.find_mailbox(name, false).await {
             Ok(m) => m,
             Err(e) => {
                 self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
@@ -779,7 +779,7 @@ impl Session {
     }
 
     async fn status(&mut self, tag: &str, name: &str, items: &[StatusDataItemName]) {
-        let m = match self.find_mailbox(name).await {
+        let m = match self.find_mailbox(name, true).await {
             Ok(m) => m,
             Err(e) => {
                 self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
@@ -824,7 +824,7 @@ impl Session {
     }
 
     async fn append(&mut self, tag: &str, name: &str, data: Vec<u8>, flags: &[String], date: i64) {
-        let m = match self.find_mailbox(name).await {
+        let m = match self.find_mailbox(name, false).await {
             Ok(m) => m,
             Err(_) => {
                 self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
@@ -1002,7 +1002,7 @@ impl Session {
             return;
         }
         let from = v.mailbox.id;
-        let to = match self.find_mailbox(dest).await {
+        let to = match self.find_mailbox(dest, false).await {
             Ok(m) => m,
             Err(_) => {
                 self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");

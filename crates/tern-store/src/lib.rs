@@ -270,8 +270,16 @@ pub struct FlagUpdate {
 /// Folder operations for IMAP.
 #[async_trait]
 pub trait Folders: Send + Sync {
-    /// All mailboxes of an account, by name.
+    /// All mailboxes of an account, by name, with their counters.
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRow>>;
+    /// One mailbox by name; with `counters` false, `messages`, `unseen` and
+    /// `size` are left at 0 (no scan of the mailbox's messages).
+    async fn find_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        counters: bool,
+    ) -> Result<MailboxRow>;
     /// Creates a mailbox (and missing parents).
     async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<()>;
     /// Deletes a mailbox and its messages; INBOX cannot be deleted.

@@ -106,6 +106,50 @@ impl Folders for SqliteStore {
         })
     }
 
+    async fn find_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        counters: bool,
+    ) -> Result<MailboxRow> {
+        let name = normalize_name(name)?;
+        self.read(|c| {
+            let mut m = c
+                .prepare_cached(
+                    "SELECT id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq
+                     FROM mailboxes WHERE account_id = ? AND name = ?",
+                )?
+                .query_row(params![account, name], |r| {
+                    Ok(MailboxRow {
+                        id: r.get(0)?,
+                        name: r.get(1)?,
+                        special_use: r.get(2)?,
+                        subscribed: r.get(3)?,
+                        uidvalidity: r.get::<_, i64>(4)? as u32,
+                        uidnext: r.get::<_, i64>(5)? as u32,
+                        highest_modseq: r.get::<_, i64>(6)? as u64,
+                        messages: 0,
+                        unseen: 0,
+                        size: 0,
+                    })
+                })
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
+            if counters {
+                let (n, unseen, size): (i64, i64, i64) = c
+                    .prepare_cached(
+                        "SELECT COUNT(*), COALESCE(SUM(instr(flags, '\\Seen') = 0), 0), COALESCE(SUM(size), 0)
+                         FROM mailbox_messages WHERE mailbox_id = ?",
+                    )?
+                    .query_row([m.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+                m.messages = n as u32;
+                m.unseen = unseen as u32;
+                m.size = size as u64;
+            }
+            Ok(m)
+        })
+    }
+
     async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = normalize_name(name)?;
         self.write(move |c| {
