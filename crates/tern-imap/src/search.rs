@@ -34,9 +34,22 @@ struct Candidate<'a> {
     seq: u32,
     row: &'a MessageRow,
     raw: Option<Vec<u8>>,
+    header: Option<Vec<u8>>,
 }
 
 impl Candidate<'_> {
+    /// The header block only (cheaper than the whole message).
+    async fn header(&mut self, store: &SharedStore) -> &[u8] {
+        if let Some(raw) = &self.raw {
+            let end = tern_store::meta::find_body_offset(raw) as usize;
+            return &raw[..end.min(raw.len())];
+        }
+        if self.header.is_none() {
+            self.header = Some(store.read_header(self.row.blob).await.unwrap_or_default());
+        }
+        self.header.as_deref().unwrap_or_default()
+    }
+
     async fn raw(&mut self, store: &SharedStore) -> &[u8] {
         if self.raw.is_none() {
             self.raw = Some(store.read_blob(self.row.blob).await.unwrap_or_default());
@@ -49,7 +62,47 @@ fn contains_ci(hay: &str, needle: &str) -> bool {
     needle.is_empty() || hay.to_lowercase().contains(&needle.to_lowercase())
 }
 
+/// Raw pre-check: the field's unfolded raw values, if the header has it.
+fn raw_fields(header: &[u8], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut lines = header.split(|&b| b == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        let matches = line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && line[name.len()] == b':';
+        if !matches {
+            continue;
+        }
+        let mut value = String::from_utf8_lossy(&line[name.len() + 1..])
+            .trim()
+            .to_string();
+        while let Some(next) = lines.peek() {
+            if next.first().is_some_and(|&b| b == b' ' || b == b'\t') {
+                value.push(' ');
+                value.push_str(String::from_utf8_lossy(next).trim());
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        out.push(value);
+    }
+    out
+}
+
 fn header_matches(raw: &[u8], name: &str, needle: &str) -> bool {
+    // Most messages are decided without a MIME parse: no such field, or
+    // the needle appears in the raw value.
+    let values = raw_fields(raw, name);
+    if values.is_empty() {
+        return false;
+    }
+    if needle.is_empty() || values.iter().any(|v| contains_ci(v, needle)) {
+        return true;
+    }
+    if !values.iter().any(|v| v.contains("=?")) {
+        return false;
+    }
     let Some(msg) = mail_parser::MessageParser::default().parse_headers(raw) else {
         return false;
     };
@@ -160,7 +213,7 @@ fn eval<'a>(
             SearchKey::Since(d) => date_of(row.internaldate) >= *d.as_ref(),
             SearchKey::SentBefore(d) | SearchKey::SentOn(d) | SearchKey::SentSince(d) => {
                 let sent =
-                    sent_date(c.raw(store).await).unwrap_or_else(|| date_of(row.internaldate));
+                    sent_date(c.header(store).await).unwrap_or_else(|| date_of(row.internaldate));
                 let d = *d.as_ref();
                 match key {
                     SearchKey::SentBefore(_) => sent < d,
@@ -168,12 +221,12 @@ fn eval<'a>(
                     _ => sent >= d,
                 }
             }
-            SearchKey::Bcc(v) => header_matches(c.raw(store).await, "Bcc", &s(v)),
-            SearchKey::Cc(v) => header_matches(c.raw(store).await, "Cc", &s(v)),
-            SearchKey::From(v) => header_matches(c.raw(store).await, "From", &s(v)),
-            SearchKey::To(v) => header_matches(c.raw(store).await, "To", &s(v)),
-            SearchKey::Subject(v) => header_matches(c.raw(store).await, "Subject", &s(v)),
-            SearchKey::Header(name, v) => header_matches(c.raw(store).await, &s(name), &s(v)),
+            SearchKey::Bcc(v) => header_matches(c.header(store).await, "Bcc", &s(v)),
+            SearchKey::Cc(v) => header_matches(c.header(store).await, "Cc", &s(v)),
+            SearchKey::From(v) => header_matches(c.header(store).await, "From", &s(v)),
+            SearchKey::To(v) => header_matches(c.header(store).await, "To", &s(v)),
+            SearchKey::Subject(v) => header_matches(c.header(store).await, "Subject", &s(v)),
+            SearchKey::Header(name, v) => header_matches(c.header(store).await, &s(name), &s(v)),
             SearchKey::Body(v) => body_matches(c.raw(store).await, &s(v), false),
             SearchKey::Text(v) => body_matches(c.raw(store).await, &s(v), true),
             SearchKey::Not(k) => !eval(k, c, view, store).await,
@@ -202,6 +255,7 @@ pub async fn run(
             seq,
             row,
             raw: None,
+            header: None,
         };
         let mut ok = true;
         for k in keys {

@@ -300,6 +300,9 @@ pub trait Folders: Send + Sync {
     /// `(HIGHESTMODSEQ, number of messages)` of a mailbox: a cheap "did
     /// anything change" probe.
     async fn mailbox_state(&self, mailbox: i64) -> Result<(u64, u32)>;
+    /// The header block of a stored message (up to and including the blank
+    /// line), without reading the rest into memory.
+    async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>>;
     /// Parsed metadata of a stored body.
     async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta>;
     /// Changes flags of the given UIDs; returns the messages that exist.

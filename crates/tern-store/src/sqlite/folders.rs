@@ -300,6 +300,19 @@ impl Folders for SqliteStore {
         })
     }
 
+    async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>> {
+        self.read(|c| {
+            c.prepare_cached(
+                "SELECT CASE WHEN instr(data, X'0D0A0D0A') > 0
+                        THEN substr(data, 1, instr(data, X'0D0A0D0A') + 3) ELSE data END
+                 FROM blobs WHERE id = ?",
+            )?
+            .query_row([blob], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("message {blob}")))
+        })
+    }
+
     async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta> {
         let json: String = self.read(|c| {
             c.prepare_cached("SELECT meta FROM blobs WHERE id = ?")?
