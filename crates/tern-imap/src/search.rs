@@ -238,6 +238,25 @@ fn eval<'a>(
     })
 }
 
+/// Whether a key (or a key inside it) looks at header fields.
+fn uses_headers(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::Bcc(_)
+        | SearchKey::Cc(_)
+        | SearchKey::From(_)
+        | SearchKey::To(_)
+        | SearchKey::Subject(_)
+        | SearchKey::Header(..)
+        | SearchKey::SentBefore(_)
+        | SearchKey::SentOn(_)
+        | SearchKey::SentSince(_) => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_headers),
+        SearchKey::Not(k) => uses_headers(k),
+        SearchKey::Or(a, b) => uses_headers(a) || uses_headers(b),
+        _ => false,
+    }
+}
+
 /// Runs a search; returns matching (sequence number, row) pairs.
 pub async fn run(
     keys: &[SearchKey<'_>],
@@ -246,6 +265,19 @@ pub async fn run(
 ) -> Vec<(u32, MessageRow)> {
     let store: SharedStore = Arc::clone(store);
     let rows = view.rows(&store).await.unwrap_or_default();
+    // Header keys over many messages: fetch every header block in one query.
+    let mut headers: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
+    if rows.len() > 16
+        && keys.iter().any(uses_headers)
+        && let (Some(first), Some(last)) = (rows.first(), rows.last())
+    {
+        headers = store
+            .headers_in(view.mailbox.id, first.uid, last.uid)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    }
     let mut out = Vec::new();
     for row in &rows {
         let Some(seq) = view.seq_of(row.uid) else {
@@ -255,7 +287,7 @@ pub async fn run(
             seq,
             row,
             raw: None,
-            header: None,
+            header: headers.remove(&row.uid),
         };
         let mut ok = true;
         for k in keys {

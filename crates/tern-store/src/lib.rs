@@ -303,6 +303,9 @@ pub trait Folders: Send + Sync {
     /// The header block of a stored message (up to and including the blank
     /// line), without reading the rest into memory.
     async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>>;
+    /// Header blocks of the messages with UIDs in `first..=last`, in one
+    /// pass (for header searches over a whole mailbox).
+    async fn headers_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<(u32, Vec<u8>)>>;
     /// Parsed metadata of a stored body.
     async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta>;
     /// Changes flags of the given UIDs; returns the messages that exist.

@@ -303,13 +303,28 @@ impl Folders for SqliteStore {
     async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT CASE WHEN instr(data, X'0D0A0D0A') > 0
-                        THEN substr(data, 1, instr(data, X'0D0A0D0A') + 3) ELSE data END
+                "SELECT COALESCE(header, CASE WHEN instr(data, X'0D0A0D0A') > 0
+                        THEN substr(data, 1, instr(data, X'0D0A0D0A') + 3) ELSE data END)
                  FROM blobs WHERE id = ?",
             )?
             .query_row([blob], |r| r.get(0))
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("message {blob}")))
+        })
+    }
+
+    async fn headers_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<(u32, Vec<u8>)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT mm.uid, COALESCE(b.header, CASE WHEN instr(b.data, X'0D0A0D0A') > 0
+                        THEN substr(b.data, 1, instr(b.data, X'0D0A0D0A') + 3) ELSE b.data END)
+                 FROM mailbox_messages mm JOIN blobs b ON b.id = mm.blob_id
+                 WHERE mm.mailbox_id = ? AND mm.uid BETWEEN ? AND ? ORDER BY mm.uid",
+            )?;
+            let rows = st.query_map(params![mailbox, first as i64, last as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u32, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 
@@ -447,8 +462,10 @@ impl Folders for SqliteStore {
         internaldate: i64,
     ) -> Result<(u32, u32)> {
         let hash = hex::encode(Sha256::digest(&raw));
-        let meta = serde_json::to_string(&meta::analyze(&raw))
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let analysed = meta::analyze(&raw);
+        let header_len = (analysed.body_offset as usize).min(raw.len());
+        let meta =
+            serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let flags = join_flags(flags);
         let size = raw.len() as i64;
         let r = self
@@ -458,8 +475,10 @@ impl Folders for SqliteStore {
                 if quota > 0 && used + size > quota {
                     return Err(StoreError::OverQuota);
                 }
-                c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)")?
-                    .execute(params![hash, size, meta, raw])?;
+                c.prepare_cached(
+                    "INSERT INTO blobs(hash, size, refcount, meta, data, header) VALUES (?, ?, 0, ?, ?, ?)",
+                )?
+                .execute(params![hash, size, meta, raw, &raw[..header_len]])?;
                 let blob = c.last_insert_rowid();
                 let uid: i64 = c
                     .prepare_cached(

@@ -13,16 +13,18 @@ impl MailStore for SqliteStore {
     async fn deliver(&self, message: NewMessage) -> Result<()> {
         // Hash and parse in the caller's task, so the writer only writes.
         let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
-        let meta = serde_json::to_string(&meta::analyze(&message.raw))
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let analysed = meta::analyze(&message.raw);
+        let header_len = (analysed.body_offset as usize).min(message.raw.len());
+        let meta =
+            serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mut recipients = message.recipients.clone();
         recipients.sort_unstable();
         recipients.dedup();
         let size = message.raw.len() as i64;
         let notify = recipients.clone();
         let r = self.write(move |c| {
-            c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)")?
-                .execute(params![hash, size, meta, message.raw.as_slice()])?;
+            c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data, header) VALUES (?, ?, 0, ?, ?, ?)")?
+                .execute(params![hash, size, meta, message.raw.as_slice(), &message.raw[..header_len]])?;
             let blob_id = c.last_insert_rowid();
             let mut insert = c.prepare_cached(
                 // UID and MODSEQ come from the mailbox row; the insert trigger

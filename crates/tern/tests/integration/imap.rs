@@ -289,3 +289,30 @@ async fn mailbox_hierarchy_and_inbox_rename() {
         "{u:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn header_search_over_many_messages() {
+    let s = start("").await;
+    let mut c = s.smtp_session().await;
+    for i in 0..40 {
+        let extra = if i % 10 == 3 { "X-Tag: needle\r\n" } else { "" };
+        let subject = if i == 7 {
+            "=?utf-8?q?caf=C3=A9?="
+        } else {
+            "plain"
+        };
+        let msg =
+            format!("From: a{i}@remote.test\r\nSubject: {subject}\r\n{extra}\r\nbody {i}\r\n");
+        send_message(&mut c, "a@remote.test", &[ALICE], msg.as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "SELECT INBOX").await;
+    let (_, u) = cmd(&mut c, "b", "UID SEARCH HEADER X-Tag needle").await;
+    assert_eq!(u, vec!["* SEARCH 4 14 24 34"]);
+    let (_, u) = cmd(&mut c, "c", "SEARCH CHARSET UTF-8 SUBJECT {5+}\r\ncafé").await;
+    assert_eq!(u, vec!["* SEARCH 8"], "encoded words are decoded");
+    let (_, u) = cmd(&mut c, "d", "SEARCH FROM a39@ NOT HEADER X-Tag \"\"").await;
+    assert_eq!(u, vec!["* SEARCH 40"]);
+}
