@@ -11,6 +11,7 @@ pub mod reader;
 mod search;
 mod section;
 mod session;
+mod sort;
 mod view;
 pub mod write;
 

@@ -4,6 +4,7 @@ use crate::ImapServer;
 use crate::reader::{Event, Reader};
 use crate::search::{self, in_set};
 use crate::section;
+use crate::sort;
 use crate::view::{self, View};
 use crate::write::{self, Str};
 use base64::Engine;
@@ -13,6 +14,7 @@ use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
+use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
 use imap_codec::imap_types::fetch::{Macro, MacroOrMessageDataItemNames, MessageDataItemName};
 use imap_codec::imap_types::flag::{Flag, StoreResponse, StoreType};
 use imap_codec::imap_types::mailbox::{ListMailbox, Mailbox};
@@ -45,6 +47,8 @@ struct Session {
     errors: u32,
     rev2: bool,
     condstore: bool,
+    /// RETURN options of the SEARCH being run (RFC 4731 ESEARCH), if any.
+    esearch: Option<Vec<String>>,
 }
 
 /// What the command loop does next.
@@ -81,6 +85,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         errors: 0,
         rev2: false,
         condstore: false,
+        esearch: None,
     };
     let caps = s.capabilities();
     s.out.extend_from_slice(
@@ -93,6 +98,79 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
     s.command_loop().await;
     s.flush().await;
     s.conn.shutdown().await;
+}
+
+/// Takes `RETURN (...)` out of a `[UID] SEARCH RETURN (...) ...` command
+/// (RFC 4731); returns the command without it and the options.
+fn strip_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .unwrap_or(bytes.len());
+    let upper = bytes[..line_end].to_ascii_uppercase();
+    let at = upper.windows(15).position(|w| w == b" SEARCH RETURN ")?;
+    let open = at + 15;
+    if upper.get(open) != Some(&b'(') {
+        return None;
+    }
+    let close = open + upper[open..].iter().position(|&b| b == b')')?;
+    let options = String::from_utf8_lossy(&upper[open + 1..close])
+        .split_whitespace()
+        .map(str::to_string)
+        .collect();
+    let mut out = bytes[..at + 7].to_vec();
+    out.extend_from_slice(&bytes[close + 1..]);
+    Some((out, options))
+}
+
+/// An ESEARCH response (RFC 4731 §3.1).
+fn esearch_line(tag: &str, uid: bool, options: &[String], ids: &[u32]) -> String {
+    let all = options.is_empty() || options.iter().any(|o| o == "ALL");
+    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+    if uid {
+        line.push_str(" UID");
+    }
+    if options.iter().any(|o| o == "MIN")
+        && let Some(m) = ids.iter().min()
+    {
+        let _ = write!(line, " MIN {m}");
+    }
+    if options.iter().any(|o| o == "MAX")
+        && let Some(m) = ids.iter().max()
+    {
+        let _ = write!(line, " MAX {m}");
+    }
+    if options.iter().any(|o| o == "COUNT") {
+        let _ = write!(line, " COUNT {}", ids.len());
+    }
+    if all && !ids.is_empty() {
+        let _ = write!(line, " ALL {}", compress(ids));
+    }
+    line.push_str("\r\n");
+    line
+}
+
+/// `1,2,3,7,9,10` → `1:3,7,9:10`.
+fn compress(ids: &[u32]) -> String {
+    let mut sorted = ids.to_vec();
+    sorted.sort_unstable();
+    let mut parts = Vec::new();
+    let mut i = 0;
+    while i < sorted.len() {
+        let start = sorted[i];
+        let mut end = start;
+        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
+            i += 1;
+            end = sorted[i];
+        }
+        parts.push(if start == end {
+            start.to_string()
+        } else {
+            format!("{start}:{end}")
+        });
+        i += 1;
+    }
+    parts.join(",")
 }
 
 /// The tag of a raw command line, for replies to commands that do not parse.
@@ -155,7 +233,7 @@ fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE ESEARCH SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -239,6 +317,13 @@ impl Session {
             let Some(bytes) = self.next_message().await else {
                 return;
             };
+            // imap-codec has no SEARCH RETURN (RFC 4731): take the options
+            // off here and format the result as ESEARCH.
+            let (bytes, esearch) = match strip_search_return(&bytes) {
+                Some((stripped, options)) => (stripped, Some(options)),
+                None => (bytes, None),
+            };
+            self.esearch = esearch;
             let cmd = match CommandCodec::default().decode(&bytes) {
                 Ok((b"", cmd)) => cmd,
                 _ => {
@@ -478,6 +563,33 @@ impl Session {
                 .await;
             }
             CommandBody::Idle => self.idle(&tag).await,
+            CommandBody::GetQuotaRoot { mailbox } => {
+                let name = mailbox_name(&mailbox);
+                if self.find_mailbox(&name, false).await.is_err() {
+                    self.tagged(&tag, "NO", "[NONEXISTENT] No such mailbox");
+                    return Flow::Continue;
+                }
+                self.out.extend_from_slice(b"* QUOTAROOT ");
+                view::name(&mut self.out, &name);
+                self.out.extend_from_slice(b" \"\"\r\n");
+                self.quota_line().await;
+                self.tagged(&tag, "OK", "GETQUOTAROOT completed");
+            }
+            CommandBody::GetQuota { root } => {
+                if !root.as_ref().is_empty() {
+                    self.tagged(&tag, "NO", "[NONEXISTENT] No such quota root");
+                    return Flow::Continue;
+                }
+                self.quota_line().await;
+                self.tagged(&tag, "OK", "GETQUOTA completed");
+            }
+            CommandBody::SetQuota { .. } => {
+                self.tagged(
+                    &tag,
+                    "NO",
+                    "[NOPERM] Quotas are set by the administrator (tern account)",
+                );
+            }
             _ if !selected => {
                 self.tagged(&tag, "BAD", &format!("{name} requires a selected mailbox"));
                 self.errors += 1;
@@ -512,16 +624,75 @@ impl Session {
                     return Flow::Continue;
                 };
                 let found = search::run(criteria.as_ref(), v, &self.server.store).await;
-                let mut line = String::from("* SEARCH");
-                for (seq, row) in &found {
-                    let _ = write!(line, " {}", if uid { row.uid } else { *seq });
+                let ids: Vec<u32> = found
+                    .iter()
+                    .map(|(seq, row)| if uid { row.uid } else { *seq })
+                    .collect();
+                match self.esearch.take() {
+                    Some(options) => {
+                        let line = esearch_line(&tag, uid, &options, &ids);
+                        self.out.extend_from_slice(line.as_bytes());
+                    }
+                    None => {
+                        let mut line = String::from("* SEARCH");
+                        for id in &ids {
+                            let _ = write!(line, " {id}");
+                        }
+                        line.push_str("\r\n");
+                        self.out.extend_from_slice(line.as_bytes());
+                    }
                 }
-                line.push_str("\r\n");
-                self.out.extend_from_slice(line.as_bytes());
                 if uid {
                     self.sync().await;
                 }
                 self.tagged(&tag, "OK", "SEARCH completed");
+            }
+            CommandBody::Sort {
+                sort_criteria,
+                search_criteria,
+                uid,
+                ..
+            } => {
+                let State::Selected(v) = &self.state else {
+                    return Flow::Continue;
+                };
+                let found = search::run(search_criteria.as_ref(), v, &self.server.store).await;
+                let mut facts = self.facts(found).await;
+                sort::sort(&mut facts, sort_criteria.as_ref());
+                let mut line = String::from("* SORT");
+                for f in &facts {
+                    let _ = write!(line, " {}", if uid { f.uid } else { f.seq });
+                }
+                line.push_str("\r\n");
+                self.out.extend_from_slice(line.as_bytes());
+                self.tagged(&tag, "OK", "SORT completed");
+            }
+            CommandBody::Thread {
+                algorithm,
+                search_criteria,
+                uid,
+                ..
+            } => {
+                let State::Selected(v) = &self.state else {
+                    return Flow::Continue;
+                };
+                let found = search::run(search_criteria.as_ref(), v, &self.server.store).await;
+                let facts = self.facts(found).await;
+                let id = move |f: &sort::Facts| if uid { f.uid } else { f.seq };
+                let threads = match algorithm {
+                    ThreadingAlgorithm::OrderedSubject => sort::ordered_subject(facts, id),
+                    ThreadingAlgorithm::References => sort::references(facts, id),
+                    _ => {
+                        self.tagged(&tag, "BAD", "Unsupported threading algorithm");
+                        return Flow::Continue;
+                    }
+                };
+                let _ = write!(
+                    Str(&mut self.out),
+                    "* THREAD {}\r\n",
+                    sort::format_threads(&threads)
+                );
+                self.tagged(&tag, "OK", "THREAD completed");
             }
             CommandBody::Fetch {
                 sequence_set,
@@ -576,6 +747,63 @@ impl Session {
             }
         }
         Flow::Continue
+    }
+
+    /// Sort/thread facts of search results (header blocks in one query).
+    async fn facts(&self, found: Vec<(u32, tern_store::MessageRow)>) -> Vec<sort::Facts> {
+        let State::Selected(v) = &self.state else {
+            return vec![];
+        };
+        let (Some(first), Some(last)) = (
+            found.iter().map(|f| f.1.uid).min(),
+            found.iter().map(|f| f.1.uid).max(),
+        ) else {
+            return vec![];
+        };
+        let headers: std::collections::HashMap<u32, Vec<u8>> = self
+            .server
+            .store
+            .headers_in(v.mailbox.id, first, last)
+            .await
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        found
+            .iter()
+            .map(|(seq, row)| {
+                sort::facts(
+                    *seq,
+                    row,
+                    headers.get(&row.uid).map(Vec::as_slice).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+
+    /// `* QUOTA "" (STORAGE used limit)` in KiB (RFC 9208 §5.1).
+    async fn quota_line(&mut self) {
+        let login = self
+            .account
+            .as_ref()
+            .map(|a| a.1.clone())
+            .unwrap_or_default();
+        let (used, quota) = match tern_core::Address::parse(&login) {
+            Ok(a) => match self.server.store.resolve(&a, false).await {
+                Ok(tern_store::Recipient::Local(l)) => (l.used, l.quota),
+                _ => (0, 0),
+            },
+            Err(_) => (0, 0),
+        };
+        if quota == 0 {
+            self.out.extend_from_slice(b"* QUOTA \"\" ()\r\n");
+        } else {
+            let _ = write!(
+                Str(&mut self.out),
+                "* QUOTA \"\" (STORAGE {} {})\r\n",
+                used.div_ceil(1024),
+                quota / 1024
+            );
+        }
     }
 
     fn account_id(&self) -> AccountId {
@@ -1378,7 +1606,17 @@ fn binary(raw: &[u8], section: &[std::num::NonZeroU32]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::pattern_match;
+    use super::{compress, pattern_match, strip_search_return};
+
+    #[test]
+    fn esearch_parts() {
+        let (cmd, opts) =
+            strip_search_return(b"a UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n").unwrap();
+        assert_eq!(cmd, b"a UID SEARCH UNSEEN\r\n");
+        assert_eq!(opts, vec!["MIN", "COUNT"]);
+        assert!(strip_search_return(b"a SEARCH ALL\r\n").is_none());
+        assert_eq!(compress(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
+    }
 
     #[test]
     fn list_patterns() {

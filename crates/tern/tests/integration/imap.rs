@@ -316,3 +316,42 @@ async fn header_search_over_many_messages() {
     let (_, u) = cmd(&mut c, "d", "SEARCH FROM a39@ NOT HEADER X-Tag \"\"").await;
     assert_eq!(u, vec!["* SEARCH 40"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sort_thread_esearch_quota() {
+    let s = start("").await;
+    s.store.set_password(&addr(ALICE), ALICE_PW).await.unwrap();
+    let mut c = s.smtp_session().await;
+    let msgs = [
+        "From: Zed <zed@remote.test>\r\nSubject: Hello\r\nMessage-ID: <a@x>\r\nDate: Mon, 2 Jan 2023 10:00:00 +0000\r\n\r\nfirst\r\n",
+        "From: Amy <amy@remote.test>\r\nSubject: Re: Hello\r\nMessage-ID: <b@x>\r\nIn-Reply-To: <a@x>\r\nDate: Mon, 2 Jan 2023 11:00:00 +0000\r\n\r\nsecond, a longer body than the others\r\n",
+        "From: Bob <bob@remote.test>\r\nSubject: Other topic\r\nMessage-ID: <c@x>\r\nDate: Mon, 2 Jan 2023 09:00:00 +0000\r\n\r\nthird\r\n",
+        "From: Amy <amy@remote.test>\r\nSubject: Fwd: hello\r\nMessage-ID: <d@x>\r\nReferences: <a@x> <b@x>\r\nDate: Mon, 2 Jan 2023 12:00:00 +0000\r\n\r\nfourth\r\n",
+    ];
+    for m in msgs {
+        send_message(&mut c, "x@remote.test", &[ALICE], m.as_bytes())
+            .await
+            .unwrap();
+    }
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "SELECT INBOX").await;
+    let (_, u) = cmd(&mut c, "b", "SORT (DATE) UTF-8 ALL").await;
+    assert_eq!(u, vec!["* SORT 3 1 2 4"]);
+    let (_, u) = cmd(&mut c, "c", "SORT (FROM REVERSE SIZE) UTF-8 ALL").await;
+    assert_eq!(u, vec!["* SORT 2 4 3 1"]);
+    let (_, u) = cmd(&mut c, "d", "UID SORT (SUBJECT) UTF-8 NOT FROM bob").await;
+    assert_eq!(u, vec!["* SORT 1 2 4"]);
+    let (_, u) = cmd(&mut c, "e", "THREAD ORDEREDSUBJECT UTF-8 ALL").await;
+    assert_eq!(u, vec!["* THREAD (3)(1 (2)(4))"]);
+    let (_, u) = cmd(&mut c, "f", "THREAD REFERENCES UTF-8 ALL").await;
+    assert_eq!(u, vec!["* THREAD (3)(1 2 4)"]);
+    let (_, u) = cmd(&mut c, "g", "SEARCH RETURN (MIN MAX COUNT) FROM amy").await;
+    assert_eq!(u, vec!["* ESEARCH (TAG \"g\") MIN 2 MAX 4 COUNT 2"]);
+    let (_, u) = cmd(&mut c, "h", "UID SEARCH RETURN () ALL").await;
+    assert_eq!(u, vec!["* ESEARCH (TAG \"h\") UID ALL 1:4"]);
+    let (_, u) = cmd(&mut c, "i", "GETQUOTAROOT INBOX").await;
+    assert_eq!(u[0], "* QUOTAROOT \"INBOX\" \"\"");
+    assert!(u[1].starts_with("* QUOTA \"\" ("), "{u:?}");
+    let (r, _) = cmd(&mut c, "j", "SETQUOTA \"\" (STORAGE 10)").await;
+    assert!(r.starts_with("NO"), "{r}");
+}

@@ -1,0 +1,380 @@
+//! SORT and THREAD (RFC 5256): base subjects, sort keys and the
+//! ORDEREDSUBJECT and REFERENCES threading algorithms, over header blocks
+//! read in one pass from the store.
+
+use imap_codec::imap_types::extensions::sort::{SortCriterion, SortKey};
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use tern_store::MessageRow;
+
+/// What sorting and threading need from one message.
+#[derive(Debug, Clone, Default)]
+pub struct Facts {
+    /// Sequence number.
+    pub seq: u32,
+    /// UID.
+    pub uid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// INTERNALDATE.
+    pub arrival: i64,
+    /// Date: header (falls back to INTERNALDATE), Unix seconds.
+    pub date: i64,
+    /// Base subject (RFC 5256 §2.1).
+    pub subject: String,
+    /// First From/To/Cc mailbox (local part), lower-case.
+    pub from: String,
+    /// See `from`.
+    pub to: String,
+    /// See `from`.
+    pub cc: String,
+    /// Display name of From, else its address.
+    pub display_from: String,
+    /// Display name of To, else its address.
+    pub display_to: String,
+    /// Message-ID (without angle brackets).
+    pub message_id: Option<String>,
+    /// References, then In-Reply-To when References is absent.
+    pub references: Vec<String>,
+}
+
+fn first_addr(a: Option<&mail_parser::Address<'_>>) -> (String, String) {
+    let Some(first) = a.and_then(|a| a.first()) else {
+        return (String::new(), String::new());
+    };
+    let addr = first.address.as_deref().unwrap_or("").to_lowercase();
+    let local = addr.split('@').next().unwrap_or("").to_string();
+    let display = first
+        .name
+        .as_deref()
+        .map(str::to_lowercase)
+        .unwrap_or_else(|| addr.clone());
+    (local, display)
+}
+
+fn ids(v: &mail_parser::HeaderValue<'_>) -> Vec<String> {
+    match v {
+        mail_parser::HeaderValue::Text(t) => vec![t.to_string()],
+        mail_parser::HeaderValue::TextList(l) => l.iter().map(|s| s.to_string()).collect(),
+        _ => vec![],
+    }
+}
+
+/// Reads the facts of a message from its header block.
+pub fn facts(seq: u32, row: &MessageRow, header: &[u8]) -> Facts {
+    let mut f = Facts {
+        seq,
+        uid: row.uid,
+        size: row.size,
+        arrival: row.internaldate,
+        date: row.internaldate,
+        ..Facts::default()
+    };
+    let Some(msg) = mail_parser::MessageParser::default().parse_headers(header) else {
+        return f;
+    };
+    if let Some(d) = msg.date() {
+        f.date = d.to_timestamp();
+    }
+    f.subject = base_subject(msg.subject().unwrap_or(""));
+    (f.from, f.display_from) = first_addr(msg.from());
+    (f.to, f.display_to) = first_addr(msg.to());
+    (f.cc, _) = first_addr(msg.cc());
+    f.message_id = msg.message_id().map(str::to_string);
+    f.references = ids(msg.references());
+    if f.references.is_empty() {
+        f.references = ids(msg.in_reply_to());
+    }
+    f
+}
+
+/// RFC 5256 §2.1 base subject: without "Re:", "Fwd:", "[list]" prefixes and
+/// "(fwd)" trailers, whitespace collapsed, case-folded.
+pub fn base_subject(subject: &str) -> String {
+    let mut s: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+    loop {
+        let before = s.clone();
+        // Trailers.
+        loop {
+            let t = s.trim_end();
+            if t.to_ascii_lowercase().ends_with("(fwd)") {
+                s = t[..t.len() - 5].trim_end().to_string();
+            } else {
+                s = t.to_string();
+                break;
+            }
+        }
+        // Leaders: blobs and re/fw/fwd prefixes.
+        loop {
+            let t = s.trim_start();
+            let lower = t.to_ascii_lowercase();
+            let mut rest = None;
+            for p in ["re", "fwd", "fw"] {
+                if let Some(r) = lower.strip_prefix(p) {
+                    let r = r.trim_start();
+                    let r = if r.starts_with('[') {
+                        r.find(']').map(|i| r[i + 1..].trim_start()).unwrap_or(r)
+                    } else {
+                        r
+                    };
+                    if let Some(r) = r.strip_prefix(':') {
+                        rest = Some(t.len() - r.len());
+                        break;
+                    }
+                }
+            }
+            if rest.is_none()
+                && t.starts_with('[')
+                && let Some(i) = t.find(']')
+                && !t[i + 1..].trim().is_empty()
+            {
+                rest = Some(i + 1);
+            }
+            match rest {
+                Some(i) => s = t[i..].to_string(),
+                None => {
+                    s = t.to_string();
+                    break;
+                }
+            }
+        }
+        // "[Fwd: ...]" wrapper.
+        let lower = s.to_ascii_lowercase();
+        if lower.starts_with("[fwd:") && s.ends_with(']') {
+            s = s[5..s.len() - 1].to_string();
+        }
+        if s == before {
+            break;
+        }
+    }
+    s.to_lowercase()
+}
+
+/// Orders messages by SORT criteria; ties by sequence number.
+pub fn sort(facts: &mut [Facts], criteria: &[SortCriterion]) {
+    facts.sort_by(|a, b| {
+        for c in criteria {
+            let o = match c.key {
+                SortKey::Arrival => a.arrival.cmp(&b.arrival),
+                SortKey::Date => a.date.cmp(&b.date),
+                SortKey::Size => a.size.cmp(&b.size),
+                SortKey::Subject => a.subject.cmp(&b.subject),
+                SortKey::From => a.from.cmp(&b.from),
+                SortKey::To => a.to.cmp(&b.to),
+                SortKey::Cc => a.cc.cmp(&b.cc),
+                SortKey::DisplayFrom => a.display_from.cmp(&b.display_from),
+                SortKey::DisplayTo => a.display_to.cmp(&b.display_to),
+            };
+            let o = if c.reverse { o.reverse() } else { o };
+            if o != Ordering::Equal {
+                return o;
+            }
+        }
+        a.seq.cmp(&b.seq)
+    });
+}
+
+/// A thread tree: a message number and its children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Node {
+    /// Sequence number or UID (what the command asked for).
+    pub id: u32,
+    /// Replies.
+    pub children: Vec<Node>,
+}
+
+/// Writes threads in RFC 5256 §4 syntax: `(1 2 (3)(4 5))`.
+pub fn format_threads(threads: &[Node]) -> String {
+    fn body(n: &Node, out: &mut String) {
+        out.push_str(&n.id.to_string());
+        match n.children.as_slice() {
+            [] => {}
+            [only] => {
+                out.push(' ');
+                body(only, out);
+            }
+            many => {
+                out.push(' ');
+                for c in many {
+                    out.push('(');
+                    body(c, out);
+                    out.push(')');
+                }
+            }
+        }
+    }
+    let mut out = String::new();
+    for t in threads {
+        out.push('(');
+        body(t, &mut out);
+        out.push(')');
+    }
+    out
+}
+
+/// ORDEREDSUBJECT (RFC 5256 §3): messages with the same base subject form
+/// a thread, ordered by date; the first is the parent of all the others.
+pub fn ordered_subject(mut facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
+    facts.sort_by(|a, b| a.date.cmp(&b.date).then(a.seq.cmp(&b.seq)));
+    let mut groups: Vec<(String, Vec<Facts>)> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for f in facts {
+        match index.get(&f.subject) {
+            Some(&i) => groups[i].1.push(f),
+            None => {
+                index.insert(f.subject.clone(), groups.len());
+                groups.push((f.subject.clone(), vec![f]));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(_, g)| Node {
+            id: id(&g[0]),
+            children: g[1..]
+                .iter()
+                .map(|f| Node {
+                    id: id(f),
+                    children: vec![],
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// REFERENCES (RFC 5256 §3, after Zawinski): parents from References /
+/// In-Reply-To; missing ancestors are skipped (their children move up);
+/// siblings and threads ordered by date. Threads are not merged by subject.
+pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
+    let mut by_msgid: HashMap<String, usize> = HashMap::new();
+    for (i, f) in facts.iter().enumerate() {
+        if let Some(m) = &f.message_id {
+            by_msgid.entry(m.clone()).or_insert(i);
+        }
+    }
+    // Parent = the nearest ancestor that is present (newest reference first).
+    let mut parent: Vec<Option<usize>> = vec![None; facts.len()];
+    for (i, f) in facts.iter().enumerate() {
+        for r in f.references.iter().rev() {
+            if let Some(&p) = by_msgid.get(r)
+                && p != i
+            {
+                parent[i] = Some(p);
+                break;
+            }
+        }
+    }
+    // Break cycles: walk up, dropping the link that closes a loop.
+    for i in 0..facts.len() {
+        let mut seen = std::collections::HashSet::new();
+        let mut cur = i;
+        seen.insert(cur);
+        while let Some(p) = parent[cur] {
+            if !seen.insert(p) {
+                parent[cur] = None;
+                break;
+            }
+            cur = p;
+        }
+    }
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); facts.len()];
+    let mut roots = Vec::new();
+    for (i, p) in parent.iter().enumerate() {
+        match p {
+            Some(p) => children[*p].push(i),
+            None => roots.push(i),
+        }
+    }
+    let by_date = |a: &usize, b: &usize| {
+        facts[*a]
+            .date
+            .cmp(&facts[*b].date)
+            .then(facts[*a].seq.cmp(&facts[*b].seq))
+    };
+    fn build(
+        i: usize,
+        facts: &[Facts],
+        children: &[Vec<usize>],
+        order: &dyn Fn(&usize, &usize) -> Ordering,
+        id: &dyn Fn(&Facts) -> u32,
+    ) -> Node {
+        let mut kids = children[i].clone();
+        kids.sort_by(order);
+        Node {
+            id: id(&facts[i]),
+            children: kids
+                .into_iter()
+                .map(|k| build(k, facts, children, order, id))
+                .collect(),
+        }
+    }
+    roots.sort_by(by_date);
+    roots
+        .into_iter()
+        .map(|r| build(r, &facts, &children, &by_date, &id))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_subjects() {
+        assert_eq!(
+            base_subject("Re: Fwd: [list] Hello  world (fwd)"),
+            "hello world"
+        );
+        assert_eq!(base_subject("RE[2]: test"), "test");
+        assert_eq!(base_subject("[Fwd: Re: thing]"), "thing");
+        assert_eq!(base_subject("[only]"), "[only]");
+    }
+
+    #[test]
+    fn thread_format() {
+        let t = vec![
+            Node {
+                id: 1,
+                children: vec![Node {
+                    id: 2,
+                    children: vec![],
+                }],
+            },
+            Node {
+                id: 3,
+                children: vec![
+                    Node {
+                        id: 4,
+                        children: vec![],
+                    },
+                    Node {
+                        id: 5,
+                        children: vec![],
+                    },
+                ],
+            },
+        ];
+        assert_eq!(format_threads(&t), "(1 2)(3 (4)(5))");
+    }
+
+    #[test]
+    fn references_tree() {
+        let f = |seq, mid: &str, refs: &[&str], date| Facts {
+            seq,
+            uid: seq,
+            date,
+            message_id: Some(mid.into()),
+            references: refs.iter().map(|s| s.to_string()).collect(),
+            ..Facts::default()
+        };
+        let facts = vec![
+            f(1, "a", &[], 1),
+            f(2, "b", &["a"], 2),
+            f(3, "c", &["a", "b"], 3),
+            f(4, "d", &["missing", "a"], 4),
+            f(5, "e", &[], 5),
+        ];
+        let t = references(facts, |f| f.seq);
+        assert_eq!(format_threads(&t), "(1 (2 3)(4))(5)");
+    }
+}
