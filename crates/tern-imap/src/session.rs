@@ -49,6 +49,16 @@ struct Session {
     condstore: bool,
     /// RETURN options of the SEARCH being run (RFC 4731 ESEARCH), if any.
     esearch: Option<Vec<String>>,
+    /// Selection and return options of the LIST being run (RFC 5258, 5819).
+    list_ext: Option<ListExt>,
+}
+
+/// LIST-EXTENDED options (RFC 5258) and LIST-STATUS items (RFC 5819).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ListExt {
+    selection: Vec<String>,
+    returns: Vec<String>,
+    status: Vec<String>,
 }
 
 /// What the command loop does next.
@@ -86,6 +96,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         rev2: false,
         condstore: false,
         esearch: None,
+        list_ext: None,
     };
     let caps = s.capabilities();
     s.out.extend_from_slice(
@@ -121,6 +132,77 @@ fn strip_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let mut out = bytes[..at + 7].to_vec();
     out.extend_from_slice(&bytes[close + 1..]);
     Some((out, options))
+}
+
+/// Index of the `)` matching the `(` at `open`.
+fn matching_paren(s: &[u8], open: usize) -> Option<usize> {
+    let mut depth = 0;
+    for (i, &b) in s.iter().enumerate().skip(open) {
+        match b {
+            b'(' => depth += 1,
+            b')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Takes LIST-EXTENDED selection options (`LIST (SUBSCRIBED) ...`) and
+/// return options (`... RETURN (CHILDREN STATUS (MESSAGES))`) out of a LIST
+/// command, which imap-codec parses only in its basic form (RFC 5258,
+/// RFC 5819).
+fn strip_list_extended(bytes: &[u8]) -> Option<(Vec<u8>, ListExt)> {
+    let line_end = bytes
+        .iter()
+        .position(|&b| b == b'\r' || b == b'\n')
+        .unwrap_or(bytes.len());
+    let line = &bytes[..line_end];
+    let upper = line.to_ascii_uppercase();
+    let sp = upper.iter().position(|&b| b == b' ')?;
+    if !upper[sp + 1..].starts_with(b"LIST ") || line.contains(&b'{') {
+        return None;
+    }
+    let mut ext = ListExt::default();
+    let mut rest: Vec<u8> = line[sp + 6..].to_vec();
+    if rest.first() == Some(&b'(') {
+        let close = matching_paren(&rest, 0)?;
+        ext.selection = String::from_utf8_lossy(&rest[1..close])
+            .to_ascii_uppercase()
+            .split_whitespace()
+            .map(str::to_string)
+            .collect();
+        rest = rest[close + 1..].trim_ascii_start().to_vec();
+    }
+    let upper_rest = rest.to_ascii_uppercase();
+    if let Some(at) = upper_rest.windows(9).rposition(|w| w == b" RETURN (") {
+        let close = matching_paren(&rest, at + 8)?;
+        let inner = String::from_utf8_lossy(&upper_rest[at + 9..close]).to_string();
+        if let Some(p) = inner.find("STATUS (") {
+            let end = inner[p..].find(')').map(|e| p + e).unwrap_or(inner.len());
+            ext.status = inner[p + 8..end]
+                .split_whitespace()
+                .map(str::to_string)
+                .collect();
+            let mut without = inner[..p].to_string();
+            without.push_str(inner.get(end + 1..).unwrap_or(""));
+            ext.returns = without.split_whitespace().map(str::to_string).collect();
+        } else {
+            ext.returns = inner.split_whitespace().map(str::to_string).collect();
+        }
+        rest.truncate(at);
+    }
+    if ext == ListExt::default() && rest.len() == line.len() - sp - 6 {
+        return None;
+    }
+    let mut out = line[..sp + 6].to_vec();
+    out.extend_from_slice(&rest);
+    out.extend_from_slice(&bytes[line_end..]);
+    Some((out, ext))
 }
 
 /// An ESEARCH response (RFC 4731 §3.1).
@@ -233,7 +315,7 @@ fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE ESEARCH SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -324,6 +406,11 @@ impl Session {
                 None => (bytes, None),
             };
             self.esearch = esearch;
+            let (bytes, list_ext) = match strip_list_extended(&bytes) {
+                Some((stripped, ext)) => (stripped, Some(ext)),
+                None => (bytes, None),
+            };
+            self.list_ext = list_ext;
             let cmd = match CommandCodec::default().decode(&bytes) {
                 Ok((b"", cmd)) => cmd,
                 _ => {
@@ -974,8 +1061,16 @@ impl Session {
             }
         };
         let names: Vec<String> = boxes.iter().map(|b| b.name.clone()).collect();
+        let ext = self.list_ext.take().unwrap_or_default();
+        let has = |v: &[String], x: &str| v.iter().any(|o| o == x);
+        let only_subscribed = lsub || has(&ext.selection, "SUBSCRIBED");
+        let only_special = has(&ext.selection, "SPECIAL-USE");
+        let show_subscribed = has(&ext.selection, "SUBSCRIBED") || has(&ext.returns, "SUBSCRIBED");
         for b in &boxes {
-            if lsub && !b.subscribed {
+            if only_subscribed && !b.subscribed {
+                continue;
+            }
+            if only_special && b.special_use.is_none() {
                 continue;
             }
             let matches = pattern_match(&full, b.name.as_bytes())
@@ -996,12 +1091,32 @@ impl Session {
             if let Some(u) = &b.special_use {
                 attrs.push(u);
             }
-            if !lsub && b.subscribed && self.rev2 {
+            if !lsub && b.subscribed && (self.rev2 || show_subscribed) {
                 attrs.push("\\Subscribed");
             }
             let _ = write!(Str(&mut self.out), "* {what} ({}) \"/\" ", attrs.join(" "));
             view::name(&mut self.out, &b.name);
             self.out.extend_from_slice(b"\r\n");
+            if !ext.status.is_empty() {
+                let mut parts = Vec::new();
+                for item in &ext.status {
+                    match item.as_str() {
+                        "MESSAGES" => parts.push(format!("MESSAGES {}", b.messages)),
+                        "UIDNEXT" => parts.push(format!("UIDNEXT {}", b.uidnext)),
+                        "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", b.uidvalidity)),
+                        "UNSEEN" => parts.push(format!("UNSEEN {}", b.unseen)),
+                        "SIZE" => parts.push(format!("SIZE {}", b.size)),
+                        "RECENT" => parts.push("RECENT 0".into()),
+                        "HIGHESTMODSEQ" => {
+                            parts.push(format!("HIGHESTMODSEQ {}", b.highest_modseq))
+                        }
+                        _ => {}
+                    }
+                }
+                self.out.extend_from_slice(b"* STATUS ");
+                view::name(&mut self.out, &b.name);
+                let _ = write!(Str(&mut self.out), " ({})\r\n", parts.join(" "));
+            }
         }
         self.tagged(tag, "OK", &format!("{what} completed"));
     }
@@ -1606,7 +1721,25 @@ fn binary(raw: &[u8], section: &[std::num::NonZeroU32]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{compress, pattern_match, strip_search_return};
+    use super::{ListExt, compress, pattern_match, strip_list_extended, strip_search_return};
+
+    #[test]
+    fn list_extended_parts() {
+        let (cmd, ext) = strip_list_extended(
+            b"a LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n",
+        )
+        .unwrap();
+        assert_eq!(cmd, b"a LIST \"\" \"*\"\r\n");
+        assert_eq!(
+            ext,
+            ListExt {
+                selection: vec!["SUBSCRIBED".into()],
+                returns: vec!["CHILDREN".into()],
+                status: vec!["MESSAGES".into(), "UNSEEN".into()],
+            }
+        );
+        assert!(strip_list_extended(b"a LIST \"\" *\r\n").is_none());
+    }
 
     #[test]
     fn esearch_parts() {

@@ -355,3 +355,34 @@ async fn sort_thread_esearch_quota() {
     let (r, _) = cmd(&mut c, "j", "SETQUOTA \"\" (STORAGE 10)").await;
     assert!(r.starts_with("NO"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_extended_and_list_status() {
+    let s = start("").await;
+    deliver(&s, "one", "x").await;
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "UNSUBSCRIBE Trash").await;
+    let (_, u) = cmd(&mut c, "b", "LIST (SPECIAL-USE) \"\" \"*\"").await;
+    assert_eq!(u.len(), 5, "{u:?}");
+    assert!(u.iter().all(|l| !l.ends_with("\"INBOX\"")));
+    let (_, u) = cmd(&mut c, "c", "LIST (SUBSCRIBED) \"\" \"*\"").await;
+    assert!(
+        u.iter()
+            .all(|l| l.contains("\\Subscribed") && !l.contains("Trash")),
+        "{u:?}"
+    );
+    let (r, u) = cmd(
+        &mut c,
+        "d",
+        "LIST \"\" INBOX RETURN (STATUS (MESSAGES UNSEEN UIDNEXT))",
+    )
+    .await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert_eq!(
+        u,
+        vec![
+            "* LIST (\\HasNoChildren) \"/\" \"INBOX\"",
+            "* STATUS \"INBOX\" (MESSAGES 1 UNSEEN 1 UIDNEXT 2)"
+        ]
+    );
+}
