@@ -51,6 +51,8 @@ struct Session {
     esearch: Option<Vec<String>>,
     /// Selection and return options of the LIST being run (RFC 5258, 5819).
     list_ext: Option<ListExt>,
+    /// UIDs saved by `SEARCH RETURN (SAVE)`, what `$` stands for (RFC 5182).
+    saved: Vec<u32>,
 }
 
 /// LIST-EXTENDED options (RFC 5258) and LIST-STATUS items (RFC 5819).
@@ -97,6 +99,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         condstore: false,
         esearch: None,
         list_ext: None,
+        saved: Vec::new(),
     };
     let caps = s.capabilities();
     s.out.extend_from_slice(
@@ -315,7 +318,7 @@ fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE ESEARCH LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -411,6 +414,7 @@ impl Session {
                 None => (bytes, None),
             };
             self.list_ext = list_ext;
+            let bytes = self.substitute_saved(bytes);
             let cmd = match CommandCodec::default().decode(&bytes) {
                 Ok((b"", cmd)) => cmd,
                 _ => {
@@ -700,6 +704,7 @@ impl Session {
                     }
                 }
                 self.state = State::Authenticated;
+                self.saved.clear();
                 self.tagged(&tag, "OK", &format!("{name} completed"));
             }
             CommandBody::Expunge => self.expunge(&tag, None).await,
@@ -715,7 +720,18 @@ impl Session {
                     .iter()
                     .map(|(seq, row)| if uid { row.uid } else { *seq })
                     .collect();
-                match self.esearch.take() {
+                // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
+                let esearch = self.esearch.take().or_else(|| self.rev2.then(Vec::new));
+                match esearch {
+                    Some(options) if options.iter().any(|o| o == "SAVE") => {
+                        self.saved = found.iter().map(|(_, row)| row.uid).collect();
+                        let rest: Vec<String> =
+                            options.into_iter().filter(|o| o != "SAVE").collect();
+                        if !rest.is_empty() {
+                            let line = esearch_line(&tag, uid, &rest, &ids);
+                            self.out.extend_from_slice(line.as_bytes());
+                        }
+                    }
                     Some(options) => {
                         let line = esearch_line(&tag, uid, &options, &ids);
                         self.out.extend_from_slice(line.as_bytes());
@@ -834,6 +850,41 @@ impl Session {
             }
         }
         Flow::Continue
+    }
+
+    /// Replaces a `$` argument (RFC 5182) with the saved result: UIDs in UID
+    /// commands, sequence numbers otherwise. An empty result becomes a
+    /// number no message has.
+    fn substitute_saved(&self, bytes: Vec<u8>) -> Vec<u8> {
+        let line_end = bytes
+            .iter()
+            .position(|&b| b == b'\r' || b == b'\n')
+            .unwrap_or(bytes.len());
+        let line = &bytes[..line_end];
+        let Some(at) = line
+            .windows(2)
+            .enumerate()
+            .find(|(i, w)| w == b" $" && matches!(line.get(i + 2), None | Some(b' ') | Some(b')')))
+            .map(|(i, _)| i + 1)
+        else {
+            return bytes;
+        };
+        let is_uid = line.to_ascii_uppercase().windows(5).any(|w| w == b" UID ");
+        let ids: Vec<u32> = match &self.state {
+            State::Selected(v) if !is_uid => {
+                self.saved.iter().filter_map(|u| v.seq_of(*u)).collect()
+            }
+            _ => self.saved.clone(),
+        };
+        let set = if ids.is_empty() {
+            u32::MAX.to_string()
+        } else {
+            compress(&ids)
+        };
+        let mut out = line[..at].to_vec();
+        out.extend_from_slice(set.as_bytes());
+        out.extend_from_slice(&bytes[at + 1..]);
+        out
     }
 
     /// Sort/thread facts of search results (header blocks in one query).
@@ -960,6 +1011,7 @@ impl Session {
 
     async fn select(&mut self, tag: &str, name: &str, read_only: bool) {
         self.state = State::Authenticated;
+        self.saved.clear();
         let mailbox = match self.find_mailbox(name, false).await {
             Ok(m) => m,
             Err(e) => {

@@ -386,3 +386,25 @@ async fn list_extended_and_list_status() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn searchres_and_rev2_esearch() {
+    let s = start("").await;
+    for i in 0..3 {
+        deliver(&s, &format!("m{i}"), "x").await;
+    }
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "SELECT INBOX").await;
+    let (_, u) = cmd(&mut c, "b", "UID SEARCH RETURN (SAVE) SUBJECT m1").await;
+    assert!(u.is_empty(), "SAVE alone returns nothing: {u:?}");
+    let (_, u) = cmd(&mut c, "c", "FETCH $ (UID)").await;
+    assert_eq!(u, vec!["* 2 FETCH (UID 2)"]);
+    let (_, u) = cmd(&mut c, "d", "UID STORE $ +FLAGS.SILENT (\\Flagged)").await;
+    assert!(u.is_empty(), "{u:?}");
+    let (_, u) = cmd(&mut c, "e", "SEARCH FLAGGED").await;
+    assert_eq!(u, vec!["* SEARCH 2"]);
+    let (_, u) = cmd(&mut c, "f", "ENABLE IMAP4rev2").await;
+    assert_eq!(u, vec!["* ENABLED IMAP4rev2"]);
+    let (_, u) = cmd(&mut c, "g", "SEARCH ALL").await;
+    assert_eq!(u, vec!["* ESEARCH (TAG \"g\") ALL 1:3"]);
+}
