@@ -12,6 +12,7 @@ use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
+use imap_codec::imap_types::command::{FetchModifier, SelectParameter};
 use imap_codec::imap_types::extensions::binary::LiteralOrLiteral8;
 use imap_codec::imap_types::extensions::enable::CapabilityEnable;
 use imap_codec::imap_types::extensions::thread::ThreadingAlgorithm;
@@ -47,6 +48,7 @@ struct Session {
     errors: u32,
     rev2: bool,
     condstore: bool,
+    qresync: bool,
     /// RETURN options of the SEARCH being run (RFC 4731 ESEARCH), if any.
     esearch: Option<Vec<String>>,
     /// Selection and return options of the LIST being run (RFC 5258, 5819).
@@ -97,6 +99,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         errors: 0,
         rev2: false,
         condstore: false,
+        qresync: false,
         esearch: None,
         list_ext: None,
         saved: Vec::new(),
@@ -236,7 +239,7 @@ fn esearch_line(tag: &str, uid: bool, options: &[String], ids: &[u32]) -> String
 }
 
 /// `1,2,3,7,9,10` → `1:3,7,9:10`.
-fn compress(ids: &[u32]) -> String {
+pub(crate) fn compress(ids: &[u32]) -> String {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
     let mut parts = Vec::new();
@@ -318,7 +321,7 @@ fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -546,6 +549,13 @@ impl Session {
                             enabled.push("CONDSTORE".to_string());
                         }
                         CapabilityEnable::Other(_)
+                            if c.to_string().eq_ignore_ascii_case("QRESYNC") =>
+                        {
+                            self.qresync = true;
+                            self.condstore = true;
+                            enabled.push("QRESYNC".into());
+                        }
+                        CapabilityEnable::Other(_)
                             if c.to_string().eq_ignore_ascii_case("IMAP4rev2") =>
                         {
                             self.rev2 = true;
@@ -556,6 +566,7 @@ impl Session {
                 }
                 if let State::Selected(v) = &mut self.state {
                     v.condstore = self.condstore;
+                    v.qresync = self.qresync;
                 }
                 let _ = write!(Str(&mut self.out), "* ENABLED {}\r\n", enabled.join(" "));
                 self.tagged(&tag, "OK", "ENABLE completed");
@@ -569,11 +580,19 @@ impl Session {
                     .extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
                 self.tagged(&tag, "OK", "NAMESPACE completed");
             }
-            CommandBody::Select { mailbox, .. } => {
-                self.select(&tag, &mailbox_name(&mailbox), false).await
+            CommandBody::Select {
+                mailbox,
+                parameters,
+            } => {
+                self.select(&tag, &mailbox_name(&mailbox), false, &parameters)
+                    .await
             }
-            CommandBody::Examine { mailbox, .. } => {
-                self.select(&tag, &mailbox_name(&mailbox), true).await
+            CommandBody::Examine {
+                mailbox,
+                parameters,
+            } => {
+                self.select(&tag, &mailbox_name(&mailbox), true, &parameters)
+                    .await
             }
             CommandBody::Create { mailbox } => {
                 let r = self
@@ -801,9 +820,44 @@ impl Session {
                 sequence_set,
                 macro_or_item_names,
                 uid,
-                ..
+                modifiers,
             } => {
-                self.fetch(&tag, &sequence_set, macro_or_item_names, uid)
+                let changed_since = modifiers.iter().find_map(|m| match m {
+                    FetchModifier::ChangedSince(m) => Some(m.get()),
+                    _ => None,
+                });
+                let vanished = modifiers
+                    .iter()
+                    .any(|m| matches!(m, FetchModifier::Vanished));
+                if vanished && (!uid || !self.qresync || changed_since.is_none()) {
+                    self.tagged(
+                        &tag,
+                        "BAD",
+                        "VANISHED needs UID FETCH, CHANGEDSINCE and QRESYNC",
+                    );
+                    return Flow::Continue;
+                }
+                if let (true, Some(since), State::Selected(v)) =
+                    (vanished, changed_since, &self.state)
+                {
+                    let gone: Vec<u32> = self
+                        .server
+                        .store
+                        .vanished_since(v.mailbox.id, since)
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|u| in_set(&sequence_set, *u, v.max_uid().max(*u)))
+                        .collect();
+                    if !gone.is_empty() {
+                        let _ = write!(
+                            Str(&mut self.out),
+                            "* VANISHED (EARLIER) {}\r\n",
+                            compress(&gone)
+                        );
+                    }
+                }
+                self.fetch(&tag, &sequence_set, macro_or_item_names, uid, changed_since)
                     .await
             }
             CommandBody::Store {
@@ -1009,7 +1063,21 @@ impl Session {
             .await
     }
 
-    async fn select(&mut self, tag: &str, name: &str, read_only: bool) {
+    async fn select(&mut self, tag: &str, name: &str, read_only: bool, params: &[SelectParameter]) {
+        if params
+            .iter()
+            .any(|p| matches!(p, SelectParameter::QResync { .. }))
+            && !self.qresync
+        {
+            self.tagged(tag, "BAD", "ENABLE QRESYNC first");
+            return;
+        }
+        if params
+            .iter()
+            .any(|p| matches!(p, SelectParameter::CondStore))
+        {
+            self.condstore = true;
+        }
         self.state = State::Authenticated;
         self.saved.clear();
         let mailbox = match self.find_mailbox(name, false).await {
@@ -1027,6 +1095,7 @@ impl Session {
             }
         };
         view.condstore = self.condstore;
+        view.qresync = self.qresync;
         let m = &view.mailbox;
         let o = &mut self.out;
         o.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
@@ -1063,6 +1132,54 @@ impl Session {
         let _ = write!(Str(o), "* LIST () \"/\" ");
         view::name(o, &m.name);
         o.extend_from_slice(b"\r\n");
+        let resync = params.iter().find_map(|p| match p {
+            SelectParameter::QResync {
+                uid_validity,
+                mod_sequence_value,
+                known_uids,
+                ..
+            } => Some((
+                uid_validity.get(),
+                mod_sequence_value.get(),
+                known_uids.clone(),
+            )),
+            _ => None,
+        });
+        if let Some((validity, modseq, known)) = resync
+            && validity == view.mailbox.uidvalidity
+        {
+            let id = view.mailbox.id;
+            let max = u32::MAX;
+            let vanished: Vec<u32> = self
+                .server
+                .store
+                .vanished_since(id, modseq)
+                .await
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|u| known.as_ref().is_none_or(|k| in_set(k, *u, max)))
+                .collect();
+            if !vanished.is_empty() {
+                let _ = write!(
+                    Str(&mut self.out),
+                    "* VANISHED (EARLIER) {}\r\n",
+                    compress(&vanished)
+                );
+            }
+            for r in self
+                .server
+                .store
+                .changed_since(id, modseq)
+                .await
+                .unwrap_or_default()
+            {
+                if let Some(seq) = view.seq_of(r.uid) {
+                    let _ = write!(Str(&mut self.out), "* {seq} FETCH (UID {} ", r.uid);
+                    view::flags(&mut self.out, &r.flags);
+                    let _ = write!(Str(&mut self.out), " MODSEQ ({}))\r\n", r.modseq);
+                }
+            }
+        }
         let code = if read_only {
             "[READ-ONLY]"
         } else {
@@ -1442,6 +1559,7 @@ impl Session {
         set: &SequenceSet,
         items: MacroOrMessageDataItemNames<'_>,
         uid: bool,
+        changed_since: Option<u64>,
     ) {
         let mut items = match items {
             MacroOrMessageDataItemNames::Macro(m) => {
@@ -1459,7 +1577,11 @@ impl Session {
         }
         let targets = self.resolve(set, uid);
         let (read_only, mailbox_id, condstore) = match &self.state {
-            State::Selected(v) => (v.read_only, v.mailbox.id, v.condstore),
+            State::Selected(v) => (
+                v.read_only,
+                v.mailbox.id,
+                v.condstore || changed_since.is_some(),
+            ),
             _ => return,
         };
         let needs_meta = items.iter().any(|i| {
@@ -1551,6 +1673,9 @@ impl Session {
             let Some(row) = rows.remove(&uid) else {
                 continue;
             };
+            if changed_since.is_some_and(|m| row.modseq <= m) {
+                continue;
+            }
             let meta = if needs_meta {
                 self.server.store.read_meta(row.blob).await.ok()
             } else {

@@ -22,6 +22,8 @@ pub struct View {
     pub read_only: bool,
     /// CONDSTORE enabled: FETCH responses carry MODSEQ.
     pub condstore: bool,
+    /// QRESYNC enabled: expunges are reported as VANISHED (RFC 7162 §3.2.10).
+    pub qresync: bool,
     uids: Vec<u32>,
     modseq: u64,
     /// MODSEQs this session produced itself (already reported to it).
@@ -43,6 +45,7 @@ impl View {
             mailbox,
             read_only,
             condstore: false,
+            qresync: false,
             own: HashSet::new(),
         };
         Ok((view, rows))
@@ -125,8 +128,19 @@ impl View {
                 .filter(|(_, u)| !present.contains(u))
                 .map(|(i, _)| i as u32 + 1)
                 .collect();
-            for seq in gone.iter().rev() {
-                let _ = write!(Str(out), "* {seq} EXPUNGE\r\n");
+            if self.qresync {
+                let uids: Vec<u32> = gone.iter().map(|s| self.uids[*s as usize - 1]).collect();
+                if !uids.is_empty() {
+                    let _ = write!(
+                        Str(out),
+                        "* VANISHED {}\r\n",
+                        crate::session::compress(&uids)
+                    );
+                }
+            } else {
+                for seq in gone.iter().rev() {
+                    let _ = write!(Str(out), "* {seq} EXPUNGE\r\n");
+                }
             }
             self.uids.retain(|u| present.contains(u));
             let max = self.max_uid();

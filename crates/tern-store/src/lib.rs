@@ -295,6 +295,8 @@ pub trait Folders: Send + Sync {
     async fn messages_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<MessageRow>>;
     /// Messages whose MODSEQ is above `modseq` (new or changed), in UID order.
     async fn changed_since(&self, mailbox: i64, modseq: u64) -> Result<Vec<MessageRow>>;
+    /// UIDs expunged from a mailbox after `modseq` (RFC 7162 VANISHED).
+    async fn vanished_since(&self, mailbox: i64, modseq: u64) -> Result<Vec<u32>>;
     /// All UIDs of a mailbox, ascending.
     async fn uids(&self, mailbox: i64) -> Result<Vec<u32>>;
     /// `(HIGHESTMODSEQ, number of messages)` of a mailbox: a cheap "did

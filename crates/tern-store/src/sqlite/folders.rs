@@ -278,6 +278,18 @@ impl Folders for SqliteStore {
         })
     }
 
+    async fn vanished_since(&self, mailbox: i64, modseq: u64) -> Result<Vec<u32>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+            )?;
+            let rows = st.query_map(params![mailbox, modseq as i64], |r| {
+                Ok(r.get::<_, i64>(0)? as u32)
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     async fn uids(&self, mailbox: i64) -> Result<Vec<u32>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
@@ -546,6 +558,13 @@ fn copy_rows(
     )?;
     let mut del =
         c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?")?;
+    if remove && !uids.is_empty() {
+        // Before the deletes, so their tombstones carry a new MODSEQ.
+        c.execute(
+            "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?",
+            [from],
+        )?;
+    }
     let mut pairs = Vec::new();
     for &uid in uids {
         let row = get
@@ -578,12 +597,6 @@ fn copy_rows(
             )?;
         }
         pairs.push((uid, new_uid as u32));
-    }
-    if remove && !pairs.is_empty() {
-        c.execute(
-            "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?",
-            [from],
-        )?;
     }
     Ok(pairs)
 }

@@ -408,3 +408,67 @@ async fn searchres_and_rev2_esearch() {
     let (_, u) = cmd(&mut c, "g", "SEARCH ALL").await;
     assert_eq!(u, vec!["* ESEARCH (TAG \"g\") ALL 1:3"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_and_qresync() {
+    let s = start("").await;
+    for i in 0..4 {
+        deliver(&s, &format!("q{i}"), "x").await;
+    }
+    let mut a = login(&s).await;
+    let (_, u) = cmd(&mut a, "a", "ENABLE QRESYNC").await;
+    assert_eq!(u, vec!["* ENABLED QRESYNC"]);
+    let (_, u) = cmd(&mut a, "b", "SELECT INBOX").await;
+    let validity: u32 = u
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [UIDVALIDITY "))
+        .and_then(|r| r.split(']').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let modseq: u64 = u
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [HIGHESTMODSEQ "))
+        .and_then(|r| r.split(']').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    cmd(&mut a, "c", "LOGOUT").await;
+
+    // Another client changes a flag and expunges a message.
+    let mut b = login(&s).await;
+    cmd(&mut b, "a", "SELECT INBOX").await;
+    cmd(&mut b, "b", "STORE 1 +FLAGS (\\Seen)").await;
+    cmd(&mut b, "c", "STORE 2 +FLAGS.SILENT (\\Deleted)").await;
+    cmd(&mut b, "d", "EXPUNGE").await;
+
+    // The first client comes back and resynchronises in one round trip.
+    let mut a = login(&s).await;
+    cmd(&mut a, "a", "ENABLE QRESYNC").await;
+    let (r, u) = cmd(
+        &mut a,
+        "b",
+        &format!("SELECT INBOX (QRESYNC ({validity} {modseq}))"),
+    )
+    .await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(u.contains(&"* VANISHED (EARLIER) 2".to_string()), "{u:?}");
+    assert!(
+        u.iter()
+            .any(|l| l.starts_with("* 1 FETCH (UID 1 FLAGS (\\Seen) MODSEQ (")),
+        "{u:?}"
+    );
+    let (_, u) = cmd(
+        &mut a,
+        "c",
+        &format!("UID FETCH 1:* (FLAGS) (CHANGEDSINCE {modseq} VANISHED)"),
+    )
+    .await;
+    assert_eq!(u[0], "* VANISHED (EARLIER) 2");
+    assert_eq!(u.len(), 2, "only the changed message: {u:?}");
+    // Expunges while selected come as VANISHED.
+    cmd(&mut b, "e", "STORE 1 +FLAGS.SILENT (\\Deleted)").await;
+    cmd(&mut b, "f", "EXPUNGE").await;
+    let (_, u) = cmd(&mut a, "d", "NOOP").await;
+    assert_eq!(u[0], "* VANISHED 1", "{u:?}");
+}
