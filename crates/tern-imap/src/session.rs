@@ -321,7 +321,7 @@ fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -1621,11 +1621,12 @@ impl Session {
                         | MessageDataItemName::Binary { peek: false, .. }
                 )
             });
-        let mut rows: std::collections::HashMap<u32, tern_store::MessageRow> = match &self.state {
+        // Targets are in sequence order, hence ascending UIDs, like the rows.
+        let mut rows: Vec<tern_store::MessageRow> = match &self.state {
             State::Selected(v) => {
                 let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
                 match v.rows_for(&self.server.store, &uids).await {
-                    Ok(r) => r.into_iter().map(|r| (r.uid, r)).collect(),
+                    Ok(r) => r,
                     Err(e) => {
                         self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
                         return;
@@ -1637,7 +1638,7 @@ impl Session {
         let mut seen_now = std::collections::HashSet::new();
         if sets_seen {
             let unseen: Vec<u32> = rows
-                .values()
+                .iter()
                 .filter(|r| !r.flags.iter().any(|f| f == "\\Seen"))
                 .map(|r| r.uid)
                 .collect();
@@ -1658,21 +1659,26 @@ impl Session {
                 for u in updates {
                     v.own_change(u.modseq);
                     seen_now.insert(u.uid);
-                    if let Some(r) = rows.get_mut(&u.uid) {
-                        r.flags = u.flags;
-                        r.modseq = u.modseq;
+                    if let Ok(i) = rows.binary_search_by_key(&u.uid, |r| r.uid) {
+                        rows[i].flags = u.flags;
+                        rows[i].modseq = u.modseq;
                     }
                 }
             }
         }
+        let mut next = 0;
         let flags_requested = items
             .iter()
             .any(|i| matches!(i, MessageDataItemName::Flags));
         for (seq, uid) in targets {
             // Expunged by another session since our last sync: nothing to send.
-            let Some(row) = rows.remove(&uid) else {
+            while next < rows.len() && rows[next].uid < uid {
+                next += 1;
+            }
+            if next >= rows.len() || rows[next].uid != uid {
                 continue;
-            };
+            }
+            let row = std::mem::take(&mut rows[next]);
             if changed_since.is_some_and(|m| row.modseq <= m) {
                 continue;
             }

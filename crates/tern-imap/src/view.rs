@@ -82,18 +82,19 @@ impl View {
         Ok(rows)
     }
 
-    /// Rows for some UIDs of the view.
+    /// Rows for some UIDs of the view, ascending by UID (`uids` ascending).
     pub async fn rows_for(
         &self,
         store: &SharedStore,
         uids: &[u32],
     ) -> Result<Vec<MessageRow>, StoreError> {
-        let (Some(&first), Some(&last)) = (uids.iter().min(), uids.iter().max()) else {
+        let (Some(&first), Some(&last)) = (uids.first(), uids.last()) else {
             return Ok(Vec::new());
         };
-        let wanted: HashSet<u32> = uids.iter().copied().collect();
         let mut rows = store.messages_in(self.mailbox.id, first, last).await?;
-        rows.retain(|r| wanted.contains(&r.uid));
+        if rows.len() != uids.len() {
+            rows.retain(|r| uids.binary_search(&r.uid).is_ok());
+        }
         Ok(rows)
     }
 

@@ -227,7 +227,7 @@ pub struct MailboxRow {
 }
 
 /// A message in a mailbox, as IMAP sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MessageRow {
     /// UID.
     pub uid: u32,

@@ -315,9 +315,10 @@ impl Folders for SqliteStore {
     async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read(|c| {
             c.prepare_cached(
-                "SELECT COALESCE(header, CASE WHEN instr(data, X'0D0A0D0A') > 0
+                "SELECT COALESCE((SELECT header FROM blob_headers WHERE blob_id = b.id),
+                        CASE WHEN instr(data, X'0D0A0D0A') > 0
                         THEN substr(data, 1, instr(data, X'0D0A0D0A') + 3) ELSE data END)
-                 FROM blobs WHERE id = ?",
+                 FROM blobs b WHERE id = ?",
             )?
             .query_row([blob], |r| r.get(0))
             .optional()?
@@ -328,9 +329,10 @@ impl Folders for SqliteStore {
     async fn headers_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<(u32, Vec<u8>)>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT mm.uid, COALESCE(b.header, CASE WHEN instr(b.data, X'0D0A0D0A') > 0
-                        THEN substr(b.data, 1, instr(b.data, X'0D0A0D0A') + 3) ELSE b.data END)
-                 FROM mailbox_messages mm JOIN blobs b ON b.id = mm.blob_id
+                "SELECT mm.uid, COALESCE(h.header, (SELECT CASE WHEN instr(b.data, X'0D0A0D0A') > 0
+                        THEN substr(b.data, 1, instr(b.data, X'0D0A0D0A') + 3) ELSE b.data END
+                        FROM blobs b WHERE b.id = mm.blob_id))
+                 FROM mailbox_messages mm LEFT JOIN blob_headers h ON h.blob_id = mm.blob_id
                  WHERE mm.mailbox_id = ? AND mm.uid BETWEEN ? AND ? ORDER BY mm.uid",
             )?;
             let rows = st.query_map(params![mailbox, first as i64, last as i64], |r| {
@@ -488,10 +490,12 @@ impl Folders for SqliteStore {
                     return Err(StoreError::OverQuota);
                 }
                 c.prepare_cached(
-                    "INSERT INTO blobs(hash, size, refcount, meta, data, header) VALUES (?, ?, 0, ?, ?, ?)",
+                    "INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)",
                 )?
-                .execute(params![hash, size, meta, raw, &raw[..header_len]])?;
+                .execute(params![hash, size, meta, raw])?;
                 let blob = c.last_insert_rowid();
+                c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
+                    .execute(params![blob, &raw[..header_len]])?;
                 let uid: i64 = c
                     .prepare_cached(
                         "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,

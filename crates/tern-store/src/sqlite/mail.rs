@@ -23,9 +23,11 @@ impl MailStore for SqliteStore {
         let size = message.raw.len() as i64;
         let notify = recipients.clone();
         let r = self.write(move |c| {
-            c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data, header) VALUES (?, ?, 0, ?, ?, ?)")?
-                .execute(params![hash, size, meta, message.raw.as_slice(), &message.raw[..header_len]])?;
+            c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)")?
+                .execute(params![hash, size, meta, message.raw.as_slice()])?;
             let blob_id = c.last_insert_rowid();
+            c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
+                .execute(params![blob_id, &message.raw[..header_len]])?;
             let mut insert = c.prepare_cached(
                 // UID and MODSEQ come from the mailbox row; the insert trigger
                 // advances them, the account's usage and the blob's refcount.

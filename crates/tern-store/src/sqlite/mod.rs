@@ -49,9 +49,12 @@ pub struct SqliteStore {
 fn open_conn(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
     conn.busy_timeout(Duration::from_secs(30))?;
+    // mmap: reads come straight from the page cache, without a pread copy
+    // per page (large mailboxes are read in bulk by IMAP FETCH and SEARCH).
     conn.execute_batch(
         "PRAGMA foreign_keys = ON;
-         PRAGMA cache_size = -16000;",
+         PRAGMA cache_size = -16000;
+         PRAGMA mmap_size = 1073741824;",
     )?;
     Ok(conn)
 }
