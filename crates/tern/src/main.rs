@@ -354,29 +354,17 @@ async fn dev(dir: &Path) -> Result<()> {
     let config = Config::load(&path)?;
     let password = std::fs::read_to_string(&pw_file)
         .unwrap_or_else(|_| "(unknown: see tern account passwd)\n".into());
-    let smtp = config
-        .listen
-        .smtp
-        .first()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
-    let pop3 = config
-        .listen
-        .pop3
-        .first()
-        .map(|a| a.to_string())
-        .unwrap_or_default();
+    let first = |l: &[std::net::SocketAddr]| l.first().map(|a| a.to_string()).unwrap_or_default();
+    let smtp = first(&config.listen.smtp);
     println!("Tern demo server, data in {}", dir.display());
     println!("  login:    demo@example.test");
     println!("  password: {}", password.trim());
     println!(
-        "  SMTP {smtp}   POP3 {pop3}   metrics http://{}/metrics",
-        config
-            .listen
-            .http
-            .first()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
+        "  SMTP {smtp}   IMAP {} (STARTTLS), {} (TLS)   POP3 {}   metrics http://{}/metrics",
+        first(&config.listen.imap),
+        first(&config.listen.imaps),
+        first(&config.listen.pop3),
+        first(&config.listen.http)
     );
     println!("Try:  swaks --server {smtp} --to demo@example.test");
     serve(config).await

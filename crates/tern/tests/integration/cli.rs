@@ -144,3 +144,37 @@ fn every_command_has_help_with_examples() {
         assert!(out.contains("Example"), "{args:?} has no example:\n{out}");
     }
 }
+
+#[test]
+fn dev_creates_a_demo_and_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tern"))
+        .arg("dev")
+        .current_dir(dir.path())
+        .env("TERN_LOG", "warn")
+        .env_remove("TERN_DATA")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect("127.0.0.1:10025").is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let password =
+        std::fs::read_to_string(dir.path().join("tern-data/demo-password.txt")).unwrap_or_default();
+    child.kill().unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(up, "SMTP on 127.0.0.1:10025");
+    assert!(text.contains("login:    demo@example.test"), "{text}");
+    assert!(
+        !password.trim().is_empty() && text.contains(password.trim()),
+        "{text}"
+    );
+    assert!(dir.path().join("tern-data/tern.toml").exists());
+}
