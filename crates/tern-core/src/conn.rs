@@ -275,6 +275,22 @@ impl Conn {
         Ok(())
     }
 
+    /// Opens a session's connection: plain, or with the TLS handshake done
+    /// first for implicit-TLS ports (993, 995, 465), which need `tls`.
+    pub async fn open(
+        tcp: TcpStream,
+        implicit_tls: bool,
+        tls: Option<&TlsAcceptor>,
+    ) -> io::Result<Self> {
+        match (implicit_tls, tls) {
+            (true, Some(acceptor)) => {
+                Self::accept_tls(tcp, acceptor, Duration::from_secs(60)).await
+            }
+            (true, None) => Err(io::Error::other("implicit TLS without a certificate")),
+            (false, _) => Self::new(tcp),
+        }
+    }
+
     /// Performs the TLS handshake right away (implicit TLS ports).
     pub async fn accept_tls(
         tcp: TcpStream,
@@ -291,6 +307,27 @@ impl Conn {
         let _ = self.flush().await;
         if let Some(s) = self.stream.as_mut() {
             let _ = s.shutdown().await;
+        }
+    }
+}
+
+/// Accepts connections on `listener` forever, running `session` for each
+/// in its own task. Accept errors (file-descriptor exhaustion and the like)
+/// are logged and retried after a short pause instead of spinning.
+pub async fn accept_loop<S, F>(listener: tokio::net::TcpListener, service: &'static str, session: S)
+where
+    S: Fn(TcpStream, SocketAddr) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((tcp, peer)) => {
+                tokio::spawn(session(tcp, peer));
+            }
+            Err(e) => {
+                tracing::warn!(service, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
         }
     }
 }

@@ -65,24 +65,17 @@ impl ImapServer {
 
     /// Accepts connections forever; `implicit_tls` for port 993.
     pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "imap: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        tern_core::conn::accept_loop(listener, "imap", move |tcp, peer| {
             let server = self.clone();
-            tokio::spawn(async move {
+            async move {
                 metrics::counter!("tern_imap_connections_total").increment(1);
                 let Ok(_slot) = server.limiter.acquire(peer.ip()) else {
                     tracing::info!(client = %peer.ip(), "imap: too many connections");
                     return;
                 };
                 session::run(server.clone(), tcp, implicit_tls).await;
-            });
-        }
+            }
+        })
+        .await
     }
 }

@@ -56,24 +56,17 @@ impl Pop3Server {
     /// Accepts connections forever. With `implicit_tls` the TLS handshake
     /// comes first (port 995, RFC 8314).
     pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "pop3: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        tern_core::conn::accept_loop(listener, "pop3", move |tcp, peer| {
             let server = self.clone();
-            tokio::spawn(async move {
+            async move {
                 metrics::counter!("tern_pop3_connections_total").increment(1);
                 let Ok(_slot) = server.limiter.acquire(peer.ip()) else {
                     tracing::info!(client = %peer.ip(), "pop3: too many connections");
                     return;
                 };
                 session::run(server.clone(), tcp, implicit_tls).await;
-            });
-        }
+            }
+        })
+        .await
     }
 }

@@ -36,21 +36,11 @@ struct Session {
 
 pub async fn run(server: Arc<Pop3Server>, tcp: TcpStream, implicit_tls: bool) {
     let timeout = Duration::from_secs(server.config.timeout);
-    let conn = if implicit_tls {
-        let Some(acceptor) = server.tls.clone() else {
+    let conn = match Conn::open(tcp, implicit_tls, server.tls.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "pop3: connection setup failed");
             return;
-        };
-        match Conn::accept_tls(tcp, &acceptor, Duration::from_secs(60)).await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::debug!(error = %e, "pop3: TLS handshake failed");
-                return;
-            }
-        }
-    } else {
-        match Conn::new(tcp) {
-            Ok(c) => c,
-            Err(_) => return,
         }
     };
     let mut s = Session {

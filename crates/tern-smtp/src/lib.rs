@@ -54,22 +54,14 @@ impl SmtpServer {
 
     /// Accepts connections forever, one task per session.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "smtp: accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
+        tern_core::conn::accept_loop(listener, "smtp", move |tcp, peer| {
             let server = self.clone();
-            tokio::spawn(async move {
+            async move {
                 metrics::counter!("tern_smtp_connections_total").increment(1);
                 let guard = server.limiter.acquire(peer.ip());
                 session::run(server.clone(), tcp, guard).await;
-            });
-        }
+            }
+        })
+        .await
     }
 }
