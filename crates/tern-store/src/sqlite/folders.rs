@@ -246,7 +246,7 @@ impl Folders for SqliteStore {
     }
 
     async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT uid, flags, modseq, internaldate, size, blob_id FROM mailbox_messages
                  WHERE mailbox_id = ? ORDER BY uid",
@@ -257,7 +257,7 @@ impl Folders for SqliteStore {
     }
 
     async fn messages_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<MessageRow>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT uid, flags, modseq, internaldate, size, blob_id FROM mailbox_messages
                  WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
@@ -268,7 +268,7 @@ impl Folders for SqliteStore {
     }
 
     async fn changed_since(&self, mailbox: i64, modseq: u64) -> Result<Vec<MessageRow>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT uid, flags, modseq, internaldate, size, blob_id FROM mailbox_messages
                  WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
@@ -279,7 +279,7 @@ impl Folders for SqliteStore {
     }
 
     async fn vanished_since(&self, mailbox: i64, modseq: u64) -> Result<Vec<u32>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
             )?;
@@ -291,7 +291,7 @@ impl Folders for SqliteStore {
     }
 
     async fn uids(&self, mailbox: i64) -> Result<Vec<u32>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT uid FROM mailbox_messages WHERE mailbox_id = ? ORDER BY uid",
             )?;
@@ -313,7 +313,7 @@ impl Folders for SqliteStore {
     }
 
     async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             c.prepare_cached(
                 "SELECT COALESCE((SELECT header FROM blob_headers WHERE blob_id = b.id),
                         CASE WHEN instr(data, X'0D0A0D0A') > 0
@@ -327,7 +327,7 @@ impl Folders for SqliteStore {
     }
 
     async fn headers_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<(u32, Vec<u8>)>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT mm.uid, COALESCE(h.header, (SELECT CASE WHEN instr(b.data, X'0D0A0D0A') > 0
                         THEN substr(b.data, 1, instr(b.data, X'0D0A0D0A') + 3) ELSE b.data END

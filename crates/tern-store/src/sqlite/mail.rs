@@ -84,7 +84,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn list(&self, account: AccountId, mailbox: &str) -> Result<Vec<MessageEntry>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT mm.uid, mm.size, mm.blob_id FROM mailbox_messages mm
                  JOIN mailboxes m ON mm.mailbox_id = m.id
@@ -102,7 +102,7 @@ impl MailStore for SqliteStore {
     }
 
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
-        self.read(|c| {
+        self.read_bulk(|c| {
             c.prepare_cached("SELECT data FROM blobs WHERE id = ?")?
                 .query_row([blob], |r| r.get(0))
                 .optional()?
