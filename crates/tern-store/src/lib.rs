@@ -90,6 +90,21 @@ pub struct AliasInfo {
     pub target: String,
 }
 
+/// A stored DKIM key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimKeyRow {
+    /// Domain it signs for.
+    pub domain: String,
+    /// Selector.
+    pub selector: String,
+    /// `rsa` or `ed25519`.
+    pub algorithm: String,
+    /// PKCS#8 PEM.
+    pub private_key: String,
+    /// `active` or `pending`.
+    pub status: String,
+}
+
 /// Where mail for an envelope recipient goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Recipient {
@@ -183,6 +198,10 @@ pub trait Directory: Send + Sync {
     async fn resolve(&self, address: &Address, allow_catch_all: bool) -> Result<Recipient>;
     /// Checks a password; `None` when the account is unknown or the password wrong.
     async fn authenticate(&self, login: &str, password: &str) -> Result<Option<AccountId>>;
+    /// Stores a DKIM key for a local domain.
+    async fn add_dkim_key(&self, key: DkimKeyRow) -> Result<()>;
+    /// DKIM keys of a domain, oldest first.
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKeyRow>>;
 }
 
 /// Message storage.

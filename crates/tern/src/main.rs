@@ -78,6 +78,21 @@ enum Command {
     /// Manage local domains.
     #[command(subcommand)]
     Domain(DomainCmd),
+    /// DNS records a domain must publish.
+    #[command(subcommand)]
+    Dns(DnsCmd),
+}
+
+#[derive(Subcommand)]
+enum DnsCmd {
+    /// Print, as zone-file lines, every record DOMAIN must publish: MX, SPF,
+    /// DKIM keys, DMARC, MTA-STS and TLS-RPT, and the MTA-STS policy text.
+    #[command(after_help = "Example:\n  tern dns records example.com --data /var/lib/tern")]
+    Records {
+        domain: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -275,6 +290,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Account(c) => account(c).await,
         Command::Alias(c) => alias(c).await,
         Command::Domain(c) => domain(c).await,
+        Command::Dns(DnsCmd::Records { domain, data }) => dns_records(&domain, &data).await,
     }
 }
 
@@ -300,6 +316,57 @@ async fn init(dir: &Path, domain: &str, hostname: &str, port_base: Option<u16>) 
     let config = Config::load(&path)?;
     let store = tern::server::open_store(&config).await?;
     store.add_domain(domain, None).await?;
+    generate_dkim(store.as_ref(), domain).await?;
+    Ok(())
+}
+
+/// Generates the domain's DKIM keys (RSA-2048 and Ed25519), selectors
+/// named for the month: `t202611r`, `t202611e`.
+async fn generate_dkim(store: &dyn Directory, domain: &str) -> Result<()> {
+    use tern_auth::{DkimAlgorithm, DkimKey};
+    let month = chrono::Utc::now().format("%Y%m").to_string();
+    let domain = domain.to_lowercase();
+    for (alg, suffix) in [(DkimAlgorithm::Rsa2048, "r"), (DkimAlgorithm::Ed25519, "e")] {
+        let key = DkimKey::generate(&format!("t{month}{suffix}"), alg)?;
+        store
+            .add_dkim_key(tern_store::DkimKeyRow {
+                domain: domain.clone(),
+                selector: key.selector.clone(),
+                algorithm: alg.name().into(),
+                private_key: key.private_pem.clone(),
+                status: "active".into(),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
+async fn dns_records(domain: &str, data: &DataArg) -> Result<()> {
+    let config = load(data)?;
+    let store = tern::server::open_store(&config).await?;
+    let domain = domain.to_lowercase();
+    if !store.list_domains().await?.iter().any(|d| d.name == domain) {
+        bail!("{domain} is not a local domain; add it with `tern domain add {domain}`");
+    }
+    let mut dkim = Vec::new();
+    for k in store.dkim_keys(&domain).await? {
+        let key = tern_auth::DkimKey {
+            selector: k.selector.clone(),
+            algorithm: tern_auth::DkimAlgorithm::from_name(&k.algorithm)?,
+            private_pem: k.private_key,
+        };
+        dkim.push(tern_dns::records::DkimRecord {
+            selector: k.selector,
+            txt: key.txt()?,
+        });
+    }
+    let setup = tern_dns::records::DomainSetup {
+        domain,
+        hostname: config.server.hostname.clone(),
+        dkim,
+        mta_sts_id: chrono::Utc::now().format("%Y%m%d").to_string(),
+    };
+    print!("{}", tern_dns::records::zone(&setup));
     Ok(())
 }
 
@@ -475,7 +542,12 @@ async fn domain(cmd: DomainCmd) -> Result<()> {
             let store = tern::server::open_store(&load(&data)?).await?;
             let catch_all = catch_all.as_deref().map(parse_address).transpose()?;
             store.add_domain(&domain, catch_all.as_ref()).await?;
-            println!("Added domain {domain}.");
+            generate_dkim(store.as_ref(), &domain).await?;
+            println!("Added domain {domain} (with DKIM keys).");
+            println!(
+                "Publish its DNS records: tern dns records {domain} --data {}",
+                data.data.display()
+            );
         }
         DomainCmd::List { data } => {
             let store = tern::server::open_store(&load(&data)?).await?;

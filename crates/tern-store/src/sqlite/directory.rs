@@ -2,8 +2,8 @@
 
 use super::SqliteStore;
 use crate::{
-    AccountId, AccountInfo, AliasInfo, DEFAULT_MAILBOXES, Directory, DomainInfo, LocalRecipient,
-    Recipient, Result, StoreError, password,
+    AccountId, AccountInfo, AliasInfo, DEFAULT_MAILBOXES, Directory, DkimKeyRow, DomainInfo,
+    LocalRecipient, Recipient, Result, StoreError, password,
 };
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -55,6 +55,7 @@ impl Directory for SqliteStore {
                     "domain {name} still has {used} accounts or aliases; remove them first"
                 )));
             }
+            c.execute("DELETE FROM dkim_keys WHERE domain = ?", [&name])?;
             if c.execute("DELETE FROM domains WHERE name = ?", [&name])? == 0 {
                 return Err(StoreError::NotFound(format!("domain {name}")));
             }
@@ -287,6 +288,47 @@ impl Directory for SqliteStore {
                 }),
                 Some(_) => Recipient::UnknownUser,
             })
+        })
+    }
+
+    async fn add_dkim_key(&self, key: DkimKeyRow) -> Result<()> {
+        self.write(move |c| {
+            let known: Option<i64> = c
+                .query_row("SELECT id FROM domains WHERE name = ?", [&key.domain], |r| r.get(0))
+                .optional()?;
+            if known.is_none() {
+                return Err(StoreError::NotFound(format!("domain {}", key.domain)));
+            }
+            let n = c.execute(
+                "INSERT INTO dkim_keys(domain, selector, algorithm, private_key, status, created_at)
+                 VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(domain, selector) DO NOTHING",
+                params![key.domain, key.selector, key.algorithm, key.private_key, key.status, now_unix()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Exists(format!("DKIM selector {} for {}", key.selector, key.domain)));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKeyRow>> {
+        let domain = domain.to_lowercase();
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT domain, selector, algorithm, private_key, status FROM dkim_keys
+                 WHERE domain = ? ORDER BY id",
+            )?;
+            let rows = st.query_map([&domain], |r| {
+                Ok(DkimKeyRow {
+                    domain: r.get(0)?,
+                    selector: r.get(1)?,
+                    algorithm: r.get(2)?,
+                    private_key: r.get(3)?,
+                    status: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
 

@@ -138,6 +138,7 @@ fn every_command_has_help_with_examples() {
         vec!["domain", "add", "--help"],
         vec!["domain", "list", "--help"],
         vec!["domain", "del", "--help"],
+        vec!["dns", "records", "--help"],
     ] {
         let (ok, out) = tern(&args, None);
         assert!(ok, "{args:?}");
@@ -177,4 +178,58 @@ fn dev_creates_a_demo_and_serves() {
         "{text}"
     );
     assert!(dir.path().join("tern-data/tern.toml").exists());
+}
+
+#[test]
+fn dns_records_with_dkim_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let (ok, out) = tern(
+        &[
+            "init",
+            "--data",
+            d,
+            "--domain",
+            "example.com",
+            "--port-base",
+            "30100",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let (ok, zone) = tern(&["dns", "records", "example.com", "--data", d], None);
+    assert!(ok, "{zone}");
+    assert!(
+        zone.contains("example.com.\t3600\tIN\tMX\t10 mail.example.com."),
+        "{zone}"
+    );
+    assert!(zone.contains("\"v=spf1 mx -all\""));
+    assert!(zone.contains("_dmarc.example.com.\t3600\tIN\tTXT\t\"v=DMARC1; p=none; rua=mailto:dmarc-reports@example.com\""));
+    assert!(zone.contains("_mta-sts.example.com."));
+    assert!(zone.contains(
+        "_smtp._tls.example.com.\t3600\tIN\tTXT\t\"v=TLSRPTv1; rua=mailto:tls-reports@example.com\""
+    ));
+    let rsa = zone
+        .lines()
+        .find(|l| l.contains("._domainkey.") && l.contains("k=rsa"))
+        .expect("RSA key");
+    let ed = zone
+        .lines()
+        .find(|l| l.contains("._domainkey.") && l.contains("k=ed25519"))
+        .expect("Ed25519 key");
+    assert!(
+        rsa.contains("\" \""),
+        "a 2048-bit key is split into 255-byte strings: {rsa}"
+    );
+    // The Ed25519 p= is 32 raw bytes: 44 base64 characters.
+    let p = ed.split("p=").nth(1).unwrap().trim_end_matches('"');
+    assert_eq!(p.len(), 44, "{ed}");
+    // A second domain gets its own keys.
+    let (ok, out) = tern(&["domain", "add", "example.org", "--data", d], None);
+    assert!(ok && out.contains("tern dns records example.org"), "{out}");
+    let (ok, zone) = tern(&["dns", "records", "example.org", "--data", d], None);
+    assert!(ok && zone.contains("._domainkey.example.org."), "{zone}");
+    let (ok, out) = tern(&["dns", "records", "nowhere.test", "--data", d], None);
+    assert!(!ok && out.contains("not a local domain"), "{out}");
 }
