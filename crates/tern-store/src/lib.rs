@@ -101,7 +101,8 @@ pub struct DkimKeyRow {
     pub algorithm: String,
     /// PKCS#8 PEM.
     pub private_key: String,
-    /// `active` or `pending`.
+    /// `active` (signs), `pending` (generated, waiting for its DNS record)
+    /// or `retired` (kept published for a while after a rotation).
     pub status: String,
 }
 
@@ -202,6 +203,9 @@ pub trait Directory: Send + Sync {
     async fn add_dkim_key(&self, key: DkimKeyRow) -> Result<()>;
     /// DKIM keys of a domain, oldest first.
     async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKeyRow>>;
+    /// Makes `selector` the domain's active key for its algorithm; the
+    /// previously active key of that algorithm becomes `retired`.
+    async fn activate_dkim_key(&self, domain: &str, selector: &str) -> Result<()>;
 }
 
 /// Message storage.

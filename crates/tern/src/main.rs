@@ -81,6 +81,39 @@ enum Command {
     /// DNS records a domain must publish.
     #[command(subcommand)]
     Dns(DnsCmd),
+    /// DKIM keys: list, rotate, activate.
+    #[command(subcommand)]
+    Dkim(DkimCmd),
+}
+
+#[derive(Subcommand)]
+enum DkimCmd {
+    /// List a domain's DKIM keys with their status.
+    #[command(after_help = "Example:\n  tern dkim list example.com")]
+    List {
+        domain: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Generate new keys (RSA-2048 and Ed25519) as `pending`: publish their
+    /// records (`tern dns records`), then `tern dkim activate`. The current
+    /// keys keep signing until then.
+    #[command(
+        after_help = "Example:\n  tern dkim rotate example.com\n  tern dns records example.com   # publish the new selectors\n  tern dkim activate example.com t202612r"
+    )]
+    Rotate {
+        domain: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
+    /// Make a pending key the active one for its algorithm (the old one is retired).
+    #[command(after_help = "Example:\n  tern dkim activate example.com t202612r")]
+    Activate {
+        domain: String,
+        selector: String,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -291,6 +324,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Alias(c) => alias(c).await,
         Command::Domain(c) => domain(c).await,
         Command::Dns(DnsCmd::Records { domain, data }) => dns_records(&domain, &data).await,
+        Command::Dkim(c) => dkim(c).await,
     }
 }
 
@@ -316,27 +350,89 @@ async fn init(dir: &Path, domain: &str, hostname: &str, port_base: Option<u16>) 
     let config = Config::load(&path)?;
     let store = tern::server::open_store(&config).await?;
     store.add_domain(domain, None).await?;
-    generate_dkim(store.as_ref(), domain).await?;
+    generate_dkim(store.as_ref(), domain, "active").await?;
     Ok(())
 }
 
 /// Generates the domain's DKIM keys (RSA-2048 and Ed25519), selectors
 /// named for the month: `t202611r`, `t202611e`.
-async fn generate_dkim(store: &dyn Directory, domain: &str) -> Result<()> {
+async fn generate_dkim(store: &dyn Directory, domain: &str, status: &str) -> Result<Vec<String>> {
     use tern_auth::{DkimAlgorithm, DkimKey};
     let month = chrono::Utc::now().format("%Y%m").to_string();
     let domain = domain.to_lowercase();
+    let taken: Vec<String> = store
+        .dkim_keys(&domain)
+        .await?
+        .into_iter()
+        .map(|k| k.selector)
+        .collect();
+    let mut made = Vec::new();
     for (alg, suffix) in [(DkimAlgorithm::Rsa2048, "r"), (DkimAlgorithm::Ed25519, "e")] {
-        let key = DkimKey::generate(&format!("t{month}{suffix}"), alg)?;
+        // t202611r, then t202611r2, t202611r3… if rotated within the month.
+        let mut selector = format!("t{month}{suffix}");
+        let mut n = 2;
+        while taken.contains(&selector) {
+            selector = format!("t{month}{suffix}{n}");
+            n += 1;
+        }
+        let key = DkimKey::generate(&selector, alg)?;
         store
             .add_dkim_key(tern_store::DkimKeyRow {
                 domain: domain.clone(),
                 selector: key.selector.clone(),
                 algorithm: alg.name().into(),
                 private_key: key.private_pem.clone(),
-                status: "active".into(),
+                status: status.into(),
             })
             .await?;
+        made.push(selector);
+    }
+    Ok(made)
+}
+
+async fn dkim(cmd: DkimCmd) -> Result<()> {
+    match cmd {
+        DkimCmd::List { domain, data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            println!("{:<20} {:<10} STATUS", "SELECTOR", "ALGORITHM");
+            for k in store.dkim_keys(&domain).await? {
+                println!("{:<20} {:<10} {}", k.selector, k.algorithm, k.status);
+            }
+        }
+        DkimCmd::Rotate { domain, data } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            if !store
+                .list_domains()
+                .await?
+                .iter()
+                .any(|d| d.name == domain.to_lowercase())
+            {
+                bail!("{domain} is not a local domain");
+            }
+            let made = generate_dkim(store.as_ref(), &domain, "pending").await?;
+            println!("New keys (pending): {}.", made.join(", "));
+            println!(
+                "Publish them: tern dns records {domain} --data {}",
+                data.data.display()
+            );
+            for s in &made {
+                println!(
+                    "then:         tern dkim activate {domain} {s} --data {}",
+                    data.data.display()
+                );
+            }
+        }
+        DkimCmd::Activate {
+            domain,
+            selector,
+            data,
+        } => {
+            let store = tern::server::open_store(&load(&data)?).await?;
+            store.activate_dkim_key(&domain, &selector).await?;
+            println!(
+                "{selector} now signs for {domain}; the key it replaces is retired (keep its record published for a few days)."
+            );
+        }
     }
     Ok(())
 }
@@ -542,7 +638,7 @@ async fn domain(cmd: DomainCmd) -> Result<()> {
             let store = tern::server::open_store(&load(&data)?).await?;
             let catch_all = catch_all.as_deref().map(parse_address).transpose()?;
             store.add_domain(&domain, catch_all.as_ref()).await?;
-            generate_dkim(store.as_ref(), &domain).await?;
+            generate_dkim(store.as_ref(), &domain, "active").await?;
             println!("Added domain {domain} (with DKIM keys).");
             println!(
                 "Publish its DNS records: tern dns records {domain} --data {}",

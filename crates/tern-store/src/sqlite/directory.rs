@@ -332,6 +332,33 @@ impl Directory for SqliteStore {
         })
     }
 
+    async fn activate_dkim_key(&self, domain: &str, selector: &str) -> Result<()> {
+        let (domain, selector) = (domain.to_lowercase(), selector.to_string());
+        self.write(move |c| {
+            let algorithm: String = c
+                .query_row(
+                    "SELECT algorithm FROM dkim_keys WHERE domain = ? AND selector = ?",
+                    [&domain, &selector],
+                    |r| r.get(0),
+                )
+                .optional()?
+                .ok_or_else(|| {
+                    StoreError::NotFound(format!("DKIM selector {selector} for {domain}"))
+                })?;
+            c.execute(
+                "UPDATE dkim_keys SET status = 'retired'
+                 WHERE domain = ? AND algorithm = ? AND status = 'active' AND selector <> ?",
+                [&domain, &algorithm, &selector],
+            )?;
+            c.execute(
+                "UPDATE dkim_keys SET status = 'active' WHERE domain = ? AND selector = ?",
+                [&domain, &selector],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn authenticate(&self, login: &str, password: &str) -> Result<Option<AccountId>> {
         let login = login.trim().to_lowercase();
         let row: Option<(i64, String)> = self.read(|c| {

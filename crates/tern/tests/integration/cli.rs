@@ -139,6 +139,9 @@ fn every_command_has_help_with_examples() {
         vec!["domain", "list", "--help"],
         vec!["domain", "del", "--help"],
         vec!["dns", "records", "--help"],
+        vec!["dkim", "list", "--help"],
+        vec!["dkim", "rotate", "--help"],
+        vec!["dkim", "activate", "--help"],
     ] {
         let (ok, out) = tern(&args, None);
         assert!(ok, "{args:?}");
@@ -232,4 +235,47 @@ fn dns_records_with_dkim_keys() {
     assert!(ok && zone.contains("._domainkey.example.org."), "{zone}");
     let (ok, out) = tern(&["dns", "records", "nowhere.test", "--data", d], None);
     assert!(!ok && out.contains("not a local domain"), "{out}");
+}
+
+#[test]
+fn dkim_rotation() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    assert!(tern(&["init", "--data", d, "--domain", "example.com"], None).0);
+    let (_, list) = tern(&["dkim", "list", "example.com", "--data", d], None);
+    assert_eq!(list.matches(" active").count(), 2, "{list}");
+    let (ok, out) = tern(&["dkim", "rotate", "example.com", "--data", d], None);
+    assert!(ok, "{out}");
+    let (_, list) = tern(&["dkim", "list", "example.com", "--data", d], None);
+    assert_eq!(list.matches(" pending").count(), 2, "{list}");
+    let (_, zone) = tern(&["dns", "records", "example.com", "--data", d], None);
+    assert_eq!(
+        zone.matches("._domainkey.example.com.").count(),
+        4,
+        "pending keys are published too"
+    );
+    let new_rsa = list
+        .lines()
+        .find(|l| l.contains("rsa") && l.contains("pending"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let (ok, out) = tern(
+        &["dkim", "activate", "example.com", &new_rsa, "--data", d],
+        None,
+    );
+    assert!(ok, "{out}");
+    let (_, list) = tern(&["dkim", "list", "example.com", "--data", d], None);
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with(&new_rsa) && l.ends_with("active")),
+        "{list}"
+    );
+    assert_eq!(list.matches(" retired").count(), 1, "{list}");
+    let (ok, _) = tern(
+        &["dkim", "activate", "example.com", "nosuch", "--data", d],
+        None,
+    );
+    assert!(!ok);
 }
