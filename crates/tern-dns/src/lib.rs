@@ -5,3 +5,6 @@
 //! will use (hickory, nameservers from `tern.toml`) lands here next.
 
 pub mod records;
+pub mod resolver;
+
+pub use resolver::{DnsError, Mx, Resolver};

@@ -6,6 +6,8 @@
 //! Later work adds the simulated internet here (programmable DNS zones,
 //! scripted remote SMTP hosts on their own loopback addresses).
 
+pub mod dns;
+
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
 use std::io;
