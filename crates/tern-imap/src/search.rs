@@ -238,6 +238,23 @@ fn eval<'a>(
     })
 }
 
+/// A header field that every match must have (a top-level, positive header
+/// key), if any.
+fn required_field(keys: &[SearchKey<'_>]) -> Option<String> {
+    keys.iter()
+        .find_map(|k| match k {
+            SearchKey::Header(name, _) => Some(s(name)),
+            SearchKey::From(_) => Some("From".into()),
+            SearchKey::To(_) => Some("To".into()),
+            SearchKey::Cc(_) => Some("Cc".into()),
+            SearchKey::Bcc(_) => Some("Bcc".into()),
+            SearchKey::Subject(_) => Some("Subject".into()),
+            SearchKey::And(inner) => required_field(inner.as_ref()),
+            _ => None,
+        })
+        .filter(|f| !f.is_empty() && f.bytes().all(|b| b.is_ascii_graphic() && b != b':'))
+}
+
 /// Whether a key (or a key inside it) looks at header fields.
 fn uses_headers(key: &SearchKey<'_>) -> bool {
     match key {
@@ -264,20 +281,41 @@ pub async fn run(
     store: &SharedStore,
 ) -> Vec<(u32, MessageRow)> {
     let store: SharedStore = Arc::clone(store);
-    let rows = view.rows(&store).await.unwrap_or_default();
-    // Header keys over many messages: fetch every header block in one query.
     let mut headers: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
-    if rows.len() > 16
-        && keys.iter().any(uses_headers)
-        && let (Some(first), Some(last)) = (rows.first(), rows.last())
-    {
-        headers = store
-            .headers_in(view.mailbox.id, first.uid, last.uid)
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .collect();
-    }
+    let (first, last) = (view.uids().first().copied(), view.uids().last().copied());
+    let rows = match (required_field(keys), first, last) {
+        // A header key every match must satisfy: let the database find the
+        // few messages whose header block mentions the field at all.
+        (Some(field), Some(first), Some(last)) if view.len() > 16 => {
+            let found = store
+                .headers_containing(view.mailbox.id, first, last, &format!("{field}:"))
+                .await
+                .unwrap_or_default();
+            let uids: Vec<u32> = found
+                .iter()
+                .map(|(u, _)| *u)
+                .filter(|u| view.seq_of(*u).is_some())
+                .collect();
+            headers = found.into_iter().collect();
+            view.rows_for(&store, &uids).await.unwrap_or_default()
+        }
+        _ => {
+            let rows = view.rows(&store).await.unwrap_or_default();
+            // Header keys over many messages: every header block in one query.
+            if rows.len() > 16
+                && keys.iter().any(uses_headers)
+                && let (Some(first), Some(last)) = (rows.first(), rows.last())
+            {
+                headers = store
+                    .headers_in(view.mailbox.id, first.uid, last.uid)
+                    .await
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+            }
+            rows
+        }
+    };
     let mut out = Vec::new();
     for row in &rows {
         let Some(seq) = view.seq_of(row.uid) else {

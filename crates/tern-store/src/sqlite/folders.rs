@@ -342,6 +342,40 @@ impl Folders for SqliteStore {
         })
     }
 
+    async fn headers_containing(
+        &self,
+        mailbox: i64,
+        first: u32,
+        last: u32,
+        needle: &str,
+    ) -> Result<Vec<(u32, Vec<u8>)>> {
+        let pattern = format!(
+            "%{}%",
+            needle
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        self.read_bulk(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT mm.uid, h.header
+                 FROM mailbox_messages mm JOIN blob_headers h ON h.blob_id = mm.blob_id
+                 WHERE mm.mailbox_id = ? AND mm.uid BETWEEN ? AND ?
+                   AND CAST(h.header AS TEXT) LIKE ? ESCAPE '\\'
+                 UNION ALL
+                 SELECT mm.uid, b.data
+                 FROM mailbox_messages mm JOIN blobs b ON b.id = mm.blob_id
+                 WHERE mm.mailbox_id = ?1 AND mm.uid BETWEEN ?2 AND ?3
+                   AND NOT EXISTS (SELECT 1 FROM blob_headers h WHERE h.blob_id = mm.blob_id)
+                 ORDER BY 1",
+            )?;
+            let rows = st.query_map(params![mailbox, first as i64, last as i64, pattern], |r| {
+                Ok((r.get::<_, i64>(0)? as u32, r.get::<_, Vec<u8>>(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta> {
         let json: String = self.read(|c| {
             c.prepare_cached("SELECT meta FROM blobs WHERE id = ?")?
