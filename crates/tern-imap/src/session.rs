@@ -31,6 +31,8 @@ use tokio::net::TcpStream;
 
 /// Bad commands tolerated before the server hangs up.
 const MAX_ERRORS: u32 = 50;
+/// Messages whose rows a FETCH loads at a time.
+const FETCH_CHUNK: usize = 2048;
 
 enum State {
     NotAuthenticated,
@@ -1611,211 +1613,218 @@ impl Session {
                         | MessageDataItemName::Binary { peek: false, .. }
                 )
             });
-        // Targets are in sequence order, hence ascending UIDs, like the rows.
-        let mut rows: Vec<tern_store::MessageRow> = match &self.state {
-            State::Selected(v) => {
-                let uids: Vec<u32> = targets.iter().map(|t| t.1).collect();
-                match v.rows_for(&self.server.store, &uids).await {
-                    Ok(r) => r,
-                    Err(e) => {
-                        self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
-                        return;
-                    }
-                }
-            }
-            _ => return,
-        };
-        let mut seen_now = std::collections::HashSet::new();
-        if sets_seen {
-            let unseen: Vec<u32> = rows
-                .iter()
-                .filter(|r| !r.flags.iter().any(|f| f == "\\Seen"))
-                .map(|r| r.uid)
-                .collect();
-            if !unseen.is_empty()
-                && let Ok(updates) = self
-                    .server
-                    .store
-                    .set_flags(
-                        mailbox_id,
-                        &unseen,
-                        FlagMode::Add,
-                        &["\\Seen".to_string()],
-                        None,
-                    )
-                    .await
-                && let State::Selected(v) = &mut self.state
-            {
-                for u in updates {
-                    v.own_change(u.modseq);
-                    seen_now.insert(u.uid);
-                    if let Ok(i) = rows.binary_search_by_key(&u.uid, |r| r.uid) {
-                        rows[i].flags = u.flags;
-                        rows[i].modseq = u.modseq;
-                    }
-                }
-            }
-        }
-        let mut next = 0;
-        let flags_requested = items
-            .iter()
-            .any(|i| matches!(i, MessageDataItemName::Flags));
-        for (seq, uid) in targets {
-            // Expunged by another session since our last sync: nothing to send.
-            while next < rows.len() && rows[next].uid < uid {
-                next += 1;
-            }
-            if next >= rows.len() || rows[next].uid != uid {
-                continue;
-            }
-            let row = std::mem::take(&mut rows[next]);
-            if changed_since.is_some_and(|m| row.modseq <= m) {
-                continue;
-            }
-            let meta = if needs_meta {
-                self.server.store.read_meta(row.blob).await.ok()
-            } else {
-                None
-            };
-            let raw = if needs_raw {
-                self.server
-                    .store
-                    .read_blob(row.blob)
-                    .await
-                    .unwrap_or_default()
-            } else {
-                Vec::new()
-            };
-            let meta = meta.unwrap_or_else(|| {
-                if needs_meta {
-                    tern_store::meta::analyze(&raw)
-                } else {
-                    Default::default()
-                }
-            });
-            let o = &mut self.out;
-            let _ = write!(Str(o), "* {seq} FETCH (");
-            let mut first = true;
-            let mut sep = |o: &mut Vec<u8>| {
-                if !first {
-                    o.push(b' ');
-                }
-                first = false;
-            };
-            for item in &items {
-                match item {
-                    MessageDataItemName::Uid => {
-                        sep(o);
-                        let _ = write!(Str(o), "UID {}", row.uid);
-                    }
-                    MessageDataItemName::Flags => {
-                        sep(o);
-                        view::flags(o, &row.flags);
-                    }
-                    MessageDataItemName::InternalDate => {
-                        sep(o);
-                        let _ = write!(
-                            Str(o),
-                            "INTERNALDATE {}",
-                            write::internal_date(row.internaldate)
-                        );
-                    }
-                    MessageDataItemName::Rfc822Size => {
-                        sep(o);
-                        let _ = write!(Str(o), "RFC822.SIZE {}", row.size);
-                    }
-                    MessageDataItemName::Envelope => {
-                        sep(o);
-                        o.extend_from_slice(b"ENVELOPE ");
-                        write::envelope(o, &meta);
-                    }
-                    MessageDataItemName::Body => {
-                        sep(o);
-                        o.extend_from_slice(b"BODY ");
-                        write::body_structure(o, &meta, &raw, 0, false);
-                    }
-                    MessageDataItemName::BodyStructure => {
-                        sep(o);
-                        o.extend_from_slice(b"BODYSTRUCTURE ");
-                        write::body_structure(o, &meta, &raw, 0, true);
-                    }
-                    MessageDataItemName::BodyExt {
-                        section, partial, ..
-                    } => {
-                        sep(o);
-                        let bytes = section::partial(
-                            section::extract(&raw, &meta, section.as_ref()),
-                            partial.to_owned(),
-                        );
-                        let _ = write!(Str(o), "BODY[{}]", section::section_name(section.as_ref()));
-                        if let Some((origin, _)) = partial {
-                            let _ = write!(Str(o), "<{origin}>");
+        // In chunks: `1:*` on a huge mailbox never holds more than a chunk of
+        // rows, and output is flushed as it grows.
+        for chunk in targets.chunks(FETCH_CHUNK) {
+            // Targets are in sequence order, hence ascending UIDs, like the rows.
+            let mut rows: Vec<tern_store::MessageRow> = match &self.state {
+                State::Selected(v) => {
+                    let uids: Vec<u32> = chunk.iter().map(|t| t.1).collect();
+                    match v.rows_for(&self.server.store, &uids).await {
+                        Ok(r) => r,
+                        Err(e) => {
+                            self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
+                            return;
                         }
-                        o.push(b' ');
-                        write::literal(o, &bytes);
-                    }
-                    MessageDataItemName::Binary {
-                        section, partial, ..
-                    } => {
-                        sep(o);
-                        let names: Vec<String> = section.iter().map(|n| n.to_string()).collect();
-                        let bytes =
-                            section::partial(binary(&raw, &section[..]), partial.to_owned());
-                        let _ = write!(Str(o), "BINARY[{}]", names.join("."));
-                        if let Some((origin, _)) = partial {
-                            let _ = write!(Str(o), "<{origin}>");
-                        }
-                        o.push(b' ');
-                        write::literal(o, &bytes);
-                    }
-                    MessageDataItemName::BinarySize { section } => {
-                        sep(o);
-                        let names: Vec<String> = section.iter().map(|n| n.to_string()).collect();
-                        let _ = write!(
-                            Str(o),
-                            "BINARY.SIZE[{}] {}",
-                            names.join("."),
-                            binary(&raw, &section[..]).len()
-                        );
-                    }
-                    MessageDataItemName::Rfc822 => {
-                        sep(o);
-                        o.extend_from_slice(b"RFC822 ");
-                        write::literal(o, &raw);
-                    }
-                    MessageDataItemName::Rfc822Header => {
-                        sep(o);
-                        o.extend_from_slice(b"RFC822.HEADER ");
-                        let end = (meta.body_offset as usize).min(raw.len());
-                        write::literal(o, &raw[..end]);
-                    }
-                    MessageDataItemName::Rfc822Text => {
-                        sep(o);
-                        o.extend_from_slice(b"RFC822.TEXT ");
-                        let start = (meta.body_offset as usize).min(raw.len());
-                        write::literal(o, &raw[start..]);
-                    }
-                    MessageDataItemName::ModSeq => {
-                        sep(o);
-                        let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
                     }
                 }
-            }
-            if seen_now.contains(&row.uid) && !flags_requested {
-                sep(o);
-                view::flags(o, &row.flags);
-            }
-            if condstore
-                && !items
+                _ => return,
+            };
+            let mut seen_now = std::collections::HashSet::new();
+            if sets_seen {
+                let unseen: Vec<u32> = rows
                     .iter()
-                    .any(|i| matches!(i, MessageDataItemName::ModSeq))
-            {
-                sep(o);
-                let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
+                    .filter(|r| !r.flags.iter().any(|f| f == "\\Seen"))
+                    .map(|r| r.uid)
+                    .collect();
+                if !unseen.is_empty()
+                    && let Ok(updates) = self
+                        .server
+                        .store
+                        .set_flags(
+                            mailbox_id,
+                            &unseen,
+                            FlagMode::Add,
+                            &["\\Seen".to_string()],
+                            None,
+                        )
+                        .await
+                    && let State::Selected(v) = &mut self.state
+                {
+                    for u in updates {
+                        v.own_change(u.modseq);
+                        seen_now.insert(u.uid);
+                        if let Ok(i) = rows.binary_search_by_key(&u.uid, |r| r.uid) {
+                            rows[i].flags = u.flags;
+                            rows[i].modseq = u.modseq;
+                        }
+                    }
+                }
             }
-            o.extend_from_slice(b")\r\n");
-            if self.out.len() > 256 * 1024 {
-                self.flush().await;
+            let mut next = 0;
+            let flags_requested = items
+                .iter()
+                .any(|i| matches!(i, MessageDataItemName::Flags));
+            for &(seq, uid) in chunk {
+                // Expunged by another session since our last sync: nothing to send.
+                while next < rows.len() && rows[next].uid < uid {
+                    next += 1;
+                }
+                if next >= rows.len() || rows[next].uid != uid {
+                    continue;
+                }
+                let row = std::mem::take(&mut rows[next]);
+                if changed_since.is_some_and(|m| row.modseq <= m) {
+                    continue;
+                }
+                let meta = if needs_meta {
+                    self.server.store.read_meta(row.blob).await.ok()
+                } else {
+                    None
+                };
+                let raw = if needs_raw {
+                    self.server
+                        .store
+                        .read_blob(row.blob)
+                        .await
+                        .unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                let meta = meta.unwrap_or_else(|| {
+                    if needs_meta {
+                        tern_store::meta::analyze(&raw)
+                    } else {
+                        Default::default()
+                    }
+                });
+                let o = &mut self.out;
+                let _ = write!(Str(o), "* {seq} FETCH (");
+                let mut first = true;
+                let mut sep = |o: &mut Vec<u8>| {
+                    if !first {
+                        o.push(b' ');
+                    }
+                    first = false;
+                };
+                for item in &items {
+                    match item {
+                        MessageDataItemName::Uid => {
+                            sep(o);
+                            let _ = write!(Str(o), "UID {}", row.uid);
+                        }
+                        MessageDataItemName::Flags => {
+                            sep(o);
+                            view::flags(o, &row.flags);
+                        }
+                        MessageDataItemName::InternalDate => {
+                            sep(o);
+                            let _ = write!(
+                                Str(o),
+                                "INTERNALDATE {}",
+                                write::internal_date(row.internaldate)
+                            );
+                        }
+                        MessageDataItemName::Rfc822Size => {
+                            sep(o);
+                            let _ = write!(Str(o), "RFC822.SIZE {}", row.size);
+                        }
+                        MessageDataItemName::Envelope => {
+                            sep(o);
+                            o.extend_from_slice(b"ENVELOPE ");
+                            write::envelope(o, &meta);
+                        }
+                        MessageDataItemName::Body => {
+                            sep(o);
+                            o.extend_from_slice(b"BODY ");
+                            write::body_structure(o, &meta, &raw, 0, false);
+                        }
+                        MessageDataItemName::BodyStructure => {
+                            sep(o);
+                            o.extend_from_slice(b"BODYSTRUCTURE ");
+                            write::body_structure(o, &meta, &raw, 0, true);
+                        }
+                        MessageDataItemName::BodyExt {
+                            section, partial, ..
+                        } => {
+                            sep(o);
+                            let bytes = section::partial(
+                                section::extract(&raw, &meta, section.as_ref()),
+                                partial.to_owned(),
+                            );
+                            let _ =
+                                write!(Str(o), "BODY[{}]", section::section_name(section.as_ref()));
+                            if let Some((origin, _)) = partial {
+                                let _ = write!(Str(o), "<{origin}>");
+                            }
+                            o.push(b' ');
+                            write::literal(o, &bytes);
+                        }
+                        MessageDataItemName::Binary {
+                            section, partial, ..
+                        } => {
+                            sep(o);
+                            let names: Vec<String> =
+                                section.iter().map(|n| n.to_string()).collect();
+                            let bytes =
+                                section::partial(binary(&raw, &section[..]), partial.to_owned());
+                            let _ = write!(Str(o), "BINARY[{}]", names.join("."));
+                            if let Some((origin, _)) = partial {
+                                let _ = write!(Str(o), "<{origin}>");
+                            }
+                            o.push(b' ');
+                            write::literal(o, &bytes);
+                        }
+                        MessageDataItemName::BinarySize { section } => {
+                            sep(o);
+                            let names: Vec<String> =
+                                section.iter().map(|n| n.to_string()).collect();
+                            let _ = write!(
+                                Str(o),
+                                "BINARY.SIZE[{}] {}",
+                                names.join("."),
+                                binary(&raw, &section[..]).len()
+                            );
+                        }
+                        MessageDataItemName::Rfc822 => {
+                            sep(o);
+                            o.extend_from_slice(b"RFC822 ");
+                            write::literal(o, &raw);
+                        }
+                        MessageDataItemName::Rfc822Header => {
+                            sep(o);
+                            o.extend_from_slice(b"RFC822.HEADER ");
+                            let end = (meta.body_offset as usize).min(raw.len());
+                            write::literal(o, &raw[..end]);
+                        }
+                        MessageDataItemName::Rfc822Text => {
+                            sep(o);
+                            o.extend_from_slice(b"RFC822.TEXT ");
+                            let start = (meta.body_offset as usize).min(raw.len());
+                            write::literal(o, &raw[start..]);
+                        }
+                        MessageDataItemName::ModSeq => {
+                            sep(o);
+                            let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
+                        }
+                    }
+                }
+                if seen_now.contains(&row.uid) && !flags_requested {
+                    sep(o);
+                    view::flags(o, &row.flags);
+                }
+                if condstore
+                    && !items
+                        .iter()
+                        .any(|i| matches!(i, MessageDataItemName::ModSeq))
+                {
+                    sep(o);
+                    let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
+                }
+                o.extend_from_slice(b")\r\n");
+                if self.out.len() > 256 * 1024 {
+                    self.flush().await;
+                }
             }
         }
         if uid {

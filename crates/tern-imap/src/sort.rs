@@ -244,7 +244,9 @@ pub fn ordered_subject(mut facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec
 
 /// REFERENCES (RFC 5256 §3, after Zawinski): parents from References /
 /// In-Reply-To; missing ancestors are skipped (their children move up);
-/// siblings and threads ordered by date. Threads are not merged by subject.
+/// threads whose roots share a base subject are merged under the earliest
+/// root (step 5, without dummy containers); siblings and threads ordered
+/// by date.
 pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
     let mut by_msgid: HashMap<String, usize> = HashMap::new();
     for (i, f) in facts.iter().enumerate() {
@@ -309,8 +311,20 @@ pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
         }
     }
     roots.sort_by(by_date);
-    roots
-        .into_iter()
+    // Step 5: merge threads by base subject.
+    let mut first_with: HashMap<&str, usize> = HashMap::new();
+    let mut kept = Vec::new();
+    for r in roots {
+        let subject = facts[r].subject.as_str();
+        match first_with.get(subject) {
+            Some(&parent) if !subject.is_empty() => children[parent].push(r),
+            _ => {
+                first_with.insert(subject, r);
+                kept.push(r);
+            }
+        }
+    }
+    kept.into_iter()
         .map(|r| build(r, &facts, &children, &by_date, &id))
         .collect()
 }
@@ -367,14 +381,21 @@ mod tests {
             references: refs.iter().map(|s| s.to_string()).collect(),
             ..Facts::default()
         };
-        let facts = vec![
+        let mut facts = vec![
             f(1, "a", &[], 1),
             f(2, "b", &["a"], 2),
             f(3, "c", &["a", "b"], 3),
             f(4, "d", &["missing", "a"], 4),
             f(5, "e", &[], 5),
+            f(6, "g", &[], 6),
         ];
+        facts[5].subject = "same".into();
+        facts[4].subject = "same".into();
         let t = references(facts, |f| f.seq);
-        assert_eq!(format_threads(&t), "(1 (2 3)(4))(5)");
+        assert_eq!(
+            format_threads(&t),
+            "(1 (2 3)(4))(5 6)",
+            "5 and 6 merged by subject"
+        );
     }
 }

@@ -472,3 +472,69 @@ async fn condstore_and_qresync() {
     let (_, u) = cmd(&mut a, "d", "NOOP").await;
     assert_eq!(u[0], "* VANISHED 1", "{u:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_messages() {
+    let s = start("").await;
+    let account = s
+        .store
+        .list_accounts(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|a| a.address == ALICE)
+        .unwrap()
+        .id;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..10_000u32 {
+        let store = s.store.clone();
+        let tag = if i % 100 == 0 {
+            "X-Tag: needle\r\n"
+        } else {
+            ""
+        };
+        let raw =
+            format!("From: s{i}@remote.test\r\nSubject: message {i}\r\n{tag}\r\nbody {i}\r\n")
+                .into_bytes();
+        tasks.spawn(async move {
+            store
+                .deliver(tern_store::NewMessage {
+                    queue_id: format!("Q{i}"),
+                    raw: std::sync::Arc::new(raw),
+                    mail_from: "s@remote.test".into(),
+                    recipients: vec![account],
+                    received_at: tern_core::now_unix(),
+                    envelope_params: "{}".into(),
+                })
+                .await
+                .unwrap()
+        });
+        if tasks.len() >= 256 {
+            tasks.join_next().await.unwrap().unwrap();
+        }
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.unwrap();
+    }
+    let mut c = login(&s).await;
+    c.timeout = std::time::Duration::from_secs(60);
+    let (_, u) = cmd(&mut c, "a", "SELECT INBOX").await;
+    assert!(u.contains(&"* 10000 EXISTS".to_string()));
+    let (r, u) = cmd(&mut c, "b", "FETCH 1:* (UID FLAGS)").await;
+    assert!(r.starts_with("OK"));
+    assert_eq!(u.len(), 10_000);
+    assert_eq!(u[9_999], "* 10000 FETCH (UID 10000 FLAGS ())");
+    let (_, u) = cmd(&mut c, "c", "UID SEARCH HEADER X-Tag needle").await;
+    assert_eq!(u[0].split(' ').count(), 2 + 100);
+    let (_, u) = cmd(&mut c, "d", "SEARCH RETURN (COUNT) SUBJECT \"message 99\"").await;
+    assert_eq!(
+        u,
+        vec!["* ESEARCH (TAG \"d\") COUNT 111"],
+        "99, 990-999, 9900-9999"
+    );
+    cmd(&mut c, "e", "STORE 5001:* +FLAGS.SILENT (\\Deleted)").await;
+    let (_, u) = cmd(&mut c, "f", "EXPUNGE").await;
+    assert_eq!(u.iter().filter(|l| l.ends_with(" EXPUNGE")).count(), 5_000);
+    let (_, u) = cmd(&mut c, "g", "STATUS INBOX (MESSAGES)").await;
+    assert_eq!(u, vec!["* STATUS \"INBOX\" (MESSAGES 5000)"]);
+}
