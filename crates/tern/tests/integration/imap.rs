@@ -538,3 +538,58 @@ async fn ten_thousand_messages() {
     let (_, u) = cmd(&mut c, "g", "STATUS INBOX (MESSAGES)").await;
     assert_eq!(u, vec!["* STATUS \"INBOX\" (MESSAGES 5000)"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn noise_and_odd_commands_never_kill_the_server() {
+    let s = start("").await;
+    deliver(&s, "x", "y").await;
+    let mut c = login(&s).await;
+    cmd(&mut c, "s", "SELECT INBOX").await;
+    let odd = [
+        "a FETCH 0 FLAGS",
+        "b FETCH 4294967295 (BODY[1.2.3.4.5])",
+        "c FETCH 1 (BODY[99] BODY[1.MIME] BODY[HEADER.FIELDS.NOT (X)]<5.0> BINARY[7] BINARY.SIZE[1])",
+        "d UID FETCH 1:* (BODY.PEEK[TEXT]<4294967295.10>)",
+        "e STORE 1:* FLAGS (\\Seen $x $y)",
+        "f SEARCH OR OR OR ALL NOT ALL UNSEEN LARGER 4294967295",
+        "g UID SEARCH UID 4294967295:1",
+        "h COPY 1 \"\"",
+        "i RENAME INBOX INBOX",
+        "j CREATE \"a/%/b\"",
+        "k SORT (DATE) UTF-8 SUBJECT {3+}\r\nabc",
+        "l THREAD REFERENCES UTF-8 NOT ALL",
+        "m LIST \"\" \"*%*%*%*%*%*%*%*%*%*%*%*\"",
+        "n UID FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)",
+        "o GETQUOTAROOT Nowhere",
+    ];
+    for line in odd {
+        let tag = &line[..1];
+        let (r, _) = cmd(&mut c, tag, &line[2..]).await;
+        assert!(
+            r.starts_with("OK") || r.starts_with("NO") || r.starts_with("BAD"),
+            "{line}: {r}"
+        );
+    }
+    let mut x: u32 = 7;
+    let mut noise = Vec::new();
+    for _ in 0..20_000 {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        let b = (x >> 16) as u8;
+        noise.push(if b == b'{' { b'x' } else { b });
+    }
+    c.send(&noise).await.unwrap();
+    c.send(b"\r\nz NOOP\r\n").await.unwrap();
+    loop {
+        match c.line().await.unwrap() {
+            Some(l) if l.starts_with("z ") || l.starts_with("* BYE") => break,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    let mut again = login(&s).await;
+    let (r, u) = cmd(&mut again, "a", "SELECT INBOX").await;
+    assert!(
+        r.starts_with("OK") && u.contains(&"* 1 EXISTS".to_string()),
+        "{r} {u:?}"
+    );
+}
