@@ -433,6 +433,7 @@ impl Session {
         let tag = cmd.tag.as_ref().to_string();
         let name = cmd.body.name();
         let authenticated = !matches!(self.state, State::NotAuthenticated);
+        let (store, account) = (self.server.store.clone(), self.account_id());
         let selected = matches!(self.state, State::Selected(_));
         match cmd.body {
             CommandBody::Capability => {
@@ -587,45 +588,23 @@ impl Session {
                     .await
             }
             CommandBody::Create { mailbox } => {
-                let r = self
-                    .server
-                    .store
-                    .create_mailbox(self.account_id(), &mailbox_name(&mailbox))
-                    .await;
-                self.done(&tag, "CREATE", r);
+                let r = store.create_mailbox(account, &mailbox_name(&mailbox)).await;
+                self.done(&tag, name, r);
             }
             CommandBody::Delete { mailbox } => {
-                let name = mailbox_name(&mailbox);
-                let r = self
-                    .server
-                    .store
-                    .delete_mailbox(self.account_id(), &name)
-                    .await;
-                self.done(&tag, "DELETE", r);
+                let r = store.delete_mailbox(account, &mailbox_name(&mailbox)).await;
+                self.done(&tag, name, r);
             }
             CommandBody::Rename { from, to } => {
-                let r = self
-                    .server
-                    .store
-                    .rename_mailbox(self.account_id(), &mailbox_name(&from), &mailbox_name(&to))
+                let r = store
+                    .rename_mailbox(account, &mailbox_name(&from), &mailbox_name(&to))
                     .await;
-                self.done(&tag, "RENAME", r);
+                self.done(&tag, name, r);
             }
-            CommandBody::Subscribe { mailbox } => {
-                let r = self
-                    .server
-                    .store
-                    .subscribe(self.account_id(), &mailbox_name(&mailbox), true)
-                    .await;
-                self.done(&tag, "SUBSCRIBE", r);
-            }
-            CommandBody::Unsubscribe { mailbox } => {
-                let r = self
-                    .server
-                    .store
-                    .subscribe(self.account_id(), &mailbox_name(&mailbox), false)
-                    .await;
-                self.done(&tag, "UNSUBSCRIBE", r);
+            CommandBody::Subscribe { mailbox } | CommandBody::Unsubscribe { mailbox } => {
+                let on = name == "SUBSCRIBE";
+                let r = store.subscribe(account, &mailbox_name(&mailbox), on).await;
+                self.done(&tag, name, r);
             }
             CommandBody::List {
                 reference,

@@ -29,6 +29,24 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     })
 }
 
+/// A mailbox row from `id, name, special_use, subscribed, uidvalidity,
+/// uidnext, highest_modseq` and, with `counters`, `messages, unseen, size`.
+fn mailbox_row(r: &rusqlite::Row<'_>, counters: bool) -> rusqlite::Result<MailboxRow> {
+    let counter = |i: usize| -> rusqlite::Result<i64> { if counters { r.get(i) } else { Ok(0) } };
+    Ok(MailboxRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        special_use: r.get(2)?,
+        subscribed: r.get(3)?,
+        uidvalidity: r.get::<_, i64>(4)? as u32,
+        uidnext: r.get::<_, i64>(5)? as u32,
+        highest_modseq: r.get::<_, i64>(6)? as u64,
+        messages: counter(7)? as u32,
+        unseen: counter(8)? as u32,
+        size: counter(9)? as u64,
+    })
+}
+
 fn split_flags(s: &str) -> Vec<String> {
     s.split(' ')
         .filter(|f| !f.is_empty())
@@ -78,6 +96,15 @@ fn create_one(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
     Ok(n > 0)
 }
 
+/// Creates the missing ancestors of `a/b/c` (`a`, `a/b`).
+fn create_parents(c: &Connection, account: AccountId, name: &str) -> Result<()> {
+    let parts: Vec<&str> = name.split('/').collect();
+    for i in 1..parts.len() {
+        create_one(c, account, &parts[..i].join("/"))?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Folders for SqliteStore {
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRow>> {
@@ -88,20 +115,7 @@ impl Folders for SqliteStore {
                  FROM mailboxes m LEFT JOIN mailbox_messages mm ON mm.mailbox_id = m.id
                  WHERE m.account_id = ? GROUP BY m.id ORDER BY m.name <> 'INBOX', m.name",
             )?;
-            let rows = st.query_map([account], |r| {
-                Ok(MailboxRow {
-                    id: r.get(0)?,
-                    name: r.get(1)?,
-                    special_use: r.get(2)?,
-                    subscribed: r.get(3)?,
-                    uidvalidity: r.get::<_, i64>(4)? as u32,
-                    uidnext: r.get::<_, i64>(5)? as u32,
-                    highest_modseq: r.get::<_, i64>(6)? as u64,
-                    messages: r.get::<_, i64>(7)? as u32,
-                    unseen: r.get::<_, i64>(8)? as u32,
-                    size: r.get::<_, i64>(9)? as u64,
-                })
-            })?;
+            let rows = st.query_map([account], |r| mailbox_row(r, true))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
@@ -119,20 +133,7 @@ impl Folders for SqliteStore {
                     "SELECT id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq
                      FROM mailboxes WHERE account_id = ? AND name = ?",
                 )?
-                .query_row(params![account, name], |r| {
-                    Ok(MailboxRow {
-                        id: r.get(0)?,
-                        name: r.get(1)?,
-                        special_use: r.get(2)?,
-                        subscribed: r.get(3)?,
-                        uidvalidity: r.get::<_, i64>(4)? as u32,
-                        uidnext: r.get::<_, i64>(5)? as u32,
-                        highest_modseq: r.get::<_, i64>(6)? as u64,
-                        messages: 0,
-                        unseen: 0,
-                        size: 0,
-                    })
-                })
+                .query_row(params![account, name], |r| mailbox_row(r, false))
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("mailbox {name}")))?;
             if counters {
@@ -154,10 +155,7 @@ impl Folders for SqliteStore {
         let name = normalize_name(name)?;
         self.write(move |c| {
             // Create missing parents too (RFC 9051 §6.3.4).
-            let parts: Vec<&str> = name.split('/').collect();
-            for i in 1..parts.len() {
-                create_one(c, account, &parts[..i].join("/"))?;
-            }
+            create_parents(c, account, &name)?;
             if !create_one(c, account, &name)? {
                 return Err(StoreError::Exists(format!("mailbox {name}")));
             }
@@ -196,10 +194,7 @@ impl Folders for SqliteStore {
                 if mailbox_id(c, account, &to)?.is_some() {
                     return Err(StoreError::Exists(format!("mailbox {to}")));
                 }
-                let parts: Vec<&str> = to.split('/').collect();
-                for i in 1..parts.len() {
-                    create_one(c, account, &parts[..i].join("/"))?;
-                }
+                create_parents(c, account, &to)?;
                 if from == "INBOX" {
                     // Move INBOX's messages into a new mailbox; INBOX stays, empty.
                     create_one(c, account, &to)?;
