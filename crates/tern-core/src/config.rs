@@ -28,6 +28,14 @@ pub enum ConfigError {
         /// The TOML error, with line and column.
         source: Box<toml::de::Error>,
     },
+    /// A value is out of range or inconsistent.
+    #[error("invalid configuration in {path}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// The whole configuration.
@@ -50,6 +58,12 @@ pub struct Config {
     pub imap: ImapConfig,
     /// `[auth]`: login policy.
     pub auth: AuthConfig,
+    /// `[submission]`: authenticated sending on 587/465.
+    pub submission: SubmissionConfig,
+    /// `[queue]`: outbound delivery.
+    pub queue: QueueConfig,
+    /// `[dns]`: the resolver everything uses.
+    pub dns: DnsConfig,
     /// Directory holding `tern.toml`; not read from the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -88,9 +102,9 @@ pub struct ListenConfig {
     pub imap: Vec<SocketAddr>,
     /// IMAP over implicit TLS, port 993.
     pub imaps: Vec<SocketAddr>,
-    /// Message submission (587), reserved: not served by this version.
+    /// Message submission with STARTTLS (RFC 6409), port 587.
     pub submission: Vec<SocketAddr>,
-    /// Submission over implicit TLS (465), reserved.
+    /// Message submission over implicit TLS (RFC 8314), port 465.
     pub submissions: Vec<SocketAddr>,
 }
 
@@ -284,7 +298,197 @@ impl Default for AuthConfig {
     }
 }
 
+/// `[submission]`: mail from authenticated users (RFC 6409). Size and
+/// timeout limits are shared with `[smtp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SubmissionConfig {
+    /// Messages one account may send per hour (0 = unlimited).
+    pub max_messages_per_hour: u32,
+    /// Messages one account may send per day (0 = unlimited).
+    pub max_messages_per_day: u32,
+    /// Recipients per message.
+    pub max_recipients: usize,
+    /// Also store a copy of each submitted message in the sender's Sent folder.
+    /// Off by default: mail clients usually APPEND their own copy.
+    pub save_sent: bool,
+}
+
+impl Default for SubmissionConfig {
+    fn default() -> Self {
+        Self {
+            max_messages_per_hour: 500,
+            max_messages_per_day: 2000,
+            max_recipients: 100,
+            save_sent: false,
+        }
+    }
+}
+
+/// TLS policy towards a remote host.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsPolicy {
+    /// Never use TLS.
+    None,
+    /// STARTTLS when offered, any certificate (RFC 7435); plaintext otherwise.
+    Opportunistic,
+    /// STARTTLS with a valid certificate for the host name, or defer.
+    Required,
+}
+
+/// A transport rule: mail for `domain` goes to `host:port` instead of the
+/// domain's MX hosts. `domain = "*"` makes a smarthost for everything.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Transport {
+    /// Recipient domain (exact, lower case), or `*` for all.
+    pub domain: String,
+    /// Host name or IP address.
+    pub host: String,
+    /// Port (default 25).
+    #[serde(default = "default_smtp_port")]
+    pub port: u16,
+    /// TLS policy (default opportunistic).
+    #[serde(default = "default_tls_policy")]
+    pub tls: TlsPolicy,
+    /// AUTH PLAIN user name (needs TLS unless the host is on loopback).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// AUTH PLAIN password.
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+fn default_smtp_port() -> u16 {
+    25
+}
+
+fn default_tls_policy() -> TlsPolicy {
+    TlsPolicy::Opportunistic
+}
+
+/// `[queue]`: the outbound queue and MX delivery (RFC 5321 §4.5.4, §5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueConfig {
+    /// Waits between attempts: `30s`, `5m`, `1h`, `2d`. The last one repeats
+    /// until the message expires.
+    pub retry: Vec<String>,
+    /// How long a message is retried before it is returned to its sender.
+    pub expire: String,
+    /// Send a "delayed" notice (RFC 3464) once a message has waited this
+    /// long; `0` never does.
+    pub delay_notice: String,
+    /// Simultaneous outgoing connections in total.
+    pub max_connections: usize,
+    /// Simultaneous outgoing connections per destination domain.
+    pub max_connections_per_domain: usize,
+    /// Messages sent over one connection before it is closed.
+    pub messages_per_connection: usize,
+    /// Seconds to wait for a TCP connection and the greeting.
+    pub connect_timeout: u64,
+    /// Seconds to wait for a reply to a command (RFC 5321 §4.5.3.2: 5 minutes).
+    pub command_timeout: u64,
+    /// Seconds to wait for the reply after the message data (RFC: 10 minutes).
+    pub data_timeout: u64,
+    /// Name sent in EHLO; empty means `[server] hostname`.
+    pub helo_name: String,
+    /// Local addresses to send from, used in turn; empty lets the system choose.
+    pub source_ips: Vec<std::net::IpAddr>,
+    /// Port of remote MX hosts. Only tests change this.
+    pub mx_port: u16,
+    /// TLS towards MX hosts without MTA-STS or DANE.
+    pub tls: TlsPolicy,
+    /// Transport rules, checked in order (`[[queue.transport]]`).
+    pub transport: Vec<Transport>,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            retry: ["5m", "10m", "30m", "1h", "2h", "4h", "8h"]
+                .map(String::from)
+                .to_vec(),
+            expire: "5d".into(),
+            delay_notice: "4h".into(),
+            max_connections: 200,
+            max_connections_per_domain: 10,
+            messages_per_connection: 100,
+            connect_timeout: 30,
+            command_timeout: 300,
+            data_timeout: 600,
+            helo_name: String::new(),
+            source_ips: Vec::new(),
+            mx_port: 25,
+            tls: TlsPolicy::Opportunistic,
+            transport: Vec::new(),
+        }
+    }
+}
+
+/// `[dns]`
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct DnsConfig {
+    /// Recursive resolvers (`IP:port`); empty uses the system's (`/etc/resolv.conf`).
+    pub nameservers: Vec<SocketAddr>,
+}
+
+/// Parses a duration such as `90s`, `5m`, `1h`, `5d` or a bare number of
+/// seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 5m, 1h or 2d"))?;
+    let mult = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86400,
+        _ => return Err(format!("{s:?}: the unit must be s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(n.saturating_mul(mult)))
+}
+
+impl QueueConfig {
+    /// The retry waits, parsed.
+    pub fn retry_schedule(&self) -> Result<Vec<std::time::Duration>, String> {
+        let v: Vec<_> = self
+            .retry
+            .iter()
+            .map(|s| parse_duration(s))
+            .collect::<Result<_, _>>()?;
+        if v.is_empty() {
+            return Err("queue.retry must list at least one wait".into());
+        }
+        Ok(v)
+    }
+}
+
 impl Config {
+    /// Checks values that TOML types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        self.queue.retry_schedule()?;
+        parse_duration(&self.queue.expire).map_err(|e| format!("queue.expire: {e}"))?;
+        parse_duration(&self.queue.delay_notice)
+            .map_err(|e| format!("queue.delay_notice: {e}"))?;
+        for t in &self.queue.transport {
+            if t.username.is_some() != t.password.is_some() {
+                return Err(format!(
+                    "queue.transport for {}: give both username and password, or neither",
+                    t.domain
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Loads `path` and remembers its directory as the data folder.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -295,6 +499,12 @@ impl Config {
             path: path.into(),
             source: Box::new(source),
         })?;
+        config
+            .validate()
+            .map_err(|e| ConfigError::Invalid {
+                path: path.into(),
+                message: e,
+            })?;
         config.data_dir = path
             .parent()
             .map(Path::to_path_buf)
@@ -319,8 +529,10 @@ fn list(addrs: &[SocketAddr]) -> String {
 
 /// The commented `tern.toml` that `tern init` writes. Every key is present
 /// with its default value and a comment saying what it does.
-pub fn template(hostname: &str, port_base: Option<u16>) -> String {
+pub fn template(hostname: &str, port_base: Option<u16>, nameservers: &[SocketAddr]) -> String {
     let l = ListenConfig::standard(port_base);
+    let sub = SubmissionConfig::default();
+    let q = QueueConfig::default();
     let s = SmtpConfig::default();
     let st = StoreConfig::default();
     let p = Pop3Config::default();
@@ -344,9 +556,8 @@ pop3s = {pop3s}               # POP3 over TLS, port 995
 imap = {imap}                 # IMAP with STARTTLS, port 143
 imaps = {imaps}               # IMAP over TLS, port 993
 http = {http}                 # /metrics (Prometheus) and /healthz, port 80
-# Reserved for services later versions add (not opened by this version):
-submission = {submission}     # 587
-submissions = {submissions}   # 465
+submission = {submission}     # mail from users: AUTH after STARTTLS, port 587
+submissions = {submissions}   # mail from users over TLS, port 465
 
 [tls]
 # PEM files. `tern init` writes a self-signed certificate for the host name;
@@ -410,6 +621,55 @@ slow_after = {slow_after}
 block_after = {block_after}
 # for this many seconds after the last failure.
 window = {window}
+
+[submission]
+# Authenticated users and applications sending mail (RFC 6409). AUTH needs TLS
+# (STARTTLS on 587, implicit on 465), except from loopback if [auth] allows it.
+# A user may send only from its own address and its aliases.
+# Messages per account per hour and per day (0 = unlimited).
+max_messages_per_hour = {sub_hour}
+max_messages_per_day = {sub_day}
+# Recipients per message.
+max_recipients = {sub_rcpts}
+# Also file a copy in the sender's Sent folder (mail clients usually do it themselves).
+save_sent = {sub_sent}
+
+[queue]
+# Outbound delivery to other domains' MX hosts. Waits between attempts; the
+# last one repeats until the message expires and is returned to its sender.
+retry = [{retry}]
+expire = "{expire}"
+# Tell the sender a message is delayed once it has waited this long ("0" = never).
+delay_notice = "{delay_notice}"
+# Simultaneous outgoing connections in total and per destination domain.
+max_connections = {q_conns}
+max_connections_per_domain = {q_conns_domain}
+# Messages sent over one connection before it is closed.
+messages_per_connection = {q_per_conn}
+# Seconds: TCP connect plus greeting, each command, and the reply after the data.
+connect_timeout = {q_connect}
+command_timeout = {q_command}
+data_timeout = {q_data}
+# Name given in EHLO ("" = [server] hostname).
+helo_name = ""
+# Local IP addresses to send from, in turn ([] = the system chooses).
+source_ips = []
+# TLS towards MX hosts: "opportunistic" (STARTTLS when offered), "required" or "none".
+# MTA-STS and DANE policies published by the destination take precedence.
+tls = "opportunistic"
+# Transport rules send a domain's mail somewhere other than its MX hosts;
+# domain = "*" makes a smarthost for all mail. Example:
+# [[queue.transport]]
+# domain = "*"
+# host = "smtp.relay.example"
+# port = 587
+# tls = "required"
+# username = "user"
+# password = "secret"
+
+[dns]
+# Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).
+nameservers = [{nameservers}]
 "#,
         smtp = list(&l.smtp),
         pop3 = list(&l.pop3),
@@ -442,6 +702,29 @@ window = {window}
         slow_after = a.slow_after,
         block_after = a.block_after,
         window = a.window,
+        sub_hour = sub.max_messages_per_hour,
+        sub_day = sub.max_messages_per_day,
+        sub_rcpts = sub.max_recipients,
+        sub_sent = sub.save_sent,
+        retry = q
+            .retry
+            .iter()
+            .map(|r| format!("\"{r}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
+        expire = q.expire,
+        delay_notice = q.delay_notice,
+        q_conns = q.max_connections,
+        q_conns_domain = q.max_connections_per_domain,
+        q_per_conn = q.messages_per_connection,
+        q_connect = q.connect_timeout,
+        q_command = q.command_timeout,
+        q_data = q.data_timeout,
+        nameservers = nameservers
+            .iter()
+            .map(|n| format!("\"{n}\""))
+            .collect::<Vec<_>>()
+            .join(", "),
     )
 }
 
@@ -451,7 +734,16 @@ mod tests {
 
     #[test]
     fn template_parses_to_defaults() {
-        let c: Config = toml::from_str(&template("mail.example.com", Some(10000))).unwrap();
+        let ns: SocketAddr = "127.0.0.53:53".parse().unwrap();
+        let c: Config = toml::from_str(&template("mail.example.com", Some(10000), &[ns])).unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.dns.nameservers, vec![ns]);
+        assert_eq!(c.queue.retry, QueueConfig::default().retry);
+        assert_eq!(c.queue.tls, TlsPolicy::Opportunistic);
+        assert_eq!(
+            c.submission.max_messages_per_day,
+            SubmissionConfig::default().max_messages_per_day
+        );
         assert_eq!(c.server.hostname, "mail.example.com");
         assert_eq!(c.listen.smtp, vec!["127.0.0.1:10025".parse().unwrap()]);
         let d = SmtpConfig::default();
@@ -459,6 +751,16 @@ mod tests {
         assert_eq!(c.smtp.max_errors, d.max_errors);
         assert_eq!(c.store.default_quota, StoreConfig::default().default_quota);
         assert_eq!(c.auth.block_after, AuthConfig::default().block_after);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("2d").unwrap().as_secs(), 172_800);
+        assert_eq!(parse_duration("0").unwrap().as_secs(), 0);
+        assert!(parse_duration("5 weeks").is_err());
+        assert!(parse_duration("m").is_err());
     }
 
     #[test]

@@ -145,6 +145,106 @@ pub struct NewMessage {
     pub received_at: i64,
     /// SMTP parameters (DSN ENVID/RET/NOTIFY/ORCPT…) as JSON, kept for later use.
     pub envelope_params: String,
+    /// Remote recipients, queued for delivery in the same commit.
+    pub outbound: Vec<OutboundRcpt>,
+    /// When queued recipients give up (Unix seconds).
+    pub expires_at: i64,
+    /// Also file the message, `\Seen`, in this account's Sent folder.
+    pub sent_copy: Option<AccountId>,
+}
+
+impl NewMessage {
+    /// A message for local accounts only.
+    pub fn local(
+        queue_id: String,
+        raw: Vec<u8>,
+        mail_from: String,
+        recipients: Vec<AccountId>,
+        received_at: i64,
+        envelope_params: String,
+    ) -> Self {
+        Self {
+            queue_id,
+            raw: Arc::new(raw),
+            mail_from,
+            recipients,
+            received_at,
+            envelope_params,
+            outbound: Vec::new(),
+            expires_at: 0,
+            sent_copy: None,
+        }
+    }
+}
+
+/// A remote recipient to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundRcpt {
+    /// The address, as given in RCPT TO.
+    pub address: String,
+    /// Its domain, lower case (the delivery destination).
+    pub domain: String,
+    /// DSN parameters (NOTIFY, ORCPT) as JSON.
+    pub params: String,
+}
+
+/// One queued recipient with its message's envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedRcpt {
+    /// Row id of the recipient.
+    pub id: i64,
+    /// Row id of the queued message.
+    pub message_id: i64,
+    /// Queue id (logs, `Received`).
+    pub queue_id: String,
+    /// The stored body.
+    pub blob: BlobId,
+    /// Envelope sender; empty for the null reverse-path (bounces).
+    pub mail_from: String,
+    /// Message SMTP parameters (ENVID, RET, body type, SMTPUTF8) as JSON.
+    pub message_params: String,
+    /// Size of the body in bytes.
+    pub size: u64,
+    /// Recipient address.
+    pub address: String,
+    /// Recipient domain.
+    pub domain: String,
+    /// Recipient parameters (NOTIFY, ORCPT) as JSON.
+    pub params: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// When the message was queued (Unix seconds).
+    pub created_at: i64,
+    /// When it gives up.
+    pub expires_at: i64,
+    /// Next attempt.
+    pub next_attempt: i64,
+    /// The last failure, as the remote host or the resolver said it.
+    pub last_error: Option<String>,
+    /// Whether the sender has been told of the delay.
+    pub delay_noticed: bool,
+}
+
+/// What happened to a recipient after an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptOutcome {
+    /// Accepted by the next hop: leaves the queue.
+    Delivered,
+    /// Temporary failure: try again at `next_attempt`.
+    Deferred {
+        /// Unix seconds.
+        next_attempt: i64,
+        /// What went wrong.
+        error: String,
+        /// A delay notice was sent in the same commit.
+        delay_noticed: bool,
+    },
+    /// Permanent failure or expiry: leaves the queue (its DSN, if any, is
+    /// queued in the same commit).
+    Failed {
+        /// What went wrong.
+        error: String,
+    },
 }
 
 /// A message as listed in a mailbox.
@@ -377,9 +477,34 @@ pub trait Folders: Send + Sync {
     fn watch(&self) -> tokio::sync::broadcast::Receiver<AccountId>;
 }
 
+/// The outbound queue. Recipients are *claimed* by a delivery worker (a
+/// lease, so two workers never send the same recipient) and *completed*
+/// with their outcome; both are committed like every other write.
+#[async_trait]
+pub trait Queue: Send + Sync {
+    /// Claims up to `limit` recipients due at `now`, leased until `lease_until`.
+    async fn claim_due(&self, now: i64, limit: usize, lease_until: i64)
+    -> Result<Vec<QueuedRcpt>>;
+    /// Records outcomes and queues the given messages (DSNs) in one commit.
+    async fn complete(&self, outcomes: Vec<(i64, RcptOutcome)>, new: Vec<NewMessage>)
+    -> Result<()>;
+    /// Every queued recipient, oldest message first (for `tern queue list`).
+    async fn queue_list(&self) -> Result<Vec<QueuedRcpt>>;
+    /// Makes recipients due now: those of `queue_id`, or all. Returns how many.
+    async fn queue_retry(&self, queue_id: Option<&str>, now: i64) -> Result<usize>;
+    /// Removes a message from the queue without notice. Returns recipients removed.
+    async fn queue_delete(&self, queue_id: &str) -> Result<usize>;
+    /// Frees every lease (at startup: no worker of this node is running).
+    async fn release_leases(&self) -> Result<()>;
+    /// The earliest `next_attempt` of a free recipient, if any.
+    async fn next_due(&self) -> Result<Option<i64>>;
+    /// Signalled whenever recipients are queued or made due by this process.
+    fn queue_wakeup(&self) -> Arc<tokio::sync::Notify>;
+}
+
 /// Everything a running server needs from storage.
-pub trait Store: Directory + MailStore + Folders {}
-impl<T: Directory + MailStore + Folders> Store for T {}
+pub trait Store: Directory + MailStore + Folders + Queue {}
+impl<T: Directory + MailStore + Folders + Queue> Store for T {}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

@@ -53,6 +53,9 @@ enum Command {
         /// Listen on 127.0.0.1 at N + each standard port (N+25 SMTP, N+110 POP3, …).
         #[arg(long)]
         port_base: Option<u16>,
+        /// Recursive DNS resolver, IP:PORT (repeatable; default: the system's).
+        #[arg(long = "nameserver", value_name = "IP:PORT")]
+        nameservers: Vec<std::net::SocketAddr>,
     },
     /// Run the server.
     #[command(after_help = "Example:\n  tern serve --data /var/lib/tern")]
@@ -303,9 +306,10 @@ async fn run(cmd: Command) -> Result<()> {
             domain,
             hostname,
             port_base,
+            nameservers,
         } => {
             let hostname = hostname.unwrap_or_else(|| format!("mail.{domain}"));
-            init(&data.data, &domain, &hostname, port_base).await?;
+            init(&data.data, &domain, &hostname, port_base, &nameservers).await?;
             println!(
                 "Created {} for {domain} (host name {hostname}).",
                 data.data.display()
@@ -328,7 +332,13 @@ async fn run(cmd: Command) -> Result<()> {
     }
 }
 
-async fn init(dir: &Path, domain: &str, hostname: &str, port_base: Option<u16>) -> Result<()> {
+async fn init(
+    dir: &Path,
+    domain: &str,
+    hostname: &str,
+    port_base: Option<u16>,
+    nameservers: &[std::net::SocketAddr],
+) -> Result<()> {
     let path = config_path(dir);
     if path.exists() {
         bail!("{} already exists; not overwriting it", path.display());
@@ -346,7 +356,10 @@ async fn init(dir: &Path, domain: &str, hostname: &str, port_base: Option<u16>) 
     let (cert, key) = tern_core::tls::self_signed(hostname)?;
     std::fs::write(dir.join("tls/cert.pem"), cert)?;
     write_private(&dir.join("tls/key.pem"), key.as_bytes())?;
-    std::fs::write(&path, tern_core::config::template(hostname, port_base))?;
+    std::fs::write(
+        &path,
+        tern_core::config::template(hostname, port_base, nameservers),
+    )?;
     let config = Config::load(&path)?;
     let store = tern::server::open_store(&config).await?;
     store.add_domain(domain, None).await?;
@@ -501,7 +514,7 @@ async fn dev(dir: &Path) -> Result<()> {
     let path = config_path(dir);
     let pw_file = dir.join("demo-password.txt");
     if !path.exists() {
-        init(dir, "example.test", "mail.example.test", Some(10000)).await?;
+        init(dir, "example.test", "mail.example.test", Some(10000), &[]).await?;
         let config = Config::load(&path)?;
         let store = tern::server::open_store(&config).await?;
         let password = generate_password();

@@ -12,55 +12,15 @@ use sha2::{Digest, Sha256};
 impl MailStore for SqliteStore {
     async fn deliver(&self, message: NewMessage) -> Result<()> {
         // Hash and parse in the caller's task, so the writer only writes.
-        let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
-        let analysed = meta::analyze(&message.raw);
-        let header_len = (analysed.body_offset as usize).min(message.raw.len());
-        let meta =
-            serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let mut recipients = message.recipients.clone();
-        recipients.sort_unstable();
-        recipients.dedup();
-        let size = message.raw.len() as i64;
-        let notify = recipients.clone();
-        let r = self.write(move |c| {
-            c.prepare_cached("INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)")?
-                .execute(params![hash, size, meta, message.raw.as_slice()])?;
-            let blob_id = c.last_insert_rowid();
-            c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
-                .execute(params![blob_id, &message.raw[..header_len]])?;
-            let mut insert = c.prepare_cached(
-                // UID and MODSEQ come from the mailbox row; the insert trigger
-                // advances them, the account's usage and the blob's refcount.
-                "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
-                    internaldate, queue_id, mail_from, params)
-                 SELECT id, uidnext, ?, ?, '', highest_modseq + 1, ?, ?, ?, ?
-                 FROM mailboxes WHERE account_id = ? AND name = 'INBOX'",
-            )?;
-            let mut delivered = 0;
-            for account in &recipients {
-                let n = insert.execute(params![
-                    blob_id,
-                    size,
-                    message.received_at,
-                    message.queue_id,
-                    message.mail_from,
-                    message.envelope_params,
-                    account
-                ])?;
-                if n == 0 {
-                    tracing::warn!(queue_id = %message.queue_id, account, "recipient account vanished before delivery");
-                }
-                delivered += n;
-            }
-            if delivered == 0 {
-                // The savepoint rollback removes the unreferenced blob.
-                return Err(StoreError::NotFound("every recipient account".into()));
-            }
-            Ok(())
-        })
-        .await;
+        let prepared = Prepared::new(message)?;
+        let notify = prepared.notify.clone();
+        let queued = !prepared.message.outbound.is_empty();
+        let r = self.write(move |c| prepared.insert(c)).await;
         if r.is_ok() {
             notify.into_iter().for_each(|a| self.changed(a));
+            if queued {
+                self.queue_wakeup.notify_one();
+            }
         }
         r
     }
@@ -141,5 +101,120 @@ impl MailStore for SqliteStore {
             self.changed(account);
         }
         r
+    }
+}
+
+/// A message hashed and analysed outside the writer, ready to insert.
+pub(super) struct Prepared {
+    message: NewMessage,
+    hash: String,
+    meta: String,
+    header_len: usize,
+    recipients: Vec<AccountId>,
+    /// Accounts whose mailboxes change.
+    pub(super) notify: Vec<AccountId>,
+}
+
+impl Prepared {
+    pub(super) fn new(message: NewMessage) -> Result<Self> {
+        let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
+        let analysed = meta::analyze(&message.raw);
+        let header_len = (analysed.body_offset as usize).min(message.raw.len());
+        let meta =
+            serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mut recipients = message.recipients.clone();
+        recipients.sort_unstable();
+        recipients.dedup();
+        let mut notify = recipients.clone();
+        notify.extend(message.sent_copy);
+        Ok(Self {
+            message,
+            hash,
+            meta,
+            header_len,
+            recipients,
+            notify,
+        })
+    }
+
+    /// Inserts the body, the mailbox rows and the queue rows. Runs in the writer.
+    pub(super) fn insert(&self, c: &rusqlite::Connection) -> Result<()> {
+        let m = &self.message;
+        let size = m.raw.len() as i64;
+        c.prepare_cached(
+            "INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)",
+        )?
+        .execute(params![self.hash, size, self.meta, m.raw.as_slice()])?;
+        let blob_id = c.last_insert_rowid();
+        c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
+            .execute(params![blob_id, &m.raw[..self.header_len]])?;
+        let mut insert = c.prepare_cached(
+            // UID and MODSEQ come from the mailbox row; the insert trigger
+            // advances them, the account's usage and the blob's refcount.
+            "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
+                internaldate, queue_id, mail_from, params)
+             SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, ?, ?, ?
+             FROM mailboxes WHERE account_id = ? AND name = ?",
+        )?;
+        let mut delivered = 0;
+        for account in &self.recipients {
+            let n = insert.execute(params![
+                blob_id,
+                size,
+                "",
+                m.received_at,
+                m.queue_id,
+                m.mail_from,
+                m.envelope_params,
+                account,
+                "INBOX"
+            ])?;
+            if n == 0 {
+                tracing::warn!(queue_id = %m.queue_id, account, "recipient account vanished before delivery");
+            }
+            delivered += n;
+        }
+        if let Some(account) = m.sent_copy {
+            delivered += insert.execute(params![
+                blob_id,
+                size,
+                "\\Seen",
+                m.received_at,
+                m.queue_id,
+                m.mail_from,
+                m.envelope_params,
+                account,
+                "Sent"
+            ])?;
+        }
+        if !m.outbound.is_empty() {
+            c.prepare_cached(
+                "INSERT INTO queue_messages(queue_id, blob_id, mail_from, params, size, created_at, expires_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            )?
+            .execute(params![
+                m.queue_id,
+                blob_id,
+                m.mail_from,
+                m.envelope_params,
+                size,
+                m.received_at,
+                m.expires_at
+            ])?;
+            let message_id = c.last_insert_rowid();
+            let mut rcpt = c.prepare_cached(
+                "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt)
+                 VALUES (?, ?, ?, ?, ?)",
+            )?;
+            for r in &m.outbound {
+                rcpt.execute(params![message_id, r.address, r.domain, r.params, m.received_at])?;
+                delivered += 1;
+            }
+        }
+        if delivered == 0 {
+            // The savepoint rollback removes the unreferenced blob.
+            return Err(StoreError::NotFound("every recipient account".into()));
+        }
+        Ok(())
     }
 }

@@ -16,6 +16,7 @@
 mod directory;
 mod folders;
 mod mail;
+mod queue;
 mod writer;
 
 use crate::{Result, StoreError};
@@ -31,7 +32,8 @@ const SCHEMA_V3: &str = include_str!("schema_v3.sql");
 const SCHEMA_V4: &str = include_str!("schema_v4.sql");
 const SCHEMA_V5: &str = include_str!("schema_v5.sql");
 const SCHEMA_V6: &str = include_str!("schema_v6.sql");
-const SCHEMA_VERSION: i64 = 6;
+const SCHEMA_V7: &str = include_str!("schema_v7.sql");
+const SCHEMA_VERSION: i64 = 7;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -44,6 +46,7 @@ pub struct SqliteStore {
     bulk_readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
     changes: tokio::sync::broadcast::Sender<crate::AccountId>,
+    queue_wakeup: Arc<tokio::sync::Notify>,
     auth_cache: crate::password::AuthCache,
     _alive: Arc<()>,
 }
@@ -99,6 +102,7 @@ impl SqliteStore {
             bulk_readers: Mutex::new(Vec::new()),
             writer: writer::Writer::spawn(conn, max_batch, wal_frames),
             changes: tokio::sync::broadcast::channel(1024).0,
+            queue_wakeup: Arc::new(tokio::sync::Notify::new()),
             auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
             _alive: alive,
         })
@@ -208,6 +212,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 6 {
         conn.execute_batch(SCHEMA_V6)?;
+    }
+    if version < 7 {
+        conn.execute_batch(SCHEMA_V7)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

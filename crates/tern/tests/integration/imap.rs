@@ -498,14 +498,14 @@ async fn ten_thousand_messages() {
                 .into_bytes();
         tasks.spawn(async move {
             store
-                .deliver(tern_store::NewMessage {
-                    queue_id: format!("Q{i}"),
-                    raw: std::sync::Arc::new(raw),
-                    mail_from: "s@remote.test".into(),
-                    recipients: vec![account],
-                    received_at: tern_core::now_unix(),
-                    envelope_params: "{}".into(),
-                })
+                .deliver(tern_store::NewMessage::local(
+                    format!("Q{i}"),
+                    raw,
+                    "s@remote.test".into(),
+                    vec![account],
+                    tern_core::now_unix(),
+                    "{}".into(),
+                ))
                 .await
                 .unwrap()
         });

@@ -1,0 +1,252 @@
+//! DKIM signing of outgoing mail (RFC 6376, RFC 8463) with `mail-auth`.
+//!
+//! Every message is signed once per active key of the sender's domain —
+//! normally an RSA-2048 and an Ed25519 key, so receivers that do not know
+//! Ed25519 still find a signature they can check (RFC 8463 §5). Both use
+//! relaxed/relaxed canonicalization (RFC 6376 §3.4.2, §3.4.4), which survives
+//! the header refolding and trailing-whitespace changes relays commonly make.
+
+use crate::dkim_keys::{DkimAlgorithm, DkimKey};
+use mail_auth::common::crypto::{
+    Algorithm, DkimKey as AuthKey, Ed25519Key, RsaKey, Sha256, SigningKey,
+};
+use mail_auth::common::headers::{HeaderWriter, Writable};
+use std::sync::Arc;
+use mail_auth::dkim::{Canonicalization, DkimSigner};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+
+/// Signing failures.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The stored key could not be loaded.
+    #[error("DKIM key {selector}: {reason}")]
+    Key {
+        /// Selector of the bad key.
+        selector: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// mail-auth refused to sign (for example: no header to sign).
+    #[error("DKIM signing: {0}")]
+    Sign(String),
+}
+
+/// Headers signed when present (RFC 6376 §5.4.1). The first five are also
+/// *oversigned*: listed once more than they occur, so nobody can add a second
+/// `From:` or `Subject:` later without breaking the signature (§8.15).
+const OVERSIGNED: &[&str] = &["From", "To", "Subject", "Date", "Cc"];
+const SIGNED: &[&str] = &[
+    "Reply-To",
+    "Message-ID",
+    "In-Reply-To",
+    "References",
+    "MIME-Version",
+    "Content-Type",
+    "Content-Transfer-Encoding",
+    "List-Unsubscribe",
+    "List-Unsubscribe-Post",
+    "List-Id",
+    "Sender",
+];
+
+/// A parsed key shared by every signature made with it: parsing (and for
+/// RSA, validating) a private key costs far more than one signature, and
+/// `DkimSigner` takes its key by value.
+#[derive(Clone)]
+struct SharedKey(Arc<AuthKey>);
+
+impl SigningKey for SharedKey {
+    type Hasher = Sha256;
+
+    fn sign(&self, input: impl Writable) -> mail_auth::Result<Vec<u8>> {
+        self.0.sign(input)
+    }
+
+    fn algorithm(&self) -> Algorithm {
+        self.0.algorithm()
+    }
+}
+
+/// The loaded signing keys of one domain.
+pub struct DomainSigner {
+    domain: String,
+    keys: Vec<(String, SharedKey)>,
+}
+
+impl DomainSigner {
+    /// Loads the given keys (already filtered to the ones that should sign).
+    pub fn new(domain: &str, keys: &[DkimKey]) -> Result<Self, SignError> {
+        let mut loaded = Vec::with_capacity(keys.len());
+        for k in keys {
+            let bad = |reason: String| SignError::Key {
+                selector: k.selector.clone(),
+                reason,
+            };
+            let der = PrivatePkcs8KeyDer::from_pem_slice(k.private_pem.as_bytes())
+                .map_err(|e| bad(e.to_string()))?;
+            let key = match k.algorithm {
+                DkimAlgorithm::Rsa2048 => AuthKey::Rsa(
+                    RsaKey::<Sha256>::from_key_der(PrivateKeyDer::Pkcs8(der))
+                        .map_err(|e| bad(e.to_string()))?,
+                ),
+                DkimAlgorithm::Ed25519 => AuthKey::Ed25519(
+                    Ed25519Key::from_pkcs8_maybe_unchecked_der(der.secret_pkcs8_der())
+                        .map_err(|e| bad(e.to_string()))?,
+                ),
+            };
+            loaded.push((k.selector.clone(), SharedKey(Arc::new(key))));
+        }
+        Ok(Self {
+            domain: domain.to_ascii_lowercase(),
+            keys: loaded,
+        })
+    }
+
+    /// The domain (`d=`) this signer signs for.
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
+    /// Whether there is any key to sign with.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Signs `message` (headers and body, CRLF line endings) with every key
+    /// and returns the `DKIM-Signature` header fields to prepend, CRLF-ended.
+    pub fn sign(&self, message: &[u8]) -> Result<String, SignError> {
+        let mut headers: Vec<&str> = Vec::with_capacity(OVERSIGNED.len() * 2 + SIGNED.len());
+        let present = present_headers(message);
+        // mail-auth signs every instance of a listed name, then appends
+        // each listed name it found no instance for: listing a name twice
+        // therefore signs all its instances plus one empty one.
+        for h in OVERSIGNED {
+            headers.push(h);
+            headers.push(h);
+        }
+        for h in SIGNED {
+            if present.iter().any(|p| p.eq_ignore_ascii_case(h)) {
+                headers.push(h);
+            }
+        }
+        let mut out = String::new();
+        for (selector, key) in &self.keys {
+            out.push_str(&self.sign_with(key, selector, &headers, message)?);
+        }
+        Ok(out)
+    }
+
+    fn sign_with(
+        &self,
+        key: &SharedKey,
+        selector: &str,
+        headers: &[&str],
+        message: &[u8],
+    ) -> Result<String, SignError> {
+        let signature = DkimSigner::from_key(key.clone())
+            .domain(&self.domain)
+            .selector(selector)
+            .headers(headers.iter().copied())
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
+            .sign(message)
+            .map_err(|e| SignError::Sign(e.to_string()))?;
+        let mut h = signature.to_header();
+        if !h.ends_with("\r\n") {
+            h.push_str("\r\n");
+        }
+        Ok(h)
+    }
+}
+
+/// Names of the header fields in the message's header block.
+fn present_headers(message: &[u8]) -> Vec<&str> {
+    let mut names = Vec::new();
+    for line in message.split(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            break;
+        }
+        if line[0] == b' ' || line[0] == b'\t' {
+            continue;
+        }
+        if let Some(colon) = line.iter().position(|&b| b == b':')
+            && let Ok(name) = std::str::from_utf8(&line[..colon])
+        {
+            names.push(name.trim_end());
+        }
+    }
+    names
+}
+
+/// Loaded signers per domain, reloaded after `ttl` so key rotations
+/// (`tern dkim activate`) reach a running server without a restart.
+pub struct SignerCache {
+    ttl: std::time::Duration,
+    map: std::sync::Mutex<
+        std::collections::HashMap<String, (std::time::Instant, Option<Arc<DomainSigner>>)>,
+    >,
+}
+
+impl SignerCache {
+    /// An empty cache whose entries live for `ttl`.
+    pub fn new(ttl: std::time::Duration) -> Self {
+        Self {
+            ttl,
+            map: Default::default(),
+        }
+    }
+
+    /// The cached signer of `domain`: `None` when absent or stale;
+    /// `Some(None)` when the domain is known to have no active key.
+    pub fn get(&self, domain: &str) -> Option<Option<Arc<DomainSigner>>> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(domain)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, s)| s.clone())
+    }
+
+    /// Remembers the signer (or its absence) for `domain`.
+    pub fn put(&self, domain: &str, signer: Option<Arc<DomainSigner>>) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        map.insert(domain.to_string(), (std::time::Instant::now(), signer));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nbody\r\n";
+
+    #[test]
+    fn signs_with_every_key_and_oversigns() {
+        let keys = [
+            DkimKey::generate("r1", DkimAlgorithm::Rsa2048).unwrap(),
+            DkimKey::generate("e1", DkimAlgorithm::Ed25519).unwrap(),
+        ];
+        let signer = DomainSigner::new("Example.com", &keys).unwrap();
+        let out = signer.sign(MSG).unwrap();
+        assert_eq!(out.matches("DKIM-Signature:").count(), 2, "{out}");
+        assert!(out.contains("a=rsa-sha256") && out.contains("a=ed25519-sha256"));
+        assert!(out.contains("d=example.com") && out.contains("c=relaxed/relaxed"));
+        let h: String = out
+            .split("h=")
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .split_whitespace()
+            .collect();
+        let names: Vec<String> = h.split(':').map(|s| s.to_ascii_lowercase()).collect();
+        assert_eq!(names.iter().filter(|n| *n == "from").count(), 2, "{h}");
+        assert!(names.contains(&"message-id".to_string()));
+        assert!(!names.contains(&"list-id".to_string()), "absent optional headers not signed");
+        assert!(out.ends_with("\r\n"));
+    }
+}

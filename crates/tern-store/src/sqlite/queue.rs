@@ -1,0 +1,180 @@
+//! [`Queue`] for SQLite: claiming due recipients with a lease, recording
+//! outcomes, and the admin views behind `tern queue`.
+
+use super::SqliteStore;
+use super::mail::Prepared;
+use crate::{NewMessage, Queue, QueuedRcpt, RcptOutcome, Result};
+use async_trait::async_trait;
+use rusqlite::{Connection, params};
+use std::sync::Arc;
+
+const RCPT_COLUMNS: &str = "r.id, r.message_id, m.queue_id, m.blob_id, m.mail_from, m.params,
+    m.size, r.address, r.domain, r.params, r.attempts, m.created_at, m.expires_at,
+    r.next_attempt, r.last_error, r.delay_noticed";
+
+fn rcpt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRcpt> {
+    Ok(QueuedRcpt {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        queue_id: r.get(2)?,
+        blob: r.get(3)?,
+        mail_from: r.get(4)?,
+        message_params: r.get(5)?,
+        size: r.get::<_, i64>(6)? as u64,
+        address: r.get(7)?,
+        domain: r.get(8)?,
+        params: r.get(9)?,
+        attempts: r.get::<_, i64>(10)? as u32,
+        created_at: r.get(11)?,
+        expires_at: r.get(12)?,
+        next_attempt: r.get(13)?,
+        last_error: r.get(14)?,
+        delay_noticed: r.get::<_, i64>(15)? != 0,
+    })
+}
+
+fn claim(c: &Connection, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {
+    let ids: Vec<i64> = c
+        .prepare_cached(
+            "UPDATE queue_rcpts SET lease_until = ?1 WHERE id IN (
+                SELECT id FROM queue_rcpts WHERE next_attempt <= ?2 AND lease_until <= ?2
+                ORDER BY next_attempt LIMIT ?3)
+             RETURNING id",
+        )?
+        .query_map(params![lease_until, now, limit as i64], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut st = c.prepare_cached(&format!(
+        "SELECT {RCPT_COLUMNS} FROM queue_rcpts r JOIN queue_messages m ON m.id = r.message_id
+         WHERE r.id = ?"
+    ))?;
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        out.push(st.query_row([id], rcpt_row)?);
+    }
+    // Recipients of one message together, then by message age.
+    out.sort_by_key(|r| (r.message_id, r.id));
+    Ok(out)
+}
+
+#[async_trait]
+impl Queue for SqliteStore {
+    async fn claim_due(
+        &self,
+        now: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> Result<Vec<QueuedRcpt>> {
+        self.write(move |c| claim(c, now, limit, lease_until)).await
+    }
+
+    async fn complete(&self, outcomes: Vec<(i64, RcptOutcome)>, new: Vec<NewMessage>) -> Result<()> {
+        let prepared = new
+            .into_iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>>>()?;
+        let queued = !prepared.is_empty();
+        let notify: Vec<_> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
+        let r = self
+            .write(move |c| {
+                for p in &prepared {
+                    p.insert(c)?;
+                }
+                let mut done = c.prepare_cached("DELETE FROM queue_rcpts WHERE id = ?")?;
+                let mut defer = c.prepare_cached(
+                    "UPDATE queue_rcpts SET attempts = attempts + 1, next_attempt = ?,
+                        lease_until = 0, last_error = ?, delay_noticed = delay_noticed OR ?
+                     WHERE id = ?",
+                )?;
+                for (id, outcome) in &outcomes {
+                    match outcome {
+                        RcptOutcome::Delivered | RcptOutcome::Failed { .. } => {
+                            done.execute([id])?;
+                        }
+                        RcptOutcome::Deferred {
+                            next_attempt,
+                            error,
+                            delay_noticed,
+                        } => {
+                            defer.execute(params![next_attempt, error, delay_noticed, id])?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        if r.is_ok() {
+            notify.into_iter().for_each(|a| self.changed(a));
+            if queued {
+                self.queue_wakeup.notify_one();
+            }
+        }
+        r
+    }
+
+    async fn queue_list(&self) -> Result<Vec<QueuedRcpt>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {RCPT_COLUMNS} FROM queue_rcpts r JOIN queue_messages m ON m.id = r.message_id
+                 ORDER BY m.id, r.id"
+            ))?;
+            Ok(st.query_map([], rcpt_row)?.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn queue_retry(&self, queue_id: Option<&str>, now: i64) -> Result<usize> {
+        let queue_id = queue_id.map(str::to_string);
+        let n = self
+            .write(move |c| {
+                Ok(match &queue_id {
+                    Some(q) => c.execute(
+                        "UPDATE queue_rcpts SET next_attempt = ?1 WHERE next_attempt > ?1
+                         AND message_id IN (SELECT id FROM queue_messages WHERE queue_id = ?2)",
+                        params![now, q],
+                    )?,
+                    None => c.execute(
+                        "UPDATE queue_rcpts SET next_attempt = ?1 WHERE next_attempt > ?1",
+                        [now],
+                    )?,
+                })
+            })
+            .await?;
+        self.queue_wakeup.notify_one();
+        Ok(n)
+    }
+
+    async fn queue_delete(&self, queue_id: &str) -> Result<usize> {
+        let queue_id = queue_id.to_string();
+        self.write(move |c| {
+            Ok(c.execute(
+                "DELETE FROM queue_rcpts WHERE message_id IN
+                    (SELECT id FROM queue_messages WHERE queue_id = ?)",
+                [queue_id],
+            )?)
+        })
+        .await
+    }
+
+    async fn release_leases(&self) -> Result<()> {
+        self.write(|c| {
+            c.execute(
+                "UPDATE queue_rcpts SET lease_until = 0 WHERE lease_until != 0",
+                [],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_due(&self) -> Result<Option<i64>> {
+        self.read(|c| {
+            Ok(c.prepare_cached(
+                "SELECT MIN(MAX(next_attempt, lease_until)) FROM queue_rcpts",
+            )?
+            .query_row([], |r| r.get(0))?)
+        })
+    }
+
+    fn queue_wakeup(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_wakeup.clone()
+    }
+}
