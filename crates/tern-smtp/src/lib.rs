@@ -1,4 +1,6 @@
-//! Tern's SMTP server: inbound mail from the internet (MX, port 25).
+//! Tern's SMTP server: inbound mail from the internet (MX, port 25) and
+//! message submission from users (RFC 6409; ports 587 and 465, see
+//! [`submission`]).
 //!
 //! Implements RFC 5321 with the extensions PIPELINING (RFC 2920), 8BITMIME
 //! (RFC 6152), SMTPUTF8 (RFC 6531), SIZE (RFC 1870), ENHANCEDSTATUSCODES
@@ -6,13 +8,16 @@
 //! (RFC 3207) and DSN parameters (RFC 3461, stored for later use). Commands
 //! are parsed with `smtp-proto`; message data with [`data::DataReader`].
 //!
-//! Mail is accepted only for local domains, accounts and aliases, and is
-//! acknowledged with `250` only once the store says it is durable.
+//! On the MX port mail is accepted only for local domains, accounts and
+//! aliases; on submission ports, from authenticated users for anyone (remote
+//! recipients go to the outbound queue). Either way it is acknowledged with
+//! `250` only once the store says it is durable.
 
 pub mod command;
 pub mod data;
 pub mod reply;
 mod session;
+pub mod submission;
 
 use std::sync::Arc;
 use tern_core::config::SmtpConfig;
@@ -31,6 +36,8 @@ pub struct SmtpServer {
     pub store: SharedStore,
     /// For STARTTLS; `None` disables it.
     pub tls: Option<TlsAcceptor>,
+    /// `Some` on submission listeners: AUTH required, relaying allowed.
+    pub submission: Option<submission::Submission>,
     limiter: ConnLimiter,
 }
 
@@ -42,24 +49,52 @@ impl SmtpServer {
         store: SharedStore,
         tls: Option<TlsAcceptor>,
     ) -> Arc<Self> {
+        Self::build(config, hostname, store, tls, None)
+    }
+
+    /// A submission server (ports 587/465).
+    pub fn submission(
+        config: SmtpConfig,
+        hostname: String,
+        store: SharedStore,
+        tls: Option<TlsAcceptor>,
+        submission: submission::Submission,
+    ) -> Arc<Self> {
+        Self::build(config, hostname, store, tls, Some(submission))
+    }
+
+    fn build(
+        config: SmtpConfig,
+        hostname: String,
+        store: SharedStore,
+        tls: Option<TlsAcceptor>,
+        submission: Option<submission::Submission>,
+    ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(Self {
             config,
             hostname,
             store,
             tls,
+            submission,
             limiter,
         })
     }
 
-    /// Accepts connections forever, one task per session.
-    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
-        tern_core::conn::accept_loop(listener, "smtp", move |tcp, peer| {
+    /// Accepts connections forever, one task per session. `implicit_tls`
+    /// starts TLS before the greeting (port 465, RFC 8314).
+    pub async fn serve(self: Arc<Self>, listener: TcpListener, implicit_tls: bool) {
+        let service = if self.submission.is_some() {
+            "submission"
+        } else {
+            "smtp"
+        };
+        tern_core::conn::accept_loop(listener, service, move |tcp, peer| {
             let server = self.clone();
             async move {
                 metrics::counter!("tern_smtp_connections_total").increment(1);
                 let guard = server.limiter.acquire(peer.ip());
-                session::run(server.clone(), tcp, guard).await;
+                session::run(server.clone(), tcp, implicit_tls, guard).await;
             }
         })
         .await

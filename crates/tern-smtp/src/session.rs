@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use tern_core::conn::{Conn, Line};
 use tern_core::connlimit::{ConnGuard, LimitExceeded};
 use tern_core::{Address, now_unix, rfc5322_date};
-use tern_store::{LocalRecipient, NewMessage, Recipient};
+use crate::submission;
+use tern_core::authguard::Verdict;
+use tern_store::{AccountId, LocalRecipient, NewMessage, OutboundRcpt, Recipient};
 use tokio::net::TcpStream;
 
 /// What the command loop does next.
@@ -21,7 +23,8 @@ enum Next {
 
 struct Rcpt {
     address: String,
-    local: LocalRecipient,
+    /// `None`: a remote recipient (submission only), queued for delivery.
+    local: Option<LocalRecipient>,
     params: serde_json::Value,
 }
 
@@ -43,12 +46,26 @@ struct Session {
     errors: u32,
     /// Bad RCPT in this transaction (for the DATA reply when none were good).
     rcpt_failures: usize,
+    /// The authenticated account and login (submission).
+    account: Option<(AccountId, String)>,
 }
 
 /// Runs a session to completion. `guard` holds the connection slot, or says
 /// which limit refused it.
-pub async fn run(server: Arc<SmtpServer>, tcp: TcpStream, guard: Result<ConnGuard, LimitExceeded>) {
-    let Ok(mut conn) = Conn::new(tcp) else { return };
+pub async fn run(
+    server: Arc<SmtpServer>,
+    tcp: TcpStream,
+    implicit_tls: bool,
+    guard: Result<ConnGuard, LimitExceeded>,
+) {
+    let peer = tcp.peer_addr().ok();
+    let mut conn = match Conn::open(tcp, implicit_tls, server.tls.as_ref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(client = ?peer, error = %e, "smtp: TLS handshake failed");
+            return;
+        }
+    };
     let _guard = match guard {
         Ok(g) => g,
         Err(limit) => {
@@ -73,6 +90,7 @@ pub async fn run(server: Arc<SmtpServer>, tcp: TcpStream, guard: Result<ConnGuar
         tx: None,
         errors: 0,
         rcpt_failures: 0,
+        account: None,
         server,
     };
     s.conn
@@ -160,7 +178,7 @@ impl Session {
             Request::Lhlo { .. } => {
                 self.send(reply!(500, "5.5.1", "LHLO is for LMTP; this is SMTP"))
             }
-            Request::Mail { from } => self.mail(from),
+            Request::Mail { from } => self.mail(from).await,
             Request::Rcpt { to } => self.rcpt(to).await,
             Request::Data => self.data().await,
             Request::Bdat {
@@ -190,11 +208,10 @@ impl Session {
                 "2.0.0",
                 "See RFC 5321; commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT STARTTLS VRFY"
             )),
-            Request::Auth { .. } => self.send(reply!(
-                503,
-                "5.5.1",
-                "AUTH is not available on this port; use submission"
-            )),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, initial_response).await,
             Request::Etrn { .. } | Request::Atrn { .. } | Request::Burl { .. } => {
                 self.send(reply!(502, "5.5.1", "Command not implemented"))
             }
@@ -236,6 +253,9 @@ impl Session {
         if self.server.tls.is_some() && !self.conn.is_tls() {
             lines.push("STARTTLS".into());
         }
+        if self.server.submission.is_some() && self.auth_allowed() {
+            lines.push("AUTH PLAIN LOGIN".into());
+        }
         let n = lines.len();
         let mut out = String::new();
         for (i, l) in lines.iter().enumerate() {
@@ -264,13 +284,50 @@ impl Session {
         // RFC 3207 §4.2: forget everything learnt before TLS.
         self.helo = None;
         self.esmtp = false;
+        self.account = None;
         self.reset();
         Next::Continue
     }
 
-    fn mail(&mut self, from: MailFrom<String>) -> Next {
+    async fn mail(&mut self, from: MailFrom<String>) -> Next {
         if self.helo.is_none() {
             return self.send(reply!(503, "5.5.1", "Send EHLO or HELO first"));
+        }
+        if let Some(sub) = &self.server.submission {
+            let Some((account, login)) = self.account.clone() else {
+                return self.send(reply!(530, "5.7.0", "Authentication required"));
+            };
+            if self.tx.is_none() {
+                match submission::may_send_as(&self.server.store, account, from.address.trim())
+                    .await
+                {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        metrics::counter!("tern_smtp_rejections_total", "reason" => "sender_mismatch").increment(1);
+                        tracing::info!(client = %self.conn.peer.ip(), user = %login, from = %from.address, "submission: sender refused");
+                        return self.send(reply!(
+                            553,
+                            "5.7.1",
+                            "<{}>: not an address of {login}",
+                            from.address.trim()
+                        ));
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "submission: sender lookup failed");
+                        return self.send(reply!(451, "4.3.0", "Temporary lookup failure"));
+                    }
+                }
+                if let Err(which) = sub.take_message(account) {
+                    metrics::counter!("tern_smtp_rejections_total", "reason" => "rate_limit")
+                        .increment(1);
+                    tracing::info!(user = %login, limit = which, "submission: sending limit reached");
+                    return self.send(reply!(
+                        451,
+                        "4.7.1",
+                        "Your {which} sending limit is reached; try again later"
+                    ));
+                }
+            }
         }
         if self.tx.is_some() {
             return self.send(reply!(503, "5.5.1", "Nested MAIL command"));
@@ -334,7 +391,11 @@ impl Session {
         let Some(tx) = &self.tx else {
             return self.send(reply!(503, "5.5.1", "Send MAIL first"));
         };
-        if tx.rcpts.len() >= self.cfg().max_recipients {
+        let max_rcpts = match &self.server.submission {
+            Some(sub) => sub.config.max_recipients,
+            None => self.cfg().max_recipients,
+        };
+        if tx.rcpts.len() >= max_rcpts {
             metrics::counter!("tern_smtp_rejections_total", "reason" => "too_many_recipients")
                 .increment(1);
             return self.send(reply!(452, "4.5.3", "Too many recipients"));
@@ -368,6 +429,9 @@ impl Session {
                 tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, "smtp: unknown recipient");
                 return self.rcpt_fail(reply!(550, "5.1.1", "<{address}>: no such user here"));
             }
+            Ok(Recipient::NotLocal) if self.server.submission.is_some() => {
+                return self.add_rcpt(address.to_string(), None, &to);
+            }
             Ok(Recipient::NotLocal) => {
                 metrics::counter!("tern_smtp_rejections_total", "reason" => "relay_denied")
                     .increment(1);
@@ -387,6 +451,15 @@ impl Session {
             metrics::counter!("tern_smtp_rejections_total", "reason" => "quota").increment(1);
             return self.rcpt_fail(reply!(552, "5.2.2", "<{address}>: mailbox full"));
         }
+        self.add_rcpt(address.to_string(), Some(local), &to)
+    }
+
+    fn add_rcpt(
+        &mut self,
+        address: String,
+        local: Option<LocalRecipient>,
+        to: &RcptTo<String>,
+    ) -> Next {
         let mut params = serde_json::json!({});
         if let Some(orcpt) = &to.orcpt {
             params["orcpt"] = orcpt.clone().into();
@@ -406,7 +479,7 @@ impl Session {
         }
         if let Some(tx) = &mut self.tx {
             tx.rcpts.push(Rcpt {
-                address: address.to_string(),
+                address,
                 local,
                 params,
             });
@@ -578,10 +651,18 @@ impl Session {
         };
         let queue_id = tern_core::id::queue_id();
         let now = now_unix();
-        let trace = self.trace_headers(&tx, &queue_id, now);
-        let mut raw = Vec::with_capacity(trace.len() + body.len());
-        raw.extend_from_slice(trace.as_bytes());
-        raw.extend_from_slice(&body);
+        let raw = if self.server.submission.is_some() {
+            match self.prepare_submitted(&tx, &body, &queue_id, now).await {
+                Ok(raw) => raw,
+                Err(r) => return self.send(r),
+            }
+        } else {
+            let trace = self.trace_headers(&tx, &queue_id, now, true);
+            let mut raw = Vec::with_capacity(trace.len() + body.len());
+            raw.extend_from_slice(trace.as_bytes());
+            raw.extend_from_slice(&body);
+            raw
+        };
         let size = raw.len();
         let mut params = tx.params.clone();
         params["rcpts"] = tx
@@ -590,13 +671,38 @@ impl Session {
             .map(|r| serde_json::json!({"address": r.address, "params": r.params}))
             .collect::<Vec<_>>()
             .into();
+        let outbound: Vec<OutboundRcpt> = tx
+            .rcpts
+            .iter()
+            .filter(|r| r.local.is_none())
+            .map(|r| OutboundRcpt {
+                domain: r
+                    .address
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_ascii_lowercase())
+                    .unwrap_or_default(),
+                address: r.address.clone(),
+                params: r.params.to_string(),
+            })
+            .collect();
+        let sub = self.server.submission.as_ref();
         let message = NewMessage {
             queue_id: queue_id.clone(),
             raw: Arc::new(raw),
             mail_from: tx.mail_from.clone(),
-            recipients: tx.rcpts.iter().map(|r| r.local.account).collect(),
+            recipients: tx
+                .rcpts
+                .iter()
+                .filter_map(|r| r.local.as_ref().map(|l| l.account))
+                .collect(),
             received_at: now,
             envelope_params: params.to_string(),
+            expires_at: now + sub.map(|s| s.expire.as_secs() as i64).unwrap_or(0),
+            sent_copy: match (sub, &self.account) {
+                (Some(s), Some((account, _))) if s.config.save_sent => Some(*account),
+                _ => None,
+            },
+            outbound,
         };
         let started = Instant::now();
         let result = self.server.store.deliver(message).await;
@@ -609,6 +715,7 @@ impl Session {
                     queue_id = %queue_id,
                     client = %self.conn.peer.ip(),
                     helo = self.helo.as_deref().unwrap_or(""),
+                    user = self.account.as_ref().map(|a| a.1.as_str()).unwrap_or(""),
                     from = %tx.mail_from,
                     to = %rcpts.join(","),
                     size,
@@ -630,13 +737,232 @@ impl Session {
         }
     }
 
-    /// `Return-Path` and `Received` (RFC 5321 §4.4, RFC 3848 "with" types).
-    fn trace_headers(&self, tx: &Transaction, queue_id: &str, now: i64) -> String {
+    /// The submission checks and fixes (RFC 6409 §8): every `From:`/`Sender:`
+    /// address must be the user's; `Date:` and `Message-ID:` are added when
+    /// missing; then the `Received:` line and the DKIM signatures of the
+    /// `From:` domain go on top.
+    async fn prepare_submitted(
+        &self,
+        tx: &Transaction,
+        body: &[u8],
+        queue_id: &str,
+        now: i64,
+    ) -> Result<Vec<u8>, Reply> {
+        let (Some(sub), Some((account, login))) = (&self.server.submission, &self.account) else {
+            return Err(reply!(530, "5.7.0", "Authentication required"));
+        };
+        let facts = submission::header_facts(body);
+        if facts.senders.is_empty() {
+            return Err(reply!(554, "5.6.0", "Message has no From: header"));
+        }
+        for sender in &facts.senders {
+            match submission::may_send_as(&self.server.store, *account, sender).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    metrics::counter!("tern_smtp_rejections_total", "reason" => "sender_mismatch")
+                        .increment(1);
+                    tracing::info!(client = %self.conn.peer.ip(), user = %login, header_from = %sender, "submission: From: refused");
+                    return Err(reply!(
+                        553,
+                        "5.7.1",
+                        "From: <{sender}> is not an address of {login}"
+                    ));
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "submission: sender lookup failed");
+                    return Err(reply!(451, "4.3.0", "Temporary lookup failure"));
+                }
+            }
+        }
+        let mut unsigned = self.trace_headers(tx, queue_id, now, false).into_bytes();
+        if !facts.has_date {
+            unsigned.extend_from_slice(format!("Date: {}\r\n", rfc5322_date(now)).as_bytes());
+        }
+        if !facts.has_message_id {
+            unsigned.extend_from_slice(
+                format!(
+                    "Message-ID: <{}.{:016x}@{}>\r\n",
+                    queue_id,
+                    rand::random::<u64>(),
+                    self.server.hostname
+                )
+                .as_bytes(),
+            );
+        }
+        unsigned.extend_from_slice(body);
+        let signer = match &facts.from_domain {
+            Some(d) => sub.signer(&self.server.store, d).await,
+            None => None,
+        };
+        let Some(signer) = signer else {
+            return Ok(unsigned);
+        };
+        match signer.sign(&unsigned) {
+            Ok(sig) => {
+                let mut raw = Vec::with_capacity(sig.len() + unsigned.len());
+                raw.extend_from_slice(sig.as_bytes());
+                raw.extend_from_slice(&unsigned);
+                Ok(raw)
+            }
+            Err(e) => {
+                tracing::warn!(queue_id, error = %e, "submission: DKIM signing failed; sending unsigned");
+                Ok(unsigned)
+            }
+        }
+    }
+
+    /// Whether a password may be sent now: over TLS, or from loopback when
+    /// the config allows plaintext there.
+    fn auth_allowed(&self) -> bool {
+        let loopback_ok = self
+            .server
+            .submission
+            .as_ref()
+            .is_some_and(|s| s.auth.plaintext_on_loopback);
+        self.conn.is_tls() || (loopback_ok && self.conn.is_loopback())
+    }
+
+    /// AUTH (RFC 4954 §4) with PLAIN (RFC 4616) or LOGIN.
+    async fn auth(&mut self, mechanism: u64, initial: String) -> Next {
+        if self.server.submission.is_none() {
+            return self.send(reply!(
+                503,
+                "5.5.1",
+                "AUTH is not available on this port; use submission"
+            ));
+        }
+        if self.helo.is_none() {
+            return self.send(reply!(503, "5.5.1", "Send EHLO first"));
+        }
+        if self.account.is_some() {
+            return self.send(reply!(503, "5.5.1", "Already authenticated"));
+        }
+        if self.tx.is_some() {
+            return self.send(reply!(503, "5.5.1", "AUTH is not allowed during a transaction"));
+        }
+        if !self.auth_allowed() {
+            return self.send(reply!(
+                538,
+                "5.7.11",
+                "Encryption required for authentication; use STARTTLS"
+            ));
+        }
+        let initial = initial.trim().to_string();
+        let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
+            let response = if initial.is_empty() {
+                match self.challenge("").await {
+                    Ok(r) => r,
+                    Err(next) => return next,
+                }
+            } else if initial == "=" {
+                String::new()
+            } else {
+                initial
+            };
+            match submission::decode_plain(&response) {
+                Some((authz, authc, pass)) if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) => {
+                    Some((authc, pass))
+                }
+                Some(_) => {
+                    return self.send(reply!(
+                        535,
+                        "5.7.8",
+                        "Authorization identity must match the login"
+                    ));
+                }
+                None => None,
+            }
+        } else if mechanism == smtp_proto::AUTH_LOGIN {
+            let user = if initial.is_empty() {
+                match self.challenge("VXNlcm5hbWU6").await {
+                    Ok(r) => r,
+                    Err(next) => return next,
+                }
+            } else {
+                initial
+            };
+            let pass = match self.challenge("UGFzc3dvcmQ6").await {
+                Ok(r) => r,
+                Err(next) => return next,
+            };
+            submission::decode_b64_text(&user).zip(submission::decode_b64_text(&pass))
+        } else {
+            return self.send(reply!(504, "5.5.4", "Unrecognized authentication type"));
+        };
+        let Some((login, password)) = credentials else {
+            return self.send(reply!(501, "5.5.2", "Cannot decode the AUTH response"));
+        };
+        self.login(login.trim().to_lowercase(), password).await
+    }
+
+    /// Sends a `334` challenge and reads the client's answer; `*` cancels
+    /// (RFC 4954 §4).
+    async fn challenge(&mut self, text: &str) -> Result<String, Next> {
+        self.conn.write(format!("334 {text}\r\n").as_bytes());
+        let timeout = Duration::from_secs(self.cfg().command_timeout);
+        loop {
+            match self.conn.take_line(self.cfg().max_command_line) {
+                Line::Complete(line) => {
+                    let text = String::from_utf8_lossy(&line).trim_end().to_string();
+                    if text == "*" {
+                        return Err(self.send(reply!(501, "5.0.0", "Authentication cancelled")));
+                    }
+                    return Ok(text);
+                }
+                Line::TooLong => {
+                    return Err(self.send(reply!(500, "5.5.6", "Authentication exchange line too long")));
+                }
+                Line::Incomplete => match self.conn.fill(timeout).await {
+                    Ok(0) | Err(_) => return Err(Next::Close),
+                    Ok(_) => {}
+                },
+            }
+        }
+    }
+
+    async fn login(&mut self, login: String, password: String) -> Next {
+        let Some(sub) = &self.server.submission else {
+            return Next::Close;
+        };
+        let ip = self.conn.peer.ip();
+        match sub.guard.check(ip, &login) {
+            Verdict::Allow => {}
+            Verdict::Delay(d) => tokio::time::sleep(d).await,
+            Verdict::Block => {
+                tracing::warn!(client = %ip, user = %login, "submission: login refused: too many failures");
+                metrics::counter!("tern_auth_failures_total", "service" => "submission", "reason" => "blocked").increment(1);
+                return self.send(reply!(454, "4.7.0", "Too many failed logins, try again later"));
+            }
+        }
+        match self.server.store.authenticate(&login, &password).await {
+            Ok(Some(account)) => {
+                sub.guard.succeeded(&login);
+                tracing::info!(client = %ip, user = %login, tls = self.conn.is_tls(), "submission: login");
+                self.account = Some((account, login));
+                self.send(reply!(235, "2.7.0", "Authentication successful"))
+            }
+            Ok(None) => {
+                sub.guard.failed(ip, &login);
+                tracing::warn!(client = %ip, user = %login, "submission: authentication failed");
+                metrics::counter!("tern_auth_failures_total", "service" => "submission", "reason" => "bad_credentials").increment(1);
+                self.send(reply!(535, "5.7.8", "Authentication credentials invalid"))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "submission: authentication lookup failed");
+                self.send(reply!(454, "4.7.0", "Temporary authentication failure"))
+            }
+        }
+    }
+
+    /// `Return-Path` (final delivery only) and `Received` (RFC 5321 §4.4,
+    /// RFC 3848 "with" types).
+    fn trace_headers(&self, tx: &Transaction, queue_id: &str, now: i64, return_path: bool) -> String {
+        let auth = if self.account.is_some() { "A" } else { "" };
         let with = match (self.esmtp, self.conn.is_tls()) {
-            (true, true) => "ESMTPS",
-            (true, false) => "ESMTP",
-            (false, true) => "SMTPS",
-            (false, false) => "SMTP",
+            (true, true) => format!("ESMTPS{auth}"),
+            (true, false) => format!("ESMTP{auth}"),
+            (false, true) => "SMTPS".into(),
+            (false, false) => "SMTP".into(),
         };
         let helo = sanitize(self.helo.as_deref().unwrap_or("unknown"));
         let tls = self
@@ -648,9 +974,14 @@ impl Session {
             [one] => format!("\r\n\tfor <{}>", one.address),
             _ => String::new(),
         };
+        let return_path = if return_path {
+            format!("Return-Path: <{}>\r\n", tx.mail_from)
+        } else {
+            String::new()
+        };
         format!(
-            "Return-Path: <{}>\r\nReceived: from {} ([{}]){}\r\n\tby {} (Tern) with {} id {}{}; {}\r\n",
-            tx.mail_from,
+            "{}Received: from {} ([{}]){}\r\n\tby {} (Tern) with {} id {}{}; {}\r\n",
+            return_path,
             helo,
             self.conn.peer.ip(),
             tls,

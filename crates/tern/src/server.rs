@@ -21,6 +21,10 @@ use tokio::task::JoinSet;
 pub struct Running {
     /// SMTP (MX) listeners.
     pub smtp: Vec<SocketAddr>,
+    /// Submission (STARTTLS) listeners.
+    pub submission: Vec<SocketAddr>,
+    /// Submission over implicit TLS listeners.
+    pub submissions: Vec<SocketAddr>,
     /// POP3 listeners.
     pub pop3: Vec<SocketAddr>,
     /// POP3S listeners.
@@ -119,6 +123,12 @@ pub async fn start(config: Config) -> Result<Running> {
     let hostname = config.server.hostname.clone();
 
     let smtp_l = bind(&config.listen.smtp, "SMTP").await?;
+    let submission_l = bind(&config.listen.submission, "submission").await?;
+    let submissions_l = if tls.is_some() {
+        bind(&config.listen.submissions, "submissions").await?
+    } else {
+        vec![]
+    };
     let pop3_l = bind(&config.listen.pop3, "POP3").await?;
     let pop3s_l = if tls.is_some() {
         bind(&config.listen.pop3s, "POP3S").await?
@@ -134,6 +144,8 @@ pub async fn start(config: Config) -> Result<Running> {
     let http_l = bind(&config.listen.http, "HTTP").await?;
     let mut running = Running {
         smtp: local_addrs(&smtp_l),
+        submission: local_addrs(&submission_l),
+        submissions: local_addrs(&submissions_l),
         pop3: local_addrs(&pop3_l),
         pop3s: local_addrs(&pop3s_l),
         imap: local_addrs(&imap_l),
@@ -150,7 +162,27 @@ pub async fn start(config: Config) -> Result<Running> {
         tls.clone(),
     );
     for l in smtp_l {
-        running.tasks.spawn(smtp.clone().serve(l));
+        running.tasks.spawn(smtp.clone().serve(l, false));
+    }
+    let expire = tern_core::config::parse_duration(&config.queue.expire)
+        .map_err(anyhow::Error::msg)?;
+    let submission = SmtpServer::submission(
+        config.smtp.clone(),
+        hostname.clone(),
+        store.clone(),
+        tls.clone(),
+        tern_smtp::submission::Submission::new(
+            config.submission.clone(),
+            config.auth.clone(),
+            guard.clone(),
+            expire,
+        ),
+    );
+    for l in submission_l {
+        running.tasks.spawn(submission.clone().serve(l, false));
+    }
+    for l in submissions_l {
+        running.tasks.spawn(submission.clone().serve(l, true));
     }
     let pop3 = Pop3Server::new(
         config.pop3.clone(),
@@ -196,6 +228,8 @@ pub async fn start(config: Config) -> Result<Running> {
     }
     for (what, addrs) in [
         ("smtp", &running.smtp),
+        ("submission", &running.submission),
+        ("submissions", &running.submissions),
         ("pop3", &running.pop3),
         ("pop3s", &running.pop3s),
         ("imap", &running.imap),
@@ -204,18 +238,6 @@ pub async fn start(config: Config) -> Result<Running> {
     ] {
         for a in addrs {
             tracing::info!(service = what, address = %a, "listening");
-        }
-    }
-    let reserved = [
-        ("submission", &config.listen.submission),
-        ("submissions", &config.listen.submissions),
-    ];
-    for (what, addrs) in reserved {
-        if !addrs.is_empty() {
-            tracing::debug!(
-                service = what,
-                "not available in this version; listener not opened"
-            );
         }
     }
     Ok(running)

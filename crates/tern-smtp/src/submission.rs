@@ -1,0 +1,250 @@
+//! Message submission (RFC 6409): what port 587/465 adds to the SMTP
+//! session — SASL authentication (RFC 4954; PLAIN, RFC 4616; LOGIN), the
+//! rule that a user sends only as itself, per-account rate limits, and the
+//! fixes an MSA makes to a message (RFC 6409 §8: `Date`, `Message-ID`)
+//! before DKIM signing.
+
+use base64::Engine;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_auth::{DkimAlgorithm, DkimKey, DomainSigner, SignerCache};
+use tern_core::authguard::AuthGuard;
+use tern_core::config::{AuthConfig, SubmissionConfig};
+use tern_store::{AccountId, Recipient, SharedStore};
+
+/// Settings and shared state of the submission listeners.
+pub struct Submission {
+    /// `[submission]` settings.
+    pub config: SubmissionConfig,
+    /// Password policy (`[auth]`).
+    pub auth: AuthConfig,
+    /// Failed-login throttling, shared with IMAP and POP3.
+    pub guard: Arc<AuthGuard>,
+    /// How long queued mail is retried before it is returned.
+    pub expire: Duration,
+    signers: SignerCache,
+    hourly: Option<DefaultKeyedRateLimiter<AccountId>>,
+    daily: Option<DefaultKeyedRateLimiter<AccountId>>,
+}
+
+impl Submission {
+    /// Submission with the given settings.
+    pub fn new(
+        config: SubmissionConfig,
+        auth: AuthConfig,
+        guard: Arc<AuthGuard>,
+        expire: Duration,
+    ) -> Self {
+        let limiter = |n: u32, per: Duration| {
+            NonZeroU32::new(n).map(|n| {
+                let quota = Quota::with_period(per / n.get())
+                    .unwrap_or_else(|| Quota::per_second(n))
+                    .allow_burst(n);
+                RateLimiter::keyed(quota)
+            })
+        };
+        Self {
+            hourly: limiter(config.max_messages_per_hour, Duration::from_secs(3600)),
+            daily: limiter(config.max_messages_per_day, Duration::from_secs(86400)),
+            config,
+            auth,
+            guard,
+            expire,
+            signers: SignerCache::new(Duration::from_secs(60)),
+        }
+    }
+
+    /// Takes one message from the account's hourly and daily allowance;
+    /// `Err` names the limit that is used up.
+    pub fn take_message(&self, account: AccountId) -> Result<(), &'static str> {
+        if let Some(h) = &self.hourly
+            && h.check_key(&account).is_err()
+        {
+            return Err("hourly");
+        }
+        if let Some(d) = &self.daily
+            && d.check_key(&account).is_err()
+        {
+            return Err("daily");
+        }
+        Ok(())
+    }
+
+    /// The signer for `domain`'s active keys, loaded from the store and
+    /// cached for a minute. `None` if the domain has no active key.
+    pub async fn signer(&self, store: &SharedStore, domain: &str) -> Option<Arc<DomainSigner>> {
+        let domain = domain.to_ascii_lowercase();
+        if let Some(s) = self.signers.get(&domain) {
+            return s;
+        }
+        let rows = match store.dkim_keys(&domain).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, domain, "submission: cannot load DKIM keys");
+                return None;
+            }
+        };
+        let keys: Vec<DkimKey> = rows
+            .into_iter()
+            .filter(|r| r.status == "active")
+            .filter_map(|r| {
+                Some(DkimKey {
+                    algorithm: DkimAlgorithm::from_name(&r.algorithm).ok()?,
+                    selector: r.selector,
+                    private_pem: r.private_key,
+                })
+            })
+            .collect();
+        let signer = if keys.is_empty() {
+            None
+        } else {
+            match DomainSigner::new(&domain, &keys) {
+                Ok(s) => Some(Arc::new(s)),
+                Err(e) => {
+                    tracing::error!(error = %e, domain, "submission: bad DKIM key; not signing");
+                    None
+                }
+            }
+        };
+        self.signers.put(&domain, signer.clone());
+        signer
+    }
+}
+
+/// Whether `account` may use `address` as a sender: its own address or one
+/// of its aliases (catch-alls do not count).
+pub async fn may_send_as(
+    store: &SharedStore,
+    account: AccountId,
+    address: &str,
+) -> Result<bool, tern_store::StoreError> {
+    let Ok(parsed) = tern_core::Address::parse(address) else {
+        return Ok(false);
+    };
+    Ok(matches!(
+        store.resolve(&parsed, false).await?,
+        Recipient::Local(l) if l.account == account
+    ))
+}
+
+/// Decodes a SASL PLAIN response (RFC 4616 §2): `authzid NUL authcid NUL
+/// passwd`, base64. Returns (authzid, authcid, password).
+pub fn decode_plain(b64: &str) -> Option<(String, String, String)> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    let mut parts = raw.split(|&b| b == 0);
+    let authz = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let authc = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    let pass = String::from_utf8(parts.next()?.to_vec()).ok()?;
+    if parts.next().is_some() || authc.is_empty() {
+        return None;
+    }
+    Some((authz, authc, pass))
+}
+
+/// Decodes one base64 line of AUTH LOGIN.
+pub fn decode_b64_text(b64: &str) -> Option<String> {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(b64.trim())
+        .ok()?;
+    String::from_utf8(raw).ok()
+}
+
+/// What the header block says, for the submission checks.
+pub struct HeaderFacts {
+    /// Addresses in `From:` (and `Sender:` when present).
+    pub senders: Vec<String>,
+    /// The domain to sign for: that of the first `From:` address.
+    pub from_domain: Option<String>,
+    /// Whether `Date:` is present.
+    pub has_date: bool,
+    /// Whether `Message-ID:` is present.
+    pub has_message_id: bool,
+}
+
+/// Reads the header block of a submitted message.
+pub fn header_facts(message: &[u8]) -> HeaderFacts {
+    let parsed = mail_parser::MessageParser::new().parse_headers(message);
+    let mut senders = Vec::new();
+    let mut has_date = false;
+    let mut has_message_id = false;
+    if let Some(m) = &parsed {
+        for h in m.headers() {
+            match &h.name {
+                mail_parser::HeaderName::From | mail_parser::HeaderName::Sender => {
+                    if let Some(list) = h.value.as_address() {
+                        senders.extend(
+                            list.iter()
+                                .filter_map(|a| a.address.as_deref())
+                                .map(str::to_string),
+                        );
+                    }
+                }
+                mail_parser::HeaderName::Date => has_date = true,
+                mail_parser::HeaderName::MessageId => has_message_id = true,
+                _ => {}
+            }
+        }
+    }
+    let from_domain = parsed
+        .as_ref()
+        .and_then(|m| m.from())
+        .and_then(|f| f.first())
+        .and_then(|a| a.address.as_deref())
+        .and_then(|a| a.rsplit_once('@'))
+        .map(|(_, d)| d.to_ascii_lowercase());
+    HeaderFacts {
+        senders,
+        from_domain,
+        has_date,
+        has_message_id,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain() {
+        let b = base64::engine::general_purpose::STANDARD.encode(b"\0alice@example.com\0pw");
+        assert_eq!(
+            decode_plain(&b),
+            Some(("".into(), "alice@example.com".into(), "pw".into()))
+        );
+        let bad = base64::engine::general_purpose::STANDARD.encode(b"alice");
+        assert_eq!(decode_plain(&bad), None);
+        assert_eq!(decode_plain("!!!"), None);
+    }
+
+    #[test]
+    fn facts() {
+        let f = header_facts(
+            b"From: Alice <alice@Example.com>\r\nSender: bob@example.com\r\nSubject: x\r\n\r\nbody\r\n",
+        );
+        assert_eq!(f.senders, vec!["alice@Example.com", "bob@example.com"]);
+        assert_eq!(f.from_domain.as_deref(), Some("example.com"));
+        assert!(!f.has_date && !f.has_message_id);
+    }
+
+    #[test]
+    fn limits() {
+        let cfg = SubmissionConfig {
+            max_messages_per_hour: 2,
+            ..Default::default()
+        };
+        let s = Submission::new(
+            cfg,
+            AuthConfig::default(),
+            Arc::new(AuthGuard::new(AuthConfig::default())),
+            Duration::from_secs(60),
+        );
+        assert!(s.take_message(1).is_ok());
+        assert!(s.take_message(1).is_ok());
+        assert_eq!(s.take_message(1), Err("hourly"));
+        assert!(s.take_message(2).is_ok(), "per account");
+    }
+}
