@@ -184,6 +184,15 @@ pub async fn start(config: Config) -> Result<Running> {
     for l in submissions_l {
         running.tasks.spawn(submission.clone().serve(l, true));
     }
+    let resolver = tern_dns::Resolver::new(&config.dns.nameservers)
+        .context("setting up the DNS resolver ([dns] nameservers)")?;
+    let queue = tern_queue::QueueService::new(
+        store.clone(),
+        resolver,
+        config.queue.clone(),
+        hostname.clone(),
+    )?;
+    running.tasks.spawn(queue.run());
     let pop3 = Pop3Server::new(
         config.pop3.clone(),
         config.auth.clone(),

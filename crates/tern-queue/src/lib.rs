@@ -1,0 +1,646 @@
+//! Tern's outbound queue: takes due recipients from the store, delivers
+//! them to their domains' MX hosts (or transport rules) over SMTP, and
+//! records each recipient's outcome: delivered, deferred with the retry
+//! schedule, or returned to the sender with a DSN (RFC 3464).
+//!
+//! Scheduling: recipients are claimed from the store in batches (a lease,
+//! so nothing is sent twice) and grouped per destination domain. Each domain
+//! gets up to `max_connections_per_domain` workers; a worker keeps its
+//! connection open for the next message of the same domain (up to
+//! `messages_per_connection`), and all recipients of one message at one
+//! domain go in one transaction. A domain that is down defers only its own
+//! mail. Total connections are bounded by `max_connections`.
+
+pub mod client;
+pub mod dsn;
+pub mod route;
+
+use client::{ClientError, Envelope, Reply, SmtpClient, Timeouts};
+use route::{Hop, RouteError};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tern_core::config::{QueueConfig, TlsPolicy, parse_duration};
+use tern_core::now_unix;
+use tern_dns::Resolver;
+use tern_store::{NewMessage, OutboundRcpt, QueuedRcpt, RcptOutcome, Recipient, SharedStore};
+use tokio::sync::{Notify, Semaphore};
+use tokio_rustls::TlsConnector;
+
+/// Recipients claimed per store round trip.
+const CLAIM_BATCH: usize = 500;
+/// Most recipients held in memory (claimed, not yet finished).
+const MAX_IN_FLIGHT: usize = 5000;
+/// Seconds a claim holds a recipient: longer than any single attempt.
+const LEASE_SECS: i64 = 3600;
+/// Longest sleep between looks at the queue (picks up `tern queue retry`
+/// from another process).
+const MAX_IDLE: Duration = Duration::from_secs(5);
+
+/// Setup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// A configuration value is invalid.
+    #[error("queue configuration: {0}")]
+    Config(String),
+}
+
+/// All recipients of one message at one domain: one SMTP transaction.
+struct Job {
+    rcpts: Vec<QueuedRcpt>,
+}
+
+#[derive(Default)]
+struct DomainQueue {
+    jobs: VecDeque<Job>,
+    workers: usize,
+}
+
+/// The delivery engine.
+pub struct QueueService {
+    store: SharedStore,
+    resolver: Resolver,
+    config: QueueConfig,
+    hostname: String,
+    helo: String,
+    retry: Vec<Duration>,
+    delay_notice: Option<Duration>,
+    opportunistic: TlsConnector,
+    verified: Option<TlsConnector>,
+    domains: Mutex<HashMap<String, DomainQueue>>,
+    connections: Arc<Semaphore>,
+    in_flight: AtomicUsize,
+    capacity: Notify,
+    next_source: AtomicUsize,
+}
+
+/// The result for one recipient of an attempt.
+#[derive(Debug, Clone)]
+enum Attempt {
+    Delivered { host: String, reply: Reply },
+    Temporary { host: Option<String>, error: String },
+    Permanent { host: Option<String>, status: String, error: String },
+}
+
+impl QueueService {
+    /// A service delivering from `store`; `hostname` is this server's name
+    /// (EHLO default, DSN `Reporting-MTA`).
+    pub fn new(
+        store: SharedStore,
+        resolver: Resolver,
+        config: QueueConfig,
+        hostname: String,
+    ) -> Result<Arc<Self>, QueueError> {
+        let retry = config.retry_schedule().map_err(QueueError::Config)?;
+        let delay = parse_duration(&config.delay_notice).map_err(QueueError::Config)?;
+        let helo = if config.helo_name.is_empty() {
+            hostname.clone()
+        } else {
+            config.helo_name.clone()
+        };
+        let verified = match client::verified_tls(&[]) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                tracing::warn!(error = %e, "queue: no system trust store; tls = \"required\" hops will be deferred");
+                None
+            }
+        };
+        Ok(Arc::new(Self {
+            store,
+            resolver,
+            hostname,
+            helo,
+            retry,
+            delay_notice: (!delay.is_zero()).then_some(delay),
+            opportunistic: client::opportunistic_tls(),
+            verified,
+            domains: Mutex::new(HashMap::new()),
+            connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
+            in_flight: AtomicUsize::new(0),
+            capacity: Notify::new(),
+            next_source: AtomicUsize::new(0),
+            config,
+        }))
+    }
+
+    /// Uses `connector` for `tls = "required"` hops instead of the system
+    /// trust store (tests, private CAs).
+    pub fn with_verified_tls(self: Arc<Self>, connector: TlsConnector) -> Arc<Self> {
+        match Arc::try_unwrap(self) {
+            Ok(mut s) => {
+                s.verified = Some(connector);
+                Arc::new(s)
+            }
+            Err(s) => s,
+        }
+    }
+
+    /// Runs forever: claims due recipients and hands them to workers.
+    pub async fn run(self: Arc<Self>) {
+        if let Err(e) = self.store.release_leases().await {
+            tracing::error!(error = %e, "queue: cannot release leases");
+        }
+        let wake = self.store.queue_wakeup();
+        loop {
+            let in_flight = self.in_flight.load(Ordering::Acquire);
+            let room = MAX_IN_FLIGHT.saturating_sub(in_flight).min(CLAIM_BATCH);
+            if room > 0 {
+                let now = now_unix();
+                match self.store.claim_due(now, room, now + LEASE_SECS).await {
+                    Ok(rcpts) => {
+                        let n = rcpts.len();
+                        if n > 0 {
+                            self.dispatch(rcpts);
+                        }
+                        if n == room {
+                            continue;
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "queue: cannot read the queue");
+                        tokio::time::sleep(Duration::from_secs(5)).await;
+                        continue;
+                    }
+                }
+            }
+            let wait = if room == 0 {
+                MAX_IDLE
+            } else {
+                match self.store.next_due().await {
+                    Ok(Some(t)) => {
+                        Duration::from_secs((t - now_unix()).clamp(0, MAX_IDLE.as_secs() as i64) as u64)
+                            .max(Duration::from_millis(200))
+                    }
+                    _ => MAX_IDLE,
+                }
+            };
+            tokio::select! {
+                _ = wake.notified() => {}
+                _ = self.capacity.notified(), if room == 0 => {}
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    fn dispatch(self: &Arc<Self>, rcpts: Vec<QueuedRcpt>) {
+        self.in_flight.fetch_add(rcpts.len(), Ordering::AcqRel);
+        let mut jobs: Vec<(String, Job)> = Vec::new();
+        let mut index: HashMap<(i64, String), usize> = HashMap::new();
+        for r in rcpts {
+            let key = (r.message_id, r.domain.clone());
+            match index.get(&key) {
+                Some(&i) => jobs[i].1.rcpts.push(r),
+                None => {
+                    index.insert(key, jobs.len());
+                    jobs.push((r.domain.clone(), Job { rcpts: vec![r] }));
+                }
+            }
+        }
+        let mut to_start = Vec::new();
+        {
+            let mut domains = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+            for (domain, job) in jobs {
+                let dq = domains.entry(domain.clone()).or_default();
+                dq.jobs.push_back(job);
+                if dq.workers < self.config.max_connections_per_domain.max(1)
+                    && dq.workers < dq.jobs.len()
+                {
+                    dq.workers += 1;
+                    to_start.push(domain);
+                }
+            }
+        }
+        for domain in to_start {
+            tokio::spawn(self.clone().worker(domain));
+        }
+    }
+
+    fn next_job(&self, domain: &str) -> Option<Job> {
+        let mut domains = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        let dq = domains.get_mut(domain)?;
+        match dq.jobs.pop_front() {
+            Some(j) => Some(j),
+            None => {
+                dq.workers -= 1;
+                if dq.workers == 0 {
+                    domains.remove(domain);
+                }
+                None
+            }
+        }
+    }
+
+    /// Delivers jobs of one domain until there are none left.
+    async fn worker(self: Arc<Self>, domain: String) {
+        let permit = self.connections.clone().acquire_owned().await;
+        let mut conn: Option<(SmtpClient, Hop)> = None;
+        let mut sent = 0usize;
+        // Once every hop failed, the rest of this round is deferred at once.
+        let mut unreachable: Option<Attempt> = None;
+        while let Some(job) = self.next_job(&domain) {
+            let results = match &unreachable {
+                Some(a) => vec![a.clone(); job.rcpts.len()],
+                None => {
+                    let r = self.attempt(&domain, &job, &mut conn).await;
+                    if conn.is_none()
+                        && r.iter().all(|a| matches!(a, Attempt::Temporary { host: None, .. } | Attempt::Permanent { host: None, .. }))
+                    {
+                        unreachable = r.first().cloned();
+                    }
+                    sent += 1;
+                    if sent >= self.config.messages_per_connection.max(1)
+                        && let Some((c, _)) = conn.take()
+                    {
+                        c.quit().await;
+                        sent = 0;
+                    }
+                    r
+                }
+            };
+            let n = job.rcpts.len();
+            self.finish(job, results).await;
+            self.in_flight.fetch_sub(n, Ordering::AcqRel);
+            self.capacity.notify_one();
+        }
+        if let Some((c, _)) = conn {
+            c.quit().await;
+        }
+        drop(permit);
+    }
+
+    /// One transaction for a job, opening a connection if needed.
+    async fn attempt(
+        &self,
+        domain: &str,
+        job: &Job,
+        conn: &mut Option<(SmtpClient, Hop)>,
+    ) -> Vec<Attempt> {
+        let first = &job.rcpts[0];
+        let all = |a: Attempt| vec![a; job.rcpts.len()];
+        let message = match self.store.read_blob(first.blob).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot read the message");
+                return all(Attempt::Temporary {
+                    host: None,
+                    error: format!("local error reading the message: {e}"),
+                });
+            }
+        };
+        let params: serde_json::Value =
+            serde_json::from_str(&first.message_params).unwrap_or_default();
+        let smtputf8 = params["smtputf8"].as_bool().unwrap_or(false);
+        let eightbit = params["body"].as_str() == Some("8bitmime");
+        if conn.is_none() {
+            match self.open(domain).await {
+                Ok(c) => *conn = Some(c),
+                Err(a) => return all(a),
+            }
+        }
+        let Some((client, hop)) = conn.as_mut() else {
+            return all(Attempt::Temporary {
+                host: None,
+                error: "no connection".into(),
+            });
+        };
+        let host = format!("{}[{}]", hop.host, hop.addr.ip());
+        if smtputf8 && !client.caps.smtputf8 {
+            // RFC 6531 §3.4: no downgrade of non-ASCII addresses.
+            return all(Attempt::Permanent {
+                host: Some(host),
+                status: "5.6.7".into(),
+                error: "the receiving server does not support SMTPUTF8".into(),
+            });
+        }
+        if client.caps.size > 0 && message.len() as u64 > client.caps.size {
+            return all(Attempt::Permanent {
+                host: Some(host),
+                status: "5.3.4".into(),
+                error: format!(
+                    "message of {} bytes exceeds the receiving server's limit of {}",
+                    message.len(),
+                    client.caps.size
+                ),
+            });
+        }
+        let rcpts: Vec<&str> = job.rcpts.iter().map(|r| r.address.as_str()).collect();
+        let env = Envelope {
+            mail_from: &first.mail_from,
+            rcpts: &rcpts,
+            eightbit,
+            smtputf8,
+            message: &message,
+        };
+        match client.send(&env).await {
+            Ok(t) => {
+                let per = |i: usize| -> Attempt {
+                    let reply = match (&t.mail, t.rcpts.get(i), &t.data) {
+                        (Some(m), _, _) => m.clone(),
+                        (None, Some(r), _) if !r.is_positive() => r.clone(),
+                        (None, Some(_), Some(d)) => d.clone(),
+                        _ => {
+                            return Attempt::Temporary {
+                                host: Some(host.clone()),
+                                error: "no reply to the message data".into(),
+                            };
+                        }
+                    };
+                    classify(&host, reply)
+                };
+                (0..job.rcpts.len()).map(per).collect()
+            }
+            Err(e) => {
+                tracing::info!(host, error = %e, "queue: connection failed during a transaction");
+                if let Some((c, _)) = conn.take() {
+                    drop(c);
+                }
+                all(Attempt::Temporary {
+                    host: Some(host),
+                    error: e.to_string(),
+                })
+            }
+        }
+    }
+
+    /// Connects to the first hop that works: greeting, EHLO, STARTTLS as the
+    /// policy says, AUTH for transport rules.
+    async fn open(&self, domain: &str) -> Result<(SmtpClient, Hop), Attempt> {
+        let hops = route::hops(
+            &self.resolver,
+            domain,
+            &self.config.transport,
+            self.config.mx_port,
+            self.config.tls,
+        )
+        .await
+        .map_err(|e| match e {
+            RouteError::Temporary(m) => Attempt::Temporary { host: None, error: m },
+            RouteError::Permanent(status, m) => Attempt::Permanent {
+                host: None,
+                status: status.into(),
+                error: m,
+            },
+        })?;
+        let mut last = String::from("no host to try");
+        for hop in hops {
+            match self.open_hop(&hop).await {
+                Ok(c) => return Ok((c, hop)),
+                Err(e) => {
+                    tracing::info!(domain, host = %hop.host, addr = %hop.addr, error = %e, "queue: host unusable, trying the next");
+                    last = format!("{}[{}]: {e}", hop.host, hop.addr.ip());
+                }
+            }
+        }
+        Err(Attempt::Temporary {
+            host: None,
+            error: last,
+        })
+    }
+
+    async fn open_hop(&self, hop: &Hop) -> Result<SmtpClient, String> {
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(self.config.connect_timeout),
+            command: Duration::from_secs(self.config.command_timeout),
+            data: Duration::from_secs(self.config.data_timeout),
+        };
+        let source = if self.config.source_ips.is_empty() {
+            None
+        } else {
+            let i = self.next_source.fetch_add(1, Ordering::Relaxed);
+            Some(self.config.source_ips[i % self.config.source_ips.len()])
+        };
+        let (mut c, greeting) = SmtpClient::connect(hop.addr, source, timeouts)
+            .await
+            .map_err(|e| e.to_string())?;
+        if greeting.code != 220 {
+            return Err(format!("greeting: {greeting}"));
+        }
+        let r = c.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
+        if !r.is_positive() {
+            return Err(format!("EHLO: {r}"));
+        }
+        if hop.tls != TlsPolicy::None && c.caps.starttls {
+            let connector = match hop.tls {
+                TlsPolicy::Required => self
+                    .verified
+                    .clone()
+                    .ok_or("no trust store to verify the certificate")?,
+                _ => self.opportunistic.clone(),
+            };
+            let name = rustls_pki_types::ServerName::try_from(hop.host.clone())
+                .unwrap_or_else(|_| rustls_pki_types::ServerName::IpAddress(hop.addr.ip().into()));
+            c = match c.starttls(&connector, name).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err((plain, reply))) if hop.tls == TlsPolicy::Opportunistic => {
+                    tracing::info!(host = %hop.host, reply = %reply, "queue: STARTTLS refused; continuing without TLS");
+                    plain
+                }
+                Ok(Err((_, reply))) => return Err(format!("STARTTLS: {reply}")),
+                Err(ClientError::Tls(e)) if hop.tls == TlsPolicy::Opportunistic => {
+                    // RFC 7435: fall back to a new plaintext connection.
+                    tracing::info!(host = %hop.host, error = %e, "queue: TLS failed; retrying this host without TLS");
+                    let (mut plain, g) = SmtpClient::connect(hop.addr, source, timeouts)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    if g.code != 220 {
+                        return Err(format!("greeting: {g}"));
+                    }
+                    plain.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
+                    return self.auth(plain, hop).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            if c.tls {
+                let r = c.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
+                if !r.is_positive() {
+                    return Err(format!("EHLO after STARTTLS: {r}"));
+                }
+            }
+        } else if hop.tls == TlsPolicy::Required {
+            return Err("TLS is required but the server does not offer STARTTLS".into());
+        }
+        self.auth(c, hop).await
+    }
+
+    async fn auth(&self, mut c: SmtpClient, hop: &Hop) -> Result<SmtpClient, String> {
+        if let Some((user, pass)) = &hop.auth {
+            if !c.tls && !hop.addr.ip().is_loopback() {
+                return Err("refusing to send a password without TLS".into());
+            }
+            let r = c.auth_plain(user, pass).await.map_err(|e| e.to_string())?;
+            if !r.is_positive() {
+                return Err(format!("AUTH: {r}"));
+            }
+        }
+        Ok(c)
+    }
+
+    /// Records the outcomes of a job and queues its DSNs, in one commit.
+    async fn finish(&self, job: Job, results: Vec<Attempt>) {
+        let now = now_unix();
+        let first = &job.rcpts[0];
+        let mut outcomes = Vec::with_capacity(job.rcpts.len());
+        let mut reports = Vec::new();
+        for (r, a) in job.rcpts.iter().zip(results) {
+            let params: serde_json::Value = serde_json::from_str(&r.params).unwrap_or_default();
+            let notify: Vec<&str> = params["notify"]
+                .as_array()
+                .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
+                .unwrap_or_default();
+            let wants = |what: &str| {
+                !r.mail_from.is_empty()
+                    && !notify.contains(&"NEVER")
+                    && (notify.is_empty() || notify.contains(&what))
+            };
+            let orcpt = params["orcpt"].as_str().map(str::to_string);
+            match a {
+                Attempt::Delivered { host, reply } => {
+                    metrics::counter!("tern_queue_delivered_total").increment(1);
+                    tracing::info!(queue_id = %r.queue_id, to = %r.address, host, reply = %reply, attempt = r.attempts + 1, delay_s = now - r.created_at, "queue: delivered");
+                    outcomes.push((r.id, RcptOutcome::Delivered));
+                }
+                Attempt::Permanent { host, status, error } => {
+                    metrics::counter!("tern_queue_bounced_total").increment(1);
+                    tracing::info!(queue_id = %r.queue_id, to = %r.address, host = host.as_deref().unwrap_or(""), status, error, "queue: failed permanently");
+                    if wants("FAILURE") {
+                        reports.push(dsn::RecipientReport {
+                            address: r.address.clone(),
+                            original: orcpt,
+                            action: dsn::Action::Failed,
+                            status,
+                            remote_mta: host.map(|h| h.split('[').next().unwrap_or("").to_string()),
+                            diagnostic: error.clone(),
+                            will_retry_until: None,
+                        });
+                    }
+                    outcomes.push((r.id, RcptOutcome::Failed { error }));
+                }
+                Attempt::Temporary { host, error } => {
+                    let error = match &host {
+                        Some(h) => format!("{h}: {error}"),
+                        None => error,
+                    };
+                    if now >= r.expires_at {
+                        metrics::counter!("tern_queue_bounced_total").increment(1);
+                        tracing::info!(queue_id = %r.queue_id, to = %r.address, error, "queue: expired, returning to sender");
+                        if wants("FAILURE") {
+                            reports.push(dsn::RecipientReport {
+                                address: r.address.clone(),
+                                original: orcpt,
+                                action: dsn::Action::Failed,
+                                status: "4.4.7".into(),
+                                remote_mta: None,
+                                diagnostic: format!("delivery time expired; last error: {error}"),
+                                will_retry_until: None,
+                            });
+                        }
+                        outcomes.push((r.id, RcptOutcome::Failed { error }));
+                        continue;
+                    }
+                    let wait = self.retry[(r.attempts as usize).min(self.retry.len() - 1)];
+                    let next_attempt = (now + wait.as_secs() as i64).min(r.expires_at.max(now + 1));
+                    let notice = !r.delay_noticed
+                        && self
+                            .delay_notice
+                            .is_some_and(|d| now - r.created_at >= d.as_secs() as i64)
+                        && (notify.contains(&"DELAY") || (notify.is_empty() && wants("DELAY")));
+                    if notice {
+                        reports.push(dsn::RecipientReport {
+                            address: r.address.clone(),
+                            original: orcpt,
+                            action: dsn::Action::Delayed,
+                            status: "4.0.0".into(),
+                            remote_mta: None,
+                            diagnostic: error.clone(),
+                            will_retry_until: Some(r.expires_at),
+                        });
+                    }
+                    metrics::counter!("tern_queue_deferred_total").increment(1);
+                    tracing::info!(queue_id = %r.queue_id, to = %r.address, error, attempt = r.attempts + 1, retry_in_s = next_attempt - now, "queue: deferred");
+                    outcomes.push((
+                        r.id,
+                        RcptOutcome::Deferred {
+                            next_attempt,
+                            error,
+                            delay_noticed: notice,
+                        },
+                    ));
+                }
+            }
+        }
+        let mut new = Vec::new();
+        if !reports.is_empty() {
+            match self.bounce(first, &reports, now).await {
+                Ok(m) => new.push(m),
+                Err(e) => tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot build the DSN"),
+            }
+        }
+        if let Err(e) = self.store.complete(outcomes, new).await {
+            // The lease expires and the recipients are tried again.
+            tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot record delivery results");
+        }
+    }
+
+    /// The DSN for `reports`, addressed (null sender) to the message's sender.
+    async fn bounce(
+        &self,
+        first: &QueuedRcpt,
+        reports: &[dsn::RecipientReport],
+        now: i64,
+    ) -> Result<NewMessage, tern_store::StoreError> {
+        let message = self.store.read_blob(first.blob).await?;
+        let params: serde_json::Value =
+            serde_json::from_str(&first.message_params).unwrap_or_default();
+        let raw = dsn::build(
+            &self.hostname,
+            &first.mail_from,
+            &dsn::Original {
+                queue_id: &first.queue_id,
+                arrival: first.created_at,
+                envid: params["envid"].as_str(),
+                headers_only: params["ret"].as_str() == Some("hdrs"),
+                message: &message,
+            },
+            reports,
+            now,
+        );
+        let queue_id = tern_core::id::queue_id();
+        let mut m = NewMessage::local(queue_id.clone(), raw, String::new(), Vec::new(), now, "{}".into());
+        let to = tern_core::Address::parse(&first.mail_from)
+            .map_err(|e| tern_store::StoreError::Invalid(e.to_string()))?;
+        match self.store.resolve(&to, true).await? {
+            Recipient::Local(l) => m.recipients.push(l.account),
+            _ => {
+                m.outbound.push(OutboundRcpt {
+                    address: first.mail_from.clone(),
+                    domain: to.domain().to_string(),
+                    params: "{}".into(),
+                });
+                m.expires_at = now + 5 * 86400;
+            }
+        }
+        tracing::info!(queue_id = %first.queue_id, dsn_queue_id = %queue_id, to = %first.mail_from, "queue: DSN queued");
+        Ok(m)
+    }
+}
+
+fn classify(host: &str, reply: Reply) -> Attempt {
+    if reply.is_positive() {
+        Attempt::Delivered {
+            host: host.to_string(),
+            reply,
+        }
+    } else if reply.is_permanent() {
+        Attempt::Permanent {
+            host: Some(host.to_string()),
+            status: reply.enhanced().unwrap_or("5.0.0").to_string(),
+            error: reply.to_string(),
+        }
+    } else {
+        Attempt::Temporary {
+            host: Some(host.to_string()),
+            error: reply.to_string(),
+        }
+    }
+}
