@@ -1,7 +1,7 @@
 #!/bin/bash
 # Tern's one test command (the README's; .ci/run calls it).
 #  1. installs the real peers the tests use when missing (Debian packages; needs root):
-#     postfix, swaks, fetchmail, isync (mbsync)
+#     postfix, swaks, fetchmail, isync (mbsync), dkimpy and opendkim (independent DKIM verifiers)
 #  2. cargo fmt --check, cargo clippy -D warnings
 #  3. unit and integration tests (cargo nextest when installed, else cargo test)
 #  4. end-to-end tests with real clients and Postfix against the tern binary
@@ -10,9 +10,11 @@ cd "$(dirname "$0")"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
 missing=()
-for tool in postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync; do
+for tool in postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync dkimverify:python3-dkim opendkim-testmsg:opendkim-tools; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool#*:}")
 done
+# dkimpy checks Ed25519 signatures with PyNaCl and the tests point it at their DNS with dnspython.
+/usr/bin/python3 -c "import nacl, dns.resolver" 2>/dev/null || missing+=(python3-nacl python3-dnspython)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ]; then
     echo "== installing ${missing[*]}"

@@ -3,10 +3,12 @@
 //! POP3 clients that speak over real sockets (optionally TLS) and hand back
 //! the server's replies verbatim, so tests can check exact codes.
 //!
-//! Later work adds the simulated internet here (programmable DNS zones,
-//! scripted remote SMTP hosts on their own loopback addresses).
+//! The simulated internet lives here too: an authoritative DNS server with
+//! programmable zones ([`dns`]) and scripted remote SMTP hosts, each on its
+//! own loopback address at port 25 ([`remote`]).
 
 pub mod dns;
+pub mod remote;
 
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};

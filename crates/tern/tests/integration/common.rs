@@ -15,6 +15,8 @@ pub struct Server {
     pub data: DataDir,
     pub running: Option<Running>,
     pub smtp: SocketAddr,
+    pub submission: SocketAddr,
+    pub submissions: SocketAddr,
     pub pop3: SocketAddr,
     pub pop3s: SocketAddr,
     pub http: SocketAddr,
@@ -51,6 +53,8 @@ pub async fn start(extra: &str) -> Server {
         .unwrap();
     Server {
         smtp: running.smtp[0],
+        submission: running.submission[0],
+        submissions: running.submissions[0],
         pop3: running.pop3[0],
         pop3s: running.pop3s[0],
         http: running.http[0],

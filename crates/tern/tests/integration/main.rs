@@ -8,3 +8,4 @@ mod imap;
 mod pop3;
 mod smtp;
 mod smtp_hostile;
+mod submission;
