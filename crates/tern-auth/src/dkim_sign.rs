@@ -11,10 +11,10 @@ use mail_auth::common::crypto::{
     Algorithm, DkimKey as AuthKey, Ed25519Key, RsaKey, Sha256, SigningKey,
 };
 use mail_auth::common::headers::{HeaderWriter, Writable};
-use std::sync::Arc;
 use mail_auth::dkim::{Canonicalization, DkimSigner};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
+use std::sync::Arc;
 
 /// Signing failures.
 #[derive(Debug, thiserror::Error)]
@@ -184,10 +184,11 @@ fn present_headers(message: &[u8]) -> Vec<&str> {
 /// (`tern dkim activate`) reach a running server without a restart.
 pub struct SignerCache {
     ttl: std::time::Duration,
-    map: std::sync::Mutex<
-        std::collections::HashMap<String, (std::time::Instant, Option<Arc<DomainSigner>>)>,
-    >,
+    map: std::sync::Mutex<std::collections::HashMap<String, CachedSigner>>,
 }
+
+/// When a signer was loaded, and the signer (`None`: the domain has no key).
+type CachedSigner = (std::time::Instant, Option<Arc<DomainSigner>>);
 
 impl SignerCache {
     /// An empty cache whose entries live for `ttl`.
@@ -246,7 +247,10 @@ mod tests {
         let names: Vec<String> = h.split(':').map(|s| s.to_ascii_lowercase()).collect();
         assert_eq!(names.iter().filter(|n| *n == "from").count(), 2, "{h}");
         assert!(names.contains(&"message-id".to_string()));
-        assert!(!names.contains(&"list-id".to_string()), "absent optional headers not signed");
+        assert!(
+            !names.contains(&"list-id".to_string()),
+            "absent optional headers not signed"
+        );
         assert!(out.ends_with("\r\n"));
     }
 }

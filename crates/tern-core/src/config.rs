@@ -476,8 +476,7 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.queue.retry_schedule()?;
         parse_duration(&self.queue.expire).map_err(|e| format!("queue.expire: {e}"))?;
-        parse_duration(&self.queue.delay_notice)
-            .map_err(|e| format!("queue.delay_notice: {e}"))?;
+        parse_duration(&self.queue.delay_notice).map_err(|e| format!("queue.delay_notice: {e}"))?;
         for t in &self.queue.transport {
             if t.username.is_some() != t.password.is_some() {
                 return Err(format!(
@@ -499,12 +498,10 @@ impl Config {
             path: path.into(),
             source: Box::new(source),
         })?;
-        config
-            .validate()
-            .map_err(|e| ConfigError::Invalid {
-                path: path.into(),
-                message: e,
-            })?;
+        config.validate().map_err(|e| ConfigError::Invalid {
+            path: path.into(),
+            message: e,
+        })?;
         config.data_dir = path
             .parent()
             .map(Path::to_path_buf)

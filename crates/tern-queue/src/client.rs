@@ -65,7 +65,8 @@ impl Reply {
         let class = parts.next()?;
         let ok = matches!(class, "2" | "4" | "5")
             && parts.clone().count() == 2
-            && parts.all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
+            && parts
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()));
         ok.then_some(first)
     }
 }
@@ -101,7 +102,9 @@ impl Capabilities {
         // The first line is the greeting; each further line one keyword.
         for line in text_lines.iter().skip(1) {
             let mut words = line.split_whitespace();
-            let Some(keyword) = words.next() else { continue };
+            let Some(keyword) = words.next() else {
+                continue;
+            };
             match keyword.to_ascii_uppercase().as_str() {
                 "PIPELINING" => c.pipelining = true,
                 "STARTTLS" => c.starttls = true,
@@ -224,7 +227,9 @@ impl SmtpClient {
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(0);
             if code != 0 && this != code {
-                return Err(ClientError::Protocol("reply codes differ between lines".into()));
+                return Err(ClientError::Protocol(
+                    "reply codes differ between lines".into(),
+                ));
             }
             code = this;
             let more = line.get(3) == Some(&b'-');
@@ -240,7 +245,9 @@ impl SmtpClient {
             }
         }
         if !(200..600).contains(&code) {
-            return Err(ClientError::Protocol(format!("unexpected reply code {code}")));
+            return Err(ClientError::Protocol(format!(
+                "unexpected reply code {code}"
+            )));
         }
         Ok(Reply {
             code,
@@ -513,12 +520,17 @@ pub fn opportunistic_tls() -> TlsConnector {
 
 /// A TLS configuration that checks certificates against the system's
 /// trust store (and `extra` PEM roots), for `tls = "required"`.
-pub fn verified_tls(extra: &[rustls_pki_types::CertificateDer<'static>]) -> Result<TlsConnector, String> {
+pub fn verified_tls(
+    extra: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<TlsConnector, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = if extra.is_empty() {
         rustls_platform_verifier::Verifier::new(provider.clone())
     } else {
-        rustls_platform_verifier::Verifier::new_with_extra_roots(extra.iter().cloned(), provider.clone())
+        rustls_platform_verifier::Verifier::new_with_extra_roots(
+            extra.iter().cloned(),
+            provider.clone(),
+        )
     }
     .map_err(|e| e.to_string())?;
     let cfg = rustls::ClientConfig::builder_with_provider(provider)
@@ -590,7 +602,10 @@ mod tests {
 
     #[test]
     fn enhanced_codes() {
-        let r = |t: &str| Reply { code: 550, text: t.into() };
+        let r = |t: &str| Reply {
+            code: 550,
+            text: t.into(),
+        };
         assert_eq!(r("5.1.1 no such user").enhanced(), Some("5.1.1"));
         assert_eq!(r("no such user").enhanced(), None);
         assert_eq!(r("5.1 x").enhanced(), None);
@@ -598,10 +613,17 @@ mod tests {
 
     #[test]
     fn capabilities() {
-        let lines: Vec<String> = ["mx.example Hello", "PIPELINING", "SIZE 1000", "AUTH LOGIN PLAIN", "STARTTLS", "CHUNKING"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+        let lines: Vec<String> = [
+            "mx.example Hello",
+            "PIPELINING",
+            "SIZE 1000",
+            "AUTH LOGIN PLAIN",
+            "STARTTLS",
+            "CHUNKING",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
         let c = Capabilities::parse(&lines);
         assert!(c.pipelining && c.starttls && c.chunking && c.auth_plain);
         assert_eq!(c.size, 1000);

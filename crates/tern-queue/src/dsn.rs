@@ -73,7 +73,9 @@ pub fn build(
         "Undelivered mail returned to sender"
     };
     let mut human = String::new();
-    human.push_str(&format!("This is the mail system at {reporting_mta}.\r\n\r\n"));
+    human.push_str(&format!(
+        "This is the mail system at {reporting_mta}.\r\n\r\n"
+    ));
     if delayed {
         human.push_str(
             "Your message has not been delivered yet to the recipients below.\r\n\
@@ -161,7 +163,10 @@ pub fn build(
     );
     let host = reporting_mta.to_string();
     MessageBuilder::new()
-        .from(("Mail Delivery System".to_string(), format!("MAILER-DAEMON@{host}")))
+        .from((
+            "Mail Delivery System".to_string(),
+            format!("MAILER-DAEMON@{host}"),
+        ))
         .to(to.to_string())
         .subject(subject)
         .date(Date::new(now))

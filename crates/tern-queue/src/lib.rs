@@ -72,15 +72,28 @@ pub struct QueueService {
     connections: Arc<Semaphore>,
     in_flight: AtomicUsize,
     capacity: Notify,
+    /// Signalled when a worker deferred a recipient: its retry may be due
+    /// before the scheduler would look again.
+    rescheduled: Notify,
     next_source: AtomicUsize,
 }
 
 /// The result for one recipient of an attempt.
 #[derive(Debug, Clone)]
 enum Attempt {
-    Delivered { host: String, reply: Reply },
-    Temporary { host: Option<String>, error: String },
-    Permanent { host: Option<String>, status: String, error: String },
+    Delivered {
+        host: String,
+        reply: Reply,
+    },
+    Temporary {
+        host: Option<String>,
+        error: String,
+    },
+    Permanent {
+        host: Option<String>,
+        status: String,
+        error: String,
+    },
 }
 
 impl QueueService {
@@ -119,6 +132,7 @@ impl QueueService {
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
             in_flight: AtomicUsize::new(0),
             capacity: Notify::new(),
+            rescheduled: Notify::new(),
             next_source: AtomicUsize::new(0),
             config,
         }))
@@ -168,16 +182,17 @@ impl QueueService {
                 MAX_IDLE
             } else {
                 match self.store.next_due().await {
-                    Ok(Some(t)) => {
-                        Duration::from_secs((t - now_unix()).clamp(0, MAX_IDLE.as_secs() as i64) as u64)
-                            .max(Duration::from_millis(200))
-                    }
+                    Ok(Some(t)) => Duration::from_secs(
+                        (t - now_unix()).clamp(0, MAX_IDLE.as_secs() as i64) as u64,
+                    )
+                    .max(Duration::from_millis(200)),
                     _ => MAX_IDLE,
                 }
             };
             tokio::select! {
                 _ = wake.notified() => {}
                 _ = self.capacity.notified(), if room == 0 => {}
+                _ = self.rescheduled.notified() => {}
                 _ = tokio::time::sleep(wait) => {}
             }
         }
@@ -244,7 +259,13 @@ impl QueueService {
                 None => {
                     let r = self.attempt(&domain, &job, &mut conn).await;
                     if conn.is_none()
-                        && r.iter().all(|a| matches!(a, Attempt::Temporary { host: None, .. } | Attempt::Permanent { host: None, .. }))
+                        && r.iter().all(|a| {
+                            matches!(
+                                a,
+                                Attempt::Temporary { host: None, .. }
+                                    | Attempt::Permanent { host: None, .. }
+                            )
+                        })
                     {
                         unreachable = r.first().cloned();
                     }
@@ -375,7 +396,10 @@ impl QueueService {
         )
         .await
         .map_err(|e| match e {
-            RouteError::Temporary(m) => Attempt::Temporary { host: None, error: m },
+            RouteError::Temporary(m) => Attempt::Temporary {
+                host: None,
+                error: m,
+            },
             RouteError::Permanent(status, m) => Attempt::Permanent {
                 host: None,
                 status: status.into(),
@@ -500,7 +524,11 @@ impl QueueService {
                     tracing::info!(queue_id = %r.queue_id, to = %r.address, host, reply = %reply, attempt = r.attempts + 1, delay_s = now - r.created_at, "queue: delivered");
                     outcomes.push((r.id, RcptOutcome::Delivered));
                 }
-                Attempt::Permanent { host, status, error } => {
+                Attempt::Permanent {
+                    host,
+                    status,
+                    error,
+                } => {
                     metrics::counter!("tern_queue_bounced_total").increment(1);
                     tracing::info!(queue_id = %r.queue_id, to = %r.address, host = host.as_deref().unwrap_or(""), status, error, "queue: failed permanently");
                     if wants("FAILURE") {
@@ -573,12 +601,20 @@ impl QueueService {
         if !reports.is_empty() {
             match self.bounce(first, &reports, now).await {
                 Ok(m) => new.push(m),
-                Err(e) => tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot build the DSN"),
+                Err(e) => {
+                    tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot build the DSN")
+                }
             }
         }
+        let deferred = outcomes
+            .iter()
+            .any(|(_, o)| matches!(o, RcptOutcome::Deferred { .. }));
         if let Err(e) = self.store.complete(outcomes, new).await {
             // The lease expires and the recipients are tried again.
             tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot record delivery results");
+        }
+        if deferred {
+            self.rescheduled.notify_one();
         }
     }
 
@@ -606,7 +642,14 @@ impl QueueService {
             now,
         );
         let queue_id = tern_core::id::queue_id();
-        let mut m = NewMessage::local(queue_id.clone(), raw, String::new(), Vec::new(), now, "{}".into());
+        let mut m = NewMessage::local(
+            queue_id.clone(),
+            raw,
+            String::new(),
+            Vec::new(),
+            now,
+            "{}".into(),
+        );
         let to = tern_core::Address::parse(&first.mail_from)
             .map_err(|e| tern_store::StoreError::Invalid(e.to_string()))?;
         match self.store.resolve(&to, true).await? {

@@ -72,7 +72,10 @@ pub async fn hops(
         .await
         .map_err(|e| RouteError::Temporary(e.to_string()))?;
     // RFC 7505 §3: a single MX with the root as exchange: no mail accepted.
-    if mxs.iter().any(|m| m.exchange.is_empty() || m.exchange == ".") {
+    if mxs
+        .iter()
+        .any(|m| m.exchange.is_empty() || m.exchange == ".")
+    {
         return Err(RouteError::Permanent(
             "5.1.10",
             format!("{domain} does not accept mail (null MX, RFC 7505)"),
@@ -126,7 +129,10 @@ pub async fn hops(
 }
 
 async fn addresses(resolver: &Resolver, host: &str) -> Result<Vec<IpAddr>, RouteError> {
-    if let Ok(ip) = host.trim_matches(|c| c == '[' || c == ']').parse::<IpAddr>() {
+    if let Ok(ip) = host
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<IpAddr>()
+    {
         return Ok(vec![ip]);
     }
     resolver

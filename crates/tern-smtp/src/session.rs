@@ -3,15 +3,15 @@
 use crate::SmtpServer;
 use crate::data::{DataProblem, DataReader};
 use crate::reply::{Reply, reply};
+use crate::submission;
 use smtp_proto::{MailFrom, RcptTo, Request};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tern_core::authguard::Verdict;
 use tern_core::conn::{Conn, Line};
 use tern_core::connlimit::{ConnGuard, LimitExceeded};
 use tern_core::{Address, now_unix, rfc5322_date};
-use crate::submission;
-use tern_core::authguard::Verdict;
 use tern_store::{AccountId, LocalRecipient, NewMessage, OutboundRcpt, Recipient};
 use tokio::net::TcpStream;
 
@@ -838,7 +838,11 @@ impl Session {
             return self.send(reply!(503, "5.5.1", "Already authenticated"));
         }
         if self.tx.is_some() {
-            return self.send(reply!(503, "5.5.1", "AUTH is not allowed during a transaction"));
+            return self.send(reply!(
+                503,
+                "5.5.1",
+                "AUTH is not allowed during a transaction"
+            ));
         }
         if !self.auth_allowed() {
             return self.send(reply!(
@@ -860,7 +864,9 @@ impl Session {
                 initial
             };
             match submission::decode_plain(&response) {
-                Some((authz, authc, pass)) if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) => {
+                Some((authz, authc, pass))
+                    if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) =>
+                {
                     Some((authc, pass))
                 }
                 Some(_) => {
@@ -910,7 +916,11 @@ impl Session {
                     return Ok(text);
                 }
                 Line::TooLong => {
-                    return Err(self.send(reply!(500, "5.5.6", "Authentication exchange line too long")));
+                    return Err(self.send(reply!(
+                        500,
+                        "5.5.6",
+                        "Authentication exchange line too long"
+                    )));
                 }
                 Line::Incomplete => match self.conn.fill(timeout).await {
                     Ok(0) | Err(_) => return Err(Next::Close),
@@ -931,7 +941,11 @@ impl Session {
             Verdict::Block => {
                 tracing::warn!(client = %ip, user = %login, "submission: login refused: too many failures");
                 metrics::counter!("tern_auth_failures_total", "service" => "submission", "reason" => "blocked").increment(1);
-                return self.send(reply!(454, "4.7.0", "Too many failed logins, try again later"));
+                return self.send(reply!(
+                    454,
+                    "4.7.0",
+                    "Too many failed logins, try again later"
+                ));
             }
         }
         match self.server.store.authenticate(&login, &password).await {
@@ -956,7 +970,13 @@ impl Session {
 
     /// `Return-Path` (final delivery only) and `Received` (RFC 5321 §4.4,
     /// RFC 3848 "with" types).
-    fn trace_headers(&self, tx: &Transaction, queue_id: &str, now: i64, return_path: bool) -> String {
+    fn trace_headers(
+        &self,
+        tx: &Transaction,
+        queue_id: &str,
+        now: i64,
+        return_path: bool,
+    ) -> String {
         let auth = if self.account.is_some() { "A" } else { "" };
         let with = match (self.esmtp, self.conn.is_tls()) {
             (true, true) => format!("ESMTPS{auth}"),

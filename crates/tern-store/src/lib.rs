@@ -483,8 +483,7 @@ pub trait Folders: Send + Sync {
 #[async_trait]
 pub trait Queue: Send + Sync {
     /// Claims up to `limit` recipients due at `now`, leased until `lease_until`.
-    async fn claim_due(&self, now: i64, limit: usize, lease_until: i64)
-    -> Result<Vec<QueuedRcpt>>;
+    async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>>;
     /// Records outcomes and queues the given messages (DSNs) in one commit.
     async fn complete(&self, outcomes: Vec<(i64, RcptOutcome)>, new: Vec<NewMessage>)
     -> Result<()>;

@@ -33,7 +33,13 @@ fn name(s: &str) -> Name {
 impl DnsServer {
     /// Starts a server on `ip` (any port) authoritative for `zones`.
     pub async fn start(ip: IpAddr, zones: &[&str]) -> std::io::Result<Self> {
-        let udp = UdpSocket::bind(SocketAddr::new(ip, 0)).await?;
+        Self::start_on(SocketAddr::new(ip, 0), zones).await
+    }
+
+    /// Starts a server on `addr` — port 53 lets programs that only read
+    /// `/etc/resolv.conf` use it (inside a mount namespace).
+    pub async fn start_on(addr: SocketAddr, zones: &[&str]) -> std::io::Result<Self> {
+        let udp = UdpSocket::bind(addr).await?;
         let addr = udp.local_addr()?;
         let tcp = TcpListener::bind(addr).await?;
         let mut catalog = Catalog::new();

@@ -207,12 +207,18 @@ impl RemoteHost {
 
     /// TCP connections accepted so far.
     pub fn connections(&self) -> usize {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).connections
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .connections
     }
 
     /// MAIL commands seen so far.
     pub fn transactions(&self) -> usize {
-        self.log.lock().unwrap_or_else(|e| e.into_inner()).transactions
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .transactions
     }
 
     /// Waits until `n` messages have arrived; panics after `timeout`.
@@ -296,7 +302,8 @@ impl Session {
             }
             Greeting::Refuse => {
                 let name = self.b.name.clone();
-                self.say(&format!("554 5.3.2 {name} no service\r\n")).await?;
+                self.say(&format!("554 5.3.2 {name} no service\r\n"))
+                    .await?;
                 // Keep answering 503 until QUIT, as RFC 5321 §3.1 says.
                 while let Some(l) = self.line().await? {
                     if l.eq_ignore_ascii_case("QUIT") {
@@ -351,7 +358,10 @@ impl Session {
                 from = None;
                 rcpts.clear();
             } else if upper.starts_with("MAIL FROM:") {
-                self.log.lock().unwrap_or_else(|e| e.into_inner()).transactions += 1;
+                self.log
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .transactions += 1;
                 from = Some(angle(&line[10..]));
                 rcpts.clear();
                 self.say("250 2.1.0 ok\r\n").await?;
@@ -379,9 +389,9 @@ impl Session {
                 }
                 self.say("354 go ahead\r\n").await?;
                 let data = loop {
-                    if let Some(p) = find(&self.rbuf, b"\r\n.\r\n").or_else(|| {
-                        self.rbuf.starts_with(b".\r\n").then_some(usize::MAX)
-                    }) {
+                    if let Some(p) = find(&self.rbuf, b"\r\n.\r\n")
+                        .or_else(|| self.rbuf.starts_with(b".\r\n").then_some(usize::MAX))
+                    {
                         let (body, used) = if p == usize::MAX {
                             (Vec::new(), 3)
                         } else {
@@ -394,7 +404,8 @@ impl Session {
                         return Ok(());
                     }
                 };
-                self.accept_message(&mut from, &mut rcpts, data, false).await?;
+                self.accept_message(&mut from, &mut rcpts, data, false)
+                    .await?;
             } else if upper.starts_with("BDAT ") {
                 let mut words = upper.split_whitespace().skip(1);
                 let n: usize = words.next().and_then(|w| w.parse().ok()).unwrap_or(0);
@@ -406,14 +417,16 @@ impl Session {
                 }
                 let chunk: Vec<u8> = self.rbuf.drain(..n).collect();
                 if !last {
-                    self.say("551 5.5.1 only single LAST chunks in this test host\r\n").await?;
+                    self.say("551 5.5.1 only single LAST chunks in this test host\r\n")
+                        .await?;
                     continue;
                 }
                 if rcpts.is_empty() {
                     self.say("554 5.5.1 no valid recipients\r\n").await?;
                     continue;
                 }
-                self.accept_message(&mut from, &mut rcpts, chunk, true).await?;
+                self.accept_message(&mut from, &mut rcpts, chunk, true)
+                    .await?;
             } else if upper == "RSET" {
                 from = None;
                 rcpts.clear();

@@ -164,8 +164,8 @@ pub async fn start(config: Config) -> Result<Running> {
     for l in smtp_l {
         running.tasks.spawn(smtp.clone().serve(l, false));
     }
-    let expire = tern_core::config::parse_duration(&config.queue.expire)
-        .map_err(anyhow::Error::msg)?;
+    let expire =
+        tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;
     let submission = SmtpServer::submission(
         config.smtp.clone(),
         hostname.clone(),

@@ -207,7 +207,13 @@ impl Prepared {
                  VALUES (?, ?, ?, ?, ?)",
             )?;
             for r in &m.outbound {
-                rcpt.execute(params![message_id, r.address, r.domain, r.params, m.received_at])?;
+                rcpt.execute(params![
+                    message_id,
+                    r.address,
+                    r.domain,
+                    r.params,
+                    m.received_at
+                ])?;
                 delivered += 1;
             }
         }

@@ -58,16 +58,15 @@ fn claim(c: &Connection, now: i64, limit: usize, lease_until: i64) -> Result<Vec
 
 #[async_trait]
 impl Queue for SqliteStore {
-    async fn claim_due(
-        &self,
-        now: i64,
-        limit: usize,
-        lease_until: i64,
-    ) -> Result<Vec<QueuedRcpt>> {
+    async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {
         self.write(move |c| claim(c, now, limit, lease_until)).await
     }
 
-    async fn complete(&self, outcomes: Vec<(i64, RcptOutcome)>, new: Vec<NewMessage>) -> Result<()> {
+    async fn complete(
+        &self,
+        outcomes: Vec<(i64, RcptOutcome)>,
+        new: Vec<NewMessage>,
+    ) -> Result<()> {
         let prepared = new
             .into_iter()
             .map(Prepared::new)
@@ -167,10 +166,10 @@ impl Queue for SqliteStore {
 
     async fn next_due(&self) -> Result<Option<i64>> {
         self.read(|c| {
-            Ok(c.prepare_cached(
-                "SELECT MIN(MAX(next_attempt, lease_until)) FROM queue_rcpts",
-            )?
-            .query_row([], |r| r.get(0))?)
+            Ok(
+                c.prepare_cached("SELECT MIN(MAX(next_attempt, lease_until)) FROM queue_rcpts")?
+                    .query_row([], |r| r.get(0))?,
+            )
         })
     }
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod delivery;
 mod durability;
 mod imap;
 mod pop3;

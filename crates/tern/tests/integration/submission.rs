@@ -75,9 +75,16 @@ async fn auth_and_sender_rules() {
     let m = String::from_utf8_lossy(&inbox[0]);
     assert!(m.contains("\r\nDate: "), "{m}");
     assert!(m.contains("\r\nMessage-ID: <"), "{m}");
-    assert_eq!(m.matches("DKIM-Signature:").count(), 0, "example.test has no DKIM key in this test");
+    assert_eq!(
+        m.matches("DKIM-Signature:").count(),
+        0,
+        "example.test has no DKIM key in this test"
+    );
     assert!(m.contains("with ESMTPA id"), "{m}");
-    assert!(!m.starts_with("Return-Path"), "no Return-Path before final delivery");
+    assert!(
+        !m.starts_with("Return-Path"),
+        "no Return-Path before final delivery"
+    );
     // The alias copy went to alice.
     assert_eq!(s.inbox(ALICE).await.len(), 1);
     assert_eq!(c.smtp("QUIT").await.unwrap().0, 221);
@@ -124,7 +131,10 @@ async fn auth_login_and_tls_rules() {
         .unwrap();
     assert_eq!(c.reply().await.unwrap().0, 220);
     let (_, ehlo) = c.smtp("EHLO client.example.net").await.unwrap();
-    assert!(ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"), "{ehlo}");
+    assert!(
+        ehlo.contains("AUTH PLAIN LOGIN") && !ehlo.contains("STARTTLS"),
+        "{ehlo}"
+    );
     assert_eq!(c.smtp("AUTH PLAIN").await.unwrap().0, 334);
     let (code, text) = c.smtp("*").await.unwrap();
     assert_eq!(code, 501, "{text}");
@@ -141,7 +151,10 @@ async fn hourly_limit_and_recipient_limit() {
     login(&mut c, ALICE, ALICE_PW).await;
     let msg = b"From: alice@example.test\r\nSubject: n\r\n\r\nx\r\n";
     for _ in 0..2 {
-        assert_eq!(send_message(&mut c, ALICE, &[BOB], msg).await.unwrap().0, 250);
+        assert_eq!(
+            send_message(&mut c, ALICE, &[BOB], msg).await.unwrap().0,
+            250
+        );
     }
     let (code, text) = c.smtp("MAIL FROM:<alice@example.test>").await.unwrap();
     assert_eq!(code, 451, "{text}");
@@ -165,7 +178,10 @@ async fn mx_port_still_refuses_auth_and_relay() {
         .await
         .unwrap();
     assert_eq!(code, 503);
-    assert_eq!(c.smtp("MAIL FROM:<alice@example.test>").await.unwrap().0, 250);
+    assert_eq!(
+        c.smtp("MAIL FROM:<alice@example.test>").await.unwrap().0,
+        250
+    );
     let (code, text) = c.smtp("RCPT TO:<someone@remote.test>").await.unwrap();
     assert_eq!(code, 550, "{text}");
 }

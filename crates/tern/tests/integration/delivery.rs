@@ -1,0 +1,387 @@
+//! Outbound delivery in a simulated internet: the testkit's DNS server is
+//! Tern's resolver, and remote MX hosts are scripted SMTP servers, each on
+//! its own loopback address at port 25.
+
+use crate::common::*;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tern_testkit::dns::DnsServer;
+use tern_testkit::remote::{Behaviour, Greeting, RemoteHost, unique_loopback};
+use tern_testkit::{LineClient, sasl_plain, send_message};
+
+const ZONES: &[&str] = &[
+    "remote.test",
+    "example.test",
+    "nullmx.test",
+    "backup.test",
+    "gone.test",
+];
+
+struct World {
+    dns: DnsServer,
+    s: Server,
+}
+
+/// A server whose resolver is a test DNS server (on port 53 of its own
+/// loopback address, so resolv.conf-only programs can use it too), retrying
+/// every second; `queue` adds keys to `[queue]`.
+async fn world(queue: &str) -> World {
+    let dns = loop {
+        match DnsServer::start_on(SocketAddr::new(unique_loopback(), 53), ZONES).await {
+            Ok(d) => break d,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("test DNS on port 53: {e}"),
+        }
+    };
+    let s = start(&format!(
+        "[dns]\nnameservers = [\"{}\"]\n[queue]\nretry = [\"1s\"]\n{queue}",
+        dns.addr
+    ))
+    .await;
+    World { dns, s }
+}
+
+impl World {
+    /// Points `domain`'s MX at a new scripted host.
+    async fn mx_host(&self, domain: &str, b: Behaviour) -> RemoteHost {
+        let h = RemoteHost::start(b).await;
+        let name = format!("mx.{domain}");
+        self.dns.mx(domain, 10, &name).await;
+        self.dns.ip(&name, h.ip()).await;
+        h
+    }
+
+    /// Gives example.test active DKIM keys (RSA and Ed25519) and publishes them.
+    async fn dkim(&self) {
+        use tern_auth::{DkimAlgorithm, DkimKey};
+        for (sel, alg) in [
+            ("t1r", DkimAlgorithm::Rsa2048),
+            ("t1e", DkimAlgorithm::Ed25519),
+        ] {
+            let k = DkimKey::generate(sel, alg).unwrap();
+            self.s
+                .store
+                .add_dkim_key(tern_store::DkimKeyRow {
+                    domain: "example.test".into(),
+                    selector: sel.into(),
+                    algorithm: alg.name().into(),
+                    private_key: k.private_pem.clone(),
+                    status: "active".into(),
+                })
+                .await
+                .unwrap();
+            self.dns
+                .txt(&format!("{sel}._domainkey.example.test"), &k.txt().unwrap())
+                .await;
+        }
+    }
+
+    /// Submits a message as alice; returns the final reply.
+    async fn submit(&self, to: &[&str], data: &[u8]) -> (u16, String) {
+        let mut c = LineClient::connect(self.s.submission).await.unwrap();
+        assert_eq!(c.reply().await.unwrap().0, 220);
+        c.smtp("EHLO client.example.net").await.unwrap();
+        let (code, text) = c
+            .smtp(&format!("AUTH PLAIN {}", sasl_plain(ALICE, ALICE_PW)))
+            .await
+            .unwrap();
+        assert_eq!(code, 235, "{text}");
+        send_message(&mut c, ALICE, to, data).await.unwrap()
+    }
+
+    /// Waits until the queue is empty.
+    async fn drained(&self) {
+        for _ in 0..200 {
+            if self.s.store.queue_list().await.unwrap().is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("queue not empty: {:?}", self.s.store.queue_list().await);
+    }
+
+    /// Waits until alice's INBOX holds `n` messages.
+    async fn alice_inbox(&self, n: usize) -> Vec<String> {
+        for _ in 0..300 {
+            let inbox = self.s.inbox(ALICE).await;
+            if inbox.len() >= n {
+                return inbox
+                    .iter()
+                    .map(|m| String::from_utf8_lossy(m).to_string())
+                    .collect();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("alice has fewer than {n} messages");
+    }
+}
+
+/// As sent in DATA: the "..leading dot" line is ".leading dot" once unstuffed.
+const MSG: &[u8] = b"From: Alice <alice@example.test>\r\nTo: bob@remote.test, carol@remote.test\r\nSubject: Hello from Tern\r\n\r\nHi both,\r\n..leading dot\r\nbye\r\n";
+
+fn run_dkim_verifiers(dns: &DnsServer, message: &[u8]) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/dkim_verify.py");
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(dns.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 for dkimpy (apt-get install python3-dkim python3-nacl python3-dnspython)");
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "dkimpy: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("rsa-sha256 example.test t1r pass"), "{text}");
+    assert!(
+        text.contains("ed25519-sha256 example.test t1e pass"),
+        "{text}"
+    );
+
+    // opendkim-testmsg reads only /etc/resolv.conf: give it one naming the
+    // test DNS server, in a private mount namespace.
+    let dir = tempfile::tempdir().unwrap();
+    let resolv = dir.path().join("resolv.conf");
+    std::fs::write(&resolv, format!("nameserver {}\n", dns.addr.ip())).unwrap();
+    let msg_path = dir.path().join("msg.eml");
+    std::fs::write(&msg_path, message).unwrap();
+    let out = Command::new("unshare")
+        .args(["--mount", "sh", "-c"])
+        .arg(format!(
+            "mount --bind {} /etc/resolv.conf && opendkim-testmsg < {}",
+            resolv.display(),
+            msg_path.display()
+        ))
+        .output()
+        .expect("unshare and opendkim-testmsg (apt-get install opendkim-tools)");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "opendkim-testmsg: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+// Multi-threaded: the verifiers block this thread while the test DNS
+// server (in this runtime) answers them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivers_to_mx_signed_and_verified_independently() {
+    let w = world("").await;
+    w.dkim().await;
+    let host = w.mx_host("remote.test", Behaviour::default()).await;
+    let (code, text) = w
+        .submit(&["bob@remote.test", "carol@remote.test"], MSG)
+        .await;
+    assert_eq!(code, 250, "{text}");
+    let got = host.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 1, "both recipients in one transaction");
+    let m = &got[0];
+    assert_eq!(m.mail_from, ALICE);
+    assert_eq!(m.rcpts, vec!["bob@remote.test", "carol@remote.test"]);
+    assert!(m.tls, "opportunistic STARTTLS was used");
+    let text = String::from_utf8_lossy(&m.data);
+    assert_eq!(text.matches("DKIM-Signature:").count(), 2, "{text}");
+    assert!(text.contains("\r\n.leading dot\r\n"), "dot-stuffing undone");
+    assert!(text.ends_with("bye\r\n"));
+    run_dkim_verifiers(&w.dns, &m.data);
+    w.drained().await;
+
+    // Tampering breaks the signatures (the verifiers can fail).
+    let tampered =
+        String::from_utf8_lossy(&m.data).replace("Hello from Tern", "Hello from Mallory");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/dkim_verify.py");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "/usr/bin/python3 {script} {} <<'EOF'\n{tampered}EOF",
+            w.dns.addr
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[tokio::test]
+async fn bdat_and_plain_hosts() {
+    let w = world("").await;
+    let host = w
+        .mx_host(
+            "remote.test",
+            Behaviour {
+                chunking: true,
+                starttls: false,
+                pipelining: false,
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(w.submit(&["bob@remote.test"], MSG).await.0, 250);
+    let got = host.wait_for(1, Duration::from_secs(20)).await;
+    assert!(got[0].bdat && !got[0].tls);
+    assert!(String::from_utf8_lossy(&got[0].data).contains("\r\n.leading dot\r\n"));
+}
+
+#[tokio::test]
+async fn retries_after_a_temporary_failure() {
+    let w = world("").await;
+    let host = w
+        .mx_host(
+            "remote.test",
+            Behaviour {
+                data_reply: Some((451, "4.3.0 try again later".into())),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(w.submit(&["bob@remote.test"], MSG).await.0, 250);
+    // Wait for the first attempt to be recorded as deferred.
+    let mut deferred = None;
+    for _ in 0..200 {
+        let q = w.s.store.queue_list().await.unwrap();
+        if let Some(r) = q.first().filter(|r| r.attempts >= 1) {
+            deferred = Some(r.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let r = deferred.expect("a deferred recipient");
+    assert!(
+        r.last_error.as_deref().unwrap_or("").contains("451 4.3.0"),
+        "{r:?}"
+    );
+    host.set_behaviour(Behaviour::default());
+    let got = host.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].rcpts, vec!["bob@remote.test"]);
+    w.drained().await;
+    assert!(
+        w.s.inbox(ALICE).await.is_empty(),
+        "no DSN for a delivered message"
+    );
+}
+
+#[tokio::test]
+async fn permanent_failure_returns_a_dsn() {
+    let w = world("").await;
+    let host = w.mx_host("remote.test", Behaviour::default()).await;
+    let (code, _) = w
+        .submit(&["bob@remote.test", "reject-me@remote.test"], MSG)
+        .await;
+    assert_eq!(code, 250);
+    let got = host.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].rcpts, vec!["bob@remote.test"]);
+    let inbox = w.alice_inbox(1).await;
+    let dsn = &inbox[0];
+    assert!(dsn.contains("multipart/report"), "{dsn}");
+    assert!(
+        dsn.contains("report-type=\"delivery-status\"")
+            || dsn.contains("report-type=delivery-status"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Final-Recipient: rfc822; reject-me@remote.test"));
+    assert!(dsn.contains("Action: failed"));
+    assert!(dsn.contains("Status: 5.1.1"));
+    assert!(dsn.contains("Remote-MTA: dns; mx.remote.test"));
+    assert!(dsn.contains("Diagnostic-Code: smtp; 550 5.1.1 no such user here"));
+    assert!(!dsn.contains("Final-Recipient: rfc822; bob@remote.test"));
+    assert!(
+        dsn.contains("Subject: Hello from Tern"),
+        "original returned"
+    );
+    w.drained().await;
+}
+
+#[tokio::test]
+async fn null_mx_and_missing_domains_fail_at_once() {
+    let w = world("").await;
+    w.dns.mx("nullmx.test", 0, ".").await;
+    assert_eq!(w.submit(&["x@nullmx.test"], MSG).await.0, 250);
+    let inbox = w.alice_inbox(1).await;
+    assert!(inbox[0].contains("Status: 5.1.10"), "{}", inbox[0]);
+    assert!(inbox[0].contains("null MX"));
+    assert_eq!(w.submit(&["x@nowhere.gone.test"], MSG).await.0, 250);
+    let inbox = w.alice_inbox(2).await;
+    assert!(
+        inbox.iter().any(|m| m.contains("Status: 5.1.2")),
+        "{inbox:?}"
+    );
+    w.drained().await;
+}
+
+#[tokio::test]
+async fn falls_back_to_the_next_mx() {
+    let w = world("").await;
+    // The preferred MX has an address where nothing listens.
+    w.dns.mx("backup.test", 10, "down.backup.test").await;
+    w.dns.ip("down.backup.test", unique_loopback()).await;
+    // The second refuses service in its greeting; the third works.
+    let refusing = RemoteHost::start(Behaviour {
+        greeting: Greeting::Refuse,
+        ..Default::default()
+    })
+    .await;
+    w.dns.mx("backup.test", 20, "busy.backup.test").await;
+    w.dns.ip("busy.backup.test", refusing.ip()).await;
+    let good = RemoteHost::start(Behaviour::default()).await;
+    w.dns.mx("backup.test", 30, "mx3.backup.test").await;
+    w.dns.ip("mx3.backup.test", good.ip()).await;
+    assert_eq!(w.submit(&["z@backup.test"], MSG).await.0, 250);
+    let got = good.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].rcpts, vec!["z@backup.test"]);
+    assert_eq!(refusing.connections(), 1);
+    assert!(refusing.messages().is_empty());
+    w.drained().await;
+}
+
+#[tokio::test]
+async fn expiry_sends_delay_notice_then_failure() {
+    let w = world("expire = \"4s\"\ndelay_notice = \"1s\"\n").await;
+    let _host = w
+        .mx_host(
+            "remote.test",
+            Behaviour {
+                data_reply: Some((452, "4.2.2 mailbox full".into())),
+                ..Default::default()
+            },
+        )
+        .await;
+    assert_eq!(w.submit(&["bob@remote.test"], MSG).await.0, 250);
+    let inbox = w.alice_inbox(2).await;
+    let delayed = inbox
+        .iter()
+        .find(|m| m.contains("Action: delayed"))
+        .expect("delay notice");
+    assert!(delayed.contains("Will-Retry-Until:"), "{delayed}");
+    let failed = inbox
+        .iter()
+        .find(|m| m.contains("Action: failed"))
+        .expect("failure DSN");
+    assert!(failed.contains("Status: 4.4.7"), "{failed}");
+    assert!(failed.contains("452 4.2.2 mailbox full"));
+    w.drained().await;
+}
+
+#[tokio::test]
+async fn transport_rule_overrides_mx() {
+    let relay = RemoteHost::start(Behaviour::default()).await;
+    let w = world(&format!(
+        "[[queue.transport]]\ndomain = \"remote.test\"\nhost = \"{}\"\nport = 25\n",
+        relay.ip()
+    ))
+    .await;
+    // remote.test's MX points elsewhere; the rule wins.
+    let mx = w.mx_host("remote.test", Behaviour::default()).await;
+    assert_eq!(w.submit(&["bob@remote.test"], MSG).await.0, 250);
+    relay.wait_for(1, Duration::from_secs(20)).await;
+    assert!(mx.messages().is_empty());
+}
