@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use tern_core::{Address, Config};
 use tern_store::Directory;
 
+mod queue_cmd;
+
 #[derive(Parser)]
 #[command(
     name = "tern",
@@ -87,6 +89,9 @@ enum Command {
     /// DKIM keys: list, rotate, activate.
     #[command(subcommand)]
     Dkim(DkimCmd),
+    /// The outbound queue: list, show, retry, delete.
+    #[command(subcommand)]
+    Queue(queue_cmd::QueueCmd),
 }
 
 #[derive(Subcommand)]
@@ -329,6 +334,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Domain(c) => domain(c).await,
         Command::Dns(DnsCmd::Records { domain, data }) => dns_records(&domain, &data).await,
         Command::Dkim(c) => dkim(c).await,
+        Command::Queue(c) => queue_cmd::run(c).await,
     }
 }
 

@@ -279,3 +279,83 @@ fn dkim_rotation() {
     );
     assert!(!ok);
 }
+
+#[tokio::test]
+async fn queue_list_show_retry_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("data");
+    let d = d.to_str().unwrap();
+    let (ok, out) = tern(
+        &[
+            "init",
+            "--data",
+            d,
+            "--domain",
+            "example.com",
+            "--port-base",
+            "31000",
+            "--nameserver",
+            "127.0.0.1:5399",
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let toml = std::fs::read_to_string(format!("{d}/tern.toml")).unwrap();
+    assert!(
+        toml.contains("nameservers = [\"127.0.0.1:5399\"]"),
+        "{toml}"
+    );
+    let (ok, out) = tern(&["queue", "list", "--data", d], None);
+    assert!(ok && out.contains("The queue is empty."), "{out}");
+    {
+        let config =
+            tern_core::Config::load(std::path::Path::new(&format!("{d}/tern.toml"))).unwrap();
+        let store = tern::server::open_store(&config).await.unwrap();
+        for (qid, to) in [("QA1", "x@remote.test"), ("QA2", "y@other.test")] {
+            let mut m = tern_store::NewMessage::local(
+                qid.into(),
+                b"From: a@example.com\r\nSubject: queued\r\n\r\nbody\r\n".to_vec(),
+                "a@example.com".into(),
+                vec![],
+                tern_core::now_unix(),
+                "{}".into(),
+            );
+            m.outbound.push(tern_store::OutboundRcpt {
+                address: to.into(),
+                domain: to.split('@').nth(1).unwrap().into(),
+                params: "{}".into(),
+            });
+            m.expires_at = tern_core::now_unix() + 3600;
+            tern_store::MailStore::deliver(store.as_ref(), m)
+                .await
+                .unwrap();
+        }
+    }
+    let (ok, out) = tern(&["queue", "list", "--data", d], None);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("QA1") && out.contains("x@remote.test") && out.contains("QA2"),
+        "{out}"
+    );
+    assert!(
+        out.contains("2 message(s), 2 recipient(s) queued."),
+        "{out}"
+    );
+    let (ok, out) = tern(&["queue", "show", "QA1", "--data", d], None);
+    assert!(
+        ok && out.contains("Subject: queued") && out.contains("x@remote.test"),
+        "{out}"
+    );
+    let (ok, out) = tern(&["queue", "retry", "--all", "--data", d], None);
+    assert!(ok && out.contains("recipient(s) due now"), "{out}");
+    let (ok, out) = tern(&["queue", "retry", "--data", d], None);
+    assert!(!ok && out.contains("--all"), "{out}");
+    let (ok, out) = tern(&["queue", "delete", "QA1", "--data", d], None);
+    assert!(ok && out.contains("Removed QA1"), "{out}");
+    let (ok, out) = tern(&["queue", "delete", "QA1", "--data", d], None);
+    assert!(!ok && out.contains("not in the queue"), "{out}");
+    let (ok, out) = tern(&["queue", "list", "--data", d], None);
+    assert!(ok && !out.contains("QA1") && out.contains("QA2"), "{out}");
+    let (ok, out) = tern(&["queue", "--help"], None);
+    assert!(ok && out.contains("retry"), "{out}");
+}

@@ -165,3 +165,121 @@ async fn kill_9_loses_nothing_acknowledged() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Mail queued for a remote domain survives `kill -9` while a delivery is
+/// in progress, and is delivered exactly once after the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_delivery_delivers_once_after_restart() {
+    use tern_testkit::remote::{Behaviour, Greeting, RemoteHost};
+    let dns = tern_testkit::dns::DnsServer::start([127, 0, 0, 1].into(), &["remote.test"])
+        .await
+        .unwrap();
+    // The MX accepts TCP connections but never greets: Tern's first
+    // attempt hangs in the middle of a delivery.
+    let host = RemoteHost::start(Behaviour {
+        greeting: Greeting::Stall,
+        ..Default::default()
+    })
+    .await;
+    dns.mx("remote.test", 10, "mx.remote.test").await;
+    dns.ip("mx.remote.test", host.ip()).await;
+    let port = free_port();
+    let data = DataDir::new(&format!(
+        "[dns]\nnameservers = [\"{}\"]\n[queue]\nretry = [\"1s\"]\n",
+        dns.addr
+    ));
+    let toml = std::fs::read_to_string(data.config_path())
+        .unwrap()
+        .replace(
+            "submission = [\"127.0.0.1:0\"]",
+            &format!("submission = [\"127.0.0.1:{port}\"]"),
+        );
+    std::fs::write(data.config_path(), toml).unwrap();
+    {
+        let config = Config::load(&data.config_path()).unwrap();
+        let store = tern::server::open_store(&config).await.unwrap();
+        store.add_domain("example.test", None).await.unwrap();
+        store
+            .add_account(
+                &tern_core::Address::parse("alice@example.test").unwrap(),
+                "pw",
+                0,
+            )
+            .await
+            .unwrap();
+    }
+    let mut child = spawn(&data);
+    wait_for(port).await;
+    let mut c = LineClient::connect(([127, 0, 0, 1], port).into())
+        .await
+        .unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO client.test").await.unwrap();
+    let (code, _) = c
+        .smtp(&format!(
+            "AUTH PLAIN {}",
+            tern_testkit::sasl_plain("alice@example.test", "pw")
+        ))
+        .await
+        .unwrap();
+    assert_eq!(code, 235);
+    for i in 0..3 {
+        let body = format!(
+            "From: alice@example.test\r\nMessage-ID: <crash-{i}@example.test>\r\nSubject: {i}\r\n\r\nbody {i}\r\n"
+        );
+        let (code, text) = tern_testkit::send_message(
+            &mut c,
+            "alice@example.test",
+            &["bob@remote.test"],
+            body.as_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 250, "{text}");
+    }
+    // Wait until Tern is stuck talking to the MX, then kill it.
+    for _ in 0..200 {
+        if host.connections() > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(host.connections() > 0, "delivery started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    host.set_behaviour(Behaviour::default());
+    let mut child = spawn(&data);
+    let got = host.wait_for(3, Duration::from_secs(30)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let got_later = host.messages();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(got_later.len(), 3, "no duplicates: {got_later:?}");
+    let mut ids: Vec<String> = got
+        .iter()
+        .map(|m| {
+            String::from_utf8_lossy(&m.data)
+                .lines()
+                .find_map(|l| l.strip_prefix("Message-ID: ").map(str::to_string))
+                .unwrap()
+        })
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        vec![
+            "<crash-0@example.test>",
+            "<crash-1@example.test>",
+            "<crash-2@example.test>"
+        ]
+    );
+    let config = Config::load(&data.config_path()).unwrap();
+    let store = tern::server::open_store(&config).await.unwrap();
+    assert!(
+        tern_store::Queue::queue_list(store.as_ref())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
