@@ -1,6 +1,7 @@
 #!/bin/bash
 # End-to-end tests with real peers against the real `tern` binary:
-#   Python smtplib/poplib, swaks, fetchmail (POP3S), and Postfix relaying into Tern.
+#   Python smtplib/poplib/imaplib, mbsync, swaks, fetchmail (POP3S), Postfix relaying
+#   into Tern, and Tern delivering submitted mail (smtplib, swaks AUTH) to Postfix.
 # usage: tests/e2e/run.sh PATH/TO/tern
 set -euo pipefail
 TERN=$(realpath "${1:?usage: run.sh PATH/TO/tern}")
@@ -25,6 +26,14 @@ echo "== setup: tern init + accounts in $WORK/data"
 echo 'alice-pw' | "$TERN" account add alice@example.test --data "$WORK/data" --password-stdin >/dev/null
 echo 'bob-pw' | "$TERN" account add bob@example.test --data "$WORK/data" --password-stdin >/dev/null
 "$TERN" alias add postmaster@example.test alice@example.test --data "$WORK/data" >/dev/null
+# Mail for remote.test goes to the Postfix instance below (a transport rule: no DNS here).
+cat >>"$WORK/data/tern.toml" <<EOC
+
+[[queue.transport]]
+domain = "remote.test"
+host = "127.0.0.1"
+port = $PF_PORT
+EOC
 TERN_LOG=info "$TERN" serve --data "$WORK/data" >"$WORK/tern.log" 2>&1 &
 PIDS+=($!)
 wait_port "$SMTP"; wait_port "$POP3"
@@ -108,7 +117,8 @@ echo "fetchmail: fetched over POP3S with certificate check, deleted on server"
 
 if command -v postfix >/dev/null && [ "$(id -u)" = 0 ]; then
   echo "== Postfix relays into Tern (MTA to MTA, opportunistic STARTTLS)"
-  PF=$WORK/postfix; mkdir -p "$PF/etc" "$PF/queue" "$PF/data"; chown postfix:postfix "$PF/data"
+  PF=$WORK/postfix; mkdir -p "$PF/etc" "$PF/queue" "$PF/data" "$PF/vmail"; chown postfix:postfix "$PF/data"
+  chown nobody "$PF/vmail"
   cat >"$PF/etc/main.cf" <<EOC
 compatibility_level = 3.6
 config_directory = $PF/etc
@@ -118,6 +128,11 @@ mail_owner = postfix
 setgid_group = postdrop
 myhostname = relay.remote.test
 mydestination =
+virtual_mailbox_domains = remote.test
+virtual_mailbox_base = $PF/vmail
+virtual_mailbox_maps = static:inbox/
+virtual_uid_maps = static:$(id -u nobody)
+virtual_gid_maps = static:$(id -g nobody)
 inet_interfaces = 127.0.0.1
 inet_protocols = ipv4
 mynetworks = 127.0.0.0/8
@@ -148,6 +163,7 @@ trace     unix  -       -       n       -       0       bounce
 verify    unix  -       -       n       -       1       verify
 proxymap  unix  -       -       n       -       -       proxymap
 smtp      unix  -       -       n       -       -       smtp
+virtual   unix  -       n       n       -       -       virtual
 relay     unix  -       -       n       -       -       smtp
 showq     unix  n       -       n       -       -       showq
 error     unix  -       -       n       -       -       error
@@ -184,6 +200,38 @@ for user, pw in (('alice@example.test', 'alice-pw'), ('bob@example.test', 'bob-p
 EOP
   grep -q "TLS connection established to 127.0.0.1" "$PF/maillog" || echo "note: postfix did not log TLS"
   echo "postfix: relayed to Tern over STARTTLS, one message delivered to both recipients"
+
+  echo "== submission (smtplib on 587 and 465, swaks AUTH) delivered by Tern to Postfix"
+  TOKEN2=$(python3 -c "import uuid;print(uuid.uuid4().hex)")
+  TERN_SUBMISSION=127.0.0.1:$((BASE+587)) TERN_SUBMISSIONS=127.0.0.1:$((BASE+465)) \
+    python3 "$HERE/submission.py" "$TOKEN2" || fail "smtplib submission"
+  out=$(swaks --server "127.0.0.1:$((BASE+587))" --tls --auth PLAIN --auth-user alice@example.test \
+    --auth-password alice-pw --from alice@example.test --to dave@remote.test \
+    --header "From: alice@example.test" --header "Subject: swaks $TOKEN2" --body "via swaks" 2>&1) \
+    || fail "swaks submission: $out"
+  out=$(swaks --server "127.0.0.1:$((BASE+587))" --tls --auth PLAIN --auth-user alice@example.test \
+    --auth-password alice-pw --from bob@example.test --to dave@remote.test 2>&1) && fail "swaks: sent as bob"
+  grep -q "553 5.7.1" <<<"$out" || fail "swaks: wrong sender not refused with 553 5.7.1: $out"
+  for _ in $(seq 150); do
+    n=$(grep -l -e "$TOKEN2" "$PF/vmail/inbox/new/"* 2>/dev/null | wc -l)
+    [ "$n" -ge 3 ] && break; sleep 0.2
+  done
+  [ "$n" -ge 3 ] || { tail -20 "$PF/maillog"; fail "Postfix received $n of 3 submitted messages"; }
+  python3 - "$PF/vmail/inbox/new" "$TOKEN2" <<'EOP' || fail "messages at Postfix are not as submitted"
+import email, email.policy, os, sys
+d, token = sys.argv[1], sys.argv[2]
+msgs = [open(os.path.join(d, f), 'rb').read() for f in os.listdir(d)]
+msgs = [m for m in msgs if token.encode() in m]
+assert len(msgs) == 3, len(msgs)
+for raw in msgs:
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    assert m['Message-ID'] and m['Date'], raw[:600]
+    assert b'by mail.example.test (Tern) with ESMTPSA' in raw, raw[:600]
+    assert m['Return-Path'] == '<alice@example.test>', m['Return-Path']
+print("postfix received", len(msgs), "messages with Date, Message-ID and Tern's ESMTPSA Received line")
+EOP
+  grep -q "queue: delivered" "$WORK/tern.log" || fail "no delivery log lines"
+  echo "submission: smtplib (587 STARTTLS, 465 TLS) and swaks AUTH delivered to Postfix; wrong sender refused"
 else
   echo "== Postfix relay skipped (needs postfix and root)"
 fi
