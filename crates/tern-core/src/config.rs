@@ -312,6 +312,10 @@ pub struct SubmissionConfig {
     /// Also store a copy of each submitted message in the sender's Sent folder.
     /// Off by default: mail clients usually APPEND their own copy.
     pub save_sent: bool,
+    /// Networks (`127.0.0.0/8`, `10.1.2.3`, `::1/128`) whose clients may send
+    /// without AUTH, like Postfix's `mynetworks`: applications on this host or a
+    /// private network. Their senders are not checked. Empty by default.
+    pub trusted_networks: Vec<IpNet>,
 }
 
 impl Default for SubmissionConfig {
@@ -321,7 +325,73 @@ impl Default for SubmissionConfig {
             max_messages_per_day: 2000,
             max_recipients: 100,
             save_sent: false,
+            trusted_networks: Vec::new(),
         }
+    }
+}
+
+/// An IP network: an address and a prefix length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    /// The network address.
+    pub addr: std::net::IpAddr,
+    /// Prefix length in bits.
+    pub prefix: u8,
+}
+
+impl IpNet {
+    /// Whether `ip` is inside the network (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => {
+                let mask = u32::MAX
+                    .checked_shl(32 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u32::from(n) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(n), IpAddr::V6(a)) => {
+                let mask = u128::MAX
+                    .checked_shl(128 - u32::from(self.prefix))
+                    .unwrap_or(0);
+                u128::from(n) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for IpNet {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (a, p) = s.split_once('/').unwrap_or((s, ""));
+        let addr: std::net::IpAddr = a
+            .trim()
+            .parse()
+            .map_err(|_| format!("{s:?} is not an IP network like 10.0.0.0/8"))?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if p.is_empty() {
+            max
+        } else {
+            p.trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|&n| n <= max)
+                .ok_or_else(|| format!("{s:?}: bad prefix length"))?
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl<'de> Deserialize<'de> for IpNet {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -630,6 +700,10 @@ max_messages_per_day = {sub_day}
 max_recipients = {sub_rcpts}
 # Also file a copy in the sender's Sent folder (mail clients usually do it themselves).
 save_sent = {sub_sent}
+# Networks whose clients may send through 587/465 without AUTH (like Postfix's
+# mynetworks), e.g. ["127.0.0.0/8", "::1"] for applications on this host. Their
+# sender addresses are not checked: list only networks you control.
+trusted_networks = []
 
 [queue]
 # Outbound delivery to other domains' MX hosts. Waits between attempts; the
@@ -748,6 +822,20 @@ mod tests {
         assert_eq!(c.smtp.max_errors, d.max_errors);
         assert_eq!(c.store.default_quota, StoreConfig::default().default_quota);
         assert_eq!(c.auth.block_after, AuthConfig::default().block_after);
+    }
+
+    #[test]
+    fn networks() {
+        let n: IpNet = "127.0.0.0/8".parse().unwrap();
+        assert!(n.contains("127.1.2.3".parse().unwrap()));
+        assert!(n.contains("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(!n.contains("128.0.0.1".parse().unwrap()));
+        let one: IpNet = "::1".parse().unwrap();
+        assert!(one.contains("::1".parse().unwrap()) && !one.contains("::2".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("10.0.0.0/33".parse::<IpNet>().is_err());
+        assert!("nonsense".parse::<IpNet>().is_err());
     }
 
     #[test]

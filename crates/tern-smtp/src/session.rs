@@ -294,7 +294,15 @@ impl Session {
             return self.send(reply!(503, "5.5.1", "Send EHLO or HELO first"));
         }
         if let Some(sub) = &self.server.submission {
+            let trusted = sub
+                .config
+                .trusted_networks
+                .iter()
+                .any(|n| n.contains(self.conn.peer.ip()));
             let Some((account, login)) = self.account.clone() else {
+                if trusted {
+                    return self.mail_accepted(from);
+                }
                 return self.send(reply!(530, "5.7.0", "Authentication required"));
             };
             if self.tx.is_none() {
@@ -329,6 +337,11 @@ impl Session {
                 }
             }
         }
+        self.mail_accepted(from)
+    }
+
+    /// MAIL FROM checks common to every listener (RFC 5321 §4.1.1.2).
+    fn mail_accepted(&mut self, from: MailFrom<String>) -> Next {
         if self.tx.is_some() {
             return self.send(reply!(503, "5.5.1", "Nested MAIL command"));
         }
@@ -748,15 +761,24 @@ impl Session {
         queue_id: &str,
         now: i64,
     ) -> Result<Vec<u8>, Reply> {
-        let (Some(sub), Some((account, login))) = (&self.server.submission, &self.account) else {
+        let Some(sub) = &self.server.submission else {
             return Err(reply!(530, "5.7.0", "Authentication required"));
         };
         let facts = submission::header_facts(body);
         if facts.senders.is_empty() {
             return Err(reply!(554, "5.6.0", "Message has no From: header"));
         }
-        for sender in &facts.senders {
-            match submission::may_send_as(&self.server.store, *account, sender).await {
+        // Clients from trusted networks (no account) are not checked.
+        let checks: Vec<(AccountId, String, String)> = match &self.account {
+            Some((account, login)) => facts
+                .senders
+                .iter()
+                .map(|s| (*account, login.clone(), s.clone()))
+                .collect(),
+            None => Vec::new(),
+        };
+        for (account, login, sender) in checks {
+            match submission::may_send_as(&self.server.store, account, &sender).await {
                 Ok(true) => {}
                 Ok(false) => {
                     metrics::counter!("tern_smtp_rejections_total", "reason" => "sender_mismatch")

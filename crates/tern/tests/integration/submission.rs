@@ -185,3 +185,26 @@ async fn mx_port_still_refuses_auth_and_relay() {
     let (code, text) = c.smtp("RCPT TO:<someone@remote.test>").await.unwrap();
     assert_eq!(code, 550, "{text}");
 }
+
+#[tokio::test]
+async fn trusted_networks_send_without_auth() {
+    let s = start("[submission]\ntrusted_networks = [\"127.0.0.0/8\"]\n").await;
+    let mut c = session(&s).await;
+    let (code, text) = send_message(
+        &mut c,
+        "app@anything.test",
+        &[BOB],
+        b"From: app@anything.test\r\nSubject: from an app\r\n\r\nx\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(s.inbox(BOB).await.len(), 1);
+    // A network that does not contain the client changes nothing.
+    let s = start("[submission]\ntrusted_networks = [\"10.0.0.0/8\"]\n").await;
+    let mut c = session(&s).await;
+    assert_eq!(
+        c.smtp("MAIL FROM:<app@anything.test>").await.unwrap().0,
+        530
+    );
+}
