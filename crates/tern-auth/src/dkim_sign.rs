@@ -119,11 +119,14 @@ impl DomainSigner {
         let mut headers: Vec<&str> = Vec::with_capacity(OVERSIGNED.len() * 2 + SIGNED.len());
         let present = present_headers(message);
         // mail-auth signs every instance of a listed name, then appends
-        // each listed name it found no instance for: listing a name twice
-        // therefore signs all its instances plus one empty one.
+        // each listed name it found no instance for: listing a present name
+        // twice signs all its instances plus one empty one; an absent name
+        // listed once is signed empty (nobody can add it later).
         for h in OVERSIGNED {
             headers.push(h);
-            headers.push(h);
+            if present.iter().any(|p| p.eq_ignore_ascii_case(h)) {
+                headers.push(h);
+            }
         }
         for h in SIGNED {
             if present.iter().any(|p| p.eq_ignore_ascii_case(h)) {
