@@ -483,7 +483,7 @@ impl Default for QueueConfig {
             expire: "5d".into(),
             delay_notice: "4h".into(),
             max_connections: 200,
-            max_connections_per_domain: 10,
+            max_connections_per_domain: 20,
             messages_per_connection: 100,
             connect_timeout: 30,
             command_timeout: 300,

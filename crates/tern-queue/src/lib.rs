@@ -30,10 +30,10 @@ use tokio_rustls::TlsConnector;
 
 /// Recipients claimed per store round trip.
 const CLAIM_BATCH: usize = 500;
-/// Most recipients held in memory (claimed, not yet finished).
+/// Most recipients held in memory (claimed or handed over, not yet finished).
 const MAX_IN_FLIGHT: usize = 5000;
 /// Seconds a claim holds a recipient: longer than any single attempt.
-const LEASE_SECS: i64 = 3600;
+const LEASE_SECS: i64 = tern_store::LEASE_SECS;
 /// Longest sleep between looks at the queue (picks up `tern queue retry`
 /// from another process).
 const MAX_IDLE: Duration = Duration::from_secs(5);
@@ -49,6 +49,8 @@ pub enum QueueError {
 /// All recipients of one message at one domain: one SMTP transaction.
 struct Job {
     rcpts: Vec<QueuedRcpt>,
+    /// The message, when it was handed over with it (else read from the store).
+    body: Option<Arc<Vec<u8>>>,
 }
 
 #[derive(Default)]
@@ -76,6 +78,22 @@ pub struct QueueService {
     /// before the scheduler would look again.
     rescheduled: Notify,
     next_source: AtomicUsize,
+}
+
+/// The delivery engine as the SMTP server sees it: takes freshly queued
+/// recipients straight from the submission session.
+pub struct QueueHandle(pub Arc<QueueService>);
+
+impl tern_store::Dispatch for QueueHandle {
+    fn has_room(&self) -> bool {
+        self.0.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
+    }
+
+    fn dispatch(&self, rcpts: Vec<QueuedRcpt>, body: Arc<Vec<u8>>) {
+        if !rcpts.is_empty() {
+            self.0.dispatch(rcpts, Some(body));
+        }
+    }
 }
 
 /// The result for one recipient of an attempt.
@@ -158,14 +176,19 @@ impl QueueService {
         let wake = self.store.queue_wakeup();
         loop {
             let in_flight = self.in_flight.load(Ordering::Acquire);
-            let room = MAX_IN_FLIGHT.saturating_sub(in_flight).min(CLAIM_BATCH);
+            // Claim in whole batches only: a claim is a write transaction,
+            // and one per finished recipient would double the writes.
+            let room = match MAX_IN_FLIGHT.saturating_sub(in_flight) {
+                r if r >= CLAIM_BATCH || in_flight == 0 => r.min(CLAIM_BATCH),
+                _ => 0,
+            };
             if room > 0 {
                 let now = now_unix();
                 match self.store.claim_due(now, room, now + LEASE_SECS).await {
                     Ok(rcpts) => {
                         let n = rcpts.len();
                         if n > 0 {
-                            self.dispatch(rcpts);
+                            self.dispatch(rcpts, None);
                         }
                         if n == room {
                             continue;
@@ -198,7 +221,7 @@ impl QueueService {
         }
     }
 
-    fn dispatch(self: &Arc<Self>, rcpts: Vec<QueuedRcpt>) {
+    fn dispatch(self: &Arc<Self>, rcpts: Vec<QueuedRcpt>, body: Option<Arc<Vec<u8>>>) {
         self.in_flight.fetch_add(rcpts.len(), Ordering::AcqRel);
         let mut jobs: Vec<(String, Job)> = Vec::new();
         let mut index: HashMap<(i64, String), usize> = HashMap::new();
@@ -208,7 +231,13 @@ impl QueueService {
                 Some(&i) => jobs[i].1.rcpts.push(r),
                 None => {
                     index.insert(key, jobs.len());
-                    jobs.push((r.domain.clone(), Job { rcpts: vec![r] }));
+                    jobs.push((
+                        r.domain.clone(),
+                        Job {
+                            rcpts: vec![r],
+                            body: body.clone(),
+                        },
+                    ));
                 }
             }
         }
@@ -279,10 +308,17 @@ impl QueueService {
                     r
                 }
             };
-            let n = job.rcpts.len();
-            self.finish(job, results).await;
-            self.in_flight.fetch_sub(n, Ordering::AcqRel);
-            self.capacity.notify_one();
+            // Recording the outcome waits for a commit (an fsync shared
+            // with other writes); the connection moves on to the next
+            // message meanwhile. The lease keeps the recipients out of
+            // other workers' hands until the outcome is written.
+            let svc = self.clone();
+            tokio::spawn(async move {
+                let n = job.rcpts.len();
+                svc.finish(job, results).await;
+                svc.in_flight.fetch_sub(n, Ordering::AcqRel);
+                svc.capacity.notify_one();
+            });
         }
         if let Some((c, _)) = conn {
             c.quit().await;
@@ -299,7 +335,11 @@ impl QueueService {
     ) -> Vec<Attempt> {
         let first = &job.rcpts[0];
         let all = |a: Attempt| vec![a; job.rcpts.len()];
-        let message = match self.store.read_blob(first.blob).await {
+        let stored = match &job.body {
+            Some(b) => Ok(b.clone()),
+            None => self.store.read_blob(first.blob).await.map(Arc::new),
+        };
+        let message = match stored {
             Ok(m) => m,
             Err(e) => {
                 tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot read the message");

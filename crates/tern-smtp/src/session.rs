@@ -715,10 +715,27 @@ impl Session {
                 (Some(s), Some((account, _))) if s.config.save_sent => Some(*account),
                 _ => None,
             },
+            lease_until: 0,
             outbound,
         };
         let started = Instant::now();
-        let result = self.server.store.deliver(message).await;
+        let result = match sub.and_then(|s| s.dispatch.as_ref()) {
+            // Hand the queued recipients straight to the delivery engine,
+            // leased so that nothing else claims them meanwhile.
+            Some(d) if !message.outbound.is_empty() && d.has_room() => {
+                let mut message = message;
+                message.lease_until = now + tern_store::LEASE_SECS;
+                let body = message.raw.clone();
+                match self.server.store.enqueue(message).await {
+                    Ok(rcpts) => {
+                        d.dispatch(rcpts, body);
+                        Ok(())
+                    }
+                    Err(e) => Err(e),
+                }
+            }
+            _ => self.server.store.deliver(message).await,
+        };
         let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
         match result {
             Ok(()) => {

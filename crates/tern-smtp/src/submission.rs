@@ -24,6 +24,8 @@ pub struct Submission {
     pub guard: Arc<AuthGuard>,
     /// How long queued mail is retried before it is returned.
     pub expire: Duration,
+    /// The delivery engine, to hand queued recipients to directly.
+    pub dispatch: Option<Arc<dyn tern_store::Dispatch>>,
     signers: SignerCache,
     hourly: Option<DefaultKeyedRateLimiter<AccountId>>,
     daily: Option<DefaultKeyedRateLimiter<AccountId>>,
@@ -36,6 +38,7 @@ impl Submission {
         auth: AuthConfig,
         guard: Arc<AuthGuard>,
         expire: Duration,
+        dispatch: Option<Arc<dyn tern_store::Dispatch>>,
     ) -> Self {
         let limiter = |n: u32, per: Duration| {
             NonZeroU32::new(n).map(|n| {
@@ -52,6 +55,7 @@ impl Submission {
             auth,
             guard,
             expire,
+            dispatch,
             signers: SignerCache::new(Duration::from_secs(60)),
         }
     }
@@ -241,6 +245,7 @@ mod tests {
             AuthConfig::default(),
             Arc::new(AuthGuard::new(AuthConfig::default())),
             Duration::from_secs(60),
+            None,
         );
         assert!(s.take_message(1).is_ok());
         assert!(s.take_message(1).is_ok());

@@ -151,6 +151,9 @@ pub struct NewMessage {
     pub expires_at: i64,
     /// Also file the message, `\Seen`, in this account's Sent folder.
     pub sent_copy: Option<AccountId>,
+    /// Queue the remote recipients already leased until then (0: free), for
+    /// a delivery engine that takes them straight from [`Queue::enqueue`].
+    pub lease_until: i64,
 }
 
 impl NewMessage {
@@ -173,6 +176,7 @@ impl NewMessage {
             outbound: Vec::new(),
             expires_at: 0,
             sent_copy: None,
+            lease_until: 0,
         }
     }
 }
@@ -223,6 +227,8 @@ pub struct QueuedRcpt {
     pub last_error: Option<String>,
     /// Whether the sender has been told of the delay.
     pub delay_noticed: bool,
+    /// A delivery worker holds the recipient until then (0: nobody).
+    pub leased_until: i64,
 }
 
 /// What happened to a recipient after an attempt.
@@ -482,6 +488,10 @@ pub trait Folders: Send + Sync {
 /// with their outcome; both are committed like every other write.
 #[async_trait]
 pub trait Queue: Send + Sync {
+    /// Stores a message like [`MailStore::deliver`] and returns its queued
+    /// recipients (leased when the message says so), so the caller can hand
+    /// them to the delivery engine without reading them back.
+    async fn enqueue(&self, message: NewMessage) -> Result<Vec<QueuedRcpt>>;
     /// Claims up to `limit` recipients due at `now`, leased until `lease_until`.
     async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>>;
     /// Records outcomes and queues the given messages (DSNs) in one commit.
@@ -500,6 +510,21 @@ pub trait Queue: Send + Sync {
     /// Signalled whenever recipients are queued or made due by this process.
     fn queue_wakeup(&self) -> Arc<tokio::sync::Notify>;
 }
+
+/// A delivery engine that takes freshly queued, already leased recipients
+/// directly (the store keeps them durable; the engine keeps them moving).
+pub trait Dispatch: Send + Sync {
+    /// Whether a hand-off would be taken now; if not, recipients are queued
+    /// unleased and the engine claims them from the store later.
+    fn has_room(&self) -> bool;
+    /// Takes the leased recipients of one message, with its body.
+    fn dispatch(&self, rcpts: Vec<QueuedRcpt>, body: Arc<Vec<u8>>);
+}
+
+/// How long a hand-off or claim holds a recipient: longer than any single
+/// delivery attempt. A lease that is never completed (the worker died)
+/// makes the recipient due again when it ends.
+pub const LEASE_SECS: i64 = 3600;
 
 /// Everything a running server needs from storage.
 pub trait Store: Directory + MailStore + Folders + Queue {}

@@ -87,7 +87,9 @@ pub async fn run(cmd: QueueCmd) -> Result<()> {
             let mut messages = BTreeMap::new();
             for r in &rows {
                 *messages.entry(r.message_id).or_insert(0) += 1;
-                let next = if r.next_attempt <= now {
+                let next = if r.leased_until > now {
+                    "sending".to_string()
+                } else if r.next_attempt <= now {
                     "now".to_string()
                 } else {
                     human(r.next_attempt - now)
@@ -152,7 +154,9 @@ pub async fn run(cmd: QueueCmd) -> Result<()> {
                     "  {}  attempts {}, next {}{}",
                     r.address,
                     r.attempts,
-                    if r.next_attempt <= now {
+                    if r.leased_until > now {
+                        "now (being sent)".into()
+                    } else if r.next_attempt <= now {
                         "now".into()
                     } else {
                         format!("in {}", human(r.next_attempt - now))

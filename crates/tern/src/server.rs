@@ -164,6 +164,14 @@ pub async fn start(config: Config) -> Result<Running> {
     for l in smtp_l {
         running.tasks.spawn(smtp.clone().serve(l, false));
     }
+    let resolver = tern_dns::Resolver::new(&config.dns.nameservers)
+        .context("setting up the DNS resolver ([dns] nameservers)")?;
+    let queue = tern_queue::QueueService::new(
+        store.clone(),
+        resolver,
+        config.queue.clone(),
+        hostname.clone(),
+    )?;
     let expire =
         tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;
     let submission = SmtpServer::submission(
@@ -176,6 +184,7 @@ pub async fn start(config: Config) -> Result<Running> {
             config.auth.clone(),
             guard.clone(),
             expire,
+            Some(Arc::new(tern_queue::QueueHandle(queue.clone()))),
         ),
     );
     for l in submission_l {
@@ -184,14 +193,6 @@ pub async fn start(config: Config) -> Result<Running> {
     for l in submissions_l {
         running.tasks.spawn(submission.clone().serve(l, true));
     }
-    let resolver = tern_dns::Resolver::new(&config.dns.nameservers)
-        .context("setting up the DNS resolver ([dns] nameservers)")?;
-    let queue = tern_queue::QueueService::new(
-        store.clone(),
-        resolver,
-        config.queue.clone(),
-        hostname.clone(),
-    )?;
     running.tasks.spawn(queue.run());
     let pop3 = Pop3Server::new(
         config.pop3.clone(),

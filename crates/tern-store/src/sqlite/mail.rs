@@ -15,7 +15,7 @@ impl MailStore for SqliteStore {
         let prepared = Prepared::new(message)?;
         let notify = prepared.notify.clone();
         let queued = !prepared.message.outbound.is_empty();
-        let r = self.write(move |c| prepared.insert(c)).await;
+        let r = self.write(move |c| prepared.insert(c).map(|_| ())).await;
         if r.is_ok() {
             notify.into_iter().for_each(|a| self.changed(a));
             if queued {
@@ -137,8 +137,9 @@ impl Prepared {
         })
     }
 
-    /// Inserts the body, the mailbox rows and the queue rows. Runs in the writer.
-    pub(super) fn insert(&self, c: &rusqlite::Connection) -> Result<()> {
+    /// Inserts the body, the mailbox rows and the queue rows; returns the
+    /// queued recipients. Runs in the writer.
+    pub(super) fn insert(&self, c: &rusqlite::Connection) -> Result<Vec<crate::QueuedRcpt>> {
         let m = &self.message;
         let size = m.raw.len() as i64;
         c.prepare_cached(
@@ -157,6 +158,7 @@ impl Prepared {
              FROM mailboxes WHERE account_id = ? AND name = ?",
         )?;
         let mut delivered = 0;
+        let mut queued = Vec::new();
         for account in &self.recipients {
             let n = insert.execute(params![
                 blob_id,
@@ -203,24 +205,49 @@ impl Prepared {
             ])?;
             let message_id = c.last_insert_rowid();
             let mut rcpt = c.prepare_cached(
-                "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt)
-                 VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt, lease_until)
+                 VALUES (?, ?, ?, ?, ?, ?)",
             )?;
+            let (next_attempt, lease) = if m.lease_until > 0 {
+                (m.lease_until, m.lease_until)
+            } else {
+                (m.received_at, 0)
+            };
             for r in &m.outbound {
                 rcpt.execute(params![
                     message_id,
                     r.address,
                     r.domain,
                     r.params,
-                    m.received_at
+                    next_attempt,
+                    lease
                 ])?;
                 delivered += 1;
+                queued.push(crate::QueuedRcpt {
+                    id: c.last_insert_rowid(),
+                    message_id,
+                    queue_id: m.queue_id.clone(),
+                    blob: blob_id,
+                    mail_from: m.mail_from.clone(),
+                    message_params: m.envelope_params.clone(),
+                    size: size as u64,
+                    address: r.address.clone(),
+                    domain: r.domain.clone(),
+                    params: r.params.clone(),
+                    attempts: 0,
+                    created_at: m.received_at,
+                    expires_at: m.expires_at,
+                    next_attempt,
+                    last_error: None,
+                    delay_noticed: false,
+                    leased_until: lease,
+                });
             }
         }
         if delivered == 0 {
             // The savepoint rollback removes the unreferenced blob.
             return Err(StoreError::NotFound("every recipient account".into()));
         }
-        Ok(())
+        Ok(queued)
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 const RCPT_COLUMNS: &str = "r.id, r.message_id, m.queue_id, m.blob_id, m.mail_from, m.params,
     m.size, r.address, r.domain, r.params, r.attempts, m.created_at, m.expires_at,
-    r.next_attempt, r.last_error, r.delay_noticed";
+    r.next_attempt, r.last_error, r.delay_noticed, r.lease_until";
 
 fn rcpt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRcpt> {
     Ok(QueuedRcpt {
@@ -30,14 +30,18 @@ fn rcpt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRcpt> {
         next_attempt: r.get(13)?,
         last_error: r.get(14)?,
         delay_noticed: r.get::<_, i64>(15)? != 0,
+        leased_until: r.get(16)?,
     })
 }
 
 fn claim(c: &Connection, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {
     let ids: Vec<i64> = c
         .prepare_cached(
-            "UPDATE queue_rcpts SET lease_until = ?1 WHERE id IN (
-                SELECT id FROM queue_rcpts WHERE next_attempt <= ?2 AND lease_until <= ?2
+            // The lease also moves `next_attempt` to its end: leased rows
+            // drop out of the due range (claims never scan past them), and
+            // a lease whose worker vanished falls due again by itself.
+            "UPDATE queue_rcpts SET lease_until = ?1, next_attempt = ?1 WHERE id IN (
+                SELECT id FROM queue_rcpts WHERE next_attempt <= ?2
                 ORDER BY next_attempt LIMIT ?3)
              RETURNING id",
         )?
@@ -58,6 +62,20 @@ fn claim(c: &Connection, now: i64, limit: usize, lease_until: i64) -> Result<Vec
 
 #[async_trait]
 impl Queue for SqliteStore {
+    async fn enqueue(&self, message: NewMessage) -> Result<Vec<QueuedRcpt>> {
+        let leased = message.lease_until > 0;
+        let prepared = Prepared::new(message)?;
+        let notify = prepared.notify.clone();
+        let r = self.write(move |c| prepared.insert(c)).await;
+        if let Ok(q) = &r {
+            notify.into_iter().for_each(|a| self.changed(a));
+            if !q.is_empty() && !leased {
+                self.queue_wakeup.notify_one();
+            }
+        }
+        r
+    }
+
     async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {
         self.write(move |c| claim(c, now, limit, lease_until)).await
     }
@@ -127,11 +145,13 @@ impl Queue for SqliteStore {
                 Ok(match &queue_id {
                     Some(q) => c.execute(
                         "UPDATE queue_rcpts SET next_attempt = ?1 WHERE next_attempt > ?1
+                         AND lease_until = 0
                          AND message_id IN (SELECT id FROM queue_messages WHERE queue_id = ?2)",
                         params![now, q],
                     )?,
                     None => c.execute(
-                        "UPDATE queue_rcpts SET next_attempt = ?1 WHERE next_attempt > ?1",
+                        "UPDATE queue_rcpts SET next_attempt = ?1 WHERE next_attempt > ?1
+                         AND lease_until = 0",
                         [now],
                     )?,
                 })
@@ -156,8 +176,8 @@ impl Queue for SqliteStore {
     async fn release_leases(&self) -> Result<()> {
         self.write(|c| {
             c.execute(
-                "UPDATE queue_rcpts SET lease_until = 0 WHERE lease_until != 0",
-                [],
+                "UPDATE queue_rcpts SET lease_until = 0, next_attempt = ? WHERE lease_until != 0",
+                [tern_core::now_unix()],
             )?;
             Ok(())
         })
@@ -167,7 +187,7 @@ impl Queue for SqliteStore {
     async fn next_due(&self) -> Result<Option<i64>> {
         self.read(|c| {
             Ok(
-                c.prepare_cached("SELECT MIN(MAX(next_attempt, lease_until)) FROM queue_rcpts")?
+                c.prepare_cached("SELECT MIN(next_attempt) FROM queue_rcpts")?
                     .query_row([], |r| r.get(0))?,
             )
         })
