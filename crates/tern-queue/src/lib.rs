@@ -34,9 +34,9 @@ const CLAIM_BATCH: usize = 500;
 const MAX_IN_FLIGHT: usize = 5000;
 /// Seconds a claim holds a recipient: longer than any single attempt.
 const LEASE_SECS: i64 = tern_store::LEASE_SECS;
-/// Longest sleep between looks at the queue (picks up `tern queue retry`
-/// from another process).
-const MAX_IDLE: Duration = Duration::from_secs(5);
+/// Longest sleep between looks at the queue: `tern queue retry`, run in
+/// another process, takes effect within this (one indexed MIN() per look).
+const MAX_IDLE: Duration = Duration::from_millis(250);
 
 /// Setup failures.
 #[derive(Debug, thiserror::Error)]

@@ -14,6 +14,9 @@ CREATE TABLE IF NOT EXISTS queue_messages (
     expires_at  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS queue_messages_queue_id ON queue_messages(queue_id);
+-- Deleting a body checks its references (foreign keys): without this index
+-- that check scans the whole queue.
+CREATE INDEX IF NOT EXISTS queue_messages_blob ON queue_messages(blob_id);
 CREATE TABLE IF NOT EXISTS queue_rcpts (
     id            INTEGER PRIMARY KEY,
     message_id    INTEGER NOT NULL REFERENCES queue_messages(id),
