@@ -171,7 +171,19 @@ pub struct HeaderFacts {
 
 /// Reads the header block of a submitted message.
 pub fn header_facts(message: &[u8]) -> HeaderFacts {
-    let parsed = mail_parser::MessageParser::new().parse_headers(message);
+    // Parse only what is looked at: the address fields; Date and
+    // Message-ID are only checked for presence (raw).
+    static PARSER: std::sync::LazyLock<mail_parser::MessageParser> =
+        std::sync::LazyLock::new(|| {
+            use mail_parser::HeaderName;
+            mail_parser::MessageParser::default()
+                .default_header_ignore()
+                .header_address(HeaderName::From)
+                .header_address(HeaderName::Sender)
+                .header_raw(HeaderName::Date)
+                .header_raw(HeaderName::MessageId)
+        });
+    let parsed = PARSER.parse_headers(message);
     let mut senders = Vec::new();
     let mut has_date = false;
     let mut has_message_id = false;

@@ -109,7 +109,9 @@ pub(super) struct Prepared {
     message: NewMessage,
     hash: String,
     meta: String,
-    header_len: usize,
+    /// Length of the header block, stored for header searches (`None`:
+    /// queue-only body, never searched).
+    header_len: Option<usize>,
     recipients: Vec<AccountId>,
     /// Accounts whose mailboxes change.
     pub(super) notify: Vec<AccountId>,
@@ -118,10 +120,18 @@ pub(super) struct Prepared {
 impl Prepared {
     pub(super) fn new(message: NewMessage) -> Result<Self> {
         let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
-        let analysed = meta::analyze(&message.raw);
-        let header_len = (analysed.body_offset as usize).min(message.raw.len());
-        let meta =
-            serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        // The MIME metadata and the header block serve IMAP and POP3; a
+        // body that only waits in the queue never needs them.
+        let queue_only = message.recipients.is_empty() && message.sent_copy.is_none();
+        let (meta, header_len) = if queue_only {
+            ("{}".to_string(), None)
+        } else {
+            let analysed = meta::analyze(&message.raw);
+            let header_len = (analysed.body_offset as usize).min(message.raw.len());
+            let meta =
+                serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
+            (meta, Some(header_len))
+        };
         let mut recipients = message.recipients.clone();
         recipients.sort_unstable();
         recipients.dedup();
@@ -147,8 +157,10 @@ impl Prepared {
         )?
         .execute(params![self.hash, size, self.meta, m.raw.as_slice()])?;
         let blob_id = c.last_insert_rowid();
-        c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
-            .execute(params![blob_id, &m.raw[..self.header_len]])?;
+        if let Some(len) = self.header_len {
+            c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
+                .execute(params![blob_id, &m.raw[..len]])?;
+        }
         let mut insert = c.prepare_cached(
             // UID and MODSEQ come from the mailbox row; the insert trigger
             // advances them, the account's usage and the blob's refcount.
