@@ -470,6 +470,11 @@ pub struct QueueConfig {
     pub mx_port: u16,
     /// TLS towards MX hosts without MTA-STS or DANE.
     pub tls: TlsPolicy,
+    /// Honour destinations' MTA-STS policies (RFC 8461).
+    pub mta_sts: bool,
+    /// Extra trusted CA certificates (PEM file) for verified TLS — MTA-STS
+    /// hosts and `tls = "required"` hops — besides the system's; "" for none.
+    pub tls_ca_file: PathBuf,
     /// Transport rules, checked in order (`[[queue.transport]]`).
     pub transport: Vec<Transport>,
 }
@@ -492,6 +497,8 @@ impl Default for QueueConfig {
             source_ips: Vec::new(),
             mx_port: 25,
             tls: TlsPolicy::Opportunistic,
+            mta_sts: true,
+            tls_ca_file: PathBuf::new(),
             transport: Vec::new(),
         }
     }
@@ -726,8 +733,13 @@ helo_name = ""
 # Local IP addresses to send from, in turn ([] = the system chooses).
 source_ips = []
 # TLS towards MX hosts: "opportunistic" (STARTTLS when offered), "required" or "none".
-# MTA-STS and DANE policies published by the destination take precedence.
+# MTA-STS policies published by the destination take precedence (DANE: not yet).
 tls = "opportunistic"
+# Honour MTA-STS (RFC 8461): deliver only to the MX hosts a domain's policy names, over
+# TLS with a valid certificate, when the policy says "enforce".
+mta_sts = true
+# Extra CA certificates (PEM) trusted for verified TLS, besides the system's ("" = none).
+tls_ca_file = ""
 # Transport rules send a domain's mail somewhere other than its MX hosts;
 # domain = "*" makes a smarthost for all mail. Example:
 # [[queue.transport]]

@@ -518,11 +518,18 @@ pub fn opportunistic_tls() -> TlsConnector {
     }
 }
 
-/// A TLS configuration that checks certificates against the system's
-/// trust store (and `extra` PEM roots), for `tls = "required"`.
+/// A TLS connector that checks certificates against the system's trust
+/// store (and `extra` roots), for `tls = "required"` and MTA-STS.
 pub fn verified_tls(
     extra: &[rustls_pki_types::CertificateDer<'static>],
 ) -> Result<TlsConnector, String> {
+    Ok(TlsConnector::from(Arc::new(verified_tls_config(extra)?)))
+}
+
+/// The client configuration behind [`verified_tls`].
+pub fn verified_tls_config(
+    extra: &[rustls_pki_types::CertificateDer<'static>],
+) -> Result<rustls::ClientConfig, String> {
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let verifier = if extra.is_empty() {
         rustls_platform_verifier::Verifier::new(provider.clone())
@@ -533,13 +540,12 @@ pub fn verified_tls(
         )
     }
     .map_err(|e| e.to_string())?;
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    Ok(TlsConnector::from(Arc::new(cfg)))
+        .with_no_client_auth())
 }
 
 #[derive(Debug)]

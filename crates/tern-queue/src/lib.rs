@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod dsn;
+pub mod mta_sts;
 pub mod route;
 
 use client::{ClientError, Envelope, Reply, SmtpClient, Timeouts};
@@ -70,6 +71,7 @@ pub struct QueueService {
     delay_notice: Option<Duration>,
     opportunistic: TlsConnector,
     verified: Option<TlsConnector>,
+    mta_sts: Option<mta_sts::MtaSts>,
     domains: Mutex<HashMap<String, DomainQueue>>,
     connections: Arc<Semaphore>,
     in_flight: AtomicUsize,
@@ -116,12 +118,14 @@ enum Attempt {
 
 impl QueueService {
     /// A service delivering from `store`; `hostname` is this server's name
-    /// (EHLO default, DSN `Reporting-MTA`).
+    /// (EHLO default, DSN `Reporting-MTA`); `extra_roots` are trusted for
+    /// verified TLS besides the system's trust store.
     pub fn new(
         store: SharedStore,
         resolver: Resolver,
         config: QueueConfig,
         hostname: String,
+        extra_roots: &[rustls_pki_types::CertificateDer<'static>],
     ) -> Result<Arc<Self>, QueueError> {
         let retry = config.retry_schedule().map_err(QueueError::Config)?;
         let delay = parse_duration(&config.delay_notice).map_err(QueueError::Config)?;
@@ -130,13 +134,19 @@ impl QueueService {
         } else {
             config.helo_name.clone()
         };
-        let verified = match client::verified_tls(&[]) {
+        let verified_cfg = match client::verified_tls_config(extra_roots) {
             Ok(v) => Some(v),
             Err(e) => {
-                tracing::warn!(error = %e, "queue: no system trust store; tls = \"required\" hops will be deferred");
+                tracing::warn!(error = %e, "queue: no trust store; tls = \"required\" hops are deferred and MTA-STS is off");
                 None
             }
         };
+        let verified = verified_cfg
+            .clone()
+            .map(|c| TlsConnector::from(Arc::new(c)));
+        let mta_sts = verified_cfg
+            .filter(|_| config.mta_sts)
+            .map(|c| mta_sts::MtaSts::new(resolver.clone(), c, 443));
         Ok(Arc::new(Self {
             store,
             resolver,
@@ -146,6 +156,7 @@ impl QueueService {
             delay_notice: (!delay.is_zero()).then_some(delay),
             opportunistic: client::opportunistic_tls(),
             verified,
+            mta_sts,
             domains: Mutex::new(HashMap::new()),
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
             in_flight: AtomicUsize::new(0),
@@ -154,18 +165,6 @@ impl QueueService {
             next_source: AtomicUsize::new(0),
             config,
         }))
-    }
-
-    /// Uses `connector` for `tls = "required"` hops instead of the system
-    /// trust store (tests, private CAs).
-    pub fn with_verified_tls(self: Arc<Self>, connector: TlsConnector) -> Arc<Self> {
-        match Arc::try_unwrap(self) {
-            Ok(mut s) => {
-                s.verified = Some(connector);
-                Arc::new(s)
-            }
-            Err(s) => s,
-        }
     }
 
     /// Runs forever: claims due recipients and hands them to workers.
@@ -427,7 +426,16 @@ impl QueueService {
     /// Connects to the first hop that works: greeting, EHLO, STARTTLS as the
     /// policy says, AUTH for transport rules.
     async fn open(&self, domain: &str) -> Result<(SmtpClient, Hop), Attempt> {
-        let hops = route::hops(
+        let by_rule = self
+            .config
+            .transport
+            .iter()
+            .any(|t| t.domain.eq_ignore_ascii_case(domain) || t.domain == "*");
+        let policy = match &self.mta_sts {
+            Some(m) if !by_rule => m.policy(domain).await,
+            _ => None,
+        };
+        let mut hops = route::hops(
             &self.resolver,
             domain,
             &self.config.transport,
@@ -446,6 +454,32 @@ impl QueueService {
                 error: m,
             },
         })?;
+        if let Some(p) = &policy {
+            match p.mode {
+                mta_sts::Mode::Enforce => {
+                    // RFC 8461 §4: only hosts the policy names, only over
+                    // TLS with a certificate valid for the MX name.
+                    hops.retain(|h| p.matches(&h.host));
+                    for h in &mut hops {
+                        h.tls = TlsPolicy::Required;
+                    }
+                    if hops.is_empty() {
+                        return Err(Attempt::Temporary {
+                            host: None,
+                            error: format!(
+                                "MTA-STS: the policy of {domain} (enforce) allows none of its MX hosts"
+                            ),
+                        });
+                    }
+                }
+                mta_sts::Mode::Testing => {
+                    for h in hops.iter().filter(|h| !p.matches(&h.host)) {
+                        tracing::info!(domain, host = %h.host, "mta-sts: (testing) MX not in the policy");
+                    }
+                }
+                mta_sts::Mode::None => {}
+            }
+        }
         let mut last = String::from("no host to try");
         for hop in hops {
             match self.open_hop(&hop).await {

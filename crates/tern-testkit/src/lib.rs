@@ -8,6 +8,7 @@
 //! own loopback address at port 25 ([`remote`]).
 
 pub mod dns;
+pub mod pki;
 pub mod remote;
 
 use rustls_pki_types::pem::PemObject;

@@ -53,6 +53,8 @@ pub struct Behaviour {
     pub data_reply: Option<(u16, String)>,
     /// Host name in the greeting and certificate.
     pub name: String,
+    /// Certificate chain and key (PEM) for STARTTLS; `None`: self-signed.
+    pub cert: Option<(String, String)>,
 }
 
 impl Default for Behaviour {
@@ -66,6 +68,7 @@ impl Default for Behaviour {
             size: 0,
             data_reply: None,
             name: "mx.remote.test".into(),
+            cert: None,
         }
     }
 }
@@ -154,7 +157,10 @@ impl RemoteHost {
     pub async fn start_on(addr: SocketAddr, behaviour: Behaviour) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
-        let acceptor = tls_acceptor(&behaviour.name)?;
+        let acceptor = match &behaviour.cert {
+            Some((cert, key)) => crate::pki::acceptor_from_pem(cert, key)?,
+            None => tls_acceptor(&behaviour.name)?,
+        };
         let log = Arc::new(Mutex::new(Log::default()));
         let changed = Arc::new(Notify::new());
         let behaviour = Arc::new(Mutex::new(behaviour));

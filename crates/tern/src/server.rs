@@ -166,11 +166,21 @@ pub async fn start(config: Config) -> Result<Running> {
     }
     let resolver = tern_dns::Resolver::new(&config.dns.nameservers)
         .context("setting up the DNS resolver ([dns] nameservers)")?;
+    let extra_roots = if config.queue.tls_ca_file.as_os_str().is_empty() {
+        Vec::new()
+    } else {
+        let path = config.resolve(&config.queue.tls_ca_file);
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::pem_file_iter(&path)
+            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+            .with_context(|| format!("reading [queue] tls_ca_file {}", path.display()))?
+    };
     let queue = tern_queue::QueueService::new(
         store.clone(),
         resolver,
         config.queue.clone(),
         hostname.clone(),
+        &extra_roots,
     )?;
     let expire =
         tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;

@@ -15,6 +15,7 @@ const ZONES: &[&str] = &[
     "nullmx.test",
     "backup.test",
     "gone.test",
+    "sts.test",
 ];
 
 struct World {
@@ -384,4 +385,109 @@ async fn transport_rule_overrides_mx() {
     assert_eq!(w.submit(&["bob@remote.test"], MSG).await.0, 250);
     relay.wait_for(1, Duration::from_secs(20)).await;
     assert!(mx.messages().is_empty());
+}
+
+/// A world whose queue trusts `ca` for verified TLS, with the zone sts.test.
+async fn sts_world(ca: &tern_testkit::pki::TestCa) -> (World, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_path = dir.path().join("ca.pem");
+    std::fs::write(&ca_path, ca.cert_pem()).unwrap();
+    let w = world(&format!("tls_ca_file = \"{}\"\n", ca_path.display())).await;
+    (w, dir)
+}
+
+/// Publishes an MTA-STS policy for sts.test served by a test HTTPS server.
+async fn publish_sts(
+    w: &World,
+    ca: &tern_testkit::pki::TestCa,
+    policy: &str,
+) -> tern_testkit::pki::PolicyServer {
+    let server = tern_testkit::pki::PolicyServer::start(
+        SocketAddr::new(unique_loopback(), 443),
+        ca,
+        "mta-sts.sts.test",
+        Some(policy),
+    )
+    .await
+    .expect("HTTPS policy server on port 443");
+    w.dns.txt("_mta-sts.sts.test", "v=STSv1; id=20261127").await;
+    w.dns.ip("mta-sts.sts.test", server.addr.ip()).await;
+    server
+}
+
+#[tokio::test]
+async fn mta_sts_enforce_uses_only_policy_hosts_over_verified_tls() {
+    let ca = tern_testkit::pki::TestCa::new();
+    let (w, _dir) = sts_world(&ca).await;
+    // The preferred MX is not in the policy (think: an attacker's).
+    let rogue = RemoteHost::start(Behaviour::default()).await;
+    w.dns.mx("sts.test", 5, "rogue.sts.test").await;
+    w.dns.ip("rogue.sts.test", rogue.ip()).await;
+    let good = RemoteHost::start(Behaviour {
+        name: "mx.sts.test".into(),
+        cert: Some(ca.issue("mx.sts.test")),
+        ..Default::default()
+    })
+    .await;
+    w.dns.mx("sts.test", 10, "mx.sts.test").await;
+    w.dns.ip("mx.sts.test", good.ip()).await;
+    let policy = publish_sts(
+        &w,
+        &ca,
+        "version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n",
+    )
+    .await;
+    assert_eq!(w.submit(&["u@sts.test"], MSG).await.0, 250);
+    let got = good.wait_for(1, Duration::from_secs(20)).await;
+    assert!(got[0].tls);
+    assert_eq!(
+        rogue.connections(),
+        0,
+        "the host outside the policy is never tried"
+    );
+    assert_eq!(policy.fetches(), 1);
+    w.drained().await;
+    // A second message uses the cached policy (same id): no new fetch.
+    assert_eq!(w.submit(&["u@sts.test"], MSG).await.0, 250);
+    good.wait_for(2, Duration::from_secs(20)).await;
+    assert_eq!(policy.fetches(), 1);
+}
+
+#[tokio::test]
+async fn mta_sts_enforce_defers_on_an_untrusted_certificate() {
+    let ca = tern_testkit::pki::TestCa::new();
+    let (w, _dir) = sts_world(&ca).await;
+    // The policy's MX presents a self-signed certificate.
+    let host = w
+        .mx_host(
+            "sts.test",
+            Behaviour {
+                name: "mx.sts.test".into(),
+                ..Default::default()
+            },
+        )
+        .await;
+    let _policy = publish_sts(
+        &w,
+        &ca,
+        "version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n",
+    )
+    .await;
+    assert_eq!(w.submit(&["u@sts.test"], MSG).await.0, 250);
+    let mut deferred = None;
+    for _ in 0..200 {
+        let q = w.s.store.queue_list().await.unwrap();
+        if let Some(r) = q.first().filter(|r| r.attempts >= 1) {
+            deferred = Some(r.clone());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let r = deferred.expect("deferred");
+    let err = r.last_error.unwrap_or_default();
+    assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
+    assert!(
+        host.messages().is_empty(),
+        "nothing sent without verified TLS"
+    );
 }
