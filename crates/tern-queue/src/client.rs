@@ -120,6 +120,65 @@ impl Capabilities {
     }
 }
 
+/// Assembles a reply from its lines (RFC 5321 §4.2: `ddd-text` continues,
+/// `ddd text` or `ddd` ends; every line carries the same code). Bounded:
+/// at most [`MAX_REPLY_LINES`] lines.
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    code: u16,
+    /// Text of each line so far (after the code and separator).
+    pub lines: Vec<String>,
+}
+
+impl ReplyParser {
+    /// Adds one line (without CRLF); `Some` once the reply is complete.
+    pub fn push(&mut self, line: &[u8]) -> Result<Option<Reply>, ClientError> {
+        if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
+            return Err(ClientError::Protocol(format!(
+                "bad reply line {:?}",
+                String::from_utf8_lossy(&line[..line.len().min(80)])
+            )));
+        }
+        let code = u16::from(line[0] - b'0') * 100
+            + u16::from(line[1] - b'0') * 10
+            + u16::from(line[2] - b'0');
+        if self.code != 0 && code != self.code {
+            return Err(ClientError::Protocol(
+                "reply codes differ between lines".into(),
+            ));
+        }
+        if !(200..600).contains(&code) {
+            return Err(ClientError::Protocol(format!(
+                "unexpected reply code {code}"
+            )));
+        }
+        self.code = code;
+        let more = match line.get(3) {
+            None | Some(b' ') => false,
+            Some(b'-') => true,
+            Some(_) => {
+                return Err(ClientError::Protocol(
+                    "reply code not followed by a space or hyphen".into(),
+                ));
+            }
+        };
+        let text = String::from_utf8_lossy(line.get(4..).unwrap_or_default())
+            .trim()
+            .to_string();
+        self.lines.push(text);
+        if more {
+            if self.lines.len() >= MAX_REPLY_LINES {
+                return Err(ClientError::Protocol("reply has too many lines".into()));
+            }
+            return Ok(None);
+        }
+        Ok(Some(Reply {
+            code,
+            text: self.lines.join(" "),
+        }))
+    }
+}
+
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
@@ -212,47 +271,14 @@ impl SmtpClient {
 
     /// Reads one complete reply.
     async fn read_reply(&mut self, timeout: Duration) -> Result<Reply, ClientError> {
-        self.lines.clear();
-        let mut code = 0u16;
+        let mut parser = ReplyParser::default();
         loop {
             let line = self.read_line(timeout).await?;
-            if line.len() < 3 || !line[..3].iter().all(u8::is_ascii_digit) {
-                return Err(ClientError::Protocol(format!(
-                    "bad reply line {:?}",
-                    String::from_utf8_lossy(&line[..line.len().min(80)])
-                )));
-            }
-            let this: u16 = std::str::from_utf8(&line[..3])
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(0);
-            if code != 0 && this != code {
-                return Err(ClientError::Protocol(
-                    "reply codes differ between lines".into(),
-                ));
-            }
-            code = this;
-            let more = line.get(3) == Some(&b'-');
-            let text = String::from_utf8_lossy(line.get(4..).unwrap_or_default())
-                .trim()
-                .to_string();
-            self.lines.push(text);
-            if !more {
-                break;
-            }
-            if self.lines.len() >= MAX_REPLY_LINES {
-                return Err(ClientError::Protocol("reply has too many lines".into()));
+            if let Some(reply) = parser.push(&line)? {
+                self.lines = parser.lines;
+                return Ok(reply);
             }
         }
-        if !(200..600).contains(&code) {
-            return Err(ClientError::Protocol(format!(
-                "unexpected reply code {code}"
-            )));
-        }
-        Ok(Reply {
-            code,
-            text: self.lines.join(" "),
-        })
     }
 
     async fn read_line(&mut self, timeout: Duration) -> Result<Vec<u8>, ClientError> {
@@ -615,6 +641,24 @@ mod tests {
         assert_eq!(r("5.1.1 no such user").enhanced(), Some("5.1.1"));
         assert_eq!(r("no such user").enhanced(), None);
         assert_eq!(r("5.1 x").enhanced(), None);
+    }
+
+    #[test]
+    fn replies() {
+        let mut p = ReplyParser::default();
+        assert!(p.push(b"250-mx hello").unwrap().is_none());
+        let r = p.push(b"250 SIZE 10").unwrap().unwrap();
+        assert_eq!((r.code, r.text.as_str()), (250, "mx hello SIZE 10"));
+        assert!(ReplyParser::default().push(b"25").is_err());
+        assert!(ReplyParser::default().push(b"999 x").is_err());
+        assert!(ReplyParser::default().push(b"250x").is_err());
+        let mut p = ReplyParser::default();
+        p.push(b"250-a").unwrap();
+        assert!(p.push(b"550 b").is_err(), "codes must agree");
+        assert_eq!(
+            ReplyParser::default().push(b"220").unwrap().unwrap().code,
+            220
+        );
     }
 
     #[test]
