@@ -34,7 +34,8 @@ tern_data() {
   # per-IP and per-account limits, and send relay.test to the sink.
   sed -i 's/^max_connections_per_ip = .*/max_connections_per_ip = 5000/; s/^max_connections = 2000/max_connections = 5000/;
           s/^max_messages_per_hour = .*/max_messages_per_hour = 0/; s/^max_messages_per_day = .*/max_messages_per_day = 0/;
-          s|^trusted_networks = \[\]|trusted_networks = ["127.0.0.0/8"]|; s/^retry = .*/retry = ["1h"]/' "$d/tern.toml"
+          s|^trusted_networks = \[\]|trusted_networks = ["127.0.0.0/8"]|; s/^retry = .*/retry = ["1h"]/;
+          s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$d/tern.toml"
   cat >>"$d/tern.toml" <<EOC
 
 [[queue.transport]]

@@ -22,7 +22,11 @@ fail() { echo "FAIL: $*"; echo "--- tern log"; tail -30 "$WORK/tern.log" || true
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/${1%:*}/${1#*:}") 2>/dev/null && return 0; sleep 0.1; done; fail "nothing listening on $1"; }
 
 echo "== setup: tern init + accounts in $WORK/data"
-"$TERN" init --data "$WORK/data" --domain example.test --port-base "$BASE" >/dev/null
+# DNS: a loopback responder answering NXDOMAIN (SPF/DKIM/DMARC lookups stay on this machine).
+DNS_PORT=$((BASE+53))
+python3 "$HERE/nxdns.py" "$DNS_PORT" &
+PIDS+=($!)
+"$TERN" init --data "$WORK/data" --domain example.test --port-base "$BASE" --nameserver "127.0.0.1:$DNS_PORT" >/dev/null
 echo 'alice-pw' | "$TERN" account add alice@example.test --data "$WORK/data" --password-stdin >/dev/null
 echo 'bob-pw' | "$TERN" account add bob@example.test --data "$WORK/data" --password-stdin >/dev/null
 "$TERN" alias add postmaster@example.test alice@example.test --data "$WORK/data" >/dev/null

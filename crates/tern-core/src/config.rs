@@ -64,6 +64,8 @@ pub struct Config {
     pub queue: QueueConfig,
     /// `[dns]`: the resolver everything uses.
     pub dns: DnsConfig,
+    /// `[inbound]`: checks on mail from the internet.
+    pub inbound: InboundConfig,
     /// Directory holding `tern.toml`; not read from the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -504,6 +506,31 @@ impl Default for QueueConfig {
     }
 }
 
+/// `[inbound]`: authentication of mail from the internet (SPF, DKIM, ARC,
+/// DMARC) and what DMARC failures do.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InboundConfig {
+    /// Run the checks and add `Authentication-Results`.
+    pub authenticate: bool,
+    /// Refuse (`550 5.7.1`) mail that fails DMARC under `p=reject`, and file
+    /// mail failing under `p=quarantine` as junk.
+    pub enforce_dmarc: bool,
+    /// Networks whose mail is never refused or quarantined for DMARC
+    /// (forwarders and backup MX hosts that break SPF and DKIM).
+    pub trusted_forwarders: Vec<IpNet>,
+}
+
+impl Default for InboundConfig {
+    fn default() -> Self {
+        Self {
+            authenticate: true,
+            enforce_dmarc: true,
+            trusted_forwarders: Vec::new(),
+        }
+    }
+}
+
 /// `[dns]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -749,6 +776,16 @@ tls_ca_file = ""
 # tls = "required"
 # username = "user"
 # password = "secret"
+
+[inbound]
+# Check SPF (HELO and MAIL FROM), DKIM, ARC and DMARC on mail from the internet and add one
+# Authentication-Results header (authserv-id: [server] hostname); forged ones are removed.
+authenticate = true
+# Refuse mail failing DMARC under p=reject (550 5.7.1, before 250) and file mail failing
+# under p=quarantine in Junk. SPF alone never refuses anything.
+enforce_dmarc = true
+# Networks exempt from DMARC refusal/quarantine (forwarders, backup MX), e.g. ["192.0.2.0/24"].
+trusted_forwarders = []
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

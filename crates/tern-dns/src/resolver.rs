@@ -71,6 +71,12 @@ impl Resolver {
         Ok(Self { inner })
     }
 
+    /// The underlying hickory resolver (same configuration and cache), for
+    /// libraries that take one (mail-auth's `MessageAuthenticator`).
+    pub fn hickory(&self) -> TokioResolver {
+        self.inner.clone()
+    }
+
     fn fqdn(name: &str) -> String {
         if name.ends_with('.') {
             name.to_string()

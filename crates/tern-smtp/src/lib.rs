@@ -38,6 +38,10 @@ pub struct SmtpServer {
     pub tls: Option<TlsAcceptor>,
     /// `Some` on submission listeners: AUTH required, relaying allowed.
     pub submission: Option<submission::Submission>,
+    /// SPF/DKIM/ARC/DMARC checks on the MX listener (`None`: off).
+    pub inbound: Option<tern_auth::InboundAuth>,
+    /// Act on DMARC `reject`/`quarantine` results.
+    pub enforce_dmarc: bool,
     limiter: ConnLimiter,
 }
 
@@ -77,6 +81,30 @@ impl SmtpServer {
             store,
             tls,
             submission,
+            inbound: None,
+            enforce_dmarc: true,
+            limiter,
+        })
+    }
+
+    /// An MX server that authenticates what it receives.
+    pub fn mx_with_checks(
+        config: SmtpConfig,
+        hostname: String,
+        store: SharedStore,
+        tls: Option<TlsAcceptor>,
+        inbound: tern_auth::InboundAuth,
+        enforce_dmarc: bool,
+    ) -> Arc<Self> {
+        let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
+        Arc::new(Self {
+            config,
+            hostname,
+            store,
+            tls,
+            submission: None,
+            inbound: Some(inbound),
+            enforce_dmarc,
             limiter,
         })
     }

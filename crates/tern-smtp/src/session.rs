@@ -664,15 +664,46 @@ impl Session {
         };
         let queue_id = tern_core::id::queue_id();
         let now = now_unix();
+        let mut mailbox = "INBOX";
         let raw = if self.server.submission.is_some() {
             match self.prepare_submitted(&tx, &body, &queue_id, now).await {
                 Ok(raw) => raw,
                 Err(r) => return self.send(r),
             }
         } else {
+            let mut body = body;
+            let mut results = String::new();
+            if let Some(auth) = &self.server.inbound {
+                // RFC 8601 §5: results claiming to be ours are forgeries.
+                if let Some(clean) =
+                    tern_auth::inbound::strip_forged_results(&body, auth.authserv_id())
+                {
+                    body = clean;
+                }
+                let helo = self.helo.clone().unwrap_or_default();
+                let verdict = auth
+                    .check(self.conn.peer.ip(), &helo, &tx.mail_from, &body)
+                    .await;
+                tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, result = %verdict.summary, "smtp: authentication");
+                match verdict.disposition {
+                    tern_auth::Disposition::Reject(why) if self.server.enforce_dmarc => {
+                        metrics::counter!("tern_smtp_rejections_total", "reason" => "dmarc")
+                            .increment(1);
+                        tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, reason = %why, "smtp: message refused");
+                        return self.send(reply!(550, "5.7.1", "{why}"));
+                    }
+                    tern_auth::Disposition::Junk(why) if self.server.enforce_dmarc => {
+                        tracing::info!(queue_id = %queue_id, reason = %why, "smtp: filed as junk");
+                        mailbox = "Junk";
+                    }
+                    _ => {}
+                }
+                results = verdict.header;
+            }
             let trace = self.trace_headers(&tx, &queue_id, now, true);
-            let mut raw = Vec::with_capacity(trace.len() + body.len());
+            let mut raw = Vec::with_capacity(trace.len() + results.len() + body.len());
             raw.extend_from_slice(trace.as_bytes());
+            raw.extend_from_slice(results.as_bytes());
             raw.extend_from_slice(&body);
             raw
         };
@@ -708,6 +739,7 @@ impl Session {
                 .iter()
                 .filter_map(|r| r.local.as_ref().map(|l| l.account))
                 .collect(),
+            mailbox,
             received_at: now,
             envelope_params: params.to_string(),
             expires_at: now + sub.map(|s| s.expire.as_secs() as i64).unwrap_or(0),

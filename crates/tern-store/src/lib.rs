@@ -141,6 +141,8 @@ pub struct NewMessage {
     pub mail_from: String,
     /// Accounts to deliver to; duplicates are delivered once.
     pub recipients: Vec<AccountId>,
+    /// The folder they get it in: `INBOX`, or `Junk` for suspected spam.
+    pub mailbox: &'static str,
     /// Arrival time (Unix seconds), the IMAP INTERNALDATE.
     pub received_at: i64,
     /// SMTP parameters (DSN ENVID/RET/NOTIFY/ORCPT…) as JSON, kept for later use.
@@ -171,6 +173,7 @@ impl NewMessage {
             raw: Arc::new(raw),
             mail_from,
             recipients,
+            mailbox: "INBOX",
             received_at,
             envelope_params,
             outbound: Vec::new(),

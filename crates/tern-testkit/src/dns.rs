@@ -109,3 +109,55 @@ impl DnsServer {
         self.add(owner, 300, RData::TXT(TXT::new(parts))).await;
     }
 }
+
+/// A DNS responder on loopback that answers every query with NXDOMAIN at
+/// once, shared by the whole test process: the default resolver of test
+/// servers, so nothing asks the machine's resolvers and lookups that no
+/// test programmed fail fast instead of timing out.
+pub fn nxdomain_server() -> SocketAddr {
+    static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| {
+        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind NXDOMAIN responder");
+        let addr = sock.local_addr().expect("addr");
+        std::thread::Builder::new()
+            .name("test-nxdomain-dns".into())
+            .spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                    if let Some(reply) = nxdomain_reply(&buf[..n]) {
+                        let _ = sock.send_to(&reply, peer);
+                    }
+                }
+            })
+            .expect("spawn NXDOMAIN responder");
+        addr
+    })
+}
+
+/// The NXDOMAIN answer to a query: its header and question, nothing else.
+fn nxdomain_reply(q: &[u8]) -> Option<Vec<u8>> {
+    if q.len() < 12 || u16::from_be_bytes([q[4], q[5]]) != 1 {
+        return None;
+    }
+    // Walk the question name (labels), then QTYPE and QCLASS.
+    let mut i = 12;
+    loop {
+        let len = *q.get(i)? as usize;
+        if len & 0xC0 != 0 {
+            return None;
+        }
+        i += 1 + len;
+        if len == 0 {
+            break;
+        }
+    }
+    let end = i + 4;
+    if end > q.len() {
+        return None;
+    }
+    let mut r = q[..end].to_vec();
+    r[2] = 0x80 | (q[2] & 0x79); // QR, same opcode, RD copied; AA off
+    r[3] = 0x80 | 3; // RA, RCODE = NXDOMAIN
+    r[6..12].fill(0); // no answer, authority or additional records
+    Some(r)
+}

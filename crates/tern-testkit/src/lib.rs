@@ -40,6 +40,14 @@ impl DataDir {
             "[server]\nhostname = \"mail.example.test\"\n\n[listen]\nsmtp = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n",
         );
         toml.push_str(extra);
+        if !extra.contains("[dns]") {
+            // Tests never ask the machine's resolvers: lookups no test
+            // programmed get NXDOMAIN from a loopback responder at once.
+            toml.push_str(&format!(
+                "\n[dns]\nnameservers = [\"{}\"]\n",
+                dns::nxdomain_server()
+            ));
+        }
         std::fs::write(dir.path().join("tern.toml"), toml).expect("write config");
         Self { dir }
     }

@@ -155,15 +155,6 @@ pub async fn start(config: Config) -> Result<Running> {
         tasks: JoinSet::new(),
     };
 
-    let smtp = SmtpServer::new(
-        config.smtp.clone(),
-        hostname.clone(),
-        store.clone(),
-        tls.clone(),
-    );
-    for l in smtp_l {
-        running.tasks.spawn(smtp.clone().serve(l, false));
-    }
     let resolver = tern_dns::Resolver::new(&config.dns.nameservers)
         .context("setting up the DNS resolver ([dns] nameservers)")?;
     let extra_roots = if config.queue.tls_ca_file.as_os_str().is_empty() {
@@ -177,11 +168,42 @@ pub async fn start(config: Config) -> Result<Running> {
     };
     let queue = tern_queue::QueueService::new(
         store.clone(),
-        resolver,
+        resolver.clone(),
         config.queue.clone(),
         hostname.clone(),
         &extra_roots,
     )?;
+    let smtp = if config.inbound.authenticate {
+        let nets = config
+            .inbound
+            .trusted_forwarders
+            .iter()
+            .map(|n| (n.addr, n.prefix))
+            .collect();
+        let auth = tern_auth::InboundAuth::new(
+            mail_auth::MessageAuthenticator(resolver.hickory()),
+            &hostname,
+        )
+        .with_trusted_forwarders(nets);
+        SmtpServer::mx_with_checks(
+            config.smtp.clone(),
+            hostname.clone(),
+            store.clone(),
+            tls.clone(),
+            auth,
+            config.inbound.enforce_dmarc,
+        )
+    } else {
+        SmtpServer::new(
+            config.smtp.clone(),
+            hostname.clone(),
+            store.clone(),
+            tls.clone(),
+        )
+    };
+    for l in smtp_l {
+        running.tasks.spawn(smtp.clone().serve(l, false));
+    }
     let expire =
         tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;
     let submission = SmtpServer::submission(

@@ -181,7 +181,7 @@ impl Prepared {
                 m.mail_from,
                 m.envelope_params,
                 account,
-                "INBOX"
+                m.mailbox
             ])?;
             if n == 0 {
                 tracing::warn!(queue_id = %m.queue_id, account, "recipient account vanished before delivery");

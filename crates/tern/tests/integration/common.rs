@@ -107,12 +107,14 @@ impl Drop for Server {
     }
 }
 
-/// The body of a stored message (after the trace headers Tern added).
+/// The body of a stored message (after the trace headers Tern added:
+/// Return-Path, its Received line and its Authentication-Results).
 pub fn after_trace(raw: &[u8]) -> &[u8] {
     let s = raw;
-    // Skip Return-Path and the Received header (with its folded lines).
     let mut i = 0;
     let mut seen_received = false;
+    let mut seen_results = false;
+    let mut in_ours = false;
     while i < s.len() {
         let end = s[i..]
             .windows(2)
@@ -121,14 +123,18 @@ pub fn after_trace(raw: &[u8]) -> &[u8] {
             .unwrap_or(s.len());
         let line = &s[i..end];
         let cont = line.starts_with(b"\t") || line.starts_with(b" ");
-        if line.starts_with(b"Return-Path:") || (line.starts_with(b"Received:") && !seen_received) {
-            seen_received |= line.starts_with(b"Received:");
-            i = end;
-        } else if cont && seen_received {
-            i = end;
-        } else {
+        if line.starts_with(b"Return-Path:") {
+            in_ours = true;
+        } else if line.starts_with(b"Received:") && !seen_received {
+            seen_received = true;
+            in_ours = true;
+        } else if line.starts_with(b"Authentication-Results: mail.example.test") && !seen_results {
+            seen_results = true;
+            in_ours = true;
+        } else if !(cont && in_ours) {
             break;
         }
+        i = end;
     }
     &s[i..]
 }
