@@ -128,6 +128,17 @@ impl InboundAuth {
             .with_arc_result(&arc, ip)
             .with_dmarc_result(&dmarc)
             .to_header();
+        // RFC 8601 §2.7.1: say "dkim=none" when there was no signature
+        // (mail-auth leaves the method out).
+        let header = if dkim.is_empty() {
+            header.replacen(
+                &format!("Authentication-Results: {host};"),
+                &format!("Authentication-Results: {host};\r\n\tdkim=none;"),
+                1,
+            )
+        } else {
+            header
+        };
         let dmarc_failed = matches!(dmarc.result(), DmarcResult::Fail(_));
         let disposition = match (dmarc_failed, dmarc.policy()) {
             (true, _) if self.trusted(ip) => Disposition::Accept,

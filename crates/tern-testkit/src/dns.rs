@@ -44,13 +44,20 @@ impl DnsServer {
         let tcp = TcpListener::bind(addr).await?;
         let mut catalog = Catalog::new();
         let mut handlers = Vec::new();
-        for z in zones {
+        // The root zone too, empty: a name outside the test's zones does
+        // not exist (NXDOMAIN), as in a small internet, rather than being
+        // refused (which resolvers report as a DNS failure).
+        let mut all: Vec<&str> = zones.to_vec();
+        if !all.contains(&".") {
+            all.push(".");
+        }
+        for z in all {
             let origin = name(z);
             let mut h =
                 InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
             let soa = SOA::new(
-                name(&format!("ns.{z}")),
-                name(&format!("hostmaster.{z}")),
+                name(&format!("ns.{}", z.trim_start_matches('.'))),
+                name(&format!("hostmaster.{}", z.trim_start_matches('.'))),
                 1,
                 3600,
                 600,

@@ -105,6 +105,19 @@ impl LineClient {
         })
     }
 
+    /// Connects over plain TCP from a chosen local address (so the server
+    /// sees, say, 127.55.1.2 as the client: SPF, rate limits, reputation).
+    pub async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<Self> {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::new(source, 0))?;
+        let s = socket.connect(addr).await?;
+        Ok(Self {
+            io: Box::new(s),
+            buf: Vec::new(),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
     /// Connects with implicit TLS.
     pub async fn connect_tls(addr: SocketAddr, cert: &Path) -> io::Result<Self> {
         let s = TcpStream::connect(addr).await?;

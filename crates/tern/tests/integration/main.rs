@@ -6,6 +6,7 @@ mod common;
 mod delivery;
 mod durability;
 mod imap;
+mod inbound_auth;
 mod pop3;
 mod smtp;
 mod smtp_hostile;

@@ -1,0 +1,312 @@
+//! Authentication of inbound mail: SPF, DKIM (signed by dkimpy, an
+//! independent signer), DMARC (the RFC's answers over the alignment ×
+//! policy × subdomain matrix), Authentication-Results. Senders connect from
+//! their own loopback addresses, so SPF sees real client IPs.
+
+use crate::common::*;
+use std::net::IpAddr;
+use tern_testkit::dns::DnsServer;
+use tern_testkit::remote::unique_loopback;
+use tern_testkit::{LineClient, send_message};
+
+const ZONES: &[&str] = &[
+    "sender.test",
+    "other.test",
+    "quar.test",
+    "nodmarc.test",
+    "relaxed.test",
+];
+
+struct World {
+    s: Server,
+    _dns: DnsServer,
+    /// In sender.test's and other.test's SPF.
+    good_ip: IpAddr,
+    /// In nobody's SPF.
+    bad_ip: IpAddr,
+    key_file: tempfile::NamedTempFile,
+}
+
+async fn world() -> World {
+    let dns = DnsServer::start([127, 0, 0, 1].into(), ZONES)
+        .await
+        .unwrap();
+    let good_ip = unique_loopback();
+    let bad_ip = unique_loopback();
+    for d in ["sender.test", "other.test", "quar.test", "relaxed.test"] {
+        dns.txt(d, &format!("v=spf1 ip4:{good_ip} -all")).await;
+    }
+    dns.txt("nodmarc.test", &format!("v=spf1 ip4:{good_ip} -all"))
+        .await;
+    dns.txt("_dmarc.sender.test", "v=DMARC1; p=reject; sp=quarantine")
+        .await;
+    dns.txt("_dmarc.quar.test", "v=DMARC1; p=quarantine").await;
+    dns.txt("_dmarc.relaxed.test", "v=DMARC1; p=none").await;
+    // DKIM keys of sender.test and other.test (one RSA key, two selectors).
+    let key = tern_auth::DkimKey::generate("s1", tern_auth::DkimAlgorithm::Rsa2048).unwrap();
+    let key_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(key_file.path(), &key.private_pem).unwrap();
+    dns.txt("s1._domainkey.sender.test", &key.txt().unwrap())
+        .await;
+    dns.txt("s1._domainkey.other.test", &key.txt().unwrap())
+        .await;
+    let s = start(&format!("[dns]\nnameservers = [\"{}\"]\n", dns.addr)).await;
+    World {
+        s,
+        _dns: dns,
+        good_ip,
+        bad_ip,
+        key_file,
+    }
+}
+
+impl World {
+    /// Signs `msg` with dkimpy as `d=domain; s=s1`.
+    fn dkimpy_sign(&self, domain: &str, msg: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/dkim_sign.py");
+        let mut child = Command::new("/usr/bin/python3")
+            .arg(script)
+            .args(["s1", domain])
+            .arg(self.key_file.path())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("python3 with dkimpy (apt-get install python3-dkim)");
+        child.stdin.take().unwrap().write_all(msg).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "dkimpy sign: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// One SMTP transaction from `src` to bob; the final reply.
+    async fn send(&self, src: IpAddr, mail_from: &str, data: &[u8]) -> (u16, String) {
+        let mut c = LineClient::connect_from(src, self.s.smtp).await.unwrap();
+        assert_eq!(c.reply().await.unwrap().0, 220);
+        c.smtp("EHLO mta.sender.test").await.unwrap();
+        send_message(&mut c, mail_from, &[BOB], data).await.unwrap()
+    }
+
+    /// Bob's message whose subject is `subject`, and the folder it is in.
+    async fn find(&self, subject: &str) -> Option<(String, String)> {
+        let accounts = self.s.store.list_accounts(None).await.unwrap();
+        let id = accounts.iter().find(|a| a.address == BOB).unwrap().id;
+        for folder in ["INBOX", "Junk"] {
+            for m in self.s.store.list(id, folder).await.unwrap() {
+                let raw = self.s.store.read_blob(m.blob).await.unwrap();
+                let text = String::from_utf8_lossy(&raw).to_string();
+                if text.contains(&format!("Subject: {subject}\r\n")) {
+                    return Some((folder.to_string(), text));
+                }
+            }
+        }
+        None
+    }
+}
+
+fn msg(from: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: {from}\r\nTo: bob@example.test\r\nSubject: {subject}\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <{subject}@test>\r\n\r\nHello.\r\n"
+    )
+    .into_bytes()
+}
+
+/// The Authentication-Results header Tern added (unfolded).
+fn results(stored: &str) -> String {
+    let start = stored
+        .find("Authentication-Results: mail.example.test")
+        .expect("Authentication-Results added");
+    let rest = &stored[start..];
+    let mut end = rest.find("\r\n").unwrap();
+    while rest[end + 2..].starts_with(['\t', ' ']) {
+        end += 2 + rest[end + 2..].find("\r\n").unwrap();
+    }
+    rest[..end].replace("\r\n", "")
+}
+
+/// (case, client IP, MAIL FROM, From:, DKIM-sign as, expected)
+type Case = (
+    &'static str,
+    IpAddr,
+    &'static str,
+    &'static str,
+    Option<&'static str>,
+    Want,
+);
+
+#[derive(Debug)]
+enum Want {
+    Inbox(&'static [&'static str]),
+    Junk(&'static [&'static str]),
+    Refused,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dmarc_matrix() {
+    let w = world().await;
+    let g = w.good_ip;
+    let b = w.bad_ip;
+    // (case, client IP, MAIL FROM, From:, DKIM-sign as, expected)
+    let cases: Vec<Case> = vec![
+        (
+            "spf-aligned",
+            g,
+            "news@sender.test",
+            "news@sender.test",
+            None,
+            Want::Inbox(&["spf=pass", "dmarc=pass", "dkim=none"]),
+        ),
+        (
+            "dkim-aligned",
+            b,
+            "news@sender.test",
+            "news@sender.test",
+            Some("sender.test"),
+            Want::Inbox(&["spf=fail", "dkim=pass", "dmarc=pass"]),
+        ),
+        (
+            "spf-unaligned",
+            g,
+            "bounce@other.test",
+            "ceo@sender.test",
+            None,
+            Want::Refused,
+        ),
+        (
+            "dkim-unaligned",
+            b,
+            "x@nodmarc.test",
+            "ceo@sender.test",
+            Some("other.test"),
+            Want::Refused,
+        ),
+        (
+            "nothing-passes",
+            b,
+            "ceo@sender.test",
+            "ceo@sender.test",
+            None,
+            Want::Refused,
+        ),
+        (
+            "subdomain-sp",
+            b,
+            "x@sub.sender.test",
+            "x@sub.sender.test",
+            None,
+            Want::Junk(&["dmarc=fail"]),
+        ),
+        (
+            "quarantine",
+            b,
+            "a@quar.test",
+            "a@quar.test",
+            None,
+            Want::Junk(&["spf=fail", "dmarc=fail"]),
+        ),
+        (
+            "p-none",
+            b,
+            "a@relaxed.test",
+            "a@relaxed.test",
+            None,
+            Want::Inbox(&["spf=fail", "dmarc=fail"]),
+        ),
+        (
+            "spf-fail-no-dmarc",
+            b,
+            "a@nodmarc.test",
+            "a@nodmarc.test",
+            None,
+            Want::Inbox(&["spf=fail", "dmarc=none"]),
+        ),
+    ];
+    for (case, ip, mail_from, from, sign, want) in cases {
+        let mut data = msg(from, case);
+        if let Some(d) = sign {
+            data = w.dkimpy_sign(d, &data);
+        }
+        let (code, text) = w.send(ip, mail_from, &data).await;
+        match want {
+            Want::Refused => {
+                assert_eq!(code, 550, "{case}: {text}");
+                assert!(
+                    text.contains("5.7.1") && text.contains("DMARC"),
+                    "{case}: {text}"
+                );
+                assert!(
+                    w.find(case).await.is_none(),
+                    "{case}: refused means not stored"
+                );
+            }
+            Want::Inbox(expect) | Want::Junk(expect) => {
+                assert_eq!(code, 250, "{case}: {text}");
+                let (folder, stored) = w.find(case).await.expect(case);
+                let wanted = if matches!(want, Want::Junk(_)) {
+                    "Junk"
+                } else {
+                    "INBOX"
+                };
+                assert_eq!(folder, wanted, "{case}: {}", results(&stored));
+                let r = results(&stored);
+                for e in expect {
+                    assert!(r.contains(e), "{case}: {e} missing in {r}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dkim_by_dkimpy_passes_and_tampering_fails() {
+    let w = world().await;
+    let signed = w.dkimpy_sign("sender.test", &msg("news@sender.test", "signed"));
+    assert_eq!(w.send(w.good_ip, "news@sender.test", &signed).await.0, 250);
+    let (_, stored) = w.find("signed").await.unwrap();
+    let r = results(&stored);
+    assert!(
+        r.contains("dkim=pass") && r.contains("sender.test header.s=s1"),
+        "{r}"
+    );
+    assert!(r.contains("spf=pass") && r.contains("dmarc=pass"), "{r}");
+    // The body changed after signing: the body hash fails (and DMARC still
+    // passes on aligned SPF).
+    let signed = w.dkimpy_sign("sender.test", &msg("news@sender.test", "tampered"));
+    let tampered = String::from_utf8(signed)
+        .unwrap()
+        .replace("Hello.", "Hello, changed.");
+    assert_eq!(
+        w.send(w.good_ip, "news@sender.test", tampered.as_bytes())
+            .await
+            .0,
+        250
+    );
+    let (_, stored) = w.find("tampered").await.unwrap();
+    let r = results(&stored);
+    assert!(r.contains("dkim=fail"), "{r}");
+    assert!(!r.contains("dkim=pass"), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_results_are_removed() {
+    let w = world().await;
+    let mut data = b"Authentication-Results: mail.example.test; dkim=pass; spf=pass; dmarc=pass\r\nAuthentication-Results: elsewhere.test; spf=pass\r\n".to_vec();
+    data.extend_from_slice(&msg("a@nodmarc.test", "forged"));
+    assert_eq!(w.send(w.bad_ip, "a@nodmarc.test", &data).await.0, 250);
+    let (_, stored) = w.find("forged").await.unwrap();
+    assert_eq!(
+        stored
+            .matches("Authentication-Results: mail.example.test")
+            .count(),
+        1,
+        "{stored}"
+    );
+    assert!(results(&stored).contains("spf=fail"));
+    assert!(stored.contains("Authentication-Results: elsewhere.test; spf=pass"));
+}
