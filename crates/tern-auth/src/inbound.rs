@@ -81,18 +81,13 @@ impl InboundAuth {
     /// envelope sender `mail_from` (empty for the null sender).
     pub async fn check(&self, ip: IpAddr, helo: &str, mail_from: &str, message: &[u8]) -> Verdict {
         let host = self.authserv_id.as_str();
-        let spf_helo = self
-            .authenticator
-            .verify_spf(SpfParameters::verify_ehlo(ip, helo, host))
-            .await;
+        let spf_helo = check_spf(&self.authenticator, ip, helo, host, "").await;
         // RFC 7208 §2.4: with the null sender, MAIL FROM is checked as
         // postmaster@HELO, which is the HELO result.
         let spf_mail = if mail_from.is_empty() {
             spf_helo.clone()
         } else {
-            self.authenticator
-                .verify_spf(SpfParameters::verify_mail_from(ip, helo, host, mail_from))
-                .await
+            check_spf(&self.authenticator, ip, helo, host, mail_from).await
         };
         let Some(msg) = AuthenticatedMessage::parse(message) else {
             let header = AuthenticationResults::new(host)
@@ -169,6 +164,43 @@ impl InboundAuth {
             disposition,
         }
     }
+}
+
+/// SPF for one identity, with RFC 7208 §4.3 initial processing done here:
+/// a domain that is not a well-formed FQDN (a domain literal, an empty
+/// label, a label over 63 bytes) gives `none` without any lookup (mail-auth
+/// would report `permerror`). `mail_from` empty checks the HELO identity.
+pub async fn check_spf(
+    authenticator: &MessageAuthenticator,
+    ip: IpAddr,
+    helo: &str,
+    host: &str,
+    mail_from: &str,
+) -> SpfOutput {
+    let domain = if mail_from.is_empty() {
+        helo
+    } else {
+        mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo)
+    };
+    if !well_formed_domain(domain) {
+        return SpfOutput::new(domain.to_string()).with_result(SpfResult::None);
+    }
+    let params = if mail_from.is_empty() {
+        SpfParameters::verify_ehlo(ip, helo, host)
+    } else {
+        SpfParameters::verify_mail_from(ip, helo, host, mail_from)
+    };
+    authenticator.verify_spf(params).await
+}
+
+/// RFC 7208 §4.3: a multi-label domain name of LDH-ish labels (1–63 bytes).
+fn well_formed_domain(d: &str) -> bool {
+    let d = d.strip_suffix('.').unwrap_or(d);
+    !d.is_empty()
+        && d.len() <= 253
+        && d.contains('.')
+        && !d.starts_with('[')
+        && d.split('.').all(|l| (1..=63).contains(&l.len()))
 }
 
 /// mail-auth reports a body-hash mismatch as `neutral`; RFC 6376 §6.3 and

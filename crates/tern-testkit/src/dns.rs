@@ -3,7 +3,7 @@
 //! hickory-server over UDP and TCP on the same port.
 
 use hickory_server::Server;
-use hickory_server::proto::rr::rdata::{A, AAAA, MX, SOA, TXT};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, RData, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
@@ -104,6 +104,39 @@ impl DnsServer {
             IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
         };
         self.add(host, 300, data).await;
+    }
+
+    /// Whether `s` is a name DNS can carry (labels of 1–63 bytes, at most
+    /// 255 in all).
+    pub fn valid_name(s: &str) -> bool {
+        let fq = if s.ends_with('.') {
+            s.to_string()
+        } else {
+            format!("{s}.")
+        };
+        fq.len() <= 255
+            && (fq == "."
+                || fq[..fq.len() - 1]
+                    .split('.')
+                    .all(|l| (1..=63).contains(&l.len())))
+            && Name::from_str(&fq).is_ok()
+    }
+
+    /// Adds a TXT record made of exactly these strings.
+    pub async fn txt_strings(&self, owner: &str, strings: &[String]) {
+        self.add(owner, 300, RData::TXT(TXT::new(strings.to_vec())))
+            .await;
+    }
+
+    /// Adds a PTR record.
+    pub async fn ptr(&self, owner: &str, target: &str) {
+        self.add(owner, 300, RData::PTR(PTR(name(target)))).await;
+    }
+
+    /// Adds a CNAME record.
+    pub async fn cname(&self, owner: &str, target: &str) {
+        self.add(owner, 300, RData::CNAME(CNAME(name(target))))
+            .await;
     }
 
     /// Adds a TXT record (split into 255-byte strings as needed).
