@@ -33,7 +33,7 @@ DATA=$OUT/tern
 "$TERN" init --data "$DATA" --domain example.test --port-base "$TERN_BASE" >/dev/null
 sed -i 's/^max_connections_per_ip = .*/max_connections_per_ip = 5000/' "$DATA/tern.toml"
 # The mailbox is loaded over SMTP: no SPF/DKIM/DMARC lookups (Dovecot's is loaded from files).
-sed -i 's/^authenticate = true/authenticate = false/; s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$DATA/tern.toml"
+sed -i 's/^authenticate = true/authenticate = false/; s/^enabled = true/enabled = false/; s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$DATA/tern.toml"
 echo pass | "$TERN" account add user@example.test --data "$DATA" --password-stdin --quota 0 >/dev/null
 TERN_LOG=warn "$TERN" serve --data "$DATA" 2>"$OUT/tern.log" &
 TPID=$!

@@ -35,8 +35,8 @@ trap 'kill $TPID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 "$TERN" init --data "$DATA" --domain example.test --port-base "$TERN_BASE" >/dev/null
 # All load comes from 127.0.0.1: lift the per-IP limits for the benchmark.
 sed -i 's/^max_connections_per_ip = .*/max_connections_per_ip = 5000/; s/^max_connections = .*/max_connections = 5000/' "$DATA/tern.toml"
-# Postfix here checks nothing either: SPF/DKIM/DMARC off (and no DNS leaves the machine).
-sed -i 's/^authenticate = true/authenticate = false/; s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$DATA/tern.toml"
+# Postfix here checks nothing either: SPF/DKIM/DMARC and the spam filter off (no DNS leaves the machine).
+sed -i 's/^authenticate = true/authenticate = false/; s/^enabled = true/enabled = false/; s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$DATA/tern.toml"
 echo pass | "$TERN" account add user@example.test --data "$DATA" --password-stdin --quota 0 >/dev/null
 TERN_LOG=warn "$TERN" serve --data "$DATA" 2>"$DATA/tern.log" &
 TPID=$!

@@ -66,6 +66,8 @@ pub struct Config {
     pub dns: DnsConfig,
     /// `[inbound]`: checks on mail from the internet.
     pub inbound: InboundConfig,
+    /// `[filter]`: the spam filter.
+    pub filter: FilterConfig,
     /// Directory holding `tern.toml`; not read from the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -531,6 +533,37 @@ impl Default for InboundConfig {
     }
 }
 
+/// `[filter]`: spam scoring of mail from the internet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FilterConfig {
+    /// Score messages (rules, DNSBLs, Bayes) and add `X-Spam-Status`.
+    pub enabled: bool,
+    /// From this score the message goes to Junk.
+    pub junk_score: f64,
+    /// From this score the message is refused (`550 5.7.1`) before `250`.
+    pub reject_score: f64,
+    /// DNS blocklist zones queried with the client's IPv4 address.
+    pub dnsbl: Vec<String>,
+    /// Score of a listing in one of them.
+    pub dnsbl_score: f64,
+    /// Spam and ham messages each the classifier must have learnt before it counts.
+    pub bayes_min_trained: u32,
+}
+
+impl Default for FilterConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            junk_score: 5.0,
+            reject_score: 15.0,
+            dnsbl: Vec::new(),
+            dnsbl_score: 3.0,
+            bayes_min_trained: 20,
+        }
+    }
+}
+
 /// `[dns]`
 #[derive(Debug, Clone, Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
@@ -786,6 +819,21 @@ authenticate = true
 enforce_dmarc = true
 # Networks exempt from DMARC refusal/quarantine (forwarders, backup MX), e.g. ["192.0.2.0/24"].
 trusted_forwarders = []
+
+[filter]
+# Score mail from the internet: fixed rules (GTUBE, authentication failures, header
+# sanity, executable attachments...), DNS blocklists and a Bayesian classifier that
+# learns from users (moves into and out of Junk; `tern spam train`). Adds X-Spam-Status.
+enabled = true
+# At this score a message goes to Junk; at reject_score it is refused before 250.
+junk_score = 5.0
+reject_score = 15.0
+# DNS blocklist zones for the client's address, e.g. ["zen.spamhaus.org"], and the score
+# of a listing.
+dnsbl = []
+dnsbl_score = 3.0
+# Spam and ham messages each the classifier must have learnt before its opinion counts.
+bayes_min_trained = 20
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

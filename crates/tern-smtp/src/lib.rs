@@ -42,6 +42,8 @@ pub struct SmtpServer {
     pub inbound: Option<tern_auth::InboundAuth>,
     /// Act on DMARC `reject`/`quarantine` results.
     pub enforce_dmarc: bool,
+    /// The spam filter on the MX listener (`None`: off).
+    pub filter: Option<Arc<tern_filter::Filter>>,
     limiter: ConnLimiter,
 }
 
@@ -83,18 +85,20 @@ impl SmtpServer {
             submission,
             inbound: None,
             enforce_dmarc: true,
+            filter: None,
             limiter,
         })
     }
 
-    /// An MX server that authenticates what it receives.
+    /// An MX server that authenticates and scores what it receives.
     pub fn mx_with_checks(
         config: SmtpConfig,
         hostname: String,
         store: SharedStore,
         tls: Option<TlsAcceptor>,
-        inbound: tern_auth::InboundAuth,
+        inbound: Option<tern_auth::InboundAuth>,
         enforce_dmarc: bool,
+        filter: Option<Arc<tern_filter::Filter>>,
     ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(Self {
@@ -103,8 +107,9 @@ impl SmtpServer {
             store,
             tls,
             submission: None,
-            inbound: Some(inbound),
+            inbound,
             enforce_dmarc,
+            filter,
             limiter,
         })
     }

@@ -673,6 +673,7 @@ impl Session {
         } else {
             let mut body = body;
             let mut results = String::new();
+            let mut summary = String::new();
             if let Some(auth) = &self.server.inbound {
                 // RFC 8601 §5: results claiming to be ours are forgeries.
                 if let Some(clean) =
@@ -698,7 +699,47 @@ impl Session {
                     }
                     _ => {}
                 }
+                summary = verdict.summary;
                 results = verdict.header;
+            }
+            if let Some(filter) = &self.server.filter {
+                let locals: Vec<AccountId> = tx
+                    .rcpts
+                    .iter()
+                    .filter_map(|r| r.local.as_ref().map(|l| l.account))
+                    .collect();
+                let report = filter
+                    .check(
+                        &body,
+                        &tern_filter::Facts {
+                            ip: self.conn.peer.ip(),
+                            helo: self.helo.as_deref().unwrap_or(""),
+                            auth: &summary,
+                            account: match locals.as_slice() {
+                                [one] => Some(*one),
+                                _ => None,
+                            },
+                        },
+                    )
+                    .await;
+                tracing::info!(queue_id = %queue_id, score = report.score, tests = %report.tests(), "smtp: spam score");
+                match report.action(&filter.config) {
+                    tern_filter::Action::Reject => {
+                        metrics::counter!("tern_smtp_rejections_total", "reason" => "spam")
+                            .increment(1);
+                        tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, score = report.score, "smtp: message refused as spam");
+                        return self.send(reply!(
+                            550,
+                            "5.7.1",
+                            "Message refused as spam (score {:.1}: {})",
+                            report.score,
+                            report.tests()
+                        ));
+                    }
+                    tern_filter::Action::Junk => mailbox = "Junk",
+                    tern_filter::Action::Inbox => {}
+                }
+                results.push_str(&report.header(&filter.config));
             }
             let trace = self.trace_headers(&tx, &queue_id, now, true);
             let mut raw = Vec::with_capacity(trace.len() + results.len() + body.len());

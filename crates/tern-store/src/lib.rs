@@ -514,6 +514,40 @@ pub trait Queue: Send + Sync {
     fn queue_wakeup(&self) -> Arc<tokio::sync::Notify>;
 }
 
+/// A user's verdict on a message, recorded when it was moved into or out
+/// of Junk, waiting for the spam filter to learn from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrainingRecord {
+    /// Row id.
+    pub id: i64,
+    /// Whose verdict.
+    pub account: AccountId,
+    /// The message.
+    pub blob: BlobId,
+    /// Moved into Junk (`true`) or out of it.
+    pub is_spam: bool,
+}
+
+/// The spam filter's learnt data: token counts per scope (an account id,
+/// or 0 for everyone) and the users' pending verdicts.
+#[async_trait]
+pub trait SpamData: Send + Sync {
+    /// `(spam, ham)` counts of `tokens` (hashes) in `scope`; absent ones are left out.
+    async fn bayes_counts(
+        &self,
+        scope: i64,
+        tokens: &[i64],
+    ) -> Result<std::collections::HashMap<i64, (u32, u32)>>;
+    /// `(spam, ham)` messages learnt in `scope`.
+    async fn bayes_totals(&self, scope: i64) -> Result<(u32, u32)>;
+    /// Learns one message's tokens as spam or ham in every scope given, in one commit.
+    async fn bayes_learn(&self, scopes: &[i64], tokens: &[i64], spam: bool) -> Result<()>;
+    /// Up to `limit` pending verdicts, oldest first.
+    async fn training_pending(&self, limit: usize) -> Result<Vec<TrainingRecord>>;
+    /// Forgets verdicts once learnt.
+    async fn training_done(&self, ids: &[i64]) -> Result<()>;
+}
+
 /// A delivery engine that takes freshly queued, already leased recipients
 /// directly (the store keeps them durable; the engine keeps them moving).
 pub trait Dispatch: Send + Sync {
@@ -530,8 +564,8 @@ pub trait Dispatch: Send + Sync {
 pub const LEASE_SECS: i64 = 3600;
 
 /// Everything a running server needs from storage.
-pub trait Store: Directory + MailStore + Folders + Queue {}
-impl<T: Directory + MailStore + Folders + Queue> Store for T {}
+pub trait Store: Directory + MailStore + Folders + Queue + SpamData {}
+impl<T: Directory + MailStore + Folders + Queue + SpamData> Store for T {}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

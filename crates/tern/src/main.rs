@@ -8,6 +8,7 @@ use tern_core::{Address, Config};
 use tern_store::Directory;
 
 mod queue_cmd;
+mod spam_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -92,6 +93,9 @@ enum Command {
     /// The outbound queue: list, show, retry, delete.
     #[command(subcommand)]
     Queue(queue_cmd::QueueCmd),
+    /// The spam filter: train it from sorted mail.
+    #[command(subcommand)]
+    Spam(spam_cmd::SpamCmd),
 }
 
 #[derive(Subcommand)]
@@ -335,6 +339,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Dns(DnsCmd::Records { domain, data }) => dns_records(&domain, &data).await,
         Command::Dkim(c) => dkim(c).await,
         Command::Queue(c) => queue_cmd::run(c).await,
+        Command::Spam(c) => spam_cmd::run(c).await,
     }
 }
 

@@ -173,34 +173,40 @@ pub async fn start(config: Config) -> Result<Running> {
         hostname.clone(),
         &extra_roots,
     )?;
-    let smtp = if config.inbound.authenticate {
+    let auth = config.inbound.authenticate.then(|| {
         let nets = config
             .inbound
             .trusted_forwarders
             .iter()
             .map(|n| (n.addr, n.prefix))
             .collect();
-        let auth = tern_auth::InboundAuth::new(
+        tern_auth::InboundAuth::new(
             mail_auth::MessageAuthenticator(resolver.hickory()),
             &hostname,
         )
-        .with_trusted_forwarders(nets);
-        SmtpServer::mx_with_checks(
-            config.smtp.clone(),
-            hostname.clone(),
+        .with_trusted_forwarders(nets)
+    });
+    let filter = config.filter.enabled.then(|| {
+        Arc::new(tern_filter::Filter::new(
             store.clone(),
-            tls.clone(),
-            auth,
-            config.inbound.enforce_dmarc,
-        )
-    } else {
-        SmtpServer::new(
-            config.smtp.clone(),
-            hostname.clone(),
-            store.clone(),
-            tls.clone(),
-        )
-    };
+            resolver.clone(),
+            config.filter.clone(),
+        ))
+    });
+    if let Some(f) = &filter {
+        running
+            .tasks
+            .spawn(f.clone().training_loop(std::time::Duration::from_secs(30)));
+    }
+    let smtp = SmtpServer::mx_with_checks(
+        config.smtp.clone(),
+        hostname.clone(),
+        store.clone(),
+        tls.clone(),
+        auth,
+        config.inbound.enforce_dmarc,
+        filter,
+    );
     for l in smtp_l {
         running.tasks.spawn(smtp.clone().serve(l, false));
     }

@@ -108,7 +108,7 @@ impl Drop for Server {
 }
 
 /// The body of a stored message (after the trace headers Tern added:
-/// Return-Path, its Received line and its Authentication-Results).
+/// Return-Path, its Received line, Authentication-Results, X-Spam-Status).
 pub fn after_trace(raw: &[u8]) -> &[u8] {
     let s = raw;
     let mut i = 0;
@@ -130,6 +130,8 @@ pub fn after_trace(raw: &[u8]) -> &[u8] {
             in_ours = true;
         } else if line.starts_with(b"Authentication-Results: mail.example.test") && !seen_results {
             seen_results = true;
+            in_ours = true;
+        } else if line.starts_with(b"X-Spam-Status: ") {
             in_ours = true;
         } else if !(cont && in_ours) {
             break;

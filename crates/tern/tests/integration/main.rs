@@ -10,4 +10,5 @@ mod inbound_auth;
 mod pop3;
 mod smtp;
 mod smtp_hostile;
+mod spam;
 mod submission;

@@ -1,0 +1,96 @@
+//! [`SpamData`] for SQLite: Bayesian token counts and pending verdicts.
+
+use super::SqliteStore;
+use crate::{Result, SpamData, TrainingRecord};
+use async_trait::async_trait;
+use rusqlite::{OptionalExtension, params};
+use std::collections::HashMap;
+
+#[async_trait]
+impl SpamData for SqliteStore {
+    async fn bayes_counts(&self, scope: i64, tokens: &[i64]) -> Result<HashMap<i64, (u32, u32)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT spam, ham FROM bayes_tokens WHERE scope = ? AND token = ?",
+            )?;
+            let mut out = HashMap::new();
+            for t in tokens {
+                if let Some(counts) = st
+                    .query_row(params![scope, t], |r| {
+                        Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32))
+                    })
+                    .optional()?
+                {
+                    out.insert(*t, counts);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn bayes_totals(&self, scope: i64) -> Result<(u32, u32)> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT spam, ham FROM bayes_totals WHERE scope = ?")?
+                    .query_row([scope], |r| {
+                        Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32))
+                    })
+                    .optional()?
+                    .unwrap_or((0, 0)),
+            )
+        })
+    }
+
+    async fn bayes_learn(&self, scopes: &[i64], tokens: &[i64], spam: bool) -> Result<()> {
+        let scopes = scopes.to_vec();
+        let tokens = tokens.to_vec();
+        let (ds, dh) = if spam { (1, 0) } else { (0, 1) };
+        self.write(move |c| {
+            let mut tok = c.prepare_cached(
+                "INSERT INTO bayes_tokens(scope, token, spam, ham) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(scope, token) DO UPDATE SET spam = spam + ?3, ham = ham + ?4",
+            )?;
+            let mut tot = c.prepare_cached(
+                "INSERT INTO bayes_totals(scope, spam, ham) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(scope) DO UPDATE SET spam = spam + ?2, ham = ham + ?3",
+            )?;
+            for scope in &scopes {
+                for t in &tokens {
+                    tok.execute(params![scope, t, ds, dh])?;
+                }
+                tot.execute(params![scope, ds, dh])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn training_pending(&self, limit: usize) -> Result<Vec<TrainingRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, account_id, blob_id, is_spam FROM junk_training ORDER BY id LIMIT ?",
+            )?;
+            let rows = st.query_map([limit as i64], |r| {
+                Ok(TrainingRecord {
+                    id: r.get(0)?,
+                    account: r.get(1)?,
+                    blob: r.get(2)?,
+                    is_spam: r.get::<_, i64>(3)? != 0,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn training_done(&self, ids: &[i64]) -> Result<()> {
+        let ids = ids.to_vec();
+        self.write(move |c| {
+            let mut st = c.prepare_cached("DELETE FROM junk_training WHERE id = ?")?;
+            for id in &ids {
+                st.execute([id])?;
+            }
+            Ok(())
+        })
+        .await
+    }
+}

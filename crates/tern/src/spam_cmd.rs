@@ -1,0 +1,145 @@
+//! `tern spam train`: teaches the spam filter from folders of mail people
+//! already sorted (Maildir folders, directories of .eml files, mbox files).
+
+use anyhow::{Context, Result, bail};
+use clap::Subcommand;
+use std::path::{Path, PathBuf};
+
+/// Spam filter subcommands.
+#[derive(Subcommand)]
+pub enum SpamCmd {
+    /// Learn from sorted mail: every message under --spam is spam, under --ham is not.
+    /// Folders may be Maildirs (cur/ and new/), directories of message files,
+    /// or mbox files. Without --account the global classifier learns.
+    #[command(
+        after_help = "Examples:\n  tern spam train --spam ~/Maildir/.Junk --ham ~/Maildir/cur --data /var/lib/tern\n  tern spam train --spam spam.mbox --account alice@example.com"
+    )]
+    Train {
+        /// Folder or mbox of spam (repeatable).
+        #[arg(long)]
+        spam: Vec<PathBuf>,
+        /// Folder or mbox of legitimate mail (repeatable).
+        #[arg(long)]
+        ham: Vec<PathBuf>,
+        /// Also train this account's own classifier.
+        #[arg(long)]
+        account: Option<String>,
+        #[command(flatten)]
+        data: crate::DataArg,
+    },
+}
+
+/// Every message in a Maildir, a directory, or an mbox file.
+fn messages(path: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    if path.is_file() {
+        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        if bytes.starts_with(b"From ") {
+            // mbox: messages start at lines beginning "From ".
+            let mut current: Vec<u8> = Vec::new();
+            for line in bytes.split_inclusive(|&b| b == b'\n') {
+                if line.starts_with(b"From ") {
+                    if !current.is_empty() {
+                        out.push(std::mem::take(&mut current));
+                    }
+                    continue;
+                }
+                let line = line
+                    .strip_prefix(b">")
+                    .filter(|l| l.starts_with(b"From "))
+                    .unwrap_or(line);
+                current.extend_from_slice(line);
+            }
+            if !current.is_empty() {
+                out.push(current);
+            }
+        } else {
+            out.push(bytes);
+        }
+        return Ok(out);
+    }
+    let mut dirs = vec![path.to_path_buf()];
+    for sub in ["cur", "new"] {
+        if path.join(sub).is_dir() {
+            dirs.push(path.join(sub));
+        }
+    }
+    for d in dirs {
+        let mut entries: Vec<_> = std::fs::read_dir(&d)
+            .with_context(|| format!("reading {}", d.display()))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_file())
+            .collect();
+        entries.sort_by_key(|e| e.path());
+        for e in entries {
+            out.push(std::fs::read(e.path())?);
+        }
+    }
+    Ok(out)
+}
+
+/// Runs a spam subcommand.
+pub async fn run(cmd: SpamCmd) -> Result<()> {
+    match cmd {
+        SpamCmd::Train {
+            spam,
+            ham,
+            account,
+            data,
+        } => {
+            if spam.is_empty() && ham.is_empty() {
+                bail!("give --spam and/or --ham folders");
+            }
+            let config = crate::load(&data)?;
+            let store = tern::server::open_store(&config).await?;
+            let account_id = match &account {
+                None => None,
+                Some(a) => Some(
+                    tern_store::Directory::list_accounts(store.as_ref(), None)
+                        .await?
+                        .into_iter()
+                        .find(|x| x.address.eq_ignore_ascii_case(a))
+                        .map(|x| x.id)
+                        .with_context(|| format!("no account {a}"))?,
+                ),
+            };
+            let resolver = tern_dns::Resolver::new(&config.dns.nameservers)?;
+            let filter = tern_filter::Filter::new(store, resolver, config.filter.clone());
+            let mut sets = Vec::new();
+            for p in &spam {
+                sets.push((true, messages(p)?));
+            }
+            for p in &ham {
+                sets.push((false, messages(p)?));
+            }
+            let total: usize = sets.iter().map(|(_, m)| m.len()).sum();
+            let bar = indicatif::ProgressBar::new(total as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template(
+                    "{bar:40} {pos}/{len} messages ({per_sec}, {eta} left)",
+                )
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            let (mut n_spam, mut n_ham) = (0, 0);
+            for (is_spam, msgs) in sets {
+                for m in msgs {
+                    filter.learn(&m, account_id, is_spam).await?;
+                    if is_spam {
+                        n_spam += 1;
+                    } else {
+                        n_ham += 1;
+                    }
+                    bar.inc(1);
+                }
+            }
+            bar.finish_and_clear();
+            println!(
+                "Learnt {n_spam} spam and {n_ham} ham messages{}.",
+                account
+                    .map(|a| format!(" (global and for {a})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    Ok(())
+}
