@@ -49,6 +49,9 @@ impl Resolver {
         let mut opts = ResolverOpts::default();
         opts.timeout = Duration::from_secs(5);
         opts.attempts = 2;
+        // Answers come from DNS only, never /etc/hosts: the same answers
+        // on every machine, and tests see only their own zones.
+        opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
         let builder = if nameservers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| DnsError::Setup(e.to_string()))?
         } else {
@@ -134,6 +137,39 @@ impl Resolver {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// Host names of an address (PTR records), without trailing dots.
+    pub async fn ptr(&self, ip: IpAddr) -> Result<Vec<String>, DnsError> {
+        match self.inner.reverse_lookup(ip).await {
+            Ok(l) => Ok(l
+                .answers()
+                .iter()
+                .filter_map(|r| match &r.data {
+                    hickory_resolver::proto::rr::RData::PTR(p) => {
+                        Some(p.0.to_ascii().trim_end_matches('.').to_lowercase())
+                    }
+                    _ => None,
+                })
+                .collect()),
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
+            Err(e) => Err(DnsError::Lookup {
+                name: ip.to_string(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Forward-confirmed reverse DNS (FCrDNS): the first PTR name of `ip`
+    /// whose own addresses include `ip`; `None` if there is none.
+    pub async fn fcrdns(&self, ip: IpAddr) -> Option<String> {
+        let names = self.ptr(ip).await.ok()?;
+        for name in names.into_iter().take(3) {
+            if self.ips(&name).await.is_ok_and(|ips| ips.contains(&ip)) {
+                return Some(name);
+            }
+        }
+        None
     }
 
     /// IPv4 and IPv6 addresses of a host.

@@ -56,3 +56,18 @@ async fn mx_txt_and_addresses() {
         vec!["v=spf1 mx -all".to_string()]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reverse_and_forward_confirmed() {
+    let dns = DnsServer::start("127.0.0.1".parse().unwrap(), &["example.net"])
+        .await
+        .unwrap();
+    dns.ip("mx.example.net", "127.7.8.9".parse().unwrap()).await;
+    let r = Resolver::new(&[dns.addr]).unwrap();
+    // hickory answers loopback reverse lookups itself (RFC 6761: "localhost"),
+    // so the testkit's PTR records cannot be used for 127/8; what can be
+    // checked is that a name is confirmed only when it points back.
+    let lo: IpAddr = "127.0.0.1".parse().unwrap();
+    assert_eq!(r.fcrdns(lo).await.as_deref(), Some("localhost"));
+    assert_eq!(r.fcrdns("127.7.8.9".parse().unwrap()).await, None);
+}

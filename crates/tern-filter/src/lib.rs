@@ -95,6 +95,8 @@ pub struct Facts<'a> {
     pub helo: &'a str,
     /// Authentication summary (`spf=pass dkim=none dmarc=fail …`).
     pub auth: &'a str,
+    /// The client's forward-confirmed reverse DNS name, if it has one.
+    pub rdns: Option<&'a str>,
     /// The recipient account whose own training also counts (one recipient).
     pub account: Option<AccountId>,
 }
@@ -135,6 +137,7 @@ impl Filter {
             &rules::Context {
                 helo: facts.helo,
                 auth: facts.auth,
+                rdns: facts.rdns,
             },
         )
         .into_iter()

@@ -21,6 +21,8 @@ pub struct Context<'a> {
     pub helo: &'a str,
     /// The authentication summary: `spf=… dkim=… dmarc=…`.
     pub auth: &'a str,
+    /// Forward-confirmed reverse DNS of the client, if any.
+    pub rdns: Option<&'a str>,
 }
 
 /// Runs the rules; returns the hits with their scores.
@@ -45,6 +47,9 @@ pub fn check(raw: &[u8], msg: Option<&Message<'_>>, ctx: &Context<'_>) -> Vec<(&
     }
     if word("dmarc=") == "fail" {
         hits.push(("DMARC_FAIL", 1.5));
+    }
+    if ctx.rdns.is_none() {
+        hits.push(("RDNS_NONE", 1.0));
     }
     let helo = ctx.helo;
     if !helo.contains('.') && !helo.starts_with('[') {
@@ -110,6 +115,7 @@ mod tests {
             &Context {
                 helo: "mx.example.net",
                 auth,
+                rdns: Some("mx.example.net"),
             },
         )
         .into_iter()

@@ -44,6 +44,8 @@ pub struct SmtpServer {
     pub enforce_dmarc: bool,
     /// The spam filter on the MX listener (`None`: off).
     pub filter: Option<Arc<tern_filter::Filter>>,
+    /// For the client's forward-confirmed reverse DNS (MX listener).
+    pub resolver: Option<tern_dns::Resolver>,
     limiter: ConnLimiter,
 }
 
@@ -86,6 +88,7 @@ impl SmtpServer {
             inbound: None,
             enforce_dmarc: true,
             filter: None,
+            resolver: None,
             limiter,
         })
     }
@@ -99,6 +102,7 @@ impl SmtpServer {
         inbound: Option<tern_auth::InboundAuth>,
         enforce_dmarc: bool,
         filter: Option<Arc<tern_filter::Filter>>,
+        resolver: Option<tern_dns::Resolver>,
     ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(Self {
@@ -110,6 +114,7 @@ impl SmtpServer {
             inbound,
             enforce_dmarc,
             filter,
+            resolver,
             limiter,
         })
     }

@@ -48,6 +48,8 @@ struct Session {
     rcpt_failures: usize,
     /// The authenticated account and login (submission).
     account: Option<(AccountId, String)>,
+    /// The client's forward-confirmed reverse DNS name, once looked up.
+    rdns: Option<Option<String>>,
 }
 
 /// Runs a session to completion. `guard` holds the connection slot, or says
@@ -91,6 +93,7 @@ pub async fn run(
         errors: 0,
         rcpt_failures: 0,
         account: None,
+        rdns: None,
         server,
     };
     s.conn
@@ -674,6 +677,11 @@ impl Session {
             let mut body = body;
             let mut results = String::new();
             let mut summary = String::new();
+            if self.rdns.is_none()
+                && let Some(r) = &self.server.resolver
+            {
+                self.rdns = Some(r.fcrdns(self.conn.peer.ip()).await);
+            }
             if let Some(auth) = &self.server.inbound {
                 // RFC 8601 §5: results claiming to be ours are forgeries.
                 if let Some(clean) =
@@ -715,6 +723,7 @@ impl Session {
                             ip: self.conn.peer.ip(),
                             helo: self.helo.as_deref().unwrap_or(""),
                             auth: &summary,
+                            rdns: self.rdns.clone().flatten().as_deref(),
                             account: match locals.as_slice() {
                                 [one] => Some(*one),
                                 _ => None,
@@ -1111,10 +1120,16 @@ impl Session {
         } else {
             String::new()
         };
+        // RFC 5321 §4.4 TCP-info: the verified reverse name, then the address.
+        let rdns = match self.rdns.as_ref().and_then(|r| r.as_deref()) {
+            Some(name) => format!("{} ", sanitize(name)),
+            None => String::new(),
+        };
         format!(
-            "{}Received: from {} ([{}]){}\r\n\tby {} (Tern) with {} id {}{}; {}\r\n",
+            "{}Received: from {} ({}[{}]){}\r\n\tby {} (Tern) with {} id {}{}; {}\r\n",
             return_path,
             helo,
+            rdns,
             self.conn.peer.ip(),
             tls,
             self.server.hostname,

@@ -206,6 +206,7 @@ pub async fn start(config: Config) -> Result<Running> {
         auth,
         config.inbound.enforce_dmarc,
         filter,
+        Some(resolver.clone()),
     );
     for l in smtp_l {
         running.tasks.spawn(smtp.clone().serve(l, false));

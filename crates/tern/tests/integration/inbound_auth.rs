@@ -310,3 +310,56 @@ async fn forged_results_are_removed() {
     assert!(results(&stored).contains("spf=fail"));
     assert!(stored.contains("Authentication-Results: elsewhere.test; spf=pass"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn received_line_has_forward_confirmed_reverse_dns() {
+    // 127.0.0.1 has a confirmed name (hickory answers "localhost" both
+    // ways, RFC 6761); another loopback address's PTR ("localhost") does
+    // not point back to it.
+    let dns = DnsServer::start([127, 0, 0, 1].into(), ZONES)
+        .await
+        .unwrap();
+    let unconfirmed = unique_loopback();
+    let s = start(&format!("[dns]\nnameservers = [\"{}\"]\n", dns.addr)).await;
+    for (ip, subject) in [
+        ([127, 0, 0, 1].into(), "rdns-ok"),
+        (unconfirmed, "rdns-bad"),
+    ] {
+        let mut c = LineClient::connect_from(ip, s.smtp).await.unwrap();
+        c.reply().await.unwrap();
+        c.smtp("EHLO mta.sender.test").await.unwrap();
+        let (code, _) = send_message(
+            &mut c,
+            "a@nodmarc.test",
+            &[BOB],
+            &msg("a@nodmarc.test", subject),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 250);
+    }
+    let inbox: Vec<String> = s
+        .inbox(BOB)
+        .await
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).to_string())
+        .collect();
+    let ok = inbox
+        .iter()
+        .find(|m| m.contains("Subject: rdns-ok"))
+        .unwrap();
+    assert!(
+        ok.contains("Received: from mta.sender.test (localhost [127.0.0.1])"),
+        "{ok}"
+    );
+    assert!(!ok.contains("RDNS_NONE"), "{ok}");
+    let bad = inbox
+        .iter()
+        .find(|m| m.contains("Subject: rdns-bad"))
+        .unwrap();
+    assert!(
+        bad.contains(&format!("Received: from mta.sender.test ([{unconfirmed}])")),
+        "{bad}"
+    );
+    assert!(bad.contains("RDNS_NONE"), "{bad}");
+}

@@ -51,7 +51,7 @@ async fn delivers_with_trace_headers_byte_exact() {
     let raw = String::from_utf8(inbox[0].clone()).unwrap();
     assert!(
         raw.starts_with(
-            "Return-Path: <bob@remote.test>\r\nReceived: from client.example.net ([127.0.0.1])"
+            "Return-Path: <bob@remote.test>\r\nReceived: from client.example.net (localhost [127.0.0.1])"
         ),
         "{raw}"
     );
