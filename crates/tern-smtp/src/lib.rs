@@ -26,6 +26,18 @@ use tern_store::SharedStore;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+/// What the MX listener checks on mail from the internet.
+pub struct MxChecks {
+    /// SPF/DKIM/ARC/DMARC (`None`: off).
+    pub inbound: Option<tern_auth::InboundAuth>,
+    /// Act on DMARC `reject`/`quarantine`.
+    pub enforce_dmarc: bool,
+    /// The spam filter (`None`: off).
+    pub filter: Option<Arc<tern_filter::Filter>>,
+    /// For the client's forward-confirmed reverse DNS.
+    pub resolver: Option<tern_dns::Resolver>,
+}
+
 /// Everything a session needs, shared by all sessions.
 pub struct SmtpServer {
     /// Limits and timeouts.
@@ -99,10 +111,7 @@ impl SmtpServer {
         hostname: String,
         store: SharedStore,
         tls: Option<TlsAcceptor>,
-        inbound: Option<tern_auth::InboundAuth>,
-        enforce_dmarc: bool,
-        filter: Option<Arc<tern_filter::Filter>>,
-        resolver: Option<tern_dns::Resolver>,
+        checks: MxChecks,
     ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(Self {
@@ -111,10 +120,10 @@ impl SmtpServer {
             store,
             tls,
             submission: None,
-            inbound,
-            enforce_dmarc,
-            filter,
-            resolver,
+            inbound: checks.inbound,
+            enforce_dmarc: checks.enforce_dmarc,
+            filter: checks.filter,
+            resolver: checks.resolver,
             limiter,
         })
     }

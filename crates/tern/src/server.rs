@@ -203,10 +203,12 @@ pub async fn start(config: Config) -> Result<Running> {
         hostname.clone(),
         store.clone(),
         tls.clone(),
-        auth,
-        config.inbound.enforce_dmarc,
-        filter,
-        Some(resolver.clone()),
+        tern_smtp::MxChecks {
+            inbound: auth,
+            enforce_dmarc: config.inbound.enforce_dmarc,
+            filter,
+            resolver: Some(resolver.clone()),
+        },
     );
     for l in smtp_l {
         running.tasks.spawn(smtp.clone().serve(l, false));
