@@ -207,6 +207,14 @@ pub struct SmtpConfig {
     pub max_connections_per_ip: usize,
     /// Protocol errors tolerated per session before `421` and disconnect.
     pub max_errors: u32,
+    /// New connections per minute from one client network (0 = unlimited).
+    pub connections_per_minute_per_network: u32,
+    /// Messages per minute from one client network (0 = unlimited).
+    pub messages_per_minute_per_network: u32,
+    /// IPv4 prefix length that makes a "network" for the rate limits.
+    pub rate_limit_ipv4_prefix: u8,
+    /// IPv6 prefix length that makes a "network" for the rate limits.
+    pub rate_limit_ipv6_prefix: u8,
     /// Domains whose unknown recipients are accepted into the domain's
     /// catch-all account are configured per domain (`tern domain add
     /// --catch-all`); this switch disables catch-alls globally.
@@ -226,6 +234,10 @@ impl Default for SmtpConfig {
             max_connections: 2000,
             max_connections_per_ip: 50,
             max_errors: 10,
+            connections_per_minute_per_network: 600,
+            messages_per_minute_per_network: 3000,
+            rate_limit_ipv4_prefix: 24,
+            rate_limit_ipv6_prefix: 64,
             allow_catch_all: true,
         }
     }
@@ -726,6 +738,13 @@ max_connections = {max_connections}
 max_connections_per_ip = {max_connections_per_ip}
 # Protocol errors tolerated in one session before "421" and disconnect.
 max_errors = {max_errors}
+# New connections and messages per minute from one client network (an IPv4 /24 and an
+# IPv6 /64 by default; 0 = unlimited). Beyond them: 421 4.7.0 / 451 4.7.1. 127.0.0.1 and
+# ::1 are exempt.
+connections_per_minute_per_network = {conn_rate}
+messages_per_minute_per_network = {msg_rate}
+rate_limit_ipv4_prefix = {v4p}
+rate_limit_ipv6_prefix = {v6p}
 # Honour per-domain catch-all accounts (`tern domain add --catch-all ADDRESS`).
 allow_catch_all = {allow_catch_all}
 # Line endings: the message ends only at CRLF "." CRLF. A bare LF or bare CR inside the
@@ -859,6 +878,10 @@ nameservers = [{nameservers}]
         max_connections = s.max_connections,
         max_connections_per_ip = s.max_connections_per_ip,
         max_errors = s.max_errors,
+        conn_rate = s.connections_per_minute_per_network,
+        msg_rate = s.messages_per_minute_per_network,
+        v4p = s.rate_limit_ipv4_prefix,
+        v6p = s.rate_limit_ipv6_prefix,
         allow_catch_all = s.allow_catch_all,
         pop3_timeout = p.timeout,
         pop3_max = p.max_connections,

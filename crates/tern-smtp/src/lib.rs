@@ -15,6 +15,7 @@
 
 pub mod command;
 pub mod data;
+pub mod ratelimit;
 pub mod reply;
 mod session;
 pub mod submission;
@@ -58,6 +59,8 @@ pub struct SmtpServer {
     pub filter: Option<Arc<tern_filter::Filter>>,
     /// For the client's forward-confirmed reverse DNS (MX listener).
     pub resolver: Option<tern_dns::Resolver>,
+    /// Connections and messages per minute per client network.
+    pub rates: ratelimit::RateLimits,
     limiter: ConnLimiter,
 }
 
@@ -91,7 +94,9 @@ impl SmtpServer {
         submission: Option<submission::Submission>,
     ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
+        let rates = ratelimit::RateLimits::new(&config);
         Arc::new(Self {
+            rates,
             config,
             hostname,
             store,
@@ -114,7 +119,9 @@ impl SmtpServer {
         checks: MxChecks,
     ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
+        let rates = ratelimit::RateLimits::new(&config);
         Arc::new(Self {
+            rates,
             config,
             hostname,
             store,

@@ -84,6 +84,21 @@ pub async fn run(
         }
     };
     let peer = conn.peer;
+    if server.submission.is_none() && !server.rates.connection(peer.ip()) {
+        metrics::counter!("tern_smtp_rejections_total", "reason" => "connection_rate").increment(1);
+        tracing::info!(client = %peer.ip(), "smtp: refused connection: connection rate of the network");
+        conn.write(
+            &reply!(
+                421,
+                "4.7.0",
+                "{} Too many connections from your network, slow down",
+                server.hostname
+            )
+            .to_bytes(),
+        );
+        conn.shutdown().await;
+        return;
+    }
     tracing::debug!(client = %peer, "smtp: connect");
     let mut s = Session {
         conn,
@@ -339,6 +354,16 @@ impl Session {
                     ));
                 }
             }
+        }
+        if self.server.submission.is_none() && !self.server.rates.message(self.conn.peer.ip()) {
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "message_rate")
+                .increment(1);
+            tracing::info!(client = %self.conn.peer.ip(), "smtp: message rate of the network reached");
+            return self.send(reply!(
+                451,
+                "4.7.1",
+                "Too many messages from your network, try again later"
+            ));
         }
         self.mail_accepted(from)
     }

@@ -248,3 +248,44 @@ async fn disconnect_mid_data_stores_nothing() {
     assert!(s.inbox(ALICE).await.is_empty());
     still_serving(&s).await;
 }
+
+#[tokio::test]
+async fn connection_and_message_rates_per_network() {
+    let s = start(
+        "[smtp]\nconnections_per_minute_per_network = 3\nmessages_per_minute_per_network = 2\n",
+    )
+    .await;
+    let ip = tern_testkit::remote::unique_loopback();
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let mut c = tern_testkit::LineClient::connect_from(ip, s.smtp)
+            .await
+            .unwrap();
+        assert_eq!(c.reply().await.unwrap().0, 220);
+        sessions.push(c);
+    }
+    let mut c = tern_testkit::LineClient::connect_from(ip, s.smtp)
+        .await
+        .unwrap();
+    let (code, lines) = c.reply().await.unwrap();
+    assert_eq!(code, 421, "{lines:?}");
+    assert!(lines[0].contains("4.7.0"));
+    // Messages: two a minute from this network.
+    let c = &mut sessions[0];
+    c.smtp("EHLO client.example.net").await.unwrap();
+    for _ in 0..2 {
+        let (code, text) =
+            tern_testkit::send_message(c, "a@remote.test", &[ALICE], b"Subject: x\r\n\r\nx\r\n")
+                .await
+                .unwrap();
+        assert_eq!(code, 250, "{text}");
+    }
+    let (code, text) = c.smtp("MAIL FROM:<a@remote.test>").await.unwrap();
+    assert_eq!(code, 451, "{text}");
+    assert!(text.contains("4.7.1"));
+    // 127.0.0.1 is exempt.
+    for _ in 0..5 {
+        let mut c = tern_testkit::LineClient::connect(s.smtp).await.unwrap();
+        assert_eq!(c.reply().await.unwrap().0, 220);
+    }
+}
