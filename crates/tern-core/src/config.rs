@@ -561,6 +561,16 @@ pub struct FilterConfig {
     pub dnsbl_score: f64,
     /// Spam and ham messages each the classifier must have learnt before it counts.
     pub bayes_min_trained: u32,
+    /// Greylist unknown (network, sender, recipient) triplets (RFC 6647).
+    pub greylist: bool,
+    /// How long a new triplet is deferred.
+    pub greylist_delay: String,
+    /// How long the sender has to retry before the triplet starts over.
+    pub greylist_retry_window: String,
+    /// How long a triplet that passed keeps passing.
+    pub greylist_pass_lifetime: String,
+    /// Networks never greylisted.
+    pub greylist_pass_list: Vec<IpNet>,
 }
 
 impl Default for FilterConfig {
@@ -572,6 +582,11 @@ impl Default for FilterConfig {
             dnsbl: Vec::new(),
             dnsbl_score: 3.0,
             bayes_min_trained: 20,
+            greylist: false,
+            greylist_delay: "5m".into(),
+            greylist_retry_window: "4h".into(),
+            greylist_pass_lifetime: "36d".into(),
+            greylist_pass_list: Vec::new(),
         }
     }
 }
@@ -626,6 +641,19 @@ impl Config {
         self.queue.retry_schedule()?;
         parse_duration(&self.queue.expire).map_err(|e| format!("queue.expire: {e}"))?;
         parse_duration(&self.queue.delay_notice).map_err(|e| format!("queue.delay_notice: {e}"))?;
+        for (k, v) in [
+            ("filter.greylist_delay", &self.filter.greylist_delay),
+            (
+                "filter.greylist_retry_window",
+                &self.filter.greylist_retry_window,
+            ),
+            (
+                "filter.greylist_pass_lifetime",
+                &self.filter.greylist_pass_lifetime,
+            ),
+        ] {
+            parse_duration(v).map_err(|e| format!("{k}: {e}"))?;
+        }
         for t in &self.queue.transport {
             if t.username.is_some() != t.password.is_some() {
                 return Err(format!(
@@ -853,6 +881,15 @@ dnsbl = []
 dnsbl_score = 3.0
 # Spam and ham messages each the classifier must have learnt before its opinion counts.
 bayes_min_trained = 20
+# Greylisting (RFC 6647), off by default: the first attempt of an unknown (client /24
+# or /64, sender, recipient) triplet gets 451 4.7.1; a retry after greylist_delay and
+# within greylist_retry_window passes, and the triplet keeps passing for
+# greylist_pass_lifetime. Networks in greylist_pass_list are never greylisted.
+greylist = false
+greylist_delay = "5m"
+greylist_retry_window = "4h"
+greylist_pass_lifetime = "36d"
+greylist_pass_list = []
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

@@ -11,6 +11,7 @@
 //! no bounce is ever sent for it). The parts appear in `X-Spam-Status`.
 
 pub mod bayes;
+pub mod greylist;
 pub mod rules;
 pub mod tokens;
 
@@ -107,6 +108,7 @@ pub struct Filter {
     resolver: Resolver,
     /// Thresholds and lists.
     pub config: FilterConfig,
+    greylist: Option<greylist::Greylist>,
 }
 
 /// Bayes probability bands and their scores (SpamAssassin's names).
@@ -121,10 +123,52 @@ const BAYES_BANDS: &[(f64, f64, &str, f64)] = &[
 impl Filter {
     /// A filter over `store`'s training data.
     pub fn new(store: SharedStore, resolver: Resolver, config: FilterConfig) -> Self {
+        let secs = |v: &str| {
+            tern_core::config::parse_duration(v)
+                .map(|d| d.as_secs())
+                .unwrap_or(300)
+        };
+        let greylist = config.greylist.then(|| {
+            greylist::Greylist::new(
+                secs(&config.greylist_delay),
+                secs(&config.greylist_retry_window),
+                secs(&config.greylist_pass_lifetime),
+            )
+        });
         Self {
             store,
             resolver,
             config,
+            greylist,
+        }
+    }
+
+    /// Greylisting of one recipient (RFC 6647): `Some(seconds)` to defer.
+    /// `network` is the client's rate-limit network (/24 or /64); 127.0.0.1,
+    /// ::1 and the pass list are never greylisted.
+    pub fn greylisted(
+        &self,
+        ip: IpAddr,
+        network: IpAddr,
+        sender: &str,
+        rcpt: &str,
+        now: i64,
+    ) -> Option<u64> {
+        let g = self.greylist.as_ref()?;
+        let local =
+            ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
+        if local
+            || self
+                .config
+                .greylist_pass_list
+                .iter()
+                .any(|n| n.contains(ip))
+        {
+            return None;
+        }
+        match g.check(network, sender, rcpt, now) {
+            greylist::Greylisted::Pass => None,
+            greylist::Greylisted::Defer(s) => Some(s),
         }
     }
 

@@ -488,6 +488,30 @@ impl Session {
                 ));
             }
         };
+        if let Some(filter) = &self.server.filter {
+            let ip = self.conn.peer.ip();
+            let from = self
+                .tx
+                .as_ref()
+                .map(|t| t.mail_from.clone())
+                .unwrap_or_default();
+            if let Some(wait) = filter.greylisted(
+                ip,
+                self.server.rates.network(ip),
+                &from,
+                &address.to_string(),
+                now_unix(),
+            ) {
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "greylisted")
+                    .increment(1);
+                tracing::info!(client = %ip, from = %from, rcpt = %address, "smtp: greylisted");
+                return self.rcpt_fail(reply!(
+                    451,
+                    "4.7.1",
+                    "Greylisted, please try again in {wait} seconds"
+                ));
+            }
+        }
         if local.quota > 0 && local.used.saturating_add(size_hint) > local.quota {
             metrics::counter!("tern_smtp_rejections_total", "reason" => "quota").increment(1);
             return self.rcpt_fail(reply!(552, "5.2.2", "<{address}>: mailbox full"));

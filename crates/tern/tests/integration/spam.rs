@@ -318,3 +318,24 @@ async fn read_tagged(c: &mut LineClient, tag: &str) -> Vec<String> {
         }
     }
 }
+
+#[tokio::test]
+async fn greylisting_defers_the_first_attempt() {
+    let s = start("[filter]\ngreylist = true\ngreylist_delay = \"1s\"\n").await;
+    let ip = unique_loopback();
+    let data = b"From: a@corpus.test\r\nSubject: grey\r\n\r\nhello\r\n";
+    let (code, text) = deliver(&s, ip, data).await;
+    assert_eq!(code, 451, "{text}");
+    assert!(
+        text.contains("4.7.1") && text.contains("Greylisted"),
+        "{text}"
+    );
+    // Too early: still deferred.
+    assert_eq!(deliver(&s, ip, data).await.0, 451);
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (code, text) = deliver(&s, ip, data).await;
+    assert_eq!(code, 250, "after the delay: {text}");
+    // The triplet now passes at once; 127.0.0.1 is never greylisted.
+    assert_eq!(deliver(&s, ip, data).await.0, 250);
+    assert_eq!(deliver(&s, "127.0.0.1".parse().unwrap(), data).await.0, 250);
+}

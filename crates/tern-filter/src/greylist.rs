@@ -1,0 +1,121 @@
+//! Greylisting (RFC 6647): the first delivery attempt of an unknown
+//! (client network, sender, recipient) triplet is deferred with a 4xx;
+//! a retry after `delay` (and within `retry_window`) passes, and the
+//! triplet then passes at once for `pass_lifetime`. Real MTAs retry;
+//! much bulk spamware does not.
+//!
+//! State is kept in memory (bounded): after a restart a known sender is
+//! simply delayed once more, which RFC 6647 §5 accepts.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+/// Most triplets remembered; beyond, the oldest half is forgotten.
+const MAX_ENTRIES: usize = 200_000;
+
+/// The decision for one attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Greylisted {
+    /// Accept.
+    Pass,
+    /// Defer; try again in this many seconds.
+    Defer(u64),
+}
+
+struct Entry {
+    first_seen: i64,
+    passed_until: i64,
+}
+
+/// The greylist.
+pub struct Greylist {
+    delay: i64,
+    retry_window: i64,
+    pass_lifetime: i64,
+    entries: Mutex<HashMap<(IpAddr, String, String), Entry>>,
+}
+
+impl Greylist {
+    /// A greylist with the given timings (seconds).
+    pub fn new(delay: u64, retry_window: u64, pass_lifetime: u64) -> Self {
+        Self {
+            delay: delay as i64,
+            retry_window: retry_window as i64,
+            pass_lifetime: pass_lifetime as i64,
+            entries: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Decides about an attempt at `now` (Unix seconds). `network` is the
+    /// client's network (a /24 or /64: big senders retry from another
+    /// address of the same pool).
+    pub fn check(&self, network: IpAddr, sender: &str, rcpt: &str, now: i64) -> Greylisted {
+        let key = (
+            network,
+            sender.to_ascii_lowercase(),
+            rcpt.to_ascii_lowercase(),
+        );
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_ENTRIES {
+            let mut ages: Vec<i64> = map.values().map(|e| e.first_seen).collect();
+            ages.sort_unstable();
+            let cutoff = ages[ages.len() / 2];
+            map.retain(|_, e| e.first_seen > cutoff || e.passed_until > now);
+        }
+        match map.get_mut(&key) {
+            Some(e) if e.passed_until > now => {
+                e.passed_until = now + self.pass_lifetime;
+                Greylisted::Pass
+            }
+            Some(e)
+                if now - e.first_seen >= self.delay && now - e.first_seen <= self.retry_window =>
+            {
+                e.passed_until = now + self.pass_lifetime;
+                Greylisted::Pass
+            }
+            Some(e) if now - e.first_seen < self.delay => {
+                Greylisted::Defer((self.delay - (now - e.first_seen)) as u64)
+            }
+            _ => {
+                map.insert(
+                    key,
+                    Entry {
+                        first_seen: now,
+                        passed_until: 0,
+                    },
+                );
+                Greylisted::Defer(self.delay as u64)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn triplets() {
+        let g = Greylist::new(300, 4 * 3600, 36 * 86400);
+        let net: IpAddr = "192.0.2.0".parse().unwrap();
+        assert_eq!(g.check(net, "a@x", "b@y", 1000), Greylisted::Defer(300));
+        assert_eq!(g.check(net, "a@x", "b@y", 1100), Greylisted::Defer(200));
+        assert_eq!(g.check(net, "a@x", "b@y", 1300), Greylisted::Pass);
+        assert_eq!(
+            g.check(net, "A@X", "b@y", 999_999),
+            Greylisted::Pass,
+            "remembered"
+        );
+        assert_eq!(
+            g.check(net, "c@x", "b@y", 1300),
+            Greylisted::Defer(300),
+            "new triplet"
+        );
+        // A retry after the window starts over.
+        assert_eq!(
+            g.check(net, "c@x", "b@y", 1300 + 5 * 3600),
+            Greylisted::Defer(300)
+        );
+    }
+}
