@@ -19,7 +19,8 @@ def mailbox_count(a):
 
 
 def cmds(a, per):
-    base = ['smtp-source', '-s', str(a.sessions), '-l', str(a.size), '-f', 'bench@example.test', '-t', a.user]
+    body = ['-F', a.file] if a.file else ['-l', str(a.size)]
+    base = ['smtp-source', '-s', str(a.sessions)] + body + ['-f', a.sender, '-t', a.user]
     if per <= 1:
         return [base + ['-m', str(a.n), f'127.0.0.1:{a.port}']]
     batch, left, out = a.sessions * per, a.n, []
@@ -36,6 +37,9 @@ def main():
     ap.add_argument('--n', type=int, default=20000); ap.add_argument('--size', type=int, default=5120)
     ap.add_argument('--sessions', type=int, default=20); ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--per-session', type=int, nargs='+', default=[1, 100])
+    ap.add_argument('--file', help='send this prepared message (smtp-source -F) instead of generated ones')
+    ap.add_argument('--sender', default='bench@example.test')
+    ap.add_argument('--label', default='tern')
     a = ap.parse_args()
     for per in a.per_session:
         cs = cmds(a, per)
@@ -56,7 +60,7 @@ def main():
             rates.append(a.n / (t1 - t0))
             print(f'  run{r+1}: msgs={a.n} per_session={per} accept=in_mailbox={t1-t0:.2f}s rate={rates[-1]:.0f}/s '
                   f'loadavg_before={la} peak_rss={s.peak_rss/1024:.0f}MiB', flush=True)
-        print(f'RESULT tern inbound per_session={per} accept+mailbox msg/s {summarize(rates)}')
+        print(f'RESULT {a.label} inbound per_session={per} accept+mailbox msg/s {summarize(rates)}')
 
 
 if __name__ == '__main__':

@@ -15,7 +15,7 @@ use mail_auth::dmarc::Policy;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{
     AuthenticatedMessage, AuthenticationResults, DkimOutput, DkimResult, DmarcResult,
-    MessageAuthenticator, SpfOutput, SpfResult,
+    MessageAuthenticator, Parameters, ResolverCache, SpfOutput, SpfResult, Txt,
 };
 use std::net::IpAddr;
 
@@ -41,9 +41,51 @@ pub struct Verdict {
     pub summary: String,
 }
 
+/// Parsed TXT records (SPF, DKIM keys, DMARC) by name, kept until their
+/// TTL runs out. hickory caches the raw answers; this saves parsing them
+/// (and, for DKIM, decoding the public key) for every message. Bounded:
+/// when full, it starts over.
+#[derive(Default)]
+pub struct TxtCache {
+    map: std::sync::Mutex<std::collections::HashMap<Box<str>, (Txt, std::time::Instant)>>,
+}
+
+const TXT_CACHE_MAX: usize = 50_000;
+
+impl ResolverCache<Box<str>, Txt> for TxtCache {
+    fn get<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(name)
+            .filter(|(_, until)| *until > std::time::Instant::now())
+            .map(|(v, _)| v.clone())
+    }
+
+    fn remove<Q>(&self, name: &Q) -> Option<Txt>
+    where
+        Box<str>: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ?Sized,
+    {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(name).map(|(v, _)| v)
+    }
+
+    fn insert(&self, key: Box<str>, value: Txt, valid_until: std::time::Instant) {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= TXT_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, (value, valid_until));
+    }
+}
+
 /// The checker, shared by all sessions.
 pub struct InboundAuth {
     authenticator: MessageAuthenticator,
+    txt: TxtCache,
     authserv_id: String,
     trusted_forwarders: Vec<(IpAddr, u8)>,
 }
@@ -56,6 +98,7 @@ impl InboundAuth {
             authenticator,
             authserv_id: authserv_id.to_ascii_lowercase(),
             trusted_forwarders: Vec::new(),
+            txt: TxtCache::default(),
         }
     }
 
@@ -81,13 +124,13 @@ impl InboundAuth {
     /// envelope sender `mail_from` (empty for the null sender).
     pub async fn check(&self, ip: IpAddr, helo: &str, mail_from: &str, message: &[u8]) -> Verdict {
         let host = self.authserv_id.as_str();
-        let spf_helo = check_spf(&self.authenticator, ip, helo, host, "").await;
+        let spf_helo = check_spf(&self.authenticator, &self.txt, ip, helo, host, "").await;
         // RFC 7208 §2.4: with the null sender, MAIL FROM is checked as
         // postmaster@HELO, which is the HELO result.
         let spf_mail = if mail_from.is_empty() {
             spf_helo.clone()
         } else {
-            check_spf(&self.authenticator, ip, helo, host, mail_from).await
+            check_spf(&self.authenticator, &self.txt, ip, helo, host, mail_from).await
         };
         let Some(msg) = AuthenticatedMessage::parse(message) else {
             let header = AuthenticationResults::new(host)
@@ -103,17 +146,26 @@ impl InboundAuth {
                 disposition: Disposition::Accept,
             };
         };
-        let dkim: Vec<DkimOutput> = self.authenticator.verify_dkim(&msg).await;
-        let arc = self.authenticator.verify_arc(&msg).await;
+        let dkim: Vec<DkimOutput> = self
+            .authenticator
+            .verify_dkim(Parameters::new(&msg).with_txt_cache(&self.txt))
+            .await;
+        let arc = self
+            .authenticator
+            .verify_arc(Parameters::new(&msg).with_txt_cache(&self.txt))
+            .await;
         let mail_from_domain = mail_from.rsplit_once('@').map(|(_, d)| d).unwrap_or(helo);
         let dmarc = self
             .authenticator
-            .verify_dmarc(mail_auth::dmarc::verify::DmarcParameters::new(
-                &msg,
-                &dkim,
-                mail_from_domain,
-                &spf_mail,
-            ))
+            .verify_dmarc(
+                Parameters::new(mail_auth::dmarc::verify::DmarcParameters::new(
+                    &msg,
+                    &dkim,
+                    mail_from_domain,
+                    &spf_mail,
+                ))
+                .with_txt_cache(&self.txt),
+            )
             .await;
         let header_from = msg.from();
         let header = AuthenticationResults::new(host)
@@ -172,6 +224,7 @@ impl InboundAuth {
 /// would report `permerror`). `mail_from` empty checks the HELO identity.
 pub async fn check_spf(
     authenticator: &MessageAuthenticator,
+    cache: &TxtCache,
     ip: IpAddr,
     helo: &str,
     host: &str,
@@ -190,7 +243,9 @@ pub async fn check_spf(
     } else {
         SpfParameters::verify_mail_from(ip, helo, host, mail_from)
     };
-    authenticator.verify_spf(params).await
+    authenticator
+        .verify_spf(Parameters::new(params).with_txt_cache(cache))
+        .await
 }
 
 /// RFC 7208 §4.3: a multi-label domain name of LDH-ish labels (1–63 bytes).

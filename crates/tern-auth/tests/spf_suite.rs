@@ -291,6 +291,7 @@ async fn rfc7208_test_suite() {
         load_zone(&dns, &zone).await;
         let resolver = tern_dns::Resolver::new(&[dns.addr]).unwrap();
         let auth = mail_auth::MessageAuthenticator(resolver.hickory());
+        let cache = tern_auth::inbound::TxtCache::default();
         let tests = scenario["tests"].as_object().cloned().unwrap_or_default();
         for (name, t) in &tests {
             if let Some((_, why)) = SKIPPED.iter().find(|(n, _)| n == name) {
@@ -301,7 +302,8 @@ async fn rfc7208_test_suite() {
             let helo = t["helo"].as_str().unwrap_or_default();
             let mail_from = t["mailfrom"].as_str().unwrap_or_default();
             let out =
-                tern_auth::inbound::check_spf(&auth, ip, helo, "receiver.test", mail_from).await;
+                tern_auth::inbound::check_spf(&auth, &cache, ip, helo, "receiver.test", mail_from)
+                    .await;
             let got = spf_word(&out.result());
             let want = expected(&t["result"]);
             let ok = want.iter().any(|w| w == got);

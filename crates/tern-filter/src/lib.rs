@@ -192,7 +192,7 @@ impl Filter {
                 hits.push((format!("DNSBL({zone})"), self.config.dnsbl_score));
             }
         }
-        let bayes = self.bayes(raw, facts.account).await;
+        let bayes = self.bayes(msg.as_ref(), facts.account).await;
         if let Some(p) = bayes
             && let Some((_, _, name, score)) = BAYES_BANDS
                 .iter()
@@ -208,25 +208,32 @@ impl Filter {
     }
 
     /// The classifier's probability, or `None` while it knows too little.
-    async fn bayes(&self, raw: &[u8], account: Option<AccountId>) -> Option<f64> {
-        let tokens = tokens::tokens(raw);
+    async fn bayes(
+        &self,
+        msg: Option<&mail_parser::Message<'_>>,
+        account: Option<AccountId>,
+    ) -> Option<f64> {
         let mut scopes = vec![0];
         scopes.extend(account);
         let (mut ts, mut th) = (0u32, 0u32);
-        let mut counts = std::collections::HashMap::<i64, bayes::Counts>::new();
-        for scope in scopes {
-            let (s, h) = self.store.bayes_totals(scope).await.ok()?;
+        for scope in &scopes {
+            let (s, h) = self.store.bayes_totals(*scope).await.ok()?;
             ts += s;
             th += h;
+        }
+        // Too little training: not worth tokenizing the message.
+        let min = self.config.bayes_min_trained;
+        if ts < min || th < min {
+            return None;
+        }
+        let tokens = tokens::tokens_of(msg?);
+        let mut counts = std::collections::HashMap::<i64, bayes::Counts>::new();
+        for scope in scopes {
             for (t, (s, h)) in self.store.bayes_counts(scope, &tokens).await.ok()? {
                 let c = counts.entry(t).or_default();
                 c.spam += s;
                 c.ham += h;
             }
-        }
-        let min = self.config.bayes_min_trained;
-        if ts < min || th < min {
-            return None;
         }
         let v: Vec<bayes::Counts> = counts.into_values().collect();
         Some(bayes::spam_probability(&v, ts, th))

@@ -12,10 +12,15 @@ pub const MAX_TOKENS: usize = 3000;
 
 /// The distinct tokens of `raw`, hashed.
 pub fn tokens(raw: &[u8]) -> Vec<i64> {
+    match MessageParser::default().parse(raw) {
+        Some(msg) => tokens_of(&msg),
+        None => Vec::new(),
+    }
+}
+
+/// The distinct tokens of a parsed message, hashed.
+pub fn tokens_of(msg: &mail_parser::Message<'_>) -> Vec<i64> {
     let mut set: HashSet<String> = HashSet::new();
-    let Some(msg) = MessageParser::default().parse(raw) else {
-        return Vec::new();
-    };
     if let Some(subject) = msg.subject() {
         for w in words(subject) {
             set.insert(format!("subj:{w}"));

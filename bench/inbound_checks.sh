@@ -1,0 +1,86 @@
+#!/bin/bash
+# What Tern's checks on inbound mail cost (issue "Trust what arrives"), in one run:
+#   Tern with SPF, DKIM, ARC, DMARC and the spam filter all off, then all on, receiving the
+#   same DKIM-signed 5 KiB message (dkimpy-signed, sender domain with SPF, DKIM and DMARC
+#   p=reject records served by a local DNS server), 20 smtp-source sessions, 100 messages per
+#   session; Postfix (no checks, generated messages) as the reference line.
+# Target: the checks cost at most 30% of the unchecked rate.
+# usage: sudo bench/inbound_checks.sh      (N=20000 RUNS=3; SKIP_INSTALL=1 to skip apt)
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
+export SHARED_BENCH=$SHARED
+source "$SHARED/common/env.sh"
+N=${N:-20000}; RUNS=${RUNS:-3}; export RUNS
+TERN_BASE=${TERN_BASE:-33000}; TERN_PORT=$((TERN_BASE+25)); DNS_PORT=${DNS_PORT:-33053}
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
+[ -n "${SKIP_INSTALL:-}" ] || "$SHARED/install.sh" >/dev/null
+(cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1 &&
+  cargo build --release -j2 -p tern-testkit --example zone_dns 2>&1 | tail -1)
+TERN=$ROOT/target/release/tern
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); tern $(git -C "$ROOT" rev-parse --short HEAD)"
+noise
+WORK=$(mktemp -d /tmp/tern-checks.XXXXXX)
+PIDS=()
+trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$WORK"' EXIT
+
+echo "== sender domain bench.test in a local DNS server; one DKIM-signed message"
+openssl genrsa -out "$WORK/dkim.pem" 2048 2>/dev/null
+P=$(openssl rsa -in "$WORK/dkim.pem" -pubout -outform DER 2>/dev/null | base64 -w0)
+cat >"$WORK/zone.txt" <<EOZ
+bench.test TXT v=spf1 ip4:127.0.0.0/8 -all
+s1._domainkey.bench.test TXT v=DKIM1; k=rsa; p=$P
+_dmarc.bench.test TXT v=DMARC1; p=reject
+EOZ
+"$ROOT/target/release/examples/zone_dns" "127.0.0.1:$DNS_PORT" "$WORK/zone.txt" &
+PIDS+=($!)
+python3 - "$WORK/plain.eml" <<'EOP'
+import sys
+words = "the quick brown fox jumps over the lazy dog and keeps running through the field ".split()
+body, i = [], 0
+while sum(len(l) + 2 for l in body) < 5000:
+    body.append(" ".join(words[(i + k) % len(words)] for k in range(12))); i += 1
+msg = ("From: Sender <sender@bench.test>\r\nTo: user@example.test\r\nSubject: benchmark\r\n"
+       "Date: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <bench@bench.test>\r\n\r\n"
+       + "\r\n".join(body) + "\r\n")
+open(sys.argv[1], "wb").write(msg.encode())
+EOP
+/usr/bin/python3 "$ROOT/crates/tern/tests/tools/dkim_sign.py" s1 bench.test "$WORK/dkim.pem" \
+  <"$WORK/plain.eml" | sed 's/\r$//' >"$WORK/msg.eml"
+echo "message: $(wc -c <"$WORK/msg.eml") bytes, $(grep -c '^DKIM-Signature' "$WORK/msg.eml") signature"
+
+echo "== Postfix inbound (reference: no checks, generated 5 KiB messages)"
+"$SHARED/postfix/stop.sh" >/dev/null; "$SHARED/postfix/setup.sh" >/dev/null
+MPID=$("$SHARED/postfix/start.sh"); echo "postfix master pid $MPID ($(postconf -d mail_version))"
+python3 "$SHARED/postfix/bench_smtp.py" inbound --n "$N" --pid "$MPID" --per-session 100
+"$SHARED/postfix/stop.sh" >/dev/null
+
+run_tern() {  # $1 = label, $2 = on|off
+  local data="$WORK/$1"
+  "$TERN" init --data "$data" --domain example.test --port-base "$TERN_BASE" \
+    --nameserver "127.0.0.1:$DNS_PORT" >/dev/null
+  sed -i 's/^max_connections_per_ip = .*/max_connections_per_ip = 5000/; s/^max_connections = .*/max_connections = 5000/' "$data/tern.toml"
+  if [ "$2" = off ]; then
+    sed -i 's/^authenticate = true/authenticate = false/; s/^enabled = true/enabled = false/' "$data/tern.toml"
+  fi
+  echo pass | "$TERN" account add user@example.test --data "$data" --password-stdin --quota 0 >/dev/null
+  TERN_LOG=warn "$TERN" serve --data "$data" 2>"$data/tern.log" &
+  local pid=$!
+  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$TERN_PORT) 2>/dev/null && break; sleep 0.1; done
+  python3 "$ROOT/bench/tern_inbound.py" --tern "$TERN" --data "$data" --port "$TERN_PORT" --pid "$pid" \
+    --n "$N" --runs "$RUNS" --per-session 100 --file "$WORK/msg.eml" --sender sender@bench.test --label "tern-checks-$2"
+  python3 - "$data/tern.db" <<'EOP'
+import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+raw = c.execute("SELECT data FROM blobs ORDER BY id DESC LIMIT 1").fetchone()[0].decode(errors="replace")
+for line in raw.split("\r\n\r\n")[0].replace("\r\n\t", " ").split("\r\n"):
+    if line.startswith(("Authentication-Results", "X-Spam-Status")):
+        print("  last message:", line[:200])
+EOP
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+}
+
+echo "== Tern, checks off"
+run_tern off off
+echo "== Tern, checks on (SPF, DKIM, ARC, DMARC, spam filter)"
+run_tern on on
