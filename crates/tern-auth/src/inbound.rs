@@ -86,6 +86,7 @@ impl ResolverCache<Box<str>, Txt> for TxtCache {
 pub struct InboundAuth {
     authenticator: MessageAuthenticator,
     txt: TxtCache,
+    reports: Option<std::sync::Arc<crate::DmarcReports>>,
     authserv_id: String,
     trusted_forwarders: Vec<(IpAddr, u8)>,
 }
@@ -99,6 +100,7 @@ impl InboundAuth {
             authserv_id: authserv_id.to_ascii_lowercase(),
             trusted_forwarders: Vec::new(),
             txt: TxtCache::default(),
+            reports: None,
         }
     }
 
@@ -106,6 +108,12 @@ impl InboundAuth {
     /// quarantine: forwarders whose mail breaks SPF and DKIM legitimately.
     pub fn with_trusted_forwarders(mut self, nets: Vec<(IpAddr, u8)>) -> Self {
         self.trusted_forwarders = nets;
+        self
+    }
+
+    /// Counts DMARC evaluations into `reports` for aggregate reporting.
+    pub fn with_reports(mut self, reports: std::sync::Arc<crate::DmarcReports>) -> Self {
+        self.reports = Some(reports);
         self
     }
 
@@ -198,6 +206,30 @@ impl InboundAuth {
             }
             _ => Disposition::Accept,
         };
+        if let Some(r) = &self.reports {
+            use mail_auth::report::ActionDisposition;
+            let applied = match &disposition {
+                Disposition::Reject(_) => ActionDisposition::Reject,
+                Disposition::Junk(_) => ActionDisposition::Quarantine,
+                Disposition::Accept if dmarc_failed => ActionDisposition::None,
+                Disposition::Accept => ActionDisposition::Pass,
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0);
+            r.record(
+                &dmarc,
+                &dkim,
+                &spf_mail,
+                &arc,
+                ip,
+                header_from,
+                mail_from_domain,
+                applied,
+                now,
+            );
+        }
         let dkim_word = if dkim.iter().any(|d| d.result() == &DkimResult::Pass) {
             "pass"
         } else if dkim.is_empty() {

@@ -12,3 +12,6 @@ pub use dkim_sign::{DomainSigner, SignError, SignerCache};
 pub mod inbound;
 
 pub use inbound::{Disposition, InboundAuth, Verdict};
+pub mod dmarc_report;
+
+pub use dmarc_report::{DmarcReports, OutgoingReport};

@@ -533,6 +533,10 @@ pub struct InboundConfig {
     /// Networks whose mail is never refused or quarantined for DMARC
     /// (forwarders and backup MX hosts that break SPF and DKIM).
     pub trusted_forwarders: Vec<IpNet>,
+    /// Send DMARC aggregate reports to domains that ask for them (`rua`).
+    pub dmarc_reports: bool,
+    /// How often reports are sent (RFC 7489: daily).
+    pub dmarc_report_interval: String,
 }
 
 impl Default for InboundConfig {
@@ -541,6 +545,8 @@ impl Default for InboundConfig {
             authenticate: true,
             enforce_dmarc: true,
             trusted_forwarders: Vec::new(),
+            dmarc_reports: true,
+            dmarc_report_interval: "24h".into(),
         }
     }
 }
@@ -641,6 +647,8 @@ impl Config {
         self.queue.retry_schedule()?;
         parse_duration(&self.queue.expire).map_err(|e| format!("queue.expire: {e}"))?;
         parse_duration(&self.queue.delay_notice).map_err(|e| format!("queue.delay_notice: {e}"))?;
+        parse_duration(&self.inbound.dmarc_report_interval)
+            .map_err(|e| format!("inbound.dmarc_report_interval: {e}"))?;
         for (k, v) in [
             ("filter.greylist_delay", &self.filter.greylist_delay),
             (
@@ -866,6 +874,10 @@ authenticate = true
 enforce_dmarc = true
 # Networks exempt from DMARC refusal/quarantine (forwarders, backup MX), e.g. ["192.0.2.0/24"].
 trusted_forwarders = []
+# Send DMARC aggregate reports (gzipped XML, RFC 7489 section 7.2) to the rua addresses of
+# the domains whose mail was evaluated, every dmarc_report_interval, through the queue.
+dmarc_reports = true
+dmarc_report_interval = "24h"
 
 [filter]
 # Score mail from the internet: fixed rules (GTUBE, authentication failures, header

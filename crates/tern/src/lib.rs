@@ -2,4 +2,5 @@
 //! `main.rs` and by the integration tests, which start real servers on
 //! ephemeral ports.
 
+pub mod reports;
 pub mod server;

@@ -173,6 +173,8 @@ pub async fn start(config: Config) -> Result<Running> {
         hostname.clone(),
         &extra_roots,
     )?;
+    let dmarc_reports = (config.inbound.authenticate && config.inbound.dmarc_reports)
+        .then(|| Arc::new(tern_auth::DmarcReports::default()));
     let auth = config.inbound.authenticate.then(|| {
         let nets = config
             .inbound
@@ -180,12 +182,27 @@ pub async fn start(config: Config) -> Result<Running> {
             .iter()
             .map(|n| (n.addr, n.prefix))
             .collect();
-        tern_auth::InboundAuth::new(
+        let auth = tern_auth::InboundAuth::new(
             mail_auth::MessageAuthenticator(resolver.hickory()),
             &hostname,
         )
-        .with_trusted_forwarders(nets)
+        .with_trusted_forwarders(nets);
+        match &dmarc_reports {
+            Some(r) => auth.with_reports(r.clone()),
+            None => auth,
+        }
     });
+    if let Some(r) = &dmarc_reports {
+        let every = tern_core::config::parse_duration(&config.inbound.dmarc_report_interval)
+            .map_err(anyhow::Error::msg)?;
+        running.tasks.spawn(crate::reports::dmarc_report_loop(
+            r.clone(),
+            store.clone(),
+            mail_auth::MessageAuthenticator(resolver.hickory()),
+            hostname.clone(),
+            every,
+        ));
+    }
     let filter = config.filter.enabled.then(|| {
         Arc::new(tern_filter::Filter::new(
             store.clone(),

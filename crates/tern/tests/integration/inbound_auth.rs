@@ -10,6 +10,7 @@ use tern_testkit::remote::unique_loopback;
 use tern_testkit::{LineClient, send_message};
 
 const ZONES: &[&str] = &[
+    "example.test",
     "sender.test",
     "other.test",
     "quar.test",
@@ -19,7 +20,7 @@ const ZONES: &[&str] = &[
 
 struct World {
     s: Server,
-    _dns: DnsServer,
+    dns: DnsServer,
     /// In sender.test's and other.test's SPF.
     good_ip: IpAddr,
     /// In nobody's SPF.
@@ -28,6 +29,11 @@ struct World {
 }
 
 async fn world() -> World {
+    world_with("", "v=DMARC1; p=reject; sp=quarantine").await
+}
+
+/// The world with `extra` config and sender.test's DMARC record.
+async fn world_with(extra: &str, sender_dmarc: &str) -> World {
     let dns = DnsServer::start([127, 0, 0, 1].into(), ZONES)
         .await
         .unwrap();
@@ -38,8 +44,7 @@ async fn world() -> World {
     }
     dns.txt("nodmarc.test", &format!("v=spf1 ip4:{good_ip} -all"))
         .await;
-    dns.txt("_dmarc.sender.test", "v=DMARC1; p=reject; sp=quarantine")
-        .await;
+    dns.txt("_dmarc.sender.test", sender_dmarc).await;
     dns.txt("_dmarc.quar.test", "v=DMARC1; p=quarantine").await;
     dns.txt("_dmarc.relaxed.test", "v=DMARC1; p=none").await;
     // DKIM keys of sender.test and other.test (one RSA key, two selectors).
@@ -50,10 +55,10 @@ async fn world() -> World {
         .await;
     dns.txt("s1._domainkey.other.test", &key.txt().unwrap())
         .await;
-    let s = start(&format!("[dns]\nnameservers = [\"{}\"]\n", dns.addr)).await;
+    let s = start(&format!("[dns]\nnameservers = [\"{}\"]\n{extra}", dns.addr)).await;
     World {
         s,
-        _dns: dns,
+        dns,
         good_ip,
         bad_ip,
         key_file,
@@ -362,4 +367,64 @@ async fn received_line_has_forward_confirmed_reverse_dns() {
         "{bad}"
     );
     assert!(bad.contains("RDNS_NONE"), "{bad}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dmarc_aggregate_reports_are_sent() {
+    let w = world_with(
+        "[inbound]\ndmarc_report_interval = \"2s\"\n",
+        "v=DMARC1; p=reject; rua=mailto:dmarc@example.test",
+    )
+    .await;
+    // example.test agrees to receive sender.test's reports (RFC 7489 §7.1).
+    w.dns
+        .txt("sender.test._report._dmarc.example.test", "v=DMARC1")
+        .await;
+    w.s.store
+        .add_account(&addr("dmarc@example.test"), "pw", 0)
+        .await
+        .unwrap();
+    for i in 0..2 {
+        let subject = format!("report-pass-{i}");
+        let (code, _) = w
+            .send(
+                w.good_ip,
+                "news@sender.test",
+                &msg("news@sender.test", &subject),
+            )
+            .await;
+        assert_eq!(code, 250);
+    }
+    let (code, _) = w
+        .send(
+            w.bad_ip,
+            "ceo@sender.test",
+            &msg("ceo@sender.test", "report-fail"),
+        )
+        .await;
+    assert_eq!(code, 550);
+    let mut report = None;
+    for _ in 0..100 {
+        let inbox = w.s.inbox("dmarc@example.test").await;
+        if let Some(raw) = inbox.first() {
+            report = Some(raw.clone());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let raw = report.expect("an aggregate report within the interval");
+    let parsed = mail_auth::report::Report::parse_rfc5322(&raw, 1 << 20).expect("a DMARC report");
+    assert_eq!(parsed.domain(), "sender.test");
+    assert_eq!(parsed.org_name(), "mail.example.test");
+    let total: u32 = parsed.records().iter().map(|r| r.count()).sum();
+    assert_eq!(total, 3, "{parsed:?}");
+    let ips: Vec<IpAddr> = parsed
+        .records()
+        .iter()
+        .filter_map(|r| r.source_ip())
+        .collect();
+    assert!(
+        ips.contains(&w.good_ip) && ips.contains(&w.bad_ip),
+        "{ips:?}"
+    );
 }
