@@ -163,3 +163,59 @@ impl DmarcReports {
         out
     }
 }
+
+/// A DMARC aggregate report found in an incoming message.
+#[derive(Debug, Clone)]
+pub struct ReceivedReport {
+    /// The domain reported on.
+    pub domain: String,
+    /// The reporting organisation.
+    pub org: String,
+    /// Its report id.
+    pub report_id: String,
+    /// Period covered (Unix seconds).
+    pub begin: i64,
+    /// End of the period.
+    pub end: i64,
+    /// Messages counted.
+    pub messages: u64,
+    /// Of which neither DKIM nor SPF passed DMARC.
+    pub failed: u64,
+    /// The whole parsed report, JSON.
+    pub json: String,
+}
+
+/// Reads a DMARC aggregate report out of a message (gzip, zip or plain XML
+/// attachment, RFC 7489 §7.2.1), if it carries one. Cheap for other mail:
+/// only messages that look like reports are parsed.
+pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
+    let head = &raw[..raw.len().min(64 * 1024)];
+    let looks = |needle: &[u8]| {
+        head.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    if !(looks(b"Report Domain:") || looks(b"application/gzip") || looks(b"application/zip")) {
+        return None;
+    }
+    let report = Report::parse_rfc5322(raw, 10 * 1024 * 1024).ok()?;
+    let mut messages = 0u64;
+    let mut failed = 0u64;
+    for r in report.records() {
+        let n = u64::from(r.count());
+        messages += n;
+        let pass = |x: mail_auth::report::DmarcResult| x == mail_auth::report::DmarcResult::Pass;
+        if !pass(r.dmarc_dkim_result()) && !pass(r.dmarc_spf_result()) {
+            failed += n;
+        }
+    }
+    Some(ReceivedReport {
+        domain: report.domain().to_ascii_lowercase(),
+        org: report.org_name().to_string(),
+        report_id: report.report_id().to_string(),
+        begin: report.date_range_begin() as i64,
+        end: report.date_range_end() as i64,
+        messages,
+        failed,
+        json: serde_json::to_string(&report).unwrap_or_default(),
+    })
+}

@@ -850,6 +850,7 @@ impl Session {
             outbound,
         };
         let started = Instant::now();
+        let stored = message.raw.clone();
         let result = match sub.and_then(|s| s.dispatch.as_ref()) {
             // Hand the queued recipients straight to the delivery engine,
             // leased so that nothing else claims them meanwhile.
@@ -867,6 +868,9 @@ impl Session {
             }
             _ => self.server.store.deliver(message).await,
         };
+        if result.is_ok() && self.server.inbound.is_some() {
+            self.keep_dmarc_report(&stored, &queue_id, now).await;
+        }
         let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
         match result {
             Ok(()) => {
@@ -978,6 +982,29 @@ impl Session {
                 tracing::warn!(queue_id, error = %e, "submission: DKIM signing failed; sending unsigned");
                 Ok(unsigned)
             }
+        }
+    }
+
+    /// A DMARC aggregate report for one of our domains (arriving at its
+    /// rua address) is also stored parsed, for the dashboard and
+    /// `tern reports dmarc`.
+    async fn keep_dmarc_report(&self, raw: &[u8], queue_id: &str, now: i64) {
+        let Some(r) = tern_auth::dmarc_report::received_report(raw) else {
+            return;
+        };
+        tracing::info!(queue_id, domain = %r.domain, org = %r.org, messages = r.messages, failed = r.failed, "smtp: DMARC aggregate report received");
+        let row = tern_store::DmarcReportRow {
+            domain: r.domain,
+            org: r.org,
+            report_id: r.report_id,
+            begin: r.begin,
+            end: r.end,
+            messages: r.messages,
+            failed: r.failed,
+            report: r.json,
+        };
+        if let Err(e) = self.server.store.add_dmarc_report(row, now).await {
+            tracing::warn!(queue_id, error = %e, "smtp: cannot store the DMARC report");
         }
     }
 

@@ -548,6 +548,36 @@ pub trait SpamData: Send + Sync {
     async fn training_done(&self, ids: &[i64]) -> Result<()>;
 }
 
+/// A DMARC aggregate report received for one of our domains.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DmarcReportRow {
+    /// The domain reported on.
+    pub domain: String,
+    /// The reporting organisation.
+    pub org: String,
+    /// Its report id.
+    pub report_id: String,
+    /// Period covered (Unix seconds).
+    pub begin: i64,
+    /// End of the period.
+    pub end: i64,
+    /// Messages counted.
+    pub messages: u64,
+    /// Of which failed DMARC.
+    pub failed: u64,
+    /// The parsed report, JSON.
+    pub report: String,
+}
+
+/// Reports received (DMARC aggregate), for the dashboard and `tern reports`.
+#[async_trait]
+pub trait Reports: Send + Sync {
+    /// Stores a report; a report already stored (same org and id) is kept once.
+    async fn add_dmarc_report(&self, report: DmarcReportRow, received_at: i64) -> Result<()>;
+    /// The latest reports, newest period first.
+    async fn dmarc_reports(&self, limit: usize) -> Result<Vec<DmarcReportRow>>;
+}
+
 /// A delivery engine that takes freshly queued, already leased recipients
 /// directly (the store keeps them durable; the engine keeps them moving).
 pub trait Dispatch: Send + Sync {
@@ -564,8 +594,8 @@ pub trait Dispatch: Send + Sync {
 pub const LEASE_SECS: i64 = 3600;
 
 /// Everything a running server needs from storage.
-pub trait Store: Directory + MailStore + Folders + Queue + SpamData {}
-impl<T: Directory + MailStore + Folders + Queue + SpamData> Store for T {}
+pub trait Store: Directory + MailStore + Folders + Queue + SpamData + Reports {}
+impl<T: Directory + MailStore + Folders + Queue + SpamData + Reports> Store for T {}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

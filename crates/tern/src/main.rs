@@ -8,6 +8,7 @@ use tern_core::{Address, Config};
 use tern_store::Directory;
 
 mod queue_cmd;
+mod reports_cmd;
 mod spam_cmd;
 
 #[derive(Parser)]
@@ -96,6 +97,9 @@ enum Command {
     /// The spam filter: train it from sorted mail.
     #[command(subcommand)]
     Spam(spam_cmd::SpamCmd),
+    /// Reports received about our domains (DMARC aggregate).
+    #[command(subcommand)]
+    Reports(reports_cmd::ReportsCmd),
 }
 
 #[derive(Subcommand)]
@@ -340,6 +344,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Dkim(c) => dkim(c).await,
         Command::Queue(c) => queue_cmd::run(c).await,
         Command::Spam(c) => spam_cmd::run(c).await,
+        Command::Reports(c) => reports_cmd::run(c).await,
     }
 }
 

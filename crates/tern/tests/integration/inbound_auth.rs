@@ -427,4 +427,35 @@ async fn dmarc_aggregate_reports_are_sent() {
         ips.contains(&w.good_ip) && ips.contains(&w.bad_ip),
         "{ips:?}"
     );
+
+    // The other direction: a report arriving over SMTP for one of our
+    // domains is stored parsed, and `tern reports dmarc` lists it.
+    let mut c = LineClient::connect_from(w.good_ip, w.s.smtp).await.unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO reporter.sender.test").await.unwrap();
+    let (code, text) = send_message(
+        &mut c,
+        "noreply-dmarc@mail.example.test",
+        &["dmarc@example.test"],
+        &raw,
+    )
+    .await
+    .unwrap();
+    assert_eq!(code, 250, "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["reports", "dmarc", "--data"])
+        .arg(w.s.data.path())
+        .env("TERN_LOG", "warn")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{listing}");
+    let line = listing
+        .lines()
+        .find(|l| l.starts_with("sender.test"))
+        .unwrap_or_else(|| panic!("{listing}"));
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(cols[1], "mail.example.test", "{line}");
+    assert_eq!(cols[4], "3", "messages: {line}");
+    assert_eq!(cols[5], "1", "failed: {line}");
 }
