@@ -142,6 +142,12 @@ fn every_command_has_help_with_examples() {
         vec!["dkim", "list", "--help"],
         vec!["dkim", "rotate", "--help"],
         vec!["dkim", "activate", "--help"],
+        vec!["queue", "list", "--help"],
+        vec!["queue", "show", "--help"],
+        vec!["queue", "retry", "--help"],
+        vec!["queue", "delete", "--help"],
+        vec!["spam", "train", "--help"],
+        vec!["reports", "dmarc", "--help"],
     ] {
         let (ok, out) = tern(&args, None);
         assert!(ok, "{args:?}");
