@@ -472,6 +472,8 @@ pub struct QueueConfig {
     pub max_connections_per_domain: usize,
     /// Messages sent over one connection before it is closed.
     pub messages_per_connection: usize,
+    /// Messages per minute to one destination domain (0 = unlimited).
+    pub max_messages_per_domain_per_minute: u32,
     /// Seconds to wait for a TCP connection and the greeting.
     pub connect_timeout: u64,
     /// Seconds to wait for a reply to a command (RFC 5321 §4.5.3.2: 5 minutes).
@@ -506,6 +508,7 @@ impl Default for QueueConfig {
             max_connections: 200,
             max_connections_per_domain: 20,
             messages_per_connection: 100,
+            max_messages_per_domain_per_minute: 0,
             connect_timeout: 30,
             command_timeout: 300,
             data_timeout: 600,
@@ -839,6 +842,8 @@ max_connections = {q_conns}
 max_connections_per_domain = {q_conns_domain}
 # Messages sent over one connection before it is closed.
 messages_per_connection = {q_per_conn}
+# Messages per minute to one destination domain (0 = unlimited); the rest wait their turn.
+max_messages_per_domain_per_minute = 0
 # Seconds: TCP connect plus greeting, each command, and the reply after the data.
 connect_timeout = {q_connect}
 command_timeout = {q_command}

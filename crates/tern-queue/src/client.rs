@@ -94,6 +94,8 @@ pub struct Capabilities {
     pub size: u64,
     /// AUTH PLAIN offered (RFC 4954).
     pub auth_plain: bool,
+    /// RFC 3461 delivery status notifications.
+    pub dsn: bool,
 }
 
 impl Capabilities {
@@ -113,6 +115,7 @@ impl Capabilities {
                 "SMTPUTF8" => c.smtputf8 = true,
                 "SIZE" => c.size = words.next().and_then(|n| n.parse().ok()).unwrap_or(0),
                 "AUTH" => c.auth_plain = words.any(|m| m.eq_ignore_ascii_case("PLAIN")),
+                "DSN" => c.dsn = true,
                 _ => {}
             }
         }
@@ -230,6 +233,24 @@ pub struct Envelope<'a> {
     pub smtputf8: bool,
     /// The message, CRLF line endings, not dot-stuffed.
     pub message: &'a [u8],
+    /// RFC 3461 MAIL parameters (` RET=… ENVID=…`), sent when the server offers DSN.
+    pub dsn_mail: &'a str,
+    /// RFC 3461 RCPT parameters per recipient (` NOTIFY=… ORCPT=…`).
+    pub dsn_rcpts: &'a [String],
+}
+
+/// xtext (RFC 3461 §4): `+` followed by two hex digits for `+`, `=`,
+/// and anything outside printable ASCII.
+pub fn xtext(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if (33..=126).contains(&b) && b != b'+' && b != b'=' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("+{b:02X}"));
+        }
+    }
+    out
 }
 
 impl SmtpClient {
@@ -387,6 +408,18 @@ impl SmtpClient {
         if env.smtputf8 && self.caps.smtputf8 {
             mail.push_str(" SMTPUTF8");
         }
+        if self.caps.dsn {
+            mail.push_str(env.dsn_mail);
+        }
+        let dsn = self.caps.dsn;
+        let rcpt_line = |i: usize, r: &str| {
+            let extra = if dsn {
+                env.dsn_rcpts.get(i).map(String::as_str).unwrap_or("")
+            } else {
+                ""
+            };
+            format!("RCPT TO:<{r}>{extra}")
+        };
         mail.push_str("\r\n");
         let use_bdat = self.caps.chunking;
         let mut result = TransactionResult {
@@ -397,8 +430,9 @@ impl SmtpClient {
         let data_pipelined = self.caps.pipelining && !use_bdat;
         if self.caps.pipelining {
             let mut batch = mail;
-            for r in env.rcpts {
-                batch.push_str(&format!("RCPT TO:<{r}>\r\n"));
+            for (i, r) in env.rcpts.iter().enumerate() {
+                batch.push_str(&rcpt_line(i, r));
+                batch.push_str("\r\n");
             }
             if data_pipelined {
                 batch.push_str("DATA\r\n");
@@ -422,8 +456,14 @@ impl SmtpClient {
                 result.mail = Some(m);
                 return Ok(result);
             }
-            for r in env.rcpts {
-                let reply = self.command(&format!("RCPT TO:<{r}>")).await?;
+            let lines: Vec<String> = env
+                .rcpts
+                .iter()
+                .enumerate()
+                .map(|(i, r)| rcpt_line(i, r))
+                .collect();
+            for line in lines {
+                let reply = self.command(&line).await?;
                 result.rcpts.push(reply);
             }
         }
@@ -630,6 +670,12 @@ mod tests {
     fn stuffing() {
         assert_eq!(dot_stuff(b".a\r\nb\r\n..c\r\n"), b"..a\r\nb\r\n...c\r\n");
         assert_eq!(dot_stuff(b"x"), b"x\r\n");
+    }
+
+    #[test]
+    fn xtext_encoding() {
+        assert_eq!(xtext("rfc822;a+b=c@x.test"), "rfc822;a+2Bb+3Dc@x.test");
+        assert_eq!(xtext("id 1"), "id+201");
     }
 
     #[test]

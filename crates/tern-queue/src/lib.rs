@@ -76,6 +76,7 @@ pub struct QueueService {
     connections: Arc<Semaphore>,
     in_flight: AtomicUsize,
     capacity: Notify,
+    domain_rates: Option<governor::DefaultKeyedRateLimiter<String>>,
     /// Signalled when a worker deferred a recipient: its retry may be due
     /// before the scheduler would look again.
     rescheduled: Notify,
@@ -161,6 +162,8 @@ impl QueueService {
             connections: Arc::new(Semaphore::new(config.max_connections.max(1))),
             in_flight: AtomicUsize::new(0),
             capacity: Notify::new(),
+            domain_rates: std::num::NonZeroU32::new(config.max_messages_per_domain_per_minute)
+                .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
             rescheduled: Notify::new(),
             next_source: AtomicUsize::new(0),
             config,
@@ -282,6 +285,9 @@ impl QueueService {
         // Once every hop failed, the rest of this round is deferred at once.
         let mut unreachable: Option<Attempt> = None;
         while let Some(job) = self.next_job(&domain) {
+            if let Some(rates) = &self.domain_rates {
+                rates.until_key_ready(&domain).await;
+            }
             let results = match &unreachable {
                 Some(a) => vec![a.clone(); job.rcpts.len()],
                 None => {
@@ -385,7 +391,40 @@ impl QueueService {
             });
         }
         let rcpts: Vec<&str> = job.rcpts.iter().map(|r| r.address.as_str()).collect();
+        // RFC 3461 §5.2: pass the submitter's DSN requests on.
+        let mut dsn_mail = String::new();
+        if let Some(ret) = params["ret"].as_str() {
+            dsn_mail.push_str(&format!(" RET={}", ret.to_ascii_uppercase()));
+        }
+        if let Some(envid) = params["envid"].as_str() {
+            dsn_mail.push_str(&format!(" ENVID={}", client::xtext(envid)));
+        }
+        let dsn_rcpts: Vec<String> = job
+            .rcpts
+            .iter()
+            .map(|r| {
+                let p: serde_json::Value = serde_json::from_str(&r.params).unwrap_or_default();
+                let mut out = String::new();
+                if let Some(n) = p["notify"].as_array() {
+                    let n: Vec<&str> = n.iter().filter_map(|x| x.as_str()).collect();
+                    if !n.is_empty() {
+                        out.push_str(&format!(" NOTIFY={}", n.join(",")));
+                    }
+                }
+                if let Some(o) = p["orcpt"].as_str() {
+                    let o = if o.contains(';') {
+                        o.to_string()
+                    } else {
+                        format!("rfc822;{o}")
+                    };
+                    out.push_str(&format!(" ORCPT={}", client::xtext(&o)));
+                }
+                out
+            })
+            .collect();
         let env = Envelope {
+            dsn_mail: &dsn_mail,
+            dsn_rcpts: &dsn_rcpts,
             mail_from: &first.mail_from,
             rcpts: &rcpts,
             eightbit,

@@ -47,6 +47,8 @@ pub struct Behaviour {
     pub chunking: bool,
     /// Offer SMTPUTF8.
     pub smtputf8: bool,
+    /// Offer DSN (RFC 3461).
+    pub dsn: bool,
     /// SIZE limit announced and enforced (0: none).
     pub size: u64,
     /// Reply to the end of data (default `250 2.0.0 Ok`).
@@ -65,6 +67,7 @@ impl Default for Behaviour {
             pipelining: true,
             chunking: false,
             smtputf8: true,
+            dsn: true,
             size: 0,
             data_reply: None,
             name: "mx.remote.test".into(),
@@ -80,6 +83,10 @@ pub struct Received {
     pub mail_from: String,
     /// Accepted RCPT TO addresses.
     pub rcpts: Vec<String>,
+    /// Parameters after MAIL FROM:<…> (e.g. ` SIZE=… RET=HDRS`).
+    pub mail_params: String,
+    /// Parameters after each accepted RCPT TO:<…>.
+    pub rcpt_params: Vec<String>,
     /// The message, dot-unstuffed.
     pub data: Vec<u8>,
     /// Whether it came over TLS.
@@ -325,6 +332,8 @@ impl Session {
         self.say(&format!("220 {name} ESMTP test host\r\n")).await?;
         let mut from: Option<String> = None;
         let mut rcpts: Vec<String> = Vec::new();
+        let mut mail_params = String::new();
+        let mut rcpt_params: Vec<String> = Vec::new();
         while let Some(line) = self.line().await? {
             let upper = line.to_ascii_uppercase();
             if upper.starts_with("EHLO") {
@@ -340,6 +349,9 @@ impl Session {
                 }
                 if self.b.smtputf8 {
                     caps.push("SMTPUTF8".into());
+                }
+                if self.b.dsn {
+                    caps.push("DSN".into());
                 }
                 caps.push("8BITMIME".into());
                 caps.push("ENHANCEDSTATUSCODES".into());
@@ -369,7 +381,9 @@ impl Session {
                     .unwrap_or_else(|e| e.into_inner())
                     .transactions += 1;
                 from = Some(angle(&line[10..]));
+                mail_params = after_angle(&line[10..]);
                 rcpts.clear();
+                rcpt_params.clear();
                 self.say("250 2.1.0 ok\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
                 let to = angle(&line[8..]);
@@ -386,6 +400,7 @@ impl Session {
                     return Ok(());
                 } else {
                     rcpts.push(to);
+                    rcpt_params.push(after_angle(&line[8..]));
                     self.say("250 2.1.5 ok\r\n").await?;
                 }
             } else if upper == "DATA" {
@@ -410,7 +425,8 @@ impl Session {
                         return Ok(());
                     }
                 };
-                self.accept_message(&mut from, &mut rcpts, data, false)
+                let params = (mail_params.clone(), std::mem::take(&mut rcpt_params));
+                self.accept_message(&mut from, &mut rcpts, data, false, params)
                     .await?;
             } else if upper.starts_with("BDAT ") {
                 let mut words = upper.split_whitespace().skip(1);
@@ -431,7 +447,8 @@ impl Session {
                     self.say("554 5.5.1 no valid recipients\r\n").await?;
                     continue;
                 }
-                self.accept_message(&mut from, &mut rcpts, chunk, true)
+                let params = (mail_params.clone(), std::mem::take(&mut rcpt_params));
+                self.accept_message(&mut from, &mut rcpts, chunk, true, params)
                     .await?;
             } else if upper == "RSET" {
                 from = None;
@@ -454,6 +471,7 @@ impl Session {
         rcpts: &mut Vec<String>,
         data: Vec<u8>,
         bdat: bool,
+        params: (String, Vec<String>),
     ) -> std::io::Result<()> {
         if self.b.size > 0 && data.len() as u64 > self.b.size {
             *from = None;
@@ -476,6 +494,8 @@ impl Session {
                     data,
                     tls: self.tls,
                     bdat,
+                    mail_params: params.0,
+                    rcpt_params: params.1,
                 });
             self.changed.notify_waiters();
         }
@@ -489,6 +509,13 @@ fn angle(s: &str) -> String {
     let s = s.trim();
     let end = s.find('>').unwrap_or(s.len());
     s[..end].trim_start_matches('<').to_string()
+}
+
+/// What follows `<address>` on a MAIL or RCPT line.
+fn after_angle(s: &str) -> String {
+    s.find('>')
+        .map(|i| s[i + 1..].to_string())
+        .unwrap_or_default()
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

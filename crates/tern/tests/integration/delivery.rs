@@ -491,3 +491,40 @@ async fn mta_sts_enforce_defers_on_an_untrusted_certificate() {
         "nothing sent without verified TLS"
     );
 }
+
+#[tokio::test]
+async fn dsn_requests_are_passed_on() {
+    let w = world("").await;
+    let host = w.mx_host("remote.test", Behaviour::default()).await;
+    let mut c = LineClient::connect(w.s.submission).await.unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO client.example.net").await.unwrap();
+    let auth = format!("AUTH PLAIN {}", sasl_plain(ALICE, ALICE_PW));
+    assert_eq!(c.smtp(&auth).await.unwrap().0, 235);
+    let mail = "MAIL FROM:<alice@example.test> RET=HDRS ENVID=QQ314159";
+    assert_eq!(c.smtp(mail).await.unwrap().0, 250);
+    let rcpt = "RCPT TO:<bob@remote.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@remote.test";
+    assert_eq!(c.smtp(rcpt).await.unwrap().0, 250);
+    assert_eq!(c.smtp("DATA").await.unwrap().0, 354);
+    c.send(MSG).await.unwrap();
+    c.send(b".\r\n").await.unwrap();
+    assert_eq!(c.reply().await.unwrap().0, 250);
+    let got = host.wait_for(1, Duration::from_secs(20)).await;
+    let m = &got[0];
+    assert!(m.mail_params.contains(" RET=HDRS"), "{:?}", m.mail_params);
+    assert!(
+        m.mail_params.contains(" ENVID=QQ314159"),
+        "{:?}",
+        m.mail_params
+    );
+    assert!(
+        m.rcpt_params[0].contains(" NOTIFY=SUCCESS,FAILURE"),
+        "{:?}",
+        m.rcpt_params
+    );
+    assert!(
+        m.rcpt_params[0].contains(" ORCPT=rfc822;bob@remote.test"),
+        "{:?}",
+        m.rcpt_params
+    );
+}
