@@ -577,13 +577,15 @@ async fn noise_and_odd_commands_never_kill_the_server() {
         let b = (x >> 16) as u8;
         noise.push(if b == b'{' { b'x' } else { b });
     }
-    c.send(&noise).await.unwrap();
-    c.send(b"\r\nz NOOP\r\n").await.unwrap();
+    // The server may answer BYE and close while the noise is still being
+    // sent: a broken pipe here is a correct outcome, not a failure.
+    let _ = c.send(&noise).await;
+    let _ = c.send(b"\r\nz NOOP\r\n").await;
     loop {
-        match c.line().await.unwrap() {
-            Some(l) if l.starts_with("z ") || l.starts_with("* BYE") => break,
-            Some(_) => {}
-            None => break,
+        match c.line().await {
+            Ok(Some(l)) if l.starts_with("z ") || l.starts_with("* BYE") => break,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => break,
         }
     }
     let mut again = login(&s).await;
