@@ -61,10 +61,13 @@ python3 "$ROOT/bench/postfix_inbound_file.py" --file "$WORK/msg.eml" --maildir "
 "$SHARED/postfix/stop.sh" >/dev/null
 
 echo "== Postfix + OpenDKIM milter (DKIM verification)"
+# Known problem (2026-11-27): OpenDKIM reports "key not found in DNS" for the bench key in
+# this setup although the same lookup works from Python in the same namespace; until that is
+# understood, this line measures OpenDKIM's parsing plus a failed lookup, not a
+# verification (the Authentication-Results line printed below says which).
 cat >"$WORK/opendkim.conf" <<EOC
 Mode v
 Socket inet:8891@127.0.0.1
-Nameservers 127.0.0.1
 PidFile $WORK/opendkim.pid
 Syslog no
 AlwaysAddARHeader yes
@@ -75,7 +78,10 @@ On-NoSignature accept
 On-DNSError accept
 UserID postfix
 EOC
-opendkim -f -x "$WORK/opendkim.conf" &
+# OpenDKIM's libc resolver reads only /etc/resolv.conf (its Nameservers option is not
+# honoured by this build): give it one naming the local DNS, in a private mount namespace.
+echo "nameserver 127.0.0.1" >"$WORK/resolv.conf"
+unshare --mount sh -c "mount --bind '$WORK/resolv.conf' /etc/resolv.conf && exec opendkim -f -x '$WORK/opendkim.conf'" &
 PIDS+=($!)
 for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8891) 2>/dev/null && break; sleep 0.1; done
 "$SHARED/postfix/setup.sh" >/dev/null
