@@ -98,9 +98,12 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/8891) 2>/dev/null && break; s
 "$SHARED/postfix/setup.sh" >/dev/null
 postconf -c "$PF_ETC" -e "smtpd_milters = inet:127.0.0.1:8891" "milter_default_action = accept" "milter_protocol = 6"
 MPID=$("$SHARED/postfix/start.sh"); echo "postfix master pid $MPID with the OpenDKIM milter"
+# Known problem (2026-11-27): under 20 concurrent sessions this opendkim build's libunbound
+# fails to re-read its configuration now and then ("syntax error") and the milter tempfails
+# (451 4.7.1); a small run verifies (dkim=pass). Keep going if it fails.
 python3 "$ROOT/bench/postfix_inbound_file.py" --file "$WORK/msg.eml" --maildir "$PF_MAIL/$TEST_USER/new" \
-  --n "$N" --runs "$RUNS" --label postfix-opendkim
-python3 - "$PF_MAIL/$TEST_USER/new" <<'EOP'
+  --n "$N" --runs "$RUNS" --label postfix-opendkim || echo "postfix-opendkim: failed (see above)"
+python3 - "$PF_MAIL/$TEST_USER/new" <<'EOP' || true
 import os, sys
 d = sys.argv[1]; f = sorted(os.listdir(d))[-1]
 for line in open(os.path.join(d, f), errors="replace").read().split("\n\n")[0].replace("\n\t", " ").splitlines():
