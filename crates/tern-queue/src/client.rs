@@ -268,6 +268,9 @@ impl SmtpClient {
                 TcpSocket::new_v6()
             }?;
             if let Some(ip) = source.filter(|ip| ip.is_ipv4() == peer.is_ipv4()) {
+                // Binding picks a port before the destination is known; let it
+                // reuse ports still in TIME_WAIT, or a busy sender runs out.
+                socket.set_reuseaddr(true)?;
                 socket.bind(SocketAddr::new(ip, 0))?;
             }
             socket.connect(peer).await

@@ -109,6 +109,8 @@ impl LineClient {
     /// sees, say, 127.55.1.2 as the client: SPF, rate limits, reputation).
     pub async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> io::Result<Self> {
         let socket = tokio::net::TcpSocket::new_v4()?;
+        // Ports in TIME_WAIT from earlier connections may be chosen again.
+        socket.set_reuseaddr(true)?;
         socket.bind(SocketAddr::new(source, 0))?;
         let s = socket.connect(addr).await?;
         Ok(Self {
