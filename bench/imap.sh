@@ -3,15 +3,10 @@
 # same client scripts (../shared/bench/dovecot/imap_bench.py, imap_concurrent.py, idle_conns.py).
 # usage: bench/imap.sh          (SKIP_INSTALL=1 to skip apt; N_IDLE=1000)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
-source "$SHARED/common/env.sh"
+source "$(dirname "$0")/common.sh"
 N_IDLE=${N_IDLE:-1000}; TERN_BASE=${TERN_BASE:-32000}
 OUT=$(mktemp -d /tmp/tern-imapbench.XXXXXX); chmod 755 "$OUT"
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
-[ -n "${SKIP_INSTALL:-}" ] || "$SHARED/install.sh" >/dev/null
 (cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1)
-TERN=$ROOT/target/release/tern
 echo "# $(date -u +%FT%TZ) $(nproc) cores; tern $(git -C "$ROOT" rev-parse --short HEAD); $(dovecot --version | head -1)"
 noise
 

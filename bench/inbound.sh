@@ -7,16 +7,9 @@
 # Same generator (smtp-source, 20 sessions, 5 KiB), same machine, same run.
 # usage: sudo bench/inbound.sh      (N=20000 RUNS=3 by default; SKIP_INSTALL=1 to skip apt)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
-export SHARED_BENCH=$SHARED
-source "$SHARED/common/env.sh"
-N=${N:-20000}; RUNS=${RUNS:-3}; export RUNS
+source "$(dirname "$0")/common.sh"
 TERN_BASE=${TERN_BASE:-31000}; TERN_PORT=$((TERN_BASE+25))
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
-[ -n "${SKIP_INSTALL:-}" ] || "$SHARED/install.sh" >/dev/null
 (cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1)
-TERN=$ROOT/target/release/tern
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); tern $(git -C "$ROOT" rev-parse --short HEAD)"
 noise
 

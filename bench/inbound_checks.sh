@@ -9,19 +9,12 @@
 #   Postfix+OpenDKIM.
 # usage: sudo bench/inbound_checks.sh      (N=20000 RUNS=3; SKIP_INSTALL=1 to skip apt)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
-export SHARED_BENCH=$SHARED
-source "$SHARED/common/env.sh"
-N=${N:-20000}; RUNS=${RUNS:-3}; export RUNS
+source "$(dirname "$0")/common.sh"
 TERN_BASE=${TERN_BASE:-33000}; TERN_PORT=$((TERN_BASE+25)); DNS_PORT=${DNS_PORT:-53}
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
-[ -n "${SKIP_INSTALL:-}" ] || "$SHARED/install.sh" >/dev/null
 command -v opendkim >/dev/null || [ -x /usr/sbin/opendkim ] || {
   apt-get update -q >/dev/null; DEBIAN_FRONTEND=noninteractive apt-get install -y -q opendkim >/dev/null; }
 (cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1 &&
   cargo build --release -j2 -p tern-testkit --example zone_dns 2>&1 | tail -1)
-TERN=$ROOT/target/release/tern
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); tern $(git -C "$ROOT" rev-parse --short HEAD)"
 noise
 WORK=$(mktemp -d /tmp/tern-checks.XXXXXX); chmod 755 "$WORK"  # opendkim reads its files as postfix

@@ -8,16 +8,9 @@
 #   4. DKIM signing rate per core vs raw RSA (crates/tern-auth/examples/dkim_rate.rs)
 # usage: sudo bench/relay.sh      (N=20000 RUNS=3 by default; SKIP_INSTALL=1 to skip apt)
 set -euo pipefail
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-SHARED=${SHARED_BENCH:-$ROOT/../shared/bench}
-export SHARED_BENCH=$SHARED
-source "$SHARED/common/env.sh"
-N=${N:-20000}; RUNS=${RUNS:-3}; export RUNS
+source "$(dirname "$0")/common.sh"
 TERN_BASE=${TERN_BASE:-32000}; SUB_PORT=$((TERN_BASE+587))
-ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
-[ -n "${SKIP_INSTALL:-}" ] || "$SHARED/install.sh" >/dev/null
 (cd "$ROOT" && cargo build --release -j2 --bin tern --example dkim_rate -p tern -p tern-auth 2>&1 | tail -1)
-TERN=$ROOT/target/release/tern
 echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); tern $(git -C "$ROOT" rev-parse --short HEAD)"
 noise
 

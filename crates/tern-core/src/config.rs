@@ -356,28 +356,44 @@ pub struct IpNet {
 }
 
 impl IpNet {
+    /// The network of `ip` with the given prefix lengths (IPv4-mapped IPv6
+    /// counts as IPv4): `containing(192.0.2.9, 24, 64)` is 192.0.2.0/24.
+    pub fn containing(ip: std::net::IpAddr, v4_prefix: u8, v6_prefix: u8) -> Self {
+        use std::net::IpAddr;
+        match unmap(ip) {
+            IpAddr::V4(a) => {
+                let prefix = v4_prefix.min(32);
+                let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+                Self {
+                    addr: IpAddr::V4((u32::from(a) & mask).into()),
+                    prefix,
+                }
+            }
+            IpAddr::V6(a) => {
+                let prefix = v6_prefix.min(128);
+                let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+                Self {
+                    addr: IpAddr::V6((u128::from(a) & mask).into()),
+                    prefix,
+                }
+            }
+        }
+    }
+
     /// Whether `ip` is inside the network (IPv4-mapped IPv6 counts as IPv4).
     pub fn contains(&self, ip: std::net::IpAddr) -> bool {
-        use std::net::IpAddr;
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        match (self.addr, ip) {
-            (IpAddr::V4(n), IpAddr::V4(a)) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u32::from(n) & mask == u32::from(a) & mask
-            }
-            (IpAddr::V6(n), IpAddr::V6(a)) => {
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.prefix))
-                    .unwrap_or(0);
-                u128::from(n) & mask == u128::from(a) & mask
-            }
-            _ => false,
-        }
+        let ip = unmap(ip);
+        ip.is_ipv4() == self.addr.is_ipv4()
+            && Self::containing(ip, self.prefix, self.prefix).addr
+                == Self::containing(self.addr, self.prefix, self.prefix).addr
+    }
+}
+
+/// An IPv4-mapped IPv6 address as the IPv4 address it is.
+fn unmap(ip: std::net::IpAddr) -> std::net::IpAddr {
+    match ip {
+        std::net::IpAddr::V6(v6) => v6.to_ipv4_mapped().map(std::net::IpAddr::V4).unwrap_or(ip),
+        v4 => v4,
     }
 }
 

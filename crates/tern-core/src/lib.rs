@@ -28,3 +28,12 @@ pub fn now_unix() -> i64 {
 pub fn rfc5322_date(ts: i64) -> String {
     mail_parser::DateTime::from_timestamp(ts).to_rfc822()
 }
+
+/// This machine's own addresses, 127.0.0.1 and ::1: local software (content
+/// filters, monitoring, the admin's tools) that rate limits and greylisting
+/// must never slow down. Other loopback addresses are not included, so
+/// tests can play remote hosts on 127.x.y.z.
+pub fn is_local_host(ip: std::net::IpAddr) -> bool {
+    ip == std::net::IpAddr::from([127, 0, 0, 1])
+        || ip == std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+}

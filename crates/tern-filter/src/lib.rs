@@ -155,9 +155,7 @@ impl Filter {
         now: i64,
     ) -> Option<u64> {
         let g = self.greylist.as_ref()?;
-        let local =
-            ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST);
-        if local
+        if tern_core::is_local_host(ip)
             || self
                 .config
                 .greylist_pass_list

@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
 /// What the MX listener checks on mail from the internet.
+#[derive(Default)]
 pub struct MxChecks {
     /// SPF/DKIM/ARC/DMARC (`None`: off).
     pub inbound: Option<tern_auth::InboundAuth>,
@@ -51,14 +52,8 @@ pub struct SmtpServer {
     pub tls: Option<TlsAcceptor>,
     /// `Some` on submission listeners: AUTH required, relaying allowed.
     pub submission: Option<submission::Submission>,
-    /// SPF/DKIM/ARC/DMARC checks on the MX listener (`None`: off).
-    pub inbound: Option<tern_auth::InboundAuth>,
-    /// Act on DMARC `reject`/`quarantine` results.
-    pub enforce_dmarc: bool,
-    /// The spam filter on the MX listener (`None`: off).
-    pub filter: Option<Arc<tern_filter::Filter>>,
-    /// For the client's forward-confirmed reverse DNS (MX listener).
-    pub resolver: Option<tern_dns::Resolver>,
+    /// What the MX listener checks (all off on submission listeners).
+    pub checks: MxChecks,
     /// Connections and messages per minute per client network.
     pub rates: ratelimit::RateLimits,
     limiter: ConnLimiter,
@@ -72,7 +67,7 @@ impl SmtpServer {
         store: SharedStore,
         tls: Option<TlsAcceptor>,
     ) -> Arc<Self> {
-        Self::build(config, hostname, store, tls, None)
+        Self::build(config, hostname, store, tls, None, MxChecks::default())
     }
 
     /// A submission server (ports 587/465).
@@ -83,31 +78,14 @@ impl SmtpServer {
         tls: Option<TlsAcceptor>,
         submission: submission::Submission,
     ) -> Arc<Self> {
-        Self::build(config, hostname, store, tls, Some(submission))
-    }
-
-    fn build(
-        config: SmtpConfig,
-        hostname: String,
-        store: SharedStore,
-        tls: Option<TlsAcceptor>,
-        submission: Option<submission::Submission>,
-    ) -> Arc<Self> {
-        let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
-        let rates = ratelimit::RateLimits::new(&config);
-        Arc::new(Self {
-            rates,
+        Self::build(
             config,
             hostname,
             store,
             tls,
-            submission,
-            inbound: None,
-            enforce_dmarc: true,
-            filter: None,
-            resolver: None,
-            limiter,
-        })
+            Some(submission),
+            MxChecks::default(),
+        )
     }
 
     /// An MX server that authenticates and scores what it receives.
@@ -118,6 +96,17 @@ impl SmtpServer {
         tls: Option<TlsAcceptor>,
         checks: MxChecks,
     ) -> Arc<Self> {
+        Self::build(config, hostname, store, tls, None, checks)
+    }
+
+    fn build(
+        config: SmtpConfig,
+        hostname: String,
+        store: SharedStore,
+        tls: Option<TlsAcceptor>,
+        submission: Option<submission::Submission>,
+        checks: MxChecks,
+    ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         let rates = ratelimit::RateLimits::new(&config);
         Arc::new(Self {
@@ -126,11 +115,8 @@ impl SmtpServer {
             hostname,
             store,
             tls,
-            submission: None,
-            inbound: checks.inbound,
-            enforce_dmarc: checks.enforce_dmarc,
-            filter: checks.filter,
-            resolver: checks.resolver,
+            submission,
+            checks,
             limiter,
         })
     }

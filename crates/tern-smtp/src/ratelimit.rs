@@ -7,7 +7,7 @@
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use tern_core::config::SmtpConfig;
+use tern_core::config::{IpNet, SmtpConfig};
 
 /// The limiters of one listener.
 pub struct RateLimits {
@@ -27,39 +27,19 @@ impl RateLimits {
         Self {
             connections: per_minute(c.connections_per_minute_per_network),
             messages: per_minute(c.messages_per_minute_per_network),
-            v4_prefix: c.rate_limit_ipv4_prefix.min(32),
-            v6_prefix: c.rate_limit_ipv6_prefix.min(128),
+            v4_prefix: c.rate_limit_ipv4_prefix,
+            v6_prefix: c.rate_limit_ipv6_prefix,
         }
     }
 
     /// The network `ip` is counted in.
     pub fn network(&self, ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V4(v4) => {
-                let mask = u32::MAX
-                    .checked_shl(32 - u32::from(self.v4_prefix))
-                    .unwrap_or(0);
-                IpAddr::V4((u32::from(v4) & mask).into())
-            }
-            IpAddr::V6(v6) => {
-                if let Some(v4) = v6.to_ipv4_mapped() {
-                    return self.network(IpAddr::V4(v4));
-                }
-                let mask = u128::MAX
-                    .checked_shl(128 - u32::from(self.v6_prefix))
-                    .unwrap_or(0);
-                IpAddr::V6((u128::from(v6) & mask).into())
-            }
-        }
-    }
-
-    fn exempt(ip: IpAddr) -> bool {
-        ip == IpAddr::from([127, 0, 0, 1]) || ip == IpAddr::from(std::net::Ipv6Addr::LOCALHOST)
+        IpNet::containing(ip, self.v4_prefix, self.v6_prefix).addr
     }
 
     fn take(&self, limiter: &Option<DefaultKeyedRateLimiter<IpAddr>>, ip: IpAddr) -> bool {
         match limiter {
-            Some(l) if !Self::exempt(ip) => l.check_key(&self.network(ip)).is_ok(),
+            Some(l) if !tern_core::is_local_host(ip) => l.check_key(&self.network(ip)).is_ok(),
             _ => true,
         }
     }

@@ -488,7 +488,7 @@ impl Session {
                 ));
             }
         };
-        if let Some(filter) = &self.server.filter {
+        if let Some(filter) = &self.server.checks.filter {
             let ip = self.conn.peer.ip();
             let from = self
                 .tx
@@ -727,11 +727,11 @@ impl Session {
             let mut results = String::new();
             let mut summary = String::new();
             if self.rdns.is_none()
-                && let Some(r) = &self.server.resolver
+                && let Some(r) = &self.server.checks.resolver
             {
                 self.rdns = Some(r.fcrdns(self.conn.peer.ip()).await);
             }
-            if let Some(auth) = &self.server.inbound {
+            if let Some(auth) = &self.server.checks.inbound {
                 // RFC 8601 §5: results claiming to be ours are forgeries.
                 if let Some(clean) =
                     tern_auth::inbound::strip_forged_results(&body, auth.authserv_id())
@@ -744,13 +744,13 @@ impl Session {
                     .await;
                 tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, result = %verdict.summary, "smtp: authentication");
                 match verdict.disposition {
-                    tern_auth::Disposition::Reject(why) if self.server.enforce_dmarc => {
+                    tern_auth::Disposition::Reject(why) if self.server.checks.enforce_dmarc => {
                         metrics::counter!("tern_smtp_rejections_total", "reason" => "dmarc")
                             .increment(1);
                         tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, reason = %why, "smtp: message refused");
                         return self.send(reply!(550, "5.7.1", "{why}"));
                     }
-                    tern_auth::Disposition::Junk(why) if self.server.enforce_dmarc => {
+                    tern_auth::Disposition::Junk(why) if self.server.checks.enforce_dmarc => {
                         tracing::info!(queue_id = %queue_id, reason = %why, "smtp: filed as junk");
                         mailbox = "Junk";
                     }
@@ -759,7 +759,7 @@ impl Session {
                 summary = verdict.summary;
                 results = verdict.header;
             }
-            if let Some(filter) = &self.server.filter {
+            if let Some(filter) = &self.server.checks.filter {
                 let locals: Vec<AccountId> = tx
                     .rcpts
                     .iter()
@@ -868,7 +868,7 @@ impl Session {
             }
             _ => self.server.store.deliver(message).await,
         };
-        if result.is_ok() && self.server.inbound.is_some() {
+        if result.is_ok() && self.server.checks.inbound.is_some() {
             self.keep_dmarc_report(&stored, &queue_id, now).await;
         }
         let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();

@@ -256,12 +256,7 @@ impl RemoteHost {
 
 fn tls_acceptor(name: &str) -> std::io::Result<TlsAcceptor> {
     let (cert, key) = tern_core::tls::self_signed(name).map_err(std::io::Error::other)?;
-    let dir = tempfile::tempdir()?;
-    std::fs::write(dir.path().join("c.pem"), cert)?;
-    std::fs::write(dir.path().join("k.pem"), key)?;
-    let cfg = tern_core::tls::server_config(&dir.path().join("c.pem"), &dir.path().join("k.pem"))
-        .map_err(std::io::Error::other)?;
-    Ok(TlsAcceptor::from(cfg))
+    crate::pki::acceptor_from_pem(&cert, &key)
 }
 
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}

@@ -176,12 +176,7 @@ pub async fn start(config: Config) -> Result<Running> {
     let dmarc_reports = (config.inbound.authenticate && config.inbound.dmarc_reports)
         .then(|| Arc::new(tern_auth::DmarcReports::default()));
     let auth = config.inbound.authenticate.then(|| {
-        let nets = config
-            .inbound
-            .trusted_forwarders
-            .iter()
-            .map(|n| (n.addr, n.prefix))
-            .collect();
+        let nets = config.inbound.trusted_forwarders.clone();
         let auth = tern_auth::InboundAuth::new(
             mail_auth::MessageAuthenticator(resolver.hickory()),
             &hostname,

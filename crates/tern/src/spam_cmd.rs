@@ -29,53 +29,38 @@ pub enum SpamCmd {
     },
 }
 
-/// Every message in a Maildir, a directory, or an mbox file.
+/// Every message in a Maildir, a directory of message files, or an mbox
+/// file (Maildir and mbox read with mail-parser's mailbox iterators).
 fn messages(path: &Path) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
+    let ctx = || format!("reading {}", path.display());
     if path.is_file() {
-        let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-        if bytes.starts_with(b"From ") {
-            // mbox: messages start at lines beginning "From ".
-            let mut current: Vec<u8> = Vec::new();
-            for line in bytes.split_inclusive(|&b| b == b'\n') {
-                if line.starts_with(b"From ") {
-                    if !current.is_empty() {
-                        out.push(std::mem::take(&mut current));
-                    }
-                    continue;
-                }
-                let line = line
-                    .strip_prefix(b">")
-                    .filter(|l| l.starts_with(b"From "))
-                    .unwrap_or(line);
-                current.extend_from_slice(line);
-            }
-            if !current.is_empty() {
-                out.push(current);
-            }
-        } else {
-            out.push(bytes);
+        let mut head = [0u8; 5];
+        let n = std::io::Read::read(&mut std::fs::File::open(path).with_context(ctx)?, &mut head)?;
+        if &head[..n] == b"From " {
+            let reader = std::io::BufReader::new(std::fs::File::open(path).with_context(ctx)?);
+            return mail_parser::mailbox::mbox::MessageIterator::new(reader)
+                .map(|m| Ok(m.with_context(ctx)?.unwrap_contents()))
+                .collect();
         }
-        return Ok(out);
+        return Ok(vec![std::fs::read(path).with_context(ctx)?]);
     }
-    let mut dirs = vec![path.to_path_buf()];
-    for sub in ["cur", "new"] {
-        if path.join(sub).is_dir() {
-            dirs.push(path.join(sub));
-        }
-    }
-    for d in dirs {
-        let mut entries: Vec<_> = std::fs::read_dir(&d)
-            .with_context(|| format!("reading {}", d.display()))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_file())
+    if path.join("cur").is_dir() && path.join("new").is_dir() {
+        return mail_parser::mailbox::maildir::MessageIterator::new(path)
+            .with_context(ctx)?
+            .map(|m| Ok(m.with_context(ctx)?.contents().to_vec()))
             .collect();
-        entries.sort_by_key(|e| e.path());
-        for e in entries {
-            out.push(std::fs::read(e.path())?);
-        }
     }
-    Ok(out)
+    let mut files: Vec<_> = std::fs::read_dir(path)
+        .with_context(ctx)?
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| std::fs::read(f).with_context(ctx))
+        .collect()
 }
 
 /// Runs a spam subcommand.

@@ -101,6 +101,21 @@ impl World {
         panic!("queue not empty: {:?}", self.s.store.queue_list().await);
     }
 
+    /// Waits until the first queued recipient has had an attempt.
+    async fn first_deferred(&self) -> tern_store::QueuedRcpt {
+        for _ in 0..200 {
+            let q = self.s.store.queue_list().await.unwrap();
+            if let Some(r) = q.into_iter().next().filter(|r| r.attempts >= 1) {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!(
+            "no deferred recipient: {:?}",
+            self.s.store.queue_list().await
+        );
+    }
+
     /// Waits until alice's INBOX holds `n` messages.
     async fn alice_inbox(&self, n: usize) -> Vec<String> {
         for _ in 0..300 {
@@ -247,16 +262,7 @@ async fn retries_after_a_temporary_failure() {
         .await;
     assert_eq!(w.submit(&["bob@remote.test"], MSG).await.0, 250);
     // Wait for the first attempt to be recorded as deferred.
-    let mut deferred = None;
-    for _ in 0..200 {
-        let q = w.s.store.queue_list().await.unwrap();
-        if let Some(r) = q.first().filter(|r| r.attempts >= 1) {
-            deferred = Some(r.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let r = deferred.expect("a deferred recipient");
+    let r = w.first_deferred().await;
     assert!(
         r.last_error.as_deref().unwrap_or("").contains("451 4.3.0"),
         "{r:?}"
@@ -474,16 +480,7 @@ async fn mta_sts_enforce_defers_on_an_untrusted_certificate() {
     )
     .await;
     assert_eq!(w.submit(&["u@sts.test"], MSG).await.0, 250);
-    let mut deferred = None;
-    for _ in 0..200 {
-        let q = w.s.store.queue_list().await.unwrap();
-        if let Some(r) = q.first().filter(|r| r.attempts >= 1) {
-            deferred = Some(r.clone());
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    let r = deferred.expect("deferred");
+    let r = w.first_deferred().await;
     let err = r.last_error.unwrap_or_default();
     assert!(err.contains("TLS") || err.contains("certificate"), "{err}");
     assert!(

@@ -42,31 +42,36 @@ async fn wait_for(port: u16) {
     panic!("server did not start on port {port}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_loses_nothing_acknowledged() {
+/// A data folder (`extra` appended to its config) whose `listener` is on a
+/// fixed port, so a child process can be reached, with domain example.test
+/// and the account alice@example.test (password "pw").
+async fn data_with_alice(extra: &str, listener: &str) -> (DataDir, u16) {
     let port = free_port();
-    let data = DataDir::new("");
-    // Listen on a fixed port so the child process can be reached.
+    let data = DataDir::new(extra);
     let toml = std::fs::read_to_string(data.config_path())
         .unwrap()
         .replace(
-            "smtp = [\"127.0.0.1:0\"]",
-            &format!("smtp = [\"127.0.0.1:{port}\"]"),
+            &format!("{listener} = [\"127.0.0.1:0\"]"),
+            &format!("{listener} = [\"127.0.0.1:{port}\"]"),
         );
     std::fs::write(data.config_path(), toml).unwrap();
-    {
-        let config = Config::load(&data.config_path()).unwrap();
-        let store = tern::server::open_store(&config).await.unwrap();
-        store.add_domain("example.test", None).await.unwrap();
-        store
-            .add_account(
-                &tern_core::Address::parse("alice@example.test").unwrap(),
-                "pw",
-                0,
-            )
-            .await
-            .unwrap();
-    }
+    let config = Config::load(&data.config_path()).unwrap();
+    let store = tern::server::open_store(&config).await.unwrap();
+    store.add_domain("example.test", None).await.unwrap();
+    store
+        .add_account(
+            &tern_core::Address::parse("alice@example.test").unwrap(),
+            "pw",
+            0,
+        )
+        .await
+        .unwrap();
+    (data, port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_loses_nothing_acknowledged() {
+    let (data, port) = data_with_alice("", "smtp").await;
     let mut child = spawn(&data);
     wait_for(port).await;
 
@@ -183,31 +188,14 @@ async fn kill_9_during_delivery_delivers_once_after_restart() {
     .await;
     dns.mx("remote.test", 10, "mx.remote.test").await;
     dns.ip("mx.remote.test", host.ip()).await;
-    let port = free_port();
-    let data = DataDir::new(&format!(
-        "[dns]\nnameservers = [\"{}\"]\n[queue]\nretry = [\"1s\"]\n",
-        dns.addr
-    ));
-    let toml = std::fs::read_to_string(data.config_path())
-        .unwrap()
-        .replace(
-            "submission = [\"127.0.0.1:0\"]",
-            &format!("submission = [\"127.0.0.1:{port}\"]"),
-        );
-    std::fs::write(data.config_path(), toml).unwrap();
-    {
-        let config = Config::load(&data.config_path()).unwrap();
-        let store = tern::server::open_store(&config).await.unwrap();
-        store.add_domain("example.test", None).await.unwrap();
-        store
-            .add_account(
-                &tern_core::Address::parse("alice@example.test").unwrap(),
-                "pw",
-                0,
-            )
-            .await
-            .unwrap();
-    }
+    let (data, port) = data_with_alice(
+        &format!(
+            "[dns]\nnameservers = [\"{}\"]\n[queue]\nretry = [\"1s\"]\n",
+            dns.addr
+        ),
+        "submission",
+    )
+    .await;
     let mut child = spawn(&data);
     wait_for(port).await;
     let mut c = LineClient::connect(([127, 0, 0, 1], port).into())
