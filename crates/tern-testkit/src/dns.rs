@@ -39,9 +39,24 @@ impl DnsServer {
     /// Starts a server on `addr` — port 53 lets programs that only read
     /// `/etc/resolv.conf` use it (inside a mount namespace).
     pub async fn start_on(addr: SocketAddr, zones: &[&str]) -> std::io::Result<Self> {
-        let udp = UdpSocket::bind(addr).await?;
-        let addr = udp.local_addr()?;
-        let tcp = TcpListener::bind(addr).await?;
+        // UDP and TCP share the port: with port 0, the port UDP got may be
+        // taken for TCP by another process; then try another.
+        let mut tries = 0;
+        let (udp, tcp, addr) = loop {
+            let udp = UdpSocket::bind(addr).await?;
+            let bound = udp.local_addr()?;
+            match TcpListener::bind(bound).await {
+                Ok(tcp) => break (udp, tcp, bound),
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && addr.port() == 0
+                        && tries < 20 =>
+                {
+                    tries += 1
+                }
+                Err(e) => return Err(e),
+            }
+        };
         let mut catalog = Catalog::new();
         let mut handlers = Vec::new();
         // The root zone too, empty: a name outside the test's zones does
