@@ -2,13 +2,24 @@
 //! through tern-dns"). Nameservers come from the configuration, so tests
 //! point the whole system at the testkit's DNS server; answers are cached
 //! by TTL (hickory's cache).
+//!
+//! A second, validating resolver answers the few questions whose DNSSEC
+//! status matters (DANE, RFC 7672 §2.1): the MX RRset, the MX hosts'
+//! addresses and their TLSA records, each with its proof (secure,
+//! insecure or bogus). Everything else stays on the plain resolver, so a
+//! path that strips signatures weakens DANE only, never ordinary delivery.
 
 use hickory_resolver::TokioResolver;
 use hickory_resolver::config::{
     ConnectionConfig, NameServerConfig, ProtocolConfig, ResolverConfig, ResolverOpts,
 };
 use hickory_resolver::net::runtime::TokioRuntimeProvider;
+use hickory_resolver::net::{DnsError as HickoryDnsError, NetError};
+use hickory_resolver::proto::dnssec::{Proof, TrustAnchors};
+use hickory_resolver::proto::rr::{RData, Record, RecordType};
 use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// DNS failures.
@@ -31,6 +42,55 @@ pub enum DnsError {
 #[derive(Clone)]
 pub struct Resolver {
     inner: TokioResolver,
+    /// Validates DNSSEC itself (hickory's validator, from the trust anchors).
+    secure: Option<TokioResolver>,
+}
+
+/// The DNSSEC status of an answer (RFC 4035 §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Security {
+    /// Signed, and the signatures chain up to a trust anchor.
+    Secure,
+    /// Provably unsigned (or no validation configured).
+    Insecure,
+    /// Should be signed but does not validate: possibly forged.
+    Bogus,
+}
+
+/// An answer with its DNSSEC status. An empty `data` with `Secure` is an
+/// authenticated denial of existence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Validated<T> {
+    /// The records.
+    pub data: T,
+    /// Their DNSSEC status.
+    pub security: Security,
+}
+
+/// A TLSA record (RFC 6698 §2.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tlsa {
+    /// Certificate usage: 0 PKIX-TA, 1 PKIX-EE, 2 DANE-TA, 3 DANE-EE.
+    pub usage: u8,
+    /// Selector: 0 full certificate, 1 SubjectPublicKeyInfo.
+    pub selector: u8,
+    /// Matching type: 0 exact, 1 SHA-256, 2 SHA-512.
+    pub matching: u8,
+    /// Certificate association data.
+    pub data: Vec<u8>,
+}
+
+fn proof_of(records: &[Record]) -> Security {
+    // The weakest proof of the RRset's records decides.
+    let mut security = Security::Secure;
+    for r in records {
+        match r.proof {
+            Proof::Secure => {}
+            Proof::Bogus => return Security::Bogus,
+            _ => security = Security::Insecure,
+        }
+    }
+    security
 }
 
 /// An MX record.
@@ -46,12 +106,27 @@ impl Resolver {
     /// A resolver asking `nameservers` (UDP, then TCP for truncated
     /// answers); with none, the system's `/etc/resolv.conf`.
     pub fn new(nameservers: &[SocketAddr]) -> Result<Self, DnsError> {
+        Ok(Self {
+            inner: Self::build(nameservers, Self::options(), None)?,
+            secure: None,
+        })
+    }
+
+    fn options() -> ResolverOpts {
         let mut opts = ResolverOpts::default();
         opts.timeout = Duration::from_secs(5);
         opts.attempts = 2;
         // Answers come from DNS only, never /etc/hosts: the same answers
         // on every machine, and tests see only their own zones.
         opts.use_hosts_file = hickory_resolver::config::ResolveHosts::Never;
+        opts
+    }
+
+    fn build(
+        nameservers: &[SocketAddr],
+        opts: ResolverOpts,
+        trust_anchor: Option<TrustAnchors>,
+    ) -> Result<TokioResolver, DnsError> {
         let builder = if nameservers.is_empty() {
             TokioResolver::builder_tokio().map_err(|e| DnsError::Setup(e.to_string()))?
         } else {
@@ -67,11 +142,41 @@ impl Resolver {
             }
             TokioResolver::builder_with_config(config, TokioRuntimeProvider::default())
         };
-        let inner = builder
+        let builder = match trust_anchor {
+            Some(t) => builder.with_trust_anchor(Arc::new(t)),
+            None => builder,
+        };
+        builder
             .with_options(opts)
             .build()
-            .map_err(|e| DnsError::Setup(e.to_string()))?;
-        Ok(Self { inner })
+            .map_err(|e| DnsError::Setup(e.to_string()))
+    }
+
+    /// The same resolver, plus a validating one for DNSSEC-dependent
+    /// questions ([`Resolver::secure_mx`], [`Resolver::tlsa`]), trusting the
+    /// DNSKEYs in `trust_anchor` (zone-file syntax), or the IANA root keys
+    /// when it is `None`.
+    pub fn with_dnssec(
+        mut self,
+        nameservers: &[SocketAddr],
+        trust_anchor: Option<&Path>,
+    ) -> Result<Self, DnsError> {
+        let mut opts = Self::options();
+        opts.validate = true;
+        let anchors =
+            match trust_anchor {
+                Some(path) => Some(TrustAnchors::from_file(path).map_err(|e| {
+                    DnsError::Setup(format!("trust anchor {}: {e}", path.display()))
+                })?),
+                None => None,
+            };
+        self.secure = Some(Self::build(nameservers, opts, anchors)?);
+        Ok(self)
+    }
+
+    /// Whether DNSSEC answers are available.
+    pub fn validates(&self) -> bool {
+        self.secure.is_some()
     }
 
     /// The underlying hickory resolver (same configuration and cache), for
@@ -182,5 +287,132 @@ impl Resolver {
                 reason: e.to_string(),
             }),
         }
+    }
+
+    /// A validated lookup: the records of `rtype` at `name` and their
+    /// DNSSEC status. Without validation configured everything is
+    /// `Insecure`.
+    async fn validated(
+        &self,
+        name: &str,
+        rtype: RecordType,
+    ) -> Result<Validated<Vec<RData>>, DnsError> {
+        let Some(secure) = &self.secure else {
+            return Ok(Validated {
+                data: Vec::new(),
+                security: Security::Insecure,
+            });
+        };
+        match secure.lookup(Self::fqdn(name), rtype).await {
+            Ok(l) => {
+                let records: Vec<Record> = l
+                    .answers()
+                    .iter()
+                    .filter(|r| r.record_type() == rtype)
+                    .cloned()
+                    .collect();
+                Ok(Validated {
+                    security: proof_of(&records),
+                    data: records.into_iter().map(|r| r.data).collect(),
+                })
+            }
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => {
+                // A denial is as good as its SOA's proof.
+                let security = match &e {
+                    NetError::Dns(HickoryDnsError::NoRecordsFound(nr)) => match &nr.soa {
+                        Some(soa) => match soa.proof {
+                            Proof::Secure => Security::Secure,
+                            Proof::Bogus => Security::Bogus,
+                            _ => Security::Insecure,
+                        },
+                        None => Security::Insecure,
+                    },
+                    _ => Security::Insecure,
+                };
+                Ok(Validated {
+                    data: Vec::new(),
+                    security,
+                })
+            }
+            Err(e) if e.to_string().contains("DNSSEC") || e.to_string().contains("proof") => {
+                Ok(Validated {
+                    data: Vec::new(),
+                    security: Security::Bogus,
+                })
+            }
+            Err(e) => Err(DnsError::Lookup {
+                name: name.into(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+
+    /// Whether DNSSEC works through the configured resolvers: the root's
+    /// DNSKEY RRset validates against the trust anchors. Resolvers that
+    /// strip signatures (or a trust anchor that does not match the root)
+    /// make every answer look bogus; callers then do without DNSSEC rather
+    /// than treat all of DNS as forged (as Postfix's `dnssec_probe`).
+    pub async fn dnssec_works(&self) -> bool {
+        matches!(
+            self.validated(".", RecordType::DNSKEY).await,
+            Ok(Validated {
+                security: Security::Secure,
+                ..
+            })
+        )
+    }
+
+    /// The MX RRset of `domain` with its DNSSEC status (RFC 7672 §2.2.1).
+    pub async fn secure_mx(&self, domain: &str) -> Result<Validated<Vec<Mx>>, DnsError> {
+        let v = self.validated(domain, RecordType::MX).await?;
+        Ok(Validated {
+            security: v.security,
+            data: v
+                .data
+                .into_iter()
+                .filter_map(|d| match d {
+                    RData::MX(mx) => Some(Mx {
+                        preference: mx.preference,
+                        exchange: mx.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        })
+    }
+
+    /// Whether the address records of `host` are signed (RFC 7672 §2.2.2:
+    /// TLSA records are only looked up for hosts whose addresses are).
+    pub async fn secure_addresses(&self, host: &str) -> Result<Security, DnsError> {
+        let a = self.validated(host, RecordType::A).await?;
+        let aaaa = self.validated(host, RecordType::AAAA).await?;
+        Ok(match (a.security, aaaa.security) {
+            (Security::Bogus, _) | (_, Security::Bogus) => Security::Bogus,
+            (Security::Secure, Security::Secure) => Security::Secure,
+            _ => Security::Insecure,
+        })
+    }
+
+    /// The TLSA records of `_port._tcp.host` (RFC 7672 §2.2.3), validated.
+    pub async fn tlsa(&self, host: &str, port: u16) -> Result<Validated<Vec<Tlsa>>, DnsError> {
+        let v = self
+            .validated(&format!("_{port}._tcp.{host}"), RecordType::TLSA)
+            .await?;
+        Ok(Validated {
+            security: v.security,
+            data: v
+                .data
+                .into_iter()
+                .filter_map(|d| match d {
+                    RData::TLSA(t) => Some(Tlsa {
+                        usage: t.cert_usage.into(),
+                        selector: t.selector.into(),
+                        matching: t.matching.into(),
+                        data: t.cert_data,
+                    }),
+                    _ => None,
+                })
+                .collect(),
+        })
     }
 }

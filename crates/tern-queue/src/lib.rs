@@ -12,6 +12,7 @@
 //! mail. Total connections are bounded by `max_connections`.
 
 pub mod client;
+pub mod dane;
 pub mod dsn;
 pub mod mta_sts;
 pub mod route;
@@ -21,7 +22,7 @@ use route::{Hop, RouteError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tern_core::config::{QueueConfig, TlsPolicy, parse_duration};
 use tern_core::now_unix;
 use tern_dns::Resolver;
@@ -81,6 +82,8 @@ pub struct QueueService {
     /// before the scheduler would look again.
     rescheduled: Notify,
     next_source: AtomicUsize,
+    /// When DNSSEC was last probed and whether it worked (DANE needs it).
+    dnssec_probe: std::sync::Mutex<Option<(Instant, bool)>>,
 }
 
 /// The delivery engine as the SMTP server sees it: takes freshly queued
@@ -166,6 +169,7 @@ impl QueueService {
                 .map(|n| governor::RateLimiter::keyed(governor::Quota::per_minute(n))),
             rescheduled: Notify::new(),
             next_source: AtomicUsize::new(0),
+            dnssec_probe: std::sync::Mutex::new(None),
             config,
         }))
     }
@@ -519,9 +523,19 @@ impl QueueService {
                 mta_sts::Mode::None => {}
             }
         }
+        if !by_rule && self.config.dane && self.dnssec_works().await {
+            route::apply_dane(&self.resolver, domain, &mut hops, self.config.mx_port)
+                .await
+                .map_err(|e| match e {
+                    RouteError::Temporary(m) | RouteError::Permanent(_, m) => Attempt::Temporary {
+                        host: None,
+                        error: m,
+                    },
+                })?;
+        }
         let mut last = String::from("no host to try");
         for hop in hops {
-            match self.open_hop(&hop).await {
+            match self.open_hop(&hop, domain).await {
                 Ok(c) => return Ok((c, hop)),
                 Err(e) => {
                     tracing::info!(domain, host = %hop.host, addr = %hop.addr, error = %e, "queue: host unusable, trying the next");
@@ -535,7 +549,28 @@ impl QueueService {
         })
     }
 
-    async fn open_hop(&self, hop: &Hop) -> Result<SmtpClient, String> {
+    /// Whether DANE can be had: validation is set up and the resolvers
+    /// pass DNSSEC through (probed at most every ten minutes).
+    async fn dnssec_works(&self) -> bool {
+        if !self.resolver.validates() {
+            return false;
+        }
+        if let Some((at, ok)) = *self.dnssec_probe.lock().unwrap_or_else(|e| e.into_inner())
+            && at.elapsed() < Duration::from_secs(600)
+        {
+            return ok;
+        }
+        let ok = self.resolver.dnssec_works().await;
+        if !ok {
+            tracing::warn!(
+                "queue: DNSSEC answers do not validate through the configured resolvers ([dns] nameservers, trust_anchor); DANE is not used"
+            );
+        }
+        *self.dnssec_probe.lock().unwrap_or_else(|e| e.into_inner()) = Some((Instant::now(), ok));
+        ok
+    }
+
+    async fn open_hop(&self, hop: &Hop, domain: &str) -> Result<SmtpClient, String> {
         let timeouts = Timeouts {
             connect: Duration::from_secs(self.config.connect_timeout),
             command: Duration::from_secs(self.config.command_timeout),
@@ -557,7 +592,27 @@ impl QueueService {
         if !r.is_positive() {
             return Err(format!("EHLO: {r}"));
         }
-        if hop.tls != TlsPolicy::None && c.caps.starttls {
+        if let Some(tlsa) = &hop.dane {
+            // RFC 7672 §2.2: TLS is mandatory, authenticated by the TLSA records.
+            if !c.caps.starttls {
+                return Err("DANE: the server does not offer STARTTLS".into());
+            }
+            let connector = dane::DaneVerifier::new(tlsa.to_vec(), &hop.host, domain)
+                .connector()
+                .map_err(|e| e.to_string())?;
+            let name = rustls_pki_types::ServerName::try_from(hop.host.clone())
+                .unwrap_or_else(|_| rustls_pki_types::ServerName::IpAddress(hop.addr.ip().into()));
+            c = match c.starttls(&connector, name).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err((_, reply))) => return Err(format!("DANE: STARTTLS refused: {reply}")),
+                Err(e) => return Err(format!("DANE: {e}")),
+            };
+            tracing::info!(host = %hop.host, "queue: DANE-authenticated TLS");
+            let r = c.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
+            if !r.is_positive() {
+                return Err(format!("EHLO after STARTTLS: {r}"));
+            }
+        } else if hop.tls != TlsPolicy::None && c.caps.starttls {
             let connector = match hop.tls {
                 TlsPolicy::Required => self
                     .verified

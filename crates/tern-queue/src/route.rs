@@ -4,9 +4,11 @@
 //! (RFC 7505).
 
 use rand::seq::SliceRandom;
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use tern_core::config::{TlsPolicy, Transport};
-use tern_dns::Resolver;
+use tern_dns::{Resolver, Security, Tlsa};
 
 /// At most this many addresses are tried per attempt (as Postfix's
 /// `smtp_mx_address_limit`): a long MX list must not turn one attempt into
@@ -24,6 +26,9 @@ pub struct Hop {
     pub tls: TlsPolicy,
     /// AUTH PLAIN credentials (transport rules only).
     pub auth: Option<(String, String)>,
+    /// The host's DNSSEC-validated TLSA records (RFC 7672): TLS is then
+    /// mandatory and the certificate must match them.
+    pub dane: Option<Arc<Vec<Tlsa>>>,
 }
 
 /// Why a domain has no usable destination.
@@ -64,6 +69,7 @@ pub async fn hops(
                 addr: SocketAddr::new(ip, t.port),
                 tls: t.tls,
                 auth: auth.clone(),
+                dane: None,
             })
             .collect());
     }
@@ -105,6 +111,7 @@ pub async fn hops(
                 addr: SocketAddr::new(ip, mx_port),
                 tls: default_tls,
                 auth: None,
+                dane: None,
             })),
             Err(e) => last_error = Some(e),
         }
@@ -125,6 +132,92 @@ pub async fn hops(
         None => Err(RouteError::Temporary(format!(
             "no address for the MX hosts of {domain}"
         ))),
+    }
+}
+
+/// DANE (RFC 7672 §2.2): when the MX RRset of `domain` is DNSSEC-secure,
+/// looks up the TLSA records of each MX host whose addresses are secure
+/// too, and marks its hops: TLS required, certificate checked against the
+/// records. Hosts whose TLSA answer is bogus or cannot be had are dropped
+/// (a forged or failed lookup must not downgrade TLS); with none left the
+/// attempt is deferred. An insecure MX RRset leaves the hops as they are.
+pub async fn apply_dane(
+    resolver: &Resolver,
+    domain: &str,
+    hops: &mut Vec<Hop>,
+    port: u16,
+) -> Result<(), RouteError> {
+    let mx = resolver
+        .secure_mx(domain)
+        .await
+        .map_err(|e| RouteError::Temporary(format!("DNSSEC lookup of the MX records: {e}")))?;
+    match mx.security {
+        Security::Insecure => return Ok(()),
+        Security::Bogus => {
+            return Err(RouteError::Temporary(format!(
+                "DNSSEC: the MX records of {domain} do not validate (bogus)"
+            )));
+        }
+        Security::Secure => {}
+    }
+    let mut by_host: HashMap<String, HostTlsa> = HashMap::new();
+    for hop in hops.iter() {
+        if by_host.contains_key(&hop.host) {
+            continue;
+        }
+        let verdict = host_tlsa(resolver, &hop.host, port).await;
+        if let Err(e) = &verdict {
+            tracing::info!(domain, host = %hop.host, error = %e, "dane: host unusable");
+        }
+        by_host.insert(hop.host.clone(), verdict);
+    }
+    let mut last = None;
+    hops.retain_mut(|h| match &by_host[&h.host] {
+        Ok(Some(tlsa)) => {
+            h.dane = Some(tlsa.clone());
+            h.tls = TlsPolicy::Required;
+            true
+        }
+        Ok(None) => true,
+        Err(e) => {
+            last = Some(format!("{}: {e}", h.host));
+            false
+        }
+    });
+    if hops.is_empty() {
+        return Err(RouteError::Temporary(
+            last.unwrap_or_else(|| "DANE: no usable MX host".into()),
+        ));
+    }
+    Ok(())
+}
+
+/// What DANE says of one host: its TLSA records to honour (`None`: DANE
+/// does not apply), or why the host cannot be used.
+type HostTlsa = Result<Option<Arc<Vec<Tlsa>>>, String>;
+
+/// The TLSA records a host's delivery must honour: `None` when its
+/// addresses or its TLSA RRset are provably unsigned, or it has none.
+async fn host_tlsa(resolver: &Resolver, host: &str, port: u16) -> HostTlsa {
+    // RFC 7672 §2.2.2: TLSA records only count for hosts whose addresses are signed.
+    match resolver
+        .secure_addresses(host)
+        .await
+        .map_err(|e| format!("DNSSEC lookup of the addresses: {e}"))?
+    {
+        Security::Insecure => return Ok(None),
+        Security::Bogus => return Err("DNSSEC: the address records are bogus".into()),
+        Security::Secure => {}
+    }
+    let tlsa = resolver
+        .tlsa(host, port)
+        .await
+        .map_err(|e| format!("TLSA lookup failed: {e}"))?;
+    match tlsa.security {
+        Security::Secure if tlsa.data.is_empty() => Ok(None),
+        Security::Secure => Ok(Some(Arc::new(tlsa.data))),
+        Security::Insecure => Ok(None),
+        Security::Bogus => Err("DNSSEC: the TLSA records are bogus".into()),
     }
 }
 

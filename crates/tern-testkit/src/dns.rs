@@ -1,12 +1,24 @@
 //! An authoritative DNS server for tests, on loopback, with zones the test
-//! programs (MX, A, AAAA, TXT, and anything else as raw `RData`), served by
-//! hickory-server over UDP and TCP on the same port.
+//! programs (MX, A, AAAA, TXT, TLSA, and anything else as raw `RData`),
+//! served by hickory-server over UDP and TCP on the same port. A signed
+//! server ([`DnsServer::start_signed`]) serves one DNSSEC-signed root zone
+//! whose key is the resolver's trust anchor, so DANE can be tested with
+//! real signatures and real validation. Denials are NSEC, and
+//! hickory-server proves a name absent with the one NSEC that covers it:
+//! enough when the name's parent exists (a TLSA query for an MX host that
+//! has addresses but no TLSA), not for names under absent parents.
 
 use hickory_server::Server;
-use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TXT};
-use hickory_server::proto::rr::{LowerName, Name, RData, Record};
+use hickory_server::dnssec::NxProofKind;
+use hickory_server::proto::dnssec::crypto::EcdsaSigningKey;
+use hickory_server::proto::dnssec::rdata::DNSKEY;
+use hickory_server::proto::dnssec::{Algorithm, DnssecSigner, SigningKey};
+pub use hickory_server::proto::rr::RData;
+use hickory_server::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
+use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TLSA, TXT};
+use hickory_server::proto::rr::{LowerName, Name, Record};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
-use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneType};
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, DnssecZoneHandler, ZoneType};
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
 use std::sync::Arc;
@@ -18,6 +30,8 @@ pub struct DnsServer {
     /// Where it listens (UDP and TCP).
     pub addr: SocketAddr,
     zones: Vec<(Name, Arc<InMemoryZoneHandler>)>,
+    /// The root zone's DNSKEY record in zone-file syntax, when signed.
+    trust_anchor: Option<String>,
     _server: Server<Catalog>,
 }
 
@@ -39,6 +53,23 @@ impl DnsServer {
     /// Starts a server on `addr` — port 53 lets programs that only read
     /// `/etc/resolv.conf` use it (inside a mount namespace).
     pub async fn start_on(addr: SocketAddr, zones: &[&str]) -> std::io::Result<Self> {
+        Self::start_with(addr, zones, false).await
+    }
+
+    /// Starts a server on `ip` (any port) with one DNSSEC-signed zone, the
+    /// root: every name the test adds lives in it and is signed (ECDSA
+    /// P-256), and [`DnsServer::trust_anchor`] is the key to trust.
+    pub async fn start_signed(ip: IpAddr) -> std::io::Result<Self> {
+        Self::start_with(SocketAddr::new(ip, 0), &["."], true).await
+    }
+
+    /// The signed root zone's key as a trust-anchor file line (`. 3600 IN
+    /// DNSKEY …`), for `[dns] trust_anchor`.
+    pub fn trust_anchor(&self) -> Option<&str> {
+        self.trust_anchor.as_deref()
+    }
+
+    async fn start_with(addr: SocketAddr, zones: &[&str], signed: bool) -> std::io::Result<Self> {
         // UDP and TCP share the port: with port 0, the port UDP got may be
         // taken for TCP by another process; then try another.
         let mut tries = 0;
@@ -59,6 +90,7 @@ impl DnsServer {
         };
         let mut catalog = Catalog::new();
         let mut handlers = Vec::new();
+        let mut trust_anchor = None;
         // The root zone too, empty: a name outside the test's zones does
         // not exist (NXDOMAIN), as in a small internet, rather than being
         // refused (which resolvers report as a DNS failure).
@@ -68,8 +100,12 @@ impl DnsServer {
         }
         for z in all {
             let origin = name(z);
-            let mut h =
-                InMemoryZoneHandler::empty(origin.clone(), ZoneType::Primary, AxfrPolicy::Deny);
+            let mut h = InMemoryZoneHandler::empty(
+                origin.clone(),
+                ZoneType::Primary,
+                AxfrPolicy::Deny,
+                signed.then_some(NxProofKind::Nsec),
+            );
             let soa = SOA::new(
                 name(&format!("ns.{}", z.trim_start_matches('.'))),
                 name(&format!("hostmaster.{}", z.trim_start_matches('.'))),
@@ -80,6 +116,14 @@ impl DnsServer {
                 60,
             );
             h.upsert_mut(Record::from_rdata(origin.clone(), 3600, RData::SOA(soa)), 1);
+            if signed {
+                let (signer, anchor) = zone_signer(&origin);
+                h.add_zone_signing_key_mut(signer)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                h.secure_zone_mut()
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                trust_anchor = Some(anchor);
+            }
             let h = Arc::new(h);
             catalog.upsert(LowerName::new(&origin), vec![h.clone()]);
             handlers.push((origin, h));
@@ -90,12 +134,45 @@ impl DnsServer {
         Ok(Self {
             addr,
             zones: handlers,
+            trust_anchor,
             _server: server,
         })
     }
 
-    /// Adds a record (in the zone that contains it).
+    /// Adds a record (in the zone that contains it), signed if the zone is.
     pub async fn add(&self, owner: &str, ttl: u32, data: RData) {
+        let zone = self.upsert(owner, ttl, data).await;
+        if self.trust_anchor.is_some() {
+            zone.secure_zone().await.expect("re-sign the zone");
+        }
+    }
+
+    /// Adds a record to a signed zone without signing it: validators see
+    /// it as bogus (a forged answer) — until the next [`DnsServer::add`]
+    /// re-signs the zone.
+    pub async fn add_unsigned(&self, owner: &str, ttl: u32, data: RData) {
+        self.upsert(owner, ttl, data).await;
+    }
+
+    /// Adds a TLSA record (RFC 6698) at `_port._tcp.host`.
+    pub async fn tlsa(
+        &self,
+        host: &str,
+        port: u16,
+        usage: u8,
+        selector: u8,
+        matching: u8,
+        data: Vec<u8>,
+    ) {
+        self.add(
+            &format!("_{port}._tcp.{host}"),
+            300,
+            tlsa_rdata(usage, selector, matching, data),
+        )
+        .await;
+    }
+
+    async fn upsert(&self, owner: &str, ttl: u32, data: RData) -> Arc<InMemoryZoneHandler> {
         let owner = name(owner);
         let zone = self
             .zones
@@ -104,6 +181,7 @@ impl DnsServer {
             .max_by_key(|(o, _)| o.num_labels())
             .unwrap_or_else(|| panic!("no zone for {owner}"));
         zone.1.upsert(Record::from_rdata(owner, ttl, data), 2).await;
+        zone.1.clone()
     }
 
     /// Adds an MX record.
@@ -163,6 +241,34 @@ impl DnsServer {
             .collect();
         self.add(owner, 300, RData::TXT(TXT::new(parts))).await;
     }
+}
+
+/// TLSA record data (RFC 6698 §2.1).
+pub fn tlsa_rdata(usage: u8, selector: u8, matching: u8, data: Vec<u8>) -> RData {
+    RData::TLSA(TLSA::new(
+        CertUsage::from(usage),
+        Selector::from(selector),
+        Matching::from(matching),
+        data,
+    ))
+}
+
+/// A fresh ECDSA P-256 signing key for `origin` and its DNSKEY as a
+/// trust-anchor line.
+fn zone_signer(origin: &Name) -> (DnssecSigner, String) {
+    let alg = Algorithm::ECDSAP256SHA256;
+    let pkcs8 = EcdsaSigningKey::generate_pkcs8(alg).expect("generate a zone key");
+    let key = EcdsaSigningKey::from_pkcs8(&pkcs8, alg).expect("load the zone key");
+    let public = key.to_public_key().expect("public key");
+    let dnskey = DNSKEY::from_key(&public);
+    let anchor = format!("{origin} 3600 IN DNSKEY {dnskey}\n");
+    let signer = DnssecSigner::new(
+        dnskey,
+        Box::new(key),
+        origin.clone(),
+        Duration::from_secs(7 * 86400),
+    );
+    (signer, anchor)
 }
 
 /// A DNS responder on loopback that answers every query with NXDOMAIN at

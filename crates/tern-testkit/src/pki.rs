@@ -13,6 +13,17 @@ use tokio_rustls::TlsAcceptor;
 pub struct TestCa {
     issuer: Issuer<'static, KeyPair>,
     cert_pem: String,
+    cert_der: Vec<u8>,
+}
+
+/// A leaf certificate issued for DANE tests.
+pub struct Issued {
+    /// Leaf then CA certificate (PEM): DANE-TA needs the anchor in the chain.
+    pub chain_pem: String,
+    /// The leaf's private key (PEM).
+    pub key_pem: String,
+    /// The leaf's SubjectPublicKeyInfo (DER), what `TLSA 3 1 x` digests.
+    pub spki_der: Vec<u8>,
 }
 
 impl Default for TestCa {
@@ -33,6 +44,7 @@ impl TestCa {
         let cert = params.self_signed(&key).expect("CA cert");
         Self {
             cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
             issuer: Issuer::new(params, key),
         }
     }
@@ -49,6 +61,25 @@ impl TestCa {
         params.distinguished_name.push(DnType::CommonName, host);
         let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
         (cert.pem(), key.serialize_pem())
+    }
+
+    /// The CA certificate (DER), what `TLSA 2 0 x` digests.
+    pub fn cert_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// A certificate for `host` with the CA in its chain, and its key's
+    /// SubjectPublicKeyInfo.
+    pub fn issue_chain(&self, host: &str) -> Issued {
+        let key = KeyPair::generate().expect("leaf key");
+        let mut params = CertificateParams::new(vec![host.to_string()]).expect("leaf params");
+        params.distinguished_name.push(DnType::CommonName, host);
+        let cert = params.signed_by(&key, &self.issuer).expect("leaf cert");
+        Issued {
+            chain_pem: format!("{}{}", cert.pem(), self.cert_pem),
+            key_pem: key.serialize_pem(),
+            spki_der: rcgen::PublicKeyData::subject_public_key_info(&key),
+        }
     }
 
     /// A TLS acceptor presenting a certificate for `host`.

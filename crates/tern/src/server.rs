@@ -155,8 +155,15 @@ pub async fn start(config: Config) -> Result<Running> {
         tasks: JoinSet::new(),
     };
 
-    let resolver = tern_dns::Resolver::new(&config.dns.nameservers)
+    let mut resolver = tern_dns::Resolver::new(&config.dns.nameservers)
         .context("setting up the DNS resolver ([dns] nameservers)")?;
+    if config.queue.dane {
+        let anchor = (!config.dns.trust_anchor.as_os_str().is_empty())
+            .then(|| config.resolve(&config.dns.trust_anchor));
+        resolver = resolver
+            .with_dnssec(&config.dns.nameservers, anchor.as_deref())
+            .context("setting up DNSSEC validation for DANE ([dns] trust_anchor)")?;
+    }
     let extra_roots = if config.queue.tls_ca_file.as_os_str().is_empty() {
         Vec::new()
     } else {

@@ -525,3 +525,174 @@ async fn dsn_requests_are_passed_on() {
         m.rcpt_params
     );
 }
+
+/// A world whose DNS is one DNSSEC-signed root zone, trusted by Tern
+/// (`[dns] trust_anchor`), for DANE (RFC 7672).
+async fn dane_world() -> (World, tempfile::TempDir) {
+    let dns = DnsServer::start_signed(unique_loopback()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let anchor = dir.path().join("root.key");
+    std::fs::write(&anchor, dns.trust_anchor().unwrap()).unwrap();
+    let s = start(&format!(
+        "[dns]\nnameservers = [\"{}\"]\ntrust_anchor = \"{}\"\n[queue]\nretry = [\"1s\"]\n",
+        dns.addr,
+        anchor.display()
+    ))
+    .await;
+    (World { dns, s }, dir)
+}
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).to_vec()
+}
+
+/// An MX host of `domain` presenting `cert`, with `tlsa` records.
+async fn dane_host(
+    w: &World,
+    domain: &str,
+    cert: &tern_testkit::pki::Issued,
+    tlsa: &[(u8, u8, u8, Vec<u8>)],
+) -> RemoteHost {
+    let host = format!("mx.{domain}");
+    let h = RemoteHost::start(Behaviour {
+        name: host.clone(),
+        cert: Some((cert.chain_pem.clone(), cert.key_pem.clone())),
+        ..Default::default()
+    })
+    .await;
+    w.dns.mx(domain, 10, &host).await;
+    w.dns.ip(&host, h.ip()).await;
+    for (u, s, m, d) in tlsa {
+        w.dns.tlsa(&host, 25, *u, *s, *m, d.clone()).await;
+    }
+    h
+}
+
+#[tokio::test]
+async fn dane_ee_and_ta_records_authenticate_the_mx() {
+    let (w, _dir) = dane_world().await;
+    let ca = tern_testkit::pki::TestCa::new();
+    // DANE-EE(3) SPKI(1) SHA-256(1): the name on the certificate does not matter.
+    let ee_cert = ca.issue_chain("some-other-name.example");
+    let ee = dane_host(
+        &w,
+        "ee.test",
+        &ee_cert,
+        &[(3, 1, 1, sha256(&ee_cert.spki_der))],
+    )
+    .await;
+    // DANE-TA(2) Cert(0) SHA-256(1): the CA in the chain, name checked.
+    let ta_cert = ca.issue_chain("mx.ta.test");
+    let ta = dane_host(&w, "ta.test", &ta_cert, &[(2, 0, 1, sha256(ca.cert_der()))]).await;
+    // Signed, but no TLSA: ordinary opportunistic TLS.
+    let plain_cert = ca.issue_chain("mx.notlsa.test");
+    let plain = dane_host(&w, "notlsa.test", &plain_cert, &[]).await;
+    assert_eq!(
+        w.submit(&["a@ee.test", "b@ta.test", "c@notlsa.test"], MSG)
+            .await
+            .0,
+        250
+    );
+    for h in [&ee, &ta, &plain] {
+        let got = h.wait_for(1, Duration::from_secs(20)).await;
+        assert!(got[0].tls, "delivered over TLS");
+    }
+    w.drained().await;
+}
+
+#[tokio::test]
+async fn dane_mismatch_bogus_and_no_starttls_defer() {
+    let (w, _dir) = dane_world().await;
+    let ca = tern_testkit::pki::TestCa::new();
+    // The TLSA record names another key.
+    let cert = ca.issue_chain("mx.wrong.test");
+    let wrong = dane_host(&w, "wrong.test", &cert, &[(3, 1, 1, vec![0xAB; 32])]).await;
+    // A DANE-TA record whose anchor is in the chain, but the name is not
+    // the MX host's nor the domain's.
+    let cert = ca.issue_chain("elsewhere.example");
+    let badname = dane_host(
+        &w,
+        "badname.test",
+        &cert,
+        &[(2, 0, 1, sha256(ca.cert_der()))],
+    )
+    .await;
+    // A server that does not offer STARTTLS.
+    let cert = ca.issue_chain("mx.nostarttls.test");
+    let h = RemoteHost::start(Behaviour {
+        starttls: false,
+        ..Default::default()
+    })
+    .await;
+    w.dns.mx("nostarttls.test", 10, "mx.nostarttls.test").await;
+    w.dns.ip("mx.nostarttls.test", h.ip()).await;
+    w.dns
+        .tlsa("mx.nostarttls.test", 25, 3, 1, 1, sha256(&cert.spki_der))
+        .await;
+    // A forged (unsigned) TLSA answer for a host in the signed zone.
+    let forged = RemoteHost::start(Behaviour::default()).await;
+    w.dns.mx("forged.test", 10, "mx.forged.test").await;
+    w.dns.ip("mx.forged.test", forged.ip()).await;
+    w.dns
+        .add_unsigned(
+            "_25._tcp.mx.forged.test",
+            300,
+            hickory_server_rdata_tlsa(vec![1; 32]),
+        )
+        .await;
+
+    for to in [
+        "u@wrong.test",
+        "u@badname.test",
+        "u@nostarttls.test",
+        "u@forged.test",
+    ] {
+        assert_eq!(w.submit(&[to], MSG).await.0, 250);
+    }
+    // Every one is deferred with a reason; nothing reaches any host.
+    for _ in 0..200 {
+        let q = w.s.store.queue_list().await.unwrap();
+        if q.len() == 4 && q.iter().all(|r| r.attempts >= 1) {
+            let errors: Vec<String> = q
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{}: {}",
+                        r.address,
+                        r.last_error.clone().unwrap_or_default()
+                    )
+                })
+                .collect();
+            let joined = errors.join("\n");
+            for (who, what) in [
+                ("u@wrong.test", "DANE"),
+                ("u@badname.test", "DANE"),
+                ("u@nostarttls.test", "STARTTLS"),
+                ("u@forged.test", "bogus"),
+            ] {
+                assert!(
+                    errors
+                        .iter()
+                        .any(|e| e.starts_with(who) && e.contains(what)),
+                    "{who} should fail with {what}:\n{joined}"
+                );
+            }
+            for host in [&wrong, &badname, &h, &forged] {
+                assert!(host.messages().is_empty(), "nothing sent:\n{joined}");
+            }
+            assert_eq!(
+                forged.connections(),
+                0,
+                "a bogus TLSA answer: not even a connection"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("not all deferred: {:?}", w.s.store.queue_list().await);
+}
+
+fn hickory_server_rdata_tlsa(data: Vec<u8>) -> tern_testkit::dns::RData {
+    tern_testkit::dns::tlsa_rdata(3, 1, 1, data)
+}
