@@ -3,9 +3,10 @@
 //! counted here, and once per interval one report per domain is built
 //! with mail-auth's report model and handed back for sending.
 //!
-//! The counts live in memory: a restart loses at most one interval of
-//! statistics, which the receivers' aggregate view tolerates (reports are
-//! statistics, not mail).
+//! Counting is in memory; the server moves the counts into the store every
+//! minute ([`DmarcReports::drain`]), so a restart loses at most that, and
+//! the report loop builds the reports from the stored counts
+//! ([`build_reports`]).
 
 use mail_auth::report::{ActionDisposition, Alignment, Disposition, Record, Report};
 use mail_auth::{ArcOutput, DkimOutput, DmarcOutput, SpfOutput};
@@ -28,11 +29,18 @@ pub struct OutgoingReport {
     pub messages: u32,
 }
 
-struct Pending {
+/// What a domain's report needs besides its rows: where it goes and the
+/// published policy (the latest seen).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Meta {
     recipients: Vec<String>,
     policy: (Disposition, Disposition, Alignment, Alignment, bool),
+}
+
+struct Pending {
+    meta: Meta,
     /// Records by their content (without the count), with their count.
-    rows: HashMap<String, (Record, u32)>,
+    rows: HashMap<String, u32>,
     begin: i64,
 }
 
@@ -41,6 +49,9 @@ struct Pending {
 pub struct DmarcReports {
     pending: Mutex<HashMap<String, Pending>>,
 }
+
+/// The kind under which the store keeps these counts.
+pub const KIND: &str = "dmarc";
 
 fn disposition(p: &mail_auth::dmarc::Policy) -> Disposition {
     match p {
@@ -102,8 +113,8 @@ impl DmarcReports {
         if pending.len() > 100_000 && !pending.contains_key(&domain) {
             return;
         }
-        let p = pending.entry(domain).or_insert_with(|| Pending {
-            recipients: recipients.clone(),
+        let meta = Meta {
+            recipients,
             policy: (
                 disposition(&rec.p),
                 disposition(&rec.sp),
@@ -111,58 +122,102 @@ impl DmarcReports {
                 alignment(&rec.aspf),
                 rec.t,
             ),
+        };
+        let p = pending.entry(domain).or_insert_with(|| Pending {
+            meta: meta.clone(),
             rows: HashMap::new(),
             begin: now,
         });
-        p.recipients = recipients;
+        p.meta = meta;
         if p.rows.len() < 10_000 || p.rows.contains_key(&key) {
-            p.rows.entry(key).or_insert((row, 0)).1 += 1;
+            *p.rows.entry(key).or_insert(0) += 1;
         }
     }
 
-    /// Builds the reports counted so far and starts counting afresh.
-    /// `org` is the reporting organisation (this host name), `from` the
-    /// address the reports come from.
-    pub fn take(&self, org: &str, from: &str, now: i64) -> Vec<OutgoingReport> {
+    /// Takes the counts, for the store.
+    pub fn drain(&self) -> Vec<tern_store::ReportCount> {
         let pending = std::mem::take(&mut *self.pending.lock().unwrap_or_else(|e| e.into_inner()));
         let mut out = Vec::new();
         for (domain, p) in pending {
-            let (pol, sp, adkim, aspf, testing) = p.policy;
-            let mut report = Report::new()
-                .with_version(1.0)
-                .with_org_name(org)
-                .with_email(from)
-                .with_report_id(format!("{}.{}.{domain}", p.begin, now))
-                .with_date_range_begin(p.begin.max(0) as u64)
-                .with_date_range_end(now.max(0) as u64)
-                .with_domain(&domain)
-                .with_p(pol)
-                .with_sp(sp)
-                .with_adkim(adkim)
-                .with_aspf(aspf)
-                .with_testing(testing)
-                .with_generator("Tern");
-            let mut messages = 0;
-            let rows = p.rows.len();
-            for (_, (row, count)) in p.rows {
-                messages += count;
-                report.add_record(row.with_count(count));
-            }
-            let rcpts: Vec<&str> = p.recipients.iter().map(String::as_str).collect();
-            match report.to_rfc5322(org, ("DMARC reports", from), rcpts.into_iter()) {
-                Ok(message) => out.push(OutgoingReport {
-                    domain,
-                    recipients: p.recipients.clone(),
-                    message: message.into_bytes(),
-                    rows,
-                    messages,
-                }),
-                Err(e) => tracing::warn!(domain, error = %e, "dmarc: cannot build the report"),
+            let meta = serde_json::to_string(&p.meta).unwrap_or_default();
+            for (key, count) in p.rows {
+                out.push(tern_store::ReportCount {
+                    domain: domain.clone(),
+                    key,
+                    meta: meta.clone(),
+                    count: u64::from(count),
+                    first_at: p.begin,
+                });
             }
         }
         out
     }
 }
+
+/// Builds one report per domain from stored counts, covering up to `now`.
+/// `org` is the reporting organisation (this host name), `from` the address
+/// the reports come from.
+pub fn build_reports(
+    counts: Vec<tern_store::ReportCount>,
+    org: &str,
+    from: &str,
+    now: i64,
+) -> Vec<OutgoingReport> {
+    let mut by_domain: HashMap<String, Vec<tern_store::ReportCount>> = HashMap::new();
+    for c in counts {
+        by_domain.entry(c.domain.clone()).or_default().push(c);
+    }
+    let mut out = Vec::new();
+    for (domain, rows) in by_domain {
+        let Some(meta) = rows
+            .iter()
+            .find_map(|r| serde_json::from_str::<Meta>(&r.meta).ok())
+        else {
+            continue;
+        };
+        let begin = rows.iter().map(|r| r.first_at).min().unwrap_or(now);
+        let (pol, sp, adkim, aspf, testing) = meta.policy;
+        let mut report = Report::new()
+            .with_version(1.0)
+            .with_org_name(org)
+            .with_email(from)
+            .with_report_id(format!("{begin}.{now}.{domain}"))
+            .with_date_range_begin(begin.max(0) as u64)
+            .with_date_range_end(now.max(0) as u64)
+            .with_domain(&domain)
+            .with_p(pol)
+            .with_sp(sp)
+            .with_adkim(adkim)
+            .with_aspf(aspf)
+            .with_testing(testing)
+            .with_generator("Tern");
+        let mut messages = 0u32;
+        let mut n = 0;
+        for r in &rows {
+            let Ok(row) = serde_json::from_str::<Record>(&r.key) else {
+                continue;
+            };
+            let count = u32::try_from(r.count).unwrap_or(u32::MAX);
+            messages = messages.saturating_add(count);
+            n += 1;
+            report.add_record(row.with_count(count));
+        }
+        let rcpts: Vec<&str> = meta.recipients.iter().map(String::as_str).collect();
+        match report.to_rfc5322(org, ("DMARC reports", from), rcpts.into_iter()) {
+            Ok(message) => out.push(OutgoingReport {
+                domain,
+                recipients: meta.recipients.clone(),
+                message: message.into_bytes(),
+                rows: n,
+                messages,
+            }),
+            Err(e) => tracing::warn!(domain, error = %e, "dmarc: cannot build the report"),
+        }
+    }
+    out
+}
+
+impl DmarcReports {}
 
 /// A DMARC aggregate report found in an incoming message.
 #[derive(Debug, Clone)]
@@ -216,6 +271,65 @@ pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
         end: report.date_range_end() as i64,
         messages,
         failed,
+        json: serde_json::to_string(&report).unwrap_or_default(),
+    })
+}
+
+/// A TLS report (RFC 8460) found in an incoming message.
+#[derive(Debug, Clone)]
+pub struct ReceivedTlsReport {
+    /// The policy domain reported on (the first policy's).
+    pub domain: String,
+    /// The reporting organisation.
+    pub org: String,
+    /// Its report id.
+    pub report_id: String,
+    /// Period covered (Unix seconds).
+    pub begin: i64,
+    /// End of the period.
+    pub end: i64,
+    /// Sessions that succeeded, over all policies.
+    pub successes: u64,
+    /// Sessions that failed.
+    pub failures: u64,
+    /// The whole parsed report, JSON.
+    pub json: String,
+}
+
+/// Reads a TLS report out of a message (RFC 8460 §5.3: multipart/report
+/// with report-type=tlsrpt and a gzipped JSON part), if it carries one.
+pub fn received_tls_report(raw: &[u8]) -> Option<ReceivedTlsReport> {
+    let head = &raw[..raw.len().min(64 * 1024)];
+    let looks = |needle: &[u8]| {
+        head.windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+    };
+    if !(looks(b"TLS-Report-Domain:") || looks(b"application/tlsrpt")) {
+        return None;
+    }
+    let report = mail_auth::report::tlsrpt::TlsReport::parse_rfc5322(raw, 10 * 1024 * 1024).ok()?;
+    let successes = report
+        .policies
+        .iter()
+        .map(|p| u64::from(p.summary.total_success))
+        .sum();
+    let failures = report
+        .policies
+        .iter()
+        .map(|p| u64::from(p.summary.total_failure))
+        .sum();
+    Some(ReceivedTlsReport {
+        domain: report
+            .policies
+            .first()
+            .map(|p| p.policy.policy_domain.to_ascii_lowercase())
+            .unwrap_or_default(),
+        org: report.organization_name.clone().unwrap_or_default(),
+        report_id: report.report_id.clone(),
+        begin: report.date_range.start_datetime.to_timestamp(),
+        end: report.date_range.end_datetime.to_timestamp(),
+        successes,
+        failures,
         json: serde_json::to_string(&report).unwrap_or_default(),
     })
 }

@@ -509,6 +509,10 @@ pub struct QueueConfig {
     /// Honour destinations' DANE TLSA records (RFC 7672), validated with
     /// DNSSEC against `[dns] trust_anchor`.
     pub dane: bool,
+    /// Send TLS reports (RFC 8460) to destinations that ask for them.
+    pub tls_reports: bool,
+    /// How often TLS reports are sent (RFC 8460 §4.1: daily).
+    pub tls_report_interval: String,
     /// Extra trusted CA certificates (PEM file) for verified TLS — MTA-STS
     /// hosts and `tls = "required"` hops — besides the system's; "" for none.
     pub tls_ca_file: PathBuf,
@@ -537,6 +541,8 @@ impl Default for QueueConfig {
             tls: TlsPolicy::Opportunistic,
             mta_sts: true,
             dane: true,
+            tls_reports: true,
+            tls_report_interval: "24h".into(),
             tls_ca_file: PathBuf::new(),
             transport: Vec::new(),
         }
@@ -886,6 +892,11 @@ dane = true
 # Honour MTA-STS (RFC 8461): deliver only to the MX hosts a domain's policy names, over
 # TLS with a valid certificate, when the policy says "enforce". DANE wins when both exist.
 mta_sts = true
+# TLS reporting (RFC 8460): count each delivery session's TLS outcome per destination and
+# policy, and every tls_report_interval send a JSON report (gzipped) to the destinations
+# that publish a _smtp._tls TXT record (rua=mailto: through the queue, or https: POST).
+tls_reports = true
+tls_report_interval = "24h"
 # Extra CA certificates (PEM) trusted for verified TLS, besides the system's ("" = none).
 tls_ca_file = ""
 # Transport rules send a domain's mail somewhere other than its MX hosts;

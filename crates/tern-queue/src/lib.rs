@@ -16,6 +16,7 @@ pub mod dane;
 pub mod dsn;
 pub mod mta_sts;
 pub mod route;
+pub mod tlsrpt;
 
 use client::{ClientError, Envelope, Reply, SmtpClient, Timeouts};
 use route::{Hop, RouteError};
@@ -84,6 +85,8 @@ pub struct QueueService {
     next_source: AtomicUsize,
     /// When DNSSEC was last probed and whether it worked (DANE needs it).
     dnssec_probe: std::sync::Mutex<Option<(Instant, bool)>>,
+    /// TLS outcomes per destination, for TLS reports (RFC 8460).
+    tlsrpt: Arc<tlsrpt::TlsRptCounter>,
 }
 
 /// The delivery engine as the SMTP server sees it: takes freshly queued
@@ -130,6 +133,7 @@ impl QueueService {
         config: QueueConfig,
         hostname: String,
         extra_roots: &[rustls_pki_types::CertificateDer<'static>],
+        state_dir: Option<&std::path::Path>,
     ) -> Result<Arc<Self>, QueueError> {
         let retry = config.retry_schedule().map_err(QueueError::Config)?;
         let delay = parse_duration(&config.delay_notice).map_err(QueueError::Config)?;
@@ -150,7 +154,11 @@ impl QueueService {
             .map(|c| TlsConnector::from(Arc::new(c)));
         let mta_sts = verified_cfg
             .filter(|_| config.mta_sts)
-            .map(|c| mta_sts::MtaSts::new(resolver.clone(), c, 443));
+            .map(|c| mta_sts::MtaSts::new(resolver.clone(), c, 443))
+            .map(|m| match state_dir {
+                Some(dir) => m.with_cache_file(dir.join("mta-sts-cache.json")),
+                None => m,
+            });
         Ok(Arc::new(Self {
             store,
             resolver,
@@ -170,6 +178,7 @@ impl QueueService {
             rescheduled: Notify::new(),
             next_source: AtomicUsize::new(0),
             dnssec_probe: std::sync::Mutex::new(None),
+            tlsrpt: Arc::new(tlsrpt::TlsRptCounter::default()),
             config,
         }))
     }
@@ -383,6 +392,16 @@ impl QueueService {
                 error: "the receiving server does not support SMTPUTF8".into(),
             });
         }
+        if !client.caps.eightbitmime && (eightbit || message.iter().any(|b| *b >= 0x80)) {
+            // RFC 6152 §3: 8-bit content to a 7-bit server is converted or
+            // returned. Converting would break the DKIM signatures the
+            // message carries, so it is returned.
+            return all(Attempt::Permanent {
+                host: Some(host),
+                status: "5.6.3".into(),
+                error: "the message has 8-bit content and the receiving server does not support 8BITMIME".into(),
+            });
+        }
         if client.caps.size > 0 && message.len() as u64 > client.caps.size {
             return all(Attempt::Permanent {
                 host: Some(host),
@@ -474,8 +493,22 @@ impl QueueService {
             .transport
             .iter()
             .any(|t| t.domain.eq_ignore_ascii_case(domain) || t.domain == "*");
+        let now = now_unix();
         let policy = match &self.mta_sts {
-            Some(m) if !by_rule => m.policy(domain).await,
+            Some(m) if !by_rule => match m.policy(domain).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let details = tlsrpt::PolicyDetails::new(tlsrpt::PolicyType::Sts, domain);
+                    self.tlsrpt.failure(
+                        &details,
+                        tlsrpt::ResultType::StsPolicyFetchError,
+                        None,
+                        &e,
+                        now,
+                    );
+                    None
+                }
+            },
             _ => None,
         };
         let mut hops = route::hops(
@@ -526,18 +559,54 @@ impl QueueService {
         if !by_rule && self.config.dane && self.dnssec_works().await {
             route::apply_dane(&self.resolver, domain, &mut hops, self.config.mx_port)
                 .await
-                .map_err(|e| match e {
-                    RouteError::Temporary(m) | RouteError::Permanent(_, m) => Attempt::Temporary {
+                .map_err(|e| {
+                    let (RouteError::Temporary(m) | RouteError::Permanent(_, m)) = e;
+                    if m.contains("DNSSEC") {
+                        let details = tlsrpt::PolicyDetails::new(tlsrpt::PolicyType::Tlsa, domain);
+                        self.tlsrpt.failure(
+                            &details,
+                            tlsrpt::ResultType::DnssecInvalid,
+                            None,
+                            &m,
+                            now,
+                        );
+                    }
+                    Attempt::Temporary {
                         host: None,
                         error: m,
-                    },
+                    }
                 })?;
         }
+        let sts = policy.as_ref().map(|p| tlsrpt::sts_policy(domain, p));
         let mut last = String::from("no host to try");
         for hop in hops {
+            let details = match (&hop.dane, &sts) {
+                (Some(tlsa), _) => tlsrpt::tlsa_policy(domain, &hop.host, tlsa),
+                (None, Some(s)) => s.clone(),
+                (None, None) => tlsrpt::no_policy(domain),
+            };
+            let mx = Some((hop.host.as_str(), hop.addr.ip()));
             match self.open_hop(&hop, domain).await {
-                Ok(c) => return Ok((c, hop)),
+                Ok(c) => {
+                    if by_rule {
+                    } else if c.tls {
+                        self.tlsrpt.success(&details, now);
+                    } else {
+                        self.tlsrpt.failure(
+                            &details,
+                            tlsrpt::ResultType::StartTlsNotSupported,
+                            mx,
+                            "delivered without TLS",
+                            now,
+                        );
+                    }
+                    return Ok((c, hop));
+                }
                 Err(e) => {
+                    if !by_rule && tlsrpt::is_tls_failure(&e) {
+                        self.tlsrpt
+                            .failure(&details, tlsrpt::result_type(&e), mx, &e, now);
+                    }
                     tracing::info!(domain, host = %hop.host, addr = %hop.addr, error = %e, "queue: host unusable, trying the next");
                     last = format!("{}[{}]: {e}", hop.host, hop.addr.ip());
                 }
@@ -547,6 +616,11 @@ impl QueueService {
             host: None,
             error: last,
         })
+    }
+
+    /// TLS outcomes counted for TLS reports (RFC 8460).
+    pub fn tls_counter(&self) -> Arc<tlsrpt::TlsRptCounter> {
+        self.tlsrpt.clone()
     }
 
     /// Whether DANE can be had: validation is set up and the resolvers

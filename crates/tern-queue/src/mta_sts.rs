@@ -13,8 +13,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tern_dns::Resolver;
 
 /// Largest policy file read (RFC 8461 §3.3 suggests 64 KiB).
@@ -25,7 +26,7 @@ const MAX_AGE_LIMIT: u64 = 31_557_600;
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What a policy asks senders to do (§3.2 `mode`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Mode {
     /// Deliver only to matching MX hosts, over verified TLS.
     Enforce,
@@ -36,7 +37,7 @@ pub enum Mode {
 }
 
 /// A parsed policy.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Policy {
     /// The TXT record id it was fetched under.
     pub id: String,
@@ -124,9 +125,11 @@ pub fn parse_policy(id: &str, text: &str) -> Result<Policy, String> {
     })
 }
 
+#[derive(serde::Serialize, serde::Deserialize)]
 struct Cached {
     policy: Policy,
-    until: Instant,
+    /// Unix seconds until which the policy may be used.
+    until: i64,
 }
 
 /// Fetches and caches policies.
@@ -135,6 +138,9 @@ pub struct MtaSts {
     tls: rustls::ClientConfig,
     port: u16,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Where the cache is kept across restarts (§5.1: a sender keeps using
+    /// a cached policy until it expires, also after a restart).
+    file: Option<PathBuf>,
 }
 
 impl MtaSts {
@@ -147,6 +153,46 @@ impl MtaSts {
             tls,
             port,
             cache: Mutex::new(HashMap::new()),
+            file: None,
+        }
+    }
+
+    /// Keeps the cache in `file` (JSON), loading what it holds now.
+    pub fn with_cache_file(mut self, file: PathBuf) -> Self {
+        let loaded: HashMap<String, Cached> = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        let now = tern_core::now_unix();
+        let live: HashMap<String, Cached> =
+            loaded.into_iter().filter(|(_, c)| c.until > now).collect();
+        if !live.is_empty() {
+            tracing::info!(policies = live.len(), file = %file.display(), "mta-sts: cached policies loaded");
+        }
+        self.cache = Mutex::new(live);
+        self.file = Some(file);
+        self
+    }
+
+    /// Writes the cache file (new file, fsync, rename), if there is one.
+    fn save(&self) {
+        let Some(file) = &self.file else {
+            return;
+        };
+        let json = {
+            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            serde_json::to_vec(&*cache).unwrap_or_default()
+        };
+        let tmp = file.with_extension("tmp");
+        let written = (|| -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&json)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, file)
+        })();
+        if let Err(e) = written {
+            tracing::warn!(file = %file.display(), error = %e, "mta-sts: cannot save the policy cache");
         }
     }
 
@@ -154,12 +200,15 @@ impl MtaSts {
         let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
         cache
             .get(domain)
-            .filter(|c| c.until > Instant::now())
+            .filter(|c| c.until > tern_core::now_unix())
             .map(|c| c.policy.clone())
     }
 
-    /// The policy that applies to `domain`, if any (§5.1).
-    pub async fn policy(&self, domain: &str) -> Option<Policy> {
+    /// The policy that applies to `domain`, if any (§5.1). An error means
+    /// the domain announces a policy that could not be fetched and none is
+    /// cached: delivery goes on without one (§5.1), and TLS reporting
+    /// counts the failure.
+    pub async fn policy(&self, domain: &str) -> Result<Option<Policy>, String> {
         let domain = domain.to_ascii_lowercase();
         let cached = self.cached(&domain);
         let txt = self.resolver.txt(&format!("_mta-sts.{domain}")).await;
@@ -175,36 +224,42 @@ impl MtaSts {
             }
             Err(e) => {
                 tracing::info!(domain, error = %e, "mta-sts: TXT lookup failed; using the cache");
-                return cached;
+                return Ok(cached);
             }
         };
         let Some(id) = id else {
-            return cached;
+            return Ok(cached);
         };
         if let Some(p) = &cached
             && p.id == id
         {
-            return cached;
+            return Ok(cached);
         }
         match self.fetch(&domain, &id).await {
             Ok(p) => {
                 tracing::info!(domain, id, mode = ?p.mode, mx = ?p.mx, max_age = p.max_age, "mta-sts: policy fetched");
-                let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                if cache.len() > 100_000 {
-                    cache.clear();
+                {
+                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+                    if cache.len() > 100_000 {
+                        cache.clear();
+                    }
+                    cache.insert(
+                        domain.clone(),
+                        Cached {
+                            policy: p.clone(),
+                            until: tern_core::now_unix() + p.max_age as i64,
+                        },
+                    );
                 }
-                cache.insert(
-                    domain.clone(),
-                    Cached {
-                        policy: p.clone(),
-                        until: Instant::now() + Duration::from_secs(p.max_age),
-                    },
-                );
-                Some(p)
+                self.save();
+                Ok(Some(p))
             }
             Err(e) => {
                 tracing::warn!(domain, id, error = %e, "mta-sts: policy fetch failed");
-                cached
+                match cached {
+                    Some(p) => Ok(Some(p)),
+                    None => Err(e),
+                }
             }
         }
     }

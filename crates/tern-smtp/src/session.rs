@@ -985,10 +985,27 @@ impl Session {
         }
     }
 
-    /// A DMARC aggregate report for one of our domains (arriving at its
-    /// rua address) is also stored parsed, for the dashboard and
-    /// `tern reports dmarc`.
+    /// A DMARC aggregate or TLS report for one of our domains (arriving at
+    /// its rua address) is also stored parsed, for the dashboard and
+    /// `tern reports dmarc|tls`.
     async fn keep_dmarc_report(&self, raw: &[u8], queue_id: &str, now: i64) {
+        if let Some(r) = tern_auth::dmarc_report::received_tls_report(raw) {
+            tracing::info!(queue_id, domain = %r.domain, org = %r.org, successes = r.successes, failures = r.failures, "smtp: TLS report received");
+            let row = tern_store::TlsReportRow {
+                domain: r.domain,
+                org: r.org,
+                report_id: r.report_id,
+                begin: r.begin,
+                end: r.end,
+                successes: r.successes,
+                failures: r.failures,
+                report: r.json,
+            };
+            if let Err(e) = self.server.store.add_tls_report(row, now).await {
+                tracing::warn!(queue_id, error = %e, "smtp: cannot store the TLS report");
+            }
+            return;
+        }
         let Some(r) = tern_auth::dmarc_report::received_report(raw) else {
             return;
         };

@@ -569,13 +569,58 @@ pub struct DmarcReportRow {
     pub report: String,
 }
 
-/// Reports received (DMARC aggregate), for the dashboard and `tern reports`.
+/// A TLS report (RFC 8460) received for one of our domains, parsed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsReportRow {
+    /// The policy domain reported on.
+    pub domain: String,
+    /// The reporting organisation.
+    pub org: String,
+    /// Its report id.
+    pub report_id: String,
+    /// Period covered (Unix seconds).
+    pub begin: i64,
+    /// End of the period.
+    pub end: i64,
+    /// Sessions that negotiated TLS as the policy required.
+    pub successes: u64,
+    /// Sessions that failed to.
+    pub failures: u64,
+    /// The parsed report, JSON.
+    pub report: String,
+}
+
+/// One counted row of an aggregate report Tern will send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportCount {
+    /// The domain reported on.
+    pub domain: String,
+    /// The row (JSON).
+    pub key: String,
+    /// What the report needs besides its rows (JSON).
+    pub meta: String,
+    /// How many times it was counted.
+    pub count: u64,
+    /// When it was first counted (Unix seconds).
+    pub first_at: i64,
+}
+
+/// Reports received (DMARC aggregate, TLS-RPT), for the dashboard and
+/// `tern reports`, and the counters behind the reports Tern sends.
 #[async_trait]
 pub trait Reports: Send + Sync {
     /// Stores a report; a report already stored (same org and id) is kept once.
     async fn add_dmarc_report(&self, report: DmarcReportRow, received_at: i64) -> Result<()>;
     /// The latest reports, newest period first.
     async fn dmarc_reports(&self, limit: usize) -> Result<Vec<DmarcReportRow>>;
+    /// Stores a TLS report; one already stored (same org and id) is kept once.
+    async fn add_tls_report(&self, report: TlsReportRow, received_at: i64) -> Result<()>;
+    /// The latest TLS reports, newest period first.
+    async fn tls_reports(&self, limit: usize) -> Result<Vec<TlsReportRow>>;
+    /// Adds counts (of `kind`: "dmarc", "tls") to the stored ones.
+    async fn add_report_counts(&self, kind: &str, counts: Vec<ReportCount>) -> Result<()>;
+    /// Takes every count of `kind`, leaving none.
+    async fn take_report_counts(&self, kind: &str) -> Result<Vec<ReportCount>>;
 }
 
 /// A delivery engine that takes freshly queued, already leased recipients

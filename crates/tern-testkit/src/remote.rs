@@ -47,6 +47,8 @@ pub struct Behaviour {
     pub chunking: bool,
     /// Offer SMTPUTF8.
     pub smtputf8: bool,
+    /// Offer 8BITMIME.
+    pub eightbitmime: bool,
     /// Offer DSN (RFC 3461).
     pub dsn: bool,
     /// SIZE limit announced and enforced (0: none).
@@ -67,6 +69,7 @@ impl Default for Behaviour {
             pipelining: true,
             chunking: false,
             smtputf8: true,
+            eightbitmime: true,
             dsn: true,
             size: 0,
             data_reply: None,
@@ -348,7 +351,9 @@ impl Session {
                 if self.b.dsn {
                     caps.push("DSN".into());
                 }
-                caps.push("8BITMIME".into());
+                if self.b.eightbitmime {
+                    caps.push("8BITMIME".into());
+                }
                 caps.push("ENHANCEDSTATUSCODES".into());
                 if self.b.size > 0 {
                     caps.push(format!("SIZE {}", self.b.size));

@@ -97,7 +97,7 @@ enum Command {
     /// The spam filter: train it from sorted mail.
     #[command(subcommand)]
     Spam(spam_cmd::SpamCmd),
-    /// Reports received about our domains (DMARC aggregate).
+    /// Reports received about our domains (DMARC aggregate, TLS-RPT).
     #[command(subcommand)]
     Reports(reports_cmd::ReportsCmd),
 }

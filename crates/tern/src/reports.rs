@@ -1,17 +1,100 @@
-//! Sending the DMARC aggregate reports counted by the MX checks: once per
-//! interval, each report goes to its domain's `rua` addresses through the
-//! queue (or straight to a local mailbox). Addresses outside the reported
-//! domain receive reports only if they published their consent
-//! (`DOMAIN._report._dmarc.THEIRS`, RFC 7489 §7.1).
+//! The aggregate reports Tern sends: DMARC (RFC 7489 §7.2) about the mail
+//! it received, TLS-RPT (RFC 8460) about the mail it delivered.
+//!
+//! Sessions count in memory; [`flush_loop`] moves the counts into the
+//! store every minute (a restart loses at most that), and once per
+//! interval each report loop takes the stored counts, builds one report per
+//! domain and sends it: through the queue (or straight to a local mailbox)
+//! for `mailto:` addresses, by HTTPS POST for `https:` ones (TLS-RPT).
+//! DMARC reports to addresses outside the reported domain go only where
+//! that domain consented (`DOMAIN._report._dmarc.THEIRS`, RFC 7489 §7.1).
 
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_auth::DmarcReports;
+use tern_queue::tlsrpt::{self, TlsRptCounter};
 use tern_store::{NewMessage, OutboundRcpt, Recipient, SharedStore};
 
-/// Sends the reports every `every`, forever.
+/// How often in-memory counts are moved into the store.
+const FLUSH_EVERY: Duration = Duration::from_secs(60);
+
+/// Moves counts into the store every minute, forever.
+pub async fn flush_loop(
+    dmarc: Option<Arc<DmarcReports>>,
+    tls: Option<Arc<TlsRptCounter>>,
+    store: SharedStore,
+) {
+    loop {
+        tokio::time::sleep(FLUSH_EVERY).await;
+        flush(dmarc.as_deref(), tls.as_deref(), &store).await;
+    }
+}
+
+/// Moves the counts into the store now.
+pub async fn flush(dmarc: Option<&DmarcReports>, tls: Option<&TlsRptCounter>, store: &SharedStore) {
+    if let Some(d) = dmarc
+        && let Err(e) = store
+            .add_report_counts(tern_auth::dmarc_report::KIND, d.drain())
+            .await
+    {
+        tracing::warn!(error = %e, "reports: cannot store the DMARC counts");
+    }
+    if let Some(t) = tls
+        && let Err(e) = store.add_report_counts(tlsrpt::KIND, t.drain()).await
+    {
+        tracing::warn!(error = %e, "reports: cannot store the TLS counts");
+    }
+}
+
+/// Queues `message` from `from` to `recipients` (local ones delivered in
+/// the same commit). Returns the queue id, or `None` if nobody was left.
+async fn queue_report(
+    store: &SharedStore,
+    from: &str,
+    message: Vec<u8>,
+    recipients: &[String],
+    now: i64,
+) -> Option<String> {
+    let queue_id = tern_core::id::queue_id();
+    let mut m = NewMessage::local(
+        queue_id.clone(),
+        message,
+        from.to_string(),
+        Vec::new(),
+        now,
+        "{}".into(),
+    );
+    m.expires_at = now + 2 * 86400;
+    for rcpt in recipients {
+        let Ok(addr) = tern_core::Address::parse(rcpt) else {
+            continue;
+        };
+        match store.resolve(&addr, false).await {
+            Ok(Recipient::Local(l)) => m.recipients.push(l.account),
+            Ok(Recipient::NotLocal) => m.outbound.push(OutboundRcpt {
+                address: rcpt.clone(),
+                domain: addr.domain().to_string(),
+                params: "{}".into(),
+            }),
+            _ => {}
+        }
+    }
+    if m.recipients.is_empty() && m.outbound.is_empty() {
+        return None;
+    }
+    match store.deliver(m).await {
+        Ok(()) => Some(queue_id),
+        Err(e) => {
+            tracing::error!(error = %e, "reports: cannot queue a report");
+            None
+        }
+    }
+}
+
+/// Sends the DMARC reports every `every`, forever.
 pub async fn dmarc_report_loop(
-    reports: Arc<DmarcReports>,
+    counter: Arc<DmarcReports>,
     store: SharedStore,
     authenticator: mail_auth::MessageAuthenticator,
     hostname: String,
@@ -20,8 +103,19 @@ pub async fn dmarc_report_loop(
     let from = format!("noreply-dmarc@{hostname}");
     loop {
         tokio::time::sleep(every).await;
+        flush(Some(&counter), None, &store).await;
         let now = tern_core::now_unix();
-        for r in reports.take(&hostname, &from, now) {
+        let counts = match store
+            .take_report_counts(tern_auth::dmarc_report::KIND)
+            .await
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "dmarc: cannot read the counts");
+                continue;
+            }
+        };
+        for r in tern_auth::dmarc_report::build_reports(counts, &hostname, &from, now) {
             let allowed: Vec<String> = authenticator
                 .verify_dmarc_report_address(
                     &r.domain,
@@ -35,41 +129,96 @@ pub async fn dmarc_report_loop(
                 tracing::info!(domain = %r.domain, rua = ?r.recipients, "dmarc: no authorised report address; report dropped");
                 continue;
             }
-            let queue_id = tern_core::id::queue_id();
-            let mut m = NewMessage::local(
-                queue_id.clone(),
-                r.message.clone(),
-                from.clone(),
-                Vec::new(),
-                now,
-                "{}".into(),
-            );
-            m.expires_at = now + 2 * 86400;
-            for rcpt in &allowed {
-                let Ok(addr) = tern_core::Address::parse(rcpt) else {
-                    continue;
-                };
-                match store.resolve(&addr, false).await {
-                    Ok(Recipient::Local(l)) => m.recipients.push(l.account),
-                    Ok(Recipient::NotLocal) => m.outbound.push(OutboundRcpt {
-                        address: rcpt.clone(),
-                        domain: addr.domain().to_string(),
-                        params: "{}".into(),
-                    }),
-                    _ => {}
-                }
-            }
-            if m.recipients.is_empty() && m.outbound.is_empty() {
-                continue;
-            }
-            match store.deliver(m).await {
-                Ok(()) => {
-                    tracing::info!(domain = %r.domain, queue_id = %queue_id, rows = r.rows, messages = r.messages, to = ?allowed, "dmarc: aggregate report sent")
-                }
-                Err(e) => {
-                    tracing::error!(domain = %r.domain, error = %e, "dmarc: cannot queue the report")
-                }
+            if let Some(queue_id) = queue_report(&store, &from, r.message, &allowed, now).await {
+                tracing::info!(domain = %r.domain, queue_id = %queue_id, rows = r.rows, messages = r.messages, to = ?allowed, "dmarc: aggregate report sent");
             }
         }
+    }
+}
+
+/// Sends the TLS reports every `every`, forever.
+pub async fn tls_report_loop(
+    counter: Arc<TlsRptCounter>,
+    store: SharedStore,
+    resolver: tern_dns::Resolver,
+    hostname: String,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        flush(None, Some(&counter), &store).await;
+        send_tls_reports(&store, &resolver, &hostname).await;
+    }
+}
+
+/// Builds and sends the TLS reports for the counts stored so far.
+pub async fn send_tls_reports(store: &SharedStore, resolver: &tern_dns::Resolver, hostname: &str) {
+    let from = format!("noreply-tlsrpt@{hostname}");
+    let now = tern_core::now_unix();
+    let counts = match store.take_report_counts(tlsrpt::KIND).await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "tlsrpt: cannot read the counts");
+            return;
+        }
+    };
+    for (domain, report) in tlsrpt::build_reports(counts, hostname, &from, now) {
+        // RFC 8460 §3: the policy domain says where reports go.
+        let dest = resolver
+            .txt(&format!("_smtp._tls.{domain}"))
+            .await
+            .unwrap_or_default()
+            .iter()
+            .find_map(|t| tlsrpt::parse_record(t));
+        let Some(dest) = dest else {
+            continue;
+        };
+        if !dest.mailto.is_empty() {
+            let rcpts: Vec<&str> = dest.mailto.iter().map(String::as_str).collect();
+            match report.to_rfc5322(
+                &domain,
+                hostname,
+                ("TLS reports", from.as_str()),
+                rcpts.into_iter(),
+            ) {
+                Ok(message) => {
+                    if let Some(queue_id) =
+                        queue_report(store, &from, message.into_bytes(), &dest.mailto, now).await
+                    {
+                        tracing::info!(domain, queue_id = %queue_id, to = ?dest.mailto, "tlsrpt: report sent");
+                    }
+                }
+                Err(e) => tracing::warn!(domain, error = %e, "tlsrpt: cannot build the report"),
+            }
+        }
+        for url in &dest.https {
+            match post_report(url, &report.to_json()).await {
+                Ok(()) => tracing::info!(domain, url, "tlsrpt: report posted"),
+                Err(e) => tracing::warn!(domain, url, error = %e, "tlsrpt: report POST failed"),
+            }
+        }
+    }
+}
+
+/// RFC 8460 §5.2: the gzipped JSON report as `application/tlsrpt+gzip`.
+async fn post_report(url: &str, json: &str) -> Result<(), String> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(json.as_bytes()).map_err(|e| e.to_string())?;
+    let body = gz.finish().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .post(url)
+        .header("Content-Type", "application/tlsrpt+gzip")
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if resp.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("HTTP {}", resp.status()))
     }
 }

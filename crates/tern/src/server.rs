@@ -179,6 +179,7 @@ pub async fn start(config: Config) -> Result<Running> {
         config.queue.clone(),
         hostname.clone(),
         &extra_roots,
+        Some(&config.data_dir),
     )?;
     let dmarc_reports = (config.inbound.authenticate && config.inbound.dmarc_reports)
         .then(|| Arc::new(tern_auth::DmarcReports::default()));
@@ -194,15 +195,34 @@ pub async fn start(config: Config) -> Result<Running> {
             None => auth,
         }
     });
-    if let Some(r) = &dmarc_reports {
+    if let Some(counter) = &dmarc_reports {
         let every = tern_core::config::parse_duration(&config.inbound.dmarc_report_interval)
             .map_err(anyhow::Error::msg)?;
         running.tasks.spawn(crate::reports::dmarc_report_loop(
-            r.clone(),
+            counter.clone(),
             store.clone(),
             mail_auth::MessageAuthenticator(resolver.hickory()),
             hostname.clone(),
             every,
+        ));
+    }
+    let tls_counter = config.queue.tls_reports.then(|| queue.tls_counter());
+    if config.queue.tls_reports {
+        let every = tern_core::config::parse_duration(&config.queue.tls_report_interval)
+            .map_err(anyhow::Error::msg)?;
+        running.tasks.spawn(crate::reports::tls_report_loop(
+            queue.tls_counter(),
+            store.clone(),
+            resolver.clone(),
+            hostname.clone(),
+            every,
+        ));
+    }
+    if dmarc_reports.is_some() || tls_counter.is_some() {
+        running.tasks.spawn(crate::reports::flush_loop(
+            dmarc_reports.clone(),
+            tls_counter,
+            store.clone(),
         ));
     }
     let filter = config.filter.enabled.then(|| {

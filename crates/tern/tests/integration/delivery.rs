@@ -457,6 +457,17 @@ async fn mta_sts_enforce_uses_only_policy_hosts_over_verified_tls() {
     assert_eq!(w.submit(&["u@sts.test"], MSG).await.0, 250);
     good.wait_for(2, Duration::from_secs(20)).await;
     assert_eq!(policy.fetches(), 1);
+    w.drained().await;
+    // The cache outlives a restart (RFC 8461 §5.1): still no new fetch.
+    let mut w = w;
+    w.s.stop();
+    let r = start_in(&w.s.data).await;
+    w.s.submission = r.submission[0];
+    w.s.store = r.store.clone();
+    w.s.running = Some(r);
+    assert_eq!(w.submit(&["u@sts.test"], MSG).await.0, 250);
+    good.wait_for(3, Duration::from_secs(20)).await;
+    assert_eq!(policy.fetches(), 1, "policy fetched again after a restart");
 }
 
 #[tokio::test]
@@ -529,12 +540,17 @@ async fn dsn_requests_are_passed_on() {
 /// A world whose DNS is one DNSSEC-signed root zone, trusted by Tern
 /// (`[dns] trust_anchor`), for DANE (RFC 7672).
 async fn dane_world() -> (World, tempfile::TempDir) {
+    dane_world_with("").await
+}
+
+/// [`dane_world`] with more `[queue]` keys.
+async fn dane_world_with(queue: &str) -> (World, tempfile::TempDir) {
     let dns = DnsServer::start_signed(unique_loopback()).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let anchor = dir.path().join("root.key");
     std::fs::write(&anchor, dns.trust_anchor().unwrap()).unwrap();
     let s = start(&format!(
-        "[dns]\nnameservers = [\"{}\"]\ntrust_anchor = \"{}\"\n[queue]\nretry = [\"1s\"]\n",
+        "[dns]\nnameservers = [\"{}\"]\ntrust_anchor = \"{}\"\n[queue]\nretry = [\"1s\"]\n{queue}",
         dns.addr,
         anchor.display()
     ))
@@ -695,4 +711,139 @@ async fn dane_mismatch_bogus_and_no_starttls_defer() {
 
 fn hickory_server_rdata_tlsa(data: Vec<u8>) -> tern_testkit::dns::RData {
     tern_testkit::dns::tlsa_rdata(3, 1, 1, data)
+}
+
+/// TLS reporting (RFC 8460): sessions are counted per policy and reported
+/// to the rua address of each destination's `_smtp._tls` record; a report
+/// arriving for one of our domains is stored and listed by the CLI.
+#[tokio::test]
+async fn tls_reports_are_sent_and_received() {
+    use mail_auth::report::tlsrpt::{PolicyType, ResultType, TlsReport};
+    let (w, _dir) = dane_world_with("tls_report_interval = \"3s\"\n").await;
+    w.s.store
+        .add_account(
+            &tern_core::Address::parse("tlsrpt@example.test").unwrap(),
+            "pw",
+            0,
+        )
+        .await
+        .unwrap();
+    let ca = tern_testkit::pki::TestCa::new();
+    let good = ca.issue_chain("mx.ee.test");
+    let _ee = dane_host(&w, "ee.test", &good, &[(3, 1, 1, sha256(&good.spki_der))]).await;
+    let bad = ca.issue_chain("mx.wrong.test");
+    let _wrong = dane_host(&w, "wrong.test", &bad, &[(3, 1, 1, vec![0xAB; 32])]).await;
+    for d in ["ee.test", "wrong.test"] {
+        w.dns
+            .txt(
+                &format!("_smtp._tls.{d}"),
+                "v=TLSRPTv1; rua=mailto:tlsrpt@example.test",
+            )
+            .await;
+    }
+    assert_eq!(w.submit(&["a@ee.test", "b@wrong.test"], MSG).await.0, 250);
+
+    let mut reports: Vec<(Vec<u8>, TlsReport)> = Vec::new();
+    for _ in 0..200 {
+        reports =
+            w.s.inbox("tlsrpt@example.test")
+                .await
+                .into_iter()
+                .filter_map(|raw| {
+                    TlsReport::parse_rfc5322(&raw, 1 << 20)
+                        .ok()
+                        .map(|r| (raw, r))
+                })
+                .collect();
+        let domains: Vec<&str> = reports
+            .iter()
+            .flat_map(|(_, r)| r.policies.iter().map(|p| p.policy.policy_domain.as_str()))
+            .collect();
+        if domains.contains(&"ee.test") && domains.contains(&"wrong.test") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let policy = |domain: &str| {
+        reports
+            .iter()
+            .flat_map(|(_, r)| r.policies.iter())
+            .find(|p| p.policy.policy_domain == domain)
+            .unwrap_or_else(|| panic!("no report for {domain}: {reports:?}"))
+            .clone()
+    };
+    let ee = policy("ee.test");
+    assert_eq!(ee.policy.policy_type, PolicyType::Tlsa);
+    assert_eq!(ee.policy.mx_host, vec!["mx.ee.test".to_string()]);
+    assert!(
+        ee.summary.total_success >= 1 && ee.summary.total_failure == 0,
+        "{ee:?}"
+    );
+    let wrong = policy("wrong.test");
+    assert_eq!(wrong.policy.policy_type, PolicyType::Tlsa);
+    assert!(wrong.summary.total_failure >= 1, "{wrong:?}");
+    assert_eq!(
+        wrong.failure_details[0].result_type,
+        ResultType::ValidationFailure
+    );
+    assert_eq!(
+        wrong.failure_details[0].receiving_mx_hostname.as_deref(),
+        Some("mx.wrong.test")
+    );
+    assert_eq!(
+        reports[0].1.organization_name.as_deref(),
+        Some("mail.example.test")
+    );
+
+    // The other direction: a TLS report about one of our domains arriving
+    // over SMTP is stored, and `tern reports tls` lists it.
+    let raw = &reports[0].0;
+    let mut c = LineClient::connect(w.s.smtp).await.unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO reporter.example.net").await.unwrap();
+    let (code, text) = send_message(&mut c, "noreply-tlsrpt@reporter.example.net", &[ALICE], raw)
+        .await
+        .unwrap();
+    assert_eq!(code, 250, "{text}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["reports", "tls", "--data"])
+        .arg(w.s.data.path())
+        .env("TERN_LOG", "warn")
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(out.status.success(), "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.contains("mail.example.test") && l.ends_with(&reports[0].1.report_id)),
+        "{listing}"
+    );
+}
+
+/// RFC 6152 §3: 8-bit content for a server without 8BITMIME is returned
+/// (5.6.3), 7-bit content goes through.
+#[tokio::test]
+async fn eight_bit_content_to_a_seven_bit_server_is_returned() {
+    let w = world("").await;
+    let host = w
+        .mx_host(
+            "remote.test",
+            Behaviour {
+                eightbitmime: false,
+                ..Default::default()
+            },
+        )
+        .await;
+    let eight = "From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: caf\u{e9}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\nCaf\u{e9} cr\u{e8}me\r\n";
+    assert_eq!(
+        w.submit(&["bob@remote.test"], eight.as_bytes()).await.0,
+        250
+    );
+    let inbox = w.alice_inbox(1).await;
+    assert!(inbox[0].contains("Status: 5.6.3"), "{}", inbox[0]);
+    assert!(host.messages().is_empty());
+    assert_eq!(w.submit(&["bob@remote.test"], MSG).await.0, 250);
+    let got = host.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(got[0].rcpts, vec!["bob@remote.test"]);
 }
