@@ -163,6 +163,53 @@ impl DomainSigner {
     }
 }
 
+impl DomainSigner {
+    /// Seals a message this domain forwards (RFC 8617 §5.1): an ARC set —
+    /// `ARC-Seal`, `ARC-Message-Signature` and `ARC-Authentication-Results`
+    /// carrying `results` — at the next instance of the chain `arc`
+    /// verified, signed with the domain's RSA key (ARC knows only
+    /// rsa-sha256). `None` when there is no RSA key or the chain has
+    /// already failed (a failed chain is not sealed further).
+    pub fn arc_seal(
+        &self,
+        message: &mail_auth::AuthenticatedMessage<'_>,
+        results: &mail_auth::AuthenticationResults,
+        arc: &mail_auth::ArcOutput,
+    ) -> Result<Option<String>, SignError> {
+        let Some((selector, key)) = self
+            .keys
+            .iter()
+            .find(|(_, k)| matches!(*k.0, AuthKey::Rsa(_)))
+        else {
+            return Ok(None);
+        };
+        if !arc.can_be_sealed() {
+            return Ok(None);
+        }
+        let present = present_headers(message.raw_message());
+        let headers: Vec<&str> = OVERSIGNED
+            .iter()
+            .chain(SIGNED)
+            .copied()
+            .chain(["DKIM-Signature"])
+            .filter(|h| present.iter().any(|p| p.eq_ignore_ascii_case(h)))
+            .collect();
+        let set = mail_auth::arc::ArcSealer::from_key(key.clone())
+            .domain(&self.domain)
+            .selector(selector)
+            .headers(headers)
+            .header_canonicalization(Canonicalization::Relaxed)
+            .body_canonicalization(Canonicalization::Relaxed)
+            .seal(message, results, arc)
+            .map_err(|e| SignError::Sign(e.to_string()))?;
+        let mut h = set.to_header();
+        if !h.ends_with("\r\n") {
+            h.push_str("\r\n");
+        }
+        Ok(Some(h))
+    }
+}
+
 /// Names of the header fields in the message's header block.
 fn present_headers(message: &[u8]) -> Vec<&str> {
     let mut names = Vec::new();

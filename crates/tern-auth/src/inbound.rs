@@ -40,6 +40,9 @@ pub struct Verdict {
     pub disposition: Disposition,
     /// One-line summary for the log: `spf=pass dkim=pass dmarc=pass`.
     pub summary: String,
+    /// The ARC set to prepend to a copy this server forwards (when asked
+    /// to seal and the chain can be sealed), CRLF-terminated.
+    pub arc_seal: Option<String>,
 }
 
 /// Parsed TXT records (SPF, DKIM keys, DMARC) by name, kept until their
@@ -128,8 +131,17 @@ impl InboundAuth {
     }
 
     /// Runs every check on a message received from `ip` after `helo`, with
-    /// envelope sender `mail_from` (empty for the null sender).
-    pub async fn check(&self, ip: IpAddr, helo: &str, mail_from: &str, message: &[u8]) -> Verdict {
+    /// envelope sender `mail_from` (empty for the null sender). With `seal`,
+    /// the message is to be forwarded by that domain: the verdict carries
+    /// the ARC set to add (RFC 8617 §5.1).
+    pub async fn check(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        mail_from: &str,
+        message: &[u8],
+        seal: Option<&crate::DomainSigner>,
+    ) -> Verdict {
         let host = self.authserv_id.as_str();
         let spf_helo = check_spf(&self.authenticator, &self.txt, ip, helo, host, "").await;
         // RFC 7208 §2.4: with the null sender, MAIL FROM is checked as
@@ -151,6 +163,7 @@ impl InboundAuth {
                 ),
                 header: crlf(header),
                 disposition: Disposition::Accept,
+                arc_seal: None,
             };
         };
         let dkim: Vec<DkimOutput> = self
@@ -175,13 +188,21 @@ impl InboundAuth {
             )
             .await;
         let header_from = msg.from();
-        let header = AuthenticationResults::new(host)
+        let results = AuthenticationResults::new(host)
             .with_dkim_results(&dkim, header_from)
             .with_spf_ehlo_result(&spf_helo, ip, helo)
             .with_spf_mailfrom_result(&spf_mail, ip, mail_from, helo)
             .with_arc_result(&arc, ip)
-            .with_dmarc_result(&dmarc)
-            .to_header();
+            .with_dmarc_result(&dmarc);
+        let arc_seal = match seal.map(|s| s.arc_seal(&msg, &results, &arc)) {
+            Some(Ok(set)) => set,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "arc: cannot seal");
+                None
+            }
+            None => None,
+        };
+        let header = results.to_header();
         // RFC 8601 §2.7.1: say "dkim=none" when there was no signature
         // (mail-auth leaves the method out).
         let header = if dkim.is_empty() {
@@ -245,6 +266,7 @@ impl InboundAuth {
             ),
             header: crlf(body_hash_mismatch_is_fail(header)),
             disposition,
+            arc_seal,
         }
     }
 }

@@ -18,6 +18,7 @@ pub mod data;
 pub mod ratelimit;
 pub mod reply;
 mod session;
+pub mod signers;
 pub mod submission;
 
 use std::sync::Arc;
@@ -38,6 +39,21 @@ pub struct MxChecks {
     pub filter: Option<Arc<tern_filter::Filter>>,
     /// For the client's forward-confirmed reverse DNS.
     pub resolver: Option<tern_dns::Resolver>,
+    /// Forwarding aliases (mail on to other domains; `None`: refused).
+    pub forwarding: Option<Forwarding>,
+}
+
+/// How mail for forwarding aliases is sent on: the envelope sender
+/// rewritten with SRS (so SPF passes at the destination; bounces come back
+/// and are reversed), the copy ARC-sealed by the alias's domain (RFC 8617)
+/// so the destination can trust the checks Tern made.
+pub struct Forwarding {
+    /// The SRS secret.
+    pub srs_secret: Vec<u8>,
+    /// How long forwarded copies are retried.
+    pub expire: std::time::Duration,
+    /// Sealing keys per domain (its DKIM keys).
+    pub signers: tern_auth::SignerCache,
 }
 
 /// Everything a session needs, shared by all sessions.

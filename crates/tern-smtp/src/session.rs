@@ -25,6 +25,9 @@ struct Rcpt {
     address: String,
     /// `None`: a remote recipient (submission only), queued for delivery.
     local: Option<LocalRecipient>,
+    /// MX only: a forwarding alias's target (or the original sender a
+    /// bounce to one of our SRS addresses goes back to).
+    forward: Option<String>,
     params: serde_json::Value,
 }
 
@@ -464,7 +467,23 @@ impl Session {
             .await;
         let local = match resolved {
             Ok(Recipient::Local(l)) => l,
-            Ok(Recipient::UnknownUser) => {
+            Ok(Recipient::Forward(target)) if self.server.submission.is_some() => {
+                return self.add_rcpt(target, None, &to);
+            }
+            Ok(Recipient::Forward(target)) if self.server.checks.forwarding.is_some() => {
+                return self.add_forward(address.to_string(), target, &to);
+            }
+            Ok(Recipient::UnknownUser)
+                if self.server.submission.is_none()
+                    && tern_core::srs::is_srs(address.local())
+                    && let Some(fw) = &self.server.checks.forwarding
+                    && let Some(original) =
+                        tern_core::srs::reverse(address.local(), &fw.srs_secret, now_unix()) =>
+            {
+                // A bounce (or reply) to a copy we forwarded: back to its sender.
+                return self.add_forward(address.to_string(), original, &to);
+            }
+            Ok(Recipient::UnknownUser | Recipient::Forward(_)) => {
                 metrics::counter!("tern_smtp_rejections_total", "reason" => "unknown_user")
                     .increment(1);
                 tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, "smtp: unknown recipient");
@@ -519,6 +538,14 @@ impl Session {
         self.add_rcpt(address.to_string(), Some(local), &to)
     }
 
+    fn add_forward(&mut self, address: String, target: String, to: &RcptTo<String>) -> Next {
+        let next = self.add_rcpt(address, None, to);
+        if let Some(r) = self.tx.as_mut().and_then(|t| t.rcpts.last_mut()) {
+            r.forward = Some(target);
+        }
+        next
+    }
+
     fn add_rcpt(
         &mut self,
         address: String,
@@ -546,6 +573,7 @@ impl Session {
             tx.rcpts.push(Rcpt {
                 address,
                 local,
+                forward: None,
                 params,
             });
         }
@@ -717,6 +745,13 @@ impl Session {
         let queue_id = tern_core::id::queue_id();
         let now = now_unix();
         let mut mailbox = "INBOX";
+        // Forwarding aliases among the recipients (MX only): (alias, target).
+        let forwards: Vec<(&Rcpt, String)> = tx
+            .rcpts
+            .iter()
+            .filter_map(|r| r.forward.clone().map(|t| (r, t)))
+            .collect();
+        let mut arc_seal: Option<String> = None;
         let raw = if self.server.submission.is_some() {
             match self.prepare_submitted(&tx, &body, &queue_id, now).await {
                 Ok(raw) => raw,
@@ -739,9 +774,24 @@ impl Session {
                     body = clean;
                 }
                 let helo = self.helo.clone().unwrap_or_default();
+                // A copy we forward is ARC-sealed by the alias's domain.
+                let sealer = match (forwards.first(), &self.server.checks.forwarding) {
+                    (Some((r, _)), Some(fw)) => {
+                        let domain = r.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                        crate::signers::load(&fw.signers, &self.server.store, domain).await
+                    }
+                    _ => None,
+                };
                 let verdict = auth
-                    .check(self.conn.peer.ip(), &helo, &tx.mail_from, &body)
+                    .check(
+                        self.conn.peer.ip(),
+                        &helo,
+                        &tx.mail_from,
+                        &body,
+                        sealer.as_deref(),
+                    )
                     .await;
+                arc_seal = verdict.arc_seal.clone();
                 tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, result = %verdict.summary, "smtp: authentication");
                 match verdict.disposition {
                     tern_auth::Disposition::Reject(why) if self.server.checks.enforce_dmarc => {
@@ -806,6 +856,74 @@ impl Session {
             raw.extend_from_slice(&body);
             raw
         };
+        // The forwarded copy: ARC set on top, sent from an SRS address of
+        // the alias's domain. Junk is not forwarded (it would be spam from
+        // our addresses): refused when only forwards were asked for.
+        let mut forward_message = None;
+        if let (false, Some(fw)) = (forwards.is_empty(), &self.server.checks.forwarding) {
+            if mailbox == "Junk" {
+                if forwards.len() == tx.rcpts.len() {
+                    metrics::counter!("tern_smtp_rejections_total", "reason" => "spam_forward")
+                        .increment(1);
+                    tracing::info!(queue_id = %queue_id, from = %tx.mail_from, "smtp: junk not forwarded; refused");
+                    return self.send(reply!(
+                        550,
+                        "5.7.1",
+                        "Message looks like spam and is not forwarded"
+                    ));
+                }
+                tracing::info!(queue_id = %queue_id, from = %tx.mail_from, "smtp: junk not forwarded");
+            } else {
+                let alias_domain = forwards[0]
+                    .0
+                    .address
+                    .rsplit_once('@')
+                    .map(|(_, d)| d.to_ascii_lowercase())
+                    .unwrap_or_default();
+                let seal = arc_seal.unwrap_or_default();
+                // Return-Path belongs to final delivery (RFC 5321 §4.4), not
+                // to a copy that travels on.
+                let onward = if raw.starts_with(b"Return-Path:") {
+                    let eol = raw
+                        .windows(2)
+                        .position(|w| w == b"\r\n")
+                        .map_or(0, |i| i + 2);
+                    &raw[eol..]
+                } else {
+                    &raw[..]
+                };
+                let mut fwd_raw = Vec::with_capacity(seal.len() + onward.len());
+                fwd_raw.extend_from_slice(seal.as_bytes());
+                fwd_raw.extend_from_slice(onward);
+                let sender =
+                    tern_core::srs::forward(&tx.mail_from, &alias_domain, &fw.srs_secret, now);
+                let fwd_id = tern_core::id::queue_id();
+                tracing::info!(queue_id = %queue_id, forward_id = %fwd_id, from = %sender, to = %forwards.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(","), sealed = !seal.is_empty(), "smtp: forwarding");
+                forward_message = Some(NewMessage {
+                    queue_id: fwd_id,
+                    raw: Arc::new(fwd_raw),
+                    mail_from: sender,
+                    recipients: Vec::new(),
+                    mailbox: "INBOX",
+                    received_at: now,
+                    envelope_params: tx.params.to_string(),
+                    expires_at: now + fw.expire.as_secs() as i64,
+                    sent_copy: None,
+                    lease_until: 0,
+                    outbound: forwards
+                        .iter()
+                        .map(|(r, target)| OutboundRcpt {
+                            domain: target
+                                .rsplit_once('@')
+                                .map(|(_, d)| d.to_ascii_lowercase())
+                                .unwrap_or_default(),
+                            address: target.clone(),
+                            params: r.params.to_string(),
+                        })
+                        .collect(),
+                });
+            }
+        }
         let size = raw.len();
         let mut params = tx.params.clone();
         params["rcpts"] = tx
@@ -817,7 +935,7 @@ impl Session {
         let outbound: Vec<OutboundRcpt> = tx
             .rcpts
             .iter()
-            .filter(|r| r.local.is_none())
+            .filter(|r| r.local.is_none() && r.forward.is_none())
             .map(|r| OutboundRcpt {
                 domain: r
                     .address
@@ -866,7 +984,12 @@ impl Session {
                     Err(e) => Err(e),
                 }
             }
+            _ if message.recipients.is_empty() && message.outbound.is_empty() => Ok(()),
             _ => self.server.store.deliver(message).await,
+        };
+        let result = match (result, forward_message) {
+            (Ok(()), Some(f)) => self.server.store.deliver(f).await,
+            (r, _) => r,
         };
         if result.is_ok() && self.server.checks.inbound.is_some() {
             self.keep_dmarc_report(&stored, &queue_id, now).await;

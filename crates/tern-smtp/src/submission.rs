@@ -9,7 +9,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tern_auth::{DkimAlgorithm, DkimKey, DomainSigner, SignerCache};
+use tern_auth::{DomainSigner, SignerCache};
 use tern_core::authguard::AuthGuard;
 use tern_core::config::{AuthConfig, SubmissionConfig};
 use tern_store::{AccountId, Recipient, SharedStore};
@@ -79,41 +79,7 @@ impl Submission {
     /// The signer for `domain`'s active keys, loaded from the store and
     /// cached for a minute. `None` if the domain has no active key.
     pub async fn signer(&self, store: &SharedStore, domain: &str) -> Option<Arc<DomainSigner>> {
-        let domain = domain.to_ascii_lowercase();
-        if let Some(s) = self.signers.get(&domain) {
-            return s;
-        }
-        let rows = match store.dkim_keys(&domain).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, domain, "submission: cannot load DKIM keys");
-                return None;
-            }
-        };
-        let keys: Vec<DkimKey> = rows
-            .into_iter()
-            .filter(|r| r.status == "active")
-            .filter_map(|r| {
-                Some(DkimKey {
-                    algorithm: DkimAlgorithm::from_name(&r.algorithm).ok()?,
-                    selector: r.selector,
-                    private_pem: r.private_key,
-                })
-            })
-            .collect();
-        let signer = if keys.is_empty() {
-            None
-        } else {
-            match DomainSigner::new(&domain, &keys) {
-                Ok(s) => Some(Arc::new(s)),
-                Err(e) => {
-                    tracing::error!(error = %e, domain, "submission: bad DKIM key; not signing");
-                    None
-                }
-            }
-        };
-        self.signers.put(&domain, signer.clone());
-        signer
+        crate::signers::load(&self.signers, store, domain).await
     }
 }
 

@@ -86,7 +86,8 @@ pub struct AccountInfo {
 pub struct AliasInfo {
     /// The alias address.
     pub address: String,
-    /// The account address it delivers to.
+    /// The account address it delivers to, or the external address it
+    /// forwards to.
     pub target: String,
 }
 
@@ -111,6 +112,9 @@ pub struct DkimKeyRow {
 pub enum Recipient {
     /// A local account.
     Local(LocalRecipient),
+    /// A forwarding alias: mail for it goes on to this address in
+    /// another domain.
+    Forward(String),
     /// The domain is local but nobody has this address.
     UnknownUser,
     /// The domain is not one of ours: accepting would be relaying.

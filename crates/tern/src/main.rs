@@ -193,8 +193,13 @@ enum AccountCmd {
 
 #[derive(Subcommand)]
 enum AliasCmd {
-    /// Deliver mail for ALIAS to the account TARGET.
-    #[command(after_help = "Example:\n  tern alias add sales@example.com alice@example.com")]
+    /// Deliver mail for ALIAS to the account TARGET, or forward it to TARGET
+    /// when TARGET is in another domain (envelope sender rewritten with SRS,
+    /// the copy ARC-sealed with the alias domain's DKIM key; junk is not
+    /// forwarded).
+    #[command(
+        after_help = "Examples:\n  tern alias add sales@example.com alice@example.com\n  tern alias add me@example.com someone@gmail.com      # forwards"
+    )]
     Add {
         alias: String,
         target: String,

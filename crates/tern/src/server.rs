@@ -237,6 +237,8 @@ pub async fn start(config: Config) -> Result<Running> {
             .tasks
             .spawn(f.clone().training_loop(std::time::Duration::from_secs(30)));
     }
+    let expire =
+        tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;
     let smtp = SmtpServer::mx_with_checks(
         config.smtp.clone(),
         hostname.clone(),
@@ -247,13 +249,16 @@ pub async fn start(config: Config) -> Result<Running> {
             enforce_dmarc: config.inbound.enforce_dmarc,
             filter,
             resolver: Some(resolver.clone()),
+            forwarding: Some(tern_smtp::Forwarding {
+                srs_secret: srs_secret(&config.data_dir)?,
+                expire,
+                signers: tern_auth::SignerCache::new(std::time::Duration::from_secs(60)),
+            }),
         },
     );
     for l in smtp_l {
         running.tasks.spawn(smtp.clone().serve(l, false));
     }
-    let expire =
-        tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;
     let submission = SmtpServer::submission(
         config.smtp.clone(),
         hostname.clone(),
@@ -331,4 +336,34 @@ pub async fn start(config: Config) -> Result<Running> {
         }
     }
     Ok(running)
+}
+
+/// The SRS secret (`srs.secret` in the data folder), made on first use: 32
+/// random bytes, hex, readable by the owner only.
+fn srs_secret(data_dir: &std::path::Path) -> Result<Vec<u8>> {
+    let path = data_dir.join("srs.secret");
+    if let Ok(s) = std::fs::read_to_string(&path)
+        && let Ok(bytes) = hex::decode(s.trim())
+        && bytes.len() >= 16
+    {
+        return Ok(bytes);
+    }
+    let bytes: [u8; 32] = rand::random();
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        #[cfg(unix)]
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        o.mode(0o600);
+        let mut f = o
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        f.write_all(hex::encode(bytes).as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
+    Ok(bytes.to_vec())
 }

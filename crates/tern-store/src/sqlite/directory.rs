@@ -196,6 +196,39 @@ impl Directory for SqliteStore {
                 .ok_or_else(|| {
                     StoreError::Invalid(format!("{} is not a local domain", addr.domain()))
                 })?;
+            let addr_s = addr.to_string();
+            let target_domain = target.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            let target_is_local: bool = c
+                .query_row(
+                    "SELECT 1 FROM domains WHERE name = ?",
+                    [target_domain],
+                    |_| Ok(true),
+                )
+                .optional()?
+                .unwrap_or(false);
+            if !target_is_local {
+                // A forwarding alias (to another domain).
+                let taken: Option<i64> = c
+                    .query_row(
+                        "SELECT 1 FROM accounts WHERE address = ?1
+                         UNION ALL SELECT 1 FROM aliases WHERE address = ?1",
+                        [&addr_s],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                if taken.is_some() {
+                    return Err(StoreError::Exists(format!("address {addr_s}")));
+                }
+                let n = c.execute(
+                    "INSERT INTO forwards(address, domain_id, target) VALUES (?, ?, ?)
+                     ON CONFLICT(address) DO NOTHING",
+                    params![addr_s, domain_id, target],
+                )?;
+                if n == 0 {
+                    return Err(StoreError::Exists(format!("alias {addr_s}")));
+                }
+                return Ok(());
+            }
             let account: i64 = c
                 .query_row(
                     "SELECT id FROM accounts WHERE address = ?",
@@ -204,7 +237,7 @@ impl Directory for SqliteStore {
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("target account {target}")))?;
-            let addr = addr.to_string();
+            let addr = addr_s;
             let taken: Option<i64> = c
                 .query_row("SELECT id FROM accounts WHERE address = ?", [&addr], |r| {
                     r.get(0)
@@ -229,7 +262,10 @@ impl Directory for SqliteStore {
     async fn remove_alias(&self, address: &Address) -> Result<()> {
         let addr = address.to_string();
         self.write(move |c| {
-            if c.execute("DELETE FROM aliases WHERE address = ?", [&addr])? == 0 {
+            if c.execute("DELETE FROM aliases WHERE address = ?", [&addr])?
+                + c.execute("DELETE FROM forwards WHERE address = ?", [&addr])?
+                == 0
+            {
                 return Err(StoreError::NotFound(format!("alias {addr}")));
             }
             Ok(())
@@ -241,7 +277,8 @@ impl Directory for SqliteStore {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT al.address, a.address FROM aliases al JOIN accounts a ON al.account_id = a.id
-                 ORDER BY al.address",
+                 UNION ALL SELECT address, target FROM forwards
+                 ORDER BY 1",
             )?;
             let rows = st.query_map([], |r| {
                 Ok(AliasInfo {
@@ -278,6 +315,17 @@ impl Directory for SqliteStore {
                     ))
                 })
                 .optional()?;
+            if !matches!(row, None | Some((Some(_), Some(_), _, _))) || allow_catch_all {
+                // Not an account or alias (or perhaps only the catch-all's):
+                // a forwarding alias comes first.
+                let target: Option<String> = c
+                    .prepare_cached("SELECT target FROM forwards WHERE address = ?")?
+                    .query_row([&addr], |r| r.get(0))
+                    .optional()?;
+                if let Some(t) = target {
+                    return Ok(Recipient::Forward(t));
+                }
+            }
             Ok(match row {
                 None => Recipient::NotLocal,
                 Some((Some(account), Some(address), quota, used)) => Recipient::Local(LocalRecipient {

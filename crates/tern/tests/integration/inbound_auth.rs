@@ -16,6 +16,7 @@ const ZONES: &[&str] = &[
     "quar.test",
     "nodmarc.test",
     "relaxed.test",
+    "remote.test",
 ];
 
 struct World {
@@ -458,4 +459,126 @@ async fn dmarc_aggregate_reports_are_sent() {
     assert_eq!(cols[1], "mail.example.test", "{line}");
     assert_eq!(cols[4], "3", "messages: {line}");
     assert_eq!(cols[5], "1", "failed: {line}");
+}
+
+/// Runs one of the dkimpy tools in tests/tools on `message`; its output
+/// and whether it succeeded.
+fn dkimpy_tool(tool: &str, dns: &DnsServer, message: &[u8]) -> (bool, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = format!("{}/tests/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .arg(dns.addr.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 with dkimpy");
+    child.stdin.take().unwrap().write_all(message).unwrap();
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// A forwarding alias (to another domain): the copy leaves with an SRS
+/// envelope sender of ours and an ARC set sealed by our domain, which
+/// dkimpy verifies, and the sender's DKIM signature still verifies;
+/// bounces to the SRS address go back to the original sender; forged SRS
+/// addresses are unknown users.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_rewrites_the_sender_and_seals_with_arc() {
+    use tern_testkit::remote::{Behaviour, RemoteHost};
+    let w = world().await;
+    let key = tern_auth::DkimKey::generate("arc1", tern_auth::DkimAlgorithm::Rsa2048).unwrap();
+    w.s.store
+        .add_dkim_key(tern_store::DkimKeyRow {
+            domain: "example.test".into(),
+            selector: "arc1".into(),
+            algorithm: tern_auth::DkimAlgorithm::Rsa2048.name().into(),
+            private_key: key.private_pem.clone(),
+            status: "active".into(),
+        })
+        .await
+        .unwrap();
+    w.dns
+        .txt("arc1._domainkey.example.test", &key.txt().unwrap())
+        .await;
+    let dest = RemoteHost::start(Behaviour {
+        name: "mx.remote.test".into(),
+        ..Default::default()
+    })
+    .await;
+    w.dns.mx("remote.test", 10, "mx.remote.test").await;
+    w.dns.ip("mx.remote.test", dest.ip()).await;
+    let origin = RemoteHost::start(Behaviour {
+        name: "mx.sender.test".into(),
+        ..Default::default()
+    })
+    .await;
+    w.dns.mx("sender.test", 10, "mx.sender.test").await;
+    w.dns.ip("mx.sender.test", origin.ip()).await;
+    w.s.store
+        .add_alias(&addr("fwd@example.test"), &addr("user@remote.test"))
+        .await
+        .unwrap();
+
+    let signed = w.dkimpy_sign("sender.test", &msg("news@sender.test", "forward-me"));
+    let send = |from: &'static str, rcpt: String, data: Vec<u8>| {
+        let (smtp, ip) = (w.s.smtp, w.good_ip);
+        async move {
+            let mut c = LineClient::connect_from(ip, smtp).await.unwrap();
+            assert_eq!(c.reply().await.unwrap().0, 220);
+            c.smtp("EHLO mta.sender.test").await.unwrap();
+            send_message(&mut c, from, &[&rcpt], &data).await.unwrap()
+        }
+    };
+    let (code, text) = send("news@sender.test", "fwd@example.test".into(), signed).await;
+    assert_eq!(code, 250, "{text}");
+    let got = dest.wait_for(1, std::time::Duration::from_secs(20)).await;
+    let fwd = &got[0];
+    assert_eq!(fwd.rcpts, vec!["user@remote.test"]);
+    assert!(
+        fwd.mail_from.starts_with("SRS0=")
+            && fwd.mail_from.ends_with("=sender.test=news@example.test"),
+        "{}",
+        fwd.mail_from
+    );
+    let text = String::from_utf8_lossy(&fwd.data).to_string();
+    assert!(
+        text.starts_with("ARC-Seal: i=1; a=rsa-sha256; s=arc1; d=example.test; cv=none;"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ARC-Authentication-Results: i=1; mail.example.test;"),
+        "{text}"
+    );
+    assert!(!text.contains("Return-Path:"), "{text}");
+    let (ok, out) = dkimpy_tool("arc_verify.py", &w.dns, &fwd.data);
+    assert!(ok, "dkimpy ARC verification: {out}\n{text}");
+    let (ok, out) = dkimpy_tool("dkim_verify.py", &w.dns, &fwd.data);
+    assert!(ok, "the sender's DKIM signature survives forwarding: {out}");
+
+    // The destination bounces: the bounce reaches the original sender.
+    let bounce = b"From: MAILER-DAEMON@remote.test\r\nTo: news@sender.test\r\nSubject: Undelivered\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <b1@remote.test>\r\n\r\nSorry.\r\n".to_vec();
+    let (code, text) = send("", fwd.mail_from.clone(), bounce).await;
+    assert_eq!(code, 250, "{text}");
+    let back = origin.wait_for(1, std::time::Duration::from_secs(20)).await;
+    assert_eq!(back[0].rcpts, vec!["news@sender.test"]);
+    assert_eq!(back[0].mail_from, "", "a bounce keeps the null sender");
+
+    // A made-up SRS address is nobody.
+    let forged = fwd.mail_from.replacen("SRS0=", "SRS0=ZZZZ", 1);
+    let mut c = LineClient::connect_from(w.good_ip, w.s.smtp).await.unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO mta.sender.test").await.unwrap();
+    c.smtp("MAIL FROM:<>").await.unwrap();
+    let (code, _) = c.smtp(&format!("RCPT TO:<{forged}>")).await.unwrap();
+    assert_eq!(code, 550);
 }
