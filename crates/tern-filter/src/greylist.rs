@@ -4,8 +4,9 @@
 //! triplet then passes at once for `pass_lifetime`. Real MTAs retry;
 //! much bulk spamware does not.
 //!
-//! State is kept in memory (bounded): after a restart a known sender is
-//! simply delayed once more, which RFC 6647 §5 accepts.
+//! State is kept in memory (bounded); what changed is written to the store
+//! every two seconds ([`Greylist::take_changes`], in one batch) and read
+//! back at start ([`Greylist::restore`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -33,8 +34,12 @@ pub struct Greylist {
     delay: i64,
     retry_window: i64,
     pass_lifetime: i64,
-    entries: Mutex<HashMap<(IpAddr, String, String), Entry>>,
+    entries: Mutex<HashMap<Key, Entry>>,
+    /// Triplets changed since the last [`Greylist::take_changes`].
+    changed: Mutex<std::collections::HashSet<Key>>,
 }
+
+type Key = (IpAddr, String, String);
 
 impl Greylist {
     /// A greylist with the given timings (seconds).
@@ -44,7 +49,45 @@ impl Greylist {
             retry_window: retry_window as i64,
             pass_lifetime: pass_lifetime as i64,
             entries: Mutex::new(HashMap::new()),
+            changed: Mutex::new(std::collections::HashSet::new()),
         }
+    }
+
+    /// Loads stored triplets.
+    pub fn restore(&self, rows: Vec<tern_store::GreylistRow>) {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        for r in rows.into_iter().take(MAX_ENTRIES) {
+            if let Ok(net) = r.network.parse() {
+                map.insert(
+                    (net, r.sender, r.rcpt),
+                    Entry {
+                        first_seen: r.first_seen,
+                        passed_until: r.passed_until,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The triplets changed since the last call, for the store, and the
+    /// time before which untouched ones are stale.
+    pub fn take_changes(&self, now: i64) -> (Vec<tern_store::GreylistRow>, i64) {
+        let keys = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()));
+        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = keys
+            .into_iter()
+            .filter_map(|k| {
+                let e = map.get(&k)?;
+                Some(tern_store::GreylistRow {
+                    network: k.0.to_string(),
+                    sender: k.1,
+                    rcpt: k.2,
+                    first_seen: e.first_seen,
+                    passed_until: e.passed_until,
+                })
+            })
+            .collect();
+        (rows, now - self.retry_window.max(self.delay))
     }
 
     /// Decides about an attempt at `now` (Unix seconds). `network` is the
@@ -57,6 +100,12 @@ impl Greylist {
             rcpt.to_ascii_lowercase(),
         );
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
+            if changed.len() < MAX_ENTRIES {
+                changed.insert(key.clone());
+            }
+        }
         if map.len() >= MAX_ENTRIES {
             let mut ages: Vec<i64> = map.values().map(|e| e.first_seen).collect();
             ages.sort_unstable();

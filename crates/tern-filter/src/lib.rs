@@ -16,6 +16,7 @@ pub mod rules;
 pub mod tokens;
 
 use std::net::IpAddr;
+use std::sync::Arc;
 use tern_core::config::FilterConfig;
 use tern_dns::Resolver;
 use tern_store::{AccountId, SharedStore};
@@ -109,6 +110,36 @@ pub struct Filter {
     /// Thresholds and lists.
     pub config: FilterConfig,
     greylist: Option<greylist::Greylist>,
+    /// Per-domain and per-account thresholds, reloaded every
+    /// [`POLICY_TTL`] so `tern spam policy` reaches a running server.
+    policies: std::sync::Mutex<Option<(std::time::Instant, Arc<Policies>)>>,
+}
+
+type Policies = std::collections::HashMap<String, (Option<f64>, Option<f64>)>;
+
+/// How long loaded thresholds are used before they are read again.
+const POLICY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The thresholds that apply to one recipient.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Junk from this score.
+    pub junk: f64,
+    /// Refused from this score.
+    pub reject: f64,
+}
+
+impl Thresholds {
+    /// What a message with `score` gets.
+    pub fn action(&self, score: f64) -> Action {
+        if score >= self.reject {
+            Action::Reject
+        } else if score >= self.junk {
+            Action::Junk
+        } else {
+            Action::Inbox
+        }
+    }
 }
 
 /// Bayes probability bands and their scores (SpamAssassin's names).
@@ -140,6 +171,88 @@ impl Filter {
             resolver,
             config,
             greylist,
+            policies: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The thresholds for `address` (an account's address): its own, else
+    /// its domain's, else `[filter]`'s — each threshold on its own.
+    pub async fn thresholds(&self, address: &str) -> Thresholds {
+        let cached = self
+            .policies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .filter(|(at, _)| at.elapsed() < POLICY_TTL)
+            .map(|(_, p)| p.clone());
+        let policies = match cached {
+            Some(p) => p,
+            None => {
+                let loaded: Policies = match self.store.filter_policies().await {
+                    Ok(rows) => rows
+                        .into_iter()
+                        .map(|p| {
+                            (
+                                p.target.to_ascii_lowercase(),
+                                (p.junk_score, p.reject_score),
+                            )
+                        })
+                        .collect(),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "filter: cannot load thresholds");
+                        Policies::new()
+                    }
+                };
+                let p = Arc::new(loaded);
+                *self.policies.lock().unwrap_or_else(|e| e.into_inner()) =
+                    Some((std::time::Instant::now(), p.clone()));
+                p
+            }
+        };
+        let address = address.to_ascii_lowercase();
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        let own = policies.get(&address).copied().unwrap_or_default();
+        let dom = policies.get(domain).copied().unwrap_or_default();
+        Thresholds {
+            junk: own.0.or(dom.0).unwrap_or(self.config.junk_score),
+            reject: own.1.or(dom.1).unwrap_or(self.config.reject_score),
+        }
+    }
+
+    /// Loads the stored greylist (at start).
+    pub async fn restore_greylist(&self) {
+        if let Some(g) = &self.greylist {
+            match self.store.load_greylist().await {
+                Ok(rows) => g.restore(rows),
+                Err(e) => tracing::warn!(error = %e, "greylist: cannot load the stored triplets"),
+            }
+        }
+    }
+
+    /// Writes greylist changes to the store (nothing when nothing changed).
+    pub async fn save_greylist(&self) {
+        if let Some(g) = &self.greylist {
+            let (rows, stale) = g.take_changes(tern_core::now_unix());
+            if rows.is_empty() {
+                return;
+            }
+            if let Err(e) = self.store.save_greylist(rows, stale).await {
+                tracing::warn!(error = %e, "greylist: cannot store the triplets");
+            }
+        }
+    }
+
+    /// Whether greylisting is on.
+    pub fn greylisting(&self) -> bool {
+        self.greylist.is_some()
+    }
+
+    /// Writes greylist changes to the store every `every`, forever (a
+    /// restart forgets at most that much).
+    pub async fn greylist_loop(self: Arc<Self>, every: std::time::Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            self.save_greylist().await;
         }
     }
 
@@ -272,7 +385,7 @@ impl Filter {
     }
 
     /// Runs [`Filter::train_pending`] every `every`, forever.
-    pub async fn training_loop(self: std::sync::Arc<Self>, every: std::time::Duration) {
+    pub async fn training_loop(self: Arc<Self>, every: std::time::Duration) {
         loop {
             match self.train_pending().await {
                 Ok(0) => {}

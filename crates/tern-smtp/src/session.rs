@@ -752,6 +752,11 @@ impl Session {
             .filter_map(|r| r.forward.clone().map(|t| (r, t)))
             .collect();
         let mut arc_seal: Option<String> = None;
+        // Recipients whose own thresholds file this message as junk while
+        // the others get it in their inbox; and whether a forward target's
+        // thresholds call it junk.
+        let mut junk_only: Vec<AccountId> = Vec::new();
+        let mut forward_junk = false;
         let raw = if self.server.submission.is_some() {
             match self.prepare_submitted(&tx, &body, &queue_id, now).await {
                 Ok(raw) => raw,
@@ -831,7 +836,34 @@ impl Session {
                     )
                     .await;
                 tracing::info!(queue_id = %queue_id, score = report.score, tests = %report.tests(), "smtp: spam score");
-                match report.action(&filter.config) {
+                // Each recipient's thresholds (its account's, its domain's,
+                // or [filter]'s): refused only if every recipient refuses;
+                // filed in Junk for those whose junk threshold it reaches.
+                let mut actions = Vec::with_capacity(tx.rcpts.len());
+                for r in &tx.rcpts {
+                    let who = r
+                        .local
+                        .as_ref()
+                        .map_or(r.address.as_str(), |l| l.address.as_str());
+                    actions.push(filter.thresholds(who).await.action(report.score));
+                }
+                let action = if actions.iter().all(|a| *a == tern_filter::Action::Reject) {
+                    tern_filter::Action::Reject
+                } else if actions.iter().all(|a| *a != tern_filter::Action::Inbox) {
+                    tern_filter::Action::Junk
+                } else {
+                    for (r, a) in tx.rcpts.iter().zip(&actions) {
+                        if *a != tern_filter::Action::Inbox {
+                            match &r.local {
+                                Some(l) => junk_only.push(l.account),
+                                None if r.forward.is_some() => forward_junk = true,
+                                None => {}
+                            }
+                        }
+                    }
+                    tern_filter::Action::Inbox
+                };
+                match action {
                     tern_filter::Action::Reject => {
                         metrics::counter!("tern_smtp_rejections_total", "reason" => "spam")
                             .increment(1);
@@ -861,7 +893,7 @@ impl Session {
         // our addresses): refused when only forwards were asked for.
         let mut forward_message = None;
         if let (false, Some(fw)) = (forwards.is_empty(), &self.server.checks.forwarding) {
-            if mailbox == "Junk" {
+            if mailbox == "Junk" || forward_junk {
                 if forwards.len() == tx.rcpts.len() {
                     metrics::counter!("tern_smtp_rejections_total", "reason" => "spam_forward")
                         .increment(1);
@@ -955,6 +987,7 @@ impl Session {
                 .rcpts
                 .iter()
                 .filter_map(|r| r.local.as_ref().map(|l| l.account))
+                .filter(|a| !junk_only.contains(a))
                 .collect(),
             mailbox,
             received_at: now,
@@ -989,6 +1022,27 @@ impl Session {
         };
         let result = match (result, forward_message) {
             (Ok(()), Some(f)) => self.server.store.deliver(f).await,
+            (r, _) => r,
+        };
+        // The same message in Junk for recipients whose thresholds say so.
+        let result = match (result, junk_only.is_empty()) {
+            (Ok(()), false) => {
+                let junk = NewMessage {
+                    queue_id: tern_core::id::queue_id(),
+                    raw: stored.clone(),
+                    mail_from: tx.mail_from.clone(),
+                    recipients: junk_only.clone(),
+                    mailbox: "Junk",
+                    received_at: now,
+                    envelope_params: "{}".into(),
+                    expires_at: 0,
+                    sent_copy: None,
+                    lease_until: 0,
+                    outbound: Vec::new(),
+                };
+                tracing::info!(queue_id = %queue_id, junk_id = %junk.queue_id, accounts = junk_only.len(), "smtp: filed as junk for some recipients");
+                self.server.store.deliver(junk).await
+            }
             (r, _) => r,
         };
         if result.is_ok() && self.server.checks.inbound.is_some() {

@@ -550,6 +550,42 @@ pub trait SpamData: Send + Sync {
     async fn training_pending(&self, limit: usize) -> Result<Vec<TrainingRecord>>;
     /// Forgets verdicts once learnt.
     async fn training_done(&self, ids: &[i64]) -> Result<()>;
+    /// Sets (or with both `None`, removes) the thresholds of a domain or account.
+    async fn set_filter_policy(&self, policy: FilterPolicy) -> Result<()>;
+    /// Every domain's and account's thresholds.
+    async fn filter_policies(&self) -> Result<Vec<FilterPolicy>>;
+    /// Stores greylist triplets (replacing those with the same key) and
+    /// forgets the ones stale before `stale_before`.
+    async fn save_greylist(&self, entries: Vec<GreylistRow>, stale_before: i64) -> Result<()>;
+    /// Every stored greylist triplet.
+    async fn load_greylist(&self) -> Result<Vec<GreylistRow>>;
+}
+
+/// Spam thresholds for a domain or an account; `None` inherits (the
+/// account's domain, then `[filter]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FilterPolicy {
+    /// `example.com` or `alice@example.com`.
+    pub target: String,
+    /// Score from which mail goes to Junk.
+    pub junk_score: Option<f64>,
+    /// Score from which mail is refused.
+    pub reject_score: Option<f64>,
+}
+
+/// A greylist triplet's state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GreylistRow {
+    /// The client network (its first address).
+    pub network: String,
+    /// Envelope sender.
+    pub sender: String,
+    /// Recipient.
+    pub rcpt: String,
+    /// First attempt (Unix seconds).
+    pub first_seen: i64,
+    /// Passes until then (0: not yet).
+    pub passed_until: i64,
 }
 
 /// A DMARC aggregate report received for one of our domains.

@@ -521,14 +521,10 @@ async fn serve(config: Config) -> Result<()> {
     );
     let running = tern::server::start(config).await?;
     tokio::select! {
-        _ = running_wait(running) => {}
+        r = running.wait() => r?,
         _ = tokio::signal::ctrl_c() => tracing::info!("interrupted, stopping"),
     }
     Ok(())
-}
-
-async fn running_wait(r: tern::server::Running) {
-    r.wait().await
 }
 
 async fn dev(dir: &Path) -> Result<()> {

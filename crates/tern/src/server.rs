@@ -41,9 +41,13 @@ pub struct Running {
 }
 
 impl Running {
-    /// Waits until a service stops (normally never).
-    pub async fn wait(mut self) {
-        self.tasks.join_next().await;
+    /// Waits until a service stops (normally never): that is an error.
+    pub async fn wait(mut self) -> Result<()> {
+        match self.tasks.join_next().await {
+            Some(Err(e)) if e.is_panic() => anyhow::bail!("a service panicked: {e}"),
+            Some(_) => anyhow::bail!("a service stopped unexpectedly"),
+            None => Ok(()),
+        }
     }
 
     /// Stops every service.
@@ -233,9 +237,15 @@ pub async fn start(config: Config) -> Result<Running> {
         ))
     });
     if let Some(f) = &filter {
+        f.restore_greylist().await;
         running
             .tasks
             .spawn(f.clone().training_loop(std::time::Duration::from_secs(30)));
+        if f.greylisting() {
+            running
+                .tasks
+                .spawn(f.clone().greylist_loop(std::time::Duration::from_secs(2)));
+        }
     }
     let expire =
         tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;

@@ -1,5 +1,6 @@
 //! `tern spam train`: teaches the spam filter from folders of mail people
 //! already sorted (Maildir folders, directories of .eml files, mbox files).
+//! `tern spam policy`: spam thresholds per domain or account.
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
@@ -24,6 +25,47 @@ pub enum SpamCmd {
         /// Also train this account's own classifier.
         #[arg(long)]
         account: Option<String>,
+        #[command(flatten)]
+        data: crate::DataArg,
+    },
+    /// Spam thresholds for a domain or an account (overriding [filter]'s
+    /// junk_score and reject_score; an account's override its domain's).
+    /// Refusal happens only when every recipient of a message would refuse it.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
+}
+
+/// `tern spam policy …`
+#[derive(Subcommand)]
+pub enum PolicyCmd {
+    /// Sets thresholds for TARGET (a domain or an account address); a
+    /// threshold left out is inherited.
+    #[command(
+        after_help = "Examples:\n  tern spam policy set example.com --junk-score 4 --reject-score 12\n  tern spam policy set ceo@example.com --reject-score 1000   # never refuse, only file in Junk"
+    )]
+    Set {
+        /// Domain or account address.
+        target: String,
+        /// Score from which mail goes to Junk.
+        #[arg(long)]
+        junk_score: Option<f64>,
+        /// Score from which mail is refused (550 5.7.1, before 250).
+        #[arg(long)]
+        reject_score: Option<f64>,
+        #[command(flatten)]
+        data: crate::DataArg,
+    },
+    /// Lists the thresholds set.
+    #[command(after_help = "Example:\n  tern spam policy list")]
+    List {
+        #[command(flatten)]
+        data: crate::DataArg,
+    },
+    /// Removes TARGET's thresholds (it inherits again).
+    #[command(after_help = "Example:\n  tern spam policy clear example.com")]
+    Clear {
+        /// Domain or account address.
+        target: String,
         #[command(flatten)]
         data: crate::DataArg,
     },
@@ -66,6 +108,7 @@ fn messages(path: &Path) -> Result<Vec<Vec<u8>>> {
 /// Runs a spam subcommand.
 pub async fn run(cmd: SpamCmd) -> Result<()> {
     match cmd {
+        SpamCmd::Policy(p) => policy(p).await?,
         SpamCmd::Train {
             spam,
             ham,
@@ -124,6 +167,70 @@ pub async fn run(cmd: SpamCmd) -> Result<()> {
                     .map(|a| format!(" (global and for {a})"))
                     .unwrap_or_default()
             );
+        }
+    }
+    Ok(())
+}
+
+async fn policy(cmd: PolicyCmd) -> Result<()> {
+    use tern_store::{FilterPolicy, SpamData};
+    match cmd {
+        PolicyCmd::Set {
+            target,
+            junk_score,
+            reject_score,
+            data,
+        } => {
+            if junk_score.is_none() && reject_score.is_none() {
+                bail!("give --junk-score, --reject-score or both (use 'clear' to remove)");
+            }
+            if let (Some(j), Some(r)) = (junk_score, reject_score)
+                && j > r
+            {
+                bail!("the junk score ({j}) must not exceed the reject score ({r})");
+            }
+            let target = target.trim().to_ascii_lowercase();
+            if target.is_empty() || target.starts_with('@') || target.ends_with('@') {
+                bail!("{target:?} is neither a domain nor an address");
+            }
+            let store = tern::server::open_store(&crate::load(&data)?).await?;
+            store
+                .set_filter_policy(FilterPolicy {
+                    target: target.clone(),
+                    junk_score,
+                    reject_score,
+                })
+                .await?;
+            println!(
+                "Spam thresholds for {target} set (a running server applies them within 30 s)."
+            );
+        }
+        PolicyCmd::List { data } => {
+            let store = tern::server::open_store(&crate::load(&data)?).await?;
+            let rows = store.filter_policies().await?;
+            if rows.is_empty() {
+                println!("No thresholds set: [filter] junk_score and reject_score apply.");
+            }
+            let show = |v: Option<f64>| v.map_or("inherit".to_string(), |v| format!("{v:.1}"));
+            for p in rows {
+                println!(
+                    "{:<40} junk {:>8}  reject {:>8}",
+                    p.target,
+                    show(p.junk_score),
+                    show(p.reject_score)
+                );
+            }
+        }
+        PolicyCmd::Clear { target, data } => {
+            let store = tern::server::open_store(&crate::load(&data)?).await?;
+            store
+                .set_filter_policy(FilterPolicy {
+                    target: target.trim().to_ascii_lowercase(),
+                    junk_score: None,
+                    reject_score: None,
+                })
+                .await?;
+            println!("Thresholds for {target} removed.");
         }
     }
     Ok(())

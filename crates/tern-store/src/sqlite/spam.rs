@@ -1,7 +1,7 @@
 //! [`SpamData`] for SQLite: Bayesian token counts and pending verdicts.
 
 use super::SqliteStore;
-use crate::{Result, SpamData, TrainingRecord};
+use crate::{FilterPolicy, GreylistRow, Result, SpamData, TrainingRecord};
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use std::collections::HashMap;
@@ -92,5 +92,79 @@ impl SpamData for SqliteStore {
             Ok(())
         })
         .await
+    }
+    async fn set_filter_policy(&self, p: FilterPolicy) -> Result<()> {
+        self.write(move |c| {
+            if p.junk_score.is_none() && p.reject_score.is_none() {
+                c.execute("DELETE FROM filter_policies WHERE target = ?", [&p.target])?;
+            } else {
+                c.execute(
+                    "INSERT INTO filter_policies(target, junk_score, reject_score) VALUES (?, ?, ?)
+                     ON CONFLICT(target) DO UPDATE SET junk_score = excluded.junk_score,
+                        reject_score = excluded.reject_score",
+                    rusqlite::params![p.target, p.junk_score, p.reject_score],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn filter_policies(&self) -> Result<Vec<FilterPolicy>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT target, junk_score, reject_score FROM filter_policies ORDER BY target",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(FilterPolicy {
+                    target: r.get(0)?,
+                    junk_score: r.get(1)?,
+                    reject_score: r.get(2)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn save_greylist(&self, entries: Vec<GreylistRow>, stale_before: i64) -> Result<()> {
+        self.write(move |c| {
+            let mut st = c.prepare_cached(
+                "INSERT INTO greylist(network, sender, rcpt, first_seen, passed_until)
+                 VALUES (?, ?, ?, ?, ?)
+                 ON CONFLICT(network, sender, rcpt) DO UPDATE SET
+                    first_seen = excluded.first_seen, passed_until = excluded.passed_until",
+            )?;
+            for e in &entries {
+                st.execute(rusqlite::params![
+                    e.network,
+                    e.sender,
+                    e.rcpt,
+                    e.first_seen,
+                    e.passed_until
+                ])?;
+            }
+            c.prepare_cached("DELETE FROM greylist WHERE passed_until < ?1 AND first_seen < ?1")?
+                .execute([stale_before])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn load_greylist(&self) -> Result<Vec<GreylistRow>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT network, sender, rcpt, first_seen, passed_until FROM greylist",
+            )?;
+            let rows = st.query_map([], |r| {
+                Ok(GreylistRow {
+                    network: r.get(0)?,
+                    sender: r.get(1)?,
+                    rcpt: r.get(2)?,
+                    first_seen: r.get(3)?,
+                    passed_until: r.get(4)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 }

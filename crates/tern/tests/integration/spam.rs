@@ -338,4 +338,87 @@ async fn greylisting_defers_the_first_attempt() {
     // The triplet now passes at once; 127.0.0.1 is never greylisted.
     assert_eq!(deliver(&s, ip, data).await.0, 250);
     assert_eq!(deliver(&s, "127.0.0.1".parse().unwrap(), data).await.0, 250);
+    // And still after a restart (the triplets reach the store within 2 s).
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mut s = s;
+    s.stop();
+    let r = start_in(&s.data).await;
+    s.smtp = r.smtp[0];
+    s.running = Some(r);
+    assert_eq!(
+        deliver(&s, ip, data).await.0,
+        250,
+        "remembered across a restart"
+    );
+    let other = b"From: b@corpus.test\r\nSubject: grey\r\n\r\nhello\r\n";
+    let mut c = LineClient::connect_from(ip, s.smtp).await.unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO mta.corpus.test").await.unwrap();
+    let (code, _) = send_message(&mut c, "new@corpus.test", &[BOB], other)
+        .await
+        .unwrap();
+    assert_eq!(code, 451, "a new triplet is still greylisted");
+}
+
+/// Thresholds per domain and account (`tern spam policy`): one message to
+/// two accounts is filed in Junk for the one whose domain's junk threshold
+/// it reaches and in the inbox for the one with a higher threshold of its
+/// own; refused only when every recipient would refuse it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thresholds_per_domain_and_account() {
+    let s = start("").await;
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+            .args(["spam", "policy"])
+            .args(args)
+            .arg("--data")
+            .arg(s.data.path())
+            .env("TERN_LOG", "warn")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text
+    };
+    cli(&["set", "example.test", "--junk-score", "0.5"]);
+    cli(&["set", ALICE, "--junk-score", "50"]);
+    cli(&["set", BOB, "--reject-score", "100000"]);
+    let list = cli(&["list"]);
+    assert!(
+        list.contains("example.test") && list.contains("inherit"),
+        "{list}"
+    );
+    let ip = unique_loopback(); // no reverse DNS: RDNS_NONE scores 1.0
+    let data = b"From: a@corpus.test\r\nTo: bob@example.test\r\nSubject: hello\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <p1@corpus.test>\r\n\r\nhello\r\n";
+    let mut c = LineClient::connect_from(ip, s.smtp).await.unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO mta.corpus.test").await.unwrap();
+    let (code, text) = send_message(&mut c, "a@corpus.test", &[BOB, ALICE], data)
+        .await
+        .unwrap();
+    assert_eq!(code, 250, "{text}");
+    assert_eq!(folder_count(&s, BOB, "Junk").await, 1);
+    assert_eq!(folder_count(&s, BOB, "INBOX").await, 0);
+    assert_eq!(folder_count(&s, ALICE, "INBOX").await, 1);
+    assert_eq!(folder_count(&s, ALICE, "Junk").await, 0);
+    // GTUBE: Bob never refuses (Junk), Alice does (the default 15).
+    let gtube = format!(
+        "From: x@corpus.test\r\nSubject: test\r\n\r\n{}\r\n",
+        tern_filter::rules::GTUBE
+    );
+    assert_eq!(deliver(&s, ip, gtube.as_bytes()).await.0, 250);
+    assert_eq!(folder_count(&s, BOB, "Junk").await, 2);
+    let mut c = LineClient::connect_from(ip, s.smtp).await.unwrap();
+    c.reply().await.unwrap();
+    c.smtp("EHLO mta.corpus.test").await.unwrap();
+    let (code, _) = send_message(&mut c, "x@corpus.test", &[ALICE], gtube.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(code, 550);
+    cli(&["clear", BOB]);
+    assert!(!cli(&["list"]).contains(BOB));
 }
