@@ -22,6 +22,9 @@ pub struct DomainSetup {
     pub dkim: Vec<DkimRecord>,
     /// MTA-STS policy id (changes whenever the policy changes).
     pub mta_sts_id: String,
+    /// SHA-256 of the server certificate's public key (hex), for a DANE
+    /// `TLSA 3 1 1` record; `None` when the certificate cannot be read.
+    pub tlsa_spki_sha256: Option<String>,
 }
 
 /// Splits a TXT value into quoted strings of at most 255 bytes (RFC 1035 §3.3.14).
@@ -94,6 +97,17 @@ pub fn zone(setup: &DomainSetup) -> String {
         "_smtp._tls.{d}.\t3600\tIN\tTXT\t{}",
         txt_strings(&format!("v=TLSRPTv1; rua=mailto:tls-reports@{d}"))
     );
+    if let Some(hash) = &setup.tlsa_spki_sha256 {
+        let _ = writeln!(
+            out,
+            "; DANE (RFC 7672), only in a DNSSEC-signed zone: senders then require TLS with this key."
+        );
+        let _ = writeln!(
+            out,
+            "; Publish the next key's record before changing the key (rolling: both at once)."
+        );
+        let _ = writeln!(out, "_25._tcp.{h}.\t3600\tIN\tTLSA\t3 1 1 {hash}");
+    }
     let _ = writeln!(out, ";");
     let _ = writeln!(
         out,
@@ -127,6 +141,7 @@ mod tests {
                 txt: format!("v=DKIM1; k=rsa; p={}", "A".repeat(400)),
             }],
             mta_sts_id: "20261127".into(),
+            tlsa_spki_sha256: Some("ab".repeat(32)),
         });
         assert!(z.contains("example.com.\t3600\tIN\tMX\t10 mail.example.com."));
         assert!(z.contains("s1._domainkey.example.com.\t3600\tIN\tTXT\t\"v=DKIM1; k=rsa; p=AAA"));
@@ -138,5 +153,9 @@ mod tests {
         );
         assert!(z.contains("_dmarc.example.com.\t3600\tIN\tTXT\t\"v=DMARC1; p=none; rua=mailto:dmarc-reports@example.com\""));
         assert!(z.contains(";   mode: testing"));
+        assert!(z.contains(&format!(
+            "_25._tcp.mail.example.com.\t3600\tIN\tTLSA\t3 1 1 {}",
+            "ab".repeat(32)
+        )));
     }
 }

@@ -42,6 +42,13 @@ fn matches(t: &Tlsa, cert: &CertificateDer<'_>) -> bool {
     }
 }
 
+/// The SHA-256 digest of a certificate's SubjectPublicKeyInfo: the data of
+/// a `TLSA 3 1 1` record for a server presenting it.
+pub fn spki_sha256(cert: &CertificateDer<'_>) -> Option<Vec<u8>> {
+    let anchor = webpki::anchor_from_trusted_cert(cert).ok()?;
+    Some(Sha256::digest(webpki::spki_for_anchor(&anchor).as_ref()).to_vec())
+}
+
 /// Checks a server's certificate chain against an MX host's TLSA records.
 #[derive(Debug)]
 pub struct DaneVerifier {

@@ -490,11 +490,22 @@ async fn dns_records(domain: &str, data: &DataArg) -> Result<()> {
             txt: key.txt()?,
         });
     }
+    // The server certificate's key, for a DANE TLSA record.
+    let tlsa_spki_sha256 = {
+        use rustls_pki_types::pem::PemObject;
+        rustls_pki_types::CertificateDer::pem_file_iter(config.resolve(&config.tls.cert))
+            .ok()
+            .and_then(|mut certs| certs.next())
+            .and_then(|c| c.ok())
+            .and_then(|c| tern_queue::dane::spki_sha256(&c))
+            .map(hex::encode)
+    };
     let setup = tern_dns::records::DomainSetup {
         domain,
         hostname: config.server.hostname.clone(),
         dkim,
         mta_sts_id: chrono::Utc::now().format("%Y%m%d").to_string(),
+        tlsa_spki_sha256,
     };
     print!("{}", tern_dns::records::zone(&setup));
     Ok(())

@@ -219,6 +219,29 @@ fn dns_records_with_dkim_keys() {
     assert!(zone.contains(
         "_smtp._tls.example.com.\t3600\tIN\tTXT\t\"v=TLSRPTv1; rua=mailto:tls-reports@example.com\""
     ));
+    // DANE: TLSA 3 1 1 of the server certificate's key; openssl (an
+    // independent implementation) computes the same digest.
+    let tlsa = zone
+        .lines()
+        .find(|l| l.starts_with("_25._tcp.mail.example.com.\t3600\tIN\tTLSA\t3 1 1 "))
+        .unwrap_or_else(|| panic!("TLSA record: {zone}"));
+    let digest = tlsa.rsplit(' ').next().unwrap();
+    assert_eq!(digest.len(), 64, "{tlsa}");
+    let openssl = std::process::Command::new("bash")
+        .args(["-o", "pipefail", "-c"])
+        .arg(format!(
+            "openssl x509 -in {d}/tls/cert.pem -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum"
+        ))
+        .output();
+    if let Ok(out) = openssl
+        && out.status.success()
+    {
+        let theirs = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            theirs.starts_with(digest),
+            "openssl: {theirs} tern: {digest}"
+        );
+    }
     let rsa = zone
         .lines()
         .find(|l| l.contains("._domainkey.") && l.contains("k=rsa"))
