@@ -219,6 +219,18 @@ pub fn build_reports(
 
 impl DmarcReports {}
 
+/// Whether the message's header block (at most 64 KiB), lower-cased,
+/// contains one of the `needles` (lower case).
+fn header_mentions(raw: &[u8], needles: &[&[u8]]) -> bool {
+    let end = memchr::memmem::find(raw, b"\r\n\r\n")
+        .unwrap_or(raw.len())
+        .min(64 * 1024);
+    let head = raw[..end].to_ascii_lowercase();
+    needles
+        .iter()
+        .any(|n| memchr::memmem::find(&head, n).is_some())
+}
+
 /// A DMARC aggregate report found in an incoming message.
 #[derive(Debug, Clone)]
 pub struct ReceivedReport {
@@ -244,12 +256,22 @@ pub struct ReceivedReport {
 /// attachment, RFC 7489 §7.2.1), if it carries one. Cheap for other mail:
 /// only messages that look like reports are parsed.
 pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
+    // Every message received passes here, so this is cheap: RFC 7489
+    // §7.2.1.2 reports say "Report Domain:" in the subject (which may be
+    // encoded), and carry the report as a gzip or zip body or attachment
+    // (content types are lower case in practice; searched as bytes).
+    const ARCHIVES: &[&[u8]] = &[
+        b"application/gzip",
+        b"application/x-gzip",
+        b"application/zip",
+        b"application/x-zip",
+    ];
     let head = &raw[..raw.len().min(64 * 1024)];
-    let looks = |needle: &[u8]| {
-        head.windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-    };
-    if !(looks(b"Report Domain:") || looks(b"application/gzip") || looks(b"application/zip")) {
+    if !header_mentions(raw, &[b"report domain:"])
+        && !ARCHIVES
+            .iter()
+            .any(|n| memchr::memmem::find(head, n).is_some())
+    {
         return None;
     }
     let report = Report::parse_rfc5322(raw, 10 * 1024 * 1024).ok()?;
@@ -299,12 +321,7 @@ pub struct ReceivedTlsReport {
 /// Reads a TLS report out of a message (RFC 8460 §5.3: multipart/report
 /// with report-type=tlsrpt and a gzipped JSON part), if it carries one.
 pub fn received_tls_report(raw: &[u8]) -> Option<ReceivedTlsReport> {
-    let head = &raw[..raw.len().min(64 * 1024)];
-    let looks = |needle: &[u8]| {
-        head.windows(needle.len())
-            .any(|w| w.eq_ignore_ascii_case(needle))
-    };
-    if !(looks(b"TLS-Report-Domain:") || looks(b"application/tlsrpt")) {
+    if !header_mentions(raw, &[b"tls-report-domain:", b"report-type=tlsrpt"]) {
         return None;
     }
     let report = mail_auth::report::tlsrpt::TlsReport::parse_rfc5322(raw, 10 * 1024 * 1024).ok()?;

@@ -293,16 +293,19 @@ impl Directory for SqliteStore {
     async fn resolve(&self, address: &Address, allow_catch_all: bool) -> Result<Recipient> {
         let addr = address.to_string();
         self.read(|c| {
-            // One query: the domain, and the account reached directly, through
-            // an alias, or through the domain's catch-all.
+            // One query: the domain, a forwarding alias, and the account
+            // reached directly, through an alias, or through the domain's
+            // catch-all (which a forwarding alias comes before).
             let mut st = c.prepare_cached(
                 "WITH d AS (SELECT id, catch_all FROM domains WHERE name = ?2),
+                      fwd AS (SELECT target FROM forwards WHERE address = ?1),
                       target AS (SELECT COALESCE(
                           (SELECT id FROM accounts WHERE address = ?1),
                           (SELECT account_id FROM aliases WHERE address = ?1),
-                          CASE WHEN ?3 THEN (SELECT a.id FROM accounts a, d WHERE a.address = d.catch_all) END
+                          CASE WHEN ?3 AND NOT EXISTS (SELECT 1 FROM fwd)
+                               THEN (SELECT a.id FROM accounts a, d WHERE a.address = d.catch_all) END
                       ) AS id)
-                 SELECT d.id, a.id, a.address, a.quota, a.used
+                 SELECT d.id, a.id, a.address, a.quota, a.used, (SELECT target FROM fwd)
                  FROM d LEFT JOIN target t LEFT JOIN accounts a ON a.id = t.id",
             )?;
             let row = st
@@ -312,28 +315,21 @@ impl Directory for SqliteStore {
                         r.get::<_, Option<String>>(2)?,
                         r.get::<_, Option<i64>>(3)?,
                         r.get::<_, Option<i64>>(4)?,
+                        r.get::<_, Option<String>>(5)?,
                     ))
                 })
                 .optional()?;
-            if !matches!(row, None | Some((Some(_), Some(_), _, _))) || allow_catch_all {
-                // Not an account or alias (or perhaps only the catch-all's):
-                // a forwarding alias comes first.
-                let target: Option<String> = c
-                    .prepare_cached("SELECT target FROM forwards WHERE address = ?")?
-                    .query_row([&addr], |r| r.get(0))
-                    .optional()?;
-                if let Some(t) = target {
-                    return Ok(Recipient::Forward(t));
-                }
-            }
             Ok(match row {
                 None => Recipient::NotLocal,
-                Some((Some(account), Some(address), quota, used)) => Recipient::Local(LocalRecipient {
-                    account,
-                    address,
-                    quota: quota.unwrap_or(0) as u64,
-                    used: used.unwrap_or(0) as u64,
-                }),
+                Some((Some(account), Some(address), quota, used, _)) => {
+                    Recipient::Local(LocalRecipient {
+                        account,
+                        address,
+                        quota: quota.unwrap_or(0) as u64,
+                        used: used.unwrap_or(0) as u64,
+                    })
+                }
+                Some((_, _, _, _, Some(target))) => Recipient::Forward(target),
                 Some(_) => Recipient::UnknownUser,
             })
         })

@@ -528,6 +528,24 @@ async fn forwarding_rewrites_the_sender_and_seals_with_arc() {
         .add_alias(&addr("fwd@example.test"), &addr("user@remote.test"))
         .await
         .unwrap();
+    // A forwarding alias comes before the domain's catch-all.
+    w.s.store
+        .add_alias(&addr("fwd@catchall.test"), &addr("user@remote.test"))
+        .await
+        .unwrap();
+    for (a, catch_all) in [("fwd@catchall.test", true), ("fwd@example.test", false)] {
+        assert_eq!(
+            w.s.store.resolve(&addr(a), catch_all).await.unwrap(),
+            tern_store::Recipient::Forward("user@remote.test".into())
+        );
+    }
+    assert!(matches!(
+        w.s.store
+            .resolve(&addr("other@catchall.test"), true)
+            .await
+            .unwrap(),
+        tern_store::Recipient::Local(_)
+    ));
 
     let signed = w.dkimpy_sign("sender.test", &msg("news@sender.test", "forward-me"));
     let send = |from: &'static str, rcpt: String, data: Vec<u8>| {
