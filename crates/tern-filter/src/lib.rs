@@ -285,7 +285,23 @@ impl Filter {
 
     /// Scores a message.
     pub async fn check(&self, raw: &[u8], facts: &Facts<'_>) -> Report {
-        let msg = mail_parser::MessageParser::default().parse(raw);
+        // The body matters to the rules only in a multipart message (its
+        // attachments) and to the classifier once it has learnt enough:
+        // otherwise the header block is all that is parsed.
+        let totals = self.totals(facts.account).await;
+        let min = self.config.bayes_min_trained;
+        let trained = totals.is_some_and(|(s, h)| s >= min && h >= min);
+        let parser = mail_parser::MessageParser::default();
+        let headers = parser.parse_headers(raw);
+        let multipart = headers
+            .as_ref()
+            .and_then(|m| mail_parser::MimeHeaders::content_type(m))
+            .is_some_and(|ct| ct.c_type.eq_ignore_ascii_case("multipart"));
+        let msg = if trained || multipart {
+            parser.parse(raw)
+        } else {
+            headers
+        };
         let mut hits: Vec<(String, f64)> = rules::check(
             raw,
             msg.as_ref(),
@@ -303,7 +319,10 @@ impl Filter {
                 hits.push((format!("DNSBL({zone})"), self.config.dnsbl_score));
             }
         }
-        let bayes = self.bayes(msg.as_ref(), facts.account).await;
+        let bayes = match totals {
+            Some(t) if trained => self.bayes(msg.as_ref(), facts.account, t).await,
+            _ => None,
+        };
         if let Some(p) = bayes
             && let Some((_, _, name, score)) = BAYES_BANDS
                 .iter()
@@ -319,27 +338,27 @@ impl Filter {
     }
 
     /// The classifier's probability, or `None` while it knows too little.
+    /// `(spam, ham)` messages learnt globally plus by `account`.
+    async fn totals(&self, account: Option<AccountId>) -> Option<(u32, u32)> {
+        let (mut ts, mut th) = (0u32, 0u32);
+        for scope in std::iter::once(0).chain(account) {
+            let (s, h) = self.store.bayes_totals(scope).await.ok()?;
+            ts += s;
+            th += h;
+        }
+        Some((ts, th))
+    }
+
+    /// The classifier's spam probability, given the learnt totals.
     async fn bayes(
         &self,
         msg: Option<&mail_parser::Message<'_>>,
         account: Option<AccountId>,
+        (ts, th): (u32, u32),
     ) -> Option<f64> {
-        let mut scopes = vec![0];
-        scopes.extend(account);
-        let (mut ts, mut th) = (0u32, 0u32);
-        for scope in &scopes {
-            let (s, h) = self.store.bayes_totals(*scope).await.ok()?;
-            ts += s;
-            th += h;
-        }
-        // Too little training: not worth tokenizing the message.
-        let min = self.config.bayes_min_trained;
-        if ts < min || th < min {
-            return None;
-        }
         let tokens = tokens::tokens_of(msg?);
         let mut counts = std::collections::HashMap::<i64, bayes::Counts>::new();
-        for scope in scopes {
+        for scope in std::iter::once(0).chain(account) {
             for (t, (s, h)) in self.store.bayes_counts(scope, &tokens).await.ok()? {
                 let c = counts.entry(t).or_default();
                 c.spam += s;

@@ -100,7 +100,7 @@ pub fn check(raw: &[u8], msg: Option<&Message<'_>>, ctx: &Context<'_>) -> Vec<(&
 }
 
 fn memchr_str(hay: &[u8], needle: &str) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle.as_bytes())
+    memchr::memmem::find(hay, needle.as_bytes()).is_some()
 }
 
 #[cfg(test)]

@@ -55,8 +55,16 @@ pub struct SqliteStore {
     changes: tokio::sync::broadcast::Sender<crate::AccountId>,
     queue_wakeup: Arc<tokio::sync::Notify>,
     auth_cache: crate::password::AuthCache,
+    /// Learnt-message totals per Bayes scope, with when they were read:
+    /// every message scored asks. Cleared by this process's own learning;
+    /// learning by another process (`tern spam train`) shows within
+    /// [`spam::TOTALS_TTL`].
+    bayes_totals: Mutex<std::collections::HashMap<i64, CachedTotals>>,
     _alive: Arc<()>,
 }
+
+/// When a scope's `(spam, ham)` totals were read, and what they were.
+type CachedTotals = (std::time::Instant, (u32, u32));
 
 fn open_conn(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
     let conn = Connection::open_with_flags(path, flags)?;
@@ -111,6 +119,7 @@ impl SqliteStore {
             changes: tokio::sync::broadcast::channel(1024).0,
             queue_wakeup: Arc::new(tokio::sync::Notify::new()),
             auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
+            bayes_totals: Mutex::new(std::collections::HashMap::new()),
             _alive: alive,
         })
     }

@@ -6,6 +6,9 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use std::collections::HashMap;
 
+/// How long cached learnt-message totals are used (see `SqliteStore`).
+pub(crate) const TOTALS_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[async_trait]
 impl SpamData for SqliteStore {
     async fn bayes_counts(&self, scope: i64, tokens: &[i64]) -> Result<HashMap<i64, (u32, u32)>> {
@@ -29,7 +32,16 @@ impl SpamData for SqliteStore {
     }
 
     async fn bayes_totals(&self, scope: i64) -> Result<(u32, u32)> {
-        self.read(|c| {
+        if let Some((at, t)) = self
+            .bayes_totals
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&scope)
+            && at.elapsed() < TOTALS_TTL
+        {
+            return Ok(*t);
+        }
+        let t = self.read(|c| {
             Ok(
                 c.prepare_cached("SELECT spam, ham FROM bayes_totals WHERE scope = ?")?
                     .query_row([scope], |r| {
@@ -38,11 +50,18 @@ impl SpamData for SqliteStore {
                     .optional()?
                     .unwrap_or((0, 0)),
             )
-        })
+        })?;
+        let mut cache = self.bayes_totals.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(scope, (std::time::Instant::now(), t));
+        Ok(t)
     }
 
     async fn bayes_learn(&self, scopes: &[i64], tokens: &[i64], spam: bool) -> Result<()> {
         let scopes = scopes.to_vec();
+        let scopes_cleared = scopes.clone();
         let tokens = tokens.to_vec();
         let (ds, dh) = if spam { (1, 0) } else { (0, 1) };
         self.write(move |c| {
@@ -62,7 +81,12 @@ impl SpamData for SqliteStore {
             }
             Ok(())
         })
-        .await
+        .await?;
+        let mut cache = self.bayes_totals.lock().unwrap_or_else(|e| e.into_inner());
+        for scope in scopes_cleared {
+            cache.remove(&scope);
+        }
+        Ok(())
     }
 
     async fn training_pending(&self, limit: usize) -> Result<Vec<TrainingRecord>> {
