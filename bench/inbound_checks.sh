@@ -109,7 +109,8 @@ run_tern() {  # $1 = label, $2 = on|off
   echo pass | "$TERN" account add user@example.test --data "$data" --password-stdin --quota 0 >/dev/null
   TERN_LOG=warn "$TERN" serve --data "$data" 2>"$data/tern.log" &
   local pid=$!
-  for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$TERN_PORT) 2>/dev/null && break; sleep 0.1; done
+  for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/$TERN_PORT) 2>/dev/null && break; sleep 0.1; done
+  (exec 3<>/dev/tcp/127.0.0.1/$TERN_PORT) 2>/dev/null || { echo "tern did not start:"; cat "$data/tern.log"; exit 1; }
   python3 "$ROOT/bench/tern_inbound.py" --tern "$TERN" --data "$data" --port "$TERN_PORT" --pid "$pid" \
     --n "$N" --runs "$RUNS" --per-session 100 --file "$WORK/msg.eml" --sender sender@bench.example --label "tern-checks-$2"
   python3 - "$data/tern.db" <<'EOP'
