@@ -231,31 +231,10 @@ fn header_mentions(raw: &[u8], needles: &[&[u8]]) -> bool {
         .any(|n| memchr::memmem::find(&head, n).is_some())
 }
 
-/// A DMARC aggregate report found in an incoming message.
-#[derive(Debug, Clone)]
-pub struct ReceivedReport {
-    /// The domain reported on.
-    pub domain: String,
-    /// The reporting organisation.
-    pub org: String,
-    /// Its report id.
-    pub report_id: String,
-    /// Period covered (Unix seconds).
-    pub begin: i64,
-    /// End of the period.
-    pub end: i64,
-    /// Messages counted.
-    pub messages: u64,
-    /// Of which neither DKIM nor SPF passed DMARC.
-    pub failed: u64,
-    /// The whole parsed report, JSON.
-    pub json: String,
-}
-
-/// Reads a DMARC aggregate report out of a message (gzip, zip or plain XML
+/// Reads a DMARC aggregate report (a row for the store) out of a message (gzip, zip or plain XML
 /// attachment, RFC 7489 §7.2.1), if it carries one. Cheap for other mail:
 /// only messages that look like reports are parsed.
-pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
+pub fn received_report(raw: &[u8]) -> Option<tern_store::DmarcReportRow> {
     // Every message received passes here, so this is cheap: RFC 7489
     // §7.2.1.2 reports say "Report Domain:" in the subject (which may be
     // encoded), and carry the report as a gzip or zip body or attachment
@@ -285,7 +264,7 @@ pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
             failed += n;
         }
     }
-    Some(ReceivedReport {
+    Some(tern_store::DmarcReportRow {
         domain: report.domain().to_ascii_lowercase(),
         org: report.org_name().to_string(),
         report_id: report.report_id().to_string(),
@@ -293,34 +272,13 @@ pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
         end: report.date_range_end() as i64,
         messages,
         failed,
-        json: serde_json::to_string(&report).unwrap_or_default(),
+        report: serde_json::to_string(&report).unwrap_or_default(),
     })
 }
 
-/// A TLS report (RFC 8460) found in an incoming message.
-#[derive(Debug, Clone)]
-pub struct ReceivedTlsReport {
-    /// The policy domain reported on (the first policy's).
-    pub domain: String,
-    /// The reporting organisation.
-    pub org: String,
-    /// Its report id.
-    pub report_id: String,
-    /// Period covered (Unix seconds).
-    pub begin: i64,
-    /// End of the period.
-    pub end: i64,
-    /// Sessions that succeeded, over all policies.
-    pub successes: u64,
-    /// Sessions that failed.
-    pub failures: u64,
-    /// The whole parsed report, JSON.
-    pub json: String,
-}
-
-/// Reads a TLS report out of a message (RFC 8460 §5.3: multipart/report
+/// Reads a TLS report (a row for the store) out of a message (RFC 8460 §5.3: multipart/report
 /// with report-type=tlsrpt and a gzipped JSON part), if it carries one.
-pub fn received_tls_report(raw: &[u8]) -> Option<ReceivedTlsReport> {
+pub fn received_tls_report(raw: &[u8]) -> Option<tern_store::TlsReportRow> {
     if !header_mentions(raw, &[b"tls-report-domain:", b"report-type=tlsrpt"]) {
         return None;
     }
@@ -335,7 +293,7 @@ pub fn received_tls_report(raw: &[u8]) -> Option<ReceivedTlsReport> {
         .iter()
         .map(|p| u64::from(p.summary.total_failure))
         .sum();
-    Some(ReceivedTlsReport {
+    Some(tern_store::TlsReportRow {
         domain: report
             .policies
             .first()
@@ -347,6 +305,6 @@ pub fn received_tls_report(raw: &[u8]) -> Option<ReceivedTlsReport> {
         end: report.date_range.end_datetime.to_timestamp(),
         successes,
         failures,
-        json: serde_json::to_string(&report).unwrap_or_default(),
+        report: serde_json::to_string(&report).unwrap_or_default(),
     })
 }

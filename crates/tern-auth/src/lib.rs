@@ -14,4 +14,4 @@ pub mod inbound;
 pub use inbound::{Disposition, InboundAuth, Verdict};
 pub mod dmarc_report;
 
-pub use dmarc_report::{DmarcReports, OutgoingReport, ReceivedReport};
+pub use dmarc_report::{DmarcReports, OutgoingReport};

@@ -1166,39 +1166,18 @@ impl Session {
     /// its rua address) is also stored parsed, for the dashboard and
     /// `tern reports dmarc|tls`.
     async fn keep_dmarc_report(&self, raw: &[u8], queue_id: &str, now: i64) {
-        if let Some(r) = tern_auth::dmarc_report::received_tls_report(raw) {
+        let store = &self.server.store;
+        let stored = if let Some(r) = tern_auth::dmarc_report::received_tls_report(raw) {
             tracing::info!(queue_id, domain = %r.domain, org = %r.org, successes = r.successes, failures = r.failures, "smtp: TLS report received");
-            let row = tern_store::TlsReportRow {
-                domain: r.domain,
-                org: r.org,
-                report_id: r.report_id,
-                begin: r.begin,
-                end: r.end,
-                successes: r.successes,
-                failures: r.failures,
-                report: r.json,
-            };
-            if let Err(e) = self.server.store.add_tls_report(row, now).await {
-                tracing::warn!(queue_id, error = %e, "smtp: cannot store the TLS report");
-            }
-            return;
-        }
-        let Some(r) = tern_auth::dmarc_report::received_report(raw) else {
+            store.add_tls_report(r, now).await
+        } else if let Some(r) = tern_auth::dmarc_report::received_report(raw) {
+            tracing::info!(queue_id, domain = %r.domain, org = %r.org, messages = r.messages, failed = r.failed, "smtp: DMARC aggregate report received");
+            store.add_dmarc_report(r, now).await
+        } else {
             return;
         };
-        tracing::info!(queue_id, domain = %r.domain, org = %r.org, messages = r.messages, failed = r.failed, "smtp: DMARC aggregate report received");
-        let row = tern_store::DmarcReportRow {
-            domain: r.domain,
-            org: r.org,
-            report_id: r.report_id,
-            begin: r.begin,
-            end: r.end,
-            messages: r.messages,
-            failed: r.failed,
-            report: r.json,
-        };
-        if let Err(e) = self.server.store.add_dmarc_report(row, now).await {
-            tracing::warn!(queue_id, error = %e, "smtp: cannot store the DMARC report");
+        if let Err(e) = stored {
+            tracing::warn!(queue_id, error = %e, "smtp: cannot store the report");
         }
     }
 

@@ -140,3 +140,48 @@ pub fn after_trace(raw: &[u8]) -> &[u8] {
     }
     &s[i..]
 }
+
+/// Runs `tests/tools/TOOL` (a dkimpy script) with Debian's Python on `input`:
+/// whether it succeeded, and its stdout followed by its stderr.
+pub fn python_tool(tool: &str, args: &[&str], input: &[u8]) -> (bool, String, Vec<u8>) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let script = format!("{}/tests/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
+    let mut child = Command::new("/usr/bin/python3")
+        .arg(script)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect(
+            "python3 with dkimpy (apt-get install python3-dkim python3-nacl python3-dnspython)",
+        );
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text, out.stdout)
+}
+
+/// Runs the `tern` binary with `args` (quiet logs): whether it succeeded, and its stdout.
+pub fn tern_cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(args)
+        .arg("--data")
+        .arg(data)
+        .env("TERN_LOG", "warn")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}

@@ -136,25 +136,9 @@ impl World {
 const MSG: &[u8] = b"From: Alice <alice@example.test>\r\nTo: bob@remote.test, carol@remote.test\r\nSubject: Hello from Tern\r\n\r\nHi both,\r\n..leading dot\r\nbye\r\n";
 
 fn run_dkim_verifiers(dns: &DnsServer, message: &[u8]) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/dkim_verify.py");
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(dns.addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 for dkimpy (apt-get install python3-dkim python3-nacl python3-dnspython)");
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "dkimpy: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    use std::process::Command;
+    let (ok, text, _) = python_tool("dkim_verify.py", &[&dns.addr.to_string()], message);
+    assert!(ok, "dkimpy: {text}");
     assert!(text.contains("rsa-sha256 example.test t1r pass"), "{text}");
     assert!(
         text.contains("ed25519-sha256 example.test t1e pass"),
@@ -805,14 +789,8 @@ async fn tls_reports_are_sent_and_received() {
         .await
         .unwrap();
     assert_eq!(code, 250, "{text}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["reports", "tls", "--data"])
-        .arg(w.s.data.path())
-        .env("TERN_LOG", "warn")
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{listing}");
+    let (ok, listing) = tern_cli(&["reports", "tls"], w.s.data.path());
+    assert!(ok, "{listing}");
     assert!(
         listing
             .lines()

@@ -69,26 +69,10 @@ async fn world_with(extra: &str, sender_dmarc: &str) -> World {
 impl World {
     /// Signs `msg` with dkimpy as `d=domain; s=s1`.
     fn dkimpy_sign(&self, domain: &str, msg: &[u8]) -> Vec<u8> {
-        use std::io::Write;
-        use std::process::{Command, Stdio};
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/dkim_sign.py");
-        let mut child = Command::new("/usr/bin/python3")
-            .arg(script)
-            .args(["s1", domain])
-            .arg(self.key_file.path())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 with dkimpy (apt-get install python3-dkim)");
-        child.stdin.take().unwrap().write_all(msg).unwrap();
-        let out = child.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "dkimpy sign: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out.stdout
+        let key = self.key_file.path().display().to_string();
+        let (ok, text, signed) = python_tool("dkim_sign.py", &["s1", domain, &key], msg);
+        assert!(ok, "dkimpy sign: {text}");
+        signed
     }
 
     /// One SMTP transaction from `src` to bob; the final reply.
@@ -443,14 +427,8 @@ async fn dmarc_aggregate_reports_are_sent() {
     .await
     .unwrap();
     assert_eq!(code, 250, "{text}");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
-        .args(["reports", "dmarc", "--data"])
-        .arg(w.s.data.path())
-        .env("TERN_LOG", "warn")
-        .output()
-        .unwrap();
-    let listing = String::from_utf8_lossy(&out.stdout).to_string();
-    assert!(out.status.success(), "{listing}");
+    let (ok, listing) = tern_cli(&["reports", "dmarc"], w.s.data.path());
+    assert!(ok, "{listing}");
     let line = listing
         .lines()
         .find(|l| l.starts_with("sender.test"))
@@ -461,30 +439,11 @@ async fn dmarc_aggregate_reports_are_sent() {
     assert_eq!(cols[5], "1", "failed: {line}");
 }
 
-/// Runs one of the dkimpy tools in tests/tools on `message`; its output
-/// and whether it succeeded.
+/// Runs one of the dkimpy tools in tests/tools on `message` against the
+/// test DNS; whether it succeeded and what it said.
 fn dkimpy_tool(tool: &str, dns: &DnsServer, message: &[u8]) -> (bool, String) {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-    let script = format!("{}/tests/tools/{tool}", env!("CARGO_MANIFEST_DIR"));
-    let mut child = Command::new("/usr/bin/python3")
-        .arg(script)
-        .arg(dns.addr.to_string())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 with dkimpy");
-    child.stdin.take().unwrap().write_all(message).unwrap();
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let (ok, text, _) = python_tool(tool, &[&dns.addr.to_string()], message);
+    (ok, text)
 }
 
 /// A forwarding alias (to another domain): the copy leaves with an SRS

@@ -10,19 +10,9 @@ import re
 import sys
 
 import dkim
-import dns.resolver
+from testdns import dnsfunc_for
 
-host, port = sys.argv[1].rsplit(":", 1)
-resolver = dns.resolver.Resolver(configure=False)
-resolver.nameservers = [host]
-resolver.port = int(port)
-
-
-def dnsfunc(name, timeout=5):
-    if isinstance(name, bytes):
-        name = name.decode()
-    answer = resolver.resolve(name, "TXT", lifetime=timeout)
-    return b"".join(answer[0].strings)
+dnsfunc = dnsfunc_for(sys.argv[1])
 
 
 msg = sys.stdin.buffer.read()
