@@ -65,9 +65,9 @@ pub fn forward(sender: &str, our_domain: &str, secret: &[u8], now: i64) -> Strin
     let Some((local, domain)) = sender.rsplit_once('@') else {
         return sender.to_string();
     };
-    if domain.eq_ignore_ascii_case(our_domain)
-        || local.len() > 5 && local[..5].eq_ignore_ascii_case("SRS0=")
-    {
+    // A domain with '=' (no DNS name has one) could not be told apart
+    // from the fields when the address is reversed.
+    if domain.eq_ignore_ascii_case(our_domain) || is_srs(local) || domain.contains('=') {
         return sender.to_string();
     }
     let ts = timestamp(day(now));
@@ -77,7 +77,8 @@ pub fn forward(sender: &str, our_domain: &str, secret: &[u8], now: i64) -> Strin
 
 /// Whether a local part is an SRS0 address (worth [`reverse`]-ing).
 pub fn is_srs(local: &str) -> bool {
-    local.len() > 5 && local[..5].eq_ignore_ascii_case("SRS0=")
+    // Bytes, not a str slice: a hostile local part may be UTF-8 (SMTPUTF8).
+    local.len() > 5 && local.as_bytes()[..5].eq_ignore_ascii_case(b"SRS0=")
 }
 
 /// The original sender of a rewritten local part, if its hash is ours
@@ -134,6 +135,14 @@ mod tests {
         assert_eq!(reverse(&forged, b"secret", NOW), None);
         assert_eq!(reverse("bob", b"secret", NOW), None);
         assert_eq!(reverse("SRS0=x", b"secret", NOW), None);
+        // Found by cargo fuzz (fuzz/fuzz_targets/srs_address.rs): non-ASCII
+        // local parts must not be sliced inside a character.
+        assert!(!is_srs("SRS\u{e9}=x"));
+        assert_eq!(reverse("abcd\u{e9}xyz", b"secret", NOW), None);
+        assert_eq!(
+            forward("abcd\u{e9}@x.test", "fwd.test", b"secret", NOW).len() > 5,
+            true
+        );
         // Not rewritten twice, nor the null sender, nor our own.
         assert_eq!(forward(&s, "fwd.test", b"secret", NOW), s);
         assert_eq!(forward("", "fwd.test", b"secret", NOW), "");
