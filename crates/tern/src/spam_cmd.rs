@@ -162,7 +162,7 @@ pub async fn run(cmd: SpamCmd) -> Result<()> {
             }
             bar.finish_and_clear();
             println!(
-                "Learnt {n_spam} spam and {n_ham} ham messages{}.",
+                "Learnt {n_spam} spam and {n_ham} ham messages{} (a running server uses them within 10 s).",
                 account
                     .map(|a| format!(" (global and for {a})"))
                     .unwrap_or_default()
