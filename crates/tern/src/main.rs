@@ -5,6 +5,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use tern_core::{Address, Config};
+
+/// mimalloc instead of the system allocator: parsing and checking mail
+/// allocates many short-lived buffers on every worker thread, where
+/// glibc's arenas cost measurably more (bench/RESULTS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tern_store::Directory;
 
 mod queue_cmd;
