@@ -6,7 +6,6 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let _ = tern_auth::dmarc_report::received_report(data);
-    let _ = tern_auth::dmarc_report::received_tls_report(data);
     if let Some(d) = tern_queue::tlsrpt::parse_record(&String::from_utf8_lossy(data)) {
         assert!(d.mailto.iter().all(|a| a.contains('@')));
         assert!(d.https.iter().all(|u| u.starts_with("https://")));

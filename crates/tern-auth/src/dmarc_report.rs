@@ -219,40 +219,51 @@ pub fn build_reports(
 
 impl DmarcReports {}
 
-/// Whether the message's header block (at most 64 KiB), lower-cased,
-/// contains one of the `needles` (lower case).
-fn header_mentions(raw: &[u8], needles: &[&[u8]]) -> bool {
-    let end = memchr::memmem::find(raw, b"\r\n\r\n")
-        .unwrap_or(raw.len())
-        .min(64 * 1024);
-    let head = raw[..end].to_ascii_lowercase();
-    needles
-        .iter()
-        .any(|n| memchr::memmem::find(&head, n).is_some())
+/// A report another server sent about one of our domains, as a row for
+/// the store.
+#[derive(Debug, Clone)]
+pub enum ReceivedReport {
+    /// A DMARC aggregate report (RFC 7489 §7.2).
+    Dmarc(tern_store::DmarcReportRow),
+    /// A TLS report (RFC 8460).
+    Tls(tern_store::TlsReportRow),
 }
 
-/// Reads a DMARC aggregate report (a row for the store) out of a message (gzip, zip or plain XML
-/// attachment, RFC 7489 §7.2.1), if it carries one. Cheap for other mail:
-/// only messages that look like reports are parsed.
-pub fn received_report(raw: &[u8]) -> Option<tern_store::DmarcReportRow> {
-    // Every message received passes here, so this is cheap: RFC 7489
-    // §7.2.1.2 reports say "Report Domain:" in the subject (which may be
-    // encoded), and carry the report as a gzip or zip body or attachment
-    // (content types are lower case in practice; searched as bytes).
+/// Reads a DMARC aggregate or TLS report out of a message, if it carries
+/// one. Every message received passes here, so other mail costs one look
+/// at its header block (lower-cased once) and a byte search of its start:
+/// TLS reports say so in their headers (RFC 8460 §5.3); DMARC reports say
+/// "Report Domain:" in the subject (which may be encoded) and carry a gzip
+/// or zip body or attachment (RFC 7489 §7.2.1; content types are lower
+/// case in practice).
+pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
     const ARCHIVES: &[&[u8]] = &[
         b"application/gzip",
         b"application/x-gzip",
         b"application/zip",
         b"application/x-zip",
     ];
-    let head = &raw[..raw.len().min(64 * 1024)];
-    if !header_mentions(raw, &[b"report domain:"])
-        && !ARCHIVES
-            .iter()
-            .any(|n| memchr::memmem::find(head, n).is_some())
-    {
-        return None;
+    let end = memchr::memmem::find(raw, b"\r\n\r\n")
+        .unwrap_or(raw.len())
+        .min(64 * 1024);
+    let head = raw[..end].to_ascii_lowercase();
+    let mentions = |n: &[u8]| memchr::memmem::find(&head, n).is_some();
+    if mentions(b"tls-report-domain:") || mentions(b"report-type=tlsrpt") {
+        return tls_report(raw).map(ReceivedReport::Tls);
     }
+    let start = &raw[..raw.len().min(64 * 1024)];
+    if mentions(b"report domain:")
+        || ARCHIVES
+            .iter()
+            .any(|n| memchr::memmem::find(start, n).is_some())
+    {
+        return dmarc_report(raw).map(ReceivedReport::Dmarc);
+    }
+    None
+}
+
+/// A DMARC aggregate report (gzip, zip or plain XML attachment).
+fn dmarc_report(raw: &[u8]) -> Option<tern_store::DmarcReportRow> {
     let report = Report::parse_rfc5322(raw, 10 * 1024 * 1024).ok()?;
     let mut messages = 0u64;
     let mut failed = 0u64;
@@ -276,12 +287,8 @@ pub fn received_report(raw: &[u8]) -> Option<tern_store::DmarcReportRow> {
     })
 }
 
-/// Reads a TLS report (a row for the store) out of a message (RFC 8460 §5.3: multipart/report
-/// with report-type=tlsrpt and a gzipped JSON part), if it carries one.
-pub fn received_tls_report(raw: &[u8]) -> Option<tern_store::TlsReportRow> {
-    if !header_mentions(raw, &[b"tls-report-domain:", b"report-type=tlsrpt"]) {
-        return None;
-    }
+/// A TLS report (multipart/report with a gzipped JSON part).
+fn tls_report(raw: &[u8]) -> Option<tern_store::TlsReportRow> {
     let report = mail_auth::report::tlsrpt::TlsReport::parse_rfc5322(raw, 10 * 1024 * 1024).ok()?;
     let successes = report
         .policies

@@ -80,6 +80,30 @@ pub struct Tlsa {
     pub data: Vec<u8>,
 }
 
+/// An MX record's data, the exchange without its trailing dot.
+fn mx_of(data: &RData) -> Option<Mx> {
+    match data {
+        RData::MX(mx) => Some(Mx {
+            preference: mx.preference,
+            exchange: mx.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
+        }),
+        _ => None,
+    }
+}
+
+/// "No such record" and "no such name" are empty answers; anything else
+/// is a lookup failure.
+fn absent_is_empty<T>(e: NetError, name: &str) -> Result<Vec<T>, DnsError> {
+    if e.is_no_records_found() || e.is_nx_domain() {
+        Ok(Vec::new())
+    } else {
+        Err(DnsError::Lookup {
+            name: name.into(),
+            reason: e.to_string(),
+        })
+    }
+}
+
 fn proof_of(records: &[Record]) -> Security {
     // The weakest proof of the RRset's records decides.
     let mut security = Security::Secure;
@@ -198,25 +222,11 @@ impl Resolver {
     pub async fn mx(&self, domain: &str) -> Result<Vec<Mx>, DnsError> {
         match self.inner.mx_lookup(Self::fqdn(domain)).await {
             Ok(l) => {
-                let mut v: Vec<Mx> = l
-                    .answers()
-                    .iter()
-                    .filter_map(|r| match &r.data {
-                        hickory_resolver::proto::rr::RData::MX(mx) => Some(Mx {
-                            preference: mx.preference,
-                            exchange: mx.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
-                        }),
-                        _ => None,
-                    })
-                    .collect();
+                let mut v: Vec<Mx> = l.answers().iter().filter_map(|r| mx_of(&r.data)).collect();
                 v.sort_by_key(|m| m.preference);
                 Ok(v)
             }
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-            Err(e) => Err(DnsError::Lookup {
-                name: domain.into(),
-                reason: e.to_string(),
-            }),
+            Err(e) => absent_is_empty(e, domain),
         }
     }
 
@@ -236,11 +246,7 @@ impl Resolver {
                     _ => None,
                 })
                 .collect()),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-            Err(e) => Err(DnsError::Lookup {
-                name: name.into(),
-                reason: e.to_string(),
-            }),
+            Err(e) => absent_is_empty(e, name),
         }
     }
 
@@ -257,11 +263,7 @@ impl Resolver {
                     _ => None,
                 })
                 .collect()),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-            Err(e) => Err(DnsError::Lookup {
-                name: ip.to_string(),
-                reason: e.to_string(),
-            }),
+            Err(e) => absent_is_empty(e, &ip.to_string()),
         }
     }
 
@@ -281,11 +283,7 @@ impl Resolver {
     pub async fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsError> {
         match self.inner.lookup_ip(Self::fqdn(host)).await {
             Ok(l) => Ok(l.iter().collect()),
-            Err(e) if e.is_no_records_found() || e.is_nx_domain() => Ok(Vec::new()),
-            Err(e) => Err(DnsError::Lookup {
-                name: host.into(),
-                reason: e.to_string(),
-            }),
+            Err(e) => absent_is_empty(e, host),
         }
     }
 
@@ -367,17 +365,7 @@ impl Resolver {
         let v = self.validated(domain, RecordType::MX).await?;
         Ok(Validated {
             security: v.security,
-            data: v
-                .data
-                .into_iter()
-                .filter_map(|d| match d {
-                    RData::MX(mx) => Some(Mx {
-                        preference: mx.preference,
-                        exchange: mx.exchange.to_ascii().trim_end_matches('.').to_lowercase(),
-                    }),
-                    _ => None,
-                })
-                .collect(),
+            data: v.data.into_iter().filter_map(|d| mx_of(&d)).collect(),
         })
     }
 

@@ -35,7 +35,43 @@ pub enum ClientError {
     Protocol(String),
     /// The TLS handshake failed.
     #[error("TLS handshake failed: {0}")]
-    Tls(String),
+    Tls(String, TlsFailure),
+}
+
+/// Why a TLS handshake failed, as far as the certificate goes (what TLS
+/// reports, RFC 8460 §4.3, tell apart).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsFailure {
+    /// The certificate is not valid for the name asked for.
+    HostMismatch,
+    /// The certificate has expired (or is not yet valid).
+    Expired,
+    /// No trusted chain (unknown issuer, bad signature).
+    NotTrusted,
+    /// Anything else: the verifier refused it, or the handshake broke.
+    Other,
+}
+
+impl TlsFailure {
+    /// Classifies the error a TLS handshake returned.
+    fn of(e: &std::io::Error) -> Self {
+        use rustls::CertificateError as C;
+        match e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        {
+            Some(rustls::Error::InvalidCertificate(c)) => match c {
+                C::NotValidForName | C::NotValidForNameContext { .. } => Self::HostMismatch,
+                C::Expired
+                | C::ExpiredContext { .. }
+                | C::NotValidYet
+                | C::NotValidYetContext { .. } => Self::Expired,
+                C::UnknownIssuer | C::BadSignature | C::BadEncoding => Self::NotTrusted,
+                _ => Self::Other,
+            },
+            _ => Self::Other,
+        }
+    }
 }
 
 /// An SMTP reply.
@@ -377,7 +413,7 @@ impl SmtpClient {
         let tls = tokio::time::timeout(self.timeouts.connect, connector.connect(name, self.io))
             .await
             .map_err(|_| ClientError::Timeout("in the TLS handshake"))?
-            .map_err(|e| ClientError::Tls(e.to_string()))?;
+            .map_err(|e| ClientError::Tls(e.to_string(), TlsFailure::of(&e)))?;
         Ok(Ok(Self {
             io: Box::new(tls),
             rbuf: Vec::with_capacity(4096),

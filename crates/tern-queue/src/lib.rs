@@ -123,6 +123,34 @@ enum Attempt {
     },
 }
 
+/// Why a hop could not be used; `tls` says which TLS failure (as the
+/// destination's policy demanded TLS) TLS reports count it as.
+struct HopError {
+    message: String,
+    tls: Option<tlsrpt::ResultType>,
+}
+
+impl HopError {
+    fn tls(message: String, result: tlsrpt::ResultType) -> Self {
+        Self {
+            message,
+            tls: Some(result),
+        }
+    }
+}
+
+impl From<String> for HopError {
+    fn from(message: String) -> Self {
+        Self { message, tls: None }
+    }
+}
+
+impl From<ClientError> for HopError {
+    fn from(e: ClientError) -> Self {
+        e.to_string().into()
+    }
+}
+
 impl QueueService {
     /// A service delivering from `store`; `hostname` is this server's name
     /// (EHLO default, DSN `Reporting-MTA`); `extra_roots` are trusted for
@@ -560,17 +588,11 @@ impl QueueService {
             route::apply_dane(&self.resolver, domain, &mut hops, self.config.mx_port)
                 .await
                 .map_err(|e| {
+                    // Every DANE failure is one of DNSSEC: a bogus or failed lookup.
                     let (RouteError::Temporary(m) | RouteError::Permanent(_, m)) = e;
-                    if m.contains("DNSSEC") {
-                        let details = tlsrpt::PolicyDetails::new(tlsrpt::PolicyType::Tlsa, domain);
-                        self.tlsrpt.failure(
-                            &details,
-                            tlsrpt::ResultType::DnssecInvalid,
-                            None,
-                            &m,
-                            now,
-                        );
-                    }
+                    let details = tlsrpt::PolicyDetails::new(tlsrpt::PolicyType::Tlsa, domain);
+                    self.tlsrpt
+                        .failure(&details, tlsrpt::ResultType::DnssecInvalid, None, &m, now);
                     Attempt::Temporary {
                         host: None,
                         error: m,
@@ -603,12 +625,11 @@ impl QueueService {
                     return Ok((c, hop));
                 }
                 Err(e) => {
-                    if !by_rule && tlsrpt::is_tls_failure(&e) {
-                        self.tlsrpt
-                            .failure(&details, tlsrpt::result_type(&e), mx, &e, now);
+                    if let Some(result) = e.tls.filter(|_| !by_rule) {
+                        self.tlsrpt.failure(&details, result, mx, &e.message, now);
                     }
-                    tracing::info!(domain, host = %hop.host, addr = %hop.addr, error = %e, "queue: host unusable, trying the next");
-                    last = format!("{}[{}]: {e}", hop.host, hop.addr.ip());
+                    tracing::info!(domain, host = %hop.host, addr = %hop.addr, error = %e.message, "queue: host unusable, trying the next");
+                    last = format!("{}[{}]: {}", hop.host, hop.addr.ip(), e.message);
                 }
             }
         }
@@ -644,7 +665,7 @@ impl QueueService {
         ok
     }
 
-    async fn open_hop(&self, hop: &Hop, domain: &str) -> Result<SmtpClient, String> {
+    async fn open_hop(&self, hop: &Hop, domain: &str) -> Result<SmtpClient, HopError> {
         let timeouts = Timeouts {
             connect: Duration::from_secs(self.config.connect_timeout),
             command: Duration::from_secs(self.config.command_timeout),
@@ -656,87 +677,102 @@ impl QueueService {
             let i = self.next_source.fetch_add(1, Ordering::Relaxed);
             Some(self.config.source_ips[i % self.config.source_ips.len()])
         };
-        let (mut c, greeting) = SmtpClient::connect(hop.addr, source, timeouts)
-            .await
-            .map_err(|e| e.to_string())?;
-        if greeting.code != 220 {
-            return Err(format!("greeting: {greeting}"));
-        }
-        let r = c.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
-        if !r.is_positive() {
-            return Err(format!("EHLO: {r}"));
-        }
-        if let Some(tlsa) = &hop.dane {
-            // RFC 7672 §2.2: TLS is mandatory, authenticated by the TLSA records.
-            if !c.caps.starttls {
-                return Err("DANE: the server does not offer STARTTLS".into());
+        let mut c = self.greet(hop, source, timeouts).await?;
+        // The connector, and whether TLS is mandatory: DANE (RFC 7672 §2.2,
+        // authenticated by the TLSA records), `required` (verified), or
+        // opportunistic (RFC 7435: any certificate, plaintext fallback).
+        let (connector, mandatory, what) = match (&hop.dane, hop.tls) {
+            (Some(tlsa), _) => {
+                let connector = dane::DaneVerifier::new(tlsa.to_vec(), &hop.host, domain)
+                    .connector()
+                    .map_err(|e| HopError::from(format!("DANE: {e}")))?;
+                (connector, true, "DANE: ")
             }
-            let connector = dane::DaneVerifier::new(tlsa.to_vec(), &hop.host, domain)
-                .connector()
-                .map_err(|e| e.to_string())?;
-            let name = rustls_pki_types::ServerName::try_from(hop.host.clone())
-                .unwrap_or_else(|_| rustls_pki_types::ServerName::IpAddress(hop.addr.ip().into()));
-            c = match c.starttls(&connector, name).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err((_, reply))) => return Err(format!("DANE: STARTTLS refused: {reply}")),
-                Err(e) => return Err(format!("DANE: {e}")),
-            };
+            (None, TlsPolicy::Required) => match self.verified.clone() {
+                Some(v) => (v, true, ""),
+                None => {
+                    return Err(HopError::tls(
+                        "no trust store to verify the certificate".into(),
+                        tlsrpt::ResultType::ValidationFailure,
+                    ));
+                }
+            },
+            (None, TlsPolicy::Opportunistic) => (self.opportunistic.clone(), false, ""),
+            (None, TlsPolicy::None) => return self.auth(c, hop).await,
+        };
+        if !c.caps.starttls {
+            if mandatory {
+                return Err(HopError::tls(
+                    format!("{what}TLS is required but the server does not offer STARTTLS"),
+                    tlsrpt::ResultType::StartTlsNotSupported,
+                ));
+            }
+            return self.auth(c, hop).await;
+        }
+        let name = rustls_pki_types::ServerName::try_from(hop.host.clone())
+            .unwrap_or_else(|_| rustls_pki_types::ServerName::IpAddress(hop.addr.ip().into()));
+        c = match c.starttls(&connector, name).await {
+            Ok(Ok(tls)) => tls,
+            Ok(Err((_, reply))) if mandatory => {
+                return Err(HopError::tls(
+                    format!("{what}STARTTLS refused: {reply}"),
+                    tlsrpt::ResultType::StartTlsNotSupported,
+                ));
+            }
+            Ok(Err((plain, reply))) => {
+                tracing::info!(host = %hop.host, reply = %reply, "queue: STARTTLS refused; continuing without TLS");
+                return self.auth(plain, hop).await;
+            }
+            Err(ClientError::Tls(e, kind)) if mandatory => {
+                return Err(HopError::tls(
+                    format!("{what}TLS handshake failed: {e}"),
+                    tlsrpt::result_type(kind),
+                ));
+            }
+            Err(ClientError::Tls(e, _)) => {
+                // RFC 7435: fall back to a new plaintext connection.
+                tracing::info!(host = %hop.host, error = %e, "queue: TLS failed; retrying this host without TLS");
+                let plain = self.greet(hop, source, timeouts).await?;
+                return self.auth(plain, hop).await;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        if hop.dane.is_some() {
             tracing::info!(host = %hop.host, "queue: DANE-authenticated TLS");
-            let r = c.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
-            if !r.is_positive() {
-                return Err(format!("EHLO after STARTTLS: {r}"));
-            }
-        } else if hop.tls != TlsPolicy::None && c.caps.starttls {
-            let connector = match hop.tls {
-                TlsPolicy::Required => self
-                    .verified
-                    .clone()
-                    .ok_or("no trust store to verify the certificate")?,
-                _ => self.opportunistic.clone(),
-            };
-            let name = rustls_pki_types::ServerName::try_from(hop.host.clone())
-                .unwrap_or_else(|_| rustls_pki_types::ServerName::IpAddress(hop.addr.ip().into()));
-            c = match c.starttls(&connector, name).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err((plain, reply))) if hop.tls == TlsPolicy::Opportunistic => {
-                    tracing::info!(host = %hop.host, reply = %reply, "queue: STARTTLS refused; continuing without TLS");
-                    plain
-                }
-                Ok(Err((_, reply))) => return Err(format!("STARTTLS: {reply}")),
-                Err(ClientError::Tls(e)) if hop.tls == TlsPolicy::Opportunistic => {
-                    // RFC 7435: fall back to a new plaintext connection.
-                    tracing::info!(host = %hop.host, error = %e, "queue: TLS failed; retrying this host without TLS");
-                    let (mut plain, g) = SmtpClient::connect(hop.addr, source, timeouts)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    if g.code != 220 {
-                        return Err(format!("greeting: {g}"));
-                    }
-                    plain.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
-                    return self.auth(plain, hop).await;
-                }
-                Err(e) => return Err(e.to_string()),
-            };
-            if c.tls {
-                let r = c.ehlo(&self.helo).await.map_err(|e| e.to_string())?;
-                if !r.is_positive() {
-                    return Err(format!("EHLO after STARTTLS: {r}"));
-                }
-            }
-        } else if hop.tls == TlsPolicy::Required {
-            return Err("TLS is required but the server does not offer STARTTLS".into());
+        }
+        let r = c.ehlo(&self.helo).await?;
+        if !r.is_positive() {
+            return Err(format!("EHLO after STARTTLS: {r}").into());
         }
         self.auth(c, hop).await
     }
 
-    async fn auth(&self, mut c: SmtpClient, hop: &Hop) -> Result<SmtpClient, String> {
+    /// Connects to a hop: its greeting, then EHLO.
+    async fn greet(
+        &self,
+        hop: &Hop,
+        source: Option<std::net::IpAddr>,
+        timeouts: Timeouts,
+    ) -> Result<SmtpClient, HopError> {
+        let (mut c, greeting) = SmtpClient::connect(hop.addr, source, timeouts).await?;
+        if greeting.code != 220 {
+            return Err(format!("greeting: {greeting}").into());
+        }
+        let r = c.ehlo(&self.helo).await?;
+        if !r.is_positive() {
+            return Err(format!("EHLO: {r}").into());
+        }
+        Ok(c)
+    }
+
+    async fn auth(&self, mut c: SmtpClient, hop: &Hop) -> Result<SmtpClient, HopError> {
         if let Some((user, pass)) = &hop.auth {
             if !c.tls && !hop.addr.ip().is_loopback() {
-                return Err("refusing to send a password without TLS".into());
+                return Err(String::from("refusing to send a password without TLS").into());
             }
-            let r = c.auth_plain(user, pass).await.map_err(|e| e.to_string())?;
+            let r = c.auth_plain(user, pass).await?;
             if !r.is_positive() {
-                return Err(format!("AUTH: {r}"));
+                return Err(format!("AUTH: {r}").into());
             }
         }
         Ok(c)

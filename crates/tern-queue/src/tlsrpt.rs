@@ -7,6 +7,7 @@
 //! into the store every minute (so a restart loses at most that), and the
 //! report loop takes them from there ([`build_reports`]).
 
+use crate::client::TlsFailure;
 use crate::mta_sts;
 use mail_auth::report::tlsrpt::{DateRange, FailureDetails, Policy, Summary};
 pub use mail_auth::report::tlsrpt::{PolicyDetails, PolicyType, ResultType, TlsReport};
@@ -67,30 +68,13 @@ pub fn tlsa_policy(domain: &str, host: &str, tlsa: &[Tlsa]) -> PolicyDetails {
     d
 }
 
-/// Whether a delivery error (as the queue words them) is about TLS
-/// rather than reaching the host at all.
-pub fn is_tls_failure(error: &str) -> bool {
-    error.starts_with("DANE")
-        || error.starts_with("STARTTLS")
-        || error.starts_with("TLS")
-        || error.starts_with("no trust store")
-}
-
-/// The RFC 8460 §4.3 result type of a TLS failure, from the error text
-/// (rustls reports certificate problems by name).
-pub fn result_type(error: &str) -> ResultType {
-    if error.contains("STARTTLS") && (error.contains("not offer") || error.contains("refused")) {
-        ResultType::StartTlsNotSupported
-    } else if error.contains("NotValidForName") {
-        ResultType::CertificateHostMismatch
-    } else if error.contains("Expired") {
-        ResultType::CertificateExpired
-    } else if error.contains("UnknownIssuer") || error.contains("BadSignature") {
-        ResultType::CertificateNotTrusted
-    } else if error.contains("DNSSEC") {
-        ResultType::DnssecInvalid
-    } else {
-        ResultType::ValidationFailure
+/// The RFC 8460 §4.3 result type of a failed TLS handshake.
+pub fn result_type(failure: TlsFailure) -> ResultType {
+    match failure {
+        TlsFailure::HostMismatch => ResultType::CertificateHostMismatch,
+        TlsFailure::Expired => ResultType::CertificateExpired,
+        TlsFailure::NotTrusted => ResultType::CertificateNotTrusted,
+        TlsFailure::Other => ResultType::ValidationFailure,
     }
 }
 
@@ -223,28 +207,18 @@ pub struct Destinations {
     pub https: Vec<String>,
 }
 
-/// Parses a TLSRPT record: `v=TLSRPTv1; rua=mailto:a@b,https://c/d`.
+/// Parses a TLSRPT record (`v=TLSRPTv1; rua=mailto:a@b,https://c/d`) with
+/// mail-auth's parser; only `mailto:` addresses and `https:` URLs count.
 pub fn parse_record(txt: &str) -> Option<Destinations> {
-    let mut parts = txt.split(';').map(str::trim);
-    if !parts.next()?.eq_ignore_ascii_case("v=TLSRPTv1") {
-        return None;
-    }
+    use mail_auth::common::parse::TxtRecordParser;
+    use mail_auth::mta_sts::{ReportUri, TlsRpt};
+    let record = TlsRpt::parse(txt.as_bytes()).ok()?;
     let mut d = Destinations::default();
-    for part in parts {
-        let Some((k, v)) = part.split_once('=') else {
-            continue;
-        };
-        if !k.trim().eq_ignore_ascii_case("rua") {
-            continue;
-        }
-        for uri in v.split(',').map(str::trim) {
-            if let Some(addr) = uri.strip_prefix("mailto:") {
-                if addr.contains('@') {
-                    d.mailto.push(addr.to_string());
-                }
-            } else if uri.starts_with("https://") {
-                d.https.push(uri.to_string());
-            }
+    for uri in record.rua {
+        match uri {
+            ReportUri::Mail(addr) if addr.contains('@') => d.mailto.push(addr),
+            ReportUri::Http(url) if url.starts_with("https://") => d.https.push(url),
+            _ => {}
         }
     }
     (!d.mailto.is_empty() || !d.https.is_empty()).then_some(d)

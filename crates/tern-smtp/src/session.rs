@@ -1167,14 +1167,17 @@ impl Session {
     /// `tern reports dmarc|tls`.
     async fn keep_dmarc_report(&self, raw: &[u8], queue_id: &str, now: i64) {
         let store = &self.server.store;
-        let stored = if let Some(r) = tern_auth::dmarc_report::received_tls_report(raw) {
-            tracing::info!(queue_id, domain = %r.domain, org = %r.org, successes = r.successes, failures = r.failures, "smtp: TLS report received");
-            store.add_tls_report(r, now).await
-        } else if let Some(r) = tern_auth::dmarc_report::received_report(raw) {
-            tracing::info!(queue_id, domain = %r.domain, org = %r.org, messages = r.messages, failed = r.failed, "smtp: DMARC aggregate report received");
-            store.add_dmarc_report(r, now).await
-        } else {
-            return;
+        use tern_auth::dmarc_report::ReceivedReport;
+        let stored = match tern_auth::dmarc_report::received_report(raw) {
+            Some(ReceivedReport::Tls(r)) => {
+                tracing::info!(queue_id, domain = %r.domain, org = %r.org, successes = r.successes, failures = r.failures, "smtp: TLS report received");
+                store.add_tls_report(r, now).await
+            }
+            Some(ReceivedReport::Dmarc(r)) => {
+                tracing::info!(queue_id, domain = %r.domain, org = %r.org, messages = r.messages, failed = r.failed, "smtp: DMARC aggregate report received");
+                store.add_dmarc_report(r, now).await
+            }
+            None => return,
         };
         if let Err(e) = stored {
             tracing::warn!(queue_id, error = %e, "smtp: cannot store the report");
