@@ -231,32 +231,34 @@ pub enum ReceivedReport {
 
 /// Reads a DMARC aggregate or TLS report out of a message, if it carries
 /// one. Every message received passes here, so other mail costs one look
-/// at its header block (lower-cased once) and a byte search of its start:
-/// TLS reports say so in their headers (RFC 8460 §5.3); DMARC reports say
-/// "Report Domain:" in the subject (which may be encoded) and carry a gzip
-/// or zip body or attachment (RFC 7489 §7.2.1; content types are lower
-/// case in practice).
+/// at its header block (lower-cased once): TLS reports say so in their
+/// headers (RFC 8460 §5.3); DMARC reports say "Report Domain:" in the
+/// subject (which may be encoded) or carry a gzip or zip body (a
+/// top-level content type) or attachment (then the message is multipart,
+/// and only then is its body searched; RFC 7489 §7.2.1; content types are
+/// lower case in practice).
 pub fn received_report(raw: &[u8]) -> Option<ReceivedReport> {
-    const ARCHIVES: &[&[u8]] = &[
-        b"application/gzip",
-        b"application/x-gzip",
-        b"application/zip",
-        b"application/x-zip",
-    ];
-    let end = memchr::memmem::find(raw, b"\r\n\r\n")
-        .unwrap_or(raw.len())
-        .min(64 * 1024);
+    use memchr::memmem::Finder;
+    use std::sync::LazyLock;
+    static HEADER_END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"\r\n\r\n"));
+    static ARCHIVES: LazyLock<[Finder<'static>; 4]> = LazyLock::new(|| {
+        [
+            Finder::new(b"application/gzip"),
+            Finder::new(b"application/x-gzip"),
+            Finder::new(b"application/zip"),
+            Finder::new(b"application/x-zip"),
+        ]
+    });
+    let end = HEADER_END.find(raw).unwrap_or(raw.len()).min(64 * 1024);
     let head = raw[..end].to_ascii_lowercase();
     let mentions = |n: &[u8]| memchr::memmem::find(&head, n).is_some();
     if mentions(b"tls-report-domain:") || mentions(b"report-type=tlsrpt") {
         return tls_report(raw).map(ReceivedReport::Tls);
     }
-    let start = &raw[..raw.len().min(64 * 1024)];
-    if mentions(b"report domain:")
-        || ARCHIVES
-            .iter()
-            .any(|n| memchr::memmem::find(start, n).is_some())
-    {
+    let archive_in = |hay: &[u8]| ARCHIVES.iter().any(|f| f.find(hay).is_some());
+    let carries_archive = archive_in(&head)
+        || (mentions(b"multipart/") && archive_in(&raw[end..raw.len().min(64 * 1024)]));
+    if mentions(b"report domain:") || carries_archive {
         return dmarc_report(raw).map(ReceivedReport::Dmarc);
     }
     None

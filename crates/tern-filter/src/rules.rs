@@ -28,7 +28,9 @@ pub struct Context<'a> {
 /// Runs the rules; returns the hits with their scores.
 pub fn check(raw: &[u8], msg: Option<&Message<'_>>, ctx: &Context<'_>) -> Vec<(&'static str, f64)> {
     let mut hits = Vec::new();
-    if memchr_str(raw, GTUBE) {
+    static GTUBE_FINDER: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(GTUBE));
+    if GTUBE_FINDER.find(raw).is_some() {
         hits.push(("GTUBE", 1000.0));
     }
     let word = |key: &str| {
@@ -97,10 +99,6 @@ pub fn check(raw: &[u8], msg: Option<&Message<'_>>, ctx: &Context<'_>) -> Vec<(&
         hits.push(("DOUBLE_EXTENSION", 3.0));
     }
     hits
-}
-
-fn memchr_str(hay: &[u8], needle: &str) -> bool {
-    memchr::memmem::find(hay, needle.as_bytes()).is_some()
 }
 
 #[cfg(test)]
