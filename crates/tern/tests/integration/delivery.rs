@@ -134,6 +134,9 @@ impl World {
 
 /// As sent in DATA: the "..leading dot" line is ".leading dot" once unstuffed.
 const MSG: &[u8] = b"From: Alice <alice@example.test>\r\nTo: bob@remote.test, carol@remote.test\r\nSubject: Hello from Tern\r\n\r\nHi both,\r\n..leading dot\r\nbye\r\n";
+/// A body that ends in whitespace-only lines, which relaxed body
+/// canonicalization drops like empty ones (RFC 6376 §3.4.4).
+const MSG_TRAILING_BLANKS: &[u8] = b"From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: Blank lines at the end\r\n\r\nHi  there,\t\r\nbye\r\n  \r\n\t\r\n \r\n";
 
 fn run_dkim_verifiers(dns: &DnsServer, message: &[u8]) {
     use std::process::Command;
@@ -191,6 +194,15 @@ async fn delivers_to_mx_signed_and_verified_independently() {
     assert!(text.contains("\r\n.leading dot\r\n"), "dot-stuffing undone");
     assert!(text.ends_with("bye\r\n"));
     run_dkim_verifiers(&w.dns, &m.data);
+    w.drained().await;
+
+    // Whitespace-only lines at the end of the body: the verifiers agree
+    // with Tern's body hash.
+    let (code, text) = w.submit(&["bob@remote.test"], MSG_TRAILING_BLANKS).await;
+    assert_eq!(code, 250, "{text}");
+    let got = host.wait_for(2, Duration::from_secs(20)).await;
+    assert!(got[1].data.ends_with(b"bye\r\n  \r\n\t\r\n \r\n"));
+    run_dkim_verifiers(&w.dns, &got[1].data);
     w.drained().await;
 
     // Tampering breaks the signatures (the verifiers can fail).
