@@ -291,7 +291,7 @@ impl Filter {
         let totals = self.totals(facts.account).await;
         let min = self.config.bayes_min_trained;
         let trained = totals.is_some_and(|(s, h)| s >= min && h >= min);
-        let parser = mail_parser::MessageParser::default();
+        let parser = tokens::parser();
         let headers = parser.parse_headers(raw);
         let multipart = headers
             .as_ref()

@@ -106,7 +106,7 @@ mod tests {
     use super::*;
 
     fn run(raw: &str, auth: &str) -> Vec<&'static str> {
-        let msg = mail_parser::MessageParser::default().parse(raw.as_bytes());
+        let msg = crate::tokens::parser().parse(raw.as_bytes());
         check(
             raw.as_bytes(),
             msg.as_ref(),

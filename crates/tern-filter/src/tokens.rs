@@ -3,7 +3,7 @@
 //! sender's domain, and a few header facts. Tokens are hashed to 64 bits
 //! so the store keeps integers, not text.
 
-use mail_parser::{MessageParser, MimeHeaders};
+use mail_parser::{HeaderName, MessageParser, MimeHeaders};
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
 
@@ -12,10 +12,28 @@ pub const MAX_TOKENS: usize = 3000;
 
 /// The distinct tokens of `raw`, hashed.
 pub fn tokens(raw: &[u8]) -> Vec<i64> {
-    match MessageParser::default().parse(raw) {
+    match parser().parse(raw) {
         Some(msg) => tokens_of(&msg),
         None => Vec::new(),
     }
+}
+
+/// The parser for everything the filter reads: the MIME headers (for the
+/// parts and attachment names), Date, Subject, From and Message-ID; every
+/// other header is skipped (Received and DKIM-Signature fields are the
+/// costly ones, and neither the rules nor the classifier look at them).
+/// Training and scoring use the same one, so they see the same tokens.
+pub fn parser() -> &'static MessageParser {
+    static PARSER: std::sync::LazyLock<MessageParser> = std::sync::LazyLock::new(|| {
+        MessageParser::new()
+            .with_mime_headers()
+            .header_date(HeaderName::Date)
+            .header_text(HeaderName::Subject)
+            .header_address(HeaderName::From)
+            .header_id(HeaderName::MessageId)
+            .default_header_ignore()
+    });
+    &PARSER
 }
 
 /// The distinct tokens of a parsed message, hashed.
