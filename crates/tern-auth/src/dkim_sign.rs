@@ -272,6 +272,15 @@ impl SignerCache {
 mod tests {
     use super::*;
 
+    /// The value of tag `name` in the first signature of `sig`, unfolded.
+    fn tag(sig: &str, name: &str) -> String {
+        let value = sig
+            .split(';')
+            .map(|t| t.split_whitespace().collect::<String>())
+            .find_map(|t| t.strip_prefix(&format!("{name}=")).map(str::to_string));
+        value.unwrap_or_else(|| panic!("no {name}= in {sig}"))
+    }
+
     const MSG: &[u8] = b"From: a@example.com\r\nTo: b@example.org\r\nSubject: hi\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\nMessage-ID: <1@example.com>\r\n\r\nbody\r\n";
 
     #[test]
@@ -285,15 +294,7 @@ mod tests {
         assert_eq!(out.matches("DKIM-Signature:").count(), 2, "{out}");
         assert!(out.contains("a=rsa-sha256") && out.contains("a=ed25519-sha256"));
         assert!(out.contains("d=example.com") && out.contains("c=relaxed/relaxed"));
-        let h: String = out
-            .split("h=")
-            .nth(1)
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .split_whitespace()
-            .collect();
+        let h = tag(&out, "h");
         let names: Vec<String> = h.split(':').map(|s| s.to_ascii_lowercase()).collect();
         assert_eq!(names.iter().filter(|n| *n == "from").count(), 2, "{h}");
         assert!(names.contains(&"message-id".to_string()));
@@ -376,15 +377,7 @@ mod tests {
             let mut msg = b"From: a@example.com\r\nSubject: t\r\n\r\n".to_vec();
             msg.extend_from_slice(&body);
             let sig = signer.sign(&msg).unwrap();
-            let bh: String = sig
-                .split("bh=")
-                .nth(1)
-                .unwrap()
-                .split(';')
-                .next()
-                .unwrap()
-                .split_whitespace()
-                .collect();
+            let bh = tag(&sig, "bh");
             let want = base64::engine::general_purpose::STANDARD
                 .encode(sha2::Sha256::digest(relaxed_body(&body)));
             assert_eq!(bh, want, "body {:?}", String::from_utf8_lossy(&body));
