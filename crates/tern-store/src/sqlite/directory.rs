@@ -97,11 +97,8 @@ impl Directory for SqliteStore {
                 ))
             })?;
             let addr = address.to_string();
-            let alias: Option<i64> = c
-                .query_row("SELECT id FROM aliases WHERE address = ?", [&addr], |r| r.get(0))
-                .optional()?;
-            if alias.is_some() {
-                return Err(StoreError::Exists(format!("alias {addr}")));
+            if let Some(kind) = address_in_use(c, &addr)? {
+                return Err(StoreError::Exists(format!("{kind} {addr}")));
             }
             let id: Option<i64> = c
                 .query_row(
@@ -196,37 +193,25 @@ impl Directory for SqliteStore {
                 .ok_or_else(|| {
                     StoreError::Invalid(format!("{} is not a local domain", addr.domain()))
                 })?;
-            let addr_s = addr.to_string();
+            let addr = addr.to_string();
+            if let Some(kind) = address_in_use(c, &addr)? {
+                return Err(StoreError::Exists(format!("{kind} {addr}")));
+            }
             let target_domain = target.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-            let target_is_local: bool = c
+            let target_is_local = c
                 .query_row(
                     "SELECT 1 FROM domains WHERE name = ?",
                     [target_domain],
-                    |_| Ok(true),
+                    |_| Ok(()),
                 )
                 .optional()?
-                .unwrap_or(false);
+                .is_some();
             if !target_is_local {
                 // A forwarding alias (to another domain).
-                let taken: Option<i64> = c
-                    .query_row(
-                        "SELECT 1 FROM accounts WHERE address = ?1
-                         UNION ALL SELECT 1 FROM aliases WHERE address = ?1",
-                        [&addr_s],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
-                if taken.is_some() {
-                    return Err(StoreError::Exists(format!("address {addr_s}")));
-                }
-                let n = c.execute(
-                    "INSERT INTO forwards(address, domain_id, target) VALUES (?, ?, ?)
-                     ON CONFLICT(address) DO NOTHING",
-                    params![addr_s, domain_id, target],
+                c.execute(
+                    "INSERT INTO forwards(address, domain_id, target) VALUES (?, ?, ?)",
+                    params![addr, domain_id, target],
                 )?;
-                if n == 0 {
-                    return Err(StoreError::Exists(format!("alias {addr_s}")));
-                }
                 return Ok(());
             }
             let account: i64 = c
@@ -237,23 +222,10 @@ impl Directory for SqliteStore {
                 )
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("target account {target}")))?;
-            let addr = addr_s;
-            let taken: Option<i64> = c
-                .query_row("SELECT id FROM accounts WHERE address = ?", [&addr], |r| {
-                    r.get(0)
-                })
-                .optional()?;
-            if taken.is_some() {
-                return Err(StoreError::Exists(format!("account {addr}")));
-            }
-            let n = c.execute(
-                "INSERT INTO aliases(address, domain_id, account_id) VALUES (?, ?, ?)
-                 ON CONFLICT(address) DO NOTHING",
+            c.execute(
+                "INSERT INTO aliases(address, domain_id, account_id) VALUES (?, ?, ?)",
                 params![addr, domain_id, account],
             )?;
-            if n == 0 {
-                return Err(StoreError::Exists(format!("alias {addr}")));
-            }
             Ok(())
         })
         .await
@@ -444,4 +416,20 @@ async fn hash_blocking(password: &str) -> Result<String> {
     tokio::task::spawn_blocking(move || password::hash(&password))
         .await
         .map_err(|e| StoreError::Password(e.to_string()))?
+}
+
+/// What already uses `address`, if anything: an account, an alias or a
+/// forwarding alias (an address is one of them at most).
+fn address_in_use(c: &rusqlite::Connection, address: &str) -> Result<Option<&'static str>> {
+    const KINDS: [&str; 3] = ["account", "alias", "forwarding alias"];
+    let kind: Option<usize> = c
+        .query_row(
+            "SELECT 0 FROM accounts WHERE address = ?1
+             UNION ALL SELECT 1 FROM aliases WHERE address = ?1
+             UNION ALL SELECT 2 FROM forwards WHERE address = ?1",
+            [address],
+            |r| r.get(0),
+        )
+        .optional()?;
+    Ok(kind.and_then(|k| KINDS.get(k).copied()))
 }

@@ -85,6 +85,30 @@ fn init_accounts_aliases_domains() {
         out.contains("sales@example.com") && out.contains("-> alice@example.com"),
         "{out}"
     );
+    // One address is one thing: a forwarding alias (target in another
+    // domain) cannot reuse an account's or alias's address, nor the reverse.
+    let (ok, out) = tern(
+        &[
+            "alias",
+            "add",
+            "me@example.com",
+            "me@gmail.test",
+            "--data",
+            d,
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    for taken in [
+        vec!["alias", "add", "sales@example.com", "x@gmail.test"],
+        vec!["alias", "add", "me@example.com", "alice@example.com"],
+        vec!["account", "add", "me@example.com"],
+    ] {
+        let mut args = taken.clone();
+        args.extend(["--data", d]);
+        let (ok, out) = tern(&args, Some("pw\n"));
+        assert!(!ok && out.contains("already exists"), "{taken:?}: {out}");
+    }
     let (ok, _) = tern(&["domain", "add", "example.org", "--data", d], None);
     assert!(ok);
     let (_, out) = tern(&["domain", "list", "--data", d], None);
