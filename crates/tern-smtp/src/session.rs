@@ -861,6 +861,7 @@ impl Session {
                             }
                         }
                     }
+                    tracing::info!(queue_id = %queue_id, accounts = junk_only.len(), "smtp: filed as junk for some recipients");
                     tern_filter::Action::Inbox
                 };
                 match action {
@@ -937,6 +938,7 @@ impl Session {
                     mail_from: sender,
                     recipients: Vec::new(),
                     mailbox: "INBOX",
+                    junk: Vec::new(),
                     received_at: now,
                     envelope_params: tx.params.to_string(),
                     expires_at: now + fw.expire.as_secs() as i64,
@@ -990,6 +992,7 @@ impl Session {
                 .filter(|a| !junk_only.contains(a))
                 .collect(),
             mailbox,
+            junk: junk_only,
             received_at: now,
             envelope_params: params.to_string(),
             expires_at: now + sub.map(|s| s.expire.as_secs() as i64).unwrap_or(0),
@@ -1017,33 +1020,23 @@ impl Session {
                     Err(e) => Err(e),
                 }
             }
-            _ if message.recipients.is_empty() && message.outbound.is_empty() => Ok(()),
-            _ => self.server.store.deliver(message).await,
-        };
-        let result = match (result, forward_message) {
-            (Ok(()), Some(f)) => self.server.store.deliver(f).await,
-            (r, _) => r,
-        };
-        // The same message in Junk for recipients whose thresholds say so.
-        let result = match (result, junk_only.is_empty()) {
-            (Ok(()), false) => {
-                let junk = NewMessage {
-                    queue_id: tern_core::id::queue_id(),
-                    raw: stored.clone(),
-                    mail_from: tx.mail_from.clone(),
-                    recipients: junk_only.clone(),
-                    mailbox: "Junk",
-                    received_at: now,
-                    envelope_params: "{}".into(),
-                    expires_at: 0,
-                    sent_copy: None,
-                    lease_until: 0,
-                    outbound: Vec::new(),
-                };
-                tracing::info!(queue_id = %queue_id, junk_id = %junk.queue_id, accounts = junk_only.len(), "smtp: filed as junk for some recipients");
-                self.server.store.deliver(junk).await
+            // An incoming message and the copy it is forwarded as: one
+            // transaction, so the 250 covers both.
+            _ => {
+                let local = !(message.recipients.is_empty()
+                    && message.junk.is_empty()
+                    && message.outbound.is_empty());
+                let all: Vec<NewMessage> = local
+                    .then_some(message)
+                    .into_iter()
+                    .chain(forward_message)
+                    .collect();
+                if all.is_empty() {
+                    Ok(())
+                } else {
+                    self.server.store.deliver_all(all).await
+                }
             }
-            (r, _) => r,
         };
         if result.is_ok() && self.server.checks.inbound.is_some() {
             self.keep_dmarc_report(&stored, &queue_id, now).await;

@@ -147,6 +147,9 @@ pub struct NewMessage {
     pub recipients: Vec<AccountId>,
     /// The folder they get it in: `INBOX`, or `Junk` for suspected spam.
     pub mailbox: &'static str,
+    /// Accounts that get it in their Junk folder instead (their own spam
+    /// thresholds said so); the same stored copy as `recipients`.
+    pub junk: Vec<AccountId>,
     /// Arrival time (Unix seconds), the IMAP INTERNALDATE.
     pub received_at: i64,
     /// SMTP parameters (DSN ENVID/RET/NOTIFY/ORCPT…) as JSON, kept for later use.
@@ -178,6 +181,7 @@ impl NewMessage {
             mail_from,
             recipients,
             mailbox: "INBOX",
+            junk: Vec::new(),
             received_at,
             envelope_params,
             outbound: Vec::new(),
@@ -326,7 +330,12 @@ pub trait Directory: Send + Sync {
 pub trait MailStore: Send + Sync {
     /// Stores one copy of the message and adds it to each recipient's INBOX.
     /// Returns once the delivery is durable.
-    async fn deliver(&self, message: NewMessage) -> Result<()>;
+    async fn deliver(&self, message: NewMessage) -> Result<()> {
+        self.deliver_all(vec![message]).await
+    }
+    /// Delivers several messages in one transaction: all or none, one
+    /// fsync (an incoming message and the copy it is forwarded as).
+    async fn deliver_all(&self, messages: Vec<NewMessage>) -> Result<()>;
     /// The named mailbox of an account.
     async fn mailbox(&self, account: AccountId, name: &str) -> Result<MailboxInfo>;
     /// Messages in a mailbox, in UID order.

@@ -10,12 +10,17 @@ use sha2::{Digest, Sha256};
 
 #[async_trait]
 impl MailStore for SqliteStore {
-    async fn deliver(&self, message: NewMessage) -> Result<()> {
+    async fn deliver_all(&self, messages: Vec<NewMessage>) -> Result<()> {
         // Hash and parse in the caller's task, so the writer only writes.
-        let prepared = Prepared::new(message)?;
-        let notify = prepared.notify.clone();
-        let queued = !prepared.message.outbound.is_empty();
-        let r = self.write(move |c| prepared.insert(c).map(|_| ())).await;
+        let prepared = messages
+            .into_iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>>>()?;
+        let notify: Vec<AccountId> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
+        let queued = prepared.iter().any(|p| !p.message.outbound.is_empty());
+        let r = self
+            .write(move |c| prepared.iter().try_for_each(|p| p.insert(c).map(|_| ())))
+            .await;
         if r.is_ok() {
             notify.into_iter().for_each(|a| self.changed(a));
             if queued {
@@ -112,7 +117,8 @@ pub(super) struct Prepared {
     /// Length of the header block, stored for header searches (`None`:
     /// queue-only body, never searched).
     header_len: Option<usize>,
-    recipients: Vec<AccountId>,
+    /// Each account and the folder it gets the message in.
+    recipients: Vec<(AccountId, &'static str)>,
     /// Accounts whose mailboxes change.
     pub(super) notify: Vec<AccountId>,
 }
@@ -122,7 +128,8 @@ impl Prepared {
         let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
         // The MIME metadata and the header block serve IMAP and POP3; a
         // body that only waits in the queue never needs them.
-        let queue_only = message.recipients.is_empty() && message.sent_copy.is_none();
+        let queue_only =
+            message.recipients.is_empty() && message.junk.is_empty() && message.sent_copy.is_none();
         let (meta, header_len) = if queue_only {
             ("{}".to_string(), None)
         } else {
@@ -132,10 +139,16 @@ impl Prepared {
                 serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
             (meta, Some(header_len))
         };
-        let mut recipients = message.recipients.clone();
-        recipients.sort_unstable();
-        recipients.dedup();
-        let mut notify = recipients.clone();
+        // Each account once: in `mailbox`, or in Junk if it is only there.
+        let mut recipients: Vec<(AccountId, &'static str)> = message
+            .recipients
+            .iter()
+            .map(|&a| (a, message.mailbox))
+            .chain(message.junk.iter().map(|&a| (a, "Junk")))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        recipients.retain(|(a, _)| seen.insert(*a));
+        let mut notify: Vec<AccountId> = recipients.iter().map(|(a, _)| *a).collect();
         notify.extend(message.sent_copy);
         Ok(Self {
             message,
@@ -171,7 +184,7 @@ impl Prepared {
         )?;
         let mut delivered = 0;
         let mut queued = Vec::new();
-        for account in &self.recipients {
+        for (account, mailbox) in &self.recipients {
             let n = insert.execute(params![
                 blob_id,
                 size,
@@ -181,7 +194,7 @@ impl Prepared {
                 m.mail_from,
                 m.envelope_params,
                 account,
-                m.mailbox
+                mailbox
             ])?;
             if n == 0 {
                 tracing::warn!(queue_id = %m.queue_id, account, "recipient account vanished before delivery");
