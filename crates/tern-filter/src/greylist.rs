@@ -4,9 +4,10 @@
 //! triplet then passes at once for `pass_lifetime`. Real MTAs retry;
 //! much bulk spamware does not.
 //!
-//! State is kept in memory (bounded); what changed is written to the store
-//! every two seconds ([`Greylist::take_changes`], in one batch) and read
-//! back at start ([`Greylist::restore`]).
+//! State is kept in memory (bounded); entries changed since the last save
+//! are marked and written to the store every two seconds
+//! ([`Greylist::take_changes`], in one batch), and read back at start
+//! ([`Greylist::restore`]).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +28,8 @@ pub enum Greylisted {
 struct Entry {
     first_seen: i64,
     passed_until: i64,
+    /// Changed since the last [`Greylist::take_changes`].
+    dirty: bool,
 }
 
 /// The greylist.
@@ -35,8 +38,6 @@ pub struct Greylist {
     retry_window: i64,
     pass_lifetime: i64,
     entries: Mutex<HashMap<Key, Entry>>,
-    /// Triplets changed since the last [`Greylist::take_changes`].
-    changed: Mutex<std::collections::HashSet<Key>>,
 }
 
 type Key = (IpAddr, String, String);
@@ -49,7 +50,6 @@ impl Greylist {
             retry_window: retry_window as i64,
             pass_lifetime: pass_lifetime as i64,
             entries: Mutex::new(HashMap::new()),
-            changed: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -63,6 +63,7 @@ impl Greylist {
                     Entry {
                         first_seen: r.first_seen,
                         passed_until: r.passed_until,
+                        dirty: false,
                     },
                 );
             }
@@ -72,19 +73,19 @@ impl Greylist {
     /// The triplets changed since the last call, for the store, and the
     /// time before which untouched ones are stale.
     pub fn take_changes(&self, now: i64) -> (Vec<tern_store::GreylistRow>, i64) {
-        let keys = std::mem::take(&mut *self.changed.lock().unwrap_or_else(|e| e.into_inner()));
-        let map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        let rows = keys
-            .into_iter()
-            .filter_map(|k| {
-                let e = map.get(&k)?;
-                Some(tern_store::GreylistRow {
+        let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let rows = map
+            .iter_mut()
+            .filter(|(_, e)| e.dirty)
+            .map(|(k, e)| {
+                e.dirty = false;
+                tern_store::GreylistRow {
                     network: k.0.to_string(),
-                    sender: k.1,
-                    rcpt: k.2,
+                    sender: k.1.clone(),
+                    rcpt: k.2.clone(),
                     first_seen: e.first_seen,
                     passed_until: e.passed_until,
-                })
+                }
             })
             .collect();
         (rows, now - self.retry_window.max(self.delay))
@@ -100,12 +101,6 @@ impl Greylist {
             rcpt.to_ascii_lowercase(),
         );
         let mut map = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        {
-            let mut changed = self.changed.lock().unwrap_or_else(|e| e.into_inner());
-            if changed.len() < MAX_ENTRIES {
-                changed.insert(key.clone());
-            }
-        }
         if map.len() >= MAX_ENTRIES {
             let mut ages: Vec<i64> = map.values().map(|e| e.first_seen).collect();
             ages.sort_unstable();
@@ -113,14 +108,13 @@ impl Greylist {
             map.retain(|_, e| e.first_seen > cutoff || e.passed_until > now);
         }
         match map.get_mut(&key) {
-            Some(e) if e.passed_until > now => {
-                e.passed_until = now + self.pass_lifetime;
-                Greylisted::Pass
-            }
             Some(e)
-                if now - e.first_seen >= self.delay && now - e.first_seen <= self.retry_window =>
+                if e.passed_until > now
+                    || (now - e.first_seen >= self.delay
+                        && now - e.first_seen <= self.retry_window) =>
             {
                 e.passed_until = now + self.pass_lifetime;
+                e.dirty = true;
                 Greylisted::Pass
             }
             Some(e) if now - e.first_seen < self.delay => {
@@ -132,6 +126,7 @@ impl Greylist {
                     Entry {
                         first_seen: now,
                         passed_until: 0,
+                        dirty: true,
                     },
                 );
                 Greylisted::Defer(self.delay as u64)
