@@ -185,3 +185,17 @@ pub fn tern_cli(args: &[&str], data: &std::path::Path) -> (bool, String) {
         ),
     )
 }
+
+/// A scripted remote SMTP host as `domain`'s MX (`mx.DOMAIN`), published
+/// in the test DNS.
+pub async fn mx_host(
+    dns: &tern_testkit::dns::DnsServer,
+    domain: &str,
+    b: tern_testkit::remote::Behaviour,
+) -> tern_testkit::remote::RemoteHost {
+    let h = tern_testkit::remote::RemoteHost::start(b).await;
+    let name = format!("mx.{domain}");
+    dns.mx(domain, 10, &name).await;
+    dns.ip(&name, h.ip()).await;
+    h
+}

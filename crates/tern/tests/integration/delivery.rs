@@ -45,11 +45,7 @@ async fn world(queue: &str) -> World {
 impl World {
     /// Points `domain`'s MX at a new scripted host.
     async fn mx_host(&self, domain: &str, b: Behaviour) -> RemoteHost {
-        let h = RemoteHost::start(b).await;
-        let name = format!("mx.{domain}");
-        self.dns.mx(domain, 10, &name).await;
-        self.dns.ip(&name, h.ip()).await;
-        h
+        mx_host(&self.dns, domain, b).await
     }
 
     /// Gives example.test active DKIM keys (RSA and Ed25519) and publishes them.

@@ -453,7 +453,7 @@ fn dkimpy_tool(tool: &str, dns: &DnsServer, message: &[u8]) -> (bool, String) {
 /// addresses are unknown users.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forwarding_rewrites_the_sender_and_seals_with_arc() {
-    use tern_testkit::remote::{Behaviour, RemoteHost};
+    use tern_testkit::remote::Behaviour;
     let w = world().await;
     let key = tern_auth::DkimKey::generate("arc1", tern_auth::DkimAlgorithm::Rsa2048).unwrap();
     w.s.store
@@ -469,20 +469,12 @@ async fn forwarding_rewrites_the_sender_and_seals_with_arc() {
     w.dns
         .txt("arc1._domainkey.example.test", &key.txt().unwrap())
         .await;
-    let dest = RemoteHost::start(Behaviour {
-        name: "mx.remote.test".into(),
+    let host = |name: &str| Behaviour {
+        name: name.into(),
         ..Default::default()
-    })
-    .await;
-    w.dns.mx("remote.test", 10, "mx.remote.test").await;
-    w.dns.ip("mx.remote.test", dest.ip()).await;
-    let origin = RemoteHost::start(Behaviour {
-        name: "mx.sender.test".into(),
-        ..Default::default()
-    })
-    .await;
-    w.dns.mx("sender.test", 10, "mx.sender.test").await;
-    w.dns.ip("mx.sender.test", origin.ip()).await;
+    };
+    let dest = mx_host(&w.dns, "remote.test", host("mx.remote.test")).await;
+    let origin = mx_host(&w.dns, "sender.test", host("mx.sender.test")).await;
     w.s.store
         .add_alias(&addr("fwd@example.test"), &addr("user@remote.test"))
         .await
