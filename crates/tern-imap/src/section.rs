@@ -5,17 +5,25 @@ use imap_codec::imap_types::fetch::{Part, Section};
 use tern_store::meta::MessageMeta;
 
 /// Finds the part a part number designates (`1.2` → second child of the
-/// first child). A non-multipart message has one part, numbered 1.
+/// first child). A non-multipart message has one part, numbered 1; the
+/// numbers after an embedded `message/rfc822` part address the parts of
+/// the message inside it (RFC 9051 §6.4.5).
 fn part_index(meta: &MessageMeta, path: &Part) -> Option<usize> {
     let mut idx = 0usize;
     for (depth, n) in path.0.as_ref().iter().enumerate() {
         let n = n.get() as usize;
-        let p = meta.parts.get(idx)?;
+        let mut p = meta.parts.get(idx)?;
+        if depth > 0
+            && p.ctype == "message"
+            && let Some(&root) = p.children.first()
+        {
+            idx = root as usize;
+            p = meta.parts.get(idx)?;
+        }
         if p.ctype == "multipart" && !p.children.is_empty() {
             idx = *p.children.get(n - 1)? as usize;
-        } else if n == 1 && (depth == 0 || p.ctype != "multipart") {
-            // Part 1 of a single-part entity is its body.
-        } else {
+        } else if n != 1 {
+            // Part 1 of a single-part entity is its body; there is no other.
             return None;
         }
     }

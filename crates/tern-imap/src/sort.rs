@@ -175,7 +175,11 @@ pub fn sort(facts: &mut [Facts], criteria: &[SortCriterion]) {
 }
 
 /// A thread tree: a message number and its children.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// A thread is as deep as the longest reply chain in a mailbox, which
+/// senders choose, so nothing over it recurses: building, formatting and
+/// dropping walk explicit stacks.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Node {
     /// Sequence number or UID (what the command asked for).
     pub id: u32,
@@ -183,31 +187,52 @@ pub struct Node {
     pub children: Vec<Node>,
 }
 
+impl Drop for Node {
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.children);
+        while let Some(mut n) = pending.pop() {
+            pending.append(&mut n.children);
+        }
+    }
+}
+
 /// Writes threads in RFC 5256 §4 syntax: `(1 2 (3)(4 5))`.
 pub fn format_threads(threads: &[Node]) -> String {
-    fn body(n: &Node, out: &mut String) {
-        out.push_str(&n.id.to_string());
-        match n.children.as_slice() {
-            [] => {}
-            [only] => {
-                out.push(' ');
-                body(only, out);
-            }
-            many => {
-                out.push(' ');
-                for c in many {
-                    out.push('(');
-                    body(c, out);
-                    out.push(')');
+    enum Step<'a> {
+        Node(&'a Node),
+        Text(char),
+    }
+    let mut out = String::new();
+    let mut stack = Vec::new();
+    for t in threads {
+        stack.push(Step::Text(')'));
+        stack.push(Step::Node(t));
+        out.push('(');
+        while let Some(step) = stack.pop() {
+            let n = match step {
+                Step::Text(c) => {
+                    out.push(c);
+                    continue;
+                }
+                Step::Node(n) => n,
+            };
+            out.push_str(&n.id.to_string());
+            match n.children.as_slice() {
+                [] => {}
+                [only] => {
+                    out.push(' ');
+                    stack.push(Step::Node(only));
+                }
+                many => {
+                    out.push(' ');
+                    for c in many.iter().rev() {
+                        stack.push(Step::Text(')'));
+                        stack.push(Step::Node(c));
+                        stack.push(Step::Text('('));
+                    }
                 }
             }
         }
-    }
-    let mut out = String::new();
-    for t in threads {
-        out.push('(');
-        body(t, &mut out);
-        out.push(')');
     }
     out
 }
@@ -266,17 +291,33 @@ pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
             }
         }
     }
-    // Break cycles: walk up, dropping the link that closes a loop.
+    // Break cycles: walk up, dropping the link that closes a loop. Each
+    // message is walked over once (marked on the way, done after), so a
+    // long chain costs its length, not its length squared.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Mark {
+        New,
+        OnPath,
+        Done,
+    }
+    let mut mark = vec![Mark::New; facts.len()];
+    let mut path = Vec::new();
     for i in 0..facts.len() {
-        let mut seen = std::collections::HashSet::new();
         let mut cur = i;
-        seen.insert(cur);
-        while let Some(p) = parent[cur] {
-            if !seen.insert(p) {
-                parent[cur] = None;
-                break;
+        while mark[cur] == Mark::New {
+            mark[cur] = Mark::OnPath;
+            path.push(cur);
+            match parent[cur] {
+                Some(p) if mark[p] == Mark::OnPath => {
+                    parent[cur] = None;
+                    break;
+                }
+                Some(p) => cur = p,
+                None => break,
             }
-            cur = p;
+        }
+        for j in path.drain(..) {
+            mark[j] = Mark::Done;
         }
     }
     let mut children: Vec<Vec<usize>> = vec![Vec::new(); facts.len()];
@@ -293,23 +334,6 @@ pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
             .cmp(&facts[*b].date)
             .then(facts[*a].seq.cmp(&facts[*b].seq))
     };
-    fn build(
-        i: usize,
-        facts: &[Facts],
-        children: &[Vec<usize>],
-        order: &dyn Fn(&usize, &usize) -> Ordering,
-        id: &dyn Fn(&Facts) -> u32,
-    ) -> Node {
-        let mut kids = children[i].clone();
-        kids.sort_by(order);
-        Node {
-            id: id(&facts[i]),
-            children: kids
-                .into_iter()
-                .map(|k| build(k, facts, children, order, id))
-                .collect(),
-        }
-    }
     roots.sort_by(by_date);
     // Step 5: merge threads by base subject.
     let mut first_with: HashMap<&str, usize> = HashMap::new();
@@ -324,9 +348,23 @@ pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
             }
         }
     }
-    kept.into_iter()
-        .map(|r| build(r, &facts, &children, &by_date, &id))
-        .collect()
+    // Build bottom-up: children before parents (reverse pre-order).
+    let mut order = Vec::with_capacity(facts.len());
+    let mut stack: Vec<usize> = kept.iter().rev().copied().collect();
+    while let Some(i) = stack.pop() {
+        order.push(i);
+        stack.extend(children[i].iter().copied());
+    }
+    let mut built: Vec<Option<Node>> = (0..facts.len()).map(|_| None).collect();
+    for &i in order.iter().rev() {
+        let mut kids = std::mem::take(&mut children[i]);
+        kids.sort_by(by_date);
+        built[i] = Some(Node {
+            id: id(&facts[i]),
+            children: kids.into_iter().filter_map(|k| built[k].take()).collect(),
+        });
+    }
+    kept.into_iter().filter_map(|r| built[r].take()).collect()
 }
 
 #[cfg(test)]
@@ -369,6 +407,44 @@ mod tests {
             },
         ];
         assert_eq!(format_threads(&t), "(1 2)(3 (4)(5))");
+    }
+
+    #[test]
+    fn deep_reply_chain() {
+        // 100,000 messages, each replying to the one before.
+        let n = 100_000u32;
+        let facts: Vec<Facts> = (1..=n)
+            .map(|i| Facts {
+                seq: i,
+                uid: i,
+                date: i64::from(i),
+                message_id: Some(format!("m{i}")),
+                references: if i > 1 {
+                    vec![format!("m{}", i - 1)]
+                } else {
+                    vec![]
+                },
+                ..Facts::default()
+            })
+            .collect();
+        let t = references(facts, |f| f.seq);
+        let s = format_threads(&t);
+        assert!(s.starts_with("(1 2 3 "), "{}", &s[..20]);
+        assert!(s.ends_with(" 99999 100000)"));
+        drop(t);
+        // A loop of references through every message is cut once.
+        let facts: Vec<Facts> = (1..=n)
+            .map(|i| Facts {
+                seq: i,
+                uid: i,
+                date: i64::from(i),
+                message_id: Some(format!("m{i}")),
+                references: vec![format!("m{}", if i > 1 { i - 1 } else { n })],
+                ..Facts::default()
+            })
+            .collect();
+        let t = references(facts, |f| f.seq);
+        assert_eq!(t.len(), 1);
     }
 
     #[test]

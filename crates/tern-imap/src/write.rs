@@ -105,23 +105,22 @@ fn address_list(out: &mut Vec<u8>, raw: Option<&str>) {
 
 /// ENVELOPE (RFC 9051 §7.5.2): Sender and Reply-To default to From.
 pub fn envelope(out: &mut Vec<u8>, meta: &MessageMeta) {
-    let e = &meta.envelope;
+    envelope_fields(out, &meta.envelope);
+}
+
+fn envelope_fields(out: &mut Vec<u8>, e: &tern_store::meta::Envelope) {
     out.push(b'(');
     nstring(out, e.date.as_deref());
     out.push(b' ');
     nstring(out, e.subject.as_deref());
-    for (i, v) in [
+    for v in [
         e.from.as_deref(),
         e.sender.as_deref().or(e.from.as_deref()),
         e.reply_to.as_deref().or(e.from.as_deref()),
         e.to.as_deref(),
         e.cc.as_deref(),
         e.bcc.as_deref(),
-    ]
-    .into_iter()
-    .enumerate()
-    {
-        let _ = i;
+    ] {
         out.push(b' ');
         address_list(out, v);
     }
@@ -133,6 +132,11 @@ pub fn envelope(out: &mut Vec<u8>, meta: &MessageMeta) {
 }
 
 /// BODY or BODYSTRUCTURE (`extended`) of part `index` (RFC 9051 §7.5.2).
+///
+/// The recursion follows the stored part tree, which the parser bounds at
+/// [`tern_store::meta::MAX_MIME_DEPTH`] levels; `depth_left` bounds it as
+/// well for metadata stored before that (and for embedded messages analysed
+/// here), so a hostile message can never exhaust the stack.
 pub fn body_structure(
     out: &mut Vec<u8>,
     meta: &MessageMeta,
@@ -140,14 +144,32 @@ pub fn body_structure(
     index: usize,
     extended: bool,
 ) {
-    let Some(p) = meta.parts.get(index) else {
+    part_structure(
+        out,
+        meta,
+        raw,
+        index,
+        extended,
+        tern_store::meta::MAX_MIME_DEPTH + 1,
+    );
+}
+
+fn part_structure(
+    out: &mut Vec<u8>,
+    meta: &MessageMeta,
+    raw: &[u8],
+    index: usize,
+    extended: bool,
+    depth_left: usize,
+) {
+    let Some(p) = meta.parts.get(index).filter(|_| depth_left > 0) else {
         out.extend_from_slice(b"(\"text\" \"plain\" NIL NIL NIL \"7bit\" 0 0)");
         return;
     };
     if p.ctype == "multipart" && !p.children.is_empty() {
         out.push(b'(');
         for &c in &p.children {
-            body_structure(out, meta, raw, c as usize, extended);
+            part_structure(out, meta, raw, c as usize, extended, depth_left - 1);
         }
         out.push(b' ');
         string(out, p.subtype.as_bytes());
@@ -177,14 +199,25 @@ pub fn body_structure(
     let _ = write!(Str(out), " {size}");
     if p.ctype == "message" && p.subtype == "rfc822" {
         // Envelope, body structure and lines of the enclosed message.
-        let inner_raw = raw
-            .get(p.body_offset as usize..p.end_offset as usize)
-            .unwrap_or_default();
-        let inner = tern_store::meta::analyze(inner_raw);
         out.push(b' ');
-        envelope(out, &inner);
-        out.push(b' ');
-        body_structure(out, &inner, inner_raw, 0, extended);
+        match (&p.envelope, p.children.first()) {
+            (Some(env), Some(&root)) => {
+                envelope_fields(out, env);
+                out.push(b' ');
+                part_structure(out, meta, raw, root as usize, extended, depth_left - 1);
+            }
+            _ => {
+                // Metadata from before embedded messages were analysed at
+                // delivery (or an encoded embedded message): analyse now.
+                let inner_raw = raw
+                    .get(p.body_offset as usize..p.end_offset as usize)
+                    .unwrap_or_default();
+                let inner = tern_store::meta::analyze(inner_raw);
+                envelope(out, &inner);
+                out.push(b' ');
+                part_structure(out, &inner, inner_raw, 0, extended, depth_left - 1);
+            }
+        }
         let _ = write!(Str(out), " {}", p.lines);
     } else if p.ctype == "text" {
         let _ = write!(Str(out), " {}", p.lines);

@@ -7,7 +7,7 @@
 //! offsets in the stored message. A message that does not parse is still
 //! stored byte-exact; its metadata then has `parsed = false`.
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{Encoding, Message, MessageParser, MessagePart, MimeHeaders, PartType};
 use serde::{Deserialize, Serialize};
 
 /// Metadata kept for every stored message.
@@ -88,10 +88,21 @@ pub struct PartMeta {
     pub lines: u32,
     /// Indices of child parts (multipart) or the nested message's root part.
     pub children: Vec<u32>,
+    /// An embedded `message/rfc822`'s ENVELOPE fields (absent in metadata
+    /// stored before embedded messages were analysed at delivery).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub envelope: Option<Box<Envelope>>,
 }
 
 /// Analyses a message. Never fails: unparseable input gives `parsed = false`
 /// and a body offset found by scanning for the first empty line.
+///
+/// Bounded by construction: the parser stops descending at
+/// [`MAX_MIME_DEPTH`] levels and splits a message into at most
+/// [`MAX_MIME_PARTS`] parts (deeper or later structure is the content of an
+/// opaque `application/octet-stream` leaf), and the walk here is a loop over
+/// an explicit stack, so no message can make it recurse or work more than
+/// linearly in its size and the part limit.
 pub fn analyze(raw: &[u8]) -> MessageMeta {
     let fallback_body = find_body_offset(raw);
     let Some(msg) = MessageParser::default().parse(raw) else {
@@ -100,22 +111,6 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
             body_offset: fallback_body,
             ..MessageMeta::default()
         };
-    };
-    let raw_value = |name: &str| -> Option<String> {
-        msg.header_raw(name)
-            .map(|v| v.trim().replace("\r\n", "").replace('\n', ""))
-    };
-    let envelope = Envelope {
-        date: raw_value("Date"),
-        subject: raw_value("Subject"),
-        from: raw_value("From"),
-        sender: raw_value("Sender"),
-        reply_to: raw_value("Reply-To"),
-        to: raw_value("To"),
-        cc: raw_value("Cc"),
-        bcc: raw_value("Bcc"),
-        in_reply_to: raw_value("In-Reply-To"),
-        message_id: raw_value("Message-ID"),
     };
     let root = msg.root_part();
     let headers = root
@@ -127,52 +122,118 @@ pub fn analyze(raw: &[u8]) -> MessageMeta {
             end: h.offset_end,
         })
         .collect();
-    let parts = msg
-        .parts
-        .iter()
-        .map(|p| {
-            let (ctype, subtype, params) = match p.content_type() {
-                Some(ct) => (
-                    ct.ctype().to_ascii_lowercase(),
-                    ct.subtype().unwrap_or_default().to_ascii_lowercase(),
-                    attrs(ct.attributes()),
-                ),
-                None => ("text".into(), "plain".into(), vec![]),
-            };
-            let body = raw
-                .get(p.offset_body as usize..p.offset_end as usize)
-                .unwrap_or_default();
-            let children = match &p.body {
-                PartType::Multipart(ids) => ids.clone(),
-                _ => vec![],
-            };
-            PartMeta {
-                ctype,
-                subtype,
-                params,
-                id: p.content_id().map(str::to_string),
-                description: p.content_description().map(str::to_string),
-                encoding: p
-                    .content_transfer_encoding()
-                    .unwrap_or("7bit")
-                    .to_ascii_lowercase(),
-                disposition: p
-                    .content_disposition()
-                    .map(|d| (d.ctype().to_ascii_lowercase(), attrs(d.attributes()))),
-                header_offset: p.offset_header,
-                body_offset: p.offset_body,
-                end_offset: p.offset_end,
-                lines: body.iter().filter(|&&b| b == b'\n').count() as u32,
-                children,
-            }
-        })
-        .collect();
     MessageMeta {
         parsed: true,
         body_offset: root.offset_body.min(raw.len() as u32),
-        envelope,
+        envelope: envelope_of(&msg),
         headers,
-        parts,
+        parts: flatten(&msg, raw),
+    }
+}
+
+/// The deepest MIME nesting described (see the vendored parser's patch).
+pub use mail_parser::parsers::message::{MAX_MIME_DEPTH, MAX_MIME_PARTS};
+
+fn envelope_of(msg: &Message<'_>) -> Envelope {
+    let raw_value = |name: &str| -> Option<String> {
+        msg.header_raw(name)
+            .map(|v| v.trim().replace("\r\n", "").replace('\n', ""))
+    };
+    Envelope {
+        date: raw_value("Date"),
+        subject: raw_value("Subject"),
+        from: raw_value("From"),
+        sender: raw_value("Sender"),
+        reply_to: raw_value("Reply-To"),
+        to: raw_value("To"),
+        cc: raw_value("Cc"),
+        bcc: raw_value("Bcc"),
+        in_reply_to: raw_value("In-Reply-To"),
+        message_id: raw_value("Message-ID"),
+    }
+}
+
+/// All parts of `msg` in one list: each message's parts in parser order,
+/// an embedded `message/rfc822` (stored unencoded, so its offsets are in
+/// `raw`) followed by its own parts, its `children` naming its root.
+fn flatten(msg: &Message<'_>, raw: &[u8]) -> Vec<PartMeta> {
+    let mut out = Vec::with_capacity(msg.parts.len());
+    // (message, index of its first part in `out`, the part embedding it)
+    let mut pending: Vec<(&Message<'_>, Option<usize>)> = vec![(msg, None)];
+    while let Some((m, embedder)) = pending.pop() {
+        let base = out.len() as u32;
+        if let Some(e) = embedder {
+            let p: &mut PartMeta = &mut out[e];
+            p.children = vec![base];
+            p.envelope = Some(Box::new(envelope_of(m)));
+        }
+        for p in &m.parts {
+            let mut part = part_meta(p, raw);
+            match &p.body {
+                PartType::Multipart(ids) => {
+                    part.children = ids.iter().map(|i| i + base).collect();
+                }
+                PartType::Message(inner) if p.encoding == Encoding::None => {
+                    pending.push((inner, Some(out.len())));
+                }
+                _ => {}
+            }
+            out.push(part);
+        }
+    }
+    out
+}
+
+fn part_meta(p: &MessagePart<'_>, raw: &[u8]) -> PartMeta {
+    let (mut ctype, mut subtype, params) = match p.content_type() {
+        Some(ct) => (
+            ct.ctype().to_ascii_lowercase(),
+            ct.subtype().unwrap_or_default().to_ascii_lowercase(),
+            attrs(ct.attributes()),
+        ),
+        None => ("text".into(), "plain".into(), vec![]),
+    };
+    // A container the parser did not open (past the limits, or without a
+    // usable boundary) is an opaque leaf.
+    let opened = match &p.body {
+        PartType::Multipart(_) => ctype == "multipart",
+        PartType::Message(_) => ctype == "message",
+        _ => ctype != "multipart" && ctype != "message",
+    };
+    if !opened && (ctype == "multipart" || ctype == "message") {
+        ctype = "application".into();
+        subtype = "octet-stream".into();
+    }
+    let body = raw
+        .get(p.offset_body as usize..p.offset_end as usize)
+        .unwrap_or_default();
+    // Lines matter for text and embedded messages only (BODYSTRUCTURE,
+    // RFC 9051 §7.5.2); text parts never overlap, and embedded messages
+    // nest at most MAX_MIME_DEPTH deep, so counting stays near linear.
+    let lines = if ctype == "text" || ctype == "message" {
+        body.iter().filter(|&&b| b == b'\n').count() as u32
+    } else {
+        0
+    };
+    PartMeta {
+        ctype,
+        subtype,
+        params,
+        id: p.content_id().map(str::to_string),
+        description: p.content_description().map(str::to_string),
+        encoding: p
+            .content_transfer_encoding()
+            .unwrap_or("7bit")
+            .to_ascii_lowercase(),
+        disposition: p
+            .content_disposition()
+            .map(|d| (d.ctype().to_ascii_lowercase(), attrs(d.attributes()))),
+        header_offset: p.offset_header,
+        body_offset: p.offset_body,
+        end_offset: p.offset_end,
+        lines,
+        children: Vec::new(),
+        envelope: None,
     }
 }
 
@@ -214,6 +275,112 @@ mod tests {
         assert_eq!(
             &raw[m.body_offset as usize..m.body_offset as usize + 3],
             b"--x"
+        );
+    }
+
+    /// `depth` levels of `multipart/mixed`, each with its own boundary.
+    pub(crate) fn nested_multipart(depth: usize) -> Vec<u8> {
+        let mut m = b"From: a@example.com\r\nSubject: deep\r\n".to_vec();
+        for i in 0..depth {
+            m.extend_from_slice(
+                format!("Content-Type: multipart/mixed; boundary=\"b{i}x\"\r\n\r\n--b{i}x\r\n")
+                    .as_bytes(),
+            );
+        }
+        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\ncore\r\n");
+        for i in (0..depth).rev() {
+            m.extend_from_slice(format!("--b{i}x--\r\n").as_bytes());
+        }
+        m
+    }
+
+    fn depth_of(meta: &MessageMeta) -> usize {
+        // Iterative: the test must not overflow where the code must not.
+        let mut deepest = 0;
+        let mut stack = vec![(0usize, 1usize)];
+        while let Some((i, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            for &c in &meta.parts[i].children {
+                stack.push((c as usize, d + 1));
+            }
+        }
+        deepest
+    }
+
+    #[test]
+    fn deep_multipart_is_bounded() {
+        let raw = nested_multipart(100_000);
+        let m = analyze(&raw);
+        assert!(m.parsed);
+        assert!(m.parts.len() <= MAX_MIME_PARTS, "{}", m.parts.len());
+        let d = depth_of(&m);
+        assert!((MAX_MIME_DEPTH..=MAX_MIME_DEPTH + 2).contains(&d), "{d}");
+        // The part at the limit is an opaque leaf holding the rest.
+        let leaf = m.parts.iter().find(|p| p.ctype == "application").unwrap();
+        assert_eq!(leaf.subtype, "octet-stream");
+        assert!(leaf.children.is_empty());
+        assert!(leaf.end_offset - leaf.body_offset > 1_000_000);
+        // Stored as JSON and read back without recursion trouble.
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<MessageMeta>(&json).unwrap(), m);
+        // Shallow structure is unchanged by the limit.
+        let shallow = analyze(&nested_multipart(3));
+        assert_eq!(depth_of(&shallow), 4);
+        assert_eq!(shallow.parts.last().unwrap().subtype, "plain");
+    }
+
+    #[test]
+    fn deep_embedded_messages_are_bounded() {
+        let mut raw = Vec::new();
+        for _ in 0..100_000 {
+            raw.extend_from_slice(b"Subject: level\r\nContent-Type: message/rfc822\r\n\r\n");
+        }
+        raw.extend_from_slice(b"Subject: core\r\n\r\ncore\r\n");
+        let m = analyze(&raw);
+        assert!(m.parsed);
+        assert!(m.parts.len() <= MAX_MIME_DEPTH + 2, "{}", m.parts.len());
+        assert!(depth_of(&m) <= MAX_MIME_DEPTH + 2);
+        let first = &m.parts[0];
+        assert_eq!(
+            (first.ctype.as_str(), first.subtype.as_str()),
+            ("message", "rfc822")
+        );
+        let inner = first.envelope.as_ref().expect("embedded envelope");
+        assert_eq!(inner.subject.as_deref(), Some("level"));
+    }
+
+    #[test]
+    fn many_parts_are_bounded() {
+        let mut raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n".to_vec();
+        for _ in 0..1_000_000 {
+            raw.extend_from_slice(b"--b\r\n\r\nx\r\n");
+        }
+        raw.extend_from_slice(b"--b--\r\n");
+        let m = analyze(&raw);
+        assert_eq!(m.parts.len(), MAX_MIME_PARTS);
+        assert_eq!(m.parts[0].children.len(), MAX_MIME_PARTS - 1);
+        let last = m.parts.last().unwrap();
+        assert_eq!(
+            last.end_offset as usize,
+            raw.len(),
+            "the last part holds the rest"
+        );
+    }
+
+    #[test]
+    fn embedded_message_parts_are_listed() {
+        let raw = b"Subject: outer\r\nContent-Type: multipart/mixed; boundary=o\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nfirst\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\nContent-Type: multipart/alternative; boundary=i\r\n\r\n--i\r\nContent-Type: text/plain\r\n\r\nplain\r\n--i\r\nContent-Type: text/html\r\n\r\n<p>html</p>\r\n--i--\r\n--o--\r\n";
+        let m = analyze(raw);
+        let rfc822 = &m.parts[m.parts[0].children[1] as usize];
+        assert_eq!(rfc822.subtype, "rfc822");
+        let env = rfc822.envelope.as_ref().unwrap();
+        assert_eq!(env.subject.as_deref(), Some("inner"));
+        let root = &m.parts[rfc822.children[0] as usize];
+        assert_eq!(root.subtype, "alternative");
+        let html = &m.parts[root.children[1] as usize];
+        assert_eq!(
+            &raw[html.body_offset as usize..html.end_offset as usize],
+            b"<p>html</p>"
         );
     }
 

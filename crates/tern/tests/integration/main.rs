@@ -3,6 +3,7 @@
 
 mod cli;
 mod common;
+mod deep_nesting;
 mod delivery;
 mod durability;
 mod imap;
