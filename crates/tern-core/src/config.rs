@@ -247,17 +247,24 @@ impl Default for SmtpConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Pop3Config {
-    /// Idle seconds before the server closes the session (RFC 1939 §3: at least 600).
+    /// Seconds the server waits for each command line before closing the session
+    /// (RFC 1939 §3: at least 600). A deadline for the whole line, not per byte.
     pub timeout: u64,
+    /// Seconds allowed from connecting to a successful login (all of it).
+    pub login_timeout: u64,
     /// Simultaneous POP3 connections in total.
     pub max_connections: usize,
+    /// Simultaneous POP3 connections from one client IP address.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for Pop3Config {
     fn default() -> Self {
         Self {
             timeout: 600,
+            login_timeout: 60,
             max_connections: 1000,
+            max_connections_per_ip: 20,
         }
     }
 }
@@ -266,15 +273,18 @@ impl Default for Pop3Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImapConfig {
-    /// Seconds an authenticated session may be idle (RFC 9051 §5.4: at least 30 minutes).
+    /// Seconds an authenticated session may be idle (RFC 9051 §5.4: at least 30 minutes):
+    /// a deadline for each whole command, literals included, not per byte.
     pub timeout: u64,
-    /// Seconds allowed before login.
+    /// Seconds allowed from connecting to a successful login (all of it).
     pub login_timeout: u64,
     /// Largest command, literals included, in bytes; bigger APPENDs get `NO [TOOBIG]`
     /// before any of the literal is read.
     pub max_command: u32,
     /// Simultaneous IMAP connections in total.
     pub max_connections: usize,
+    /// Simultaneous IMAP connections from one client IP address.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for ImapConfig {
@@ -284,6 +294,7 @@ impl Default for ImapConfig {
             login_timeout: 60,
             max_command: 64 * 1024 * 1024,
             max_connections: 5000,
+            max_connections_per_ip: 50,
         }
     }
 }
@@ -295,11 +306,15 @@ pub struct AuthConfig {
     /// Allow plaintext logins before TLS from loopback addresses (127.0.0.0/8, ::1).
     /// From anywhere else a password is accepted only over TLS.
     pub plaintext_on_loopback: bool,
-    /// Failures (per IP and per account) after which each attempt is delayed.
+    /// Failures (from one address, or for one account) after which each attempt is delayed.
     pub slow_after: u32,
-    /// Failures after which further attempts are refused outright.
+    /// Failures (attempts in progress included) from one address after which its further
+    /// attempts are refused. An account itself is never locked: its owner logs in from
+    /// an address that is not refused.
     pub block_after: u32,
-    /// Seconds a failure is remembered (and a block lasts).
+    /// Failures from one network (IPv4 /24, IPv6 /64) after which it is refused as a whole.
+    pub network_block_after: u32,
+    /// Seconds a failure is remembered (and a refusal lasts).
     pub window: u64,
 }
 
@@ -309,6 +324,7 @@ impl Default for AuthConfig {
             plaintext_on_loopback: true,
             slow_after: 3,
             block_after: 10,
+            network_block_after: 50,
             window: 900,
         }
     }
@@ -797,7 +813,8 @@ max_command_line = {max_command_line}
 # Longest line in message data, CRLF included (RFC 5321 says 1000; longer is tolerated up to this).
 max_data_line = {max_data_line}
 # Timeouts in seconds (RFC 5321 4.5.3.2): waiting for a command, for each data block,
-# and for a whole DATA or BDAT transfer.
+# and for a whole DATA or BDAT transfer. Each is a deadline for the whole line, block or
+# transfer: a client sending a byte at a time does not extend it.
 command_timeout = {command_timeout}
 data_block_timeout = {data_block_timeout}
 data_total_timeout = {data_total_timeout}
@@ -820,26 +837,39 @@ allow_catch_all = {allow_catch_all}
 # are refused with 554 5.6.0.
 
 [pop3]
-# Seconds of inactivity before the server ends a session (RFC 1939: at least 600).
+# Seconds to wait for each command line before ending the session (RFC 1939: at least 600).
+# Every timeout here is a deadline for the whole line: a client sending a byte at a time
+# does not extend it.
 timeout = {pop3_timeout}
+# Seconds from connecting to a successful login, all of it.
+login_timeout = {pop3_login_timeout}
+# Simultaneous connections in total and per client IP address.
 max_connections = {pop3_max}
+max_connections_per_ip = {pop3_max_ip}
 
 [imap]
-# Seconds an authenticated session may stay silent (RFC 9051: at least 30 minutes; IDLE too).
+# Seconds an authenticated session may take for each command, or stay silent (RFC 9051:
+# at least 30 minutes; IDLE too). A deadline for the whole command, literals included.
 timeout = {imap_timeout}
-# Seconds allowed before login.
+# Seconds from connecting to a successful login, all of it.
 login_timeout = {imap_login_timeout}
 # Largest command in bytes, literals (APPEND) included; larger ones are refused before upload.
 max_command = {imap_max_command}
+# Simultaneous connections in total and per client IP address.
 max_connections = {imap_max}
+max_connections_per_ip = {imap_max_ip}
 
 [auth]
 # Accept passwords before TLS from loopback clients only (elsewhere TLS is required).
 plaintext_on_loopback = {plaintext}
-# After this many failed logins (per IP and per account) each attempt is slowed down,
+# Password guessing is stopped where it comes from; an account is never locked (its owner
+# logs in from an address that is not refused). After this many failed logins from one
+# address, or for one account, each attempt is slowed down (1 s, growing to 5 s),
 slow_after = {slow_after}
-# and after this many it is refused,
+# after this many from one address (attempts in progress count) the address is refused,
 block_after = {block_after}
+# and after this many from one network (IPv4 /24, IPv6 /64) the whole network is,
+network_block_after = {network_block_after}
 # for this many seconds after the last failure.
 window = {window}
 
@@ -980,6 +1010,9 @@ trust_anchor = ""
         allow_catch_all = s.allow_catch_all,
         pop3_timeout = p.timeout,
         pop3_max = p.max_connections,
+        pop3_login_timeout = p.login_timeout,
+        pop3_max_ip = p.max_connections_per_ip,
+        imap_max_ip = i.max_connections_per_ip,
         imap_timeout = i.timeout,
         imap_login_timeout = i.login_timeout,
         imap_max_command = i.max_command,
@@ -987,6 +1020,7 @@ trust_anchor = ""
         plaintext = a.plaintext_on_loopback,
         slow_after = a.slow_after,
         block_after = a.block_after,
+        network_block_after = a.network_block_after,
         window = a.window,
         sub_hour = sub.max_messages_per_hour,
         sub_day = sub.max_messages_per_day,

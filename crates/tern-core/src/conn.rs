@@ -11,6 +11,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
@@ -167,9 +168,14 @@ impl Conn {
             .ok_or_else(|| io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed"))
     }
 
-    /// Flushes queued output, then reads more input, waiting at most
-    /// `timeout`. Returns the number of bytes read (0 at end of stream).
-    pub async fn fill(&mut self, timeout: Duration) -> io::Result<usize> {
+    /// Flushes queued output, then reads more input, waiting until
+    /// `deadline` at the latest. Returns the number of bytes read (0 at end
+    /// of stream); `TimedOut` once the deadline has passed.
+    ///
+    /// A deadline, not a timeout per read: callers set it once for a whole
+    /// command line (or login, or message), so a client sending one byte at
+    /// a time cannot keep restarting the clock.
+    pub async fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
         self.flush().await?;
         // Read into spare capacity (no zero-filling); grow only when little is left.
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
@@ -181,7 +187,7 @@ impl Conn {
                 "TLS handshake failed",
             ));
         };
-        let r = match tokio::time::timeout(timeout, stream.read_buf(&mut self.rbuf)).await {
+        let r = match tokio::time::timeout_at(deadline, stream.read_buf(&mut self.rbuf)).await {
             Ok(r) => r,
             Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
         };

@@ -32,6 +32,16 @@ pub enum LimitExceeded {
     PerIp,
 }
 
+impl LimitExceeded {
+    /// A metrics label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Total => "total",
+            Self::PerIp => "per_ip",
+        }
+    }
+}
+
 /// Holds one connection slot.
 pub struct ConnGuard {
     inner: Arc<Inner>,

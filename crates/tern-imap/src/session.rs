@@ -24,7 +24,7 @@ use imap_codec::imap_types::status::StatusDataItemName;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
-use tern_core::authguard::Verdict;
+use tern_core::authguard::Login;
 use tern_core::conn::Conn;
 use tern_store::{AccountId, FlagMode, MailboxRow, StoreError};
 use tokio::net::TcpStream;
@@ -57,6 +57,8 @@ struct Session {
     list_ext: Option<ListExt>,
     /// UIDs saved by `SEARCH RETURN (SAVE)`, what `$` stands for (RFC 5182).
     saved: Vec<u32>,
+    /// When the login must be over (`login_timeout` after connecting).
+    login_deadline: tokio::time::Instant,
 }
 
 /// LIST-EXTENDED options (RFC 5258) and LIST-STATUS items (RFC 5819).
@@ -81,6 +83,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
             return;
         }
     };
+    let server_login_timeout = server.config.login_timeout;
     let mut s = Session {
         reader: Reader::new(server.config.max_command),
         server,
@@ -95,6 +98,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         esearch: None,
         list_ext: None,
         saved: Vec::new(),
+        login_deadline: tokio::time::Instant::now() + Duration::from_secs(server_login_timeout),
     };
     let caps = s.capabilities();
     s.out.extend_from_slice(
@@ -295,19 +299,48 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 }
 
 /// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`
-/// anything but the hierarchy separator.
+/// anything but the hierarchy separator; other characters match
+/// themselves, ignoring ASCII case.
+///
+/// Patterns come from the network, so this is a table over (pattern
+/// position, name position), one row at a time: time is the product of the
+/// two lengths at most, never exponential in the wildcards, and nothing
+/// recurses. A pattern with more literal characters than the name cannot
+/// match and is refused before any work.
 fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some((b'*', rest)) => (0..=name.len()).any(|i| pattern_match(rest, &name[i..])),
-        Some((b'%', rest)) => (0..=name.len())
-            .take_while(|&i| i == 0 || name[i - 1] != b'/')
-            .any(|i| pattern_match(rest, &name[i..])),
-        Some((c, rest)) => {
-            name.first().is_some_and(|n| n.eq_ignore_ascii_case(c))
-                && pattern_match(rest, &name[1..])
-        }
+    let literals = pattern.iter().filter(|&&c| c != b'*' && c != b'%').count();
+    if literals > name.len() {
+        return false;
     }
+    // row[j]: the pattern so far matches name[..j].
+    let mut row = vec![false; name.len() + 1];
+    row[0] = true;
+    let mut next = vec![false; name.len() + 1];
+    for &c in pattern {
+        match c {
+            b'*' => {
+                let mut any = false;
+                for j in 0..=name.len() {
+                    any |= row[j];
+                    next[j] = any;
+                }
+            }
+            b'%' => {
+                next[0] = row[0];
+                for j in 1..=name.len() {
+                    next[j] = row[j] || (next[j - 1] && name[j - 1] != b'/');
+                }
+            }
+            _ => {
+                next[0] = false;
+                for j in 1..=name.len() {
+                    next[j] = row[j - 1] && name[j - 1].eq_ignore_ascii_case(&c);
+                }
+            }
+        }
+        std::mem::swap(&mut row, &mut next);
+    }
+    row[name.len()]
 }
 
 impl Session {
@@ -342,16 +375,23 @@ impl Session {
         let _ = write!(Str(&mut self.out), "{tag} {status} {text}\r\n");
     }
 
-    fn timeout(&self) -> Duration {
-        Duration::from_secs(match self.state {
-            State::NotAuthenticated => self.server.config.login_timeout,
-            _ => self.server.config.timeout,
-        })
+    /// When the command being read must be complete: `timeout` from now
+    /// for the whole command, literals included, and before login no later
+    /// than the login deadline. Deadlines, not per-read timeouts, so a
+    /// client trickling bytes cannot hold a connection.
+    fn command_deadline(&self) -> tokio::time::Instant {
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_secs(self.server.config.timeout);
+        match self.state {
+            State::NotAuthenticated => deadline.min(self.login_deadline),
+            _ => deadline,
+        }
     }
 
     /// Reads until a complete command is framed; answers synchronizing
     /// literals with a continuation (or a refusal). `None` at end of input.
     async fn next_message(&mut self) -> Option<Vec<u8>> {
+        let deadline = self.command_deadline();
         loop {
             match self.reader.next_event() {
                 Event::Command(bytes) => return Some(bytes),
@@ -368,8 +408,7 @@ impl Session {
                 Event::NeedMore => {}
             }
             self.flush().await;
-            let t = self.timeout();
-            match self.conn.fill(t).await {
+            match self.conn.fill(deadline).await {
                 Ok(0) => return None,
                 Ok(_) => {
                     let n = self.conn.buffered().len();
@@ -991,37 +1030,31 @@ impl Session {
         }
         let ip = self.conn.peer.ip();
         let login = user.trim().to_lowercase();
-        match self.server.guard.check(ip, &login) {
-            Verdict::Allow => {}
-            Verdict::Delay(d) => tokio::time::sleep(d).await,
-            Verdict::Block => {
-                tracing::warn!(client = %ip, user = %login, "imap: login refused: too many failures");
-                metrics::counter!("tern_auth_failures_total", "service" => "imap", "reason" => "blocked").increment(1);
-                self.tagged(
-                    tag,
-                    "NO",
-                    "[UNAVAILABLE] Too many failed logins, try again later",
-                );
-                return;
-            }
-        }
-        match self.server.store.authenticate(&login, pass).await {
-            Ok(Some(id)) => {
-                self.server.guard.succeeded(&login);
+        let store = &self.server.store;
+        let verdict = self
+            .server
+            .guard
+            .login("imap", ip, &login, || store.authenticate(&login, pass))
+            .await;
+        match verdict {
+            Login::Success(id) => {
                 tracing::info!(client = %ip, user = %login, tls = self.conn.is_tls(), "imap: login");
                 self.account = Some((id, login));
                 self.state = State::Authenticated;
                 let caps = self.capabilities();
                 self.tagged(tag, "OK", &format!("[CAPABILITY {caps}] Logged in"));
             }
-            Ok(None) => {
-                self.server.guard.failed(ip, &login);
-                tracing::warn!(client = %ip, user = %login, "imap: authentication failed");
-                metrics::counter!("tern_auth_failures_total", "service" => "imap", "reason" => "bad_credentials").increment(1);
+            Login::Invalid => {
                 self.tagged(tag, "NO", "[AUTHENTICATIONFAILED] Invalid credentials");
             }
-            Err(e) => {
-                tracing::error!(error = %e, "imap: authentication lookup failed");
+            Login::Refused => {
+                self.tagged(
+                    tag,
+                    "NO",
+                    "[UNAVAILABLE] Too many failed logins, try again later",
+                );
+            }
+            Login::Error(_) => {
                 self.tagged(tag, "NO", "[UNAVAILABLE] Temporary failure");
             }
         }
@@ -1832,7 +1865,7 @@ impl Session {
                 return;
             }
             tokio::select! {
-                r = self.conn.fill(Duration::from_secs(60 * 60)) => match r {
+                r = self.conn.fill(deadline) => match r {
                     Ok(n) if n > 0 => {
                         let n = self.conn.buffered().len();
                         self.reader.push(self.conn.buffered());
@@ -1919,5 +1952,17 @@ mod tests {
         assert!(!pattern_match(b"%", b"a/b"));
         assert!(pattern_match(b"a/%", b"a/b"));
         assert!(pattern_match(b"A*", b"archive/x"));
+        assert!(pattern_match(b"a%c", b"abbc"));
+        assert!(!pattern_match(b"a%c", b"ab/c"));
+        assert!(pattern_match(b"%/%", b"a/b"));
+        assert!(!pattern_match(b"a", b"ab"));
+        assert!(pattern_match(b"", b""));
+        // Hostile patterns: deep (100,000 characters) and backtracking-heavy.
+        let long = "a".repeat(100_000);
+        assert!(!pattern_match(long.as_bytes(), b"a"));
+        assert!(pattern_match("*".repeat(100_000).as_bytes(), b"a/b"));
+        let stars = "*a".repeat(50_000) + "b";
+        assert!(!pattern_match(stars.as_bytes(), "a".repeat(60).as_bytes()));
+        assert!(pattern_match("*%*%*".repeat(20_000).as_bytes(), b"x/y"));
     }
 }

@@ -41,7 +41,7 @@ impl Pop3Server {
         tls: Option<TlsAcceptor>,
         guard: Arc<AuthGuard>,
     ) -> Arc<Self> {
-        let limiter = ConnLimiter::new(config.max_connections, config.max_connections);
+        let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         Arc::new(Self {
             config,
             auth,
@@ -60,9 +60,17 @@ impl Pop3Server {
             let server = self.clone();
             async move {
                 metrics::counter!("tern_pop3_connections_total").increment(1);
-                let Ok(_slot) = server.limiter.acquire(peer.ip()) else {
-                    tracing::info!(client = %peer.ip(), "pop3: too many connections");
-                    return;
+                let _slot = match server.limiter.acquire(peer.ip()) {
+                    Ok(slot) => slot,
+                    Err(limit) => {
+                        tracing::info!(client = %peer.ip(), ?limit, "pop3: too many connections");
+                        metrics::counter!("tern_connections_refused_total", "service" => "pop3", "limit" => limit.label()).increment(1);
+                        if !implicit_tls {
+                            // Best effort, never waits: the client learns why.
+                            let _ = tcp.try_write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n");
+                        }
+                        return;
+                    }
                 };
                 session::run(server.clone(), tcp, implicit_tls).await;
             }

@@ -4,10 +4,11 @@ use crate::Pop3Server;
 use base64::Engine;
 use std::sync::Arc;
 use std::time::Duration;
-use tern_core::authguard::Verdict;
+use tern_core::authguard::Login;
 use tern_core::conn::{Conn, Line};
 use tern_store::{AccountId, MessageEntry};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// RFC 2449 §4: commands are at most 255 octets; AUTH responses may be longer.
 const MAX_LINE: usize = 2048;
@@ -32,10 +33,16 @@ struct Session {
     conn: Conn,
     state: State,
     errors: u32,
+    /// When the login (AUTHORIZATION state) must be over.
+    login_deadline: Instant,
 }
 
 pub async fn run(server: Arc<Pop3Server>, tcp: TcpStream, implicit_tls: bool) {
     let timeout = Duration::from_secs(server.config.timeout);
+    // Deadlines, not per-read timeouts: one for each command line and one
+    // for the whole login, so a client trickling bytes is closed on time.
+    let login_deadline = Instant::now() + Duration::from_secs(server.config.login_timeout);
+    let mut deadline = Instant::now() + timeout;
     let conn = match Conn::open(tcp, implicit_tls, server.tls.as_ref()).await {
         Ok(c) => c,
         Err(e) => {
@@ -48,6 +55,7 @@ pub async fn run(server: Arc<Pop3Server>, tcp: TcpStream, implicit_tls: bool) {
         conn,
         state: State::Authorization { user: None },
         errors: 0,
+        login_deadline,
     };
     s.conn
         .write(format!("+OK {} Tern POP3 server ready\r\n", s.server.hostname).as_bytes());
@@ -57,16 +65,29 @@ pub async fn run(server: Arc<Pop3Server>, tcp: TcpStream, implicit_tls: bool) {
                 if !s.command(&line).await {
                     break;
                 }
+                deadline = Instant::now() + timeout;
             }
             Line::TooLong => {
                 if !s.err("Line too long") {
                     break;
                 }
             }
-            Line::Incomplete => match s.conn.fill(timeout).await {
-                Ok(0) | Err(_) => break,
-                Ok(_) => {}
-            },
+            Line::Incomplete => {
+                let until = match s.state {
+                    State::Authorization { .. } => deadline.min(s.login_deadline),
+                    _ => deadline,
+                };
+                match s.conn.fill(until).await {
+                    Ok(0) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        if e.kind() == std::io::ErrorKind::TimedOut {
+                            s.conn.write(b"-ERR [SYS/TEMP] Timeout, closing\r\n");
+                        }
+                        break;
+                    }
+                }
+            }
         }
     }
     s.conn.shutdown().await;
@@ -226,8 +247,9 @@ IMPLEMENTATION Tern
                         }
                         Line::TooLong => return self.err("Line too long"),
                         Line::Incomplete => {
-                            let t = Duration::from_secs(self.server.config.timeout);
-                            match self.conn.fill(t).await {
+                            let t =
+                                Instant::now() + Duration::from_secs(self.server.config.timeout);
+                            match self.conn.fill(t.min(self.login_deadline)).await {
                                 Ok(0) | Err(_) => return false,
                                 Ok(_) => {}
                             }
@@ -268,29 +290,18 @@ IMPLEMENTATION Tern
         }
         let ip = self.conn.peer.ip();
         let login = login.trim().to_lowercase();
-        match self.server.guard.check(ip, &login) {
-            Verdict::Allow => {}
-            Verdict::Delay(d) => tokio::time::sleep(d).await,
-            Verdict::Block => {
-                tracing::warn!(client = %ip, user = %login, "pop3: login refused: too many failures");
-                metrics::counter!("tern_auth_failures_total", "service" => "pop3", "reason" => "blocked").increment(1);
-                return self.err("[AUTH] Too many failed logins, try again later");
-            }
-        }
-        let account = match self.server.store.authenticate(&login, password).await {
-            Ok(Some(a)) => a,
-            Ok(None) => {
-                self.server.guard.failed(ip, &login);
-                tracing::warn!(client = %ip, user = %login, "pop3: authentication failed");
-                metrics::counter!("tern_auth_failures_total", "service" => "pop3", "reason" => "bad_credentials").increment(1);
-                return self.err("[AUTH] Invalid login or password");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "pop3: authentication lookup failed");
-                return self.err("[SYS/TEMP] Temporary failure, try again later");
-            }
+        let store = &self.server.store;
+        let verdict = self
+            .server
+            .guard
+            .login("pop3", ip, &login, || store.authenticate(&login, password))
+            .await;
+        let account = match verdict {
+            Login::Success(a) => a,
+            Login::Invalid => return self.err("[AUTH] Invalid login or password"),
+            Login::Refused => return self.err("[AUTH] Too many failed logins, try again later"),
+            Login::Error(_) => return self.err("[SYS/TEMP] Temporary failure, try again later"),
         };
-        self.server.guard.succeeded(&login);
         let mailbox = self.server.store.mailbox(account, "INBOX").await;
         let list = self.server.store.list(account, "INBOX").await;
         let (Ok(mailbox), Ok(messages)) = (mailbox, list) else {

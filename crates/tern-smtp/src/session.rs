@@ -7,13 +7,14 @@ use crate::submission;
 use smtp_proto::{MailFrom, RcptTo, Request};
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tern_core::authguard::Verdict;
+use std::time::Duration;
+use tern_core::authguard::Login;
 use tern_core::conn::{Conn, Line};
 use tern_core::connlimit::{ConnGuard, LimitExceeded};
 use tern_core::{Address, now_unix, rfc5322_date};
 use tern_store::{AccountId, LocalRecipient, NewMessage, OutboundRcpt, Recipient};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// What the command loop does next.
 enum Next {
@@ -126,8 +127,12 @@ impl Session {
         &self.server.config
     }
 
+    /// Reads and runs commands. `command_timeout` is a deadline for each
+    /// whole command line (RFC 5321 §4.5.3.2.7), set when the server starts
+    /// waiting for it: trickling bytes does not extend it.
     async fn command_loop(&mut self) {
         let timeout = Duration::from_secs(self.cfg().command_timeout);
+        let mut deadline = Instant::now() + timeout;
         loop {
             let max = self.cfg().max_command_line;
             match self.conn.take_line(max) {
@@ -135,6 +140,7 @@ impl Session {
                     if let Next::Close = self.command(&line).await {
                         return;
                     }
+                    deadline = Instant::now() + timeout;
                 }
                 Line::TooLong => {
                     if let Next::Close =
@@ -143,7 +149,7 @@ impl Session {
                         return;
                     }
                 }
-                Line::Incomplete => match self.conn.fill(timeout).await {
+                Line::Incomplete => match self.conn.fill(deadline).await {
                     Ok(0) => return,
                     Ok(_) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
@@ -624,9 +630,8 @@ impl Session {
 
     /// Reads more message data; on timeout or disconnect, the `Err` says to close.
     async fn fill_data(&mut self, deadline: Instant) -> Result<(), Next> {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let block = Duration::from_secs(self.cfg().data_block_timeout).min(left);
-        match self.conn.fill(block).await {
+        let block = Instant::now() + Duration::from_secs(self.cfg().data_block_timeout);
+        match self.conn.fill(block.min(deadline)).await {
             Ok(0) => {
                 tracing::info!(client = %self.conn.peer.ip(), "smtp: connection lost during message data");
                 Err(Next::Close)
@@ -1271,7 +1276,7 @@ impl Session {
     /// (RFC 4954 §4).
     async fn challenge(&mut self, text: &str) -> Result<String, Next> {
         self.conn.write(format!("334 {text}\r\n").as_bytes());
-        let timeout = Duration::from_secs(self.cfg().command_timeout);
+        let deadline = Instant::now() + Duration::from_secs(self.cfg().command_timeout);
         loop {
             match self.conn.take_line(self.cfg().max_command_line) {
                 Line::Complete(line) => {
@@ -1288,7 +1293,7 @@ impl Session {
                         "Authentication exchange line too long"
                     )));
                 }
-                Line::Incomplete => match self.conn.fill(timeout).await {
+                Line::Incomplete => match self.conn.fill(deadline).await {
                     Ok(0) | Err(_) => return Err(Next::Close),
                     Ok(_) => {}
                 },
@@ -1301,36 +1306,26 @@ impl Session {
             return Next::Close;
         };
         let ip = self.conn.peer.ip();
-        match sub.guard.check(ip, &login) {
-            Verdict::Allow => {}
-            Verdict::Delay(d) => tokio::time::sleep(d).await,
-            Verdict::Block => {
-                tracing::warn!(client = %ip, user = %login, "submission: login refused: too many failures");
-                metrics::counter!("tern_auth_failures_total", "service" => "submission", "reason" => "blocked").increment(1);
-                return self.send(reply!(
-                    454,
-                    "4.7.0",
-                    "Too many failed logins, try again later"
-                ));
-            }
-        }
-        match self.server.store.authenticate(&login, &password).await {
-            Ok(Some(account)) => {
-                sub.guard.succeeded(&login);
+        let store = &self.server.store;
+        let verdict = sub
+            .guard
+            .login("submission", ip, &login, || {
+                store.authenticate(&login, &password)
+            })
+            .await;
+        match verdict {
+            Login::Success(account) => {
                 tracing::info!(client = %ip, user = %login, tls = self.conn.is_tls(), "submission: login");
                 self.account = Some((account, login));
                 self.send(reply!(235, "2.7.0", "Authentication successful"))
             }
-            Ok(None) => {
-                sub.guard.failed(ip, &login);
-                tracing::warn!(client = %ip, user = %login, "submission: authentication failed");
-                metrics::counter!("tern_auth_failures_total", "service" => "submission", "reason" => "bad_credentials").increment(1);
-                self.send(reply!(535, "5.7.8", "Authentication credentials invalid"))
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "submission: authentication lookup failed");
-                self.send(reply!(454, "4.7.0", "Temporary authentication failure"))
-            }
+            Login::Invalid => self.send(reply!(535, "5.7.8", "Authentication credentials invalid")),
+            Login::Refused => self.send(reply!(
+                454,
+                "4.7.0",
+                "Too many failed logins, try again later"
+            )),
+            Login::Error(_) => self.send(reply!(454, "4.7.0", "Temporary authentication failure")),
         }
     }
 

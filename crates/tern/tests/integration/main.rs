@@ -6,6 +6,7 @@ mod common;
 mod deep_nesting;
 mod delivery;
 mod durability;
+mod hostile_clients;
 mod imap;
 mod inbound_auth;
 mod pop3;
