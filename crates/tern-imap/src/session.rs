@@ -294,6 +294,31 @@ fn mailbox_name(m: &Mailbox<'_>) -> String {
     }
 }
 
+/// Whether every mailbox name a command carries is valid UTF-8 (a literal
+/// can carry any bytes; imap-codec checks only quoted and atom names).
+fn mailbox_names_are_utf8(body: &CommandBody<'_>) -> bool {
+    let ok = |m: &Mailbox<'_>| match m {
+        Mailbox::Inbox => true,
+        Mailbox::Other(o) => std::str::from_utf8(o.as_ref()).is_ok(),
+    };
+    match body {
+        CommandBody::Select { mailbox, .. }
+        | CommandBody::Examine { mailbox, .. }
+        | CommandBody::Create { mailbox }
+        | CommandBody::Delete { mailbox }
+        | CommandBody::Subscribe { mailbox }
+        | CommandBody::Unsubscribe { mailbox }
+        | CommandBody::Status { mailbox, .. }
+        | CommandBody::Append { mailbox, .. }
+        | CommandBody::GetQuotaRoot { mailbox }
+        | CommandBody::Copy { mailbox, .. }
+        | CommandBody::Move { mailbox, .. } => ok(mailbox),
+        CommandBody::Rename { from, to } => ok(from) && ok(to),
+        CommandBody::List { reference, .. } | CommandBody::Lsub { reference, .. } => ok(reference),
+        _ => true,
+    }
+}
+
 fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
     flags.iter().map(|f| f.to_string()).collect()
 }
@@ -605,6 +630,12 @@ impl Session {
             }
             _ if !authenticated => {
                 self.tagged(&tag, "BAD", &format!("{name} requires authentication"));
+                self.errors += 1;
+            }
+            _ if !mailbox_names_are_utf8(&cmd.body) => {
+                // RFC 9051 §5.1: names are UTF-8. Replacing bad bytes would
+                // make different names clash; refused as a quoted one is.
+                self.tagged(&tag, "BAD", "Mailbox name is not valid UTF-8");
                 self.errors += 1;
             }
             CommandBody::Namespace => {

@@ -610,6 +610,24 @@ impl Session {
         if let Some(r) = self.ready_for_data() {
             return self.send(r);
         }
+        if !self.conn.buffered().is_empty() {
+            // RFC 2920 §3.1: DATA ends a pipelined group; the message may
+            // follow only the 354. Bytes already here were sent blind and are
+            // not taken as the message (nor as commands): refused, as Postfix
+            // does, and the session ends.
+            tracing::info!(client = %self.conn.peer.ip(), "smtp: message data sent before 354");
+            metrics::counter!("tern_smtp_rejections_total", "reason" => "pipelining").increment(1);
+            self.tx = None;
+            self.conn.write(
+                &reply!(
+                    554,
+                    "5.5.0",
+                    "Error: SMTP protocol synchronization: data sent before 354"
+                )
+                .to_bytes(),
+            );
+            return Next::Close;
+        }
         self.conn
             .write(&reply!(354, "2.0.0", "Start mail input; end with <CRLF>.<CRLF>").to_bytes());
         let mut reader = DataReader::data(self.cfg().max_message_size, self.cfg().max_data_line);
@@ -654,6 +672,25 @@ impl Session {
     }
 
     async fn bdat(&mut self, chunk_size: usize, is_last: bool) -> Next {
+        let max_size = self.cfg().max_message_size;
+        // A chunk that would take the message past the size limit is refused
+        // before any of it is read: reading (and discarding) whatever size a
+        // client announces would let it hold the session as long as it likes.
+        // Its bytes, if the client sends them anyway, are then taken as
+        // commands and end the session through the error limit.
+        if let Some(tx) = self.tx.as_mut() {
+            let so_far = tx.bdat.as_ref().map_or(0, DataReader::received);
+            if so_far.saturating_add(chunk_size) > max_size {
+                tx.bdat = None;
+                tx.bdat_failed = true;
+                metrics::counter!("tern_smtp_rejections_total", "reason" => "size").increment(1);
+                return self.send(reply!(
+                    552,
+                    "5.3.4",
+                    "Message size exceeds fixed maximum message size ({max_size} bytes)"
+                ));
+            }
+        }
         // RFC 3030 §2: the chunk is read even when the command is refused.
         let refusal = match &self.tx {
             Some(tx) if tx.bdat_failed => {
@@ -667,7 +704,6 @@ impl Session {
             Some(_) => None,
             None => Some(reply!(503, "5.5.1", "Send MAIL first")),
         };
-        let max_size = self.cfg().max_message_size;
         let max_line = self.cfg().max_data_line;
         let mut reader = match (&refusal, self.tx.as_mut()) {
             (None, Some(tx)) => tx
@@ -866,7 +902,9 @@ impl Session {
                             }
                         }
                     }
-                    tracing::info!(queue_id = %queue_id, accounts = junk_only.len(), "smtp: filed as junk for some recipients");
+                    if !junk_only.is_empty() || forward_junk {
+                        tracing::info!(queue_id = %queue_id, accounts = junk_only.len(), forward = forward_junk, "smtp: filed as junk for some recipients");
+                    }
                     tern_filter::Action::Inbox
                 };
                 match action {

@@ -146,3 +146,36 @@ async fn parallel_guesses_are_cut_off_and_the_owner_gets_in() {
     let l = p.line().await.unwrap().unwrap();
     assert!(l.contains("Too many failed logins"), "{l}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mailbox_names_must_be_utf8() {
+    let s = start("").await;
+    let mut c = LineClient::connect(s.imap).await.unwrap();
+    c.line().await.unwrap();
+    c.cmd(&format!("a LOGIN {ALICE} {ALICE_PW}")).await.unwrap();
+    while !c.line().await.unwrap().unwrap().starts_with("a ") {}
+    for name in [&b"caf\xe9"[..], b"caf\xef\xbf"] {
+        c.send(format!("b CREATE {{{}+}}\r\n", name.len()).as_bytes())
+            .await
+            .unwrap();
+        c.send(name).await.unwrap();
+        c.send(b"\r\n").await.unwrap();
+        let l = c.line().await.unwrap().unwrap();
+        assert!(l.starts_with("b BAD"), "{l}");
+    }
+    c.cmd("c LIST \"\" *").await.unwrap();
+    let mut names = Vec::new();
+    loop {
+        let l = c.line().await.unwrap().unwrap();
+        if l.starts_with("c ") {
+            break;
+        }
+        names.push(l);
+    }
+    assert!(
+        !names
+            .iter()
+            .any(|n| n.contains('\u{fffd}') || n.contains("caf")),
+        "{names:?}"
+    );
+}

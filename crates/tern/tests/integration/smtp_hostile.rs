@@ -85,14 +85,12 @@ async fn size_limits() {
         .unwrap();
     assert_eq!(code, 552, "{text}");
     assert!(text.contains("5.3.4"));
-    // BDAT too.
+    // BDAT too: refused when announced, before the chunk is read (more in
+    // bdat_sizes_are_refused_before_reading).
     c.smtp("MAIL FROM:<b@remote.test>").await.unwrap();
     c.smtp("RCPT TO:<alice@example.test>").await.unwrap();
-    c.send(format!("BDAT {} LAST\r\n", body.len()).as_bytes())
-        .await
-        .unwrap();
-    c.send(&body).await.unwrap();
-    assert!(c.reply().await.unwrap().1[0].starts_with("552 5.3.4"));
+    let (_, text) = c.smtp(&format!("BDAT {} LAST", body.len())).await.unwrap();
+    assert!(text.starts_with("552 5.3.4"), "{text}");
     assert_eq!(c.smtp("NOOP").await.unwrap().0, 250);
     assert!(s.inbox(ALICE).await.is_empty());
 }
@@ -288,4 +286,63 @@ async fn connection_and_message_rates_per_network() {
         let mut c = tern_testkit::LineClient::connect(s.smtp).await.unwrap();
         assert_eq!(c.reply().await.unwrap().0, 220);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bdat_sizes_are_refused_before_reading() {
+    let s = start("[smtp]\nmax_message_size = 10000\n").await;
+    let mut c = s.smtp_session().await;
+    c.smtp("MAIL FROM:<b@remote.test>").await.unwrap();
+    c.smtp("RCPT TO:<alice@example.test>").await.unwrap();
+    // Over the limit: answered at once, nothing of the chunk is awaited.
+    let (code, text) = c.smtp("BDAT 20000 LAST").await.unwrap();
+    assert_eq!(code, 552, "{text}");
+    assert!(text.starts_with("552 5.3.4"), "{text}");
+    // A size that does not fit (smtp-proto read this one as 999).
+    let (code, text) = c.smtp("BDAT 99999999999999999999999 LAST").await.unwrap();
+    assert_eq!(code, 501, "{text}");
+    assert_eq!(c.smtp("RSET").await.unwrap().0, 250);
+    // A chunk pushing an earlier one over the limit.
+    c.smtp("MAIL FROM:<b@remote.test>").await.unwrap();
+    c.smtp("RCPT TO:<alice@example.test>").await.unwrap();
+    c.send(b"BDAT 6000\r\n").await.unwrap();
+    c.send(&vec![b'a'; 6000]).await.unwrap();
+    assert_eq!(c.reply().await.unwrap().0, 250);
+    let (code, _) = c.smtp("BDAT 6000 LAST").await.unwrap();
+    assert_eq!(code, 552);
+    assert_eq!(c.smtp("RSET").await.unwrap().0, 250);
+    assert!(s.inbox(ALICE).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_before_354_is_refused() {
+    let s = start("").await;
+    let mut c = s.smtp_session().await;
+    c.smtp("MAIL FROM:<b@remote.test>").await.unwrap();
+    c.smtp("RCPT TO:<alice@example.test>").await.unwrap();
+    c.send(b"DATA\r\nSubject: blind\r\n\r\nsent before 354\r\n.\r\n")
+        .await
+        .unwrap();
+    let (code, lines) = c.reply().await.unwrap();
+    assert_eq!(code, 554, "{lines:?}");
+    assert!(lines[0].starts_with("554 5.5.0"), "{lines:?}");
+    assert!(c.closed().await);
+    assert!(s.inbox(ALICE).await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_must_be_utf8() {
+    let s = start("").await;
+    let mut c = s.smtp_session().await;
+    c.send(b"MAIL FROM:<j\xf6rg@remote.test> SMTPUTF8\r\n")
+        .await
+        .unwrap();
+    let (code, lines) = c.reply().await.unwrap();
+    assert_eq!(code, 553, "{lines:?}");
+    assert!(lines[0].starts_with("553 5.6.7"));
+    let (code, _) = c
+        .smtp("MAIL FROM:<jörg@remote.test> SMTPUTF8")
+        .await
+        .unwrap();
+    assert_eq!(code, 250);
 }
