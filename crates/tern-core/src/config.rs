@@ -205,6 +205,10 @@ pub struct SmtpConfig {
     pub max_connections: usize,
     /// Simultaneous connections from one IP address.
     pub max_connections_per_ip: usize,
+    /// Bytes of message data all sessions together may hold while receiving (at least
+    /// `max_message_size`); a message that finds none left is read, discarded and
+    /// refused with `452 4.3.1` (the sender retries).
+    pub max_data_memory: usize,
     /// Protocol errors tolerated per session before `421` and disconnect.
     pub max_errors: u32,
     /// New connections per minute from one client network (0 = unlimited).
@@ -233,6 +237,7 @@ impl Default for SmtpConfig {
             data_total_timeout: 600,
             max_connections: 2000,
             max_connections_per_ip: 50,
+            max_data_memory: 512 * 1024 * 1024,
             max_errors: 10,
             connections_per_minute_per_network: 600,
             messages_per_minute_per_network: 3000,
@@ -821,6 +826,11 @@ data_total_timeout = {data_total_timeout}
 # Simultaneous connections in total and per client IP address.
 max_connections = {max_connections}
 max_connections_per_ip = {max_connections_per_ip}
+# Memory, in bytes, that all sessions together may hold for messages being received (at
+# least max_message_size). A message finding none left is read to its end, discarded and
+# refused with "452 4.3.1" (senders retry), so many large or oversized messages at once
+# cannot exhaust memory. A message over max_message_size is discarded as it streams.
+max_data_memory = {max_data_memory}
 # Protocol errors tolerated in one session before "421" and disconnect.
 max_errors = {max_errors}
 # New connections and messages per minute from one client network (an IPv4 /24 and an
@@ -1002,6 +1012,7 @@ trust_anchor = ""
         data_total_timeout = s.data_total_timeout,
         max_connections = s.max_connections,
         max_connections_per_ip = s.max_connections_per_ip,
+        max_data_memory = s.max_data_memory,
         max_errors = s.max_errors,
         conn_rate = s.connections_per_minute_per_network,
         msg_rate = s.messages_per_minute_per_network,

@@ -16,11 +16,87 @@
 //!   rest is discarded (but still read to the terminator) and the outcome
 //!   says which limit was hit. NUL bytes are noted the same way.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// Memory all sessions together may hold for message data being received
+/// (`[smtp] max_data_memory`). A reader takes from it as its buffer grows;
+/// when none is left, that message is read to its end and discarded, and
+/// refused with a temporary error, so concurrent large (or oversized)
+/// messages cannot take the server's memory, and nothing ever waits for
+/// memory (no deadlock between sessions each holding part of it).
+#[derive(Clone)]
+pub struct DataBudget {
+    max: usize,
+    used: Arc<AtomicUsize>,
+}
+
+impl DataBudget {
+    /// A budget of `max` bytes.
+    pub fn new(max: usize) -> Self {
+        Self {
+            max,
+            used: Arc::default(),
+        }
+    }
+
+    /// A budget that never runs out (tools and tests).
+    pub fn unlimited() -> Self {
+        Self::new(usize::MAX)
+    }
+
+    /// Bytes held now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    fn take(&self, n: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                u.checked_add(n).filter(|&t| t <= self.max)
+            })
+            .is_ok()
+    }
+}
+
+/// Budget held for one message's data; given back when dropped.
+pub struct Held {
+    budget: DataBudget,
+    bytes: usize,
+}
+
+impl Held {
+    fn new(budget: DataBudget) -> Self {
+        Self { budget, bytes: 0 }
+    }
+
+    fn grow(&mut self, n: usize) -> bool {
+        let ok = self.budget.take(n);
+        if ok {
+            self.bytes += n;
+        }
+        ok
+    }
+
+    fn release(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        self.bytes = 0;
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// Why a message was refused after its data was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DataProblem {
     /// Bigger than the size limit.
     TooBig,
+    /// The server's memory for message data in transit was used up.
+    Busy,
     /// A line longer than the line limit.
     LineTooLong,
     /// Contains a NUL byte.
@@ -52,24 +128,26 @@ pub struct DataReader {
     received: usize,
     problem: Option<DataProblem>,
     bare_line_endings: usize,
+    held: Held,
 }
 
 impl DataReader {
     /// A reader for DATA: dot-transparency on, ends at CRLF.CRLF.
-    pub fn data(max_size: usize, max_line: usize) -> Self {
-        Self::new(true, max_size, max_line)
+    pub fn data(max_size: usize, max_line: usize, budget: &DataBudget) -> Self {
+        Self::new(true, max_size, max_line, budget)
     }
 
     /// A reader for BDAT chunks: no dot handling, no terminator; call
     /// [`DataReader::finish_chunks`] after the last chunk.
-    pub fn bdat(max_size: usize, max_line: usize) -> Self {
-        Self::new(false, max_size, max_line)
+    pub fn bdat(max_size: usize, max_line: usize, budget: &DataBudget) -> Self {
+        Self::new(false, max_size, max_line, budget)
     }
 
-    fn new(dot_stuffing: bool, max_size: usize, max_line: usize) -> Self {
+    fn new(dot_stuffing: bool, max_size: usize, max_line: usize, budget: &DataBudget) -> Self {
         Self {
             state: State::LineStart,
-            out: Vec::with_capacity(8192.min(max_size)),
+            out: Vec::new(),
+            held: Held::new(budget.clone()),
             dot_stuffing,
             max_size,
             max_line,
@@ -84,12 +162,32 @@ impl DataReader {
         if self.problem.is_some() {
             return;
         }
-        if self.out.len() + bytes.len() > self.max_size {
-            self.problem = Some(DataProblem::TooBig);
-            self.out = Vec::new();
+        let needed = self.out.len() + bytes.len();
+        if needed > self.max_size {
+            self.fail(DataProblem::TooBig);
             return;
         }
+        if needed > self.out.capacity() {
+            // Grow by doubling, never past the size limit, with the
+            // memory taken from the shared budget first.
+            let cap = needed
+                .max(self.out.capacity() * 2)
+                .max(8192)
+                .min(self.max_size);
+            if !self.held.grow(cap - self.held.bytes.min(cap)) {
+                self.fail(DataProblem::Busy);
+                return;
+            }
+            self.out.reserve_exact(cap - self.out.len());
+        }
         self.out.extend_from_slice(bytes);
+    }
+
+    /// Stops keeping data: the rest is counted and discarded.
+    fn fail(&mut self, problem: DataProblem) {
+        self.problem = Some(problem);
+        self.out = Vec::new();
+        self.held.release();
     }
 
     fn newline(&mut self) {
@@ -217,11 +315,12 @@ impl DataReader {
         self.problem
     }
 
-    /// The message (empty if a limit was hit).
-    pub fn into_message(self) -> Result<Vec<u8>, DataProblem> {
+    /// The message (or the limit that was hit), with the budget it holds:
+    /// keep that until the message has been handled.
+    pub fn into_message(self) -> Result<(Vec<u8>, Held), DataProblem> {
         match self.problem {
             Some(p) => Err(p),
-            None => Ok(self.out),
+            None => Ok((self.out, self.held)),
         }
     }
 }
@@ -231,20 +330,20 @@ mod tests {
     use super::*;
 
     fn run(input: &[u8]) -> (Option<usize>, Vec<u8>) {
-        let mut r = DataReader::data(1 << 20, 1000);
+        let mut r = DataReader::data(1 << 20, 1000, &DataBudget::unlimited());
         let end = r.feed(input);
-        (end, r.into_message().unwrap())
+        (end, r.into_message().unwrap().0)
     }
 
     /// Feeds one byte at a time, to check state carries across reads.
     fn run_bytewise(input: &[u8]) -> (Option<usize>, Vec<u8>) {
-        let mut r = DataReader::data(1 << 20, 1000);
+        let mut r = DataReader::data(1 << 20, 1000, &DataBudget::unlimited());
         for (i, b) in input.iter().enumerate() {
             if r.feed(std::slice::from_ref(b)).is_some() {
-                return (Some(i + 1), r.into_message().unwrap());
+                return (Some(i + 1), r.into_message().unwrap().0);
             }
         }
-        (None, r.into_message().unwrap())
+        (None, r.into_message().unwrap().0)
     }
 
     #[test]
@@ -301,22 +400,59 @@ mod tests {
 
     #[test]
     fn limits() {
-        let mut r = DataReader::data(10, 1000);
+        let mut r = DataReader::data(10, 1000, &DataBudget::unlimited());
         assert!(r.feed(b"0123456789abc\r\n.\r\n").is_some());
-        assert_eq!(r.into_message(), Err(DataProblem::TooBig));
-        let mut r = DataReader::data(1000, 10);
+        assert_eq!(r.into_message().err(), Some(DataProblem::TooBig));
+        let mut r = DataReader::data(1000, 10, &DataBudget::unlimited());
         assert!(r.feed(b"0123456789abc\r\n.\r\n").is_some());
-        assert_eq!(r.into_message(), Err(DataProblem::LineTooLong));
-        let mut r = DataReader::data(1000, 100);
+        assert_eq!(r.into_message().err(), Some(DataProblem::LineTooLong));
+        let mut r = DataReader::data(1000, 100, &DataBudget::unlimited());
         assert!(r.feed(b"a\0b\r\n.\r\n").is_some());
-        assert_eq!(r.into_message(), Err(DataProblem::Nul));
+        assert_eq!(r.into_message().err(), Some(DataProblem::Nul));
     }
 
     #[test]
     fn bdat_normalises_without_dots() {
-        let mut r = DataReader::bdat(1000, 1000);
+        let mut r = DataReader::bdat(1000, 1000, &DataBudget::unlimited());
         assert_eq!(r.feed(b".a\nb\r"), None);
         r.finish_chunks();
-        assert_eq!(r.into_message().unwrap(), b".a\r\nb\r\n");
+        assert_eq!(r.into_message().unwrap().0, b".a\r\nb\r\n");
+    }
+
+    #[test]
+    fn data_memory_is_budgeted() {
+        let budget = DataBudget::new(100_000);
+        let line = [b'a'; 98];
+        let mut a = DataReader::data(1 << 20, 1000, &budget);
+        for _ in 0..600 {
+            a.feed(&line);
+            a.feed(b"\r\n");
+        }
+        assert!(
+            budget.used() >= 60_000 && budget.used() <= 100_000,
+            "{}",
+            budget.used()
+        );
+        // The second message finds the budget used up: read on, refused.
+        let mut b = DataReader::data(1 << 20, 1000, &budget);
+        for _ in 0..600 {
+            b.feed(&line);
+            b.feed(b"\r\n");
+        }
+        assert_eq!(b.feed(b".\r\n"), Some(3));
+        assert_eq!(b.into_message().err(), Some(DataProblem::Busy));
+        let (body, held) = a.into_message().unwrap();
+        assert_eq!(body.len(), 60_000);
+        assert!(budget.used() > 0);
+        drop(held);
+        assert_eq!(budget.used(), 0, "given back");
+        // Over the size limit: the buffer goes at once, and its budget with it.
+        let mut c = DataReader::data(50_000, 1000, &budget);
+        for _ in 0..600 {
+            c.feed(&line);
+            c.feed(b"\r\n");
+        }
+        assert_eq!(budget.used(), 0);
+        assert_eq!(c.into_message().err(), Some(DataProblem::TooBig));
     }
 }

@@ -72,6 +72,8 @@ pub struct SmtpServer {
     pub checks: MxChecks,
     /// Connections and messages per minute per client network.
     pub rates: ratelimit::RateLimits,
+    /// Memory for message data being received, shared by the sessions.
+    pub data_budget: data::DataBudget,
     limiter: ConnLimiter,
 }
 
@@ -125,8 +127,12 @@ impl SmtpServer {
     ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
         let rates = ratelimit::RateLimits::new(&config);
+        // One message at the size limit always fits.
+        let data_budget =
+            data::DataBudget::new(config.max_data_memory.max(config.max_message_size));
         Arc::new(Self {
             rates,
+            data_budget,
             config,
             hostname,
             store,

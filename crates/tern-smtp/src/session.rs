@@ -630,7 +630,11 @@ impl Session {
         }
         self.conn
             .write(&reply!(354, "2.0.0", "Start mail input; end with <CRLF>.<CRLF>").to_bytes());
-        let mut reader = DataReader::data(self.cfg().max_message_size, self.cfg().max_data_line);
+        let mut reader = DataReader::data(
+            self.cfg().max_message_size,
+            self.cfg().max_data_line,
+            &self.server.data_budget,
+        );
         let deadline = Instant::now() + Duration::from_secs(self.cfg().data_total_timeout);
         loop {
             let end = reader.feed(self.conn.buffered());
@@ -709,9 +713,9 @@ impl Session {
             (None, Some(tx)) => tx
                 .bdat
                 .take()
-                .unwrap_or_else(|| DataReader::bdat(max_size, max_line)),
+                .unwrap_or_else(|| DataReader::bdat(max_size, max_line, &self.server.data_budget)),
             // Discard into a reader that keeps nothing.
-            _ => DataReader::bdat(0, usize::MAX),
+            _ => DataReader::bdat(0, usize::MAX, &self.server.data_budget),
         };
         let deadline = Instant::now() + Duration::from_secs(self.cfg().data_total_timeout);
         let mut left = chunk_size;
@@ -754,10 +758,20 @@ impl Session {
             return self.send(reply!(503, "5.5.1", "Send MAIL first"));
         };
         let bare = reader.bare_line_endings();
-        let body = match reader.into_message() {
+        // `_held`: this message's share of the data memory, kept until it
+        // has been handled.
+        let (body, _held) = match reader.into_message() {
             Ok(b) => b,
             Err(problem) => {
                 let (reason, r) = match problem {
+                    DataProblem::Busy => (
+                        "memory",
+                        reply!(
+                            452,
+                            "4.3.1",
+                            "Insufficient system resources for the message now, try again later"
+                        ),
+                    ),
                     DataProblem::TooBig => (
                         "size",
                         reply!(

@@ -346,3 +346,57 @@ async fn addresses_must_be_utf8() {
         .unwrap();
     assert_eq!(code, 250);
 }
+
+fn vm_kib(field: &str) -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// 24 oversized messages at once: refused, each counted and discarded as it
+/// streams, and the memory they take together bounded by
+/// `max_data_memory` (asserted loosely here: the test shares its process
+/// with the server; `bench/hostile_memory.sh` measures it exactly).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_oversized_messages_are_bounded() {
+    let s = start("[smtp]\nmax_message_size = 5000000\nmax_data_memory = 20000000\n").await;
+    // Reset the peak (VmHWM) to the current RSS.
+    std::fs::write("/proc/self/clear_refs", "5").unwrap();
+    let base = vm_kib("VmHWM:");
+    let mut tasks = Vec::new();
+    for _ in 0..24 {
+        let addr = s.smtp;
+        tasks.push(tokio::spawn(async move {
+            let mut c = LineClient::connect(addr).await.unwrap();
+            c.reply().await.unwrap();
+            c.smtp("EHLO big.example").await.unwrap();
+            c.smtp("MAIL FROM:<b@remote.test>").await.unwrap();
+            c.smtp("RCPT TO:<alice@example.test>").await.unwrap();
+            assert_eq!(c.smtp("DATA").await.unwrap().0, 354);
+            let line = [b'x'; 998];
+            let mut chunk = Vec::new();
+            for _ in 0..1000 {
+                chunk.extend_from_slice(&line);
+                chunk.extend_from_slice(b"\r\n");
+            }
+            for _ in 0..8 {
+                c.send(&chunk).await.unwrap();
+            }
+            c.send(b".\r\n").await.unwrap();
+            c.reply().await.unwrap().0
+        }));
+    }
+    for t in tasks {
+        let code = t.await.unwrap();
+        assert!(code == 552 || code == 452, "{code}");
+    }
+    let peak_growth = vm_kib("VmHWM:").saturating_sub(base);
+    // Unbounded, 24 buffers of up to 5 MB (and their growth copies) came to
+    // well over 120 MB; within the 20 MB budget it stays far below.
+    assert!(peak_growth < 90_000, "peak grew by {peak_growth} KiB");
+    assert!(s.inbox(ALICE).await.is_empty());
+    still_serving(&s).await;
+}
