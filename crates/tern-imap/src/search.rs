@@ -274,6 +274,12 @@ fn uses_headers(key: &SearchKey<'_>) -> bool {
     }
 }
 
+/// Messages looked at together: rows and header blocks are read for one
+/// batch of UIDs at a time, so a search costs memory for a batch, not for
+/// the mailbox (a header search over 100,000 messages held every header
+/// block at once, about 240 MB).
+const BATCH: usize = 1024;
+
 /// Runs a search; returns matching (sequence number, row) pairs.
 pub async fn run(
     keys: &[SearchKey<'_>],
@@ -281,61 +287,64 @@ pub async fn run(
     store: &SharedStore,
 ) -> Vec<(u32, MessageRow)> {
     let store: SharedStore = Arc::clone(store);
-    let mut headers: std::collections::HashMap<u32, Vec<u8>> = std::collections::HashMap::new();
-    let (first, last) = (view.uids().first().copied(), view.uids().last().copied());
-    let rows = match (required_field(keys), first, last) {
-        // A header key every match must satisfy: let the database find the
-        // few messages whose header block mentions the field at all.
-        (Some(field), Some(first), Some(last)) if view.len() > 16 => {
-            let found = store
-                .headers_containing(view.mailbox.id, first, last, &format!("{field}:"))
-                .await
-                .unwrap_or_default();
-            let uids: Vec<u32> = found
-                .iter()
-                .map(|(u, _)| *u)
-                .filter(|u| view.seq_of(*u).is_some())
-                .collect();
-            headers = found.into_iter().collect();
-            view.rows_for(&store, &uids).await.unwrap_or_default()
-        }
-        _ => {
-            let rows = view.rows(&store).await.unwrap_or_default();
-            // Header keys over many messages: every header block in one query.
-            if rows.len() > 16
-                && keys.iter().any(uses_headers)
-                && let (Some(first), Some(last)) = (rows.first(), rows.last())
-            {
-                headers = store
-                    .headers_in(view.mailbox.id, first.uid, last.uid)
-                    .await
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-            }
-            rows
-        }
-    };
+    let field = required_field(keys);
+    let needs_headers = keys.iter().any(uses_headers);
     let mut out = Vec::new();
-    for row in &rows {
-        let Some(seq) = view.seq_of(row.uid) else {
-            continue;
-        };
-        let mut c = Candidate {
-            seq,
-            row,
-            raw: None,
-            header: headers.remove(&row.uid),
-        };
-        let mut ok = true;
-        for k in keys {
-            if !eval(k, &mut c, view, &store).await {
-                ok = false;
-                break;
+    for batch in view.uids().chunks(BATCH) {
+        let (first, last) = (batch[0], batch[batch.len() - 1]);
+        let (rows, mut headers) = match &field {
+            // A header key every match must satisfy: let the database find
+            // the few messages whose header block mentions the field at all.
+            Some(field) if batch.len() > 16 => {
+                let found = store
+                    .headers_containing(view.mailbox.id, first, last, &format!("{field}:"))
+                    .await
+                    .unwrap_or_default();
+                let uids: Vec<u32> = found
+                    .iter()
+                    .map(|(u, _)| *u)
+                    .filter(|u| view.seq_of(*u).is_some())
+                    .collect();
+                let rows = view.rows_for(&store, &uids).await.unwrap_or_default();
+                (rows, found.into_iter().collect())
             }
-        }
-        if ok {
-            out.push((seq, row.clone()));
+            _ => {
+                let rows = view.rows_for(&store, batch).await.unwrap_or_default();
+                // Header keys over many messages: the batch's header blocks in one query.
+                let headers: std::collections::HashMap<u32, Vec<u8>> =
+                    if rows.len() > 16 && needs_headers {
+                        store
+                            .headers_in(view.mailbox.id, first, last)
+                            .await
+                            .unwrap_or_default()
+                            .into_iter()
+                            .collect()
+                    } else {
+                        Default::default()
+                    };
+                (rows, headers)
+            }
+        };
+        for row in rows {
+            let Some(seq) = view.seq_of(row.uid) else {
+                continue;
+            };
+            let mut c = Candidate {
+                seq,
+                row: &row,
+                raw: None,
+                header: headers.remove(&row.uid),
+            };
+            let mut ok = true;
+            for k in keys {
+                if !eval(k, &mut c, view, &store).await {
+                    ok = false;
+                    break;
+                }
+            }
+            if ok {
+                out.push((seq, row));
+            }
         }
     }
     out

@@ -1122,7 +1122,7 @@ impl Session {
                 return;
             }
         };
-        let (mut view, rows) = match View::open(&self.server.store, mailbox, read_only).await {
+        let mut view = match View::open(&self.server.store, mailbox, read_only).await {
             Ok(v) => v,
             Err(e) => {
                 self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
@@ -1131,17 +1131,19 @@ impl Session {
         };
         view.condstore = self.condstore;
         view.qresync = self.qresync;
+        let unseen = if self.rev2 {
+            None
+        } else {
+            view.first_unseen(&self.server.store).await.ok().flatten()
+        };
         let m = &view.mailbox;
         let o = &mut self.out;
         o.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
         let _ = write!(Str(o), "* {} EXISTS\r\n", view.len());
         if !self.rev2 {
             o.extend_from_slice(b"* 0 RECENT\r\n");
-            if let Some(i) = rows
-                .iter()
-                .position(|r| !r.flags.iter().any(|f| f == "\\Seen"))
-            {
-                let _ = write!(Str(o), "* OK [UNSEEN {}] First unseen\r\n", i + 1);
+            if let Some(seq) = unseen {
+                let _ = write!(Str(o), "* OK [UNSEEN {seq}] First unseen\r\n");
             }
         }
         let _ = write!(

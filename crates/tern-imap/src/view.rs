@@ -31,24 +31,35 @@ pub struct View {
 }
 
 impl View {
-    /// Loads a mailbox; returns the view and its rows (for SELECT's UNSEEN).
+    /// Loads a mailbox: its UIDs only (4 bytes a message).
     pub async fn open(
         store: &SharedStore,
         mailbox: MailboxRow,
         read_only: bool,
-    ) -> Result<(Self, Vec<MessageRow>), StoreError> {
+    ) -> Result<Self, StoreError> {
         let (modseq, _) = store.mailbox_state(mailbox.id).await?;
-        let rows = store.messages(mailbox.id).await?;
-        let view = Self {
-            uids: rows.iter().map(|r| r.uid).collect(),
+        let uids = store.uids(mailbox.id).await?;
+        Ok(Self {
+            uids,
             modseq,
             mailbox,
             read_only,
             condstore: false,
             qresync: false,
             own: HashSet::new(),
-        };
-        Ok((view, rows))
+        })
+    }
+
+    /// Sequence number of the first message without `\Seen` (SELECT's
+    /// UNSEEN for IMAP4rev1 clients), reading rows a batch at a time.
+    pub async fn first_unseen(&self, store: &SharedStore) -> Result<Option<u32>, StoreError> {
+        for batch in self.uids.chunks(1024) {
+            let rows = self.rows_for(store, batch).await?;
+            if let Some(r) = rows.iter().find(|r| !r.flags.iter().any(|f| f == "\\Seen")) {
+                return Ok(self.seq_of(r.uid));
+            }
+        }
+        Ok(None)
     }
 
     /// Messages in the view.
