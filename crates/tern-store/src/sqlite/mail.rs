@@ -123,6 +123,40 @@ pub(super) struct Prepared {
     pub(super) notify: Vec<AccountId>,
 }
 
+/// The folder a copy filed as `role` ("INBOX", "Junk", "Sent") goes to in
+/// `account`: Junk and Sent are found by special use (RFC 6154), whatever a
+/// client renamed them to, and fall back to INBOX when the account has none,
+/// so an accepted copy is never dropped or refused for a folder name.
+/// `None` only when the account itself is gone.
+fn target_folder(c: &rusqlite::Connection, account: AccountId, role: &str) -> Result<Option<i64>> {
+    let special = match role {
+        "Junk" => Some("\\Junk"),
+        "Sent" => Some("\\Sent"),
+        _ => None,
+    };
+    if let Some(special) = special
+        && let Some(id) = c
+            .prepare_cached(
+                "SELECT id FROM mailboxes WHERE account_id = ? AND special_use = ? ORDER BY id LIMIT 1",
+            )?
+            .query_row(params![account, special], |r| r.get(0))
+            .optional()?
+    {
+        return Ok(Some(id));
+    }
+    let by_name = if special.is_some() { "INBOX" } else { role };
+    for name in [by_name, "INBOX"] {
+        let found = c
+            .prepare_cached("SELECT id FROM mailboxes WHERE account_id = ? AND name = ?")?
+            .query_row(params![account, name], |r| r.get(0))
+            .optional()?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
 impl Prepared {
     pub(super) fn new(message: NewMessage) -> Result<Self> {
         let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
@@ -180,12 +214,16 @@ impl Prepared {
             "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
                 internaldate, queue_id, mail_from, params)
              SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, ?, ?, ?
-             FROM mailboxes WHERE account_id = ? AND name = ?",
+             FROM mailboxes WHERE id = ?",
         )?;
         let mut delivered = 0;
         let mut queued = Vec::new();
         for (account, mailbox) in &self.recipients {
-            let n = insert.execute(params![
+            let Some(folder) = target_folder(c, *account, mailbox)? else {
+                tracing::warn!(queue_id = %m.queue_id, account, "recipient account vanished before delivery");
+                continue;
+            };
+            delivered += insert.execute(params![
                 blob_id,
                 size,
                 "",
@@ -193,15 +231,12 @@ impl Prepared {
                 m.queue_id,
                 m.mail_from,
                 m.envelope_params,
-                account,
-                mailbox
+                folder
             ])?;
-            if n == 0 {
-                tracing::warn!(queue_id = %m.queue_id, account, "recipient account vanished before delivery");
-            }
-            delivered += n;
         }
-        if let Some(account) = m.sent_copy {
+        if let Some(account) = m.sent_copy
+            && let Some(folder) = target_folder(c, account, "Sent")?
+        {
             delivered += insert.execute(params![
                 blob_id,
                 size,
@@ -210,8 +245,7 @@ impl Prepared {
                 m.queue_id,
                 m.mail_from,
                 m.envelope_params,
-                account,
-                "Sent"
+                folder
             ])?;
         }
         if !m.outbound.is_empty() {

@@ -422,3 +422,56 @@ async fn thresholds_per_domain_and_account() {
     cli(&["clear", BOB]);
     assert!(!cli(&["list"]).contains(BOB));
 }
+
+/// A copy filed as junk goes to the account's `\Junk` folder whatever a
+/// client renamed it to, and to INBOX when there is none: an accepted
+/// recipient's copy is never refused or dropped for a folder name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_follows_the_folder_and_falls_back_to_inbox() {
+    let s = start("").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tern"))
+        .args(["spam", "policy", "set", BOB, "--reject-score", "100000"])
+        .arg("--data")
+        .arg(s.data.path())
+        .env("TERN_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let mut c = LineClient::connect(s.imap).await.unwrap();
+    c.line().await.unwrap();
+    c.cmd(&format!("a LOGIN {BOB} {BOB_PW}")).await.unwrap();
+    read_tagged(&mut c, "a").await;
+    c.cmd("b RENAME Junk Spam").await.unwrap();
+    assert!(
+        read_tagged(&mut c, "b")
+            .await
+            .last()
+            .unwrap()
+            .starts_with("b OK")
+    );
+    let gtube = format!(
+        "From: x@corpus.test\r\nSubject: test\r\n\r\n{}\r\n",
+        tern_filter::rules::GTUBE
+    );
+    let ip = unique_loopback();
+    assert_eq!(deliver(&s, ip, gtube.as_bytes()).await.0, 250);
+    assert_eq!(
+        folder_count(&s, BOB, "Spam").await,
+        1,
+        "the renamed \\Junk folder"
+    );
+    c.cmd("c DELETE Spam").await.unwrap();
+    assert!(
+        read_tagged(&mut c, "c")
+            .await
+            .last()
+            .unwrap()
+            .starts_with("c OK")
+    );
+    assert_eq!(deliver(&s, ip, gtube.as_bytes()).await.0, 250);
+    assert_eq!(
+        folder_count(&s, BOB, "INBOX").await,
+        1,
+        "no Junk folder: INBOX"
+    );
+}
