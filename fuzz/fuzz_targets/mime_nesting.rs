@@ -13,12 +13,13 @@ fn build(program: &[u8]) -> Vec<u8> {
     let mut open: Vec<Option<String>> = Vec::new();
     let mut last = 0u8;
     let mut i = 0;
-    while i < program.len() && m.len() < 4 << 20 {
+    while i < program.len() && m.len() < 256 << 10 {
         let op = program[i];
         i += 1;
         let times = match op % 8 {
-            // Repeat the previous opening (op >> 3) * 64 times.
-            7 => usize::from(op >> 3) * 64,
+            // Repeat the previous opening (op >> 3) * 8 times: up to 248
+            // levels at once, well past the depth limit.
+            7 => usize::from(op >> 3) * 8,
             _ => 1,
         };
         let kind = if op % 8 == 7 { last } else { op % 8 };

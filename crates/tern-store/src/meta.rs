@@ -384,9 +384,26 @@ mod tests {
         );
     }
 
+    /// Found by the `mime_nesting` fuzzer: a `multipart/digest` inside
+    /// nested embedded messages put mail-parser in a state its debug
+    /// assertions refused (a panic in debug builds, recovery in release).
+    #[test]
+    fn digest_inside_embedded_messages() {
+        let raw = include_bytes!("testdata/digest_in_rfc822.eml");
+        let m = analyze(raw);
+        assert!(m.parsed);
+        for p in &m.parts {
+            assert!(p.end_offset as usize <= raw.len());
+            for &c in &p.children {
+                assert!((c as usize) < m.parts.len());
+            }
+        }
+    }
+
     #[test]
     fn garbage_is_kept() {
         let m = analyze(b"\x00\x01 not a message");
         assert_eq!(m.body_offset as usize, 16);
     }
 }
+

@@ -446,14 +446,14 @@ impl MessageParser {
                                     part.body = PartType::Message(message);
                                 }
                             } else {
-                                debug_assert!(false, "Invalid part ID, could not find message.");
+                                // Tern patch: recover (as release builds do) instead of asserting; hostile input reaches this. Invalid part ID, could not find message.
                             }
 
                             message = prev_message;
                             prev_state.mime_boundary = state.mime_boundary;
                             state = prev_state;
                         } else {
-                            debug_assert!(false, "Failed to restore parent message. Aborting.");
+                            // Tern patch: recover (as release builds do) instead of asserting; hostile input reaches this. Failed to restore parent message. Aborting.
                             break 'outer;
                         }
                     }
@@ -509,7 +509,7 @@ impl MessageParser {
                             // This part has no boundary, update end offset
                             part.offset_end = stream.offset() as u32;
                         } else {
-                            debug_assert!(false, "Invalid part ID, could not find multipart.");
+                            // Tern patch: recover (as release builds do) instead of asserting; hostile input reaches this. Invalid part ID, could not find multipart.
                         }
 
                         break 'outer;
@@ -558,7 +558,7 @@ impl MessageParser {
                         part.body = PartType::Message(message);
                     }
                 } else {
-                    debug_assert!(false, "Invalid part ID, could not find message.");
+                    // Tern patch: recover (as release builds do) instead of asserting; hostile input reaches this. Invalid part ID, could not find message.
                 }
 
                 message = prev_message;
@@ -568,7 +568,7 @@ impl MessageParser {
                     part.body = PartType::Multipart(state.sub_part_ids);
                 }
             } else {
-                debug_assert!(false, "This should not have happened.");
+                // Tern patch: recover (as release builds do) instead of asserting; hostile input reaches this. This should not have happened.
             }
             state = prev_state;
         }
