@@ -63,11 +63,11 @@ import json, sys, os
 d = sys.argv[1]
 j = lambda f: json.load(open(os.path.join(d, f)))
 p, t = j('postfix-oversize.json'), j('tern-oversize.json')
-print(f"  oversize peak RSS      postfix {p['peak_rss_kib']/1024:8.1f}  tern {t['peak_rss_kib']/1024:8.1f}   (tern after 5 s: {t['rss_after_5s_kib']/1024:.1f})")
+print(f"  oversize peak RSS      postfix {p['peak_rss_kib']/1024:8.1f}  tern {t['peak_rss_kib']/1024:8.1f}   (anon: postfix {p['peak_anon_kib']/1024:.1f}, tern {t['peak_anon_kib']/1024:.1f}; after 5 s: postfix {p['rss_after_5s_kib']/1024:.1f}, tern {t['rss_after_5s_kib']/1024:.1f})")
 print(f"  oversize replies       postfix {p['replies']}  tern {t['replies']}")
 for n in sys.argv[2:]:
     dv, tn = j(f'dovecot-{n}.json'), j(f'tern-{n}.json')
     for op in ('select', 'fetch_flags', 'search_header'):
-        print(f"  {n:>7} {op:<14} dovecot {dv[op]['ms']:8.1f} ms {dv[op]['peak_growth_kib']/1024:7.1f} MiB   tern {tn[op]['ms']:8.1f} ms {tn[op]['peak_growth_kib']/1024:7.1f} MiB")
-    print(f"  {n:>7} RSS after LOGOUT  dovecot {dv['rss_after_logout_kib']/1024:7.1f} MiB   tern {tn['rss_after_logout_kib']/1024:7.1f} MiB (before login {tn['rss_before_kib']/1024:.1f})")
+        print(f"  {n:>7} {op:<14} dovecot {dv[op]['ms']:8.1f} ms +{dv[op]['peak_growth_kib']/1024:6.1f} MiB (anon +{dv[op]['peak_anon_growth_kib']/1024:6.1f})   tern {tn[op]['ms']:8.1f} ms +{tn[op]['peak_growth_kib']/1024:6.1f} MiB (anon +{tn[op]['peak_anon_growth_kib']/1024:6.1f})")
+    print(f"  {n:>7} after LOGOUT       dovecot {dv['rss_after_logout_kib']/1024:6.1f} MiB (anon {dv['anon_after_logout_kib']/1024:6.1f})   tern {tn['rss_after_logout_kib']/1024:6.1f} MiB (anon {tn['anon_after_logout_kib']/1024:6.1f}; before login {tn['rss_before_kib']/1024:.1f}, anon {tn['anon_before_kib']/1024:.1f})")
 EOP

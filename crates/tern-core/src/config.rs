@@ -237,7 +237,7 @@ impl Default for SmtpConfig {
             data_total_timeout: 600,
             max_connections: 2000,
             max_connections_per_ip: 50,
-            max_data_memory: 512 * 1024 * 1024,
+            max_data_memory: 256 * 1024 * 1024,
             max_errors: 10,
             connections_per_minute_per_network: 600,
             messages_per_minute_per_network: 3000,

@@ -10,6 +10,7 @@ pub mod config;
 pub mod conn;
 pub mod connlimit;
 pub mod id;
+pub mod memory;
 pub mod srs;
 pub mod tls;
 

@@ -78,6 +78,14 @@ impl Held {
         ok
     }
 
+    /// Keeps `n` bytes held, giving the rest back.
+    fn shrink_to(&mut self, n: usize) {
+        if self.bytes > n {
+            self.budget.used.fetch_sub(self.bytes - n, Ordering::AcqRel);
+            self.bytes = n;
+        }
+    }
+
     fn release(&mut self) {
         self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
         self.bytes = 0;
@@ -129,6 +137,8 @@ pub struct DataReader {
     problem: Option<DataProblem>,
     bare_line_endings: usize,
     held: Held,
+    /// Size of the message as normalised, counted even once not kept.
+    size: usize,
 }
 
 impl DataReader {
@@ -148,6 +158,7 @@ impl DataReader {
             state: State::LineStart,
             out: Vec::new(),
             held: Held::new(budget.clone()),
+            size: 0,
             dot_stuffing,
             max_size,
             max_line,
@@ -159,6 +170,7 @@ impl DataReader {
     }
 
     fn emit(&mut self, bytes: &[u8]) {
+        self.size = self.size.saturating_add(bytes.len());
         if self.problem.is_some() {
             return;
         }
@@ -168,17 +180,23 @@ impl DataReader {
             return;
         }
         if needed > self.out.capacity() {
-            // Grow by doubling, never past the size limit, with the
-            // memory taken from the shared budget first.
+            // Grow by doubling, never past the size limit, with the memory
+            // taken from the shared budget first: the new buffer in full,
+            // since the old one lives until its bytes are copied over.
             let cap = needed
                 .max(self.out.capacity() * 2)
                 .max(8192)
                 .min(self.max_size);
-            if !self.held.grow(cap - self.held.bytes.min(cap)) {
+            if !self.held.grow(cap) {
                 self.fail(DataProblem::Busy);
                 return;
             }
+            let old = self.out.capacity();
             self.out.reserve_exact(cap - self.out.len());
+            self.held.shrink_to(cap);
+            if old >= tern_core::memory::LARGE {
+                tern_core::memory::give_back();
+            }
         }
         self.out.extend_from_slice(bytes);
     }
@@ -186,8 +204,11 @@ impl DataReader {
     /// Stops keeping data: the rest is counted and discarded.
     fn fail(&mut self, problem: DataProblem) {
         self.problem = Some(problem);
-        self.out = Vec::new();
+        let freed = std::mem::take(&mut self.out).capacity();
         self.held.release();
+        if freed >= tern_core::memory::LARGE {
+            tern_core::memory::give_back();
+        }
     }
 
     fn newline(&mut self) {
@@ -319,6 +340,8 @@ impl DataReader {
     /// keep that until the message has been handled.
     pub fn into_message(self) -> Result<(Vec<u8>, Held), DataProblem> {
         match self.problem {
+            // Too big as well: say so (permanent), not "busy" (retry).
+            Some(DataProblem::Busy) if self.size > self.max_size => Err(DataProblem::TooBig),
             Some(p) => Err(p),
             None => Ok((self.out, self.held)),
         }
@@ -441,6 +464,13 @@ mod tests {
         }
         assert_eq!(b.feed(b".\r\n"), Some(3));
         assert_eq!(b.into_message().err(), Some(DataProblem::Busy));
+        // Refused for memory but over the size limit too: too big it is.
+        let mut d = DataReader::data(10_000, 1000, &DataBudget::new(1));
+        for _ in 0..600 {
+            d.feed(&line);
+            d.feed(b"\r\n");
+        }
+        assert_eq!(d.into_message().err(), Some(DataProblem::TooBig));
         let (body, held) = a.into_message().unwrap();
         assert_eq!(body.len(), 60_000);
         assert!(budget.used() > 0);

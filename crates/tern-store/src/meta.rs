@@ -406,4 +406,3 @@ mod tests {
         assert_eq!(m.body_offset as usize, 16);
     }
 }
-

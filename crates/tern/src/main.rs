@@ -259,6 +259,13 @@ enum DomainCmd {
 fn main() -> Result<()> {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    // Large message buffers go back to the system when freed, not after
+    // mimalloc's purge delay (tern_core::memory).
+    tern_core::memory::set_give_back(|| {
+        // SAFETY: mi_collect only walks mimalloc's own heaps and may be
+        // called from any thread at any time.
+        unsafe { libmimalloc_sys::mi_collect(true) }
+    });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
