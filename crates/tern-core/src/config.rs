@@ -170,6 +170,9 @@ pub struct StoreConfig {
     pub default_quota: u64,
     /// Largest number of writes batched into one commit (one fsync).
     pub max_batch: usize,
+    /// Bytes of the database mapped into memory for bulk reads (IMAP fetches and
+    /// searches, message bodies); 0 = none. Mapped pages count in RSS as page cache.
+    pub read_mmap_size: u64,
 }
 
 impl Default for StoreConfig {
@@ -178,6 +181,7 @@ impl Default for StoreConfig {
             database: "tern.db".into(),
             default_quota: 1 << 30,
             max_batch: 256,
+            read_mmap_size: 1 << 30,
         }
     }
 }
@@ -807,6 +811,10 @@ database = "tern.db"
 default_quota = {quota}
 # Most writes committed together under one fsync (group commit).
 max_batch = {max_batch}
+# Bytes of the database mapped into memory for bulk reads (IMAP FETCH and SEARCH, message
+# bodies): reads come straight from the page cache. Mapped pages count in the process's
+# RSS, as page cache the kernel takes back when it needs memory. 0 = read by copying.
+read_mmap_size = {read_mmap_size}
 
 [smtp]
 # Largest message accepted, bytes (announced with SIZE; RFC 1870).
@@ -1003,6 +1011,7 @@ trust_anchor = ""
         imaps = list(&l.imaps),
         quota = st.default_quota,
         max_batch = st.max_batch,
+        read_mmap_size = st.read_mmap_size,
         max_message_size = s.max_message_size,
         max_recipients = s.max_recipients,
         max_command_line = s.max_command_line,

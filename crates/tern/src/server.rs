@@ -88,7 +88,7 @@ pub fn metrics_handle() -> PrometheusHandle {
 /// Opens the configured store.
 pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     let path = config.resolve(&config.store.database);
-    let store = SqliteStore::open(&path, config.store.max_batch)
+    let store = SqliteStore::open_with(&path, config.store.max_batch, config.store.read_mmap_size)
         .await
         .with_context(|| format!("opening database {}", path.display()))?;
     Ok(Arc::new(store))

@@ -49,6 +49,8 @@ const WAL_RESTART_FRAMES: i64 = 16_384;
 /// The SQLite store. Cheap to share behind an `Arc`.
 pub struct SqliteStore {
     path: PathBuf,
+    /// Bytes of the file bulk-read connections map (`[store] read_mmap_size`).
+    mmap_size: u64,
     readers: Mutex<Vec<Connection>>,
     bulk_readers: Mutex<Vec<Connection>>,
     writer: writer::Writer,
@@ -79,15 +81,22 @@ fn open_conn(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts the
     /// writer thread. `max_batch` bounds how many writes share one commit.
+    /// Bulk reads map up to 1 GiB of the file ([`SqliteStore::open_with`]).
     pub async fn open(path: &Path, max_batch: usize) -> Result<Self> {
+        Self::open_with(path, max_batch, 1 << 30).await
+    }
+
+    /// [`SqliteStore::open`], mapping at most `mmap_size` bytes of the
+    /// database for bulk reads (0: none, every read copies).
+    pub async fn open_with(path: &Path, max_batch: usize, mmap_size: u64) -> Result<Self> {
         let path = path.to_path_buf();
         let max_batch = max_batch.max(1);
-        tokio::task::spawn_blocking(move || Self::open_blocking(&path, max_batch))
+        tokio::task::spawn_blocking(move || Self::open_blocking(&path, max_batch, mmap_size))
             .await
             .map_err(|e| StoreError::Invalid(format!("opening the store: {e}")))?
     }
 
-    fn open_blocking(path: &Path, max_batch: usize) -> Result<Self> {
+    fn open_blocking(path: &Path, max_batch: usize, mmap_size: u64) -> Result<Self> {
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
         {
@@ -113,6 +122,7 @@ impl SqliteStore {
         spawn_checkpointer(checkpointer, Arc::downgrade(&alive), wal_frames.clone());
         Ok(Self {
             path: path.to_path_buf(),
+            mmap_size,
             readers: Mutex::new(Vec::new()),
             bulk_readers: Mutex::new(Vec::new()),
             writer: writer::Writer::spawn(conn, max_batch, wal_frames),
@@ -154,8 +164,8 @@ impl SqliteStore {
                     &self.path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                if mmap {
-                    c.execute_batch("PRAGMA mmap_size = 1073741824;")?;
+                if mmap && self.mmap_size > 0 {
+                    c.execute_batch(&format!("PRAGMA mmap_size = {};", self.mmap_size))?;
                 }
                 c
             }
