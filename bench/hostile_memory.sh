@@ -5,7 +5,8 @@
 #     are given: Postfix (message_size_limit) and Tern (max_message_size, max_data_memory).
 #  2. SELECT, FETCH 1:* (FLAGS) and a header SEARCH on the same generated mailbox of each size
 #     in SIZES (../shared/bench/dovecot/gen_maildir.py, ~5 KiB messages): Dovecot and Tern.
-# usage: bench/hostile_memory.sh     (SKIP_INSTALL=1 to skip apt; SIZES="10000 100000")
+# usage: bench/hostile_memory.sh     (SKIP_INSTALL=1 to skip apt; SIZES="10000 100000";
+#        READ_MMAP_SIZE=0 to run Tern with [store] read_mmap_size = 0)
 set -euo pipefail
 source "$(dirname "$0")/common.sh"
 SIZES=${SIZES:-"10000 100000"}; TERN_BASE=${TERN_BASE:-33000}
@@ -20,6 +21,7 @@ trap '[ -n "$TPID" ] && kill $TPID 2>/dev/null; true' EXIT
 start_tern() { # data folder → TPID
   "$TERN" init --data "$1" --domain example.test --port-base "$TERN_BASE" >/dev/null
   sed -i 's/^max_connections_per_ip = .*/max_connections_per_ip = 5000/' "$1/tern.toml"
+  [ -z "${READ_MMAP_SIZE:-}" ] || sed -i "s/^read_mmap_size = .*/read_mmap_size = $READ_MMAP_SIZE/" "$1/tern.toml"
   # Loaded over SMTP: no SPF/DKIM/DMARC lookups and no filter (Dovecot's is loaded from files).
   sed -i 's/^authenticate = true/authenticate = false/; s/^enabled = true/enabled = false/; s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$1/tern.toml"
   echo pass | "$TERN" account add user@example.test --data "$1" --password-stdin --quota 0 >/dev/null

@@ -78,6 +78,30 @@ impl ConnLimiter {
         })
     }
 
+    /// Takes a slot for a new connection of `service`, or refuses it: logs,
+    /// counts (`tern_connections_refused_total`) and, on a plaintext port,
+    /// sends `refusal` (a protocol line saying why) without waiting.
+    pub fn admit(
+        &self,
+        service: &'static str,
+        tcp: &tokio::net::TcpStream,
+        ip: IpAddr,
+        refusal: Option<&[u8]>,
+    ) -> Option<ConnGuard> {
+        match self.acquire(ip) {
+            Ok(slot) => Some(slot),
+            Err(limit) => {
+                tracing::info!(client = %ip, ?limit, service, "too many connections");
+                metrics::counter!("tern_connections_refused_total", "service" => service, "limit" => limit.label())
+                    .increment(1);
+                if let Some(line) = refusal {
+                    let _ = tcp.try_write(line);
+                }
+                None
+            }
+        }
+    }
+
     /// Connections open now.
     pub fn open(&self) -> usize {
         self.inner.state.lock().map(|s| s.total).unwrap_or(0)

@@ -60,17 +60,15 @@ impl Pop3Server {
             let server = self.clone();
             async move {
                 metrics::counter!("tern_pop3_connections_total").increment(1);
-                let _slot = match server.limiter.acquire(peer.ip()) {
-                    Ok(slot) => slot,
-                    Err(limit) => {
-                        tracing::info!(client = %peer.ip(), ?limit, "pop3: too many connections");
-                        metrics::counter!("tern_connections_refused_total", "service" => "pop3", "limit" => limit.label()).increment(1);
-                        if !implicit_tls {
-                            // Best effort, never waits: the client learns why.
-                            let _ = tcp.try_write(b"-ERR [SYS/TEMP] Too many connections, try again later\r\n");
-                        }
-                        return;
-                    }
+                // The refusal is said on plaintext ports only (TLS comes first on the others).
+                let refusal: &[u8] = b"-ERR [SYS/TEMP] Too many connections, try again later\r\n";
+                let Some(_slot) = server.limiter.admit(
+                    "pop3",
+                    &tcp,
+                    peer.ip(),
+                    (!implicit_tls).then_some(refusal),
+                ) else {
+                    return;
                 };
                 session::run(server.clone(), tcp, implicit_tls).await;
             }
