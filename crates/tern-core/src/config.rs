@@ -181,7 +181,7 @@ impl Default for StoreConfig {
             database: "tern.db".into(),
             default_quota: 1 << 30,
             max_batch: 256,
-            read_mmap_size: 1 << 30,
+            read_mmap_size: 256 << 20,
         }
     }
 }

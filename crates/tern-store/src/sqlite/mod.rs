@@ -81,9 +81,9 @@ fn open_conn(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
 impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and starts the
     /// writer thread. `max_batch` bounds how many writes share one commit.
-    /// Bulk reads map up to 1 GiB of the file ([`SqliteStore::open_with`]).
+    /// Bulk reads map up to 256 MiB of the file ([`SqliteStore::open_with`]).
     pub async fn open(path: &Path, max_batch: usize) -> Result<Self> {
-        Self::open_with(path, max_batch, 1 << 30).await
+        Self::open_with(path, max_batch, 256 << 20).await
     }
 
     /// [`SqliteStore::open`], mapping at most `mmap_size` bytes of the
