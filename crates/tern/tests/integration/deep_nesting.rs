@@ -53,14 +53,19 @@ async fn cmd(c: &mut LineClient, tag: &str, line: &str) -> (String, Vec<String>)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deep_mime_is_served_not_fatal() {
     let s = start("[smtp]\nmax_message_size = 50000000\n").await;
+    // 7 MB each, checked and analysed by a debug build on a busy CI machine:
+    // the clients are patient (this is not a timing assertion).
+    let patience = std::time::Duration::from_secs(300);
     for msg in [nested_multipart(100_000), nested_messages(100_000)] {
         let mut c = s.smtp_session().await;
+        c.timeout = patience;
         let (code, text) = send_message(&mut c, "m@remote.test", &[ALICE], &msg)
             .await
             .unwrap();
         assert_eq!(code, 250, "{text}");
     }
     let mut c = LineClient::connect(s.imap).await.unwrap();
+    c.timeout = patience;
     c.line().await.unwrap();
     assert!(
         cmd(&mut c, "a", &format!("LOGIN {ALICE} {ALICE_PW}"))

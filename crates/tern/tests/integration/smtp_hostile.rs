@@ -371,6 +371,7 @@ async fn concurrent_oversized_messages_are_bounded() {
         let addr = s.smtp;
         tasks.push(tokio::spawn(async move {
             let mut c = LineClient::connect(addr).await.unwrap();
+            c.timeout = Duration::from_secs(120);
             c.reply().await.unwrap();
             c.smtp("EHLO big.example").await.unwrap();
             c.smtp("MAIL FROM:<b@remote.test>").await.unwrap();
