@@ -11,6 +11,7 @@ pub mod conn;
 pub mod connlimit;
 pub mod id;
 pub mod memory;
+pub mod sasl;
 pub mod srs;
 pub mod tls;
 

@@ -7,7 +7,6 @@ use crate::section;
 use crate::sort;
 use crate::view::{self, View};
 use crate::write::{self, Str};
-use base64::Engine;
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
 use imap_codec::imap_types::auth::AuthMechanism;
@@ -549,8 +548,8 @@ impl Session {
                     self.tagged(&tag, "NO", "[CANNOT] Only PLAIN is supported");
                     return Flow::Continue;
                 }
-                let data = match initial_response {
-                    Some(r) => r.declassify().to_vec(),
+                let plain = match initial_response {
+                    Some(r) => tern_core::sasl::decode(r.declassify()),
                     None => {
                         self.out.extend_from_slice(b"+ \r\n");
                         let Some(line) = self.raw_line().await else {
@@ -561,34 +560,18 @@ impl Session {
                             self.tagged(&tag, "BAD", "Authentication cancelled");
                             return Flow::Continue;
                         }
-                        match base64::engine::general_purpose::STANDARD.decode(line.as_bytes()) {
-                            Ok(d) => d,
-                            Err(_) => {
-                                self.tagged(&tag, "BAD", "Invalid base64");
-                                return Flow::Continue;
-                            }
-                        }
+                        tern_core::sasl::decode_base64(&line)
                     }
                 };
-                let parts: Vec<&[u8]> = data.split(|&b| b == 0).collect();
-                let [authz, user, pass] = parts.as_slice() else {
-                    self.tagged(&tag, "BAD", "Invalid PLAIN response");
-                    return Flow::Continue;
-                };
-                let (authz, user, pass) = (
-                    String::from_utf8_lossy(authz).to_string(),
-                    String::from_utf8_lossy(user).to_string(),
-                    String::from_utf8_lossy(pass).to_string(),
-                );
-                if !authz.is_empty() && !authz.eq_ignore_ascii_case(&user) {
-                    self.tagged(
+                match plain {
+                    Ok(p) => self.login(&tag, &p.login, &p.password).await,
+                    Err(tern_core::sasl::PlainError::Proxy) => self.tagged(
                         &tag,
                         "NO",
                         "[AUTHORIZATIONFAILED] Proxy authorization not permitted",
-                    );
-                    return Flow::Continue;
+                    ),
+                    Err(e) => self.tagged(&tag, "BAD", &format!("{e}")),
                 }
-                self.login(&tag, &user, &pass).await;
             }
             CommandBody::Login { .. } | CommandBody::Authenticate { .. } => {
                 self.tagged(&tag, "BAD", "Already authenticated");

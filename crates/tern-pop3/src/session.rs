@@ -1,7 +1,6 @@
 //! One POP3 session (RFC 1939 §3–§7).
 
 use crate::Pop3Server;
-use base64::Engine;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_core::authguard::Login;
@@ -261,27 +260,14 @@ IMPLEMENTATION Tern
         if response == "*" {
             return self.err("Authentication cancelled");
         }
-        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(response.as_bytes())
-        else {
-            return self.err("Invalid base64");
-        };
-        // authzid NUL authcid NUL passwd (RFC 4616 §2)
-        let parts: Vec<&[u8]> = decoded.split(|&b| b == 0).collect();
-        let [authz, authc, pass] = parts.as_slice() else {
-            return self.err("Invalid PLAIN response");
-        };
-        let (Ok(authz), Ok(authc), Ok(pass)) = (
-            std::str::from_utf8(authz),
-            std::str::from_utf8(authc),
-            std::str::from_utf8(pass),
-        ) else {
-            return self.err("Invalid PLAIN response");
-        };
-        if !authz.is_empty() && !authz.eq_ignore_ascii_case(authc) {
-            return self.err("[AUTH] Proxy authorization not permitted");
+        match tern_core::sasl::decode_base64(&response) {
+            Ok(p) => self.login(&p.login, &p.password).await,
+            Err(tern_core::sasl::PlainError::Proxy) => {
+                self.err("[AUTH] Proxy authorization not permitted")
+            }
+            Err(tern_core::sasl::PlainError::Base64) => self.err("Invalid base64"),
+            Err(tern_core::sasl::PlainError::Malformed) => self.err("Invalid PLAIN response"),
         }
-        let (authc, pass) = (authc.to_string(), pass.to_string());
-        self.login(&authc, &pass).await
     }
 
     async fn login(&mut self, login: &str, password: &str) -> bool {

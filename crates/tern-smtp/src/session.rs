@@ -1286,20 +1286,16 @@ impl Session {
             } else {
                 initial
             };
-            match submission::decode_plain(&response) {
-                Some((authz, authc, pass))
-                    if authz.is_empty() || authz.eq_ignore_ascii_case(&authc) =>
-                {
-                    Some((authc, pass))
-                }
-                Some(_) => {
+            match tern_core::sasl::decode_base64(&response) {
+                Ok(p) => Some((p.login, p.password)),
+                Err(tern_core::sasl::PlainError::Proxy) => {
                     return self.send(reply!(
                         535,
                         "5.7.8",
                         "Authorization identity must match the login"
                     ));
                 }
-                None => None,
+                Err(_) => None,
             }
         } else if mechanism == smtp_proto::AUTH_LOGIN {
             let user = if initial.is_empty() {
@@ -1314,7 +1310,8 @@ impl Session {
                 Ok(r) => r,
                 Err(next) => return next,
             };
-            submission::decode_b64_text(&user).zip(submission::decode_b64_text(&pass))
+            tern_core::sasl::decode_base64_text(&user)
+                .zip(tern_core::sasl::decode_base64_text(&pass))
         } else {
             return self.send(reply!(504, "5.5.4", "Unrecognized authentication type"));
         };

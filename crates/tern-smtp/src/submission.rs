@@ -4,7 +4,6 @@
 //! fixes an MSA makes to a message (RFC 6409 §8: `Date`, `Message-ID`)
 //! before DKIM signing.
 
-use base64::Engine;
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -99,30 +98,6 @@ pub async fn may_send_as(
     ))
 }
 
-/// Decodes a SASL PLAIN response (RFC 4616 §2): `authzid NUL authcid NUL
-/// passwd`, base64. Returns (authzid, authcid, password).
-pub fn decode_plain(b64: &str) -> Option<(String, String, String)> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    let mut parts = raw.split(|&b| b == 0);
-    let authz = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    let authc = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    let pass = String::from_utf8(parts.next()?.to_vec()).ok()?;
-    if parts.next().is_some() || authc.is_empty() {
-        return None;
-    }
-    Some((authz, authc, pass))
-}
-
-/// Decodes one base64 line of AUTH LOGIN.
-pub fn decode_b64_text(b64: &str) -> Option<String> {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(b64.trim())
-        .ok()?;
-    String::from_utf8(raw).ok()
-}
-
 /// What the header block says, for the submission checks.
 pub struct HeaderFacts {
     /// Addresses in `From:` (and `Sender:` when present).
@@ -189,18 +164,6 @@ pub fn header_facts(message: &[u8]) -> HeaderFacts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn plain() {
-        let b = base64::engine::general_purpose::STANDARD.encode(b"\0alice@example.com\0pw");
-        assert_eq!(
-            decode_plain(&b),
-            Some(("".into(), "alice@example.com".into(), "pw".into()))
-        );
-        let bad = base64::engine::general_purpose::STANDARD.encode(b"alice");
-        assert_eq!(decode_plain(&bad), None);
-        assert_eq!(decode_plain("!!!"), None);
-    }
 
     #[test]
     fn facts() {
