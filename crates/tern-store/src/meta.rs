@@ -181,7 +181,33 @@ fn flatten(msg: &Message<'_>, raw: &[u8]) -> Vec<PartMeta> {
             out.push(part);
         }
     }
+    into_tree(&mut out);
     out
+}
+
+impl MessageMeta {
+    /// Makes the part graph a tree (see [`analyze`]); for metadata read back
+    /// from storage, which earlier versions wrote without this guarantee.
+    pub fn make_tree(&mut self) {
+        into_tree(&mut self.parts);
+    }
+}
+
+/// Makes the part graph a tree in which every child comes after its parent:
+/// a child index pointing backwards, past the end, or at a part another
+/// parent already named is dropped. The parser's lists are not always so
+/// (the `mime_nesting` fuzzer found a part listed under two parents), and
+/// every walk over the tree (BODYSTRUCTURE, section numbers) relies on it:
+/// with shared parts a walk's work grows exponentially with the depth.
+fn into_tree(parts: &mut [PartMeta]) {
+    let n = parts.len();
+    let mut claimed = vec![false; n];
+    for (i, part) in parts.iter_mut().enumerate() {
+        part.children.retain(|&c| {
+            let c = c as usize;
+            c > i && c < n && !std::mem::replace(&mut claimed[c], true)
+        });
+    }
 }
 
 fn part_meta(p: &MessagePart<'_>, raw: &[u8]) -> PartMeta {
@@ -397,6 +423,28 @@ mod tests {
             for &c in &p.children {
                 assert!((c as usize) < m.parts.len());
             }
+        }
+    }
+
+    /// Found by the `mime_nesting` fuzzer: mail-parser can list a part
+    /// among the children of two parts; a walk over such a graph visits
+    /// parts many times (exponentially with depth). The stored tree names
+    /// each part once, after its parent.
+    #[test]
+    fn every_part_has_one_parent() {
+        for raw in [
+            &include_bytes!("testdata/shared_parts.eml")[..],
+            &include_bytes!("testdata/shared_parts_raw.bin")[..],
+        ] {
+            let m = analyze(raw);
+            let mut parents = vec![0; m.parts.len()];
+            for (i, p) in m.parts.iter().enumerate() {
+                for &c in &p.children {
+                    assert!(c as usize > i, "a child comes after its parent");
+                    parents[c as usize] += 1;
+                }
+            }
+            assert!(parents.iter().all(|&n| n <= 1), "{parents:?}");
         }
     }
 
