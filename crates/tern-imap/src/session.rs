@@ -322,51 +322,6 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
     flags.iter().map(|f| f.to_string()).collect()
 }
 
-/// LIST pattern matching (RFC 9051 §6.3.9): `*` matches anything, `%`
-/// anything but the hierarchy separator; other characters match
-/// themselves, ignoring ASCII case.
-///
-/// Patterns come from the network, so this is a table over (pattern
-/// position, name position), one row at a time: time is the product of the
-/// two lengths at most, never exponential in the wildcards, and nothing
-/// recurses. A pattern with more literal characters than the name cannot
-/// match and is refused before any work.
-fn pattern_match(pattern: &[u8], name: &[u8]) -> bool {
-    let literals = pattern.iter().filter(|&&c| c != b'*' && c != b'%').count();
-    if literals > name.len() {
-        return false;
-    }
-    // row[j]: the pattern so far matches name[..j].
-    let mut row = vec![false; name.len() + 1];
-    row[0] = true;
-    let mut next = vec![false; name.len() + 1];
-    for &c in pattern {
-        match c {
-            b'*' => {
-                let mut any = false;
-                for j in 0..=name.len() {
-                    any |= row[j];
-                    next[j] = any;
-                }
-            }
-            b'%' => {
-                next[0] = row[0];
-                for j in 1..=name.len() {
-                    next[j] = row[j] || (next[j - 1] && name[j - 1] != b'/');
-                }
-            }
-            _ => {
-                next[0] = false;
-                for j in 1..=name.len() {
-                    next[j] = row[j - 1] && name[j - 1].eq_ignore_ascii_case(&c);
-                }
-            }
-        }
-        std::mem::swap(&mut row, &mut next);
-    }
-    row[name.len()]
-}
-
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
@@ -1262,8 +1217,9 @@ impl Session {
             if only_special && b.special_use.is_none() {
                 continue;
             }
-            let matches = pattern_match(&full, b.name.as_bytes())
-                || (b.name == "INBOX" && pattern_match(&full.to_ascii_uppercase(), b"INBOX"));
+            let matches = crate::pattern::matches(&full, b.name.as_bytes())
+                || (b.name == "INBOX"
+                    && crate::pattern::matches(&full.to_ascii_uppercase(), b"INBOX"));
             if !matches {
                 continue;
             }
@@ -1931,7 +1887,7 @@ fn binary(raw: &[u8], section: &[std::num::NonZeroU32]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ListExt, compress, pattern_match, strip_list_extended, strip_search_return};
+    use super::{ListExt, compress, strip_list_extended, strip_search_return};
 
     #[test]
     fn list_extended_parts() {
@@ -1959,26 +1915,5 @@ mod tests {
         assert_eq!(opts, vec!["MIN", "COUNT"]);
         assert!(strip_search_return(b"a SEARCH ALL\r\n").is_none());
         assert_eq!(compress(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
-    }
-
-    #[test]
-    fn list_patterns() {
-        assert!(pattern_match(b"*", b"a/b/c"));
-        assert!(pattern_match(b"%", b"INBOX"));
-        assert!(!pattern_match(b"%", b"a/b"));
-        assert!(pattern_match(b"a/%", b"a/b"));
-        assert!(pattern_match(b"A*", b"archive/x"));
-        assert!(pattern_match(b"a%c", b"abbc"));
-        assert!(!pattern_match(b"a%c", b"ab/c"));
-        assert!(pattern_match(b"%/%", b"a/b"));
-        assert!(!pattern_match(b"a", b"ab"));
-        assert!(pattern_match(b"", b""));
-        // Hostile patterns: deep (100,000 characters) and backtracking-heavy.
-        let long = "a".repeat(100_000);
-        assert!(!pattern_match(long.as_bytes(), b"a"));
-        assert!(pattern_match("*".repeat(100_000).as_bytes(), b"a/b"));
-        let stars = "*a".repeat(50_000) + "b";
-        assert!(!pattern_match(stars.as_bytes(), "a".repeat(60).as_bytes()));
-        assert!(pattern_match("*%*%*".repeat(20_000).as_bytes(), b"x/y"));
     }
 }
