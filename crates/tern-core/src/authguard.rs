@@ -75,13 +75,7 @@ pub struct AuthGuard {
 /// The network an address belongs to for throttling: its /24 (IPv4) or /64
 /// (IPv6), as the network's first address.
 fn network(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(v4) => IpAddr::V4((u32::from(v4) & 0xffff_ff00).into()),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => network(IpAddr::V4(v4)),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-    }
+    crate::config::IpNet::containing(ip, 24, 64).addr
 }
 
 /// An attempt that has started: holds its in-flight slots until it ends.

@@ -411,39 +411,32 @@ mod tests {
 
     #[test]
     fn deep_reply_chain() {
-        // 100,000 messages, each replying to the one before.
+        // 100,000 messages, each replying to the one before (the first to
+        // nothing, or in a loop to the last).
         let n = 100_000u32;
-        let facts: Vec<Facts> = (1..=n)
-            .map(|i| Facts {
-                seq: i,
-                uid: i,
-                date: i64::from(i),
-                message_id: Some(format!("m{i}")),
-                references: if i > 1 {
-                    vec![format!("m{}", i - 1)]
-                } else {
-                    vec![]
-                },
-                ..Facts::default()
-            })
-            .collect();
-        let t = references(facts, |f| f.seq);
+        let chain = |looped: bool| -> Vec<Facts> {
+            (1..=n)
+                .map(|i| Facts {
+                    seq: i,
+                    uid: i,
+                    date: i64::from(i),
+                    message_id: Some(format!("m{i}")),
+                    references: match (i, looped) {
+                        (1, false) => vec![],
+                        (1, true) => vec![format!("m{n}")],
+                        _ => vec![format!("m{}", i - 1)],
+                    },
+                    ..Facts::default()
+                })
+                .collect()
+        };
+        let t = references(chain(false), |f| f.seq);
         let s = format_threads(&t);
         assert!(s.starts_with("(1 2 3 "), "{}", &s[..20]);
         assert!(s.ends_with(" 99999 100000)"));
         drop(t);
         // A loop of references through every message is cut once.
-        let facts: Vec<Facts> = (1..=n)
-            .map(|i| Facts {
-                seq: i,
-                uid: i,
-                date: i64::from(i),
-                message_id: Some(format!("m{i}")),
-                references: vec![format!("m{}", if i > 1 { i - 1 } else { n })],
-                ..Facts::default()
-            })
-            .collect();
-        let t = references(facts, |f| f.seq);
+        let t = references(chain(true), |f| f.seq);
         assert_eq!(t.len(), 1);
     }
 

@@ -170,6 +170,17 @@ impl Session {
         }
     }
 
+    /// `552 5.3.4` (RFC 1870 §6.1, RFC 3463): the one reply for a message
+    /// over the size limit, whether announced (SIZE, BDAT) or received.
+    fn too_big(&self) -> Reply {
+        reply!(
+            552,
+            "5.3.4",
+            "Message size exceeds the limit of {} bytes",
+            self.cfg().max_message_size
+        )
+    }
+
     /// Queues a reply; after too many errors adds a 421 and asks to close.
     fn send(&mut self, r: Reply) -> Next {
         self.conn.write(&r.to_bytes());
@@ -388,14 +399,9 @@ impl Session {
         if from.flags & smtp_proto::MAIL_REQUIRETLS != 0 {
             return self.send(reply!(555, "5.5.4", "REQUIRETLS is not supported"));
         }
-        let max = self.cfg().max_message_size;
-        if from.size > max {
+        if from.size > self.cfg().max_message_size {
             metrics::counter!("tern_smtp_rejections_total", "reason" => "size").increment(1);
-            return self.send(reply!(
-                552,
-                "5.3.4",
-                "Message size exceeds the limit of {max} bytes"
-            ));
+            return self.send(self.too_big());
         }
         let smtputf8 = from.flags & smtp_proto::MAIL_SMTPUTF8 != 0;
         let address = from.address.trim().to_string();
@@ -688,11 +694,7 @@ impl Session {
                 tx.bdat = None;
                 tx.bdat_failed = true;
                 metrics::counter!("tern_smtp_rejections_total", "reason" => "size").increment(1);
-                return self.send(reply!(
-                    552,
-                    "5.3.4",
-                    "Message size exceeds fixed maximum message size ({max_size} bytes)"
-                ));
+                return self.send(self.too_big());
             }
         }
         // RFC 3030 §2: the chunk is read even when the command is refused.
@@ -772,15 +774,7 @@ impl Session {
                             "Insufficient system resources for the message now, try again later"
                         ),
                     ),
-                    DataProblem::TooBig => (
-                        "size",
-                        reply!(
-                            552,
-                            "5.3.4",
-                            "Message size exceeds the limit of {} bytes",
-                            self.cfg().max_message_size
-                        ),
-                    ),
+                    DataProblem::TooBig => ("size", self.too_big()),
                     DataProblem::LineTooLong => (
                         "line_length",
                         reply!(

@@ -288,6 +288,7 @@ pub fn find_body_offset(raw: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tern_testkit::mime::{nested_messages, nested_multipart};
 
     #[test]
     fn multipart() {
@@ -302,22 +303,6 @@ mod tests {
             &raw[m.body_offset as usize..m.body_offset as usize + 3],
             b"--x"
         );
-    }
-
-    /// `depth` levels of `multipart/mixed`, each with its own boundary.
-    pub(crate) fn nested_multipart(depth: usize) -> Vec<u8> {
-        let mut m = b"From: a@example.com\r\nSubject: deep\r\n".to_vec();
-        for i in 0..depth {
-            m.extend_from_slice(
-                format!("Content-Type: multipart/mixed; boundary=\"b{i}x\"\r\n\r\n--b{i}x\r\n")
-                    .as_bytes(),
-            );
-        }
-        m.extend_from_slice(b"Content-Type: text/plain\r\n\r\ncore\r\n");
-        for i in (0..depth).rev() {
-            m.extend_from_slice(format!("--b{i}x--\r\n").as_bytes());
-        }
-        m
     }
 
     fn depth_of(meta: &MessageMeta) -> usize {
@@ -357,11 +342,7 @@ mod tests {
 
     #[test]
     fn deep_embedded_messages_are_bounded() {
-        let mut raw = Vec::new();
-        for _ in 0..100_000 {
-            raw.extend_from_slice(b"Subject: level\r\nContent-Type: message/rfc822\r\n\r\n");
-        }
-        raw.extend_from_slice(b"Subject: core\r\n\r\ncore\r\n");
+        let raw = nested_messages(100_000);
         let m = analyze(&raw);
         assert!(m.parsed);
         assert!(m.parts.len() <= MAX_MIME_DEPTH + 2, "{}", m.parts.len());

@@ -8,6 +8,7 @@
 //! own loopback address at port 25 ([`remote`]).
 
 pub mod dns;
+pub mod mime;
 pub mod pki;
 pub mod remote;
 
