@@ -68,6 +68,12 @@ pub struct Config {
     pub inbound: InboundConfig,
     /// `[filter]`: the spam filter.
     pub filter: FilterConfig,
+    /// `[events]`: the history of every message.
+    pub events: EventsConfig,
+    /// `[api]`: the HTTP API.
+    pub api: ApiConfig,
+    /// `[webhooks]`: event delivery to applications.
+    pub webhooks: WebhooksConfig,
     /// Directory holding `tern.toml`; not read from the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -543,6 +549,12 @@ pub struct QueueConfig {
     pub tls_ca_file: PathBuf,
     /// Transport rules, checked in order (`[[queue.transport]]`).
     pub transport: Vec<Transport>,
+    /// How long DMARC and TLS reports are retried (they are stale after a
+    /// day or two).
+    pub report_expire: String,
+    /// Put an address on the global suppression list when its own server
+    /// refuses it permanently (a hard bounce: RFC 3463 5.1.x, 5.2.1).
+    pub suppress_hard_bounces: bool,
 }
 
 impl Default for QueueConfig {
@@ -570,6 +582,75 @@ impl Default for QueueConfig {
             tls_report_interval: "24h".into(),
             tls_ca_file: PathBuf::new(),
             transport: Vec::new(),
+            report_expire: "2d".into(),
+            suppress_hard_bounces: true,
+        }
+    }
+}
+
+/// `[events]`: the event log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// How long events (and what is kept of sent messages) stay.
+    pub retention: String,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        Self {
+            retention: "30d".into(),
+        }
+    }
+}
+
+/// `[api]`: the HTTP API under `/v1` on the `[listen] http` addresses.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// Serve the API.
+    pub enabled: bool,
+    /// Requests per second one API key may make (bursts of twice that).
+    pub requests_per_second: u32,
+    /// Largest request body in bytes.
+    pub max_body_size: usize,
+    /// Most recipients (to, cc and bcc together) of one message.
+    pub max_recipients: usize,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            requests_per_second: 100,
+            max_body_size: 30 << 20,
+            max_recipients: 1000,
+        }
+    }
+}
+
+/// `[webhooks]`: POSTing events to applications.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhooksConfig {
+    /// Allow `http://` endpoints and endpoints on loopback or private
+    /// networks (off: only `https://` to public addresses, verified TLS).
+    pub allow_http: bool,
+    /// How long an event is retried before it goes to the dead-letter list.
+    pub retry_for: String,
+    /// Seconds to wait for an endpoint's answer.
+    pub timeout: u64,
+    /// Endpoints POSTed to at once.
+    pub max_concurrent: usize,
+}
+
+impl Default for WebhooksConfig {
+    fn default() -> Self {
+        Self {
+            allow_http: false,
+            retry_for: "3d".into(),
+            timeout: 10,
+            max_concurrent: 16,
         }
     }
 }
@@ -703,6 +784,10 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         self.queue.retry_schedule()?;
         parse_duration(&self.queue.expire).map_err(|e| format!("queue.expire: {e}"))?;
+        parse_duration(&self.queue.report_expire)
+            .map_err(|e| format!("queue.report_expire: {e}"))?;
+        parse_duration(&self.events.retention).map_err(|e| format!("events.retention: {e}"))?;
+        parse_duration(&self.webhooks.retry_for).map_err(|e| format!("webhooks.retry_for: {e}"))?;
         parse_duration(&self.queue.delay_notice).map_err(|e| format!("queue.delay_notice: {e}"))?;
         parse_duration(&self.inbound.dmarc_report_interval)
             .map_err(|e| format!("inbound.dmarc_report_interval: {e}"))?;
@@ -947,6 +1032,10 @@ tls_reports = true
 tls_report_interval = "24h"
 # Extra CA certificates (PEM) trusted for verified TLS, besides the system's ("" = none).
 tls_ca_file = ""
+# How long DMARC and TLS reports are retried before they are dropped.
+report_expire = "2d"
+# Suppress an address (global list) when its server refuses it permanently (5.1.x, 5.2.1).
+suppress_hard_bounces = true
 # Transport rules send a domain's mail somewhere other than its MX hosts;
 # domain = "*" makes a smarthost for all mail. Example:
 # [[queue.transport]]
@@ -994,6 +1083,32 @@ greylist_delay = "5m"
 greylist_retry_window = "4h"
 greylist_pass_lifetime = "36d"
 greylist_pass_list = []
+
+[events]
+# Every message's history (received, accepted, delivered, deferred, bounced, ...): read it
+# with GET /v1/events and /v1/messages/ID, receive it by webhook. Kept this long.
+retention = "30d"
+
+[api]
+# The HTTP API under /v1 on the [listen] http addresses (OpenAPI at /v1/openapi.json).
+# Keys: `tern apikey create --scope send|read|admin --data DIR`.
+enabled = true
+# Requests per second per API key (bursts of twice that); more get 429 with Retry-After.
+requests_per_second = 100
+# Largest request body in bytes, and most recipients of one message.
+max_body_size = 31457280
+max_recipients = 1000
+
+[webhooks]
+# Endpoints (`tern webhook add URL`, POST /v1/webhooks) get events as signed JSON POSTs
+# (Standard Webhooks). Only https:// to public addresses unless allow_http = true (which
+# also allows loopback and private networks: for development).
+allow_http = false
+# Retry a failing endpoint with exponential backoff this long, then dead-letter the events.
+retry_for = "3d"
+# Seconds to wait for an endpoint's answer, and endpoints POSTed to at once.
+timeout = 10
+max_concurrent = 16
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

@@ -242,6 +242,8 @@ pub struct SmtpClient {
     pub caps: Capabilities,
     /// Whether the connection is encrypted.
     pub tls: bool,
+    /// The TLS version negotiated (`TLSv1.3`), if encrypted.
+    pub tls_version: Option<&'static str>,
     timeouts: Timeouts,
     lines: Vec<String>,
 }
@@ -322,6 +324,7 @@ impl SmtpClient {
             peer,
             caps: Capabilities::default(),
             tls: false,
+            tls_version: None,
             timeouts,
             lines: Vec::new(),
         };
@@ -414,12 +417,19 @@ impl SmtpClient {
             .await
             .map_err(|_| ClientError::Timeout("in the TLS handshake"))?
             .map_err(|e| ClientError::Tls(e.to_string(), TlsFailure::of(&e)))?;
+        let tls_version = match tls.get_ref().1.protocol_version() {
+            Some(rustls::ProtocolVersion::TLSv1_3) => Some("TLSv1.3"),
+            Some(rustls::ProtocolVersion::TLSv1_2) => Some("TLSv1.2"),
+            Some(_) => Some("TLS"),
+            None => None,
+        };
         Ok(Ok(Self {
             io: Box::new(tls),
             rbuf: Vec::with_capacity(4096),
             peer: self.peer,
             caps: Capabilities::default(),
             tls: true,
+            tls_version,
             timeouts: self.timeouts,
             lines: Vec::new(),
         }))

@@ -14,11 +14,14 @@
 pub mod client;
 pub mod dane;
 pub mod dsn;
+pub mod intake;
 pub mod mta_sts;
 pub mod route;
+pub mod signers;
 pub mod tlsrpt;
 
 use client::{ClientError, Envelope, Reply, SmtpClient, Timeouts};
+use intake::{Intake, MessageParams, RcptParams};
 use route::{Hop, RouteError};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -27,7 +30,10 @@ use std::time::{Duration, Instant};
 use tern_core::config::{QueueConfig, TlsPolicy, parse_duration};
 use tern_core::now_unix;
 use tern_dns::Resolver;
-use tern_store::{NewMessage, OutboundRcpt, QueuedRcpt, RcptOutcome, Recipient, SharedStore};
+use tern_events::{BounceType, Event, EventType};
+use tern_store::{
+    Completion, NewMessage, QueuedRcpt, RcptOutcome, Recipient, SharedStore, Suppression,
+};
 use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsConnector;
 
@@ -87,22 +93,8 @@ pub struct QueueService {
     dnssec_probe: std::sync::Mutex<Option<(Instant, bool)>>,
     /// TLS outcomes per destination, for TLS reports (RFC 8460).
     tlsrpt: Arc<tlsrpt::TlsRptCounter>,
-}
-
-/// The delivery engine as the SMTP server sees it: takes freshly queued
-/// recipients straight from the submission session.
-pub struct QueueHandle(pub Arc<QueueService>);
-
-impl tern_store::Dispatch for QueueHandle {
-    fn has_room(&self) -> bool {
-        self.0.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
-    }
-
-    fn dispatch(&self, rcpts: Vec<QueuedRcpt>, body: Arc<Vec<u8>>) {
-        if !rcpts.is_empty() {
-            self.0.dispatch(rcpts, Some(body));
-        }
-    }
+    /// The one way into the queue (DSNs go through it too).
+    intake: Arc<Intake>,
 }
 
 /// The result for one recipient of an attempt.
@@ -111,6 +103,7 @@ enum Attempt {
     Delivered {
         host: String,
         reply: Reply,
+        tls: Option<&'static str>,
     },
     Temporary {
         host: Option<String>,
@@ -187,7 +180,18 @@ impl QueueService {
                 Some(dir) => m.with_cache_file(dir.join("mta-sts-cache.json")),
                 None => m,
             });
-        Ok(Arc::new(Self {
+        let report_expire = parse_duration(&config.report_expire).map_err(QueueError::Config)?;
+        let expire = parse_duration(&config.expire).map_err(QueueError::Config)?;
+        let intake = Arc::new(Intake::new(
+            store.clone(),
+            intake::Expiry {
+                default: expire,
+                forward: expire,
+                report: report_expire,
+            },
+        ));
+        let svc = Arc::new(Self {
+            intake,
             store,
             resolver,
             hostname,
@@ -208,7 +212,20 @@ impl QueueService {
             dnssec_probe: std::sync::Mutex::new(None),
             tlsrpt: Arc::new(tlsrpt::TlsRptCounter::default()),
             config,
-        }))
+        });
+        svc.intake.attach(&svc);
+        Ok(svc)
+    }
+
+    /// The intake every sender hands messages to.
+    pub fn intake(&self) -> Arc<Intake> {
+        self.intake.clone()
+    }
+
+    /// Whether freshly queued recipients would be taken now (else they are
+    /// claimed from the store later).
+    fn has_room(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) < MAX_IN_FLIGHT
     }
 
     /// Runs forever: claims due recipients and hands them to workers.
@@ -265,6 +282,9 @@ impl QueueService {
     }
 
     fn dispatch(self: &Arc<Self>, rcpts: Vec<QueuedRcpt>, body: Option<Arc<Vec<u8>>>) {
+        if rcpts.is_empty() {
+            return;
+        }
         self.in_flight.fetch_add(rcpts.len(), Ordering::AcqRel);
         let mut jobs: Vec<(String, Job)> = Vec::new();
         let mut index: HashMap<(i64, String), usize> = HashMap::new();
@@ -395,10 +415,9 @@ impl QueueService {
                 });
             }
         };
-        let params: serde_json::Value =
-            serde_json::from_str(&first.message_params).unwrap_or_default();
-        let smtputf8 = params["smtputf8"].as_bool().unwrap_or(false);
-        let eightbit = params["body"].as_str() == Some("8bitmime");
+        let params = MessageParams::parse(&first.message_params);
+        let smtputf8 = params.smtputf8;
+        let eightbit = params.body.as_deref() == Some("8bitmime");
         if conn.is_none() {
             match self.open(domain).await {
                 Ok(c) => *conn = Some(c),
@@ -412,6 +431,7 @@ impl QueueService {
             });
         };
         let host = format!("{}[{}]", hop.host, hop.addr.ip());
+        let tls = client.tls_version;
         if smtputf8 && !client.caps.smtputf8 {
             // RFC 6531 §3.4: no downgrade of non-ASCII addresses.
             return all(Attempt::Permanent {
@@ -444,25 +464,24 @@ impl QueueService {
         let rcpts: Vec<&str> = job.rcpts.iter().map(|r| r.address.as_str()).collect();
         // RFC 3461 §5.2: pass the submitter's DSN requests on.
         let mut dsn_mail = String::new();
-        if let Some(ret) = params["ret"].as_str() {
-            dsn_mail.push_str(&format!(" RET={}", ret.to_ascii_uppercase()));
+        match params.ret {
+            Some(intake::Ret::Full) => dsn_mail.push_str(" RET=FULL"),
+            Some(intake::Ret::Hdrs) => dsn_mail.push_str(" RET=HDRS"),
+            None => {}
         }
-        if let Some(envid) = params["envid"].as_str() {
+        if let Some(envid) = &params.envid {
             dsn_mail.push_str(&format!(" ENVID={}", client::xtext(envid)));
         }
         let dsn_rcpts: Vec<String> = job
             .rcpts
             .iter()
             .map(|r| {
-                let p: serde_json::Value = serde_json::from_str(&r.params).unwrap_or_default();
+                let p = RcptParams::parse(&r.params);
                 let mut out = String::new();
-                if let Some(n) = p["notify"].as_array() {
-                    let n: Vec<&str> = n.iter().filter_map(|x| x.as_str()).collect();
-                    if !n.is_empty() {
-                        out.push_str(&format!(" NOTIFY={}", n.join(",")));
-                    }
+                if !p.notify.is_empty() {
+                    out.push_str(&format!(" NOTIFY={}", p.notify.join(",")));
                 }
-                if let Some(o) = p["orcpt"].as_str() {
+                if let Some(o) = &p.orcpt {
                     let o = if o.contains(';') {
                         o.to_string()
                     } else {
@@ -496,7 +515,7 @@ impl QueueService {
                             };
                         }
                     };
-                    classify(&host, reply)
+                    classify(&host, reply, tls)
                 };
                 (0..job.rcpts.len()).map(per).collect()
             }
@@ -778,29 +797,40 @@ impl QueueService {
         Ok(c)
     }
 
-    /// Records the outcomes of a job and queues its DSNs, in one commit.
+    /// Records the outcomes of a job, their events, the suppressions hard
+    /// bounces cause and the DSNs, in one commit.
     async fn finish(&self, job: Job, results: Vec<Attempt>) {
         let now = now_unix();
         let first = &job.rcpts[0];
-        let mut outcomes = Vec::with_capacity(job.rcpts.len());
+        let log = self.store.message_log(&first.queue_id).await.ok().flatten();
+        let mut c = Completion::default();
         let mut reports = Vec::new();
         for (r, a) in job.rcpts.iter().zip(results) {
-            let params: serde_json::Value = serde_json::from_str(&r.params).unwrap_or_default();
-            let notify: Vec<&str> = params["notify"]
-                .as_array()
-                .map(|v| v.iter().filter_map(|x| x.as_str()).collect())
-                .unwrap_or_default();
-            let wants = |what: &str| {
-                !r.mail_from.is_empty()
-                    && !notify.contains(&"NEVER")
-                    && (notify.is_empty() || notify.contains(&what))
+            let params = RcptParams::parse(&r.params);
+            let wants = |what: &str| !r.mail_from.is_empty() && params.wants(what);
+            let event = |t: EventType| {
+                let mut e = Event::new(t, &r.queue_id).to(&r.address);
+                e.sender = Some(r.mail_from.clone());
+                e.attempt = Some(r.attempts + 1);
+                if let Some(l) = &log {
+                    e.source = Some(l.source.clone());
+                    e.tags = l.tags.clone();
+                    e.metadata = l.metadata.clone();
+                }
+                e
             };
-            let orcpt = params["orcpt"].as_str().map(str::to_string);
+            let orcpt = params.orcpt.clone();
             match a {
-                Attempt::Delivered { host, reply } => {
+                Attempt::Delivered { host, reply, tls } => {
                     metrics::counter!("tern_queue_delivered_total").increment(1);
                     tracing::info!(queue_id = %r.queue_id, to = %r.address, host, reply = %reply, attempt = r.attempts + 1, delay_s = now - r.created_at, "queue: delivered");
-                    outcomes.push((r.id, RcptOutcome::Delivered));
+                    let mut e = event(EventType::Delivered);
+                    (e.mx_host, e.remote_ip) = split_host(&host);
+                    e.reply = Some(reply.to_string());
+                    e.status = reply.enhanced().map(str::to_string);
+                    e.tls = tls.map(str::to_string);
+                    c.events.push(e);
+                    c.outcomes.push((r.id, RcptOutcome::Delivered));
                 }
                 Attempt::Permanent {
                     host,
@@ -809,6 +839,35 @@ impl QueueService {
                 } => {
                     metrics::counter!("tern_queue_bounced_total").increment(1);
                     tracing::info!(queue_id = %r.queue_id, to = %r.address, host = host.as_deref().unwrap_or(""), status, error, "queue: failed permanently");
+                    let class = BounceType::of_status(&status);
+                    let mut e = event(EventType::Bounced);
+                    if let Some(h) = &host {
+                        (e.mx_host, e.remote_ip) = split_host(h);
+                    }
+                    e.reply = Some(error.clone());
+                    e.status = Some(status.clone());
+                    e.bounce_type = Some(class);
+                    c.events.push(e);
+                    // A hard bounce from the recipient's own server (not a
+                    // local refusal such as a missing SMTPUTF8) suppresses.
+                    if class == BounceType::Hard
+                        && host.is_some()
+                        && self.config.suppress_hard_bounces
+                        && !r.mail_from.is_empty()
+                    {
+                        c.suppress.push(Suppression {
+                            address: r.address.to_lowercase(),
+                            domain: String::new(),
+                            reason: "hard_bounce".into(),
+                            created: now,
+                            expires: None,
+                            detail: error.clone(),
+                        });
+                        let mut s = event(EventType::Suppressed);
+                        s.reason = Some(format!("hard bounce: {error}"));
+                        s.attempt = None;
+                        c.events.push(s);
+                    }
                     if wants("FAILURE") {
                         reports.push(dsn::RecipientReport {
                             address: r.address.clone(),
@@ -820,7 +879,7 @@ impl QueueService {
                             will_retry_until: None,
                         });
                     }
-                    outcomes.push((r.id, RcptOutcome::Failed { error }));
+                    c.outcomes.push((r.id, RcptOutcome::Failed { error }));
                 }
                 Attempt::Temporary { host, error } => {
                     let error = match &host {
@@ -830,6 +889,15 @@ impl QueueService {
                     if now >= r.expires_at {
                         metrics::counter!("tern_queue_bounced_total").increment(1);
                         tracing::info!(queue_id = %r.queue_id, to = %r.address, error, "queue: expired, returning to sender");
+                        let mut e = event(EventType::Expired);
+                        e.reply = Some(error.clone());
+                        e.status = Some("4.4.7".into());
+                        e.reason = Some(format!(
+                            "not delivered after {} attempts over {}",
+                            r.attempts + 1,
+                            human_duration(now - r.created_at)
+                        ));
+                        c.events.push(e);
                         if wants("FAILURE") {
                             reports.push(dsn::RecipientReport {
                                 address: r.address.clone(),
@@ -841,7 +909,7 @@ impl QueueService {
                                 will_retry_until: None,
                             });
                         }
-                        outcomes.push((r.id, RcptOutcome::Failed { error }));
+                        c.outcomes.push((r.id, RcptOutcome::Failed { error }));
                         continue;
                     }
                     let wait = self.retry[(r.attempts as usize).min(self.retry.len() - 1)];
@@ -850,7 +918,7 @@ impl QueueService {
                         && self
                             .delay_notice
                             .is_some_and(|d| now - r.created_at >= d.as_secs() as i64)
-                        && (notify.contains(&"DELAY") || (notify.is_empty() && wants("DELAY")));
+                        && wants("DELAY");
                     if notice {
                         reports.push(dsn::RecipientReport {
                             address: r.address.clone(),
@@ -864,7 +932,14 @@ impl QueueService {
                     }
                     metrics::counter!("tern_queue_deferred_total").increment(1);
                     tracing::info!(queue_id = %r.queue_id, to = %r.address, error, attempt = r.attempts + 1, retry_in_s = next_attempt - now, "queue: deferred");
-                    outcomes.push((
+                    let mut e = event(EventType::Deferred);
+                    if let Some(h) = &host {
+                        (e.mx_host, e.remote_ip) = split_host(h);
+                    }
+                    e.reply = Some(error.clone());
+                    e.next_attempt = Some(next_attempt * 1000);
+                    c.events.push(e);
+                    c.outcomes.push((
                         r.id,
                         RcptOutcome::Deferred {
                             next_attempt,
@@ -875,19 +950,20 @@ impl QueueService {
                 }
             }
         }
-        let mut new = Vec::new();
         if !reports.is_empty() {
             match self.bounce(first, &reports, now).await {
-                Ok(m) => new.push(m),
+                Ok(Ok(m)) => c.new.push(m),
+                Ok(Err(only)) => c.events.extend(only.events),
                 Err(e) => {
                     tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot build the DSN")
                 }
             }
         }
-        let deferred = outcomes
+        let deferred = c
+            .outcomes
             .iter()
             .any(|(_, o)| matches!(o, RcptOutcome::Deferred { .. }));
-        if let Err(e) = self.store.complete(outcomes, new).await {
+        if let Err(e) = self.store.complete(c).await {
             // The lease expires and the recipients are tried again.
             tracing::error!(queue_id = %first.queue_id, error = %e, "queue: cannot record delivery results");
         }
@@ -896,61 +972,77 @@ impl QueueService {
         }
     }
 
-    /// The DSN for `reports`, addressed (null sender) to the message's sender.
+    /// The DSN for `reports`, addressed (null sender) to the message's
+    /// sender, through the intake (signed, with its events): the message to
+    /// commit, or only events if the sender is suppressed.
     async fn bounce(
         &self,
         first: &QueuedRcpt,
         reports: &[dsn::RecipientReport],
         now: i64,
-    ) -> Result<NewMessage, tern_store::StoreError> {
+    ) -> Result<Result<NewMessage, Box<intake::EventsOnly>>, intake::IntakeError> {
         let message = self.store.read_blob(first.blob).await?;
-        let params: serde_json::Value =
-            serde_json::from_str(&first.message_params).unwrap_or_default();
+        let params = MessageParams::parse(&first.message_params);
         let raw = dsn::build(
             &self.hostname,
             &first.mail_from,
             &dsn::Original {
                 queue_id: &first.queue_id,
                 arrival: first.created_at,
-                envid: params["envid"].as_str(),
-                headers_only: params["ret"].as_str() == Some("hdrs"),
+                envid: params.envid.as_deref(),
+                headers_only: params.ret == Some(intake::Ret::Hdrs),
                 message: &message,
             },
             reports,
             now,
         );
-        let queue_id = tern_core::id::queue_id();
-        let mut m = NewMessage::local(
-            queue_id.clone(),
-            raw,
-            String::new(),
-            Vec::new(),
-            now,
-            "{}".into(),
-        );
+        let mut env = intake::Envelope::new(intake::Source::Dsn, "", raw);
+        env.received_at = now;
         let to = tern_core::Address::parse(&first.mail_from)
             .map_err(|e| tern_store::StoreError::Invalid(e.to_string()))?;
         match self.store.resolve(&to, true).await? {
-            Recipient::Local(l) => m.recipients.push(l.account),
-            _ => {
-                m.outbound.push(OutboundRcpt {
-                    address: first.mail_from.clone(),
-                    domain: to.domain().to_string(),
-                    params: "{}".into(),
-                });
-                m.expires_at = now + 5 * 86400;
+            Recipient::Local(l) => env.local.push((l.account, first.mail_from.clone())),
+            Recipient::UnknownUser => {
+                // A local domain without that user: nobody to tell.
+                tracing::info!(queue_id = %first.queue_id, to = %first.mail_from, "queue: DSN not sent: the sender's address does not exist here");
+                return Ok(Err(Box::default()));
             }
+            _ => env
+                .recipients
+                .push(intake::Rcpt::new(first.mail_from.clone())),
         }
-        tracing::info!(queue_id = %first.queue_id, dsn_queue_id = %queue_id, to = %first.mail_from, "queue: DSN queued");
-        Ok(m)
+        tracing::info!(queue_id = %first.queue_id, dsn_queue_id = %env.queue_id, to = %first.mail_from, "queue: DSN queued");
+        Ok(self.intake.prepare(env).await?.into_message())
     }
 }
 
-fn classify(host: &str, reply: Reply) -> Attempt {
+/// `host[1.2.3.4]` as (host, IP).
+fn split_host(h: &str) -> (Option<String>, Option<String>) {
+    match h.split_once('[') {
+        Some((host, ip)) => (
+            Some(host.to_string()),
+            Some(ip.trim_end_matches(']').to_string()),
+        ),
+        None => (Some(h.to_string()), None),
+    }
+}
+
+/// Seconds as "3 days", "5 hours", "12 minutes".
+fn human_duration(secs: i64) -> String {
+    match secs {
+        s if s >= 2 * 86400 => format!("{} days", s / 86400),
+        s if s >= 2 * 3600 => format!("{} hours", s / 3600),
+        s if s >= 120 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
+fn classify(host: &str, reply: Reply, tls: Option<&'static str>) -> Attempt {
     if reply.is_positive() {
         Attempt::Delivered {
             host: host.to_string(),
             reply,
+            tls,
         }
     } else if reply.is_permanent() {
         Attempt::Permanent {

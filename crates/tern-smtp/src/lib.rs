@@ -18,7 +18,6 @@ pub mod data;
 pub mod ratelimit;
 pub mod reply;
 mod session;
-pub mod signers;
 pub mod submission;
 
 use std::sync::Arc;
@@ -50,8 +49,8 @@ pub struct MxChecks {
 pub struct Forwarding {
     /// The SRS secret.
     pub srs_secret: Vec<u8>,
-    /// How long forwarded copies are retried.
-    pub expire: std::time::Duration,
+    /// The queue's intake, which the forwarded copies go through.
+    pub intake: std::sync::Arc<tern_queue::intake::Intake>,
     /// Sealing keys per domain (its DKIM keys).
     pub signers: tern_auth::SignerCache,
 }

@@ -12,7 +12,21 @@ use tern_core::authguard::Login;
 use tern_core::conn::{Conn, Line};
 use tern_core::connlimit::{ConnGuard, LimitExceeded};
 use tern_core::{Address, now_unix, rfc5322_date};
-use tern_store::{AccountId, LocalRecipient, NewMessage, OutboundRcpt, Recipient};
+use tern_events::{Event, EventType};
+use tern_queue::intake::{
+    Envelope, MessageParams, Rcpt as IntakeRcpt, RcptParams, RcptState, Source,
+};
+use tern_store::{AccountId, LocalRecipient, NewMessage, Recipient};
+
+/// The session's MAIL parameters as the queue keeps them.
+fn message_params(params: &serde_json::Value) -> MessageParams {
+    serde_json::from_value(params.clone()).unwrap_or_default()
+}
+
+/// A recipient's DSN parameters as the queue keeps them.
+fn rcpt_params(params: &serde_json::Value) -> RcptParams {
+    serde_json::from_value(params.clone()).unwrap_or_default()
+}
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -832,7 +846,7 @@ impl Session {
                 let sealer = match (forwards.first(), &self.server.checks.forwarding) {
                     (Some((r, _)), Some(fw)) => {
                         let domain = r.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-                        crate::signers::load(&fw.signers, &self.server.store, domain).await
+                        tern_queue::signers::load(&fw.signers, &self.server.store, domain).await
                     }
                     _ => None,
                 };
@@ -944,6 +958,7 @@ impl Session {
         // the alias's domain. Junk is not forwarded (it would be spam from
         // our addresses): refused when only forwards were asked for.
         let mut forward_message = None;
+        let mut forward_events = Vec::new();
         if let (false, Some(fw)) = (forwards.is_empty(), &self.server.checks.forwarding) {
             if mailbox == "Junk" || forward_junk {
                 if forwards.len() == tx.rcpts.len() {
@@ -981,35 +996,40 @@ impl Session {
                 fwd_raw.extend_from_slice(onward);
                 let sender =
                     tern_core::srs::forward(&tx.mail_from, &alias_domain, &fw.srs_secret, now);
-                let fwd_id = tern_core::id::queue_id();
-                tracing::info!(queue_id = %queue_id, forward_id = %fwd_id, from = %sender, to = %forwards.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(","), sealed = !seal.is_empty(), "smtp: forwarding");
-                forward_message = Some(NewMessage {
-                    queue_id: fwd_id,
-                    raw: Arc::new(fwd_raw),
-                    mail_from: sender,
-                    recipients: Vec::new(),
-                    mailbox: "INBOX",
-                    junk: Vec::new(),
-                    received_at: now,
-                    envelope_params: tx.params.to_string(),
-                    expires_at: now + fw.expire.as_secs() as i64,
-                    sent_copy: None,
-                    lease_until: 0,
-                    outbound: forwards
-                        .iter()
-                        .map(|(r, target)| OutboundRcpt {
-                            domain: target
-                                .rsplit_once('@')
-                                .map(|(_, d)| d.to_ascii_lowercase())
-                                .unwrap_or_default(),
-                            address: target.clone(),
-                            params: r.params.to_string(),
-                        })
-                        .collect(),
-                });
+                let mut env = Envelope::new(Source::Forward, sender, fwd_raw);
+                env.received_at = now;
+                env.source_ip = Some(self.conn.peer.ip());
+                env.params = message_params(&tx.params);
+                env.recipients = forwards
+                    .iter()
+                    .map(|(r, target)| IntakeRcpt {
+                        address: target.clone(),
+                        params: rcpt_params(&r.params),
+                    })
+                    .collect();
+                tracing::info!(queue_id = %queue_id, forward_id = %env.queue_id, from = %env.sender, to = %forwards.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(","), sealed = !seal.is_empty(), "smtp: forwarding");
+                match fw.intake.prepare(env).await {
+                    Ok(p) => match p.into_message() {
+                        Ok(m) => forward_message = Some(m),
+                        Err(only) => forward_events = only.events,
+                    },
+                    Err(e) => {
+                        tracing::error!(queue_id = %queue_id, error = %e, "smtp: cannot prepare the forwarded copy");
+                        return self.send(reply!(
+                            451,
+                            "4.3.0",
+                            "Temporary local problem, try again later"
+                        ));
+                    }
+                }
             }
         }
         let size = raw.len();
+        let started = Instant::now();
+        let server = self.server.clone();
+        if let Some(sub) = &server.submission {
+            return self.submit(sub, tx, raw, queue_id, now, bare).await;
+        }
         let mut params = tx.params.clone();
         params["rcpts"] = tx
             .rcpts
@@ -1017,77 +1037,63 @@ impl Session {
             .map(|r| serde_json::json!({"address": r.address, "params": r.params}))
             .collect::<Vec<_>>()
             .into();
-        let outbound: Vec<OutboundRcpt> = tx
-            .rcpts
-            .iter()
-            .filter(|r| r.local.is_none() && r.forward.is_none())
-            .map(|r| OutboundRcpt {
-                domain: r
-                    .address
-                    .rsplit_once('@')
-                    .map(|(_, d)| d.to_ascii_lowercase())
-                    .unwrap_or_default(),
-                address: r.address.clone(),
-                params: r.params.to_string(),
-            })
-            .collect();
-        let sub = self.server.submission.as_ref();
         let message = NewMessage {
-            queue_id: queue_id.clone(),
-            raw: Arc::new(raw),
-            mail_from: tx.mail_from.clone(),
-            recipients: tx
-                .rcpts
-                .iter()
-                .filter_map(|r| r.local.as_ref().map(|l| l.account))
-                .filter(|a| !junk_only.contains(a))
-                .collect(),
             mailbox,
-            junk: junk_only,
-            received_at: now,
-            envelope_params: params.to_string(),
-            expires_at: now + sub.map(|s| s.expire.as_secs() as i64).unwrap_or(0),
-            sent_copy: match (sub, &self.account) {
-                (Some(s), Some((account, _))) if s.config.save_sent => Some(*account),
-                _ => None,
-            },
-            lease_until: 0,
-            outbound,
+            junk: junk_only.clone(),
+            ..NewMessage::local(
+                queue_id.clone(),
+                raw,
+                tx.mail_from.clone(),
+                tx.rcpts
+                    .iter()
+                    .filter_map(|r| r.local.as_ref().map(|l| l.account))
+                    .filter(|a| !junk_only.contains(a))
+                    .collect(),
+                now,
+                params.to_string(),
+            )
         };
-        let started = Instant::now();
-        let stored = message.raw.clone();
-        let result = match sub.and_then(|s| s.dispatch.as_ref()) {
-            // Hand the queued recipients straight to the delivery engine,
-            // leased so that nothing else claims them meanwhile.
-            Some(d) if !message.outbound.is_empty() && d.has_room() => {
-                let mut message = message;
-                message.lease_until = now + tern_store::LEASE_SECS;
-                let body = message.raw.clone();
-                match self.server.store.enqueue(message).await {
-                    Ok(rcpts) => {
-                        d.dispatch(rcpts, body);
-                        Ok(())
+        let mut message = message;
+        for r in &tx.rcpts {
+            if let Some(l) = &r.local {
+                let mut e = Event::new(EventType::Received, &queue_id).to(&r.address);
+                e.sender = Some(tx.mail_from.clone());
+                e.source = Some("smtp".into());
+                e.source_ip = Some(self.conn.peer.ip().to_string());
+                e.folder = Some(
+                    if junk_only.contains(&l.account) {
+                        "Junk"
+                    } else {
+                        mailbox
                     }
-                    Err(e) => Err(e),
-                }
+                    .into(),
+                );
+                message.events.push(e);
             }
-            // An incoming message and the copy it is forwarded as: one
-            // transaction, so the 250 covers both.
-            _ => {
-                let local = !(message.recipients.is_empty()
-                    && message.junk.is_empty()
-                    && message.outbound.is_empty());
-                let all: Vec<NewMessage> = local
-                    .then_some(message)
-                    .into_iter()
-                    .chain(forward_message)
-                    .collect();
-                if all.is_empty() {
-                    Ok(())
-                } else {
-                    self.server.store.deliver_all(all).await
-                }
+        }
+        let stored = message.raw.clone();
+        // An incoming message and the copy it is forwarded as: one
+        // transaction, so the 250 covers both.
+        let local = !(message.recipients.is_empty() && message.junk.is_empty());
+        let mut all: Vec<NewMessage> = local
+            .then_some(message)
+            .into_iter()
+            .chain(forward_message)
+            .collect();
+        let result = if all.is_empty() {
+            if forward_events.is_empty() {
+                Ok(())
+            } else {
+                self.server
+                    .store
+                    .record_events(forward_events, Vec::new(), None)
+                    .await
             }
+        } else {
+            if let Some(m) = all.last_mut() {
+                m.events.extend(forward_events);
+            }
+            self.server.store.deliver_all(all).await
         };
         if result.is_ok() && self.server.checks.inbound.is_some() {
             self.keep_dmarc_report(&stored, &queue_id, now).await;
@@ -1125,8 +1131,8 @@ impl Session {
 
     /// The submission checks and fixes (RFC 6409 §8): every `From:`/`Sender:`
     /// address must be the user's; `Date:` and `Message-ID:` are added when
-    /// missing; then the `Received:` line and the DKIM signatures of the
-    /// `From:` domain go on top.
+    /// missing; the `Received:` line goes on top (DKIM signing is the
+    /// intake's).
     async fn prepare_submitted(
         &self,
         tx: &Transaction,
@@ -1134,9 +1140,9 @@ impl Session {
         queue_id: &str,
         now: i64,
     ) -> Result<Vec<u8>, Reply> {
-        let Some(sub) = &self.server.submission else {
+        if self.server.submission.is_none() {
             return Err(reply!(530, "5.7.0", "Authentication required"));
-        };
+        }
         let facts = submission::header_facts(body);
         if facts.senders.is_empty() {
             return Err(reply!(554, "5.6.0", "Message has no From: header"));
@@ -1185,23 +1191,84 @@ impl Session {
             );
         }
         unsigned.extend_from_slice(body);
-        let signer = match &facts.from_domain {
-            Some(d) => sub.signer(&self.server.store, d).await,
-            None => None,
+        Ok(unsigned)
+    }
+
+    /// Hands a submitted message to the queue's intake (which signs it,
+    /// checks suppression lists and writes its events) and answers.
+    async fn submit(
+        &mut self,
+        sub: &submission::Submission,
+        tx: Transaction,
+        raw: Vec<u8>,
+        queue_id: String,
+        now: i64,
+        bare: usize,
+    ) -> Next {
+        let size = raw.len();
+        let started = Instant::now();
+        let mut env = Envelope::new(Source::Submission, tx.mail_from.clone(), raw);
+        env.queue_id = queue_id.clone();
+        env.received_at = now;
+        env.source_ip = Some(self.conn.peer.ip());
+        env.params = message_params(&tx.params);
+        for r in &tx.rcpts {
+            match &r.local {
+                Some(l) => env.local.push((l.account, r.address.clone())),
+                None => env.recipients.push(IntakeRcpt {
+                    address: r.address.clone(),
+                    params: rcpt_params(&r.params),
+                }),
+            }
+        }
+        env.sent_copy = match &self.account {
+            Some((account, _)) if sub.config.save_sent => Some(*account),
+            _ => None,
         };
-        let Some(signer) = signer else {
-            return Ok(unsigned);
-        };
-        match signer.sign(&unsigned) {
-            Ok(sig) => {
-                let mut raw = Vec::with_capacity(sig.len() + unsigned.len());
-                raw.extend_from_slice(sig.as_bytes());
-                raw.extend_from_slice(&unsigned);
-                Ok(raw)
+        let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
+        match sub.intake.submit(env).await {
+            Ok(decision) => {
+                let suppressed: Vec<&str> = decision
+                    .recipients
+                    .iter()
+                    .filter(|(_, s)| matches!(s, RcptState::Suppressed(_)))
+                    .map(|(a, _)| a.as_str())
+                    .collect();
+                metrics::counter!("tern_smtp_messages_total").increment(1);
+                metrics::counter!("tern_smtp_bytes_total").increment(size as u64);
+                tracing::info!(
+                    queue_id = %queue_id,
+                    client = %self.conn.peer.ip(),
+                    helo = self.helo.as_deref().unwrap_or(""),
+                    user = self.account.as_ref().map(|a| a.1.as_str()).unwrap_or(""),
+                    from = %tx.mail_from,
+                    to = %rcpts.join(","),
+                    suppressed = %suppressed.join(","),
+                    dkim = decision.signed.as_deref().unwrap_or(""),
+                    size,
+                    tls = self.conn.is_tls(),
+                    bare_line_endings = bare,
+                    store_ms = started.elapsed().as_millis() as u64,
+                    "submission: message accepted"
+                );
+                if suppressed.is_empty() {
+                    self.send(reply!(250, "2.0.0", "OK: queued as {queue_id}"))
+                } else {
+                    self.send(reply!(
+                        250,
+                        "2.0.0",
+                        "OK: queued as {queue_id}; not sent to suppressed {}",
+                        suppressed.join(", ")
+                    ))
+                }
             }
             Err(e) => {
-                tracing::warn!(queue_id, error = %e, "submission: DKIM signing failed; sending unsigned");
-                Ok(unsigned)
+                tracing::error!(queue_id = %queue_id, error = %e, "submission: store failed; message not accepted");
+                self.send(reply!(
+                    451,
+                    "4.3.0",
+                    "Temporary storage failure, try again later"
+                ))
             }
         }
     }

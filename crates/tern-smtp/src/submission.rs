@@ -8,9 +8,9 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
-use tern_auth::{DomainSigner, SignerCache};
 use tern_core::authguard::AuthGuard;
 use tern_core::config::{AuthConfig, SubmissionConfig};
+use tern_queue::intake::Intake;
 use tern_store::{AccountId, Recipient, SharedStore};
 
 /// Settings and shared state of the submission listeners.
@@ -21,24 +21,21 @@ pub struct Submission {
     pub auth: AuthConfig,
     /// Failed-login throttling, shared with IMAP and POP3.
     pub guard: Arc<AuthGuard>,
-    /// How long queued mail is retried before it is returned.
-    pub expire: Duration,
-    /// The delivery engine, to hand queued recipients to directly.
-    pub dispatch: Option<Arc<dyn tern_store::Dispatch>>,
-    signers: SignerCache,
+    /// The queue's intake: submitted mail is signed, checked against the
+    /// suppression lists and queued there.
+    pub intake: Arc<Intake>,
+    limits: SendLimits,
+}
+
+/// Each account's hourly and daily message allowance.
+pub struct SendLimits {
     hourly: Option<DefaultKeyedRateLimiter<AccountId>>,
     daily: Option<DefaultKeyedRateLimiter<AccountId>>,
 }
 
-impl Submission {
-    /// Submission with the given settings.
-    pub fn new(
-        config: SubmissionConfig,
-        auth: AuthConfig,
-        guard: Arc<AuthGuard>,
-        expire: Duration,
-        dispatch: Option<Arc<dyn tern_store::Dispatch>>,
-    ) -> Self {
+impl SendLimits {
+    /// The allowances `[submission]` sets.
+    pub fn new(config: &SubmissionConfig) -> Self {
         let limiter = |n: u32, per: Duration| {
             NonZeroU32::new(n).map(|n| {
                 let quota = Quota::with_period(per / n.get())
@@ -50,18 +47,12 @@ impl Submission {
         Self {
             hourly: limiter(config.max_messages_per_hour, Duration::from_secs(3600)),
             daily: limiter(config.max_messages_per_day, Duration::from_secs(86400)),
-            config,
-            auth,
-            guard,
-            expire,
-            dispatch,
-            signers: SignerCache::new(Duration::from_secs(60)),
         }
     }
 
-    /// Takes one message from the account's hourly and daily allowance;
-    /// `Err` names the limit that is used up.
-    pub fn take_message(&self, account: AccountId) -> Result<(), &'static str> {
+    /// Takes one message from the account's allowances; `Err` names the
+    /// limit that is used up.
+    pub fn take(&self, account: AccountId) -> Result<(), &'static str> {
         if let Some(h) = &self.hourly
             && h.check_key(&account).is_err()
         {
@@ -74,11 +65,29 @@ impl Submission {
         }
         Ok(())
     }
+}
 
-    /// The signer for `domain`'s active keys, loaded from the store and
-    /// cached for a minute. `None` if the domain has no active key.
-    pub async fn signer(&self, store: &SharedStore, domain: &str) -> Option<Arc<DomainSigner>> {
-        crate::signers::load(&self.signers, store, domain).await
+impl Submission {
+    /// Submission with the given settings.
+    pub fn new(
+        config: SubmissionConfig,
+        auth: AuthConfig,
+        guard: Arc<AuthGuard>,
+        intake: Arc<Intake>,
+    ) -> Self {
+        Self {
+            limits: SendLimits::new(&config),
+            config,
+            auth,
+            guard,
+            intake,
+        }
+    }
+
+    /// Takes one message from the account's hourly and daily allowance;
+    /// `Err` names the limit that is used up.
+    pub fn take_message(&self, account: AccountId) -> Result<(), &'static str> {
+        self.limits.take(account)
     }
 }
 
@@ -181,16 +190,10 @@ mod tests {
             max_messages_per_hour: 2,
             ..Default::default()
         };
-        let s = Submission::new(
-            cfg,
-            AuthConfig::default(),
-            Arc::new(AuthGuard::new(AuthConfig::default())),
-            Duration::from_secs(60),
-            None,
-        );
-        assert!(s.take_message(1).is_ok());
-        assert!(s.take_message(1).is_ok());
-        assert_eq!(s.take_message(1), Err("hourly"));
-        assert!(s.take_message(2).is_ok(), "per account");
+        let s = SendLimits::new(&cfg);
+        assert!(s.take(1).is_ok());
+        assert!(s.take(1).is_ok());
+        assert_eq!(s.take(1), Err("hourly"));
+        assert!(s.take(2).is_ok(), "per account");
     }
 }

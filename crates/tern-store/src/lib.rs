@@ -13,7 +13,11 @@
 
 pub mod meta;
 pub mod password;
+pub mod platform;
 pub mod sqlite;
+
+pub use platform::*;
+pub use tern_events::{Event, EventType};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -163,6 +167,17 @@ pub struct NewMessage {
     /// Queue the remote recipients already leased until then (0: free), for
     /// a delivery engine that takes them straight from [`Queue::enqueue`].
     pub lease_until: i64,
+    /// Hold the remote recipients until then (Unix seconds; 0: send now).
+    pub not_before: i64,
+    /// Events recording this message's arrival (`received`, `accepted`,
+    /// `suppressed`), written in the same commit.
+    pub events: Vec<Event>,
+    /// What is kept of the message after its queue rows go (and of others
+    /// recorded in the same commit).
+    pub logs: Vec<MessageLog>,
+    /// The response an idempotent API request gets again, kept in the same
+    /// commit.
+    pub idempotency: Option<IdempotentResponse>,
 }
 
 impl NewMessage {
@@ -188,8 +203,27 @@ impl NewMessage {
             expires_at: 0,
             sent_copy: None,
             lease_until: 0,
+            not_before: 0,
+            events: Vec::new(),
+            logs: Vec::new(),
+            idempotency: None,
         }
     }
+}
+
+/// The outcomes of delivery attempts and what follows from them, recorded
+/// in one commit: recipients done or rescheduled, DSNs queued, their
+/// events, and addresses suppressed after hard bounces.
+#[derive(Debug, Default)]
+pub struct Completion {
+    /// Each attempted recipient (row id) and its outcome.
+    pub outcomes: Vec<(i64, RcptOutcome)>,
+    /// Messages to queue (DSNs).
+    pub new: Vec<NewMessage>,
+    /// The attempts' events.
+    pub events: Vec<Event>,
+    /// Addresses to suppress.
+    pub suppress: Vec<Suppression>,
 }
 
 /// A remote recipient to queue.
@@ -510,9 +544,11 @@ pub trait Queue: Send + Sync {
     async fn enqueue(&self, message: NewMessage) -> Result<Vec<QueuedRcpt>>;
     /// Claims up to `limit` recipients due at `now`, leased until `lease_until`.
     async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>>;
-    /// Records outcomes and queues the given messages (DSNs) in one commit.
-    async fn complete(&self, outcomes: Vec<(i64, RcptOutcome)>, new: Vec<NewMessage>)
-    -> Result<()>;
+    /// Records outcomes, queues the given messages (DSNs) and writes the
+    /// events and suppressions, in one commit.
+    async fn complete(&self, completion: Completion) -> Result<()>;
+    /// The queued recipients of one message.
+    async fn queued_message(&self, queue_id: &str) -> Result<Vec<QueuedRcpt>>;
     /// Every queued recipient, oldest message first (for `tern queue list`).
     async fn queue_list(&self) -> Result<Vec<QueuedRcpt>>;
     /// Makes recipients due now: those of `queue_id`, or all. Returns how many.
@@ -672,24 +708,14 @@ pub trait Reports: Send + Sync {
     async fn take_report_counts(&self, kind: &str) -> Result<Vec<ReportCount>>;
 }
 
-/// A delivery engine that takes freshly queued, already leased recipients
-/// directly (the store keeps them durable; the engine keeps them moving).
-pub trait Dispatch: Send + Sync {
-    /// Whether a hand-off would be taken now; if not, recipients are queued
-    /// unleased and the engine claims them from the store later.
-    fn has_room(&self) -> bool;
-    /// Takes the leased recipients of one message, with its body.
-    fn dispatch(&self, rcpts: Vec<QueuedRcpt>, body: Arc<Vec<u8>>);
-}
-
 /// How long a hand-off or claim holds a recipient: longer than any single
 /// delivery attempt. A lease that is never completed (the worker died)
 /// makes the recipient due again when it ends.
 pub const LEASE_SECS: i64 = 3600;
 
 /// Everything a running server needs from storage.
-pub trait Store: Directory + MailStore + Folders + Queue + SpamData + Reports {}
-impl<T: Directory + MailStore + Folders + Queue + SpamData + Reports> Store for T {}
+pub trait Store: Directory + MailStore + Folders + Queue + SpamData + Reports + Platform {}
+impl<T: Directory + MailStore + Folders + Queue + SpamData + Reports + Platform> Store for T {}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

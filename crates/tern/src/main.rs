@@ -13,9 +13,12 @@ use tern_core::{Address, Config};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tern_store::Directory;
 
+mod apikey_cmd;
 mod queue_cmd;
 mod reports_cmd;
 mod spam_cmd;
+mod suppression_cmd;
+mod webhook_cmd;
 
 #[derive(Parser)]
 #[command(
@@ -106,6 +109,15 @@ enum Command {
     /// Reports received about our domains (DMARC aggregate, TLS-RPT).
     #[command(subcommand)]
     Reports(reports_cmd::ReportsCmd),
+    /// API keys for the HTTP API: create, list, revoke.
+    #[command(subcommand)]
+    Apikey(apikey_cmd::ApiKeyCmd),
+    /// Webhook endpoints: add, list, remove, replay.
+    #[command(subcommand)]
+    Webhook(webhook_cmd::WebhookCmd),
+    /// Suppression lists: list, add, remove, import, export.
+    #[command(subcommand)]
+    Suppression(suppression_cmd::SuppressionCmd),
 }
 
 #[derive(Subcommand)]
@@ -363,6 +375,9 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Queue(c) => queue_cmd::run(c).await,
         Command::Spam(c) => spam_cmd::run(c).await,
         Command::Reports(c) => reports_cmd::run(c).await,
+        Command::Apikey(c) => apikey_cmd::run(c).await,
+        Command::Webhook(c) => webhook_cmd::run(c).await,
+        Command::Suppression(c) => suppression_cmd::run(c).await,
     }
 }
 

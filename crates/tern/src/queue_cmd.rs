@@ -201,7 +201,8 @@ pub async fn run(cmd: QueueCmd) -> Result<()> {
     Ok(())
 }
 
-async fn open(data: &crate::DataArg) -> Result<SharedStore> {
+/// The store of the data folder `data`.
+pub async fn open(data: &crate::DataArg) -> Result<SharedStore> {
     let config = crate::load(data)?;
     Ok(tern::server::open_store(&config).await?)
 }

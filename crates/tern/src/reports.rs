@@ -13,8 +13,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tern_auth::DmarcReports;
+use tern_queue::intake::{Envelope, Intake, Rcpt, Source};
 use tern_queue::tlsrpt::{self, TlsRptCounter};
-use tern_store::{NewMessage, OutboundRcpt, Recipient, SharedStore};
+use tern_store::{Recipient, SharedStore};
 
 /// How often in-memory counts are moved into the store.
 const FLUSH_EVERY: Duration = Duration::from_secs(60);
@@ -47,44 +48,33 @@ pub async fn flush(dmarc: Option<&DmarcReports>, tls: Option<&TlsRptCounter>, st
     }
 }
 
-/// Queues `message` from `from` to `recipients` (local ones delivered in
-/// the same commit). Returns the queue id, or `None` if nobody was left.
+/// Queues `message` from `from` to `recipients` through the intake
+/// (signed when `from`'s domain has DKIM keys; local recipients delivered
+/// in the same commit). Returns the queue id, or `None` if nobody was left.
 async fn queue_report(
-    store: &SharedStore,
+    intake: &Intake,
     from: &str,
     message: Vec<u8>,
     recipients: &[String],
     now: i64,
 ) -> Option<String> {
-    let queue_id = tern_core::id::queue_id();
-    let mut m = NewMessage::local(
-        queue_id.clone(),
-        message,
-        from.to_string(),
-        Vec::new(),
-        now,
-        "{}".into(),
-    );
-    m.expires_at = now + 2 * 86400;
+    let mut env = Envelope::new(Source::Report, from, message);
+    env.received_at = now;
     for rcpt in recipients {
         let Ok(addr) = tern_core::Address::parse(rcpt) else {
             continue;
         };
-        match store.resolve(&addr, false).await {
-            Ok(Recipient::Local(l)) => m.recipients.push(l.account),
-            Ok(Recipient::NotLocal) => m.outbound.push(OutboundRcpt {
-                address: rcpt.clone(),
-                domain: addr.domain().to_string(),
-                params: "{}".into(),
-            }),
+        match intake.store().resolve(&addr, false).await {
+            Ok(Recipient::Local(l)) => env.local.push((l.account, rcpt.clone())),
+            Ok(Recipient::NotLocal) => env.recipients.push(Rcpt::new(rcpt.clone())),
             _ => {}
         }
     }
-    if m.recipients.is_empty() && m.outbound.is_empty() {
+    if env.local.is_empty() && env.recipients.is_empty() {
         return None;
     }
-    match store.deliver(m).await {
-        Ok(()) => Some(queue_id),
+    match intake.submit(env).await {
+        Ok(d) => Some(d.queue_id),
         Err(e) => {
             tracing::error!(error = %e, "reports: cannot queue a report");
             None
@@ -95,12 +85,13 @@ async fn queue_report(
 /// Sends the DMARC reports every `every`, forever.
 pub async fn dmarc_report_loop(
     counter: Arc<DmarcReports>,
-    store: SharedStore,
+    intake: Arc<Intake>,
     authenticator: mail_auth::MessageAuthenticator,
     hostname: String,
     every: Duration,
 ) {
     let from = format!("noreply-dmarc@{hostname}");
+    let store = intake.store().clone();
     loop {
         tokio::time::sleep(every).await;
         flush(Some(&counter), None, &store).await;
@@ -129,7 +120,7 @@ pub async fn dmarc_report_loop(
                 tracing::info!(domain = %r.domain, rua = ?r.recipients, "dmarc: no authorised report address; report dropped");
                 continue;
             }
-            if let Some(queue_id) = queue_report(&store, &from, r.message, &allowed, now).await {
+            if let Some(queue_id) = queue_report(&intake, &from, r.message, &allowed, now).await {
                 tracing::info!(domain = %r.domain, queue_id = %queue_id, rows = r.rows, messages = r.messages, to = ?allowed, "dmarc: aggregate report sent");
             }
         }
@@ -139,20 +130,21 @@ pub async fn dmarc_report_loop(
 /// Sends the TLS reports every `every`, forever.
 pub async fn tls_report_loop(
     counter: Arc<TlsRptCounter>,
-    store: SharedStore,
+    intake: Arc<Intake>,
     resolver: tern_dns::Resolver,
     hostname: String,
     every: Duration,
 ) {
     loop {
         tokio::time::sleep(every).await;
-        flush(None, Some(&counter), &store).await;
-        send_tls_reports(&store, &resolver, &hostname).await;
+        flush(None, Some(&counter), intake.store()).await;
+        send_tls_reports(&intake, &resolver, &hostname).await;
     }
 }
 
 /// Builds and sends the TLS reports for the counts stored so far.
-pub async fn send_tls_reports(store: &SharedStore, resolver: &tern_dns::Resolver, hostname: &str) {
+pub async fn send_tls_reports(intake: &Intake, resolver: &tern_dns::Resolver, hostname: &str) {
+    let store = intake.store();
     let from = format!("noreply-tlsrpt@{hostname}");
     let now = tern_core::now_unix();
     let counts = match store.take_report_counts(tlsrpt::KIND).await {
@@ -183,7 +175,7 @@ pub async fn send_tls_reports(store: &SharedStore, resolver: &tern_dns::Resolver
             ) {
                 Ok(message) => {
                     if let Some(queue_id) =
-                        queue_report(store, &from, message.into_bytes(), &dest.mailto, now).await
+                        queue_report(intake, &from, message.into_bytes(), &dest.mailto, now).await
                     {
                         tracing::info!(domain, queue_id = %queue_id, to = ?dest.mailto, "tlsrpt: report sent");
                     }

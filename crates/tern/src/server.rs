@@ -204,7 +204,7 @@ pub async fn start(config: Config) -> Result<Running> {
             .map_err(anyhow::Error::msg)?;
         running.tasks.spawn(crate::reports::dmarc_report_loop(
             counter.clone(),
-            store.clone(),
+            queue.intake(),
             mail_auth::MessageAuthenticator(resolver.hickory()),
             hostname.clone(),
             every,
@@ -216,7 +216,7 @@ pub async fn start(config: Config) -> Result<Running> {
             .map_err(anyhow::Error::msg)?;
         running.tasks.spawn(crate::reports::tls_report_loop(
             queue.tls_counter(),
-            store.clone(),
+            queue.intake(),
             resolver.clone(),
             hostname.clone(),
             every,
@@ -247,8 +247,6 @@ pub async fn start(config: Config) -> Result<Running> {
                 .spawn(f.clone().greylist_loop(std::time::Duration::from_secs(2)));
         }
     }
-    let expire =
-        tern_core::config::parse_duration(&config.queue.expire).map_err(anyhow::Error::msg)?;
     let smtp = SmtpServer::mx_with_checks(
         config.smtp.clone(),
         hostname.clone(),
@@ -261,7 +259,7 @@ pub async fn start(config: Config) -> Result<Running> {
             resolver: Some(resolver.clone()),
             forwarding: Some(tern_smtp::Forwarding {
                 srs_secret: srs_secret(&config.data_dir)?,
-                expire,
+                intake: queue.intake(),
                 signers: tern_auth::SignerCache::new(std::time::Duration::from_secs(60)),
             }),
         },
@@ -278,8 +276,7 @@ pub async fn start(config: Config) -> Result<Running> {
             config.submission.clone(),
             config.auth.clone(),
             guard.clone(),
-            expire,
-            Some(Arc::new(tern_queue::QueueHandle(queue.clone()))),
+            queue.intake(),
         ),
     );
     for l in submission_l {
@@ -288,7 +285,7 @@ pub async fn start(config: Config) -> Result<Running> {
     for l in submissions_l {
         running.tasks.spawn(submission.clone().serve(l, true));
     }
-    running.tasks.spawn(queue.run());
+    running.tasks.spawn(queue.clone().run());
     let pop3 = Pop3Server::new(
         config.pop3.clone(),
         config.auth.clone(),
@@ -317,12 +314,32 @@ pub async fn start(config: Config) -> Result<Running> {
     for l in imaps_l {
         running.tasks.spawn(imap.clone().serve(l, true));
     }
-    let app = Router::new()
+    let mut app = Router::new()
         .route(
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         )
         .route("/healthz", get(|| async { "ok\n" }));
+    if config.api.enabled {
+        let api = tern_api::Api::new(
+            store.clone(),
+            queue.intake(),
+            config.api.clone(),
+            config.webhooks.clone(),
+            hostname.clone(),
+        );
+        app = app.merge(tern_api::router(api));
+    }
+    let deliverer = tern_api::webhooks::Deliverer::new(
+        store.clone(),
+        resolver.clone(),
+        config.webhooks.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    running.tasks.spawn(deliverer.run());
+    let retention =
+        tern_core::config::parse_duration(&config.events.retention).map_err(anyhow::Error::msg)?;
+    running.tasks.spawn(prune_loop(store.clone(), retention));
     for l in http_l {
         let app = app.clone();
         running.tasks.spawn(async move {
@@ -346,6 +363,19 @@ pub async fn start(config: Config) -> Result<Running> {
         }
     }
     Ok(running)
+}
+
+/// Forgets events older than `retention`, hourly (and once at start).
+async fn prune_loop(store: SharedStore, retention: std::time::Duration) {
+    loop {
+        let before = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
+        match store.prune_events(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(events = n, "events: pruned past the retention"),
+            Err(e) => tracing::warn!(error = %e, "events: pruning failed"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+    }
 }
 
 /// The SRS secret (`srs.secret` in the data folder), made on first use: 32

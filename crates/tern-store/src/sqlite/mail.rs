@@ -270,7 +270,7 @@ impl Prepared {
             let (next_attempt, lease) = if m.lease_until > 0 {
                 (m.lease_until, m.lease_until)
             } else {
-                (m.received_at, 0)
+                (m.received_at.max(m.not_before), 0)
             };
             for r in &m.outbound {
                 rcpt.execute(params![
@@ -302,6 +302,15 @@ impl Prepared {
                     leased_until: lease,
                 });
             }
+        }
+        if !m.events.is_empty() {
+            super::platform::insert_events(c, &m.events)?;
+        }
+        for log in &m.logs {
+            super::platform::insert_log(c, log)?;
+        }
+        if let Some(r) = &m.idempotency {
+            super::platform::insert_idempotent(c, r)?;
         }
         if delivered == 0 {
             // The savepoint rollback removes the unreferenced blob.

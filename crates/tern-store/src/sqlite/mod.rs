@@ -16,6 +16,7 @@
 mod directory;
 mod folders;
 mod mail;
+mod platform;
 mod queue;
 mod reports;
 mod spam;
@@ -40,7 +41,8 @@ const SCHEMA_V9: &str = include_str!("schema_v9.sql");
 const SCHEMA_V10: &str = include_str!("schema_v10.sql");
 const SCHEMA_V11: &str = include_str!("schema_v11.sql");
 const SCHEMA_V12: &str = include_str!("schema_v12.sql");
-const SCHEMA_VERSION: i64 = 12;
+const SCHEMA_V13: &str = include_str!("schema_v13.sql");
+const SCHEMA_VERSION: i64 = 13;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -256,6 +258,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 12 {
         conn.execute_batch(SCHEMA_V12)?;
+    }
+    if version < 13 {
+        conn.execute_batch(SCHEMA_V13)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

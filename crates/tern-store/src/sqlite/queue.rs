@@ -3,7 +3,7 @@
 
 use super::SqliteStore;
 use super::mail::Prepared;
-use crate::{NewMessage, Queue, QueuedRcpt, RcptOutcome, Result};
+use crate::{Completion, NewMessage, Queue, QueuedRcpt, RcptOutcome, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
 use std::sync::Arc;
@@ -80,11 +80,13 @@ impl Queue for SqliteStore {
         self.write(move |c| claim(c, now, limit, lease_until)).await
     }
 
-    async fn complete(
-        &self,
-        outcomes: Vec<(i64, RcptOutcome)>,
-        new: Vec<NewMessage>,
-    ) -> Result<()> {
+    async fn complete(&self, completion: Completion) -> Result<()> {
+        let Completion {
+            outcomes,
+            new,
+            events,
+            suppress,
+        } = completion;
         let prepared = new
             .into_iter()
             .map(Prepared::new)
@@ -116,6 +118,8 @@ impl Queue for SqliteStore {
                         }
                     }
                 }
+                super::platform::insert_events(c, &events)?;
+                super::platform::insert_suppressions(c, &suppress)?;
                 Ok(())
             })
             .await;
@@ -126,6 +130,18 @@ impl Queue for SqliteStore {
             }
         }
         r
+    }
+
+    async fn queued_message(&self, queue_id: &str) -> Result<Vec<QueuedRcpt>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {RCPT_COLUMNS} FROM queue_rcpts r JOIN queue_messages m ON m.id = r.message_id
+                 WHERE m.queue_id = ? ORDER BY r.id"
+            ))?;
+            Ok(st
+                .query_map([queue_id], rcpt_row)?
+                .collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     async fn queue_list(&self) -> Result<Vec<QueuedRcpt>> {

@@ -19,7 +19,7 @@ pub async fn load(
     let rows = match store.dkim_keys(&domain).await {
         Ok(r) => r,
         Err(e) => {
-            tracing::error!(error = %e, domain, "smtp: cannot load DKIM keys");
+            tracing::error!(error = %e, domain, "dkim: cannot load the keys");
             return None;
         }
     };
@@ -40,7 +40,7 @@ pub async fn load(
         match DomainSigner::new(&domain, &keys) {
             Ok(s) => Some(Arc::new(s)),
             Err(e) => {
-                tracing::error!(error = %e, domain, "smtp: bad DKIM key; not signing");
+                tracing::error!(error = %e, domain, "dkim: bad key; not signing");
                 None
             }
         }

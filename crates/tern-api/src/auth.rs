@@ -1,0 +1,121 @@
+//! Who is calling: the `Authorization: Bearer` key, checked against the
+//! store, with its scope and per-key rate limit.
+
+use crate::keys::{self, Scope};
+use crate::{Api, Problem};
+use axum::extract::FromRequestParts;
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use tern_store::ApiKey;
+
+/// Requests per second per key.
+pub struct KeyLimiter(Option<DefaultKeyedRateLimiter<String>>);
+
+impl KeyLimiter {
+    /// `per_second` requests a second, bursts of twice that; 0: unlimited.
+    pub fn new(per_second: u32) -> Self {
+        Self(NonZeroU32::new(per_second).map(|n| {
+            let burst = n.saturating_mul(NonZeroU32::new(2).expect("2 is not 0"));
+            RateLimiter::keyed(Quota::per_second(n).allow_burst(burst))
+        }))
+    }
+
+    /// `Err(seconds to wait)` when the key is over its rate.
+    fn check(&self, key: &str) -> Result<(), u64> {
+        let Some(l) = &self.0 else { return Ok(()) };
+        l.check_key(&key.to_string()).map_err(|not_until| {
+            let wait = not_until.wait_time_from(governor::clock::Clock::now(
+                &governor::clock::DefaultClock::default(),
+            ));
+            wait.as_secs().max(1)
+        })
+    }
+}
+
+/// An authenticated caller.
+pub struct Caller {
+    /// Its key.
+    pub key: ApiKey,
+    /// The key's scope.
+    pub scope: Scope,
+}
+
+impl Caller {
+    /// `Ok` if the key may do what `need` allows.
+    pub fn require(&self, need: Scope) -> Result<(), Problem> {
+        if self.scope.allows(need) {
+            Ok(())
+        } else {
+            Err(Problem::forbidden(format!(
+                "This API key has the {} scope; this request needs {}.",
+                self.scope.as_str(),
+                need.as_str()
+            )))
+        }
+    }
+
+    /// `Ok` if the key may read (scopes read and admin; send keys may read
+    /// only the messages they sent, checked where that applies).
+    pub fn require_read(&self) -> Result<(), Problem> {
+        self.require(Scope::Read)
+    }
+
+    /// Whether the key may send as `domain`.
+    pub fn may_send_as(&self, domain: &str) -> bool {
+        self.key.domains.is_empty()
+            || self
+                .key
+                .domains
+                .iter()
+                .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+impl FromRequestParts<Arc<Api>> for Caller {
+    type Rejection = Problem;
+
+    async fn from_request_parts(parts: &mut Parts, api: &Arc<Api>) -> Result<Self, Problem> {
+        let presented = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .ok_or_else(|| {
+                Problem::unauthorized(
+                    "Send an API key as Authorization: Bearer KEY (make one with `tern apikey create`).",
+                )
+            })?;
+        let invalid = || Problem::unauthorized("The API key is not valid or has been revoked.");
+        let id = keys::id_of(presented).ok_or_else(invalid)?;
+        let key = api
+            .store
+            .api_key(id)
+            .await
+            .map_err(Problem::unavailable)?
+            .filter(|k| k.revoked.is_none() && keys::matches(k, presented))
+            .ok_or_else(invalid)?;
+        if let Err(wait) = api.limiter.check(&key.id) {
+            metrics::counter!("tern_api_rate_limited_total").increment(1);
+            let mut p = Problem::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "This API key is limited to {} requests per second; try again in {wait} s.",
+                    api.config.requests_per_second
+                ),
+            );
+            p.retry_after = Some(wait);
+            return Err(p);
+        }
+        let scope = Scope::parse(&key.scope).ok_or_else(invalid)?;
+        Ok(Caller { key, scope })
+    }
+}
