@@ -314,7 +314,7 @@ mod tests {
         let c = render(&t, vars.as_object().unwrap()).unwrap();
         assert_eq!(c.subject, "Order 7");
         assert_eq!(c.text.unwrap(), "Hi <b>Ann</b>");
-        assert_eq!(c.html.unwrap(), "<p>Hi &lt;b&gt;Ann&lt;/b&gt;</p>");
+        assert_eq!(c.html.unwrap(), "<p>Hi &lt;b&gt;Ann&lt;&#x2f;b&gt;</p>");
     }
 
     #[test]

@@ -392,8 +392,8 @@ impl Intake {
         let mut message = env.message;
         let mut signed = None;
         if env.sign
-            && let Some(domain) = &from_domain
-            && let Some(signer) = crate::signers::load(&self.signers, &self.store, domain).await
+            && let Some(from) = &from_domain
+            && let Some((domain, signer)) = self.signer_for(from).await
         {
             match signer.sign(&message) {
                 Ok(sig) => {
@@ -401,7 +401,7 @@ impl Intake {
                     raw.extend_from_slice(sig.as_bytes());
                     raw.extend_from_slice(&message);
                     message = raw;
-                    signed = Some(domain.clone());
+                    signed = Some(domain);
                 }
                 Err(e) => {
                     tracing::warn!(queue_id = %env.queue_id, error = %e, "intake: DKIM signing failed; sending unsigned")
@@ -506,6 +506,22 @@ impl Intake {
             message: m,
             events,
         })
+    }
+
+    /// The signer for `domain`, or for the nearest parent domain with keys
+    /// (DMARC's relaxed alignment accepts it: DSNs from
+    /// `MAILER-DAEMON@mail.example.com` are signed by example.com).
+    async fn signer_for(&self, domain: &str) -> Option<(String, Arc<tern_auth::DomainSigner>)> {
+        let mut d = domain;
+        loop {
+            if let Some(s) = crate::signers::load(&self.signers, &self.store, d).await {
+                return Some((d.to_string(), s));
+            }
+            match d.split_once('.') {
+                Some((_, parent)) if parent.contains('.') => d = parent,
+                _ => return None,
+            }
+        }
     }
 
     /// Writes a prepared message with its events (and the idempotent

@@ -1,6 +1,7 @@
 //! Integration tests: real Tern servers on ephemeral loopback ports, real
 //! sockets, real TLS, real SQLite files.
 
+mod api;
 mod cli;
 mod common;
 mod deep_nesting;
