@@ -271,3 +271,139 @@ async fn kill_9_during_delivery_delivers_once_after_restart() {
             .is_empty()
     );
 }
+
+/// A POST /v1/messages; `Ok((status, id, replayed))`.
+async fn api_send(
+    http: &reqwest::Client,
+    port: u16,
+    key: &str,
+    idem: &str,
+) -> Result<(u16, String, bool), reqwest::Error> {
+    let body = serde_json::json!({
+        "from": "alice@example.test",
+        "to": ["bob@remote.test"],
+        "subject": idem,
+        "text": "durable"
+    });
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/v1/messages"))
+        .header("authorization", format!("Bearer {key}"))
+        .header("content-type", "application/json")
+        .header("idempotency-key", idem)
+        .body(body.to_string())
+        .send()
+        .await?;
+    let status = r.status().as_u16();
+    let replayed = r.headers().contains_key("idempotent-replayed");
+    let v: serde_json::Value = serde_json::from_str(&r.text().await?).unwrap_or_default();
+    Ok((status, v["id"].as_str().unwrap_or("").to_string(), replayed))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_acceptance_events_and_idempotency_survive_kill_9() {
+    use tern_store::{Platform, Queue};
+    use tern_testkit::webhook::{Mode, WebhookReceiver};
+    // Remote mail goes to a closed port: it stays queued (deferred).
+    let closed = free_port();
+    let (data, port) = data_with_alice(
+        &format!(
+            "[api]\nrequests_per_second = 0\n[webhooks]\nallow_http = true\n[[queue.transport]]\ndomain = \"*\"\nhost = \"127.0.0.1\"\nport = {closed}\ntls = \"none\"\n"
+        ),
+        "http",
+    )
+    .await;
+    let receiver = WebhookReceiver::start().await;
+    receiver.set_mode(Mode::Fail(500));
+    let key = {
+        let config = Config::load(&data.config_path()).unwrap();
+        let store = tern::server::open_store(&config).await.unwrap();
+        let (secret, record) = tern_api::keys::generate(
+            tern_api::keys::Scope::Admin,
+            vec![],
+            "t".into(),
+            tern_core::now_unix(),
+        );
+        store.add_api_key(record).await.unwrap();
+        let hook = tern_api::webhooks::new_endpoint(
+            receiver.url.clone(),
+            vec![tern_events::EventType::Accepted],
+            String::new(),
+            true,
+        );
+        receiver.set_secret(&hook.secret);
+        store.add_webhook(hook).await.unwrap();
+        secret
+    };
+    let mut child = spawn(&data);
+    wait_for(port).await;
+
+    let acked: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let mut tasks = Vec::new();
+    for t in 0..4 {
+        let (acked, key) = (acked.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            for i in 0.. {
+                let idem = format!("t{t}-m{i}");
+                match api_send(&http, port, &key, &idem).await {
+                    Ok((202, id, _)) => acked.lock().unwrap().push((idem, id)),
+                    _ => return,
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 20, "the flood got going ({} acked)", acked.len());
+
+    receiver.set_mode(Mode::Accept);
+    let mut child = spawn(&data);
+    wait_for(port).await;
+    let config = Config::load(&data.config_path()).unwrap();
+    let store = tern::server::open_store(&config).await.unwrap();
+    let queued: std::collections::HashSet<String> = store
+        .queue_list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.queue_id)
+        .collect();
+    let http = reqwest::Client::new();
+    for (idem, id) in &acked {
+        assert!(queued.contains(id), "{id} acknowledged and queued");
+        let events = store
+            .events(tern_store::EventQuery {
+                message_id: Some(id.clone()),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert!(
+            events.iter().any(|e| e.event_type == tern_events::EventType::Accepted),
+            "{id} has its accepted event"
+        );
+        // The same request again: the first answer, nothing new queued.
+        let (st, again, replayed) = api_send(&http, port, &key, idem).await.unwrap();
+        assert_eq!((st, again.as_str(), replayed), (202, id.as_str(), true));
+    }
+    // Every acknowledged message's accepted event reaches the webhook.
+    let ids: std::collections::HashSet<&str> = acked.iter().map(|(_, id)| id.as_str()).collect();
+    receiver
+        .wait_until(Duration::from_secs(60), |events| {
+            let got: std::collections::HashSet<&str> = events
+                .iter()
+                .filter_map(|e| e["message_id"].as_str())
+                .collect();
+            ids.iter().all(|id| got.contains(id))
+        })
+        .await;
+    assert_eq!(receiver.bad_signatures(), 0);
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
