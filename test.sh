@@ -4,7 +4,8 @@
 #     postfix, swaks, fetchmail, isync (mbsync), dkimpy and opendkim (independent DKIM verifiers)
 #  2. cargo fmt --check, cargo clippy -D warnings
 #  3. unit and integration tests (cargo nextest when installed, else cargo test)
-#  4. end-to-end tests with real clients and Postfix against the tern binary
+#  4. end-to-end tests with real clients and Postfix against the tern binary, curl and
+#     schemathesis (pip-installed when missing) against the HTTP API
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}

@@ -118,7 +118,8 @@ fn api_routes() -> OpenApiRouter<Arc<Api>> {
 /// limit; unknown `/v1` paths get a problem document.
 pub fn router(api: Arc<Api>) -> Router {
     let max = api.config.max_body_size;
-    let (routes, doc) = api_routes().split_for_parts();
+    let (routes, mut doc) = api_routes().split_for_parts();
+    document_problems(&mut doc);
     let routes = routes.with_state(api);
     let json = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
     routes
@@ -142,7 +143,63 @@ pub fn router(api: Arc<Api>) -> Router {
 
 /// The OpenAPI document (for `tern api openapi` and tests).
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    let mut doc = api_routes().split_for_parts().1;
+    document_problems(&mut doc);
+    doc
+}
+
+/// Every operation's error answers as RFC 9457 documents: the ones any
+/// request may get (no or a bad key, rate limit, storage trouble, a
+/// missing object, a bad query) and, for those with a body, the body's.
+fn document_problems(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{ContentBuilder, Ref, RefOr, ResponseBuilder};
+    let problem = |what: &str| {
+        RefOr::T(
+            ResponseBuilder::new()
+                .description(what)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build(),
+        )
+    };
+    let any: &[(&str, &str)] = &[
+        ("401", "No API key, or not a valid one"),
+        ("403", "The key's scope or domains do not allow this"),
+        ("404", "No such object"),
+        ("422", "A field or query parameter is not acceptable"),
+        ("429", "Over the key's request rate (see Retry-After)"),
+        ("503", "Temporarily unavailable; nothing was changed"),
+    ];
+    let with_body: &[(&str, &str)] = &[
+        ("400", "The body is not JSON"),
+        (
+            "409",
+            "Conflicts with an existing object or Idempotency-Key",
+        ),
+        ("413", "The body is larger than [api] max_body_size"),
+        ("415", "The body is not application/json"),
+    ];
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            (&mut item.get, false),
+            (&mut item.delete, false),
+            (&mut item.post, true),
+            (&mut item.put, true),
+        ];
+        for (op, body) in ops {
+            let Some(op) = op.as_mut() else { continue };
+            let codes = any.iter().chain(if body { with_body } else { &[][..] });
+            for (code, what) in codes {
+                op.responses
+                    .responses
+                    .insert((*code).to_string(), problem(what));
+            }
+        }
+    }
 }
 
 async fn not_found() -> Problem {

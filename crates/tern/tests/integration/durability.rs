@@ -359,7 +359,11 @@ async fn api_acceptance_events_and_idempotency_survive_kill_9() {
         let _ = t.await;
     }
     let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 20, "the flood got going ({} acked)", acked.len());
+    assert!(
+        acked.len() > 20,
+        "the flood got going ({} acked)",
+        acked.len()
+    );
 
     receiver.set_mode(Mode::Accept);
     let mut child = spawn(&data);
@@ -385,7 +389,9 @@ async fn api_acceptance_events_and_idempotency_survive_kill_9() {
             .await
             .unwrap();
         assert!(
-            events.iter().any(|e| e.event_type == tern_events::EventType::Accepted),
+            events
+                .iter()
+                .any(|e| e.event_type == tern_events::EventType::Accepted),
             "{id} has its accepted event"
         );
         // The same request again: the first answer, nothing new queued.
