@@ -106,8 +106,12 @@ pub struct ListenConfig {
     pub pop3: Vec<SocketAddr>,
     /// POP3 over implicit TLS, port 995.
     pub pop3s: Vec<SocketAddr>,
-    /// HTTP: `/metrics` and `/healthz`, port 80.
+    /// HTTP: the API (`/v1`), `/metrics` and `/healthz`, port 80.
     pub http: Vec<SocketAddr>,
+    /// The same over TLS with `[tls]`'s certificate, port 443 (none when
+    /// the key is absent, so older configurations do not start binding 443).
+    #[serde(default)]
+    pub https: Vec<SocketAddr>,
     /// IMAP with STARTTLS, port 143.
     pub imap: Vec<SocketAddr>,
     /// IMAP over implicit TLS, port 993.
@@ -139,6 +143,7 @@ impl ListenConfig {
             pop3: at(110),
             pop3s: at(995),
             http: at(80),
+            https: at(443),
             submission: at(587),
             submissions: at(465),
             imap: at(143),
@@ -879,7 +884,8 @@ pop3 = {pop3}                 # POP3 with STLS, port 110
 pop3s = {pop3s}               # POP3 over TLS, port 995
 imap = {imap}                 # IMAP with STARTTLS, port 143
 imaps = {imaps}               # IMAP over TLS, port 993
-http = {http}                 # /metrics (Prometheus) and /healthz, port 80
+http = {http}                 # the API (/v1), /metrics (Prometheus) and /healthz, port 80
+https = {https}               # the same over TLS ([tls] certificate), port 443
 submission = {submission}     # mail from users: AUTH after STARTTLS, port 587
 submissions = {submissions}   # mail from users over TLS, port 465
 
@@ -1120,6 +1126,7 @@ trust_anchor = ""
         pop3 = list(&l.pop3),
         pop3s = list(&l.pop3s),
         http = list(&l.http),
+        https = list(&l.https),
         submission = list(&l.submission),
         submissions = list(&l.submissions),
         imap = list(&l.imap),

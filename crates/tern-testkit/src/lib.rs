@@ -39,7 +39,7 @@ impl DataDir {
         std::fs::write(dir.path().join("tls/cert.pem"), cert).expect("write cert");
         std::fs::write(dir.path().join("tls/key.pem"), key).expect("write key");
         let mut toml = String::from(
-            "[server]\nhostname = \"mail.example.test\"\n\n[listen]\nsmtp = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n",
+            "[server]\nhostname = \"mail.example.test\"\n\n[listen]\nsmtp = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n",
         );
         toml.push_str(extra);
         if !extra.contains("[dns]") {

@@ -2,5 +2,6 @@
 //! `main.rs` and by the integration tests, which start real servers on
 //! ephemeral ports.
 
+pub mod https;
 pub mod reports;
 pub mod server;

@@ -35,6 +35,8 @@ pub struct Running {
     pub imaps: Vec<SocketAddr>,
     /// HTTP listeners.
     pub http: Vec<SocketAddr>,
+    /// HTTPS listeners.
+    pub https: Vec<SocketAddr>,
     /// The store the services use.
     pub store: SharedStore,
     tasks: JoinSet<()>,
@@ -146,6 +148,11 @@ pub async fn start(config: Config) -> Result<Running> {
         vec![]
     };
     let http_l = bind(&config.listen.http, "HTTP").await?;
+    let https_l = if tls.is_some() {
+        bind(&config.listen.https, "HTTPS").await?
+    } else {
+        vec![]
+    };
     let mut running = Running {
         smtp: local_addrs(&smtp_l),
         submission: local_addrs(&submission_l),
@@ -155,6 +162,7 @@ pub async fn start(config: Config) -> Result<Running> {
         imap: local_addrs(&imap_l),
         imaps: local_addrs(&imaps_l),
         http: local_addrs(&http_l),
+        https: local_addrs(&https_l),
         store: store.clone(),
         tasks: JoinSet::new(),
     };
@@ -348,6 +356,17 @@ pub async fn start(config: Config) -> Result<Running> {
             }
         });
     }
+    if let Some(acceptor) = &tls {
+        for l in https_l {
+            let listener = crate::https::TlsListener::new(l, acceptor.clone())?;
+            let app = app.clone();
+            running.tasks.spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "https: server stopped");
+                }
+            });
+        }
+    }
     for (what, addrs) in [
         ("smtp", &running.smtp),
         ("submission", &running.submission),
@@ -357,6 +376,7 @@ pub async fn start(config: Config) -> Result<Running> {
         ("imap", &running.imap),
         ("imaps", &running.imaps),
         ("http", &running.http),
+        ("https", &running.https),
     ] {
         for a in addrs {
             tracing::info!(service = what, address = %a, "listening");

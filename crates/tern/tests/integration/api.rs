@@ -560,6 +560,19 @@ async fn api_errors_are_problem_documents() {
     }
     let h = limited.expect("rate limit reached");
     assert!(h.contains_key("retry-after"));
+    // The same API over HTTPS with the server's certificate.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let tls = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let r = tls
+        .get(format!("https://{}/v1/events", w.s.https))
+        .header("authorization", format!("Bearer {}", w.key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
     // The OpenAPI document lists the endpoints.
     let doc: Value = reqwest::get(format!("http://{}/v1/openapi.json", w.s.http))
         .await
