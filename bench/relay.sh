@@ -5,6 +5,8 @@
 #   1. Postfix: ../shared/bench/postfix/bench_smtp.py outbound (drain, concurrent)
 #   2. Tern, DKIM-signing every message (RSA-2048 + Ed25519, its default), same modes
 #   3. Tern without DKIM keys (the signing cost)
+#   3b. Tern, DKIM-signed, every event (accepted, delivered) POSTed to a local webhook
+#       receiver (bench/webhook_sink.py, batches of up to 100): the events' cost
 #   4. DKIM signing rate per core vs raw RSA (crates/tern-auth/examples/dkim_rate.rs)
 # usage: sudo bench/relay.sh      (N=20000 RUNS=3 by default; SKIP_INSTALL=1 to skip apt)
 set -euo pipefail
@@ -54,6 +56,17 @@ EOP
 python3 "$ROOT/bench/tern_relay.py" --tern "$TERN" --data "$DATA" --port "$SUB_PORT" --sink-port "$SINK_PORT" \
   --n "$N" --runs "$RUNS" --label tern-nodkim
 rm -rf "$DATA"
+
+echo "== Tern relay, DKIM-signed, every event POSTed to a webhook receiver"
+HOOK_PORT=$((TERN_BASE+900))
+python3 "$ROOT/bench/webhook_sink.py" "$HOOK_PORT" & HOOK_PID=$!
+DATA=$(tern_data)
+sed -i 's/^allow_http = false/allow_http = true/' "$DATA/tern.toml"
+TERN_LOG=warn "$TERN" webhook add "http://127.0.0.1:$HOOK_PORT/hook" --batch --data "$DATA" >/dev/null
+python3 "$ROOT/bench/tern_relay.py" --tern "$TERN" --data "$DATA" --port "$SUB_PORT" --sink-port "$SINK_PORT" \
+  --n "$N" --runs "$RUNS" --label tern-dkim-webhooks --modes concurrent \
+  --events-url "http://127.0.0.1:$HOOK_PORT/count"
+kill "$HOOK_PID"; rm -rf "$DATA"
 
 echo "== DKIM signing rate (one core)"
 "$ROOT/target/release/examples/dkim_rate" 3

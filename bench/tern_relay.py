@@ -36,6 +36,13 @@ def wait(pred, timeout, interval=0.05):
     raise SystemExit('timeout waiting for the queue')
 
 
+def events_seen(url):
+    if not url:
+        return 0
+    import urllib.request
+    return int(urllib.request.urlopen(url, timeout=10).read())
+
+
 def cmds(a):
     base = ['smtp-source', '-s', str(a.sessions), '-l', str(a.size), '-f', 'bench@example.test', '-t', 'x@relay.test']
     batch, left, out = a.sessions * 100, a.n, []
@@ -92,6 +99,8 @@ def main():
     ap.add_argument('--sessions', type=int, default=20); ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--modes', nargs='+', default=['drain', 'concurrent'])
     ap.add_argument('--label', default='tern')
+    ap.add_argument('--events-url', default=None,
+                    help='webhook receiver count URL: also wait until it has every accepted+delivered event')
     a = ap.parse_args()
     db = os.path.join(a.data, 'tern.db')
     cs = cmds(a)
@@ -106,10 +115,15 @@ def main():
                     sink.start(); tern.start()
                     s = PeakSampler(tern.p.pid).start()
                     t0 = time.monotonic(); submit(cs); t1 = time.monotonic()
+                    base = events_seen(a.events_url)
                     t2 = wait(lambda: queued(db)[0] == 0, 900)
+                    ev = ''
+                    if a.events_url:
+                        t3 = wait(lambda: events_seen(a.events_url) - base >= 2 * a.n, 900)
+                        ev = f' submit->all_events_posted={t3-t0:.2f}s'
                     s.stop(); tern.stop(); sink.stop()
                     rates.append(a.n / (t2 - t0))
-                    print(f'  run{r+1}: msgs={a.n} submit={t1-t0:.2f}s submit->queue_empty={t2-t0:.2f}s '
+                    print(f'  run{r+1}: msgs={a.n} submit={t1-t0:.2f}s submit->queue_empty={t2-t0:.2f}s{ev} '
                           f'rate={rates[-1]:.0f}/s loadavg_before={la} peak_rss={s.peak_rss/1024:.0f}MiB', flush=True)
                 else:
                     tern.start()  # sink down: every delivery attempt fails and is deferred (retry 1h)

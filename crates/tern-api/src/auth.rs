@@ -35,6 +35,40 @@ impl KeyLimiter {
     }
 }
 
+/// Keys read from the store recently: every request needs its key, and a
+/// key changes only when revoked, which takes effect within [`KEY_TTL`].
+#[derive(Default)]
+pub struct KeyCache(
+    std::sync::Mutex<std::collections::HashMap<String, (ApiKey, std::time::Instant)>>,
+);
+
+/// How long a key read from the store is trusted without reading it again.
+pub const KEY_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl KeyCache {
+    async fn get(&self, api: &Api, id: &str) -> Result<Option<ApiKey>, Problem> {
+        if let Some((k, at)) = self.0.lock().unwrap_or_else(|e| e.into_inner()).get(id)
+            && at.elapsed() < KEY_TTL
+        {
+            return Ok(Some(k.clone()));
+        }
+        let key = api.store.api_key(id).await.map_err(Problem::unavailable)?;
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() > 10_000 {
+            map.clear();
+        }
+        match &key {
+            Some(k) => {
+                map.insert(id.to_string(), (k.clone(), std::time::Instant::now()));
+            }
+            None => {
+                map.remove(id);
+            }
+        }
+        Ok(key)
+    }
+}
+
 /// An authenticated caller.
 pub struct Caller {
     /// Its key.
@@ -95,10 +129,9 @@ impl FromRequestParts<Arc<Api>> for Caller {
         let invalid = || Problem::unauthorized("The API key is not valid or has been revoked.");
         let id = keys::id_of(presented).ok_or_else(invalid)?;
         let key = api
-            .store
-            .api_key(id)
-            .await
-            .map_err(Problem::unavailable)?
+            .keys
+            .get(api, id)
+            .await?
             .filter(|k| k.revoked.is_none() && keys::matches(k, presented))
             .ok_or_else(invalid)?;
         if let Err(wait) = api.limiter.check(&key.id) {

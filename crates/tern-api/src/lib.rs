@@ -42,6 +42,7 @@ pub struct Api {
     webhooks: WebhooksConfig,
     hostname: String,
     limiter: auth::KeyLimiter,
+    keys: auth::KeyCache,
     in_flight: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
 }
 
@@ -56,6 +57,7 @@ impl Api {
     ) -> Arc<Self> {
         Arc::new(Self {
             limiter: auth::KeyLimiter::new(config.requests_per_second),
+            keys: auth::KeyCache::default(),
             store,
             intake,
             config,

@@ -259,12 +259,9 @@ async fn prepare(
     let built = build::build(&req, content, &message_id, now, api.config.max_recipients)
         .map_err(in_field)?;
     let domain = built.from.domain();
-    let ours = api
-        .store
-        .list_domains()
-        .await?
-        .iter()
-        .any(|d| d.name.eq_ignore_ascii_case(&domain));
+    let from = tern_core::Address::parse(&built.from.address)
+        .map_err(|e| in_field(Problem::invalid("from", e.to_string())))?;
+    let ours = !matches!(api.store.resolve(&from, false).await?, Recipient::NotLocal);
     if !ours {
         return Err(in_field(Problem::invalid(
             "from",
@@ -520,32 +517,6 @@ fn header_fields(block: &str) -> Vec<(String, String)> {
     out
 }
 
-/// Why a queued recipient waits.
-fn waiting_reason(r: &tern_store::QueuedRcpt, now: i64) -> String {
-    let err = r.last_error.as_deref().unwrap_or("");
-    if r.leased_until > now && r.attempts == 0 {
-        "being delivered now".into()
-    } else if r.leased_until > now {
-        "being delivered now (a new attempt)".into()
-    } else if r.attempts == 0 && r.next_attempt > now {
-        "scheduled (send_at)".into()
-    } else if err.contains("MTA-STS") {
-        "the destination's MTA-STS policy: no MX host could be used over verified TLS".into()
-    } else if err.contains("DANE") {
-        "DANE: no MX host presented a certificate its TLSA records match".into()
-    } else if err.contains("TLS") {
-        "TLS is required and could not be established".into()
-    } else if r.attempts > 0 {
-        format!(
-            "the destination failed temporarily ({} attempt{}); retrying on the schedule",
-            r.attempts,
-            if r.attempts == 1 { "" } else { "s" }
-        )
-    } else {
-        "due for its first attempt".into()
-    }
-}
-
 /// A message: envelope, headers, each recipient's state and events, and for
 /// recipients still queued, why they wait.
 #[utoipa::path(get, path = "/v1/messages/{id}", tag = "messages",
@@ -613,7 +584,7 @@ pub async fn get_message(
                     next_attempt: tern_events::event::format_time(q.next_attempt * 1000),
                     expires: tern_events::event::format_time(q.expires_at * 1000),
                     last_reply: q.last_error.clone(),
-                    reason: waiting_reason(q, now),
+                    reason: tern_queue::waiting::reason(q, now),
                 });
             RecipientView {
                 address,

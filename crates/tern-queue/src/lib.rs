@@ -19,6 +19,7 @@ pub mod mta_sts;
 pub mod route;
 pub mod signers;
 pub mod tlsrpt;
+pub mod waiting;
 
 use client::{ClientError, Envelope, Reply, SmtpClient, Timeouts};
 use intake::{Intake, MessageParams, RcptParams};

@@ -866,7 +866,10 @@ impl Session {
                         metrics::counter!("tern_smtp_rejections_total", "reason" => "dmarc")
                             .increment(1);
                         tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, reason = %why, "smtp: message refused");
-                        return self.send(reply!(550, "5.7.1", "{why}"));
+                        let r = reply!(550, "5.7.1", "{why}");
+                        self.record_rejection(&tx, &queue_id, &r, None, Some(&verdict.summary))
+                            .await;
+                        return self.send(r);
                     }
                     tern_auth::Disposition::Junk(why) if self.server.checks.enforce_dmarc => {
                         tracing::info!(queue_id = %queue_id, reason = %why, "smtp: filed as junk");
@@ -934,13 +937,17 @@ impl Session {
                         metrics::counter!("tern_smtp_rejections_total", "reason" => "spam")
                             .increment(1);
                         tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, score = report.score, "smtp: message refused as spam");
-                        return self.send(reply!(
+                        let r = reply!(
                             550,
                             "5.7.1",
                             "Message refused as spam (score {:.1}: {})",
                             report.score,
                             report.tests()
-                        ));
+                        );
+                        let auth = (!summary.is_empty()).then_some(summary.as_str());
+                        self.record_rejection(&tx, &queue_id, &r, Some(report.score), auth)
+                            .await;
+                        return self.send(r);
                     }
                     tern_filter::Action::Junk => mailbox = "Junk",
                     tern_filter::Action::Inbox => {}
@@ -1192,6 +1199,40 @@ impl Session {
         }
         unsigned.extend_from_slice(body);
         Ok(unsigned)
+    }
+
+    /// Records a `rejected` event per recipient of a refused message.
+    async fn record_rejection(
+        &self,
+        tx: &Transaction,
+        queue_id: &str,
+        reply: &Reply,
+        spam_score: Option<f64>,
+        authentication: Option<&str>,
+    ) {
+        let events = tx
+            .rcpts
+            .iter()
+            .map(|r| {
+                let mut e = Event::new(EventType::Rejected, queue_id).to(&r.address);
+                e.sender = Some(tx.mail_from.clone());
+                e.source = Some("smtp".into());
+                e.source_ip = Some(self.conn.peer.ip().to_string());
+                e.reply = Some(format!("{} {} {}", reply.code, reply.status, reply.text));
+                e.status = Some("5.7.1".into());
+                e.spam_score = spam_score;
+                e.authentication = authentication.map(str::to_string);
+                e
+            })
+            .collect();
+        if let Err(e) = self
+            .server
+            .store
+            .record_events(events, Vec::new(), None)
+            .await
+        {
+            tracing::warn!(queue_id, error = %e, "smtp: cannot record the refusal");
+        }
     }
 
     /// Hands a submitted message to the queue's intake (which signs it,

@@ -32,7 +32,10 @@ impl TlsListener {
                     return;
                 };
                 let (tcp, peer) = match listener.accept().await {
-                    Ok(c) => c,
+                    Ok((tcp, peer)) => {
+                        let _ = tcp.set_nodelay(true);
+                        (tcp, peer)
+                    }
                     Err(e) => {
                         tracing::warn!(error = %e, "https: accept failed");
                         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -166,6 +166,7 @@ pub async fn run(cmd: QueueCmd) -> Result<()> {
                         .map(|e| format!("\n    last error: {e}"))
                         .unwrap_or_default()
                 );
+                println!("    waiting: {}", tern_queue::waiting::reason(r, now));
             }
             let body = store.read_blob(first.blob).await?;
             let end = body

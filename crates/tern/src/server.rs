@@ -350,6 +350,11 @@ pub async fn start(config: Config) -> Result<Running> {
     running.tasks.spawn(prune_loop(store.clone(), retention));
     for l in http_l {
         let app = app.clone();
+        // Answers are small and awaited: no Nagle delay on them.
+        use axum::serve::ListenerExt;
+        let l = l.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         running.tasks.spawn(async move {
             if let Err(e) = axum::serve(l, app).await {
                 tracing::error!(error = %e, "http: server stopped");
