@@ -15,7 +15,7 @@
 
 pub mod auth;
 mod body;
-mod build;
+pub mod build;
 pub mod keys;
 mod messages;
 mod problem;

@@ -106,7 +106,10 @@ pub async fn run(cmd: ApiKeyCmd) -> Result<()> {
             if !store.revoke_api_key(&id, tern_core::now_unix()).await? {
                 bail!("no valid API key {id}");
             }
-            println!("API key {id} revoked.");
+            println!(
+                "API key {id} revoked (a running server refuses it within {} s).",
+                tern_api::auth::KEY_TTL.as_secs()
+            );
         }
     }
     Ok(())

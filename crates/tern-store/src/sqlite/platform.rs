@@ -721,3 +721,179 @@ impl Platform for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn store() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), 16)
+            .await
+            .unwrap();
+        (dir, s)
+    }
+
+    fn ev(t: EventType, msg: &str, rcpt: &str, tag: &str) -> Event {
+        let mut e = Event::new(t, msg).to(rcpt);
+        e.sender = Some("shop@example.com".into());
+        if !tag.is_empty() {
+            e.tags = vec![tag.into()];
+        }
+        e
+    }
+
+    #[tokio::test]
+    async fn events_filter_page_and_prune() {
+        let (_d, s) = store().await;
+        let events = vec![
+            ev(EventType::Accepted, "M1", "Ann@Example.net", "receipt"),
+            ev(EventType::Delivered, "M1", "ann@example.net", "receipt"),
+            ev(EventType::Accepted, "M2", "bob@example.org", ""),
+            ev(EventType::Bounced, "M2", "bob@example.org", ""),
+        ];
+        s.record_events(events.clone(), vec![], None).await.unwrap();
+        let q = |f: fn(&mut EventQuery)| {
+            let mut q = EventQuery {
+                limit: 100,
+                ..Default::default()
+            };
+            f(&mut q);
+            q
+        };
+        let by_rcpt = s
+            .events(q(|q| q.recipient = Some("ANN@example.net".into())))
+            .await
+            .unwrap();
+        assert_eq!(by_rcpt.len(), 2);
+        let by_tag = s
+            .events(q(|q| q.tag = Some("receipt".into())))
+            .await
+            .unwrap();
+        assert_eq!(by_tag.len(), 2);
+        let bounced = s
+            .events(q(|q| q.types = vec![EventType::Bounced]))
+            .await
+            .unwrap();
+        assert_eq!(bounced[0].message_id, "M2");
+        // Pages follow the cursor, in id order.
+        let mut page = q(|q| q.limit = 3);
+        let first = s.events(page.clone()).await.unwrap();
+        assert_eq!(first.len(), 3);
+        page.after = Some(first[2].id.clone());
+        let rest = s.events(page).await.unwrap();
+        assert_eq!(rest.len(), 1);
+        assert_eq!(rest[0].id, events[3].id);
+        // Time bounds: none before, all since.
+        let t = events[0].time;
+        assert!(s.events(q(|q| q.until = Some(0))).await.unwrap().is_empty());
+        let mut since = q(|_| {});
+        since.since = Some(t);
+        assert_eq!(s.events(since).await.unwrap().len(), 4);
+        assert_eq!(s.prune_events(t + 60_000).await.unwrap(), 4);
+        assert!(s.events(q(|_| {})).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn suppressions_per_domain_expiry_and_outbox() {
+        let (_d, s) = store().await;
+        let entry = |a: &str, d: &str, exp: Option<i64>| Suppression {
+            address: a.into(),
+            domain: d.into(),
+            reason: "manual".into(),
+            created: 1,
+            expires: exp,
+            detail: String::new(),
+        };
+        s.add_suppressions(vec![
+            entry("a@x.net", "", None),
+            entry("b@x.net", "shop.example", None),
+            entry("c@x.net", "", Some(100)),
+        ])
+        .await
+        .unwrap();
+        let addrs: Vec<String> = ["a@x.net", "b@x.net", "c@x.net"].map(String::from).to_vec();
+        let for_shop = s.suppressed(&addrs, "shop.example", 50).await.unwrap();
+        assert_eq!(for_shop.len(), 3);
+        let for_other = s.suppressed(&addrs, "other.example", 200).await.unwrap();
+        assert_eq!(
+            for_other.keys().collect::<Vec<_>>(),
+            vec!["a@x.net"],
+            "per domain and lapsed"
+        );
+        assert!(s.remove_suppression("A@x.net", "").await.unwrap());
+        assert!(!s.remove_suppression("a@x.net", "").await.unwrap());
+
+        // An endpoint's outbox: filled with the events it wants, emptied on
+        // success, dead-lettered after the retry time.
+        let hook = Webhook {
+            id: "wh_1".into(),
+            url: "https://h.example/x".into(),
+            secret: "whsec_AAAA".into(),
+            events: vec![EventType::Bounced],
+            domain: String::new(),
+            batch: false,
+            created: 1,
+            next_attempt: 0,
+            failures: 0,
+        };
+        s.add_webhook(hook).await.unwrap();
+        s.record_events(
+            vec![
+                ev(EventType::Accepted, "M", "z@x.net", ""),
+                ev(EventType::Bounced, "M", "z@x.net", ""),
+            ],
+            vec![],
+            None,
+        )
+        .await
+        .unwrap();
+        let items = s.outbox("wh_1", 10).await.unwrap();
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].event.event_type, EventType::Bounced);
+        let attempt = |status| WebhookAttempt {
+            time: 10,
+            events: 1,
+            status: Some(status),
+            error: String::new(),
+            millis: 1,
+        };
+        let now = tern_core::now_unix();
+        s.outbox_result("wh_1", &[items[0].seq], attempt(500), Some(now + 60), 0)
+            .await
+            .unwrap();
+        assert!(s.webhooks_due(now).await.unwrap().is_empty(), "backing off");
+        assert_eq!(s.outbox_len("wh_1").await.unwrap(), 1);
+        s.outbox_result(
+            "wh_1",
+            &[items[0].seq],
+            attempt(500),
+            Some(now + 60),
+            now + 1,
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.outbox_len("wh_1").await.unwrap(), 0);
+        let dead = s.webhook_dead_letters("wh_1", 10).await.unwrap();
+        assert_eq!(dead[0].attempts, 2);
+        assert_eq!(s.webhook_attempts("wh_1", 10).await.unwrap().len(), 2);
+        // Replay puts it back; success empties the outbox.
+        let n = s
+            .replay_webhook(
+                "wh_1",
+                EventQuery {
+                    since: Some(0),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        assert_eq!(n, 1);
+        let items = s.outbox("wh_1", 10).await.unwrap();
+        s.outbox_result("wh_1", &[items[0].seq], attempt(204), None, 0)
+            .await
+            .unwrap();
+        assert_eq!(s.outbox_len("wh_1").await.unwrap(), 0);
+        assert!(s.remove_webhook("wh_1").await.unwrap());
+    }
+}
