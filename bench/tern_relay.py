@@ -113,9 +113,9 @@ def main():
                 subprocess.run(['sync']); la = loadavg()
                 if mode == 'concurrent':
                     sink.start(); tern.start()
+                    base = events_seen(a.events_url)
                     s = PeakSampler(tern.p.pid).start()
                     t0 = time.monotonic(); submit(cs); t1 = time.monotonic()
-                    base = events_seen(a.events_url)
                     t2 = wait(lambda: queued(db)[0] == 0, 900)
                     ev = ''
                     if a.events_url:

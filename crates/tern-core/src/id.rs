@@ -23,6 +23,19 @@ pub fn queue_id() -> String {
     out
 }
 
+/// The smallest queue id made at or after `unix_secs`: queue ids sort by
+/// time, so ranges of them are ranges of time.
+pub fn queue_id_lower_bound(unix_secs: i64) -> String {
+    const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+    let micros = (unix_secs.max(0) as u64).saturating_mul(1_000_000);
+    let mut out = String::with_capacity(15);
+    for i in (0..11).rev() {
+        out.push(ALPHABET[((micros >> (i * 5)) & 31) as usize] as char);
+    }
+    out.push_str("0000");
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -31,5 +44,8 @@ mod tests {
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), 10_000);
+        let now = crate::now_unix();
+        assert!(super::queue_id_lower_bound(now - 1) <= ids[0]);
+        assert!(super::queue_id_lower_bound(now + 2) > ids[9_999]);
     }
 }

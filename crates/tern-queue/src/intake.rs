@@ -461,9 +461,7 @@ impl Intake {
             Source::Report => self.expiry.report,
             _ => self.expiry.default,
         };
-        let header_end = header_len(&message);
-        let headers =
-            String::from_utf8_lossy(&message[..header_end.min(MAX_LOGGED_HEADERS)]).into_owned();
+        let headers = logged_headers(&message);
         let log = MessageLog {
             message_id: env.queue_id.clone(),
             time: now,
@@ -568,6 +566,30 @@ impl Intake {
     }
 }
 
+/// The header block as kept in the message log: every field but the
+/// signatures (DKIM-Signature, ARC-*: long, and of no use to a reader), at
+/// most [`MAX_LOGGED_HEADERS`].
+fn logged_headers(message: &[u8]) -> String {
+    let block = &message[..header_len(message)];
+    let mut out = String::new();
+    let mut skip = false;
+    for line in block.split_inclusive(|b| *b == b'\n') {
+        let continuation = line.first().is_some_and(|b| *b == b' ' || *b == b'\t');
+        if !continuation {
+            let name = line.split(|b| *b == b':').next().unwrap_or(b"");
+            skip = name.eq_ignore_ascii_case(b"DKIM-Signature")
+                || name.len() > 4 && name[..4].eq_ignore_ascii_case(b"ARC-");
+        }
+        if !skip {
+            if out.len() + line.len() > MAX_LOGGED_HEADERS {
+                break;
+            }
+            out.push_str(&String::from_utf8_lossy(line));
+        }
+    }
+    out
+}
+
 /// Length of the header block (through the empty line), or the whole
 /// message when it has no body.
 pub fn header_len(message: &[u8]) -> usize {
@@ -611,6 +633,12 @@ mod tests {
         assert!(RcptParams::default().wants("FAILURE"));
         assert!(!RcptParams::parse(r#"{"notify":["NEVER"]}"#).wants("FAILURE"));
         assert_eq!(MessageParams::parse("garbage"), MessageParams::default());
+    }
+
+    #[test]
+    fn logged_headers_leave_out_signatures() {
+        let m = b"DKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\nARC-Seal: i=1\r\nFrom: a@b\r\nSubject: s\r\n folded\r\n\r\nbody";
+        assert_eq!(logged_headers(m), "From: a@b\r\nSubject: s\r\n folded\r\n\r\n");
     }
 
     #[test]

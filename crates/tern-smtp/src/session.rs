@@ -820,6 +820,9 @@ impl Session {
         // thresholds call it junk.
         let mut junk_only: Vec<AccountId> = Vec::new();
         let mut forward_junk = false;
+        // For the `received` events: the authentication summary and score.
+        let mut auth_summary = String::new();
+        let mut spam_score = None;
         let raw = if self.server.submission.is_some() {
             match self.prepare_submitted(&tx, &body, &queue_id, now).await {
                 Ok(raw) => raw,
@@ -953,7 +956,9 @@ impl Session {
                     tern_filter::Action::Inbox => {}
                 }
                 results.push_str(&report.header(&filter.config));
+                spam_score = Some(report.score);
             }
+            auth_summary = summary;
             let trace = self.trace_headers(&tx, &queue_id, now, true);
             let mut raw = Vec::with_capacity(trace.len() + results.len() + body.len());
             raw.extend_from_slice(trace.as_bytes());
@@ -1067,6 +1072,8 @@ impl Session {
                 e.sender = Some(tx.mail_from.clone());
                 e.source = Some("smtp".into());
                 e.source_ip = Some(self.conn.peer.ip().to_string());
+                e.spam_score = spam_score;
+                e.authentication = (!auth_summary.is_empty()).then(|| auth_summary.clone());
                 e.folder = Some(
                     if junk_only.contains(&l.account) {
                         "Junk"

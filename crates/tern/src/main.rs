@@ -11,7 +11,7 @@ use tern_core::{Address, Config};
 /// glibc's arenas cost measurably more (bench/RESULTS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tern_store::Directory;
+use tern_store::{Directory, Platform};
 
 mod apikey_cmd;
 mod queue_cmd;
@@ -569,8 +569,13 @@ async fn serve(config: Config) -> Result<()> {
 async fn dev(dir: &Path) -> Result<()> {
     let path = config_path(dir);
     let pw_file = dir.join("demo-password.txt");
+    let key_file = dir.join("demo-api-key.txt");
     if !path.exists() {
         init(dir, "example.test", "mail.example.test", Some(10000), &[]).await?;
+        // Development: webhooks may go to http:// and local receivers.
+        let toml = std::fs::read_to_string(&path)?
+            .replace("\nallow_http = false\n", "\nallow_http = true\n");
+        std::fs::write(&path, toml)?;
         let config = Config::load(&path)?;
         let store = tern::server::open_store(&config).await?;
         let password = generate_password();
@@ -582,6 +587,14 @@ async fn dev(dir: &Path) -> Result<()> {
             )
             .await?;
         write_private(&pw_file, format!("{password}\n").as_bytes())?;
+        let (key, record) = tern_api::keys::generate(
+            tern_api::keys::Scope::Admin,
+            Vec::new(),
+            "tern dev".into(),
+            tern_core::now_unix(),
+        );
+        store.add_api_key(record).await?;
+        write_private(&key_file, format!("{key}\n").as_bytes())?;
     }
     let config = Config::load(&path)?;
     let password = std::fs::read_to_string(&pw_file)
@@ -598,6 +611,14 @@ async fn dev(dir: &Path) -> Result<()> {
         first(&config.listen.pop3),
         first(&config.listen.http)
     );
+    let key = std::fs::read_to_string(&key_file).unwrap_or_default();
+    if !key.trim().is_empty() {
+        println!(
+            "  API http://{}/v1 (OpenAPI: /v1/openapi.json), admin key {}",
+            first(&config.listen.http),
+            key.trim()
+        );
+    }
     println!("Try:  swaks --server {smtp} --to demo@example.test");
     serve(config).await
 }

@@ -244,10 +244,12 @@ impl Platform for SqliteStore {
                             (SELECT id FROM events WHERE id < ? ORDER BY id LIMIT 5000)",
                         [&bound],
                     )?;
+                    // Queue ids sort by time: the log's key is its time index.
                     c.execute(
                         "DELETE FROM message_log WHERE message_id IN
-                            (SELECT message_id FROM message_log WHERE time < ? LIMIT 5000)",
-                        [before / 1000],
+                            (SELECT message_id FROM message_log WHERE message_id < ?
+                             ORDER BY message_id LIMIT 5000)",
+                        [tern_core::id::queue_id_lower_bound(before / 1000)],
                     )?;
                     c.execute(
                         "DELETE FROM idempotency WHERE created < ?",
