@@ -638,7 +638,10 @@ mod tests {
     #[test]
     fn logged_headers_leave_out_signatures() {
         let m = b"DKIM-Signature: v=1; a=rsa-sha256;\r\n b=abc\r\nARC-Seal: i=1\r\nFrom: a@b\r\nSubject: s\r\n folded\r\n\r\nbody";
-        assert_eq!(logged_headers(m), "From: a@b\r\nSubject: s\r\n folded\r\n\r\n");
+        assert_eq!(
+            logged_headers(m),
+            "From: a@b\r\nSubject: s\r\n folded\r\n\r\n"
+        );
     }
 
     #[test]
