@@ -369,6 +369,22 @@ async fn dmarc_aggregate_reports_are_sent() {
         .add_account(&addr("dmarc@example.test"), "pw", 0)
         .await
         .unwrap();
+    // Reports leave through the intake: signed by example.test's key (the
+    // parent of the reporting host name mail.example.test).
+    let key = tern_auth::DkimKey::generate("rep1", tern_auth::DkimAlgorithm::Rsa2048).unwrap();
+    w.s.store
+        .add_dkim_key(tern_store::DkimKeyRow {
+            domain: "example.test".into(),
+            selector: "rep1".into(),
+            algorithm: tern_auth::DkimAlgorithm::Rsa2048.name().into(),
+            private_key: key.private_pem.clone(),
+            status: "active".into(),
+        })
+        .await
+        .unwrap();
+    w.dns
+        .txt("rep1._domainkey.example.test", &key.txt().unwrap())
+        .await;
     for i in 0..2 {
         let subject = format!("report-pass-{i}");
         let (code, _) = w
@@ -398,6 +414,11 @@ async fn dmarc_aggregate_reports_are_sent() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let raw = report.expect("an aggregate report within the interval");
+    let (ok, text) = dkimpy_tool("dkim_verify.py", &w.dns, after_trace(&raw));
+    assert!(
+        ok && text.contains("example.test rep1 pass"),
+        "report signature: {text}"
+    );
     let parsed = mail_auth::report::Report::parse_rfc5322(&raw, 1 << 20).expect("a DMARC report");
     assert_eq!(parsed.domain(), "sender.test");
     assert_eq!(parsed.org_name(), "mail.example.test");
