@@ -15,6 +15,7 @@
 
 pub mod command;
 pub mod data;
+pub mod decide;
 pub mod ratelimit;
 pub mod reply;
 mod session;

@@ -2,6 +2,7 @@
 
 use crate::SmtpServer;
 use crate::data::{DataProblem, DataReader};
+use crate::decide;
 use crate::reply::{Reply, reply};
 use crate::submission;
 use smtp_proto::{MailFrom, RcptTo, Request};
@@ -807,7 +808,7 @@ impl Session {
         };
         let queue_id = tern_core::id::queue_id();
         let now = now_unix();
-        let mut mailbox = "INBOX";
+        let mailbox = "INBOX";
         // Forwarding aliases among the recipients (MX only): (alias, target).
         let forwards: Vec<(&Rcpt, String)> = tx
             .rcpts
@@ -818,8 +819,10 @@ impl Session {
         // Recipients whose own thresholds file this message as junk while
         // the others get it in their inbox; and whether a forward target's
         // thresholds call it junk.
-        let mut junk_only: Vec<AccountId> = Vec::new();
-        let mut forward_junk = false;
+        // What the checks found (MX): DMARC's disposition when enforced,
+        // the spam filter's findings.
+        let mut dmarc: Option<tern_auth::Disposition> = None;
+        let mut spam: Option<decide::Spam> = None;
         // For the `received` events: the authentication summary and score.
         let mut auth_summary = String::new();
         let mut spam_score = None;
@@ -864,26 +867,14 @@ impl Session {
                     .await;
                 arc_seal = verdict.arc_seal.clone();
                 tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, result = %verdict.summary, "smtp: authentication");
-                match verdict.disposition {
-                    tern_auth::Disposition::Reject(why) if self.server.checks.enforce_dmarc => {
-                        metrics::counter!("tern_smtp_rejections_total", "reason" => "dmarc")
-                            .increment(1);
-                        tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, reason = %why, "smtp: message refused");
-                        let r = reply!(550, "5.7.1", "{why}");
-                        self.record_rejection(&tx, &queue_id, &r, None, Some(&verdict.summary))
-                            .await;
-                        return self.send(r);
-                    }
-                    tern_auth::Disposition::Junk(why) if self.server.checks.enforce_dmarc => {
-                        tracing::info!(queue_id = %queue_id, reason = %why, "smtp: filed as junk");
-                        mailbox = "Junk";
-                    }
-                    _ => {}
+                if self.server.checks.enforce_dmarc {
+                    dmarc = Some(verdict.disposition.clone());
                 }
                 summary = verdict.summary;
                 results = verdict.header;
             }
-            if let Some(filter) = &self.server.checks.filter {
+            let refused = matches!(dmarc, Some(tern_auth::Disposition::Reject(_)));
+            if let Some(filter) = self.server.checks.filter.as_ref().filter(|_| !refused) {
                 let locals: Vec<AccountId> = tx
                     .rcpts
                     .iter()
@@ -916,45 +907,11 @@ impl Session {
                         .map_or(r.address.as_str(), |l| l.address.as_str());
                     actions.push(filter.thresholds(who).await.action(report.score));
                 }
-                let action = if actions.iter().all(|a| *a == tern_filter::Action::Reject) {
-                    tern_filter::Action::Reject
-                } else if actions.iter().all(|a| *a != tern_filter::Action::Inbox) {
-                    tern_filter::Action::Junk
-                } else {
-                    for (r, a) in tx.rcpts.iter().zip(&actions) {
-                        if *a != tern_filter::Action::Inbox {
-                            match &r.local {
-                                Some(l) => junk_only.push(l.account),
-                                None if r.forward.is_some() => forward_junk = true,
-                                None => {}
-                            }
-                        }
-                    }
-                    if !junk_only.is_empty() || forward_junk {
-                        tracing::info!(queue_id = %queue_id, accounts = junk_only.len(), forward = forward_junk, "smtp: filed as junk for some recipients");
-                    }
-                    tern_filter::Action::Inbox
-                };
-                match action {
-                    tern_filter::Action::Reject => {
-                        metrics::counter!("tern_smtp_rejections_total", "reason" => "spam")
-                            .increment(1);
-                        tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, score = report.score, "smtp: message refused as spam");
-                        let r = reply!(
-                            550,
-                            "5.7.1",
-                            "Message refused as spam (score {:.1}: {})",
-                            report.score,
-                            report.tests()
-                        );
-                        let auth = (!summary.is_empty()).then_some(summary.as_str());
-                        self.record_rejection(&tx, &queue_id, &r, Some(report.score), auth)
-                            .await;
-                        return self.send(r);
-                    }
-                    tern_filter::Action::Junk => mailbox = "Junk",
-                    tern_filter::Action::Inbox => {}
-                }
+                spam = Some(decide::Spam {
+                    score: report.score,
+                    tests: report.tests().to_string(),
+                    actions,
+                });
                 results.push_str(&report.header(&filter.config));
                 spam_score = Some(report.score);
             }
@@ -966,25 +923,61 @@ impl Session {
             raw.extend_from_slice(&body);
             raw
         };
+        // The decision (MX): each recipient's copy, or a refusal.
+        let mut junk_only: Vec<AccountId> = Vec::new();
+        let mut forwarding = !forwards.is_empty();
+        if self.server.submission.is_none() {
+            let kinds: Vec<decide::Kind> = tx
+                .rcpts
+                .iter()
+                .map(|r| match r.forward {
+                    Some(_) => decide::Kind::Forward,
+                    None => decide::Kind::Local,
+                })
+                .collect();
+            let decision = decide::decide(&decide::Facts {
+                dmarc: dmarc.as_ref(),
+                spam,
+                rcpts: &kinds,
+            });
+            match decision {
+                decide::Decision::Refuse {
+                    code,
+                    status,
+                    text,
+                    reason,
+                } => {
+                    metrics::counter!("tern_smtp_rejections_total", "reason" => reason)
+                        .increment(1);
+                    tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, reason, score = spam_score.unwrap_or(0.0), "smtp: message refused");
+                    let r = Reply { code, status, text };
+                    let auth = (!auth_summary.is_empty()).then_some(auth_summary.as_str());
+                    self.record_rejection(&tx, &queue_id, &r, spam_score, auth)
+                        .await;
+                    return self.send(r);
+                }
+                decide::Decision::Accept(copies) => {
+                    for (r, c) in tx.rcpts.iter().zip(&copies) {
+                        if let (decide::Copy::Junk, Some(l)) = (c, &r.local) {
+                            junk_only.push(l.account);
+                        }
+                    }
+                    forwarding = copies.contains(&decide::Copy::Forward);
+                    if !junk_only.is_empty() {
+                        tracing::info!(queue_id = %queue_id, accounts = junk_only.len(), "smtp: filed as junk");
+                    }
+                    if !forwards.is_empty() && !forwarding {
+                        tracing::info!(queue_id = %queue_id, from = %tx.mail_from, "smtp: junk not forwarded");
+                    }
+                }
+            }
+        }
         // The forwarded copy: ARC set on top, sent from an SRS address of
-        // the alias's domain. Junk is not forwarded (it would be spam from
-        // our addresses): refused when only forwards were asked for.
+        // the alias's domain.
         let mut forward_message = None;
         let mut forward_events = Vec::new();
-        if let (false, Some(fw)) = (forwards.is_empty(), &self.server.checks.forwarding) {
-            if mailbox == "Junk" || forward_junk {
-                if forwards.len() == tx.rcpts.len() {
-                    metrics::counter!("tern_smtp_rejections_total", "reason" => "spam_forward")
-                        .increment(1);
-                    tracing::info!(queue_id = %queue_id, from = %tx.mail_from, "smtp: junk not forwarded; refused");
-                    return self.send(reply!(
-                        550,
-                        "5.7.1",
-                        "Message looks like spam and is not forwarded"
-                    ));
-                }
-                tracing::info!(queue_id = %queue_id, from = %tx.mail_from, "smtp: junk not forwarded");
-            } else {
+        if let (true, Some(fw)) = (forwarding, &self.server.checks.forwarding) {
+            {
                 let alias_domain = forwards[0]
                     .0
                     .address
