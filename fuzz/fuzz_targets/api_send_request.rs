@@ -37,13 +37,16 @@ fuzz_target!(|data: &[u8]| {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .expect("a header block");
-    for line in m[..end].split(|b| *b == b'\n') {
-        let line = line.strip_suffix(b"\r").expect("CRLF line ends");
-        if line.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+    let block = String::from_utf8_lossy(&m[..end]);
+    for line in block.split("\r\n") {
+        assert!(
+            !line.contains(['\r', '\n']),
+            "a bare CR or LF in the header block: {line:?}"
+        );
+        if line.starts_with([' ', '\t']) {
             continue;
         }
-        let name = String::from_utf8_lossy(line.split(|b| *b == b':').next().unwrap_or(b""))
-            .to_ascii_lowercase();
+        let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
         assert!(
             OURS.contains(&name.as_str()) || req.headers.keys().any(|k| k.eq_ignore_ascii_case(&name)),
             "header field {name:?} came from a value"
