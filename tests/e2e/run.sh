@@ -125,10 +125,22 @@ kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
 TERN_LOG=info "$TERN" serve --data "$WORK/data" >>"$WORK/tern.log" 2>&1 &
 PIDS+=($!)
 wait_port "$HTTP"; wait_port "$SMTP"
-(cd "$WORK" && schemathesis run "http://$HTTP/v1/openapi.json" -H "Authorization: Bearer $KEY" \
-  --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
-  --max-examples 25 --workers 2 --seed 1 --request-timeout 60 --request-retries 2 >"$WORK/schemathesis.log" 2>&1) \
-  || { grep -v '^\s*$' "$WORK/schemathesis.log" | head -150; grep -n "panicked" "$WORK/tern.log"; fail "schemathesis"; }
+# One worker: with several, schemathesis 4 has been seen to fail on an internal KeyError (its
+# own traceback machinery, all cases passing); a run that reports only such a runtime error
+# and no failure is tried once more.
+fuzz_api() {
+  (cd "$WORK" && schemathesis run "http://$HTTP/v1/openapi.json" -H "Authorization: Bearer $KEY" \
+    --checks not_a_server_error,response_schema_conformance,status_code_conformance,content_type_conformance \
+    --max-examples 25 --workers 1 --seed 1 --request-timeout 60 --request-retries 2 >"$WORK/schemathesis.log" 2>&1)
+}
+if ! fuzz_api; then
+  if grep -q "Runtime Error" "$WORK/schemathesis.log" && ! grep -q "^Failures:" "$WORK/schemathesis.log"; then
+    echo "schemathesis: internal error, no failure reported; running it again"
+    fuzz_api || { grep -v '^\s*$' "$WORK/schemathesis.log" | cut -c1-300 | head -150; fail "schemathesis"; }
+  else
+    grep -v '^\s*$' "$WORK/schemathesis.log" | cut -c1-300 | head -150; grep -n "panicked" "$WORK/tern.log"; fail "schemathesis"
+  fi
+fi
 grep -E "generated|passed" "$WORK/schemathesis.log" | tail -1
 echo "schemathesis: no 5xx, every response matches the OpenAPI document"
 
