@@ -121,6 +121,9 @@ pub(super) struct Prepared {
     recipients: Vec<(AccountId, &'static str)>,
     /// Accounts whose mailboxes change.
     pub(super) notify: Vec<AccountId>,
+    /// The message's events and logs, encoded outside the writer.
+    events: Vec<super::platform::Encoded>,
+    logs: Vec<super::platform::EncodedLog>,
 }
 
 /// The folder a copy filed as `role` ("INBOX", "Junk", "Sent") goes to in
@@ -158,7 +161,9 @@ fn target_folder(c: &rusqlite::Connection, account: AccountId, role: &str) -> Re
 }
 
 impl Prepared {
-    pub(super) fn new(message: NewMessage) -> Result<Self> {
+    pub(super) fn new(mut message: NewMessage) -> Result<Self> {
+        let events = super::platform::encode(std::mem::take(&mut message.events));
+        let logs = super::platform::encode_logs(&std::mem::take(&mut message.logs))?;
         let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
         // The MIME metadata and the header block serve IMAP and POP3; a
         // body that only waits in the queue never needs them.
@@ -185,6 +190,8 @@ impl Prepared {
         let mut notify: Vec<AccountId> = recipients.iter().map(|(a, _)| *a).collect();
         notify.extend(message.sent_copy);
         Ok(Self {
+            events,
+            logs,
             message,
             hash,
             meta,
@@ -303,10 +310,8 @@ impl Prepared {
                 });
             }
         }
-        if !m.events.is_empty() {
-            super::platform::insert_events(c, &m.events)?;
-        }
-        for log in &m.logs {
+        super::platform::insert_events(c, &self.events)?;
+        for log in &self.logs {
             super::platform::insert_log(c, log)?;
         }
         if let Some(r) = &m.idempotency {

@@ -13,9 +13,47 @@ use tern_events::{Event, EventType};
 /// Most rows one query returns.
 const MAX_PAGE: usize = 1000;
 
+/// An event with its JSON, encoded in the caller's task so that the writer
+/// thread, which every commit waits for, only writes.
+pub(super) struct Encoded {
+    event: Event,
+    json: String,
+}
+
+/// Encodes events for [`insert_events`].
+pub(super) fn encode(events: Vec<Event>) -> Vec<Encoded> {
+    events
+        .into_iter()
+        .map(|event| Encoded {
+            json: event.to_json(),
+            event,
+        })
+        .collect()
+}
+
+/// A message log encoded for [`insert_log`].
+pub(super) struct EncodedLog {
+    message_id: String,
+    time: i64,
+    json: String,
+}
+
+/// Encodes message logs for [`insert_log`].
+pub(super) fn encode_logs(logs: &[MessageLog]) -> Result<Vec<EncodedLog>> {
+    logs.iter()
+        .map(|l| {
+            Ok(EncodedLog {
+                message_id: l.message_id.clone(),
+                time: l.time,
+                json: serde_json::to_string(l).map_err(|e| StoreError::Invalid(e.to_string()))?,
+            })
+        })
+        .collect()
+}
+
 /// Writes events and copies each into the outbox of every endpoint that
 /// wants it. Runs inside the caller's transaction.
-pub(super) fn insert_events(c: &Connection, events: &[Event]) -> Result<()> {
+pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -28,14 +66,14 @@ pub(super) fn insert_events(c: &Connection, events: &[Event]) -> Result<()> {
         "INSERT INTO webhook_outbox(webhook_id, event_id, created) VALUES (?, ?, ?)",
     )?;
     let now = tern_core::now_unix();
-    for e in events {
+    for Encoded { event: e, json } in events {
         ins.execute(params![
             e.id,
             e.event_type.as_str(),
             e.message_id,
             e.recipient.as_ref().map(|r| r.to_lowercase()),
             e.domain,
-            e.to_json()
+            json
         ])?;
         for h in hooks.iter().filter(|h| h.wants(e)) {
             outbox.execute(params![h.id, e.id, now])?;
@@ -63,12 +101,11 @@ pub(super) fn insert_suppressions(c: &Connection, entries: &[Suppression]) -> Re
     Ok(())
 }
 
-pub(super) fn insert_log(c: &Connection, log: &MessageLog) -> Result<()> {
-    let data = serde_json::to_string(log).map_err(|e| StoreError::Invalid(e.to_string()))?;
+pub(super) fn insert_log(c: &Connection, log: &EncodedLog) -> Result<()> {
     c.prepare_cached(
         "INSERT OR REPLACE INTO message_log(message_id, time, data) VALUES (?, ?, ?)",
     )?
-    .execute(params![log.message_id, log.time, data])?;
+    .execute(params![log.message_id, log.time, log.json])?;
     Ok(())
 }
 
@@ -214,6 +251,8 @@ impl Platform for SqliteStore {
         logs: Vec<MessageLog>,
         idempotency: Option<IdempotentResponse>,
     ) -> Result<()> {
+        let events = encode(events);
+        let logs = encode_logs(&logs)?;
         self.write(move |c| {
             insert_events(c, &events)?;
             for l in &logs {

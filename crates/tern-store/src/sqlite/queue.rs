@@ -93,6 +93,7 @@ impl Queue for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         let queued = !prepared.is_empty();
         let notify: Vec<_> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
+        let events = super::platform::encode(events);
         let r = self
             .write(move |c| {
                 for p in &prepared {
