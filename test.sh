@@ -11,7 +11,7 @@ cd "$(dirname "$0")"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
 missing=()
-for tool in postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync dkimverify:python3-dkim opendkim-testmsg:opendkim-tools; do
+for tool in curl:curl postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync dkimverify:python3-dkim opendkim-testmsg:opendkim-tools; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool#*:}")
 done
 # dkimpy checks Ed25519 signatures with PyNaCl and the tests point it at their DNS with dnspython.
@@ -25,6 +25,19 @@ if [ ${#missing[@]} -gt 0 ]; then
   else
     echo "warning: ${missing[*]} missing and not root: the matching e2e tests will fail or be skipped"
   fi
+fi
+
+# schemathesis (PyPI) fuzzes the HTTP API from its OpenAPI document in the e2e tests.
+if ! command -v schemathesis >/dev/null 2>&1; then
+  if ! python3 -m pip --version >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    echo "== installing python3-pip"
+    apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-pip >/dev/null
+  fi
+  echo "== installing schemathesis (pip)"
+  python3 -m pip install -q schemathesis 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages schemathesis \
+    || echo "warning: schemathesis could not be installed: the e2e API fuzzing will fail"
 fi
 
 echo "== cargo fmt --check"
