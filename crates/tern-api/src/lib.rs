@@ -16,6 +16,7 @@
 pub mod auth;
 mod body;
 pub mod build;
+mod idempotency;
 pub mod keys;
 mod messages;
 mod problem;

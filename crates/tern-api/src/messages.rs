@@ -10,23 +10,21 @@
 use crate::auth::Caller;
 use crate::body::parse;
 use crate::build::{self, Content, SendRequest};
+use crate::idempotency::{self, json_response};
 use crate::keys::Scope;
 use crate::{Api, Problem};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tern_events::{Event, RecipientState};
 use tern_queue::intake::{Envelope, Prepared, Rcpt, RcptState, Source};
-use tern_store::{EventQuery, IdempotentResponse, Recipient};
+use tern_store::{EventQuery, Recipient};
 use utoipa::ToSchema;
 
-/// How long an idempotent response is kept.
-const IDEMPOTENCY_WINDOW: i64 = 86400;
 /// Most messages in one batch.
 const MAX_BATCH: usize = 500;
 
@@ -64,123 +62,6 @@ pub struct BatchRequest {
 pub struct BatchResponse {
     /// One per message.
     pub messages: Vec<SendResponse>,
-}
-
-/// An idempotent request in progress: the key is released when dropped.
-struct InFlight {
-    api: Arc<Api>,
-    key: (String, String),
-}
-
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.api
-            .in_flight
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&self.key);
-    }
-}
-
-/// What to do with a request carrying `Idempotency-Key`.
-enum Idempotency {
-    /// No key.
-    None,
-    /// A new key: process, and keep the response as this record says.
-    Fresh(IdempotentResponse, InFlight),
-}
-
-/// Looks the key up: a response kept for the same request is returned
-/// again (`Err` carries it), another request with the key is a 409.
-pub(crate) async fn idempotency(
-    api: &Arc<Api>,
-    caller: &Caller,
-    headers: &HeaderMap,
-    what: &str,
-    body: &[u8],
-) -> Result<Option<(IdempotentResponse, impl Drop)>, Response> {
-    match begin(api, caller, headers, what, body).await {
-        Ok(Idempotency::None) => Ok(None),
-        Ok(Idempotency::Fresh(r, guard)) => Ok(Some((r, guard))),
-        Err(r) => Err(r),
-    }
-}
-
-async fn begin(
-    api: &Arc<Api>,
-    caller: &Caller,
-    headers: &HeaderMap,
-    what: &str,
-    body: &[u8],
-) -> Result<Idempotency, Response> {
-    let Some(key) = headers.get("idempotency-key") else {
-        return Ok(Idempotency::None);
-    };
-    let key = key
-        .to_str()
-        .ok()
-        .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| {
-            Problem::invalid("Idempotency-Key", "use 1 to 255 visible ASCII characters")
-                .into_response()
-        })?
-        .to_string();
-    let mut h = Sha256::new();
-    h.update(what.as_bytes());
-    h.update([0]);
-    h.update(body);
-    let request = hex::encode(h.finalize());
-    let now = tern_core::now_unix();
-    let kept = api
-        .store
-        .idempotent_response(&caller.key.id, &key, now - IDEMPOTENCY_WINDOW)
-        .await
-        .map_err(|e| Problem::unavailable(e).into_response())?;
-    if let Some(k) = kept {
-        if k.request != request {
-            return Err(Problem::conflict(
-                "idempotency-key-reused",
-                "This Idempotency-Key was used within 24 hours for a different request; use a new key for a new request.",
-            )
-            .into_response());
-        }
-        let status = StatusCode::from_u16(k.status).unwrap_or(StatusCode::OK);
-        let mut r = (status, k.response).into_response();
-        r.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        r.headers_mut()
-            .insert("idempotent-replayed", HeaderValue::from_static("true"));
-        return Err(r);
-    }
-    let slot = (caller.key.id.clone(), key.clone());
-    if !api
-        .in_flight
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .insert(slot.clone())
-    {
-        return Err(Problem::conflict(
-            "idempotency-key-in-use",
-            "A request with this Idempotency-Key is still being processed; retry when it is done.",
-        )
-        .into_response());
-    }
-    Ok(Idempotency::Fresh(
-        IdempotentResponse {
-            key_id: caller.key.id.clone(),
-            key,
-            request,
-            status: 0,
-            response: String::new(),
-            created: now,
-        },
-        InFlight {
-            api: api.clone(),
-            key: slot,
-        },
-    ))
 }
 
 fn check_tags(
@@ -334,16 +215,6 @@ async fn prepare(
     ))
 }
 
-fn accepted<T: Serialize>(body: &T) -> (String, Response) {
-    let json = serde_json::to_string(body).unwrap_or_else(|_| "{}".into());
-    let mut r = (StatusCode::ACCEPTED, json.clone()).into_response();
-    r.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    (json, r)
-}
-
 /// Sends a message.
 #[utoipa::path(post, path = "/v1/messages", tag = "messages", request_body = SendRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "The same key and request within 24 hours returns the first response and sends nothing again")),
@@ -359,25 +230,23 @@ pub async fn send(
     body: Bytes,
 ) -> Result<Response, Problem> {
     caller.require(Scope::Send)?;
-    let idem = match idempotency(&api, &caller, &headers, "POST /v1/messages", &body).await {
-        Ok(i) => i,
-        Err(replay) => return Ok(replay),
-    };
+    let pending =
+        match idempotency::begin(&api, &caller, &headers, "POST /v1/messages", &body).await {
+            Ok(p) => p,
+            Err(replay) => return Ok(replay),
+        };
     let req: SendRequest = parse(&headers, &body)?;
     let (prepared, answer) = prepare(&api, &caller, req, "").await?;
-    let (json, response) = accepted(&answer);
-    let (prepared, _guard) = match idem {
-        Some((mut record, guard)) => {
-            record.status = 202;
-            record.response = json;
-            (prepared.with_idempotency(record), Some(guard))
-        }
-        None => (prepared, None),
+    let json = serde_json::to_string(&answer).unwrap_or_default();
+    // The kept answer is written in the message's own commit.
+    let prepared = match &pending {
+        Some(p) => prepared.with_idempotency(p.record(StatusCode::ACCEPTED, &json)),
+        None => prepared,
     };
     api.intake.commit(prepared).await?;
     metrics::counter!("tern_api_messages_total").increment(1);
     tracing::info!(queue_id = %answer.id, key = %caller.key.id, recipients = answer.recipients.len(), "api: message accepted");
-    Ok(response)
+    Ok(json_response(StatusCode::ACCEPTED, json))
 }
 
 /// Sends up to 500 messages in one commit: all are queued, or none.
@@ -391,10 +260,11 @@ pub async fn send_batch(
     body: Bytes,
 ) -> Result<Response, Problem> {
     caller.require(Scope::Send)?;
-    let idem = match idempotency(&api, &caller, &headers, "POST /v1/messages/batch", &body).await {
-        Ok(i) => i,
-        Err(replay) => return Ok(replay),
-    };
+    let pending =
+        match idempotency::begin(&api, &caller, &headers, "POST /v1/messages/batch", &body).await {
+            Ok(p) => p,
+            Err(replay) => return Ok(replay),
+        };
     let req: BatchRequest = parse(&headers, &body)?;
     if req.messages.is_empty() || req.messages.len() > MAX_BATCH {
         return Err(Problem::invalid(
@@ -414,14 +284,10 @@ pub async fn send_batch(
         answers.push(answer);
     }
     let batch = BatchResponse { messages: answers };
-    let (json, response) = accepted(&batch);
-    let mut record = None;
-    let _guard = idem.map(|(mut r, guard)| {
-        r.status = 202;
-        r.response = json;
-        record = Some(r);
-        guard
-    });
+    let json = serde_json::to_string(&batch).unwrap_or_default();
+    let record = pending
+        .as_ref()
+        .map(|p| p.record(StatusCode::ACCEPTED, &json));
     match to_write.first_mut() {
         Some(first) => {
             first.events.append(&mut only.events);
@@ -438,7 +304,7 @@ pub async fn send_batch(
     }
     metrics::counter!("tern_api_messages_total").increment(batch.messages.len() as u64);
     tracing::info!(key = %caller.key.id, messages = batch.messages.len(), "api: batch accepted");
-    Ok(response)
+    Ok(json_response(StatusCode::ACCEPTED, json))
 }
 
 /// A message's story.

@@ -3,13 +3,14 @@
 
 use crate::auth::Caller;
 use crate::body::parse;
+use crate::idempotency;
 use crate::keys::Scope;
 use crate::{Api, Problem};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::{Deserialize, Serialize};
@@ -300,54 +301,43 @@ pub async fn add_suppressions(
     body: Bytes,
 ) -> Result<Response, Problem> {
     caller.require(Scope::Admin)?;
-    let idem =
-        match crate::messages::idempotency(&api, &caller, &headers, "POST /v1/suppressions", &body)
-            .await
-        {
-            Ok(i) => i,
-            Err(replay) => return Ok(replay),
+    let create = async {
+        let req: AddSuppressions = parse(&headers, &body)?;
+        if req.addresses.is_empty() || req.addresses.len() > 1000 {
+            return Err(Problem::invalid("addresses", "1 to 1000 addresses"));
+        }
+        let reason = req.reason.unwrap_or_else(|| "manual".into());
+        reason_param(&reason)?;
+        let expires = time_param("expires_at", &req.expires_at)?.map(|ms| ms / 1000);
+        let now = tern_core::now_unix();
+        let mut entries = Vec::new();
+        for (i, a) in req.addresses.iter().enumerate() {
+            let parsed = tern_core::Address::parse(a.trim())
+                .map_err(|e| Problem::invalid(format!("addresses[{i}]"), e.to_string()))?;
+            entries.push(Suppression {
+                address: parsed.to_string().to_lowercase(),
+                domain: req.domain.clone().unwrap_or_default().to_lowercase(),
+                reason: reason.clone(),
+                created: now,
+                expires,
+                detail: format!("added over the API by key {}", caller.key.id),
+            });
+        }
+        let added = Added {
+            added: entries.len(),
         };
-    let req: AddSuppressions = parse(&headers, &body)?;
-    if req.addresses.is_empty() || req.addresses.len() > 1000 {
-        return Err(Problem::invalid("addresses", "1 to 1000 addresses"));
-    }
-    let reason = req.reason.unwrap_or_else(|| "manual".into());
-    reason_param(&reason)?;
-    let expires = time_param("expires_at", &req.expires_at)?.map(|ms| ms / 1000);
-    let now = tern_core::now_unix();
-    let mut entries = Vec::new();
-    for (i, a) in req.addresses.iter().enumerate() {
-        let parsed = tern_core::Address::parse(a.trim())
-            .map_err(|e| Problem::invalid(format!("addresses[{i}]"), e.to_string()))?;
-        entries.push(Suppression {
-            address: parsed.to_string().to_lowercase(),
-            domain: req.domain.clone().unwrap_or_default().to_lowercase(),
-            reason: reason.clone(),
-            created: now,
-            expires,
-            detail: format!("added over the API by key {}", caller.key.id),
-        });
-    }
-    let added = Added {
-        added: entries.len(),
+        api.store.add_suppressions(entries).await?;
+        Ok(serde_json::to_string(&added).unwrap_or_default())
     };
-    api.store.add_suppressions(entries).await?;
-    let json = serde_json::to_string(&added).unwrap_or_default();
-    if let Some((mut r, _guard)) = idem {
-        r.status = 201;
-        r.response = json.clone();
-        api.store.save_idempotent_response(r).await?;
-    }
-    Ok(created(json))
-}
-
-fn created(json: String) -> Response {
-    let mut r = (StatusCode::CREATED, json).into_response();
-    r.headers_mut().insert(
-        axum::http::header::CONTENT_TYPE,
-        axum::http::HeaderValue::from_static("application/json"),
-    );
-    r
+    idempotency::created(
+        &api,
+        &caller,
+        &headers,
+        "POST /v1/suppressions",
+        &body,
+        create,
+    )
+    .await
 }
 
 /// Which list to remove from.
@@ -491,30 +481,20 @@ pub async fn add_webhook(
     body: Bytes,
 ) -> Result<Response, Problem> {
     caller.require(Scope::Admin)?;
-    let idem =
-        match crate::messages::idempotency(&api, &caller, &headers, "POST /v1/webhooks", &body)
-            .await
-        {
-            Ok(i) => i,
-            Err(replay) => return Ok(replay),
-        };
-    let req: AddWebhook = parse(&headers, &body)?;
-    crate::webhooks::check_url(&req.url, api.webhooks.allow_http)
-        .map_err(|m| Problem::invalid("url", m))?;
-    let hook = crate::webhooks::new_endpoint(
-        req.url,
-        req.events,
-        req.domain.unwrap_or_default(),
-        req.batch,
-    );
-    api.store.add_webhook(hook.clone()).await?;
-    let json = serde_json::to_string(&WebhookView::of(hook, true)).unwrap_or_default();
-    if let Some((mut r, _guard)) = idem {
-        r.status = 201;
-        r.response = json.clone();
-        api.store.save_idempotent_response(r).await?;
-    }
-    Ok(created(json))
+    let create = async {
+        let req: AddWebhook = parse(&headers, &body)?;
+        crate::webhooks::check_url(&req.url, api.webhooks.allow_http)
+            .map_err(|m| Problem::invalid("url", m))?;
+        let hook = crate::webhooks::new_endpoint(
+            req.url,
+            req.events,
+            req.domain.unwrap_or_default(),
+            req.batch,
+        );
+        api.store.add_webhook(hook.clone()).await?;
+        Ok(serde_json::to_string(&WebhookView::of(hook, true)).unwrap_or_default())
+    };
+    idempotency::created(&api, &caller, &headers, "POST /v1/webhooks", &body, create).await
 }
 
 /// One endpoint, with its recent POSTs and dead letters.

@@ -103,6 +103,15 @@ pub struct MessageParams {
     /// RFC 6152 body type (`8bitmime`, `binarymime`), if declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub body: Option<String>,
+    /// Who handed the message in (set by the intake), for its events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// Its tags (set by the intake), copied into its delivery events.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tags: Vec<String>,
+    /// Its metadata (set by the intake), copied into its delivery events.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
 }
 
 impl MessageParams {
@@ -479,13 +488,19 @@ impl Intake {
             metadata: env.metadata.clone(),
             api_key: env.api_key.clone(),
         };
+        let params = MessageParams {
+            source: Some(env.source.as_str().into()),
+            tags: env.tags,
+            metadata: env.metadata,
+            ..env.params
+        };
         let mut m = NewMessage::local(
             env.queue_id.clone(),
             message,
             env.sender.clone(),
             env.local.iter().map(|(a, _)| *a).collect(),
             now,
-            serde_json::to_string(&env.params).unwrap_or_else(|_| "{}".into()),
+            serde_json::to_string(&params).unwrap_or_else(|_| "{}".into()),
         );
         m.outbound = outbound;
         m.expires_at = now + expire.as_secs() as i64;

@@ -803,7 +803,8 @@ impl QueueService {
     async fn finish(&self, job: Job, results: Vec<Attempt>) {
         let now = now_unix();
         let first = &job.rcpts[0];
-        let log = self.store.message_log(&first.queue_id).await.ok().flatten();
+        // The message's source, tags and metadata travel with its queue row.
+        let context = MessageParams::parse(&first.message_params);
         let mut c = Completion::default();
         let mut reports = Vec::new();
         for (r, a) in job.rcpts.iter().zip(results) {
@@ -813,11 +814,9 @@ impl QueueService {
                 let mut e = Event::new(t, &r.queue_id).to(&r.address);
                 e.sender = Some(r.mail_from.clone());
                 e.attempt = Some(r.attempts + 1);
-                if let Some(l) = &log {
-                    e.source = Some(l.source.clone());
-                    e.tags = l.tags.clone();
-                    e.metadata = l.metadata.clone();
-                }
+                e.source = context.source.clone();
+                e.tags = context.tags.clone();
+                e.metadata = context.metadata.clone();
                 e
             };
             let orcpt = params.orcpt.clone();

@@ -1061,12 +1061,15 @@ impl Session {
         let mut message = message;
         for r in &tx.rcpts {
             if let Some(l) = &r.local {
-                let mut e = Event::new(EventType::Received, &queue_id).to(&r.address);
-                e.sender = Some(tx.mail_from.clone());
-                e.source = Some("smtp".into());
-                e.source_ip = Some(self.conn.peer.ip().to_string());
-                e.spam_score = spam_score;
-                e.authentication = (!auth_summary.is_empty()).then(|| auth_summary.clone());
+                let auth = (!auth_summary.is_empty()).then_some(auth_summary.as_str());
+                let mut e = self.inbound_event(
+                    EventType::Received,
+                    &queue_id,
+                    &tx.mail_from,
+                    &r.address,
+                    spam_score,
+                    auth,
+                );
                 e.folder = Some(
                     if junk_only.contains(&l.account) {
                         "Junk"
@@ -1201,6 +1204,25 @@ impl Session {
         Ok(unsigned)
     }
 
+    /// An event about mail arriving from this session's client.
+    fn inbound_event(
+        &self,
+        t: EventType,
+        queue_id: &str,
+        sender: &str,
+        rcpt: &str,
+        spam_score: Option<f64>,
+        authentication: Option<&str>,
+    ) -> Event {
+        let mut e = Event::new(t, queue_id).to(rcpt);
+        e.sender = Some(sender.to_string());
+        e.source = Some("smtp".into());
+        e.source_ip = Some(self.conn.peer.ip().to_string());
+        e.spam_score = spam_score;
+        e.authentication = authentication.map(str::to_string);
+        e
+    }
+
     /// Records a `rejected` event per recipient of a refused message.
     async fn record_rejection(
         &self,
@@ -1214,14 +1236,16 @@ impl Session {
             .rcpts
             .iter()
             .map(|r| {
-                let mut e = Event::new(EventType::Rejected, queue_id).to(&r.address);
-                e.sender = Some(tx.mail_from.clone());
-                e.source = Some("smtp".into());
-                e.source_ip = Some(self.conn.peer.ip().to_string());
+                let mut e = self.inbound_event(
+                    EventType::Rejected,
+                    queue_id,
+                    &tx.mail_from,
+                    &r.address,
+                    spam_score,
+                    authentication,
+                );
                 e.reply = Some(format!("{} {} {}", reply.code, reply.status, reply.text));
-                e.status = Some("5.7.1".into());
-                e.spam_score = spam_score;
-                e.authentication = authentication.map(str::to_string);
+                e.status = Some(reply.status.into());
                 e
             })
             .collect();

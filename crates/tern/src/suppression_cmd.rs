@@ -2,7 +2,6 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
-use std::io::{BufRead, Write};
 use tern_store::{Suppression, SuppressionQuery};
 
 const REASONS: &[&str] = &["hard_bounce", "complaint", "unsubscribe", "manual"];
@@ -78,33 +77,15 @@ fn check_reason(r: &str) -> Result<()> {
     Ok(())
 }
 
-/// Splits one CSV line (RFC 4180 quoting).
-fn csv_fields(line: &str) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match (c, quoted) {
-            ('"', true) if chars.peek() == Some(&'"') => {
-                chars.next();
-                field.push('"');
-            }
-            ('"', _) => quoted = !quoted,
-            (',', false) => out.push(std::mem::take(&mut field)),
-            (c, _) => field.push(c),
-        }
-    }
-    out.push(field);
-    out.into_iter().map(|f| f.trim().to_string()).collect()
-}
-
-fn csv_quote(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_string()
-    }
+/// The CSV reader for imports (RFC 4180 quoting, csv crate): no header
+/// row required, lines of one to three fields, `#` comments, fields trimmed.
+fn csv_reader<R: std::io::Read>(r: R) -> csv::Reader<R> {
+    csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .comment(Some(b'#'))
+        .from_reader(r)
 }
 
 /// Runs a suppression subcommand.
@@ -199,7 +180,7 @@ pub async fn run(cmd: SuppressionCmd) -> Result<()> {
         }
         SuppressionCmd::Import { file, reason, data } => {
             check_reason(&reason)?;
-            let reader: Box<dyn BufRead> = if file == "-" {
+            let reader: Box<dyn std::io::Read> = if file == "-" {
                 Box::new(std::io::stdin().lock())
             } else {
                 Box::new(std::io::BufReader::new(
@@ -216,35 +197,30 @@ pub async fn run(cmd: SuppressionCmd) -> Result<()> {
             );
             let now = tern_core::now_unix();
             let (mut batch, mut total, mut skipped) = (Vec::new(), 0u64, 0u64);
-            for (i, line) in reader.lines().enumerate() {
-                let line = line?;
-                let f = csv_fields(&line);
-                let addr = f.first().map(String::as_str).unwrap_or("");
-                if addr.is_empty() || addr.eq_ignore_ascii_case("address") || addr.starts_with('#')
-                {
+            for record in csv_reader(reader).records() {
+                let f = record?;
+                let line = f.position().map_or(0, |p| p.line());
+                let addr = f.get(0).unwrap_or("");
+                if addr.is_empty() || addr.eq_ignore_ascii_case("address") {
                     continue;
                 }
                 let Ok(parsed) = tern_core::Address::parse(addr) else {
                     skipped += 1;
-                    bar.println(format!(
-                        "line {}: {addr:?} is not an address; skipped",
-                        i + 1
-                    ));
+                    bar.println(format!("line {line}: {addr:?} is not an address; skipped"));
                     continue;
                 };
                 let r = f
                     .get(1)
                     .filter(|r| !r.is_empty())
-                    .cloned()
-                    .unwrap_or_else(|| reason.clone());
+                    .map_or_else(|| reason.clone(), str::to_string);
                 if !REASONS.contains(&r.as_str()) {
                     skipped += 1;
-                    bar.println(format!("line {}: reason {r:?} unknown; skipped", i + 1));
+                    bar.println(format!("line {line}: reason {r:?} unknown; skipped"));
                     continue;
                 }
                 batch.push(Suppression {
                     address: parsed.to_string().to_lowercase(),
-                    domain: f.get(2).cloned().unwrap_or_default().to_lowercase(),
+                    domain: f.get(2).unwrap_or("").to_lowercase(),
                     reason: r,
                     created: now,
                     expires: None,
@@ -263,8 +239,10 @@ pub async fn run(cmd: SuppressionCmd) -> Result<()> {
         }
         SuppressionCmd::Export { data } => {
             let store = crate::queue_cmd::open(&data).await?;
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            writeln!(out, "address,domain,reason,created,expires,detail")?;
+            let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+            out.write_record([
+                "address", "domain", "reason", "created", "expires", "detail",
+            ])?;
             let mut q = SuppressionQuery {
                 limit: 1000,
                 ..Default::default()
@@ -272,18 +250,16 @@ pub async fn run(cmd: SuppressionCmd) -> Result<()> {
             loop {
                 let page = store.list_suppressions(q.clone()).await?;
                 for s in &page {
-                    writeln!(
-                        out,
-                        "{},{},{},{},{},{}",
-                        csv_quote(&s.address),
-                        csv_quote(&s.domain),
-                        s.reason,
-                        tern_events::event::format_time(s.created * 1000),
-                        s.expires
+                    out.write_record([
+                        s.address.as_str(),
+                        s.domain.as_str(),
+                        s.reason.as_str(),
+                        &tern_events::event::format_time(s.created * 1000),
+                        &s.expires
                             .map(|e| tern_events::event::format_time(e * 1000))
                             .unwrap_or_default(),
-                        csv_quote(&s.detail)
-                    )?;
+                        s.detail.as_str(),
+                    ])?;
                 }
                 match page.last() {
                     Some(l) if page.len() == 1000 => {
@@ -300,13 +276,28 @@ pub async fn run(cmd: SuppressionCmd) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    fn fields(line: &str) -> Vec<String> {
+        let mut r = super::csv_reader(line.as_bytes());
+        let rec = r.records().next().unwrap().unwrap();
+        rec.iter().map(str::to_string).collect()
+    }
+
+    fn quote(s: &str) -> String {
+        let mut w = csv::Writer::from_writer(Vec::new());
+        w.write_record([s]).unwrap();
+        String::from_utf8(w.into_inner().unwrap())
+            .unwrap()
+            .trim_end()
+            .to_string()
+    }
+
     #[test]
     fn csv() {
         assert_eq!(
-            super::csv_fields("a@b.c, hard_bounce ,"),
+            fields("a@b.c, hard_bounce ,"),
             vec!["a@b.c", "hard_bounce", ""]
         );
-        assert_eq!(super::csv_fields("\"x,\"\"y\"\"\",z"), vec!["x,\"y\"", "z"]);
-        assert_eq!(super::csv_quote("a,b"), "\"a,b\"");
+        assert_eq!(fields("\"x,\"\"y\"\"\",z"), vec!["x,\"y\"", "z"]);
+        assert_eq!(quote("a,b"), "\"a,b\"");
     }
 }

@@ -4,10 +4,9 @@
 
 use crate::common::*;
 use serde_json::{Value, json};
-use std::net::SocketAddr;
 use std::time::Duration;
 use tern_testkit::dns::DnsServer;
-use tern_testkit::remote::{Behaviour, unique_loopback};
+use tern_testkit::remote::Behaviour;
 use tern_testkit::webhook::{Mode, WebhookReceiver};
 
 const ZONES: &[&str] = &["remote.test", "example.test", "bounce.test"];
@@ -29,13 +28,7 @@ pub async fn api_key(store: &tern_store::SharedStore, scope: tern_api::keys::Sco
 
 impl ApiWorld {
     pub async fn new(extra: &str) -> Self {
-        let dns = loop {
-            match DnsServer::start_on(SocketAddr::new(unique_loopback(), 53), ZONES).await {
-                Ok(d) => break d,
-                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-                Err(e) => panic!("test DNS on port 53: {e}"),
-            }
-        };
+        let dns = test_dns(ZONES).await;
         let s = start(&format!(
             "[dns]\nnameservers = [\"{}\"]\n[queue]\nretry = [\"1s\"]\n[webhooks]\nallow_http = true\n{extra}",
             dns.addr
@@ -52,27 +45,7 @@ impl ApiWorld {
 
     /// Gives example.test active DKIM keys and publishes them.
     pub async fn dkim(&self) {
-        use tern_auth::{DkimAlgorithm, DkimKey};
-        for (sel, alg) in [
-            ("t1r", DkimAlgorithm::Rsa2048),
-            ("t1e", DkimAlgorithm::Ed25519),
-        ] {
-            let k = DkimKey::generate(sel, alg).unwrap();
-            self.s
-                .store
-                .add_dkim_key(tern_store::DkimKeyRow {
-                    domain: "example.test".into(),
-                    selector: sel.into(),
-                    algorithm: alg.name().into(),
-                    private_key: k.private_pem.clone(),
-                    status: "active".into(),
-                })
-                .await
-                .unwrap();
-            self.dns
-                .txt(&format!("{sel}._domainkey.example.test"), &k.txt().unwrap())
-                .await;
-        }
+        example_dkim(&self.s.store, &self.dns).await;
     }
 
     /// A request with the admin key: status, headers, JSON body.

@@ -201,3 +201,41 @@ pub async fn mx_host(
     dns.ip(&name, h.ip()).await;
     h
 }
+
+/// A test DNS server for `zones` on port 53 of its own loopback address (so
+/// resolv.conf-only programs can use it too).
+pub async fn test_dns(zones: &[&str]) -> tern_testkit::dns::DnsServer {
+    use tern_testkit::dns::DnsServer;
+    loop {
+        let addr = SocketAddr::new(tern_testkit::remote::unique_loopback(), 53);
+        match DnsServer::start_on(addr, zones).await {
+            Ok(d) => return d,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+            Err(e) => panic!("test DNS on port 53: {e}"),
+        }
+    }
+}
+
+/// Gives example.test active DKIM keys (RSA `t1r` and Ed25519 `t1e`) and
+/// publishes them in `dns`.
+pub async fn example_dkim(store: &SharedStore, dns: &tern_testkit::dns::DnsServer) {
+    use tern_auth::{DkimAlgorithm, DkimKey};
+    for (sel, alg) in [
+        ("t1r", DkimAlgorithm::Rsa2048),
+        ("t1e", DkimAlgorithm::Ed25519),
+    ] {
+        let k = DkimKey::generate(sel, alg).unwrap();
+        store
+            .add_dkim_key(tern_store::DkimKeyRow {
+                domain: "example.test".into(),
+                selector: sel.into(),
+                algorithm: alg.name().into(),
+                private_key: k.private_pem.clone(),
+                status: "active".into(),
+            })
+            .await
+            .unwrap();
+        dns.txt(&format!("{sel}._domainkey.example.test"), &k.txt().unwrap())
+            .await;
+    }
+}

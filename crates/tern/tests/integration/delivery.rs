@@ -27,13 +27,7 @@ struct World {
 /// loopback address, so resolv.conf-only programs can use it too), retrying
 /// every second; `queue` adds keys to `[queue]`.
 async fn world(queue: &str) -> World {
-    let dns = loop {
-        match DnsServer::start_on(SocketAddr::new(unique_loopback(), 53), ZONES).await {
-            Ok(d) => break d,
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
-            Err(e) => panic!("test DNS on port 53: {e}"),
-        }
-    };
+    let dns = test_dns(ZONES).await;
     let s = start(&format!(
         "[dns]\nnameservers = [\"{}\"]\n[queue]\nretry = [\"1s\"]\n{queue}",
         dns.addr
@@ -50,27 +44,7 @@ impl World {
 
     /// Gives example.test active DKIM keys (RSA and Ed25519) and publishes them.
     async fn dkim(&self) {
-        use tern_auth::{DkimAlgorithm, DkimKey};
-        for (sel, alg) in [
-            ("t1r", DkimAlgorithm::Rsa2048),
-            ("t1e", DkimAlgorithm::Ed25519),
-        ] {
-            let k = DkimKey::generate(sel, alg).unwrap();
-            self.s
-                .store
-                .add_dkim_key(tern_store::DkimKeyRow {
-                    domain: "example.test".into(),
-                    selector: sel.into(),
-                    algorithm: alg.name().into(),
-                    private_key: k.private_pem.clone(),
-                    status: "active".into(),
-                })
-                .await
-                .unwrap();
-            self.dns
-                .txt(&format!("{sel}._domainkey.example.test"), &k.txt().unwrap())
-                .await;
-        }
+        example_dkim(&self.s.store, &self.dns).await;
     }
 
     /// Submits a message as alice; returns the final reply.
