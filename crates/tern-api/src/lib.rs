@@ -22,6 +22,7 @@ mod messages;
 mod problem;
 mod resources;
 mod templates;
+mod unsubscribe;
 pub mod webhooks;
 
 pub use problem::Problem;
@@ -123,6 +124,13 @@ pub fn router(api: Arc<Api>) -> Router {
     let max = api.config.max_body_size;
     let (routes, mut doc) = api_routes().split_for_parts();
     document_problems(&mut doc);
+    // The links in broadcast mail: public pages, not part of the API.
+    let unsubscribe_routes = Router::new()
+        .route(
+            "/unsubscribe/{token}",
+            axum::routing::get(unsubscribe::page).post(unsubscribe::unsubscribe),
+        )
+        .with_state(api.clone());
     let routes = routes.with_state(api);
     let json = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));
     routes
@@ -138,6 +146,7 @@ pub fn router(api: Arc<Api>) -> Router {
                 }
             }),
         )
+        .merge(unsubscribe_routes)
         .route("/v1", axum::routing::any(not_found))
         .route("/v1/{*rest}", axum::routing::any(not_found))
         .method_not_allowed_fallback(method_not_allowed)

@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tern_events::{Event, RecipientState};
+use tern_events::{Event, EventType, RecipientState};
 use tern_queue::intake::{Envelope, Prepared, Rcpt, RcptState, Source};
 use tern_store::{EventQuery, Recipient};
 use utoipa::ToSchema;
@@ -139,6 +139,13 @@ async fn prepare(
     let message_id = format!("{queue_id}.{:016x}@{}", rand::random::<u64>(), api.hostname);
     let built = build::build(&req, content, &message_id, now, api.config.max_recipients)
         .map_err(in_field)?;
+    if req.stream == Some(tern_queue::intake::Stream::Broadcast) && built.recipients.len() != 1 {
+        return Err(in_field(Problem::invalid(
+            "stream",
+            "a broadcast message goes to exactly one recipient (its unsubscribe link is \
+             personal); send one message per recipient, in one /v1/messages/batch request",
+        )));
+    }
     let domain = built.from.domain();
     let from = tern_core::Address::parse(&built.from.address)
         .map_err(|e| in_field(Problem::invalid("from", e.to_string())))?;
@@ -437,9 +444,14 @@ pub async fn get_message(
                 })
                 .cloned()
                 .collect();
+            // `suppressed` after the recipient was queued records the
+            // address joining a list (a hard bounce, a complaint), not this
+            // message's fate.
+            let queued_once = mine.iter().any(|e| e.event_type == EventType::Accepted);
             let status = mine
                 .iter()
                 .rev()
+                .filter(|e| !(queued_once && e.event_type == EventType::Suppressed))
                 .find_map(|e| e.event_type.state())
                 .unwrap_or(RecipientState::Queued);
             let waiting = queued

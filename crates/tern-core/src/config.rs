@@ -74,6 +74,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// `[webhooks]`: event delivery to applications.
     pub webhooks: WebhooksConfig,
+    /// `[feedback]`: bounces, complaints and unsubscribes coming back.
+    pub feedback: FeedbackConfig,
     /// Directory holding `tern.toml`; not read from the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -591,6 +593,57 @@ impl Default for QueueConfig {
             suppress_hard_bounces: true,
         }
     }
+}
+
+/// `[feedback]`: what comes back after delivery — bounces, complaints,
+/// unsubscribes — and how failure replies are classified.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FeedbackConfig {
+    /// Send each recipient's copy with its own signed return path
+    /// (`bounce+TOKEN@domain`) when the sender's domain is one of ours.
+    pub verp: bool,
+    /// How long a return path takes bounces.
+    pub bounce_window: String,
+    /// Local parts that take ARF complaint reports at each of our domains.
+    pub complaint_addresses: Vec<String>,
+    /// Where unsubscribe links point (Tern's HTTPS listener as the world
+    /// reaches it); empty: `https://` and the server's host name.
+    pub public_url: String,
+    /// Classification rules tried before Tern's own.
+    pub rules: Vec<FeedbackRule>,
+}
+
+impl Default for FeedbackConfig {
+    fn default() -> Self {
+        Self {
+            verp: true,
+            bounce_window: "30d".into(),
+            complaint_addresses: vec!["fbl".into(), "abuse".into()],
+            public_url: String::new(),
+            rules: Vec::new(),
+        }
+    }
+}
+
+/// `[[feedback.rules]]`: replies matching `pattern` (a case-insensitive
+/// regular expression) get `category`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackRule {
+    /// The expression, over the whole reply.
+    pub pattern: String,
+    /// `bad_mailbox`, `inactive`, `mailbox_full`, `message_too_large`,
+    /// `content`, `spam_block`, `reputation`, `rate_limited`, `dns`, `tls`,
+    /// `authentication`, `policy` or `other`.
+    pub category: String,
+    /// Hard (suppress the address) or soft; default: hard for
+    /// `bad_mailbox` and `inactive`.
+    #[serde(default)]
+    pub hard: Option<bool>,
+    /// The blocklist such replies name.
+    #[serde(default)]
+    pub blocklist: Option<String>,
 }
 
 /// `[events]`: the event log.
@@ -1115,6 +1168,29 @@ retry_for = "3d"
 # Seconds to wait for an endpoint's answer, and endpoints POSTed to at once.
 timeout = 10
 max_concurrent = 16
+
+[feedback]
+# Each recipient's copy of mail from one of our domains leaves with its own signed return
+# path (bounce+TOKEN@domain), so a bounce that arrives hours later over MX is matched to the
+# message and recipient, recorded as `bounced` and, when hard, suppresses the address.
+verp = true
+# How long such a return path takes bounces; older or forged ones are refused at RCPT.
+bounce_window = "30d"
+# Local parts at each of our domains that take ARF complaint reports (RFC 5965) from
+# feedback loops: recorded as `complained`, the recipient suppressed. Other mail to them is
+# delivered when the address exists, refused when it does not.
+complaint_addresses = ["fbl", "abuse"]
+# Where the one-click unsubscribe links of broadcast mail point: this server's HTTPS
+# listener as the world reaches it. "" = https://<server hostname>.
+public_url = ""
+# Failure replies get a category (bad_mailbox, inactive, mailbox_full, message_too_large,
+# content, spam_block, reputation, rate_limited, dns, tls, authentication, policy, other)
+# from Tern's rule table; rules of your own come first:
+# [[feedback.rules]]
+# pattern = "blocked by acme filter"      # case-insensitive regular expression
+# category = "spam_block"
+# hard = false                            # optional: suppress the address?
+# blocklist = "ACME"                      # optional
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

@@ -207,6 +207,23 @@ pub struct Event {
     /// Hard or soft (bounced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bounce_type: Option<BounceType>,
+    /// What kind of failure (bounced, deferred): `bad_mailbox`,
+    /// `inactive`, `mailbox_full`, `message_too_large`, `content`,
+    /// `spam_block`, `reputation`, `rate_limited`, `dns`, `tls`,
+    /// `authentication`, `policy` or `other`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub category: Option<String>,
+    /// The blocklist a refusal named (bounced, deferred).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocklist: Option<String>,
+    /// How the event was learnt (bounced: `smtp` during delivery, `dsn`
+    /// from a bounce that arrived later; complained: `arf`; unsubscribed:
+    /// `one_click`, `link`, `mailto`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<String>,
+    /// The user agent of a feedback report or an unsubscribe request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
     /// Why, in a sentence (rejected, suppressed, expired).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -245,6 +262,10 @@ impl Event {
             attempt: None,
             next_attempt: None,
             bounce_type: None,
+            category: None,
+            blocklist: None,
+            via: None,
+            user_agent: None,
             reason: None,
             spam_score: None,
             authentication: None,

@@ -112,6 +112,10 @@ pub struct MessageParams {
     /// Its metadata (set by the intake), copied into its delivery events.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// Each recipient's copy leaves with its own signed return path (set
+    /// by the intake for mail from our domains, `[feedback] verp`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verp: bool,
 }
 
 impl MessageParams {
@@ -344,6 +348,7 @@ pub struct Intake {
     signers: SignerCache,
     expiry: Expiry,
     engine: OnceLock<Weak<QueueService>>,
+    feedback: OnceLock<Arc<tern_feedback::Settings>>,
 }
 
 /// Longest header block kept in the message log.
@@ -357,7 +362,18 @@ impl Intake {
             signers: SignerCache::new(Duration::from_secs(60)),
             expiry,
             engine: OnceLock::new(),
+            feedback: OnceLock::new(),
         }
+    }
+
+    /// Return paths, unsubscribe headers and `Feedback-ID` from now on.
+    pub fn set_feedback(&self, settings: Arc<tern_feedback::Settings>) {
+        let _ = self.feedback.set(settings);
+    }
+
+    /// The feedback settings, once set.
+    pub fn feedback(&self) -> Option<&Arc<tern_feedback::Settings>> {
+        self.feedback.get()
     }
 
     /// The store it writes to.
@@ -376,7 +392,7 @@ impl Intake {
     }
 
     /// Decides what happens to each recipient and signs; writes nothing.
-    pub async fn prepare(&self, env: Envelope) -> Result<Prepared, IntakeError> {
+    pub async fn prepare(&self, mut env: Envelope) -> Result<Prepared, IntakeError> {
         if env.recipients.is_empty() && env.local.is_empty() && env.sent_copy.is_none() {
             return Err(IntakeError::NoRecipients);
         }
@@ -396,9 +412,22 @@ impl Intake {
                 .clone()
                 .or_else(|| env.sender.rsplit_once('@').map(|(_, d)| d.to_lowercase()))
                 .unwrap_or_default();
-            self.store.suppressed(&addrs, &domain, now).await?
+            let mut found = self.store.suppressed(&addrs, &domain, now).await?;
+            // An unsubscribe stops broadcasts; receipts and password resets
+            // still go.
+            if env.stream == Stream::Transactional {
+                found.retain(|_, s| s.reason != "unsubscribe");
+            }
+            found
         };
-        let mut message = env.message;
+        let feedback = self.feedback.get();
+        let mut message = match (env.stream, feedback, &from_domain) {
+            (Stream::Broadcast, Some(fb), Some(domain)) => broadcast_headers(fb, &env, domain),
+            _ => std::mem::take(&mut env.message),
+        };
+        let verp = feedback.is_some_and(|f| f.verp)
+            && matches!(env.source, Source::Submission | Source::Api)
+            && self.is_local_sender(&env.sender).await;
         let mut signed = None;
         if env.sign
             && let Some(from) = &from_domain
@@ -489,6 +518,7 @@ impl Intake {
             api_key: env.api_key.clone(),
         };
         let params = MessageParams {
+            verp,
             source: Some(env.source.as_str().into()),
             tags: env.tags,
             metadata: env.metadata,
@@ -519,6 +549,19 @@ impl Intake {
             message: m,
             events,
         })
+    }
+
+    /// Whether `sender`'s domain is one of ours (its bounces come back here).
+    async fn is_local_sender(&self, sender: &str) -> bool {
+        let Ok(address) = tern_core::address::Address::parse(sender) else {
+            return false;
+        };
+        matches!(
+            self.store.resolve(&address, false).await,
+            Ok(tern_store::Recipient::Local(_)
+                | tern_store::Recipient::Forward(_)
+                | tern_store::Recipient::UnknownUser)
+        )
     }
 
     /// The signer for `domain`, or for the nearest parent domain with keys
@@ -579,6 +622,54 @@ impl Intake {
         self.commit(prepared).await?;
         Ok(decision)
     }
+}
+
+/// A broadcast message with the fields mailbox providers ask of bulk mail
+/// (Gmail's and Yahoo's 2024 sender requirements), added before signing so
+/// the DKIM signature covers them: `List-Unsubscribe` with one-click POST
+/// (RFC 8058) for its single recipient, unless the sender wrote its own,
+/// and a `Feedback-ID` (Google's `campaign:customer:type:sender` form) so
+/// complaint rates are reported per tag.
+fn broadcast_headers(fb: &tern_feedback::Settings, env: &Envelope, domain: &str) -> Vec<u8> {
+    let message = &env.message;
+    let head = &message[..header_len(message)];
+    let has = |name: &[u8]| {
+        head.split(|b| *b == b'\n').any(|l| {
+            l.len() > name.len()
+                && l[..name.len()].eq_ignore_ascii_case(name)
+                && l[name.len()] == b':'
+        })
+    };
+    let mut fields = String::new();
+    if let [rcpt] = env.recipients.as_slice()
+        && !has(b"List-Unsubscribe")
+    {
+        fields.push_str(&tern_feedback::unsubscribe::header_fields(
+            &fb.keys,
+            &fb.public_url,
+            &env.queue_id,
+            &rcpt.address,
+            domain,
+        ));
+    }
+    if !has(b"Feedback-ID") {
+        let campaign: String = env
+            .tags
+            .first()
+            .map(|t| t.as_str())
+            .unwrap_or("untagged")
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            .take(64)
+            .collect();
+        fields.push_str(&format!(
+            "Feedback-ID: {campaign}:{domain}:broadcast:tern\r\n"
+        ));
+    }
+    let mut out = Vec::with_capacity(fields.len() + message.len());
+    out.extend_from_slice(fields.as_bytes());
+    out.extend_from_slice(message);
+    out
 }
 
 /// The header block as kept in the message log: every field but the

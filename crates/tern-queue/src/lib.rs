@@ -462,7 +462,6 @@ impl QueueService {
                 ),
             });
         }
-        let rcpts: Vec<&str> = job.rcpts.iter().map(|r| r.address.as_str()).collect();
         // RFC 3461 §5.2: pass the submitter's DSN requests on.
         let mut dsn_mail = String::new();
         match params.ret {
@@ -493,44 +492,76 @@ impl QueueService {
                 out
             })
             .collect();
-        let env = Envelope {
-            dsn_mail: &dsn_mail,
-            dsn_rcpts: &dsn_rcpts,
-            mail_from: &first.mail_from,
-            rcpts: &rcpts,
-            eightbit,
-            smtputf8,
-            message: &message,
+        // With per-recipient return paths (VERP) each recipient is its own
+        // transaction on the connection; otherwise one for all.
+        let verp = self
+            .intake
+            .feedback()
+            .filter(|_| params.verp)
+            .zip(first.mail_from.rsplit_once('@').map(|(_, d)| d));
+        let groups: Vec<std::ops::Range<usize>> = match verp {
+            Some(_) => (0..job.rcpts.len()).map(|i| i..i + 1).collect(),
+            None => std::iter::once(0..job.rcpts.len()).collect(),
         };
-        match client.send(&env).await {
-            Ok(t) => {
-                let per = |i: usize| -> Attempt {
-                    let reply = match (&t.mail, t.rcpts.get(i), &t.data) {
-                        (Some(m), _, _) => m.clone(),
-                        (None, Some(r), _) if !r.is_positive() => r.clone(),
-                        (None, Some(_), Some(d)) => d.clone(),
-                        _ => {
-                            return Attempt::Temporary {
-                                host: Some(host.clone()),
-                                error: "no reply to the message data".into(),
-                            };
-                        }
-                    };
-                    classify(&host, reply, tls)
-                };
-                (0..job.rcpts.len()).map(per).collect()
-            }
-            Err(e) => {
-                tracing::info!(host, error = %e, "queue: connection failed during a transaction");
-                if let Some((c, _)) = conn.take() {
-                    drop(c);
+        let now = now_unix();
+        let mut results: Vec<Attempt> = Vec::with_capacity(job.rcpts.len());
+        for group in groups {
+            let mail_from = match verp {
+                Some((fb, domain)) => fb.keys.return_path(
+                    &first.queue_id,
+                    &job.rcpts[group.start].address,
+                    domain,
+                    now,
+                ),
+                None => first.mail_from.clone(),
+            };
+            let rcpts: Vec<&str> = job.rcpts[group.clone()]
+                .iter()
+                .map(|r| r.address.as_str())
+                .collect();
+            let env = Envelope {
+                dsn_mail: &dsn_mail,
+                dsn_rcpts: &dsn_rcpts[group.clone()],
+                mail_from: &mail_from,
+                rcpts: &rcpts,
+                eightbit,
+                smtputf8,
+                message: &message,
+            };
+            match client.send(&env).await {
+                Ok(t) => {
+                    for i in 0..group.len() {
+                        let reply = match (&t.mail, t.rcpts.get(i), &t.data) {
+                            (Some(m), _, _) => m.clone(),
+                            (None, Some(r), _) if !r.is_positive() => r.clone(),
+                            (None, Some(_), Some(d)) => d.clone(),
+                            _ => {
+                                results.push(Attempt::Temporary {
+                                    host: Some(host.clone()),
+                                    error: "no reply to the message data".into(),
+                                });
+                                continue;
+                            }
+                        };
+                        results.push(outcome(&host, reply, tls));
+                    }
                 }
-                all(Attempt::Temporary {
-                    host: Some(host),
-                    error: e.to_string(),
-                })
+                Err(e) => {
+                    tracing::info!(host, error = %e, "queue: connection failed during a transaction");
+                    if let Some((c, _)) = conn.take() {
+                        drop(c);
+                    }
+                    while results.len() < job.rcpts.len() {
+                        results.push(Attempt::Temporary {
+                            host: Some(host.clone()),
+                            error: e.to_string(),
+                        });
+                    }
+                    break;
+                }
             }
         }
+        results
     }
 
     /// Connects to the first hop that works: greeting, EHLO, STARTTLS as the
@@ -839,8 +870,16 @@ impl QueueService {
                 } => {
                     metrics::counter!("tern_queue_bounced_total").increment(1);
                     tracing::info!(queue_id = %r.queue_id, to = %r.address, host = host.as_deref().unwrap_or(""), status, error, "queue: failed permanently");
-                    let class = BounceType::of_status(&status);
+                    let verdict = self.verdict(Some(&status), &error);
+                    let class = if verdict.hard {
+                        BounceType::Hard
+                    } else {
+                        BounceType::Soft
+                    };
                     let mut e = event(EventType::Bounced);
+                    e.category = Some(verdict.category.as_str().into());
+                    e.blocklist = verdict.blocklist;
+                    e.via = Some("smtp".into());
                     if let Some(h) = &host {
                         (e.mx_host, e.remote_ip) = split_host(h);
                     }
@@ -882,6 +921,7 @@ impl QueueService {
                     c.outcomes.push((r.id, RcptOutcome::Failed { error }));
                 }
                 Attempt::Temporary { host, error } => {
+                    let verdict = self.verdict(None, &error);
                     let error = match &host {
                         Some(h) => format!("{h}: {error}"),
                         None => error,
@@ -935,6 +975,8 @@ impl QueueService {
                     let mut e = event(EventType::Deferred);
                     if let Some(h) = &host {
                         (e.mx_host, e.remote_ip) = split_host(h);
+                        e.category = Some(verdict.category.as_str().into());
+                        e.blocklist = verdict.blocklist;
                     }
                     e.reply = Some(error.clone());
                     e.next_attempt = Some(next_attempt * 1000);
@@ -970,6 +1012,21 @@ impl QueueService {
         if deferred {
             self.rescheduled.notify_one();
         }
+    }
+
+    /// What a failure reply means (`[feedback] rules`, then Tern's table).
+    fn verdict(&self, status: Option<&str>, reply: &str) -> tern_feedback::Classification {
+        static DEFAULT: std::sync::LazyLock<tern_feedback::Classifier> =
+            std::sync::LazyLock::new(tern_feedback::Classifier::default);
+        let code = reply.get(..3).and_then(|c| c.parse().ok()).unwrap_or(
+            if status.is_some_and(|s| s.starts_with('5')) {
+                550
+            } else {
+                450
+            },
+        );
+        let classifier = self.intake.feedback().map_or(&*DEFAULT, |f| &f.classifier);
+        classifier.classify(code, status, reply)
     }
 
     /// The DSN for `reports`, addressed (null sender) to the message's
@@ -1037,7 +1094,7 @@ fn human_duration(secs: i64) -> String {
     }
 }
 
-fn classify(host: &str, reply: Reply, tls: Option<&'static str>) -> Attempt {
+fn outcome(host: &str, reply: Reply, tls: Option<&'static str>) -> Attempt {
     if reply.is_positive() {
         Attempt::Delivered {
             host: host.to_string(),

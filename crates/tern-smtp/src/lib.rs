@@ -16,6 +16,7 @@
 pub mod command;
 pub mod data;
 pub mod decide;
+mod feedback;
 pub mod ratelimit;
 pub mod reply;
 mod session;
@@ -41,6 +42,9 @@ pub struct MxChecks {
     pub resolver: Option<tern_dns::Resolver>,
     /// Forwarding aliases (mail on to other domains; `None`: refused).
     pub forwarding: Option<Forwarding>,
+    /// Bounces, unsubscribe mails and complaints arriving for sent mail
+    /// (`[feedback]`).
+    pub feedback: Option<std::sync::Arc<tern_feedback::Settings>>,
 }
 
 /// How mail for forwarding aliases is sent on: the envelope sender

@@ -3,6 +3,7 @@
 use crate::SmtpServer;
 use crate::data::{DataProblem, DataReader};
 use crate::decide;
+use crate::feedback;
 use crate::reply::{Reply, reply};
 use crate::submission;
 use smtp_proto::{MailFrom, RcptTo, Request};
@@ -45,6 +46,8 @@ struct Rcpt {
     /// bounce to one of our SRS addresses goes back to).
     forward: Option<String>,
     params: serde_json::Value,
+    /// MX only: a return path, unsubscribe or complaint address.
+    feedback: Option<feedback::Kind>,
 }
 
 struct Transaction {
@@ -492,6 +495,14 @@ impl Session {
             .store
             .resolve(&address, self.cfg().allow_catch_all)
             .await;
+        if self.server.submission.is_none()
+            && let Some(fb) = self.server.checks.feedback.clone()
+            && let Some(kind) = fb.address_kind(address.local())
+            && let Ok(found) = &resolved
+            && !matches!(found, Recipient::NotLocal)
+        {
+            return self.feedback_rcpt(&fb, kind, &address, found, &to);
+        }
         let local = match resolved {
             Ok(Recipient::Local(l)) => l,
             Ok(Recipient::Forward(target)) if self.server.submission.is_some() => {
@@ -565,6 +576,66 @@ impl Session {
         self.add_rcpt(address.to_string(), Some(local), &to)
     }
 
+    /// A recipient at one of feedback's addresses of our domains: return
+    /// paths and unsubscribe addresses only with a token that verifies
+    /// (others are refused like unknown users), complaint addresses always.
+    fn feedback_rcpt(
+        &mut self,
+        fb: &tern_feedback::Settings,
+        kind: tern_feedback::Address,
+        address: &Address,
+        found: &Recipient,
+        to: &RcptTo<String>,
+    ) -> Next {
+        let local_part = address.local();
+        let (kind, local) = match kind {
+            tern_feedback::Address::ReturnPath => {
+                match fb
+                    .keys
+                    .read_return_path(local_part, now_unix(), fb.bounce_window_days)
+                {
+                    Ok(t) => (feedback::Kind::Bounce(t), None),
+                    Err(e) => {
+                        metrics::counter!("tern_smtp_rejections_total", "reason" => "bad_return_path")
+                            .increment(1);
+                        tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, error = %e, "smtp: return path refused");
+                        return self.rcpt_fail(reply!(
+                            550,
+                            "5.1.1",
+                            "<{address}>: no such user here"
+                        ));
+                    }
+                }
+            }
+            tern_feedback::Address::Unsubscribe => {
+                match fb.keys.read_unsubscribe_address(local_part) {
+                    Ok(t) => (feedback::Kind::Unsubscribe(t), None),
+                    Err(e) => {
+                        metrics::counter!("tern_smtp_rejections_total", "reason" => "bad_unsubscribe_address")
+                            .increment(1);
+                        tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, error = %e, "smtp: unsubscribe address refused");
+                        return self.rcpt_fail(reply!(
+                            550,
+                            "5.1.1",
+                            "<{address}>: no such user here"
+                        ));
+                    }
+                }
+            }
+            tern_feedback::Address::Complaints => match found {
+                Recipient::Local(l) => {
+                    (feedback::Kind::Complaints { local: true }, Some(l.clone()))
+                }
+                _ => (feedback::Kind::Complaints { local: false }, None),
+            },
+        };
+        let next = self.add_rcpt(address.to_string(), local, to);
+        if let Some(r) = self.tx.as_mut().and_then(|t| t.rcpts.last_mut()) {
+            r.feedback = Some(kind);
+        }
+        next
+    }
+
     fn add_forward(&mut self, address: String, target: String, to: &RcptTo<String>) -> Next {
         let next = self.add_rcpt(address, None, to);
         if let Some(r) = self.tx.as_mut().and_then(|t| t.rcpts.last_mut()) {
@@ -602,6 +673,7 @@ impl Session {
                 local,
                 forward: None,
                 params,
+                feedback: None,
             });
         }
         self.send(reply!(250, "2.1.5", "Recipient OK"))
@@ -808,6 +880,41 @@ impl Session {
         };
         let queue_id = tern_core::id::queue_id();
         let now = now_unix();
+        let mut tx = tx;
+        if let Some(fb) = self.server.checks.feedback.clone()
+            && tx.rcpts.iter().any(|r| r.feedback.is_some())
+        {
+            let (special, ordinary): (Vec<Rcpt>, Vec<Rcpt>) =
+                tx.rcpts.into_iter().partition(|r| r.feedback.is_some());
+            let pairs: Vec<(&str, &feedback::Kind)> = special
+                .iter()
+                .filter_map(|r| r.feedback.as_ref().map(|k| (r.address.as_str(), k)))
+                .collect();
+            let incoming = feedback::Incoming {
+                mail_from: &tx.mail_from,
+                message: &body,
+                client: self.conn.peer.ip(),
+                queue_id: &queue_id,
+            };
+            let consumed = feedback::consume(&self.server.store, &fb, &pairs, &incoming).await;
+            let consumed = match consumed {
+                Ok(c) => c,
+                Err(r) => return self.send(r),
+            };
+            tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, feedback = %consumed.summary.join("; "), "smtp: feedback received");
+            metrics::counter!("tern_smtp_feedback_total").increment(1);
+            let mut rest = ordinary;
+            for (i, mut r) in special.into_iter().enumerate() {
+                if consumed.deliver.contains(&i) {
+                    r.feedback = None;
+                    rest.push(r);
+                }
+            }
+            if rest.is_empty() {
+                return self.send(reply!(250, "2.0.0", "OK: received as {queue_id}"));
+            }
+            tx.rcpts = rest;
+        }
         let mailbox = "INBOX";
         // Forwarding aliases among the recipients (MX only): (alias, target).
         let forwards: Vec<(&Rcpt, String)> = tx

@@ -247,6 +247,9 @@ pub trait Platform: Send + Sync {
         logs: Vec<MessageLog>,
         idempotency: Option<IdempotentResponse>,
     ) -> Result<()>;
+    /// Records what came back about sent mail (bounces, complaints,
+    /// unsubscribes) with the suppressions it causes, in one commit.
+    async fn record_feedback(&self, events: Vec<Event>, suppress: Vec<Suppression>) -> Result<()>;
     /// Events matching `query`.
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
     /// Forgets events and message logs older than `before` (Unix

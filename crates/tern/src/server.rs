@@ -193,6 +193,8 @@ pub async fn start(config: Config) -> Result<Running> {
         &extra_roots,
         Some(&config.data_dir),
     )?;
+    let feedback = Arc::new(feedback_settings(&config, &hostname)?);
+    queue.intake().set_feedback(feedback.clone());
     let dmarc_reports = (config.inbound.authenticate && config.inbound.dmarc_reports)
         .then(|| Arc::new(tern_auth::DmarcReports::default()));
     let auth = config.inbound.authenticate.then(|| {
@@ -266,10 +268,11 @@ pub async fn start(config: Config) -> Result<Running> {
             filter,
             resolver: Some(resolver.clone()),
             forwarding: Some(tern_smtp::Forwarding {
-                srs_secret: srs_secret(&config.data_dir)?,
+                srs_secret: secret_file(&config.data_dir, "srs.secret")?,
                 intake: queue.intake(),
                 signers: tern_auth::SignerCache::new(std::time::Duration::from_secs(60)),
             }),
+            feedback: Some(feedback.clone()),
         },
     );
     for l in smtp_l {
@@ -403,10 +406,54 @@ async fn prune_loop(store: SharedStore, retention: std::time::Duration) {
     }
 }
 
-/// The SRS secret (`srs.secret` in the data folder), made on first use: 32
-/// random bytes, hex, readable by the owner only.
-fn srs_secret(data_dir: &std::path::Path) -> Result<Vec<u8>> {
-    let path = data_dir.join("srs.secret");
+/// `[feedback]` as the queue, the MX and the API use it: the token keys
+/// from `feedback.secret`, the rule table with the operator's rules first.
+fn feedback_settings(config: &Config, hostname: &str) -> Result<tern_feedback::Settings> {
+    let fc = &config.feedback;
+    let mut s = tern_feedback::Settings::new(&secret_file(&config.data_dir, "feedback.secret")?);
+    s.verp = fc.verp;
+    s.bounce_window_days = tern_core::config::parse_duration(&fc.bounce_window)
+        .map_err(|e| anyhow::anyhow!("[feedback] bounce_window: {e}"))?
+        .as_secs()
+        .div_ceil(86_400)
+        .clamp(1, 365);
+    s.complaint_addresses = fc
+        .complaint_addresses
+        .iter()
+        .map(|a| a.to_ascii_lowercase())
+        .collect();
+    s.public_url = if fc.public_url.is_empty() {
+        format!("https://{hostname}")
+    } else {
+        fc.public_url.trim_end_matches('/').to_string()
+    };
+    let rules = fc
+        .rules
+        .iter()
+        .map(|r| {
+            Ok(tern_feedback::Rule {
+                pattern: r.pattern.clone(),
+                category: tern_feedback::Category::parse(&r.category).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "[[feedback.rules]] {:?}: unknown category {:?} (one of: {})",
+                        r.pattern,
+                        r.category,
+                        tern_feedback::Category::ALL.map(|c| c.as_str()).join(", ")
+                    )
+                })?,
+                hard: r.hard,
+                blocklist: r.blocklist.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    s.classifier = tern_feedback::Classifier::new(&rules)?;
+    Ok(s)
+}
+
+/// A secret in the data folder (`srs.secret`, `feedback.secret`), made on
+/// first use: 32 random bytes, hex, readable by the owner only.
+fn secret_file(data_dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
+    let path = data_dir.join(name);
     if let Ok(s) = std::fs::read_to_string(&path)
         && let Ok(bytes) = hex::decode(s.trim())
         && bytes.len() >= 16

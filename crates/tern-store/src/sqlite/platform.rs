@@ -266,6 +266,15 @@ impl Platform for SqliteStore {
         .await
     }
 
+    async fn record_feedback(&self, events: Vec<Event>, suppress: Vec<Suppression>) -> Result<()> {
+        let events = encode(events);
+        self.write(move |c| {
+            insert_events(c, &events)?;
+            insert_suppressions(c, &suppress)
+        })
+        .await
+    }
+
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {
         self.read(|c| query_events(c, &query))
     }

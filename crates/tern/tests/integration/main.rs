@@ -7,6 +7,7 @@ mod common;
 mod deep_nesting;
 mod delivery;
 mod durability;
+mod feedback;
 mod hostile_clients;
 mod imap;
 mod inbound_auth;
