@@ -600,8 +600,8 @@ impl Default for QueueConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct FeedbackConfig {
-    /// Send each recipient's copy with its own signed return path
-    /// (`bounce+TOKEN@domain`) when the sender's domain is one of ours.
+    /// Send each recipient's copy of API mail with its own signed return
+    /// path (`bounce+TOKEN@domain`) when the sender's domain is one of ours.
     pub verp: bool,
     /// How long a return path takes bounces.
     pub bounce_window: String,
@@ -1170,9 +1170,10 @@ timeout = 10
 max_concurrent = 16
 
 [feedback]
-# Each recipient's copy of mail from one of our domains leaves with its own signed return
-# path (bounce+TOKEN@domain), so a bounce that arrives hours later over MX is matched to the
+# Each recipient's copy of mail sent through the API leaves with its own signed return path
+# (bounce+TOKEN@domain), so a bounce that arrives hours later over MX is matched to the
 # message and recipient, recorded as `bounced` and, when hard, suppresses the address.
+# (Mail people submit keeps their own address: their bounces reach their inbox.)
 verp = true
 # How long such a return path takes bounces; older or forged ones are refused at RCPT.
 bounce_window = "30d"

@@ -425,8 +425,11 @@ impl Intake {
             (Stream::Broadcast, Some(fb), Some(domain)) => broadcast_headers(fb, &env, domain),
             _ => std::mem::take(&mut env.message),
         };
+        // Return paths per recipient for the sending platform's mail. A
+        // person's own mail (submission) keeps their address: their
+        // bounces belong in their inbox.
         let verp = feedback.is_some_and(|f| f.verp)
-            && matches!(env.source, Source::Submission | Source::Api)
+            && env.source == Source::Api
             && self.is_local_sender(&env.sender).await;
         let mut signed = None;
         if env.sign

@@ -334,7 +334,7 @@ async fn suppression_lists_hold_back_api_and_submission_mail_and_hard_bounces_jo
         .call(
             "POST",
             "/v1/suppressions",
-            Some(json!({"addresses": ["Carol@remote.test"], "reason": "unsubscribe"})),
+            Some(json!({"addresses": ["Carol@remote.test"], "reason": "manual"})),
             &[],
         )
         .await;
