@@ -68,6 +68,14 @@ pub struct SendRequest {
     /// When to send (RFC 3339); now if absent. At most 30 days ahead.
     #[serde(default)]
     pub send_at: Option<String>,
+    /// Add an open pixel to the HTML part (default: `[feedback]
+    /// track_domains` and `track_streams` decide). One recipient only.
+    #[serde(default)]
+    pub track_opens: Option<bool>,
+    /// Rewrite the HTML part's links to signed redirects (default as for
+    /// `track_opens`). One recipient only.
+    #[serde(default)]
+    pub track_clicks: Option<bool>,
 }
 
 /// A file sent with the message.
@@ -156,7 +164,7 @@ const RESERVED: &[&str] = &[
 ];
 
 /// The message's content after templates were applied.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Content {
     /// Subject.
     pub subject: String,

@@ -22,6 +22,7 @@ mod messages;
 mod problem;
 mod resources;
 mod templates;
+mod tracking;
 mod unsubscribe;
 pub mod webhooks;
 
@@ -130,6 +131,8 @@ pub fn router(api: Arc<Api>) -> Router {
             "/unsubscribe/{token}",
             axum::routing::get(unsubscribe::page).post(unsubscribe::unsubscribe),
         )
+        .route("/t/o/{token}", axum::routing::get(tracking::open))
+        .route("/t/c/{token}", axum::routing::get(tracking::click))
         .with_state(api.clone());
     let routes = routes.with_state(api);
     let json = Arc::new(doc.to_pretty_json().unwrap_or_else(|_| "{}".into()));

@@ -137,8 +137,46 @@ async fn prepare(
     };
     let queue_id = tern_core::id::queue_id();
     let message_id = format!("{queue_id}.{:016x}@{}", rand::random::<u64>(), api.hostname);
-    let built = build::build(&req, content, &message_id, now, api.config.max_recipients)
+    let tracked_content = content.clone();
+    let mut built = build::build(&req, content, &message_id, now, api.config.max_recipients)
         .map_err(in_field)?;
+    // Engagement tracking: the HTML part rewritten for its one recipient,
+    // then the message built again.
+    if let Some(fb) = api.intake.feedback()
+        && tracked_content.html.is_some()
+    {
+        let domain = built.from.domain();
+        let stream = req.stream.unwrap_or_default();
+        let default = fb.tracks(&domain, stream.as_str());
+        let what = tern_feedback::tracking::Tracking {
+            opens: req.track_opens.unwrap_or(default),
+            clicks: req.track_clicks.unwrap_or(default),
+        };
+        let asked = req.track_opens == Some(true) || req.track_clicks == Some(true);
+        if built.recipients.len() != 1 && asked {
+            return Err(in_field(Problem::invalid(
+                "track_opens",
+                "tracking is per recipient: a tracked message has exactly one recipient",
+            )));
+        }
+        if let ([rcpt], true) = (built.recipients.as_slice(), what.opens || what.clicks) {
+            let mut c = tracked_content;
+            let html = c.html.take().unwrap_or_default();
+            c.html = Some(
+                tern_feedback::tracking::rewrite(
+                    &html,
+                    &fb.tracking_base(&domain),
+                    &fb.keys,
+                    &queue_id,
+                    rcpt,
+                    what,
+                )
+                .map_err(|e| in_field(Problem::invalid("html", e.to_string())))?,
+            );
+            built = build::build(&req, c, &message_id, now, api.config.max_recipients)
+                .map_err(in_field)?;
+        }
+    }
     if req.stream == Some(tern_queue::intake::Stream::Broadcast) && built.recipients.len() != 1 {
         return Err(in_field(Problem::invalid(
             "stream",

@@ -612,6 +612,13 @@ pub struct FeedbackConfig {
     pub public_url: String,
     /// Classification rules tried before Tern's own.
     pub rules: Vec<FeedbackRule>,
+    /// Sending domains whose API mail is tracked (opens and clicks).
+    pub track_domains: Vec<String>,
+    /// Streams (`transactional`, `broadcast`) whose API mail is tracked.
+    pub track_streams: Vec<String>,
+    /// Tracking links go to `https://{tracking_host}.{sending domain}`
+    /// (publish the CNAME `tern dns records` prints); empty: `public_url`.
+    pub tracking_host: String,
 }
 
 impl Default for FeedbackConfig {
@@ -622,6 +629,9 @@ impl Default for FeedbackConfig {
             complaint_addresses: vec!["fbl".into(), "abuse".into()],
             public_url: String::new(),
             rules: Vec::new(),
+            track_domains: Vec::new(),
+            track_streams: Vec::new(),
+            tracking_host: String::new(),
         }
     }
 }
@@ -1192,6 +1202,16 @@ public_url = ""
 # category = "spam_block"
 # hard = false                            # optional: suppress the address?
 # blocklist = "ACME"                      # optional
+# Engagement tracking (opens and clicks of API mail with an HTML part and one recipient):
+# off unless asked for per message ("track_opens"/"track_clicks") or here, per sending
+# domain or stream (e.g. ["broadcast"]). Links become signed redirects to the original URL
+# only; opens and clicks by machines (Apple Mail Privacy Protection, link scanners) are
+# flagged `machine` on their events.
+track_domains = []
+track_streams = []
+# Tracking links at https://<tracking_host>.<sending domain> (then publish the CNAME that
+# `tern dns records` prints); "" = at public_url.
+tracking_host = ""
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

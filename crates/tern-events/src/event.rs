@@ -221,6 +221,14 @@ pub struct Event {
     /// `one_click`, `link`, `mailto`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// The link's URL (clicked).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// A machine, not a person, opened or clicked (Apple Mail Privacy
+    /// Protection, a link scanner): left out of human rates; `reason` says
+    /// which.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<bool>,
     /// The user agent of a feedback report or an unsubscribe request.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_agent: Option<String>,
@@ -265,6 +273,8 @@ impl Event {
             category: None,
             blocklist: None,
             via: None,
+            url: None,
+            machine: None,
             user_agent: None,
             reason: None,
             spam_score: None,

@@ -15,6 +15,7 @@ pub mod bounce;
 pub mod classify;
 pub mod complaint;
 pub mod token;
+pub mod tracking;
 pub mod unsubscribe;
 
 pub use classify::{Category, Classification, Classifier, Rule};
@@ -36,6 +37,13 @@ pub struct Settings {
     pub public_url: String,
     /// The reply classifier.
     pub classifier: Classifier,
+    /// Sending domains whose API mail is tracked, lower case.
+    pub track_domains: Vec<String>,
+    /// Streams whose API mail is tracked.
+    pub track_streams: Vec<String>,
+    /// The tracking host label (`track` → `https://track.example.com`);
+    /// empty: `public_url`.
+    pub tracking_host: String,
 }
 
 /// What an address at one of our domains is for feedback, by its local
@@ -60,7 +68,27 @@ impl Settings {
             complaint_addresses: vec!["fbl".into(), "abuse".into()],
             public_url: String::new(),
             classifier: Classifier::default(),
+            track_domains: Vec::new(),
+            track_streams: Vec::new(),
+            tracking_host: String::new(),
         }
+    }
+
+    /// Where tracking links of mail from `domain` point.
+    pub fn tracking_base(&self, domain: &str) -> String {
+        if self.tracking_host.is_empty() {
+            self.public_url.clone()
+        } else {
+            format!("https://{}.{domain}", self.tracking_host)
+        }
+    }
+
+    /// Whether mail from `domain` in `stream` is tracked by default.
+    pub fn tracks(&self, domain: &str, stream: &str) -> bool {
+        self.track_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+            || self.track_streams.iter().any(|s| s == stream)
     }
 
     /// What `local` (a local part) is, if it is one of feedback's.

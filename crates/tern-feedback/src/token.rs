@@ -54,6 +54,7 @@ pub struct Keys {
     verp: [u8; 32],
     unsubscribe: [u8; 32],
     link: [u8; 32],
+    track: [u8; 32],
 }
 
 impl std::fmt::Debug for Keys {
@@ -153,6 +154,7 @@ impl Keys {
             verp: derive(secret, "verp"),
             unsubscribe: derive(secret, "unsubscribe"),
             link: derive(secret, "link"),
+            track: derive(secret, "track"),
         }
     }
 
@@ -323,6 +325,95 @@ impl Keys {
     }
 }
 
+/// What a tracking token stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Tracked {
+    /// The open pixel of a message.
+    Open {
+        /// The message's queue id.
+        queue_id: String,
+        /// Its recipient.
+        recipient: String,
+    },
+    /// A link in a message.
+    Click {
+        /// The message's queue id.
+        queue_id: String,
+        /// Its recipient.
+        recipient: String,
+        /// Where the link goes: only this URL, which was in the message.
+        url: String,
+    },
+}
+
+/// Longest tracking token (URLs longer than fit are left as they are).
+pub const MAX_TRACKING_TOKEN: usize = 4096;
+
+impl Keys {
+    fn seal(&self, key: &[u8; 32], payload: &str) -> String {
+        let m = mac(key, &[payload.as_bytes()]).finalize().into_bytes();
+        format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(payload.as_bytes()),
+            URL_SAFE_NO_PAD.encode(&m[..16])
+        )
+    }
+
+    fn open_sealed(&self, key: &[u8; 32], token: &str) -> Result<String, TokenError> {
+        if token.len() > MAX_TRACKING_TOKEN {
+            return Err(TokenError::Malformed);
+        }
+        let (p, s) = token.split_once('.').ok_or(TokenError::Malformed)?;
+        let payload = URL_SAFE_NO_PAD
+            .decode(p)
+            .map_err(|_| TokenError::Malformed)?;
+        let sig = URL_SAFE_NO_PAD
+            .decode(s)
+            .map_err(|_| TokenError::Malformed)?;
+        if sig.len() != 16 {
+            return Err(TokenError::Malformed);
+        }
+        mac(key, &[&payload])
+            .verify_truncated_left(&sig)
+            .map_err(|_| TokenError::Forged)?;
+        String::from_utf8(payload).map_err(|_| TokenError::Malformed)
+    }
+
+    /// The token of `recipient`'s open pixel in message `queue_id`.
+    pub fn open_token(&self, queue_id: &str, recipient: &str) -> String {
+        self.seal(
+            &self.track,
+            &format!("o\n{queue_id}\n{}", recipient.to_lowercase()),
+        )
+    }
+
+    /// The token of a link to `url` in `recipient`'s copy of `queue_id`.
+    pub fn click_token(&self, queue_id: &str, recipient: &str, url: &str) -> String {
+        self.seal(
+            &self.track,
+            &format!("c\n{queue_id}\n{}\n{url}", recipient.to_lowercase()),
+        )
+    }
+
+    /// Reads a tracking token.
+    pub fn read_tracking(&self, token: &str) -> Result<Tracked, TokenError> {
+        let payload = self.open_sealed(&self.track, token)?;
+        let mut f = payload.splitn(4, '\n');
+        match (f.next(), f.next(), f.next(), f.next()) {
+            (Some("o"), Some(q), Some(r), None) => Ok(Tracked::Open {
+                queue_id: q.into(),
+                recipient: r.into(),
+            }),
+            (Some("c"), Some(q), Some(r), Some(u)) => Ok(Tracked::Click {
+                queue_id: q.into(),
+                recipient: r.into(),
+                url: u.into(),
+            }),
+            _ => Err(TokenError::Malformed),
+        }
+    }
+}
+
 /// A day number (10 bits) as two base32 characters.
 fn day_chars(day: u64) -> String {
     [B32[(day >> 5) as usize & 31], B32[day as usize & 31]]
@@ -412,6 +503,37 @@ mod tests {
         assert_eq!(
             k.read_return_path(local, (1023 + 40) * 86_400, 30),
             Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn tracking_tokens_carry_their_url_and_nothing_else() {
+        let k = Keys::new(b"0123456789abcdef0123456789abcdef");
+        let t = k.click_token(Q, "Ann@example.net", "https://shop.example/a?b=c&d=e");
+        assert_eq!(
+            k.read_tracking(&t),
+            Ok(Tracked::Click {
+                queue_id: Q.into(),
+                recipient: "ann@example.net".into(),
+                url: "https://shop.example/a?b=c&d=e".into()
+            })
+        );
+        // Another URL under the same signature is refused: no open redirect.
+        let (_, sig) = t.split_once('.').unwrap();
+        let evil =
+            URL_SAFE_NO_PAD.encode(format!("c\n{Q}\nann@example.net\nhttps://evil.example/"));
+        assert_eq!(
+            k.read_tracking(&format!("{evil}.{sig}")),
+            Err(TokenError::Forged)
+        );
+        let o = k.open_token(Q, "ann@example.net");
+        assert!(matches!(k.read_tracking(&o), Ok(Tracked::Open { .. })));
+        // Unsubscribe links are not tracking tokens (another key).
+        let u = k.unsubscribe_link(Q, "ann@example.net", "example.com");
+        assert!(k.read_tracking(&u).is_err());
+        assert!(
+            k.read_tracking(&"a".repeat(MAX_TRACKING_TOKEN + 1))
+                .is_err()
         );
     }
 

@@ -359,6 +359,7 @@ pub async fn start(config: Config) -> Result<Running> {
             let _ = tcp.set_nodelay(true);
         });
         running.tasks.spawn(async move {
+            let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
             if let Err(e) = axum::serve(l, app).await {
                 tracing::error!(error = %e, "http: server stopped");
             }
@@ -366,9 +367,12 @@ pub async fn start(config: Config) -> Result<Running> {
     }
     if let Some(acceptor) = &tls {
         for l in https_l {
-            let listener = crate::https::TlsListener::new(l, acceptor.clone())?;
+            // `tap_io` gives the listener axum's ConnectInfo<SocketAddr>.
+            use axum::serve::ListenerExt;
+            let listener = crate::https::TlsListener::new(l, acceptor.clone())?.tap_io(|_| {});
             let app = app.clone();
             running.tasks.spawn(async move {
+                let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "https: server stopped");
                 }
@@ -447,6 +451,20 @@ fn feedback_settings(config: &Config, hostname: &str) -> Result<tern_feedback::S
         })
         .collect::<Result<Vec<_>>>()?;
     s.classifier = tern_feedback::Classifier::new(&rules)?;
+    s.track_domains = fc
+        .track_domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    for stream in &fc.track_streams {
+        if !matches!(stream.as_str(), "transactional" | "broadcast") {
+            anyhow::bail!(
+                "[feedback] track_streams: unknown stream {stream:?} (transactional or broadcast)"
+            );
+        }
+    }
+    s.track_streams = fc.track_streams.clone();
+    s.tracking_host = fc.tracking_host.trim_matches('.').to_ascii_lowercase();
     Ok(s)
 }
 

@@ -346,3 +346,113 @@ async fn complaints_and_unsubscribes_are_recorded_and_suppress() {
     let (st, _, p) = w.call("POST", "/v1/messages", Some(json!({"from": "alice@example.test", "to": ["a@remote.test", "b@remote.test"], "subject": "x", "text": "x", "stream": "broadcast"})), &[]).await;
     assert_eq!(st, 422, "{p}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_and_clicks_are_tracked_and_machines_flagged() {
+    let w = ApiWorld::new("[feedback]\npublic_url = \"http://t.example.test\"\n").await;
+    w.dkim().await;
+    let host = mx_host(&w.dns, "remote.test", Behaviour::default()).await;
+    let id = send(
+        &w,
+        json!({"from": "alice@example.test", "to": ["fay@remote.test"], "subject": "Sale",
+               "text": "See https://shop.example/p?id=1",
+               "html": "<html><body><p><a href=\"https://shop.example/p?id=1&amp;x=2\">Sale</a> <a href=\"mailto:help@example.test\">Help</a></p></body></html>",
+               "track_opens": true, "track_clicks": true, "tags": ["sale"]}),
+    )
+    .await;
+    let got = host.wait_for(1, Duration::from_secs(20)).await;
+    // Signed after the rewrite: the receiver sees a valid signature.
+    let (ok, text, _) = python_tool("dkim_verify.py", &[&w.dns.addr.to_string()], &got[0].data);
+    assert!(
+        ok && text.contains("example.test t1r pass"),
+        "dkimpy: {text}"
+    );
+    let msg = mail_parser::MessageParser::default()
+        .parse(&got[0].data)
+        .unwrap();
+    let html = msg.body_html(0).unwrap().into_owned();
+    let text_part = msg.body_text(0).unwrap().into_owned();
+    assert!(
+        text_part.contains("https://shop.example/p?id=1"),
+        "text parts are left alone"
+    );
+    assert!(html.contains("href=\"mailto:help@example.test\""), "{html}");
+    let path_of = |prefix: &str| {
+        let at = html
+            .find(prefix)
+            .unwrap_or_else(|| panic!("{prefix} in {html}"));
+        let rest = &html[at + "http://t.example.test".len()..];
+        rest[..rest.find('"').unwrap()].to_string()
+    };
+    let click = path_of("http://t.example.test/t/c/");
+    let pixel = path_of("http://t.example.test/t/o/");
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let url = |p: &str| format!("http://{}{p}", w.s.http);
+    let browser = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+
+    // A person opens (the pixel is a GIF) and, later, clicks: 302 to the URL in the message.
+    let r = http
+        .get(url(&pixel))
+        .header("user-agent", browser)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "image/gif");
+    assert_eq!(&r.bytes().await.unwrap()[..6], b"GIF89a");
+    // A scanner fetches the link right away.
+    let r = http
+        .get(url(&click))
+        .header("user-agent", "python-requests/2.31")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 302);
+    assert_eq!(r.headers()["location"], "https://shop.example/p?id=1&x=2");
+    // Apple Mail Privacy Protection's prefetch.
+    let r = http
+        .get(url(&pixel))
+        .header("user-agent", "Mozilla/5.0")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // A forged or altered token: 404, nothing recorded, no redirect anywhere.
+    let mut forged = click.clone();
+    forged.insert(10, 'A');
+    assert_eq!(http.get(url(&forged)).send().await.unwrap().status(), 404);
+    assert_eq!(
+        http.get(url("/t/c/aGVsbG8.d29ybGQ"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let events = w
+        .wait_events(&format!("message_id={id}&type=opened,clicked"), |e| {
+            e.len() == 3
+        })
+        .await;
+    let human_open = &events[0];
+    assert_eq!(human_open["type"], "opened");
+    assert_eq!(human_open["recipient"], "fay@remote.test");
+    assert_eq!(human_open["user_agent"], browser);
+    assert!(human_open.get("machine").is_none(), "{human_open}");
+    assert_eq!(human_open["tags"], json!(["sale"]));
+    let scan = &events[1];
+    assert_eq!(scan["type"], "clicked");
+    assert_eq!(scan["url"], "https://shop.example/p?id=1&x=2");
+    assert_eq!(scan["machine"], true);
+    assert_eq!(scan["reason"], "scanner");
+    assert_eq!(events[2]["machine"], true);
+    assert_eq!(events[2]["reason"], "apple_mail_privacy_protection");
+
+    // Tracking is per recipient: asking for it with two is a 422.
+    let (st, _, p) = w.call("POST", "/v1/messages", Some(json!({"from": "alice@example.test", "to": ["a@remote.test", "b@remote.test"], "subject": "x", "html": "<p>x</p>", "track_opens": true})), &[]).await;
+    assert_eq!(st, 422, "{p}");
+}
