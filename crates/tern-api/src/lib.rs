@@ -16,6 +16,7 @@
 pub mod auth;
 mod body;
 pub mod build;
+pub mod health;
 mod idempotency;
 pub mod keys;
 mod messages;
@@ -47,16 +48,19 @@ pub struct Api {
     limiter: auth::KeyLimiter,
     keys: auth::KeyCache,
     in_flight: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
+    resolver: Option<tern_dns::Resolver>,
 }
 
 impl Api {
-    /// The API over `store`, sending through `intake`.
+    /// The API over `store`, sending through `intake`; `resolver` checks
+    /// domains' DNS for sender health.
     pub fn new(
         store: SharedStore,
         intake: Arc<Intake>,
         config: ApiConfig,
         webhooks: WebhooksConfig,
         hostname: String,
+        resolver: Option<tern_dns::Resolver>,
     ) -> Arc<Self> {
         Arc::new(Self {
             limiter: auth::KeyLimiter::new(config.requests_per_second),
@@ -67,6 +71,7 @@ impl Api {
             webhooks,
             hostname,
             in_flight: Default::default(),
+            resolver,
         })
     }
 }
@@ -117,6 +122,7 @@ fn api_routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(resources::queue_list))
         .routes(routes!(resources::queue_retry))
         .routes(routes!(resources::queue_delete))
+        .routes(routes!(health::get_health))
 }
 
 /// The API's router: `/v1/…` and `/v1/openapi.json`, with the request size

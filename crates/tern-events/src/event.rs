@@ -292,6 +292,35 @@ impl Event {
         self
     }
 
+    /// Where the event counts in the hourly counters: (Unix hour, domain,
+    /// detail). The domain is the sending domain for outbound events and
+    /// the recipient's (ours) for inbound ones; the detail is the failure
+    /// category (bounced, deferred), `human` or `machine` (opened,
+    /// clicked), else empty.
+    pub fn counter_key(&self) -> (i64, String, String) {
+        let domain = match self.event_type {
+            EventType::Received | EventType::Rejected => self.domain.clone().unwrap_or_default(),
+            _ => self
+                .sender
+                .as_deref()
+                .and_then(|s| s.rsplit_once('@'))
+                .map(|(_, d)| d.to_string())
+                .unwrap_or_default(),
+        }
+        .to_ascii_lowercase();
+        let detail = match self.event_type {
+            EventType::Bounced | EventType::Deferred => self.category.clone().unwrap_or_default(),
+            EventType::Opened | EventType::Clicked => if self.machine == Some(true) {
+                "machine"
+            } else {
+                "human"
+            }
+            .to_string(),
+            _ => String::new(),
+        };
+        (self.time.div_euclid(3_600_000), domain, detail)
+    }
+
     /// The event as stored and sent: its JSON object.
     pub fn to_json(&self) -> String {
         serde_json::to_string(self).unwrap_or_else(|_| "{}".into())

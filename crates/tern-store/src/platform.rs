@@ -70,6 +70,20 @@ pub struct EventQuery {
     pub limit: usize,
 }
 
+/// One hourly counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventCount {
+    /// Unix time / 3600.
+    pub hour: i64,
+    /// The event type's name.
+    pub event_type: String,
+    /// The failure category (bounced, deferred), `human`/`machine`
+    /// (opened, clicked), else empty.
+    pub detail: String,
+    /// How many.
+    pub n: i64,
+}
+
 /// Why an address is suppressed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Suppression {
@@ -250,6 +264,15 @@ pub trait Platform: Send + Sync {
     /// Records what came back about sent mail (bounces, complaints,
     /// unsubscribes) with the suppressions it causes, in one commit.
     async fn record_feedback(&self, events: Vec<Event>, suppress: Vec<Suppression>) -> Result<()>;
+    /// The hourly counters of `domain` (a sending domain, or ours for
+    /// inbound events) for hours in `[since_hour, until_hour)` (Unix time
+    /// / 3600).
+    async fn event_counts(
+        &self,
+        domain: &str,
+        since_hour: i64,
+        until_hour: i64,
+    ) -> Result<Vec<EventCount>>;
     /// Events matching `query`.
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
     /// Forgets events and message logs older than `before` (Unix

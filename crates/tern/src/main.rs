@@ -266,6 +266,22 @@ enum DomainCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Sender health: the last 7 days of delivered, bounced (by category),
+    /// complained and unsubscribed mail from DOMAIN with rates, and whether
+    /// it meets Gmail's and Yahoo's bulk-sender requirements (SPF, DKIM and
+    /// DMARC published and aligned, one-click unsubscribe, complaints under
+    /// 0.3%), asking the DNS as the world sees it; each unmet one with its fix.
+    #[command(
+        after_help = "Examples:\n  tern domain health example.com\n  tern domain health example.com --json | jq .last_7_days"
+    )]
+    Health {
+        domain: String,
+        #[command(flatten)]
+        data: DataArg,
+        /// Print the JSON that GET /v1/domains/DOMAIN/health returns.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> Result<()> {
@@ -528,14 +544,22 @@ async fn dns_records(domain: &str, data: &DataArg) -> Result<()> {
             .and_then(|c| tern_queue::dane::spki_sha256(&c))
             .map(hex::encode)
     };
+    let tracking_host = config.feedback.tracking_host.trim_matches('.').to_string();
     let setup = tern_dns::records::DomainSetup {
-        domain,
+        domain: domain.clone(),
         hostname: config.server.hostname.clone(),
         dkim,
         mta_sts_id: chrono::Utc::now().format("%Y%m%d").to_string(),
         tlsa_spki_sha256,
     };
     print!("{}", tern_dns::records::zone(&setup));
+    if !tracking_host.is_empty() {
+        // [feedback] tracking_host: open and click links of this domain's mail.
+        println!(
+            "\n; Engagement tracking links ([feedback] tracking_host); the certificate must cover it too\n{tracking_host}.{domain}. 3600 IN CNAME {}.",
+            config.server.hostname
+        );
+    }
     Ok(())
 }
 
@@ -748,6 +772,23 @@ async fn domain(cmd: DomainCmd) -> Result<()> {
             let store = tern::server::open_store(&load(&data)?).await?;
             store.remove_domain(&domain).await?;
             println!("Removed domain {domain}.");
+        }
+        DomainCmd::Health { domain, data, json } => {
+            let config = load(&data)?;
+            let store: tern_store::SharedStore = tern::server::open_store(&config).await?;
+            let resolver = tern_dns::Resolver::new(&config.dns.nameservers)?;
+            let h = tern_api::health::domain_health(
+                &store,
+                Some(&resolver),
+                &domain,
+                tern_core::now_unix(),
+            )
+            .await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&h)?);
+            } else {
+                print!("{}", tern::health_cmd::render(&h));
+            }
         }
     }
     Ok(())

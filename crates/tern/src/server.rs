@@ -338,6 +338,7 @@ pub async fn start(config: Config) -> Result<Running> {
             config.api.clone(),
             config.webhooks.clone(),
             hostname.clone(),
+            Some(resolver.clone()),
         );
         app = app.merge(tern_api::router(api));
     }

@@ -66,8 +66,10 @@ pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
         "INSERT INTO webhook_outbox(webhook_id, event_id, created) VALUES (?, ?, ?)",
     )?;
     let now = tern_core::now_unix();
+    // The hourly counters, summed here and written once per key.
+    let mut counts: HashMap<(i64, String, &'static str, String), i64> = HashMap::new();
     for Encoded { event: e, json } in events {
-        ins.execute(params![
+        let new = ins.execute(params![
             e.id,
             e.event_type.as_str(),
             e.message_id,
@@ -75,9 +77,23 @@ pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
             e.domain,
             json
         ])?;
+        if new == 0 {
+            continue;
+        }
+        let (hour, domain, detail) = e.counter_key();
+        *counts
+            .entry((hour, domain, e.event_type.as_str(), detail))
+            .or_default() += 1;
         for h in hooks.iter().filter(|h| h.wants(e)) {
             outbox.execute(params![h.id, e.id, now])?;
         }
+    }
+    let mut count = c.prepare_cached(
+        "INSERT INTO event_counts(hour, domain, type, detail, n) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT(domain, hour, type, detail) DO UPDATE SET n = n + excluded.n",
+    )?;
+    for ((hour, domain, t, detail), n) in counts {
+        count.execute(params![hour, domain, t, detail, n])?;
     }
     Ok(())
 }
@@ -273,6 +289,30 @@ impl Platform for SqliteStore {
             insert_suppressions(c, &suppress)
         })
         .await
+    }
+
+    async fn event_counts(
+        &self,
+        domain: &str,
+        since_hour: i64,
+        until_hour: i64,
+    ) -> Result<Vec<EventCount>> {
+        let domain = domain.to_ascii_lowercase();
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT hour, type, detail, n FROM event_counts
+                 WHERE domain = ? AND hour >= ? AND hour < ? ORDER BY hour",
+            )?;
+            let rows = st.query_map(params![domain, since_hour, until_hour], |r| {
+                Ok(EventCount {
+                    hour: r.get(0)?,
+                    event_type: r.get(1)?,
+                    detail: r.get(2)?,
+                    n: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
     }
 
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>> {
@@ -791,6 +831,51 @@ mod tests {
             e.tags = vec![tag.into()];
         }
         e
+    }
+
+    #[tokio::test]
+    async fn events_are_counted_per_hour_domain_type_and_detail_once() {
+        let (_d, s) = store().await;
+        let mut bounced = ev(EventType::Bounced, "M2", "bob@example.org", "");
+        bounced.category = Some("bad_mailbox".into());
+        let mut scan = ev(EventType::Clicked, "M1", "ann@example.net", "");
+        scan.machine = Some(true);
+        let mut inbound = ev(EventType::Received, "M3", "alice@Example.COM", "");
+        inbound.sender = Some("someone@elsewhere.test".into());
+        let events = vec![
+            ev(EventType::Accepted, "M1", "ann@example.net", ""),
+            ev(EventType::Accepted, "M2", "bob@example.org", ""),
+            bounced,
+            ev(EventType::Clicked, "M1", "ann@example.net", ""),
+            scan,
+            inbound,
+        ];
+        s.record_events(events.clone(), vec![], None).await.unwrap();
+        // The same events again (a retried commit) are not counted twice.
+        s.record_events(events.clone(), vec![], None).await.unwrap();
+        let hour = events[0].time.div_euclid(3_600_000);
+        let mut got = s.event_counts("Example.com", hour, hour + 1).await.unwrap();
+        got.sort_by(|a, b| (&a.event_type, &a.detail).cmp(&(&b.event_type, &b.detail)));
+        let got: Vec<(&str, &str, i64)> = got
+            .iter()
+            .map(|c| (c.event_type.as_str(), c.detail.as_str(), c.n))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("accepted", "", 2),
+                ("bounced", "bad_mailbox", 1),
+                ("clicked", "human", 1),
+                ("clicked", "machine", 1),
+                ("received", "", 1),
+            ]
+        );
+        assert!(
+            s.event_counts("example.com", hour + 1, hour + 2)
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 
     #[tokio::test]

@@ -164,6 +164,44 @@ async fn a_bounce_that_arrives_later_is_matched_recorded_suppressed_and_posted()
         .await
         .unwrap();
     assert_eq!(code, 550);
+
+    // Sender health reads the counters the events updated: the API and the CLI agree.
+    let (st, _, h) = w
+        .call("GET", "/v1/domains/example.test/health", None, &[])
+        .await;
+    assert_eq!(st, 200, "{h}");
+    let week = &h["last_7_days"];
+    assert_eq!(week["accepted"], 2, "{h}");
+    assert_eq!(week["delivered"], 2, "{h}");
+    assert_eq!(week["bounced"], 1, "{h}");
+    assert_eq!(week["bounced_by_category"]["bad_mailbox"], 1, "{h}");
+    assert_eq!(week["bounce_rate"], 1.0 / 3.0, "{h}");
+    assert_eq!(h["days"].as_array().unwrap().len(), 7);
+    assert_eq!(h["days"][6]["delivered"], 2);
+    let req = |name: &str| {
+        h["requirements"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["name"] == name)
+            .unwrap_or_else(|| panic!("{name} in {h}"))
+            .clone()
+    };
+    // The test DNS publishes example.test's DKIM keys, but no SPF or DMARC.
+    assert_eq!(req("dkim")["ok"], true, "{h}");
+    assert_eq!(req("dmarc")["ok"], false, "{h}");
+    assert!(
+        req("dmarc")["fix"]
+            .as_str()
+            .unwrap()
+            .contains("_dmarc.example.test")
+    );
+    assert_eq!(req("complaint_rate")["ok"], true);
+    assert_eq!(h["meets_bulk_sender_requirements"], false);
+    let (ok, out) = tern_cli(&["domain", "health", "example.test"], w.s.data.path());
+    assert!(ok, "{out}");
+    assert!(out.contains("Bounces by category: bad_mailbox 1"), "{out}");
+    assert!(out.contains("[!!] dmarc"), "{out}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
