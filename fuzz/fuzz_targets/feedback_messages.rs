@@ -1,7 +1,8 @@
 //! What arrives at return paths, unsubscribe and complaint addresses is
 //! anyone's: the bounce reader (RFC 3464 and free text), the ARF reader,
-//! the token readers and the reply classifier never panic, and what they
-//! keep stays bounded.
+//! the token readers, the reply classifier and the tracking rewriter of
+//! HTML parts never panic, and what they keep stays bounded; a rewritten
+//! link's token always reads back.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,5 +29,12 @@ fuzz_target!(|data: &[u8]| {
         let _ = KEYS.read_unsubscribe_link(s);
         let code = s.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
         CLASSIFIER.classify(code, tern_feedback::classify::find_status(s), s);
+        let what = tern_feedback::tracking::Tracking { opens: true, clicks: true };
+        if let Ok(out) = tern_feedback::tracking::rewrite(s, "https://t.example", &KEYS, "0K6R4G2M9Q1ZX3A", "a@b.c", what) {
+            for part in out.split("https://t.example/t/c/").skip(1) {
+                let end = part.find(['"', '\'', ' ', '>']).unwrap_or(part.len());
+                assert!(KEYS.read_tracking(&part[..end]).is_ok(), "{}", &part[..end]);
+            }
+        }
     }
 });
