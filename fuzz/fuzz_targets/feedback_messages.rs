@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
         let code = s.get(..3).and_then(|c| c.parse().ok()).unwrap_or(0);
         CLASSIFIER.classify(code, tern_feedback::classify::find_status(s), s);
         let what = tern_feedback::tracking::Tracking { opens: true, clicks: true };
-        if let Ok(out) = tern_feedback::tracking::rewrite(s, "https://t.example", &KEYS, "0K6R4G2M9Q1ZX3A", "a@b.c", what) {
+        // (Inputs naming the tracking host themselves could fake a link.)
+        if let Ok(out) = tern_feedback::tracking::rewrite(s, "https://t.example", &KEYS, "0K6R4G2M9Q1ZX3A", "a@b.c", what)
+            && !s.contains("t.example")
+        {
             for part in out.split("https://t.example/t/c/").skip(1) {
                 let end = part.find(['"', '\'', ' ', '>']).unwrap_or(part.len());
                 assert!(KEYS.read_tracking(&part[..end]).is_ok(), "{}", &part[..end]);
