@@ -569,6 +569,50 @@ impl Session {
         None
     }
 
+    /// The log line and counters of an accepted message (MX and
+    /// submission alike; `suppressed` and `dkim` are submission's).
+    #[allow(clippy::too_many_arguments)]
+    fn log_accepted(
+        &self,
+        tx: &Transaction,
+        queue_id: &str,
+        size: usize,
+        bare: usize,
+        started: Instant,
+        suppressed: &str,
+        dkim: &str,
+    ) {
+        metrics::counter!("tern_smtp_messages_total").increment(1);
+        metrics::counter!("tern_smtp_bytes_total").increment(size as u64);
+        let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
+        tracing::info!(
+            queue_id = %queue_id,
+            client = %self.conn.peer.ip(),
+            helo = self.helo.as_deref().unwrap_or(""),
+            user = self.account.as_ref().map(|a| a.1.as_str()).unwrap_or(""),
+            from = %tx.mail_from,
+            to = %rcpts.join(","),
+            suppressed,
+            dkim,
+            size,
+            tls = self.conn.is_tls(),
+            bare_line_endings = bare,
+            store_ms = started.elapsed().as_millis() as u64,
+            "{}: message accepted",
+            if self.server.submission.is_some() { "submission" } else { "smtp" }
+        );
+    }
+
+    /// `451 4.3.0` when a message could not be stored: not accepted.
+    fn store_failed(&mut self, queue_id: &str, e: &dyn std::fmt::Display) -> Next {
+        tracing::error!(queue_id = %queue_id, error = %e, "smtp: store failed; message not accepted");
+        self.send(reply!(
+            451,
+            "4.3.0",
+            "Temporary storage failure, try again later"
+        ))
+    }
+
     fn rcpt_fail(&mut self, r: Reply) -> Next {
         self.rcpt_failures += 1;
         self.send(r)

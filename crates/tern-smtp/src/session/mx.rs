@@ -417,34 +417,12 @@ impl Session {
         if result.is_ok() && self.server.checks.inbound.is_some() {
             self.keep_dmarc_report(&stored, &queue_id, now).await;
         }
-        let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
         match result {
             Ok(()) => {
-                metrics::counter!("tern_smtp_messages_total").increment(1);
-                metrics::counter!("tern_smtp_bytes_total").increment(size as u64);
-                tracing::info!(
-                    queue_id = %queue_id,
-                    client = %self.conn.peer.ip(),
-                    helo = self.helo.as_deref().unwrap_or(""),
-                    user = self.account.as_ref().map(|a| a.1.as_str()).unwrap_or(""),
-                    from = %tx.mail_from,
-                    to = %rcpts.join(","),
-                    size,
-                    tls = self.conn.is_tls(),
-                    bare_line_endings = bare,
-                    store_ms = started.elapsed().as_millis() as u64,
-                    "smtp: message accepted"
-                );
+                self.log_accepted(&tx, &queue_id, size, bare, started, "", "");
                 self.send(reply!(250, "2.0.0", "OK: queued as {queue_id}"))
             }
-            Err(e) => {
-                tracing::error!(queue_id = %queue_id, error = %e, "smtp: store failed; message not accepted");
-                self.send(reply!(
-                    451,
-                    "4.3.0",
-                    "Temporary storage failure, try again later"
-                ))
-            }
+            Err(e) => self.store_failed(&queue_id, &e),
         }
     }
 

@@ -148,7 +148,6 @@ impl Session {
             Some((account, _)) if sub.config.save_sent => Some(*account),
             _ => None,
         };
-        let rcpts: Vec<&str> = tx.rcpts.iter().map(|r| r.address.as_str()).collect();
         match sub.intake.submit(env).await {
             Ok(decision) => {
                 let suppressed: Vec<&str> = decision
@@ -157,42 +156,20 @@ impl Session {
                     .filter(|(_, s)| matches!(s, RcptState::Suppressed(_)))
                     .map(|(a, _)| a.as_str())
                     .collect();
-                metrics::counter!("tern_smtp_messages_total").increment(1);
-                metrics::counter!("tern_smtp_bytes_total").increment(size as u64);
-                tracing::info!(
-                    queue_id = %queue_id,
-                    client = %self.conn.peer.ip(),
-                    helo = self.helo.as_deref().unwrap_or(""),
-                    user = self.account.as_ref().map(|a| a.1.as_str()).unwrap_or(""),
-                    from = %tx.mail_from,
-                    to = %rcpts.join(","),
-                    suppressed = %suppressed.join(","),
-                    dkim = decision.signed.as_deref().unwrap_or(""),
-                    size,
-                    tls = self.conn.is_tls(),
-                    bare_line_endings = bare,
-                    store_ms = started.elapsed().as_millis() as u64,
-                    "submission: message accepted"
-                );
+                let suppressed = suppressed.join(", ");
+                let dkim = decision.signed.as_deref().unwrap_or("");
+                self.log_accepted(&tx, &queue_id, size, bare, started, &suppressed, dkim);
                 if suppressed.is_empty() {
                     self.send(reply!(250, "2.0.0", "OK: queued as {queue_id}"))
                 } else {
                     self.send(reply!(
                         250,
                         "2.0.0",
-                        "OK: queued as {queue_id}; not sent to suppressed {}",
-                        suppressed.join(", ")
+                        "OK: queued as {queue_id}; not sent to suppressed {suppressed}"
                     ))
                 }
             }
-            Err(e) => {
-                tracing::error!(queue_id = %queue_id, error = %e, "submission: store failed; message not accepted");
-                self.send(reply!(
-                    451,
-                    "4.3.0",
-                    "Temporary storage failure, try again later"
-                ))
-            }
+            Err(e) => self.store_failed(&queue_id, &e),
         }
     }
 
