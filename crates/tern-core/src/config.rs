@@ -76,6 +76,8 @@ pub struct Config {
     pub webhooks: WebhooksConfig,
     /// `[feedback]`: bounces, complaints and unsubscribes coming back.
     pub feedback: FeedbackConfig,
+    /// `[verify]`: email-address verification (`tern verify`).
+    pub verify: VerifyConfig,
     /// Directory holding `tern.toml`; not read from the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -656,6 +658,43 @@ pub struct FeedbackRule {
     pub blocklist: Option<String>,
 }
 
+/// `[verify]`: how `tern verify` probes mail servers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// EHLO name; empty: `[server] hostname`.
+    pub helo_name: String,
+    /// MAIL FROM of probes; empty: `verify@` and the host name.
+    pub mail_from: String,
+    /// Seconds to connect to a host.
+    pub connect_timeout: u64,
+    /// Seconds to wait for each reply.
+    pub command_timeout: u64,
+    /// How long to wait before trying a greylisted address again.
+    pub greylist_wait: String,
+    /// How many times to try again after greylisting.
+    pub greylist_retries: u32,
+    /// MX hosts tried per domain.
+    pub max_hosts: usize,
+    /// Domains probed at once (one connection each).
+    pub concurrency: usize,
+}
+
+impl Default for VerifyConfig {
+    fn default() -> Self {
+        Self {
+            helo_name: String::new(),
+            mail_from: String::new(),
+            connect_timeout: 10,
+            command_timeout: 30,
+            greylist_wait: "60s".into(),
+            greylist_retries: 1,
+            max_hosts: 3,
+            concurrency: 10,
+        }
+    }
+}
+
 /// `[events]`: the event log.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1212,6 +1251,23 @@ track_streams = []
 # Tracking links at https://<tracking_host>.<sending domain> (then publish the CNAME that
 # `tern dns records` prints); "" = at public_url.
 tracking_host = ""
+
+[verify]
+# `tern verify ADDRESS…` asks each domain's MX whether the mailboxes exist (EHLO, MAIL FROM,
+# RCPT TO, a random address to find catch-alls, RSET, QUIT — never DATA).
+# Our EHLO name and the MAIL FROM of probes ("" = [server] hostname, verify@hostname).
+helo_name = ""
+mail_from = ""
+# Seconds to connect, and to wait for each reply (a tarpit cannot hold a job longer).
+connect_timeout = 10
+command_timeout = 30
+# Greylisted addresses are tried again after this wait, this many times.
+greylist_wait = "60s"
+greylist_retries = 1
+# MX hosts tried per domain (in preference order, while they are down or fail temporarily),
+# and domains probed at once (one connection each, reused for all its addresses).
+max_hosts = 3
+concurrency = 10
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

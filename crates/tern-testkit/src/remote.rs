@@ -59,6 +59,10 @@ pub struct Behaviour {
     pub name: String,
     /// Certificate chain and key (PEM) for STARTTLS; `None`: self-signed.
     pub cert: Option<(String, String)>,
+    /// The mailboxes that exist (local parts); others get `550 5.1.1`.
+    /// `None`: every address is accepted (a catch-all), but for the
+    /// prefixes below.
+    pub mailboxes: Option<Vec<String>>,
 }
 
 impl Default for Behaviour {
@@ -75,6 +79,7 @@ impl Default for Behaviour {
             data_reply: None,
             name: "mx.remote.test".into(),
             cert: None,
+            mailboxes: None,
         }
     }
 }
@@ -103,6 +108,8 @@ struct Log {
     messages: Vec<Received>,
     connections: usize,
     transactions: usize,
+    /// Recipients greylisted once already (`grey…` local parts).
+    greylisted: std::collections::HashSet<String>,
 }
 
 /// A running scripted host.
@@ -398,6 +405,28 @@ impl Session {
                     self.say("530 5.7.0 must issue STARTTLS first\r\n").await?;
                 } else if local.starts_with("drop") {
                     return Ok(());
+                } else if local.starts_with("disabled") {
+                    self.say("550 5.2.1 mailbox disabled\r\n").await?;
+                } else if local.starts_with("full") {
+                    self.say("552 5.2.2 mailbox full\r\n").await?;
+                } else if local.starts_with("grey")
+                    && self
+                        .log
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .greylisted
+                        .insert(to.to_ascii_lowercase())
+                {
+                    self.say("451 4.7.1 Greylisted, please try again later\r\n")
+                        .await?;
+                } else if self
+                    .b
+                    .mailboxes
+                    .as_ref()
+                    .is_some_and(|m| !m.iter().any(|x| x.eq_ignore_ascii_case(&local)))
+                    && !local.starts_with("grey")
+                {
+                    self.say("550 5.1.1 no such user here\r\n").await?;
                 } else {
                     rcpts.push(to);
                     rcpt_params.push(after_angle(&line[8..]));

@@ -6,3 +6,4 @@ pub mod health_cmd;
 pub mod https;
 pub mod reports;
 pub mod server;
+pub mod verify_cmd;

@@ -118,6 +118,26 @@ enum Command {
     /// Suppression lists: list, add, remove, import, export.
     #[command(subcommand)]
     Suppression(suppression_cmd::SuppressionCmd),
+    /// Tell whether addresses can receive mail: syntax, DNS (MX, implicit
+    /// MX, null MX) and a probe of the MX that never sends (RCPT TO, a
+    /// random address for catch-alls, greylisting waited out). Each answer
+    /// is deliverable, undeliverable, risky or unknown, with reasons and a
+    /// confidence. Needs no running server ([verify] in tern.toml).
+    #[command(
+        after_help = "Examples:\n  tern verify alice@example.com bob@example.org\n  tern verify --json -- alice@example.com          # one JSON object per line\n  tern verify --file list.txt --json > results.jsonl   # one address per line (or CSV, first column)"
+    )]
+    Verify {
+        /// Addresses to verify.
+        addresses: Vec<String>,
+        /// Read addresses from this file too (one per line; CSV: the first column).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -394,6 +414,12 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Apikey(c) => apikey_cmd::run(c).await,
         Command::Webhook(c) => webhook_cmd::run(c).await,
         Command::Suppression(c) => suppression_cmd::run(c).await,
+        Command::Verify {
+            addresses,
+            file,
+            json,
+            data,
+        } => tern::verify_cmd::run(addresses, file.as_deref(), json, &load(&data)?).await,
     }
 }
 

@@ -16,3 +16,4 @@ mod smtp;
 mod smtp_hostile;
 mod spam;
 mod submission;
+mod verify;

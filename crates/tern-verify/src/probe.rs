@@ -1,0 +1,258 @@
+//! The SMTP probe (RFC 5321 §3.3 without DATA): one connection for all
+//! the addresses of a domain, each MX host in turn while they are down or
+//! fail temporarily, a catch-all test with a random local part, greylisted
+//! addresses tried again after a wait, and every step under a timeout so
+//! that a tarpit cannot hold a job.
+
+use crate::{Reason, Settings, SmtpReply};
+use std::net::SocketAddr;
+use tern_dns::Resolver;
+use tern_queue::client::{Reply, SmtpClient, Timeouts};
+
+/// What became of one address.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The server's reply to `RCPT TO`.
+    Reply(SmtpReply),
+    /// No reply that decides.
+    Failed {
+        /// Why.
+        reason: Reason,
+        /// In a sentence.
+        detail: String,
+    },
+}
+
+/// What the probe of a domain found.
+#[derive(Debug)]
+pub struct DomainOutcome {
+    /// Per address, in order.
+    pub replies: Vec<Outcome>,
+    /// Whether a random address was accepted (`None`: not found out).
+    pub catch_all: Option<bool>,
+}
+
+fn smtp_reply(host: &str, r: &Reply) -> SmtpReply {
+    SmtpReply {
+        host: host.to_string(),
+        code: r.code,
+        enhanced: r.enhanced().map(str::to_string),
+        message: r.text.chars().take(500).collect(),
+    }
+}
+
+fn looks_greylisted(r: &Reply) -> bool {
+    let t = r.text.to_ascii_lowercase();
+    (400..500).contains(&r.code)
+        && (t.contains("greylist")
+            || t.contains("graylist")
+            || t.contains("try again")
+            || t.contains("later"))
+}
+
+/// One session with one host: the replies for `addresses` and the
+/// catch-all test, or why the host could not be used.
+async fn session(
+    settings: &Settings,
+    host: &str,
+    addr: SocketAddr,
+    domain: &str,
+    addresses: &[&str],
+    catch_all_probe: bool,
+) -> Result<(Vec<Reply>, Option<bool>), String> {
+    let timeouts = Timeouts {
+        connect: settings.connect_timeout,
+        command: settings.command_timeout,
+        data: settings.command_timeout,
+    };
+    let (mut c, greeting) = SmtpClient::connect(addr, None, timeouts)
+        .await
+        .map_err(|e| format!("{host}[{}]: {e}", addr.ip()))?;
+    if greeting.code != 220 {
+        return Err(format!("{host} greeted {greeting}"));
+    }
+    let r = c.ehlo(&settings.helo).await.map_err(|e| e.to_string())?;
+    if !r.is_positive() {
+        return Err(format!("{host} refused EHLO: {r}"));
+    }
+    // Some hosts refuse recipients until STARTTLS; any certificate will do
+    // for a probe (RFC 7435).
+    if c.caps.starttls
+        && let Ok(name) = rustls_pki_types::ServerName::try_from(host.to_string())
+    {
+        match c
+            .starttls(&tern_queue::client::opportunistic_tls(), name)
+            .await
+        {
+            Ok(Ok(mut tls)) => {
+                let r = tls.ehlo(&settings.helo).await.map_err(|e| e.to_string())?;
+                if !r.is_positive() {
+                    return Err(format!("{host} refused EHLO after STARTTLS: {r}"));
+                }
+                c = tls;
+            }
+            Ok(Err((plain, _))) => c = plain,
+            Err(e) => return Err(format!("{host}: STARTTLS failed: {e}")),
+        }
+    }
+    let utf8 = addresses.iter().any(|a| !a.is_ascii());
+    let mut mail = format!("MAIL FROM:<{}>", settings.mail_from);
+    if utf8 && c.caps.smtputf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    let r = c.command(&mail).await.map_err(|e| e.to_string())?;
+    if !r.is_positive() {
+        c.quit().await;
+        // A refused prober learns nothing about the addresses.
+        return Err(format!("{host} refused MAIL FROM: {r}"));
+    }
+    let mut replies = Vec::with_capacity(addresses.len());
+    for a in addresses {
+        if !a.is_ascii() && !c.caps.smtputf8 {
+            replies.push(Reply {
+                code: 553,
+                text: "5.6.7 SMTPUTF8 not supported by the server".into(),
+            });
+            continue;
+        }
+        replies.push(
+            c.command(&format!("RCPT TO:<{a}>"))
+                .await
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    let mut catch_all = None;
+    if catch_all_probe {
+        let random: String = (0..16)
+            .map(|_| (b'a' + rand::random_range(0..26u8)) as char)
+            .collect();
+        let r = c
+            .command(&format!("RCPT TO:<{random}@{domain}>"))
+            .await
+            .map_err(|e| e.to_string())?;
+        catch_all = match r.code {
+            200..=299 => Some(true),
+            500..=599 => Some(false),
+            _ => None,
+        };
+    }
+    let _ = c.command("RSET").await;
+    c.quit().await;
+    Ok((replies, catch_all))
+}
+
+/// Probes `addresses` (all at `domain`) on `hosts`, in order.
+pub async fn probe(
+    resolver: &Resolver,
+    settings: &Settings,
+    domain: &str,
+    hosts: &[String],
+    addresses: &[&str],
+) -> DomainOutcome {
+    let mut failures = Vec::new();
+    for host in hosts.iter().take(settings.max_hosts.max(1)) {
+        let ips = match resolver.ips(host).await {
+            Ok(ips) if !ips.is_empty() => ips,
+            Ok(_) => {
+                failures.push(format!("{host} has no address"));
+                continue;
+            }
+            Err(e) => {
+                failures.push(e.to_string());
+                continue;
+            }
+        };
+        let addr = SocketAddr::new(ips[0], settings.port);
+        // The whole session is bounded: a tarpit answering slowly to each
+        // command cannot stretch it.
+        let limit = settings.connect_timeout
+            + settings.command_timeout * (addresses.len() as u32 + 6).min(200);
+        let first = tokio::time::timeout(
+            limit,
+            session(settings, host, addr, domain, addresses, true),
+        )
+        .await;
+        let (mut replies, catch_all) = match first {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                failures.push(e);
+                continue;
+            }
+            Err(_) => {
+                failures.push(format!("{host} did not finish within {}s", limit.as_secs()));
+                continue;
+            }
+        };
+        // Every address failing temporarily: the next MX may know better.
+        if !replies.is_empty()
+            && replies.iter().all(|r| (400..500).contains(&r.code))
+            && !replies.iter().any(looks_greylisted)
+            && host != hosts.last().unwrap_or(host)
+        {
+            failures.push(format!("{host} answered {}", replies[0]));
+            continue;
+        }
+        // Greylisted: wait as asked, then try again from the same address.
+        let mut tries = 0;
+        while tries < settings.greylist_retries && replies.iter().any(looks_greylisted) {
+            tries += 1;
+            tokio::time::sleep(settings.greylist_wait).await;
+            let again: Vec<&str> = addresses
+                .iter()
+                .zip(&replies)
+                .filter(|(_, r)| looks_greylisted(r))
+                .map(|(a, _)| *a)
+                .collect();
+            if let Ok(Ok((new, _))) =
+                tokio::time::timeout(limit, session(settings, host, addr, domain, &again, false))
+                    .await
+            {
+                let mut new = new.into_iter();
+                for r in replies.iter_mut().filter(|r| looks_greylisted(r)) {
+                    if let Some(n) = new.next() {
+                        *r = n;
+                    }
+                }
+            }
+        }
+        let replies = replies
+            .iter()
+            .map(|r| {
+                if looks_greylisted(r) {
+                    Outcome::Failed {
+                        reason: Reason::Greylisted,
+                        detail: format!("{host} still greylists after {tries} retries: {r}"),
+                    }
+                } else if r.code == 553 && r.text.starts_with("5.6.7") {
+                    Outcome::Failed {
+                        reason: Reason::SmtputfUnsupported,
+                        detail: format!("{host} does not support SMTPUTF8"),
+                    }
+                } else {
+                    Outcome::Reply(smtp_reply(host, r))
+                }
+            })
+            .collect();
+        return DomainOutcome { replies, catch_all };
+    }
+    let detail = if failures.is_empty() {
+        format!("{domain} has no usable MX host")
+    } else {
+        failures.join("; ")
+    };
+    let refused = failures.iter().any(|f| f.contains("refused MAIL FROM"));
+    DomainOutcome {
+        replies: addresses
+            .iter()
+            .map(|_| Outcome::Failed {
+                reason: if refused {
+                    Reason::Blocked
+                } else {
+                    Reason::Timeout
+                },
+                detail: detail.clone(),
+            })
+            .collect(),
+        catch_all: None,
+    }
+}

@@ -1,0 +1,119 @@
+//! `tern verify`: addresses from the command line or a file, verified
+//! domain by domain (a progress bar for long lists), printed as a table or
+//! one JSON object per line.
+
+use anyhow::{Context, Result};
+use std::path::Path;
+use std::sync::Arc;
+use tern_core::config::Config;
+
+/// The verifier's settings from `[verify]` and `[server]`.
+pub fn settings(config: &Config) -> Result<tern_verify::Settings> {
+    let v = &config.verify;
+    let mut s = tern_verify::Settings::new(&config.server.hostname);
+    if !v.helo_name.is_empty() {
+        s.helo = v.helo_name.clone();
+    }
+    if !v.mail_from.is_empty() {
+        s.mail_from = v.mail_from.clone();
+    }
+    s.connect_timeout = std::time::Duration::from_secs(v.connect_timeout.max(1));
+    s.command_timeout = std::time::Duration::from_secs(v.command_timeout.max(1));
+    s.greylist_wait = tern_core::config::parse_duration(&v.greylist_wait)
+        .map_err(|e| anyhow::anyhow!("[verify] greylist_wait: {e}"))?;
+    s.greylist_retries = v.greylist_retries;
+    s.max_hosts = v.max_hosts.max(1);
+    Ok(s)
+}
+
+/// Runs `tern verify`.
+pub async fn run(
+    mut addresses: Vec<String>,
+    file: Option<&Path>,
+    json: bool,
+    config: &Config,
+) -> Result<()> {
+    if let Some(f) = file {
+        let text =
+            std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+        for line in text.lines() {
+            let first = line
+                .split([',', ';', '\t'])
+                .next()
+                .unwrap_or("")
+                .trim()
+                .trim_matches('"');
+            if first.contains('@') {
+                addresses.push(first.to_string());
+            }
+        }
+    }
+    if addresses.is_empty() {
+        anyhow::bail!("no addresses: give them as arguments or with --file");
+    }
+    let resolver = tern_dns::Resolver::new(&config.dns.nameservers)?;
+    let verifier = Arc::new(tern_verify::Verifier::new(resolver, settings(config)?));
+    let bar = (addresses.len() > 20).then(|| {
+        let b = indicatif::ProgressBar::new(addresses.len() as u64);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} addresses, {eta} left")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        b
+    });
+    let b2 = bar.clone();
+    let answers = verifier
+        .verify_all(&addresses, config.verify.concurrency, move |n| {
+            if let Some(b) = &b2 {
+                b.set_position(n as u64);
+            }
+        })
+        .await;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    if json {
+        for a in &answers {
+            println!("{}", serde_json::to_string(a)?);
+        }
+        return Ok(());
+    }
+    let width = answers
+        .iter()
+        .map(|a| a.address.chars().count())
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:<width$}  {:<13}  {:>4}  why",
+        "address", "result", "conf"
+    );
+    for a in &answers {
+        let mut why: Vec<String> = a
+            .reasons
+            .iter()
+            .map(|r| {
+                serde_json::to_value(r)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default()
+            })
+            .collect();
+        if let Some(s) = &a.smtp {
+            why.push(format!("{} said {} {}", s.host, s.code, s.message));
+        } else if let Some(d) = &a.detail {
+            why.push(d.clone());
+        }
+        if let Some(s) = &a.suggestion {
+            why.push(format!("did you mean {s}?"));
+        }
+        println!(
+            "{:<width$}  {:<13}  {:>4.2}  {}",
+            a.address,
+            a.result.as_str(),
+            a.confidence,
+            why.join("; ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,145 @@
+//! Address verification in a simulated world: the test DNS and scripted
+//! MX hosts on their own loopback addresses for each behaviour (a
+//! directory-checking host, a catch-all, null and implicit MX, a dead
+//! primary MX, greylisting, STARTTLS-only recipients, full and disabled
+//! mailboxes, a tarpit), through the library and `tern verify`.
+
+use crate::common::*;
+use std::sync::Arc;
+use std::time::Duration;
+use tern_testkit::remote::{Behaviour, Greeting, RemoteHost};
+use tern_verify::{Reason, Verdict, Verifier};
+
+const ZONES: &[&str] = &[
+    "good.test",
+    "all.test",
+    "nullmx.test",
+    "implicit.test",
+    "multi.test",
+    "grey.test",
+    "slow.test",
+];
+
+fn with_mailboxes(m: &[&str]) -> Behaviour {
+    Behaviour {
+        mailboxes: Some(m.iter().map(|s| s.to_string()).collect()),
+        ..Behaviour::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verification_tells_the_cases_apart() {
+    let dns = test_dns(ZONES).await;
+    let good = mx_host(
+        &dns,
+        "good.test",
+        with_mailboxes(&["ann", "info", "tlsonly-ann"]),
+    )
+    .await;
+    let _all = mx_host(&dns, "all.test", Behaviour::default()).await;
+    dns.mx("nullmx.test", 0, ".").await;
+    let implicit = RemoteHost::start(with_mailboxes(&["bob"])).await;
+    dns.ip("implicit.test", implicit.ip()).await;
+    // multi.test: the primary drops every connection, the secondary works.
+    let dead = RemoteHost::start(Behaviour {
+        greeting: Greeting::Drop,
+        ..Behaviour::default()
+    })
+    .await;
+    let backup = RemoteHost::start(with_mailboxes(&["carol"])).await;
+    dns.mx("multi.test", 10, "mx1.multi.test").await;
+    dns.ip("mx1.multi.test", dead.ip()).await;
+    dns.mx("multi.test", 20, "mx2.multi.test").await;
+    dns.ip("mx2.multi.test", backup.ip()).await;
+    let _grey = mx_host(&dns, "grey.test", with_mailboxes(&[])).await;
+    let _slow = mx_host(
+        &dns,
+        "slow.test",
+        Behaviour {
+            greeting: Greeting::Stall,
+            ..Behaviour::default()
+        },
+    )
+    .await;
+
+    let resolver = tern_dns::Resolver::new(&[dns.addr]).unwrap();
+    let mut settings = tern_verify::Settings::new("verifier.example.test");
+    settings.command_timeout = Duration::from_secs(2);
+    settings.connect_timeout = Duration::from_secs(2);
+    settings.greylist_wait = Duration::from_millis(200);
+    let v = Arc::new(Verifier::new(resolver, settings));
+    let cases: &[(&str, Verdict, &[Reason])] = &[
+        ("ann@good.test", Verdict::Deliverable, &[]),
+        (
+            "nobody@good.test",
+            Verdict::Undeliverable,
+            &[Reason::MailboxNotFound],
+        ),
+        (
+            "disabled1@good.test",
+            Verdict::Undeliverable,
+            &[Reason::Disabled],
+        ),
+        ("full1@good.test", Verdict::Risky, &[Reason::MailboxFull]),
+        ("info@good.test", Verdict::Risky, &[Reason::Role]),
+        ("tlsonly-ann@good.test", Verdict::Deliverable, &[]),
+        ("anyone@all.test", Verdict::Risky, &[Reason::CatchAll]),
+        ("ann@nullmx.test", Verdict::Undeliverable, &[Reason::NullMx]),
+        (
+            "ann@nothing.good.test",
+            Verdict::Undeliverable,
+            &[Reason::NoSuchDomain],
+        ),
+        ("bob@implicit.test", Verdict::Deliverable, &[]),
+        ("carol@multi.test", Verdict::Deliverable, &[]),
+        ("greyone@grey.test", Verdict::Deliverable, &[]),
+        ("ann@slow.test", Verdict::Unknown, &[Reason::Timeout]),
+        (
+            "not an address",
+            Verdict::Undeliverable,
+            &[Reason::InvalidSyntax],
+        ),
+    ];
+    let addresses: Vec<String> = cases.iter().map(|c| c.0.to_string()).collect();
+    let answers = v.verify_all(&addresses, 4, |_| {}).await;
+    for ((addr, want, reasons), got) in cases.iter().zip(&answers) {
+        assert_eq!(&got.address, addr);
+        assert_eq!(got.result, *want, "{addr}: {got:#?}");
+        assert_eq!(got.reasons, *reasons, "{addr}: {got:#?}");
+    }
+    // One connection and one MAIL FROM for good.test's six addresses and
+    // its catch-all test, never DATA; the dead primary was passed over.
+    assert_eq!(good.connections(), 1);
+    assert_eq!(good.transactions(), 1);
+    assert!(good.messages().is_empty());
+    let carol = &answers[10];
+    assert_eq!(carol.mx, ["mx1.multi.test", "mx2.multi.test"]);
+    assert_eq!(carol.smtp.as_ref().unwrap().host, "mx2.multi.test");
+    assert_eq!(answers[0].catch_all, Some(false));
+    assert!(answers[0].confidence > 0.9);
+
+    // A typo of a large provider's domain gets a suggestion.
+    let t = v.verify("ann@gmial.com").await;
+    assert_eq!(t.suggestion.as_deref(), Some("ann@gmail.com"), "{t:#?}");
+
+    // The CLI, as a user runs it: a table, or JSON lines.
+    let data = tern_testkit::DataDir::new(&format!(
+        "[dns]\nnameservers = [\"{}\"]\n[verify]\ncommand_timeout = 2\nconnect_timeout = 2\n",
+        dns.addr
+    ));
+    let (ok, out) = tern_cli(
+        &["verify", "ann@good.test", "nobody@good.test"],
+        data.path(),
+    );
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ann@good.test") && out.contains("deliverable"),
+        "{out}"
+    );
+    assert!(out.contains("mailbox_not_found"), "{out}");
+    let (ok, out) = tern_cli(&["verify", "--json", "anyone@all.test"], data.path());
+    assert!(ok, "{out}");
+    let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(line["result"], "risky");
+    assert_eq!(line["reasons"][0], "catch_all");
+}
