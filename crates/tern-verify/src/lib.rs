@@ -113,6 +113,7 @@ pub enum Reason {
     /// DNS failed.
     DnsError,
     /// The address needs SMTPUTF8 and the server lacks it.
+    #[serde(rename = "smtputf8_unsupported")]
     SmtputfUnsupported,
 }
 
@@ -363,10 +364,17 @@ impl Verifier {
             probe::Outcome::Failed { reason, detail } => unknown(address, reason, detail),
             probe::Outcome::Reply(r) => {
                 let accepted = (200..300).contains(&r.code);
+                // Microsoft 365 takes every address of a tenant without
+                // directory-based edge blocking and bounces later: there a
+                // 250 counts only when a random address was refused.
+                let accepts_then_bounces = r.host.ends_with(".mail.protection.outlook.com");
                 let mut ans = if accepted {
                     match catch_all {
                         Some(true) => base(address, Verdict::Risky, vec![Reason::CatchAll], 0.6),
                         Some(false) => base(address, Verdict::Deliverable, vec![], 0.95),
+                        None if accepts_then_bounces => {
+                            base(address, Verdict::Risky, vec![Reason::CatchAll], 0.5)
+                        }
                         None => base(address, Verdict::Deliverable, vec![], 0.8),
                     }
                 } else {
