@@ -349,6 +349,8 @@ pub struct Intake {
     expiry: Expiry,
     engine: OnceLock<Weak<QueueService>>,
     feedback: OnceLock<Arc<tern_feedback::Settings>>,
+    /// Our domains, and when they were read.
+    domains: std::sync::Mutex<Option<(std::time::Instant, std::collections::HashSet<String>)>>,
 }
 
 /// Longest header block kept in the message log.
@@ -363,6 +365,7 @@ impl Intake {
             expiry,
             engine: OnceLock::new(),
             feedback: OnceLock::new(),
+            domains: std::sync::Mutex::new(None),
         }
     }
 
@@ -555,16 +558,29 @@ impl Intake {
     }
 
     /// Whether `sender`'s domain is one of ours (its bounces come back here).
+    /// (The domain list is cached for a minute: this is asked for every
+    /// message the API sends.)
     async fn is_local_sender(&self, sender: &str) -> bool {
-        let Ok(address) = tern_core::address::Address::parse(sender) else {
+        let Some((_, domain)) = sender.rsplit_once('@') else {
             return false;
         };
-        matches!(
-            self.store.resolve(&address, false).await,
-            Ok(tern_store::Recipient::Local(_)
-                | tern_store::Recipient::Forward(_)
-                | tern_store::Recipient::UnknownUser)
-        )
+        let domain = domain.to_ascii_lowercase();
+        {
+            let cached = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((at, set)) = &*cached
+                && at.elapsed() < Duration::from_secs(60)
+            {
+                return set.contains(&domain);
+            }
+        }
+        let Ok(list) = self.store.list_domains().await else {
+            return false;
+        };
+        let set: std::collections::HashSet<String> = list.into_iter().map(|d| d.name).collect();
+        let ours = set.contains(&domain);
+        *self.domains.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some((std::time::Instant::now(), set));
+        ours
     }
 
     /// The signer for `domain`, or for the nearest parent domain with keys
