@@ -4,6 +4,39 @@
 
 use super::*;
 
+/// What the checks found about an incoming message.
+#[derive(Default)]
+struct Checked {
+    /// The message with trace and result headers on top.
+    raw: Vec<u8>,
+    /// DMARC's disposition, when DMARC is enforced.
+    dmarc: Option<tern_auth::Disposition>,
+    /// The spam filter's findings, when it ran.
+    spam: Option<decide::Spam>,
+    /// The authentication summary, for events.
+    auth_summary: String,
+    /// The ARC set for a forwarded copy.
+    arc_seal: Option<String>,
+}
+
+impl Checked {
+    fn spam_score(&self) -> Option<f64> {
+        self.spam.as_ref().map(|s| s.score)
+    }
+
+    fn auth(&self) -> Option<&str> {
+        (!self.auth_summary.is_empty()).then_some(self.auth_summary.as_str())
+    }
+}
+
+/// The forwarded copy, ready to commit, or only its events (every
+/// target suppressed).
+#[derive(Default)]
+struct Forwarded {
+    message: Option<NewMessage>,
+    events: Vec<Event>,
+}
+
 impl Session {
     /// RCPT on the MX: our domains only (RFC 5321 §3.6.2: no open relay);
     /// return paths, unsubscribe and complaint addresses; forwarding
@@ -79,270 +112,319 @@ impl Session {
     }
 
     /// The MX's end of a message (RFC 5321 §4.1.1.4): feedback for sent
-    /// mail is consumed; the rest is checked (SPF, DKIM, ARC, DMARC, the
-    /// spam filter), decided on ([`decide`]), forwarded and stored, with
-    /// its `received`/`rejected` events, before the reply.
+    /// mail is consumed; the rest is checked ([`Session::check`]), decided
+    /// on ([`decide::decide`]), forwarded ([`Session::forward_copy`]) and
+    /// stored with its `received` events ([`Session::store_inbound`]), or
+    /// refused with a `rejected` event, before the reply.
     pub(super) async fn finish_mx(
         &mut self,
-        tx: Transaction,
+        mut tx: Transaction,
         body: Vec<u8>,
         queue_id: String,
         now: i64,
         bare: usize,
     ) -> Next {
-        let mut tx = tx;
-        if let Some(fb) = self.server.checks.feedback.clone()
-            && tx.rcpts.iter().any(|r| r.feedback.is_some())
-        {
-            let (special, ordinary): (Vec<Rcpt>, Vec<Rcpt>) =
-                tx.rcpts.into_iter().partition(|r| r.feedback.is_some());
-            let pairs: Vec<(&str, &feedback::Kind)> = special
-                .iter()
-                .filter_map(|r| r.feedback.as_ref().map(|k| (r.address.as_str(), k)))
-                .collect();
-            let incoming = feedback::Incoming {
-                mail_from: &tx.mail_from,
-                message: &body,
-                client: self.conn.peer.ip(),
-                queue_id: &queue_id,
-            };
-            let consumed = feedback::consume(&self.server.store, &fb, &pairs, &incoming).await;
-            let consumed = match consumed {
-                Ok(c) => c,
+        if tx.rcpts.iter().any(|r| r.feedback.is_some()) {
+            match self.consume_feedback(tx, &body, &queue_id).await {
+                Ok(Some(rest)) => tx = rest,
+                Ok(None) => return self.send(reply!(250, "2.0.0", "OK: received as {queue_id}")),
                 Err(r) => return self.send(r),
-            };
-            tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, feedback = %consumed.summary.join("; "), "smtp: feedback received");
-            metrics::counter!("tern_smtp_feedback_total").increment(1);
-            let mut rest = ordinary;
-            for (i, mut r) in special.into_iter().enumerate() {
-                if consumed.deliver.contains(&i) {
-                    r.feedback = None;
-                    rest.push(r);
-                }
             }
-            if rest.is_empty() {
-                return self.send(reply!(250, "2.0.0", "OK: received as {queue_id}"));
-            }
-            tx.rcpts = rest;
         }
-        let mailbox = "INBOX";
-        // Forwarding aliases among the recipients (MX only): (alias, target).
-        let forwards: Vec<(&Rcpt, String)> = tx
+        let checked = self.check(&tx, body, &queue_id, now).await;
+        let kinds: Vec<decide::Kind> = tx
             .rcpts
             .iter()
-            .filter_map(|r| r.forward.clone().map(|t| (r, t)))
+            .map(|r| match r.forward {
+                Some(_) => decide::Kind::Forward,
+                None => decide::Kind::Local,
+            })
             .collect();
-        let mut arc_seal: Option<String> = None;
-        // Recipients whose own thresholds file this message as junk while
-        // the others get it in their inbox; and whether a forward target's
-        // thresholds call it junk.
-        // What the checks found (MX): DMARC's disposition when enforced,
-        // the spam filter's findings.
-        let mut dmarc: Option<tern_auth::Disposition> = None;
-        let mut spam: Option<decide::Spam> = None;
-        // For the `received` events: the authentication summary and score.
-        let mut spam_score = None;
-        let (raw, auth_summary) = {
-            let mut body = body;
-            let mut results = String::new();
-            let mut summary = String::new();
-            if self.rdns.is_none()
-                && let Some(r) = &self.server.checks.resolver
-            {
-                self.rdns = Some(r.fcrdns(self.conn.peer.ip()).await);
-            }
-            if let Some(auth) = &self.server.checks.inbound {
-                // RFC 8601 §5: results claiming to be ours are forgeries.
-                if let Some(clean) =
-                    tern_auth::inbound::strip_forged_results(&body, auth.authserv_id())
-                {
-                    body = clean;
-                }
-                let helo = self.helo.clone().unwrap_or_default();
-                // A copy we forward is ARC-sealed by the alias's domain.
-                let sealer = match (forwards.first(), &self.server.checks.forwarding) {
-                    (Some((r, _)), Some(fw)) => {
-                        let domain = r.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-                        tern_queue::signers::load(&fw.signers, &self.server.store, domain).await
-                    }
-                    _ => None,
-                };
-                let verdict = auth
-                    .check(
-                        self.conn.peer.ip(),
-                        &helo,
-                        &tx.mail_from,
-                        &body,
-                        sealer.as_deref(),
-                    )
+        let decision = decide::decide(&decide::Facts {
+            dmarc: checked.dmarc.as_ref(),
+            spam: checked.spam.clone(),
+            rcpts: &kinds,
+        });
+        let copies = match decision {
+            decide::Decision::Refuse {
+                code,
+                status,
+                text,
+                reason,
+            } => {
+                metrics::counter!("tern_smtp_rejections_total", "reason" => reason).increment(1);
+                tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, reason, score = checked.spam_score().unwrap_or(0.0), "smtp: message refused");
+                let r = Reply { code, status, text };
+                self.record_rejection(&tx, &queue_id, &r, checked.spam_score(), checked.auth())
                     .await;
-                arc_seal = verdict.arc_seal.clone();
-                tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, result = %verdict.summary, "smtp: authentication");
-                if self.server.checks.enforce_dmarc {
-                    dmarc = Some(verdict.disposition.clone());
-                }
-                summary = verdict.summary;
-                results = verdict.header;
+                return self.send(r);
             }
-            let refused = matches!(dmarc, Some(tern_auth::Disposition::Reject(_)));
-            if let Some(filter) = self.server.checks.filter.as_ref().filter(|_| !refused) {
-                let locals: Vec<AccountId> = tx
-                    .rcpts
-                    .iter()
-                    .filter_map(|r| r.local.as_ref().map(|l| l.account))
-                    .collect();
-                let report = filter
-                    .check(
-                        &body,
-                        &tern_filter::Facts {
-                            ip: self.conn.peer.ip(),
-                            helo: self.helo.as_deref().unwrap_or(""),
-                            auth: &summary,
-                            rdns: self.rdns.clone().flatten().as_deref(),
-                            account: match locals.as_slice() {
-                                [one] => Some(*one),
-                                _ => None,
-                            },
-                        },
-                    )
-                    .await;
-                tracing::info!(queue_id = %queue_id, score = report.score, tests = %report.tests(), "smtp: spam score");
-                // Each recipient's thresholds (its account's, its domain's,
-                // or [filter]'s): refused only if every recipient refuses;
-                // filed in Junk for those whose junk threshold it reaches.
-                let mut actions = Vec::with_capacity(tx.rcpts.len());
-                for r in &tx.rcpts {
-                    let who = r
-                        .local
-                        .as_ref()
-                        .map_or(r.address.as_str(), |l| l.address.as_str());
-                    actions.push(filter.thresholds(who).await.action(report.score));
-                }
-                spam = Some(decide::Spam {
-                    score: report.score,
-                    tests: report.tests().to_string(),
-                    actions,
-                });
-                results.push_str(&report.header(&filter.config));
-                spam_score = Some(report.score);
-            }
-            let trace = self.trace_headers(&tx, &queue_id, now, true);
-            let mut raw = Vec::with_capacity(trace.len() + results.len() + body.len());
-            raw.extend_from_slice(trace.as_bytes());
-            raw.extend_from_slice(results.as_bytes());
-            raw.extend_from_slice(&body);
-            (raw, summary)
+            decide::Decision::Accept(copies) => copies,
         };
-        // The decision: each recipient's copy, or a refusal.
-        let (junk_only, forwarding) = {
-            let kinds: Vec<decide::Kind> = tx
-                .rcpts
-                .iter()
-                .map(|r| match r.forward {
-                    Some(_) => decide::Kind::Forward,
-                    None => decide::Kind::Local,
-                })
-                .collect();
-            let decision = decide::decide(&decide::Facts {
-                dmarc: dmarc.as_ref(),
-                spam,
-                rcpts: &kinds,
-            });
-            match decision {
-                decide::Decision::Refuse {
-                    code,
-                    status,
-                    text,
-                    reason,
-                } => {
-                    metrics::counter!("tern_smtp_rejections_total", "reason" => reason)
-                        .increment(1);
-                    tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, reason, score = spam_score.unwrap_or(0.0), "smtp: message refused");
-                    let r = Reply { code, status, text };
-                    let auth = (!auth_summary.is_empty()).then_some(auth_summary.as_str());
-                    self.record_rejection(&tx, &queue_id, &r, spam_score, auth)
-                        .await;
-                    return self.send(r);
-                }
-                decide::Decision::Accept(copies) => {
-                    let junk_only: Vec<AccountId> = tx
-                        .rcpts
-                        .iter()
-                        .zip(&copies)
-                        .filter_map(|(r, c)| match (c, &r.local) {
-                            (decide::Copy::Junk, Some(l)) => Some(l.account),
-                            _ => None,
-                        })
-                        .collect();
-                    let forwarding = copies.contains(&decide::Copy::Forward);
-                    if !junk_only.is_empty() {
-                        tracing::info!(queue_id = %queue_id, accounts = junk_only.len(), "smtp: filed as junk");
-                    }
-                    if !forwards.is_empty() && !forwarding {
-                        tracing::info!(queue_id = %queue_id, from = %tx.mail_from, "smtp: junk not forwarded");
-                    }
-                    (junk_only, forwarding)
-                }
+        let junk: Vec<AccountId> = tx
+            .rcpts
+            .iter()
+            .zip(&copies)
+            .filter_map(|(r, c)| match (c, &r.local) {
+                (decide::Copy::Junk, Some(l)) => Some(l.account),
+                _ => None,
+            })
+            .collect();
+        if !junk.is_empty() {
+            tracing::info!(queue_id = %queue_id, accounts = junk.len(), "smtp: filed as junk");
+        }
+        let forwarding = copies.contains(&decide::Copy::Forward);
+        if !forwarding && tx.rcpts.iter().any(|r| r.forward.is_some()) {
+            tracing::info!(queue_id = %queue_id, from = %tx.mail_from, "smtp: junk not forwarded");
+        }
+        let forwarded = if forwarding {
+            match self.forward_copy(&tx, &checked, &queue_id, now).await {
+                Ok(f) => f,
+                Err(r) => return self.send(r),
             }
+        } else {
+            Forwarded::default()
         };
-        // The forwarded copy: ARC set on top, sent from an SRS address of
-        // the alias's domain.
-        let mut forward_message = None;
-        let mut forward_events = Vec::new();
-        if let (true, Some(fw)) = (forwarding, &self.server.checks.forwarding) {
-            {
-                let alias_domain = forwards[0]
-                    .0
-                    .address
-                    .rsplit_once('@')
-                    .map(|(_, d)| d.to_ascii_lowercase())
-                    .unwrap_or_default();
-                let seal = arc_seal.unwrap_or_default();
-                // Return-Path belongs to final delivery (RFC 5321 §4.4), not
-                // to a copy that travels on.
-                let onward = if raw.starts_with(b"Return-Path:") {
-                    let eol = raw
-                        .windows(2)
-                        .position(|w| w == b"\r\n")
-                        .map_or(0, |i| i + 2);
-                    &raw[eol..]
-                } else {
-                    &raw[..]
-                };
-                let mut fwd_raw = Vec::with_capacity(seal.len() + onward.len());
-                fwd_raw.extend_from_slice(seal.as_bytes());
-                fwd_raw.extend_from_slice(onward);
-                let sender =
-                    tern_core::srs::forward(&tx.mail_from, &alias_domain, &fw.srs_secret, now);
-                let mut env = Envelope::new(Source::Forward, sender, fwd_raw);
-                env.received_at = now;
-                env.source_ip = Some(self.conn.peer.ip());
-                env.params = message_params(&tx.params);
-                env.recipients = forwards
-                    .iter()
-                    .map(|(r, target)| IntakeRcpt {
-                        address: target.clone(),
-                        params: rcpt_params(&r.params),
-                    })
-                    .collect();
-                tracing::info!(queue_id = %queue_id, forward_id = %env.queue_id, from = %env.sender, to = %forwards.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(","), sealed = !seal.is_empty(), "smtp: forwarding");
-                match fw.intake.prepare(env).await {
-                    Ok(p) => match p.into_message() {
-                        Ok(m) => forward_message = Some(m),
-                        Err(only) => forward_events = only.events,
-                    },
-                    Err(e) => {
-                        tracing::error!(queue_id = %queue_id, error = %e, "smtp: cannot prepare the forwarded copy");
-                        return self.send(reply!(
-                            451,
-                            "4.3.0",
-                            "Temporary local problem, try again later"
-                        ));
-                    }
-                }
+        self.store_inbound(tx, checked, junk, forwarded, queue_id, now, bare)
+            .await
+    }
+
+    /// Consumes the message for the feedback recipients (return paths,
+    /// unsubscribe and complaint addresses): the transaction left for
+    /// ordinary delivery, `None` when nothing is left, or the reply.
+    async fn consume_feedback(
+        &mut self,
+        mut tx: Transaction,
+        body: &[u8],
+        queue_id: &str,
+    ) -> Result<Option<Transaction>, Reply> {
+        let Some(fb) = self.server.checks.feedback.clone() else {
+            return Ok(Some(tx));
+        };
+        let (special, ordinary): (Vec<Rcpt>, Vec<Rcpt>) =
+            tx.rcpts.into_iter().partition(|r| r.feedback.is_some());
+        let pairs: Vec<(&str, &feedback::Kind)> = special
+            .iter()
+            .filter_map(|r| r.feedback.as_ref().map(|k| (r.address.as_str(), k)))
+            .collect();
+        let incoming = feedback::Incoming {
+            mail_from: &tx.mail_from,
+            message: body,
+            client: self.conn.peer.ip(),
+            queue_id,
+        };
+        let consumed = feedback::consume(&self.server.store, &fb, &pairs, &incoming).await?;
+        tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, feedback = %consumed.summary.join("; "), "smtp: feedback received");
+        metrics::counter!("tern_smtp_feedback_total").increment(1);
+        let mut rest = ordinary;
+        for (i, mut r) in special.into_iter().enumerate() {
+            if consumed.deliver.contains(&i) {
+                r.feedback = None;
+                rest.push(r);
             }
         }
-        let size = raw.len();
+        if rest.is_empty() {
+            return Ok(None);
+        }
+        tx.rcpts = rest;
+        Ok(Some(tx))
+    }
+
+    /// The facts about a message from the internet: SPF, DKIM, ARC and
+    /// DMARC (forged results of ours removed, RFC 8601 §5; an ARC seal
+    /// made for a copy to be forwarded), the spam score under each
+    /// recipient's thresholds, and the message with trace and result
+    /// headers on top.
+    async fn check(
+        &mut self,
+        tx: &Transaction,
+        body: Vec<u8>,
+        queue_id: &str,
+        now: i64,
+    ) -> Checked {
+        let mut body = body;
+        let mut checked = Checked::default();
+        let mut results = String::new();
+        if self.rdns.is_none()
+            && let Some(r) = &self.server.checks.resolver
+        {
+            self.rdns = Some(r.fcrdns(self.conn.peer.ip()).await);
+        }
+        if let Some(auth) = &self.server.checks.inbound {
+            if let Some(clean) = tern_auth::inbound::strip_forged_results(&body, auth.authserv_id())
+            {
+                body = clean;
+            }
+            let helo = self.helo.clone().unwrap_or_default();
+            // A copy we forward is ARC-sealed by the alias's domain.
+            let alias = tx.rcpts.iter().find(|r| r.forward.is_some());
+            let sealer = match (alias, &self.server.checks.forwarding) {
+                (Some(r), Some(fw)) => {
+                    let domain = r.address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                    tern_queue::signers::load(&fw.signers, &self.server.store, domain).await
+                }
+                _ => None,
+            };
+            let verdict = auth
+                .check(
+                    self.conn.peer.ip(),
+                    &helo,
+                    &tx.mail_from,
+                    &body,
+                    sealer.as_deref(),
+                )
+                .await;
+            tracing::info!(queue_id = %queue_id, client = %self.conn.peer.ip(), from = %tx.mail_from, result = %verdict.summary, "smtp: authentication");
+            checked.arc_seal = verdict.arc_seal;
+            if self.server.checks.enforce_dmarc {
+                checked.dmarc = Some(verdict.disposition);
+            }
+            checked.auth_summary = verdict.summary;
+            results = verdict.header;
+        }
+        let refused = matches!(checked.dmarc, Some(tern_auth::Disposition::Reject(_)));
+        if let Some(filter) = self.server.checks.filter.as_ref().filter(|_| !refused) {
+            let locals: Vec<AccountId> = tx
+                .rcpts
+                .iter()
+                .filter_map(|r| r.local.as_ref().map(|l| l.account))
+                .collect();
+            let report = filter
+                .check(
+                    &body,
+                    &tern_filter::Facts {
+                        ip: self.conn.peer.ip(),
+                        helo: self.helo.as_deref().unwrap_or(""),
+                        auth: &checked.auth_summary,
+                        rdns: self.rdns.clone().flatten().as_deref(),
+                        account: match locals.as_slice() {
+                            [one] => Some(*one),
+                            _ => None,
+                        },
+                    },
+                )
+                .await;
+            tracing::info!(queue_id = %queue_id, score = report.score, tests = %report.tests(), "smtp: spam score");
+            // Each recipient's thresholds (its account's, its domain's, or
+            // [filter]'s): refused only if every recipient refuses; filed
+            // in Junk for those whose junk threshold it reaches.
+            let mut actions = Vec::with_capacity(tx.rcpts.len());
+            for r in &tx.rcpts {
+                let who = r
+                    .local
+                    .as_ref()
+                    .map_or(r.address.as_str(), |l| l.address.as_str());
+                actions.push(filter.thresholds(who).await.action(report.score));
+            }
+            checked.spam = Some(decide::Spam {
+                score: report.score,
+                tests: report.tests().to_string(),
+                actions,
+            });
+            results.push_str(&report.header(&filter.config));
+        }
+        let trace = self.trace_headers(tx, queue_id, now, true);
+        let mut raw = Vec::with_capacity(trace.len() + results.len() + body.len());
+        raw.extend_from_slice(trace.as_bytes());
+        raw.extend_from_slice(results.as_bytes());
+        raw.extend_from_slice(&body);
+        checked.raw = raw;
+        checked
+    }
+
+    /// The copy for the forwarding aliases among the recipients: the ARC
+    /// set on top, sent from an SRS address of the alias's domain, through
+    /// the intake (not yet committed: it is stored with the local copies).
+    async fn forward_copy(
+        &self,
+        tx: &Transaction,
+        checked: &Checked,
+        queue_id: &str,
+        now: i64,
+    ) -> Result<Forwarded, Reply> {
+        let Some(fw) = &self.server.checks.forwarding else {
+            return Ok(Forwarded::default());
+        };
+        let forwards: Vec<(&Rcpt, &String)> = tx
+            .rcpts
+            .iter()
+            .filter_map(|r| r.forward.as_ref().map(|t| (r, t)))
+            .collect();
+        let Some((alias, _)) = forwards.first() else {
+            return Ok(Forwarded::default());
+        };
+        let alias_domain = alias
+            .address
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        let seal = checked.arc_seal.clone().unwrap_or_default();
+        let raw = &checked.raw;
+        // Return-Path belongs to final delivery (RFC 5321 §4.4), not to a
+        // copy that travels on.
+        let onward = if raw.starts_with(b"Return-Path:") {
+            let eol = raw
+                .windows(2)
+                .position(|w| w == b"\r\n")
+                .map_or(0, |i| i + 2);
+            &raw[eol..]
+        } else {
+            &raw[..]
+        };
+        let mut fwd_raw = Vec::with_capacity(seal.len() + onward.len());
+        fwd_raw.extend_from_slice(seal.as_bytes());
+        fwd_raw.extend_from_slice(onward);
+        let sender = tern_core::srs::forward(&tx.mail_from, &alias_domain, &fw.srs_secret, now);
+        let mut env = Envelope::new(Source::Forward, sender, fwd_raw);
+        env.received_at = now;
+        env.source_ip = Some(self.conn.peer.ip());
+        env.params = message_params(&tx.params);
+        env.recipients = forwards
+            .iter()
+            .map(|(r, target)| IntakeRcpt {
+                address: (*target).clone(),
+                params: rcpt_params(&r.params),
+            })
+            .collect();
+        tracing::info!(queue_id = %queue_id, forward_id = %env.queue_id, from = %env.sender, to = %forwards.iter().map(|(_, t)| t.as_str()).collect::<Vec<_>>().join(","), sealed = !seal.is_empty(), "smtp: forwarding");
+        match fw.intake.prepare(env).await {
+            Ok(p) => Ok(match p.into_message() {
+                Ok(m) => Forwarded {
+                    message: Some(m),
+                    events: Vec::new(),
+                },
+                Err(only) => Forwarded {
+                    message: None,
+                    events: only.events,
+                },
+            }),
+            Err(e) => {
+                tracing::error!(queue_id = %queue_id, error = %e, "smtp: cannot prepare the forwarded copy");
+                Err(reply!(
+                    451,
+                    "4.3.0",
+                    "Temporary local problem, try again later"
+                ))
+            }
+        }
+    }
+
+    /// Stores the local copies (inbox or Junk, with their `received`
+    /// events) and the forwarded copy in one transaction — the `250`
+    /// covers both — then answers.
+    #[allow(clippy::too_many_arguments)]
+    async fn store_inbound(
+        &mut self,
+        tx: Transaction,
+        checked: Checked,
+        junk: Vec<AccountId>,
+        forwarded: Forwarded,
+        queue_id: String,
+        now: i64,
+        bare: usize,
+    ) -> Next {
+        let mailbox = "INBOX";
+        let size = checked.raw.len();
         let started = Instant::now();
         let mut params = tx.params.clone();
         params["rcpts"] = tx
@@ -351,36 +433,36 @@ impl Session {
             .map(|r| serde_json::json!({"address": r.address, "params": r.params}))
             .collect::<Vec<_>>()
             .into();
-        let message = NewMessage {
+        let spam_score = checked.spam_score();
+        let auth = checked.auth().map(str::to_string);
+        let mut message = NewMessage {
             mailbox,
-            junk: junk_only.clone(),
+            junk: junk.clone(),
             ..NewMessage::local(
                 queue_id.clone(),
-                raw,
+                checked.raw,
                 tx.mail_from.clone(),
                 tx.rcpts
                     .iter()
                     .filter_map(|r| r.local.as_ref().map(|l| l.account))
-                    .filter(|a| !junk_only.contains(a))
+                    .filter(|a| !junk.contains(a))
                     .collect(),
                 now,
                 params.to_string(),
             )
         };
-        let mut message = message;
         for r in &tx.rcpts {
             if let Some(l) = &r.local {
-                let auth = (!auth_summary.is_empty()).then_some(auth_summary.as_str());
                 let mut e = self.inbound_event(
                     EventType::Received,
                     &queue_id,
                     &tx.mail_from,
                     &r.address,
                     spam_score,
-                    auth,
+                    auth.as_deref(),
                 );
                 e.folder = Some(
-                    if junk_only.contains(&l.account) {
+                    if junk.contains(&l.account) {
                         "Junk"
                     } else {
                         mailbox
@@ -391,26 +473,24 @@ impl Session {
             }
         }
         let stored = message.raw.clone();
-        // An incoming message and the copy it is forwarded as: one
-        // transaction, so the 250 covers both.
         let local = !(message.recipients.is_empty() && message.junk.is_empty());
         let mut all: Vec<NewMessage> = local
             .then_some(message)
             .into_iter()
-            .chain(forward_message)
+            .chain(forwarded.message)
             .collect();
         let result = if all.is_empty() {
-            if forward_events.is_empty() {
+            if forwarded.events.is_empty() {
                 Ok(())
             } else {
                 self.server
                     .store
-                    .record_events(forward_events, Vec::new(), None)
+                    .record_events(forwarded.events, Vec::new(), None)
                     .await
             }
         } else {
             if let Some(m) = all.last_mut() {
-                m.events.extend(forward_events);
+                m.events.extend(forwarded.events);
             }
             self.server.store.deliver_all(all).await
         };
