@@ -14,6 +14,8 @@ pub enum Scope {
     Send,
     /// Read messages, events, suppressions, webhooks, templates, the queue.
     Read,
+    /// Verify addresses (`POST /v1/verify`).
+    Verify,
     /// Everything.
     Admin,
 }
@@ -24,6 +26,7 @@ impl Scope {
         match s {
             "send" => Some(Self::Send),
             "read" => Some(Self::Read),
+            "verify" => Some(Self::Verify),
             "admin" => Some(Self::Admin),
             _ => None,
         }
@@ -34,6 +37,7 @@ impl Scope {
         match self {
             Self::Send => "send",
             Self::Read => "read",
+            Self::Verify => "verify",
             Self::Admin => "admin",
         }
     }

@@ -25,6 +25,7 @@ mod resources;
 mod templates;
 mod tracking;
 mod unsubscribe;
+mod verify;
 pub mod webhooks;
 
 pub use problem::Problem;
@@ -49,11 +50,13 @@ pub struct Api {
     keys: auth::KeyCache,
     in_flight: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     resolver: Option<tern_dns::Resolver>,
+    verifier: Option<Arc<tern_verify::Verifier>>,
 }
 
 impl Api {
     /// The API over `store`, sending through `intake`; `resolver` checks
-    /// domains' DNS for sender health.
+    /// domains' DNS for sender health, `verifier` answers `/v1/verify`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: SharedStore,
         intake: Arc<Intake>,
@@ -61,6 +64,7 @@ impl Api {
         webhooks: WebhooksConfig,
         hostname: String,
         resolver: Option<tern_dns::Resolver>,
+        verifier: Option<Arc<tern_verify::Verifier>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             limiter: auth::KeyLimiter::new(config.requests_per_second),
@@ -72,6 +76,7 @@ impl Api {
             hostname,
             in_flight: Default::default(),
             resolver,
+            verifier,
         })
     }
 }
@@ -123,6 +128,7 @@ fn api_routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(resources::queue_retry))
         .routes(routes!(resources::queue_delete))
         .routes(routes!(health::get_health))
+        .routes(routes!(verify::verify))
 }
 
 /// The API's router: `/v1/…` and `/v1/openapi.json`, with the request size

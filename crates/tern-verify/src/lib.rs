@@ -25,9 +25,10 @@ pub mod probe;
 use serde::Serialize;
 use std::time::Duration;
 use tern_dns::Resolver;
+use utoipa::ToSchema;
 
 /// The answer for one address.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Answer {
     /// The address as given.
     pub address: String,
@@ -54,7 +55,7 @@ pub struct Answer {
 }
 
 /// The verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The mailbox exists and takes mail.
@@ -81,7 +82,7 @@ impl Verdict {
 }
 
 /// A reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Not a valid address.
@@ -118,7 +119,7 @@ pub enum Reason {
 }
 
 /// What a server replied.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct SmtpReply {
     /// The host.
     pub host: String,

@@ -13,7 +13,7 @@ pub enum ApiKeyCmd {
         after_help = "Examples:\n  tern apikey create --scope send --domain example.com --name shop --data /var/lib/tern\n  KEY=$(tern apikey create --scope admin)\n  curl -H \"Authorization: Bearer $KEY\" http://127.0.0.1:8080/v1/events"
     )]
     Create {
-        /// send (send messages), read (events, messages, lists) or admin (everything).
+        /// send (send messages), read (events, messages, lists), verify (POST /v1/verify) or admin (everything).
         #[arg(long)]
         scope: String,
         /// Limit sending to these From: domains (repeatable; default: any of ours).
@@ -51,7 +51,7 @@ pub async fn run(cmd: ApiKeyCmd) -> Result<()> {
             data,
         } => {
             let Some(scope) = Scope::parse(&scope) else {
-                bail!("--scope must be send, read or admin");
+                bail!("--scope must be send, read, verify or admin");
             };
             let store = crate::queue_cmd::open(&data).await?;
             let local = store.list_domains().await?;

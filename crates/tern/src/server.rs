@@ -339,6 +339,10 @@ pub async fn start(config: Config) -> Result<Running> {
             config.webhooks.clone(),
             hostname.clone(),
             Some(resolver.clone()),
+            Some(Arc::new(tern_verify::Verifier::new(
+                resolver.clone(),
+                crate::verify_cmd::settings(&config)?,
+            ))),
         );
         app = app.merge(tern_api::router(api));
     }

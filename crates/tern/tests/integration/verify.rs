@@ -143,3 +143,40 @@ async fn verification_tells_the_cases_apart() {
     assert_eq!(line["result"], "risky");
     assert_eq!(line["reasons"][0], "catch_all");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_verifies_with_a_verify_key() {
+    use crate::api::{ApiWorld, api_key};
+    use serde_json::json;
+    let w = ApiWorld::new("[verify]\ncommand_timeout = 2\nconnect_timeout = 2\n").await;
+    let _host = mx_host(&w.dns, "remote.test", with_mailboxes(&["ann"])).await;
+    let key = api_key(&w.s.store, tern_api::keys::Scope::Verify).await;
+    let body = json!({"addresses": ["ann@remote.test", "nobody@remote.test", "bad address"]});
+    let (st, _, v) = w
+        .call_as(&key, "POST", "/v1/verify", Some(body.clone()), &[])
+        .await;
+    assert_eq!(st, 200, "{v}");
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r[0]["result"], "deliverable", "{v}");
+    assert_eq!(r[0]["smtp"]["code"], 250);
+    assert_eq!(r[1]["result"], "undeliverable");
+    assert_eq!(r[1]["reasons"], json!(["mailbox_not_found"]));
+    assert_eq!(r[2]["reasons"], json!(["invalid_syntax"]));
+    // A send key may not verify; more than 100 addresses is a 422.
+    let send = api_key(&w.s.store, tern_api::keys::Scope::Send).await;
+    let (st, _, _) = w
+        .call_as(&send, "POST", "/v1/verify", Some(body), &[])
+        .await;
+    assert_eq!(st, 403);
+    let many: Vec<String> = (0..101).map(|i| format!("a{i}@remote.test")).collect();
+    let (st, _, p) = w
+        .call_as(
+            &key,
+            "POST",
+            "/v1/verify",
+            Some(json!({"addresses": many})),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 422, "{p}");
+}
