@@ -124,17 +124,22 @@ enum Command {
     /// is deliverable, undeliverable, risky or unknown, with reasons and a
     /// confidence. Needs no running server ([verify] in tern.toml).
     #[command(
-        after_help = "Examples:\n  tern verify alice@example.com bob@example.org\n  tern verify --json -- alice@example.com          # one JSON object per line\n  tern verify --file list.txt --json > results.jsonl   # one address per line (or CSV, first column)"
+        after_help = "Examples:\n  tern verify alice@example.com bob@example.org\n  tern verify --json -- alice@example.com          # one JSON object per line\n  tern verify --file list.txt --json > results.jsonl   # one address per line (or CSV, first column)\n  tern verify --csv list.csv --out results.csv         # bulk, progress bar, resumable"
     )]
     Verify {
         /// Addresses to verify.
         addresses: Vec<String>,
         /// Read addresses from this file too (one per line; CSV: the first column).
-        #[arg(long)]
+        #[arg(long, alias = "csv")]
         file: Option<PathBuf>,
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+        /// Write the results to this CSV file as they are found; a run that
+        /// stopped is resumed with the same command (addresses already in
+        /// the file are skipped).
+        #[arg(long)]
+        out: Option<PathBuf>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -418,8 +423,18 @@ async fn run(cmd: Command) -> Result<()> {
             addresses,
             file,
             json,
+            out,
             data,
-        } => tern::verify_cmd::run(addresses, file.as_deref(), json, &load(&data)?).await,
+        } => {
+            tern::verify_cmd::run(
+                addresses,
+                file.as_deref(),
+                json,
+                out.as_deref(),
+                &load(&data)?,
+            )
+            .await
+        }
     }
 }
 

@@ -31,6 +31,7 @@ pub async fn run(
     mut addresses: Vec<String>,
     file: Option<&Path>,
     json: bool,
+    out: Option<&Path>,
     config: &Config,
 ) -> Result<()> {
     if let Some(f) = file {
@@ -53,6 +54,9 @@ pub async fn run(
     }
     let resolver = tern_dns::Resolver::new(&config.dns.nameservers)?;
     let verifier = Arc::new(tern_verify::Verifier::new(resolver, settings(config)?));
+    if let Some(out) = out {
+        return to_csv(&verifier, addresses, out, config.verify.concurrency).await;
+    }
     let bar = (addresses.len() > 20).then(|| {
         let b = indicatif::ProgressBar::new(addresses.len() as u64);
         b.set_style(
@@ -115,5 +119,118 @@ pub async fn run(
             why.join("; ")
         );
     }
+    Ok(())
+}
+
+/// The CSV columns of `--out`.
+const COLUMNS: [&str; 9] = [
+    "address",
+    "result",
+    "reasons",
+    "confidence",
+    "suggestion",
+    "mx",
+    "smtp_code",
+    "smtp_message",
+    "catch_all",
+];
+
+/// Bulk verification into a CSV file, written a chunk at a time so that a
+/// run that stops loses at most one chunk; addresses already in the file
+/// are skipped, which makes the same command resume.
+async fn to_csv(
+    verifier: &Arc<tern_verify::Verifier>,
+    addresses: Vec<String>,
+    out: &Path,
+    concurrency: usize,
+) -> Result<()> {
+    let mut done = std::collections::HashSet::new();
+    if out.exists() {
+        let mut r =
+            csv::Reader::from_path(out).with_context(|| format!("reading {}", out.display()))?;
+        for rec in r.records() {
+            if let Some(a) = rec?.get(0) {
+                done.insert(a.to_string());
+            }
+        }
+    }
+    let todo: Vec<String> = addresses
+        .into_iter()
+        .filter(|a| !done.contains(a))
+        .collect();
+    let fresh = !out.exists();
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out)
+        .with_context(|| format!("opening {}", out.display()))?;
+    let mut w = csv::Writer::from_writer(file);
+    if fresh {
+        w.write_record(COLUMNS)?;
+    }
+    let bar = indicatif::ProgressBar::new(todo.len() as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{bar:40} {pos}/{len} addresses, {per_sec}, {eta} left",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if !done.is_empty() {
+        eprintln!(
+            "{}: {} addresses already verified, {} to go",
+            out.display(),
+            done.len(),
+            todo.len()
+        );
+    }
+    let mut counts = std::collections::BTreeMap::<&str, usize>::new();
+    for chunk in todo.chunks(500) {
+        let base = bar.position();
+        let b2 = bar.clone();
+        let answers = verifier
+            .verify_all(chunk, concurrency, move |n| {
+                b2.set_position(base + n as u64)
+            })
+            .await;
+        for a in &answers {
+            *counts.entry(a.result.as_str()).or_default() += 1;
+            let reasons: Vec<String> = a
+                .reasons
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok()?.as_str().map(str::to_string))
+                .collect();
+            w.write_record([
+                a.address.clone(),
+                a.result.as_str().to_string(),
+                reasons.join(";"),
+                format!("{:.2}", a.confidence),
+                a.suggestion.clone().unwrap_or_default(),
+                a.mx.join(";"),
+                a.smtp
+                    .as_ref()
+                    .map(|s| s.code.to_string())
+                    .unwrap_or_default(),
+                a.smtp
+                    .as_ref()
+                    .map(|s| s.message.clone())
+                    .unwrap_or_default(),
+                a.catch_all.map(|c| c.to_string()).unwrap_or_default(),
+            ])?;
+        }
+        w.flush()?;
+        bar.set_position(base + chunk.len() as u64);
+    }
+    bar.finish_and_clear();
+    let summary: Vec<String> = counts.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    eprintln!(
+        "{}: {} verified ({})",
+        out.display(),
+        todo.len(),
+        if summary.is_empty() {
+            "nothing new".into()
+        } else {
+            summary.join(", ")
+        }
+    );
     Ok(())
 }

@@ -142,6 +142,55 @@ async fn verification_tells_the_cases_apart() {
     let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
     assert_eq!(line["result"], "risky");
     assert_eq!(line["reasons"][0], "catch_all");
+
+    // Bulk into a CSV file, resumable: a second run skips what is done.
+    let list = data.path().join("list.csv");
+    let out = data.path().join("results.csv");
+    std::fs::write(
+        &list,
+        "email,name\nann@good.test,Ann\nnobody@good.test,Nobody\n",
+    )
+    .unwrap();
+    let args = |l: &std::path::Path, o: &std::path::Path| {
+        vec![
+            "verify".to_string(),
+            "--csv".into(),
+            l.display().to_string(),
+            "--out".into(),
+            o.display().to_string(),
+        ]
+    };
+    let run = |a: Vec<String>| {
+        let a: Vec<&str> = a.iter().map(String::as_str).collect();
+        tern_cli(&a, data.path())
+    };
+    let (ok, msg) = run(args(&list, &out));
+    assert!(ok, "{msg}");
+    let text = std::fs::read_to_string(&out).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows.len(), 3, "{text}");
+    assert!(rows[0].starts_with("address,result,reasons,confidence"));
+    assert!(rows[1].starts_with("ann@good.test,deliverable,"), "{text}");
+    assert!(
+        rows[2].starts_with("nobody@good.test,undeliverable,mailbox_not_found,"),
+        "{text}"
+    );
+    std::fs::write(&list, "ann@good.test\nnobody@good.test\ncarol@multi.test\n").unwrap();
+    let (ok, msg) = run(args(&list, &out));
+    assert!(ok, "{msg}");
+    assert!(
+        msg.contains("2 addresses already verified, 1 to go"),
+        "{msg}"
+    );
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .starts_with("carol@multi.test,deliverable,"),
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
