@@ -678,6 +678,8 @@ pub struct VerifyConfig {
     pub max_hosts: usize,
     /// Domains probed at once (one connection each).
     pub concurrency: usize,
+    /// Most connections to one MX host at once (domains sharing a host).
+    pub connections_per_host: usize,
 }
 
 impl Default for VerifyConfig {
@@ -691,6 +693,7 @@ impl Default for VerifyConfig {
             greylist_retries: 1,
             max_hosts: 3,
             concurrency: 10,
+            connections_per_host: 2,
         }
     }
 }
@@ -1268,6 +1271,8 @@ greylist_retries = 1
 # and domains probed at once (one connection each, reused for all its addresses).
 max_hosts = 3
 concurrency = 10
+# Most connections to one MX host at once (many domains share a provider's MX).
+connections_per_host = 2
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

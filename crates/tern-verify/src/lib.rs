@@ -151,6 +151,8 @@ pub struct Settings {
     pub port: u16,
     /// Most MX hosts tried per domain.
     pub max_hosts: usize,
+    /// Most connections to one host (IP address) at once.
+    pub connections_per_host: usize,
 }
 
 impl Settings {
@@ -165,6 +167,7 @@ impl Settings {
             greylist_retries: 1,
             port: 25,
             max_hosts: 3,
+            connections_per_host: 2,
         }
     }
 }
@@ -174,6 +177,7 @@ pub struct Verifier {
     resolver: Resolver,
     settings: Settings,
     classifier: tern_feedback::Classifier,
+    hosts: probe::HostLimits,
 }
 
 /// Where an address's domain takes mail.
@@ -188,6 +192,7 @@ impl Verifier {
     pub fn new(resolver: Resolver, settings: Settings) -> Self {
         Self {
             resolver,
+            hosts: probe::HostLimits::new(settings.connections_per_host),
             settings,
             classifier: tern_feedback::Classifier::default(),
         }
@@ -340,7 +345,15 @@ impl Verifier {
             Route::Hosts(h) => h,
         };
         let addrs: Vec<&str> = items.iter().map(|(_, a, _)| a.as_str()).collect();
-        let outcome = probe::probe(&self.resolver, &self.settings, domain, &hosts, &addrs).await;
+        let outcome = probe::probe(
+            &self.resolver,
+            &self.settings,
+            &self.hosts,
+            domain,
+            &hosts,
+            &addrs,
+        )
+        .await;
         items
             .iter()
             .zip(outcome.replies)

@@ -141,10 +141,44 @@ async fn session(
     Ok((replies, catch_all))
 }
 
+/// Connections open to each host, at most a few at once: domains that
+/// share an MX (hosted mail) are probed politely.
+pub struct HostLimits {
+    per_host: usize,
+    open: std::sync::Mutex<
+        std::collections::HashMap<std::net::IpAddr, std::sync::Arc<tokio::sync::Semaphore>>,
+    >,
+}
+
+impl HostLimits {
+    /// At most `per_host` connections to one address.
+    pub fn new(per_host: usize) -> Self {
+        Self {
+            per_host: per_host.max(1),
+            open: Default::default(),
+        }
+    }
+
+    async fn acquire(&self, ip: std::net::IpAddr) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        let sem = {
+            let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+            // Forget idle hosts now and then, so the map stays small.
+            if open.len() > 10_000 {
+                open.retain(|_, s| s.available_permits() < self.per_host);
+            }
+            open.entry(ip)
+                .or_insert_with(|| std::sync::Arc::new(tokio::sync::Semaphore::new(self.per_host)))
+                .clone()
+        };
+        sem.acquire_owned().await.ok()
+    }
+}
+
 /// Probes `addresses` (all at `domain`) on `hosts`, in order.
 pub async fn probe(
     resolver: &Resolver,
     settings: &Settings,
+    limits: &HostLimits,
     domain: &str,
     hosts: &[String],
     addresses: &[&str],
@@ -163,6 +197,7 @@ pub async fn probe(
             }
         };
         let addr = SocketAddr::new(ips[0], settings.port);
+        let _slot = limits.acquire(addr.ip()).await;
         // The whole session is bounded: a tarpit answering slowly to each
         // command cannot stretch it.
         let limit = settings.connect_timeout
@@ -254,5 +289,32 @@ pub async fn probe(
             })
             .collect(),
         catch_all: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn one_host_gets_only_so_many_connections() {
+        let limits = HostLimits::new(1);
+        let ip: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let first = limits.acquire(ip).await;
+        assert!(first.is_some());
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), limits.acquire(ip)).await;
+        assert!(
+            waiting.is_err(),
+            "a second connection to the same host waits"
+        );
+        let other = tokio::time::timeout(
+            std::time::Duration::from_millis(50),
+            limits.acquire("192.0.2.2".parse().unwrap()),
+        )
+        .await;
+        assert!(other.is_ok(), "another host does not wait");
+        drop(first);
+        assert!(limits.acquire(ip).await.is_some());
     }
 }

@@ -23,6 +23,7 @@ pub fn settings(config: &Config) -> Result<tern_verify::Settings> {
         .map_err(|e| anyhow::anyhow!("[verify] greylist_wait: {e}"))?;
     s.greylist_retries = v.greylist_retries;
     s.max_hosts = v.max_hosts.max(1);
+    s.connections_per_host = v.connections_per_host.max(1);
     Ok(s)
 }
 
