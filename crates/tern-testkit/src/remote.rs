@@ -63,6 +63,8 @@ pub struct Behaviour {
     /// `None`: every address is accepted (a catch-all), but for the
     /// prefixes below.
     pub mailboxes: Option<Vec<String>>,
+    /// Wait this long before each reply (a server across the internet).
+    pub reply_delay: Duration,
 }
 
 impl Default for Behaviour {
@@ -80,6 +82,7 @@ impl Default for Behaviour {
             name: "mx.remote.test".into(),
             cert: None,
             mailboxes: None,
+            reply_delay: Duration::ZERO,
         }
     }
 }
@@ -283,6 +286,9 @@ struct Session {
 
 impl Session {
     async fn say(&mut self, s: &str) -> std::io::Result<()> {
+        if !self.b.reply_delay.is_zero() {
+            tokio::time::sleep(self.b.reply_delay).await;
+        }
         self.io.write_all(s.as_bytes()).await?;
         self.io.flush().await
     }
