@@ -20,23 +20,7 @@ noise
 rate() { python3 -c "import sys; print(f'{int(sys.argv[1])/float(sys.argv[2]):.0f}')" "$1" "$2"; }
 source_cmd() { echo "smtp-source -s $C -l $SIZE -m $N -d -f bench@example.test -t $1 127.0.0.1:$2"; }
 
-tern_data() {
-  local d; d=$(mktemp -d /tmp/tern-api.XXXXXX)
-  "$TERN" init --data "$d" --domain example.test --port-base "$TERN_BASE" >/dev/null
-  sed -i 's/^max_connections_per_ip = .*/max_connections_per_ip = 5000/;
-          s/^max_messages_per_hour = .*/max_messages_per_hour = 0/; s/^max_messages_per_day = .*/max_messages_per_day = 0/;
-          s|^trusted_networks = \[\]|trusted_networks = ["127.0.0.0/8"]|; s/^retry = .*/retry = ["1h"]/;
-          s/^requests_per_second = .*/requests_per_second = 0/;
-          s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$d/tern.toml"
-  cat >>"$d/tern.toml" <<EOC
-
-[[queue.transport]]
-domain = "relay.test"
-host = "127.0.0.1"
-port = 9
-EOC
-  echo "$d"
-}
+tern_data() { tern_bench_data api; }
 
 start_tern() {
   TERN_LOG=warn "$TERN" serve --data "$1" 2>>"$1/tern.log" &

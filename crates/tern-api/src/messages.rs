@@ -20,7 +20,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use tern_events::{Event, EventType, RecipientState};
+use tern_events::{Event, RecipientState};
 use tern_queue::intake::{Envelope, Prepared, Rcpt, RcptState, Source};
 use tern_store::{EventQuery, Recipient};
 use utoipa::ToSchema;
@@ -482,16 +482,7 @@ pub async fn get_message(
                 })
                 .cloned()
                 .collect();
-            // `suppressed` after the recipient was queued records the
-            // address joining a list (a hard bounce, a complaint), not this
-            // message's fate.
-            let queued_once = mine.iter().any(|e| e.event_type == EventType::Accepted);
-            let status = mine
-                .iter()
-                .rev()
-                .filter(|e| !(queued_once && e.event_type == EventType::Suppressed))
-                .find_map(|e| e.event_type.state())
-                .unwrap_or(RecipientState::Queued);
+            let status = RecipientState::of(&mine);
             let waiting = queued
                 .iter()
                 .find(|q| q.address.eq_ignore_ascii_case(&address))

@@ -23,53 +23,46 @@ const PIXEL: &[u8] = &[
 ];
 
 /// `GET /t/o/{token}`.
-pub async fn open(
-    State(api): State<Arc<Api>>,
-    Path(token): Path<String>,
-    req: Request,
-) -> Response {
-    let seen = Seen::of(&req);
-    drop(req);
-    match read(&api, &token) {
-        Some(t @ Tracked::Open { .. }) => {
-            record(&api, &t, seen).await;
-            (
-                [
-                    (header::CONTENT_TYPE, "image/gif"),
-                    (header::CACHE_CONTROL, "no-store, max-age=0"),
-                ],
-                PIXEL,
-            )
-                .into_response()
-        }
-        _ => StatusCode::NOT_FOUND.into_response(),
-    }
+pub async fn open(state: State<Arc<Api>>, token: Path<String>, req: Request) -> Response {
+    follow(state, token, req, false).await
 }
 
 /// `GET /t/c/{token}`.
-pub async fn click(
+pub async fn click(state: State<Arc<Api>>, token: Path<String>, req: Request) -> Response {
+    follow(state, token, req, true).await
+}
+
+/// Records a pixel fetch or a click and answers it: the GIF, or a `302`
+/// to the URL the token carries. A token of the other kind is a 404 too.
+async fn follow(
     State(api): State<Arc<Api>>,
     Path(token): Path<String>,
     req: Request,
+    click: bool,
 ) -> Response {
     let seen = Seen::of(&req);
     drop(req);
-    match read(&api, &token) {
-        Some(t @ Tracked::Click { .. }) => {
-            record(&api, &t, seen).await;
-            let Tracked::Click { url, .. } = t else {
-                unreachable!("matched above")
-            };
-            (
-                StatusCode::FOUND,
-                [
-                    (header::LOCATION, url.as_str()),
-                    (header::CACHE_CONTROL, "no-store"),
-                ],
-            )
-                .into_response()
-        }
-        _ => (StatusCode::NOT_FOUND, "This link is not valid.").into_response(),
+    let Some(t) = read(&api, &token).filter(|t| matches!(t, Tracked::Click { .. }) == click) else {
+        return (StatusCode::NOT_FOUND, "This link is not valid.").into_response();
+    };
+    record(&api, &t, seen).await;
+    match t {
+        Tracked::Click { url, .. } => (
+            StatusCode::FOUND,
+            [
+                (header::LOCATION, url.as_str()),
+                (header::CACHE_CONTROL, "no-store"),
+            ],
+        )
+            .into_response(),
+        Tracked::Open { .. } => (
+            [
+                (header::CONTENT_TYPE, "image/gif"),
+                (header::CACHE_CONTROL, "no-store, max-age=0"),
+            ],
+            PIXEL,
+        )
+            .into_response(),
     }
 }
 

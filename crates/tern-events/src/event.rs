@@ -117,6 +117,22 @@ pub enum RecipientState {
     Rejected,
 }
 
+impl RecipientState {
+    /// Where a recipient stands after its events (in time order): the
+    /// last that changes the state. A `suppressed` event after the
+    /// recipient was queued records the address joining a list (a hard
+    /// bounce, a complaint), not this message's fate.
+    pub fn of(events: &[Event]) -> Self {
+        let queued = events.iter().any(|e| e.event_type == EventType::Accepted);
+        events
+            .iter()
+            .rev()
+            .filter(|e| !(queued && e.event_type == EventType::Suppressed))
+            .find_map(|e| e.event_type.state())
+            .unwrap_or(Self::Queued)
+    }
+}
+
 /// Whether a bounce is for good (the address does not work) or for this
 /// message only (too big, refused as spam, mailbox full).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -382,6 +398,25 @@ pub fn parse_time(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_recipient_that_bounced_stays_bounced_when_its_address_is_suppressed() {
+        let e = |t| Event::new(t, "Q1").to("ann@example.net");
+        use EventType::*;
+        assert_eq!(
+            RecipientState::of(&[e(Accepted), e(Delivered), e(Bounced), e(Suppressed)]),
+            RecipientState::Bounced
+        );
+        assert_eq!(
+            RecipientState::of(&[e(Suppressed)]),
+            RecipientState::Suppressed
+        );
+        assert_eq!(
+            RecipientState::of(&[e(Accepted), e(Opened)]),
+            RecipientState::Queued
+        );
+        assert_eq!(RecipientState::of(&[]), RecipientState::Queued);
+    }
 
     #[test]
     fn json_round_trip() {

@@ -172,24 +172,60 @@ impl Keys {
         b32(&t, 4)
     }
 
+    /// `{prefix}{queue id}-{fields}{mac}`: the queue id in lower case, then
+    /// `fields` (base32), then 8 base32 characters (40 bits) of the MAC of
+    /// `purpose`, the queue id and the fields under `key`.
+    fn local_part(
+        &self,
+        key: &[u8; 32],
+        purpose: &[u8],
+        prefix: &str,
+        queue_id: &str,
+        fields: &str,
+    ) -> String {
+        let q = queue_id.to_ascii_uppercase();
+        let m = mac(key, &[purpose, q.as_bytes(), fields.as_bytes()])
+            .finalize()
+            .into_bytes();
+        format!("{prefix}{}-{fields}{}", q.to_ascii_lowercase(), b32(&m, 8))
+    }
+
+    /// Reads a [`Keys::local_part`] with `fields_len` characters of fields
+    /// (any case): the queue id (upper case) and the fields (lower case).
+    fn read_local_part(
+        &self,
+        key: &[u8; 32],
+        purpose: &[u8],
+        prefix: &str,
+        local: &str,
+        fields_len: usize,
+    ) -> Result<(String, String), TokenError> {
+        let rest = strip_prefix_ci(local, prefix).ok_or(TokenError::Malformed)?;
+        let (q, t) = rest.split_once('-').ok_or(TokenError::Malformed)?;
+        let q = q.to_ascii_uppercase();
+        if !valid_queue_id(&q) || t.len() != fields_len + 8 || !t.is_ascii() {
+            return Err(TokenError::Malformed);
+        }
+        let t = t.to_ascii_lowercase();
+        let (fields, sig) = t.split_at(fields_len);
+        if !fields.bytes().all(|c| b32_value(c).is_some()) {
+            return Err(TokenError::Malformed);
+        }
+        let sig = unb32(sig).ok_or(TokenError::Malformed)?;
+        mac(key, &[purpose, q.as_bytes(), fields.as_bytes()])
+            .verify_truncated_left(&sig)
+            .map_err(|_| TokenError::Forged)?;
+        Ok((q, fields.to_string()))
+    }
+
     /// The return path for `recipient`'s copy of message `queue_id`, sent
-    /// from `domain`, at `now` (Unix seconds).
+    /// from `domain`, at `now` (Unix seconds): fields are the day (2) and
+    /// the recipient tag (4).
     pub fn return_path(&self, queue_id: &str, recipient: &str, domain: &str, now: i64) -> String {
-        let q = queue_id.to_ascii_lowercase();
-        let d = day_chars(day(now));
         let tag = self.recipient_tag(&self.verp, &queue_id.to_ascii_uppercase(), recipient);
-        let m = mac(
-            &self.verp,
-            &[
-                b"b",
-                queue_id.to_ascii_uppercase().as_bytes(),
-                d.as_bytes(),
-                tag.as_bytes(),
-            ],
-        )
-        .finalize()
-        .into_bytes();
-        format!("{BOUNCE_PREFIX}{q}-{d}{tag}{}@{domain}", b32(&m, 8))
+        let fields = format!("{}{tag}", day_chars(day(now)));
+        let local = self.local_part(&self.verp, b"b", BOUNCE_PREFIX, queue_id, &fields);
+        format!("{local}@{domain}")
     }
 
     /// Reads a return path's local part (`bounce+…`): valid for
@@ -200,32 +236,14 @@ impl Keys {
         now: i64,
         max_age_days: u64,
     ) -> Result<BounceToken, TokenError> {
-        let rest = strip_prefix_ci(local, BOUNCE_PREFIX).ok_or(TokenError::Malformed)?;
-        let (q, t) = rest.split_once('-').ok_or(TokenError::Malformed)?;
-        let q = q.to_ascii_uppercase();
-        if !valid_queue_id(&q) || t.len() != 14 || !t.is_ascii() {
-            return Err(TokenError::Malformed);
-        }
-        let t = t.to_ascii_lowercase();
-        let (d, tag, sig) = (&t[..2], &t[2..6], &t[6..]);
-        let sig = unb32(sig).ok_or(TokenError::Malformed)?;
-        let made = read_day(d).ok_or(TokenError::Malformed)?;
-        if unb32(tag).is_none() {
-            return Err(TokenError::Malformed);
-        }
-        mac(
-            &self.verp,
-            &[b"b", q.as_bytes(), d.as_bytes(), tag.as_bytes()],
-        )
-        .verify_truncated_left(&sig)
-        .map_err(|_| TokenError::Forged)?;
-        let age = (day(now) + 1024 - made) % 1024;
-        if age > max_age_days {
+        let (queue_id, fields) = self.read_local_part(&self.verp, b"b", BOUNCE_PREFIX, local, 6)?;
+        let made = read_day(&fields[..2]).ok_or(TokenError::Malformed)?;
+        if (day(now) + 1024 - made) % 1024 > max_age_days {
             return Err(TokenError::Expired);
         }
         Ok(BounceToken {
-            queue_id: q,
-            tag: tag.to_string(),
+            queue_id,
+            tag: fields[2..].to_string(),
         })
     }
 
@@ -234,41 +252,19 @@ impl Keys {
         self.recipient_tag(&self.verp, &token.queue_id, recipient) == token.tag
     }
 
-    /// The `mailto:` unsubscribe address for `recipient`'s copy.
+    /// The `mailto:` unsubscribe address for `recipient`'s copy: the field
+    /// is the recipient tag (4).
     pub fn unsubscribe_address(&self, queue_id: &str, recipient: &str, domain: &str) -> String {
-        let q = queue_id.to_ascii_uppercase();
-        let tag = self.recipient_tag(&self.unsubscribe, &q, recipient);
-        let m = mac(&self.unsubscribe, &[b"u", q.as_bytes(), tag.as_bytes()])
-            .finalize()
-            .into_bytes();
-        format!(
-            "{UNSUBSCRIBE_PREFIX}{}-{tag}{}@{domain}",
-            q.to_ascii_lowercase(),
-            b32(&m, 8)
-        )
+        let tag = self.recipient_tag(&self.unsubscribe, &queue_id.to_ascii_uppercase(), recipient);
+        let local = self.local_part(&self.unsubscribe, b"u", UNSUBSCRIBE_PREFIX, queue_id, &tag);
+        format!("{local}@{domain}")
     }
 
     /// Reads an unsubscribe address's local part (`unsubscribe+…`).
     pub fn read_unsubscribe_address(&self, local: &str) -> Result<MailToken, TokenError> {
-        let rest = strip_prefix_ci(local, UNSUBSCRIBE_PREFIX).ok_or(TokenError::Malformed)?;
-        let (q, t) = rest.split_once('-').ok_or(TokenError::Malformed)?;
-        let q = q.to_ascii_uppercase();
-        if !valid_queue_id(&q) || t.len() != 12 || !t.is_ascii() {
-            return Err(TokenError::Malformed);
-        }
-        let t = t.to_ascii_lowercase();
-        let (tag, sig) = (&t[..4], &t[4..]);
-        let sig = unb32(sig).ok_or(TokenError::Malformed)?;
-        if unb32(tag).is_none() {
-            return Err(TokenError::Malformed);
-        }
-        mac(&self.unsubscribe, &[b"u", q.as_bytes(), tag.as_bytes()])
-            .verify_truncated_left(&sig)
-            .map_err(|_| TokenError::Forged)?;
-        Ok(MailToken {
-            queue_id: q,
-            tag: tag.to_string(),
-        })
+        let (queue_id, tag) =
+            self.read_local_part(&self.unsubscribe, b"u", UNSUBSCRIBE_PREFIX, local, 4)?;
+        Ok(MailToken { queue_id, tag })
     }
 
     /// Whether a verified unsubscribe address was `recipient`'s.
@@ -276,17 +272,10 @@ impl Keys {
         self.recipient_tag(&self.unsubscribe, &token.queue_id, recipient) == token.tag
     }
 
-    /// The path segment of the unsubscribe link for `recipient`'s copy.
-    pub fn unsubscribe_link(&self, queue_id: &str, recipient: &str, domain: &str) -> String {
-        let payload = format!(
-            "{}\n{}\n{}",
-            queue_id.to_ascii_uppercase(),
-            recipient.to_lowercase(),
-            domain.to_ascii_lowercase()
-        );
-        let m = mac(&self.link, &[b"w", payload.as_bytes()])
-            .finalize()
-            .into_bytes();
+    /// `payload` and 16 bytes of its MAC under `key`, both base64url: the
+    /// form of tokens in URLs (they carry what they stand for).
+    fn seal(&self, key: &[u8; 32], payload: &str) -> String {
+        let m = mac(key, &[payload.as_bytes()]).finalize().into_bytes();
         format!(
             "{}.{}",
             URL_SAFE_NO_PAD.encode(payload.as_bytes()),
@@ -294,9 +283,9 @@ impl Keys {
         )
     }
 
-    /// Reads an unsubscribe link's token.
-    pub fn read_unsubscribe_link(&self, token: &str) -> Result<LinkToken, TokenError> {
-        if token.len() > 1024 {
+    /// The payload of a [`Keys::seal`]ed token that verifies under `key`.
+    fn open_sealed(&self, key: &[u8; 32], token: &str) -> Result<String, TokenError> {
+        if token.len() > MAX_TRACKING_TOKEN {
             return Err(TokenError::Malformed);
         }
         let (p, s) = token.split_once('.').ok_or(TokenError::Malformed)?;
@@ -309,10 +298,26 @@ impl Keys {
         if sig.len() != 16 {
             return Err(TokenError::Malformed);
         }
-        mac(&self.link, &[b"w", &payload])
+        mac(key, &[&payload])
             .verify_truncated_left(&sig)
             .map_err(|_| TokenError::Forged)?;
-        let payload = String::from_utf8(payload).map_err(|_| TokenError::Malformed)?;
+        String::from_utf8(payload).map_err(|_| TokenError::Malformed)
+    }
+
+    /// The path segment of the unsubscribe link for `recipient`'s copy.
+    pub fn unsubscribe_link(&self, queue_id: &str, recipient: &str, domain: &str) -> String {
+        let payload = format!(
+            "{}\n{}\n{}",
+            queue_id.to_ascii_uppercase(),
+            recipient.to_lowercase(),
+            domain.to_ascii_lowercase()
+        );
+        self.seal(&self.link, &payload)
+    }
+
+    /// Reads an unsubscribe link's token.
+    pub fn read_unsubscribe_link(&self, token: &str) -> Result<LinkToken, TokenError> {
+        let payload = self.open_sealed(&self.link, token)?;
         let mut f = payload.split('\n');
         match (f.next(), f.next(), f.next(), f.next()) {
             (Some(q), Some(r), Some(d), None) => Ok(LinkToken {
@@ -350,35 +355,6 @@ pub enum Tracked {
 pub const MAX_TRACKING_TOKEN: usize = 4096;
 
 impl Keys {
-    fn seal(&self, key: &[u8; 32], payload: &str) -> String {
-        let m = mac(key, &[payload.as_bytes()]).finalize().into_bytes();
-        format!(
-            "{}.{}",
-            URL_SAFE_NO_PAD.encode(payload.as_bytes()),
-            URL_SAFE_NO_PAD.encode(&m[..16])
-        )
-    }
-
-    fn open_sealed(&self, key: &[u8; 32], token: &str) -> Result<String, TokenError> {
-        if token.len() > MAX_TRACKING_TOKEN {
-            return Err(TokenError::Malformed);
-        }
-        let (p, s) = token.split_once('.').ok_or(TokenError::Malformed)?;
-        let payload = URL_SAFE_NO_PAD
-            .decode(p)
-            .map_err(|_| TokenError::Malformed)?;
-        let sig = URL_SAFE_NO_PAD
-            .decode(s)
-            .map_err(|_| TokenError::Malformed)?;
-        if sig.len() != 16 {
-            return Err(TokenError::Malformed);
-        }
-        mac(key, &[&payload])
-            .verify_truncated_left(&sig)
-            .map_err(|_| TokenError::Forged)?;
-        String::from_utf8(payload).map_err(|_| TokenError::Malformed)
-    }
-
     /// The token of `recipient`'s open pixel in message `queue_id`.
     pub fn open_token(&self, queue_id: &str, recipient: &str) -> String {
         self.seal(

@@ -518,46 +518,36 @@ impl Session {
         to: &RcptTo<String>,
     ) -> Next {
         let local_part = address.local();
-        let (kind, local) = match kind {
-            tern_feedback::Address::ReturnPath => {
-                match fb
-                    .keys
-                    .read_return_path(local_part, now_unix(), fb.bounce_window_days)
-                {
-                    Ok(t) => (feedback::Kind::Bounce(t), None),
-                    Err(e) => {
-                        metrics::counter!("tern_smtp_rejections_total", "reason" => "bad_return_path")
-                            .increment(1);
-                        tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, error = %e, "smtp: return path refused");
-                        return self.rcpt_fail(reply!(
-                            550,
-                            "5.1.1",
-                            "<{address}>: no such user here"
-                        ));
-                    }
-                }
+        let token = match kind {
+            tern_feedback::Address::ReturnPath => fb
+                .keys
+                .read_return_path(local_part, now_unix(), fb.bounce_window_days)
+                .map(feedback::Kind::Bounce)
+                .map_err(|e| ("bad_return_path", e)),
+            tern_feedback::Address::Unsubscribe => fb
+                .keys
+                .read_unsubscribe_address(local_part)
+                .map(feedback::Kind::Unsubscribe)
+                .map_err(|e| ("bad_unsubscribe_address", e)),
+            tern_feedback::Address::Complaints => Ok(feedback::Kind::Complaints {
+                local: matches!(found, Recipient::Local(_)),
+            }),
+        };
+        let kind = match token {
+            Ok(k) => k,
+            Err((reason, e)) => {
+                // Refused like an unknown user: nothing tells a prober
+                // which tokens exist.
+                metrics::counter!("tern_smtp_rejections_total", "reason" => reason).increment(1);
+                tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, error = %e, reason, "smtp: feedback address refused");
+                return self.rcpt_fail(reply!(550, "5.1.1", "<{address}>: no such user here"));
             }
-            tern_feedback::Address::Unsubscribe => {
-                match fb.keys.read_unsubscribe_address(local_part) {
-                    Ok(t) => (feedback::Kind::Unsubscribe(t), None),
-                    Err(e) => {
-                        metrics::counter!("tern_smtp_rejections_total", "reason" => "bad_unsubscribe_address")
-                            .increment(1);
-                        tracing::info!(client = %self.conn.peer.ip(), rcpt = %address, error = %e, "smtp: unsubscribe address refused");
-                        return self.rcpt_fail(reply!(
-                            550,
-                            "5.1.1",
-                            "<{address}>: no such user here"
-                        ));
-                    }
-                }
+        };
+        let local = match found {
+            Recipient::Local(l) if matches!(kind, feedback::Kind::Complaints { .. }) => {
+                Some(l.clone())
             }
-            tern_feedback::Address::Complaints => match found {
-                Recipient::Local(l) => {
-                    (feedback::Kind::Complaints { local: true }, Some(l.clone()))
-                }
-                _ => (feedback::Kind::Complaints { local: false }, None),
-            },
+            _ => None,
         };
         let next = self.add_rcpt(address.to_string(), local, to);
         if let Some(r) = self.tx.as_mut().and_then(|t| t.rcpts.last_mut()) {

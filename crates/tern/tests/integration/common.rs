@@ -219,23 +219,33 @@ pub async fn test_dns(zones: &[&str]) -> tern_testkit::dns::DnsServer {
 /// Gives example.test active DKIM keys (RSA `t1r` and Ed25519 `t1e`) and
 /// publishes them in `dns`.
 pub async fn example_dkim(store: &SharedStore, dns: &tern_testkit::dns::DnsServer) {
-    use tern_auth::{DkimAlgorithm, DkimKey};
-    for (sel, alg) in [
-        ("t1r", DkimAlgorithm::Rsa2048),
-        ("t1e", DkimAlgorithm::Ed25519),
-    ] {
-        let k = DkimKey::generate(sel, alg).unwrap();
-        store
-            .add_dkim_key(tern_store::DkimKeyRow {
-                domain: "example.test".into(),
-                selector: sel.into(),
-                algorithm: alg.name().into(),
-                private_key: k.private_pem.clone(),
-                status: "active".into(),
-            })
-            .await
-            .unwrap();
-        dns.txt(&format!("{sel}._domainkey.example.test"), &k.txt().unwrap())
-            .await;
-    }
+    use tern_auth::DkimAlgorithm;
+    dkim_key(store, dns, "example.test", "t1r", DkimAlgorithm::Rsa2048).await;
+    dkim_key(store, dns, "example.test", "t1e", DkimAlgorithm::Ed25519).await;
+}
+
+/// Gives `domain` an active DKIM key `selector` and publishes it in `dns`.
+pub async fn dkim_key(
+    store: &SharedStore,
+    dns: &tern_testkit::dns::DnsServer,
+    domain: &str,
+    selector: &str,
+    alg: tern_auth::DkimAlgorithm,
+) {
+    let k = tern_auth::DkimKey::generate(selector, alg).unwrap();
+    store
+        .add_dkim_key(tern_store::DkimKeyRow {
+            domain: domain.into(),
+            selector: selector.into(),
+            algorithm: alg.name().into(),
+            private_key: k.private_pem.clone(),
+            status: "active".into(),
+        })
+        .await
+        .unwrap();
+    dns.txt(
+        &format!("{selector}._domainkey.{domain}"),
+        &k.txt().unwrap(),
+    )
+    .await;
 }

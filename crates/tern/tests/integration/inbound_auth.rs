@@ -371,20 +371,14 @@ async fn dmarc_aggregate_reports_are_sent() {
         .unwrap();
     // Reports leave through the intake: signed by example.test's key (the
     // parent of the reporting host name mail.example.test).
-    let key = tern_auth::DkimKey::generate("rep1", tern_auth::DkimAlgorithm::Rsa2048).unwrap();
-    w.s.store
-        .add_dkim_key(tern_store::DkimKeyRow {
-            domain: "example.test".into(),
-            selector: "rep1".into(),
-            algorithm: tern_auth::DkimAlgorithm::Rsa2048.name().into(),
-            private_key: key.private_pem.clone(),
-            status: "active".into(),
-        })
-        .await
-        .unwrap();
-    w.dns
-        .txt("rep1._domainkey.example.test", &key.txt().unwrap())
-        .await;
+    dkim_key(
+        &w.s.store,
+        &w.dns,
+        "example.test",
+        "rep1",
+        tern_auth::DkimAlgorithm::Rsa2048,
+    )
+    .await;
     for i in 0..2 {
         let subject = format!("report-pass-{i}");
         let (code, _) = w
@@ -476,20 +470,14 @@ fn dkimpy_tool(tool: &str, dns: &DnsServer, message: &[u8]) -> (bool, String) {
 async fn forwarding_rewrites_the_sender_and_seals_with_arc() {
     use tern_testkit::remote::Behaviour;
     let w = world().await;
-    let key = tern_auth::DkimKey::generate("arc1", tern_auth::DkimAlgorithm::Rsa2048).unwrap();
-    w.s.store
-        .add_dkim_key(tern_store::DkimKeyRow {
-            domain: "example.test".into(),
-            selector: "arc1".into(),
-            algorithm: tern_auth::DkimAlgorithm::Rsa2048.name().into(),
-            private_key: key.private_pem.clone(),
-            status: "active".into(),
-        })
-        .await
-        .unwrap();
-    w.dns
-        .txt("arc1._domainkey.example.test", &key.txt().unwrap())
-        .await;
+    dkim_key(
+        &w.s.store,
+        &w.dns,
+        "example.test",
+        "arc1",
+        tern_auth::DkimAlgorithm::Rsa2048,
+    )
+    .await;
     let host = |name: &str| Behaviour {
         name: name.into(),
         ..Default::default()
