@@ -50,12 +50,12 @@ pub struct Api {
     keys: auth::KeyCache,
     in_flight: std::sync::Mutex<std::collections::HashSet<(String, String)>>,
     resolver: Option<tern_dns::Resolver>,
-    verifier: Option<Arc<tern_verify::Verifier>>,
+    verify: Option<Arc<tern_verify::jobs::Runner>>,
 }
 
 impl Api {
     /// The API over `store`, sending through `intake`; `resolver` checks
-    /// domains' DNS for sender health, `verifier` answers `/v1/verify`.
+    /// domains' DNS for sender health, `verify` answers `/v1/verify` and runs its jobs.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: SharedStore,
@@ -64,7 +64,7 @@ impl Api {
         webhooks: WebhooksConfig,
         hostname: String,
         resolver: Option<tern_dns::Resolver>,
-        verifier: Option<Arc<tern_verify::Verifier>>,
+        verify: Option<Arc<tern_verify::jobs::Runner>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             limiter: auth::KeyLimiter::new(config.requests_per_second),
@@ -76,7 +76,7 @@ impl Api {
             hostname,
             in_flight: Default::default(),
             resolver,
-            verifier,
+            verify,
         })
     }
 }
@@ -129,6 +129,9 @@ fn api_routes() -> OpenApiRouter<Arc<Api>> {
         .routes(routes!(resources::queue_delete))
         .routes(routes!(health::get_health))
         .routes(routes!(verify::verify))
+        .routes(routes!(verify::list_jobs, verify::create_job))
+        .routes(routes!(verify::get_job, verify::remove_job))
+        .routes(routes!(verify::job_results))
 }
 
 /// The API's router: `/v1/…` and `/v1/openapi.json`, with the request size

@@ -680,6 +680,10 @@ pub struct VerifyConfig {
     pub concurrency: usize,
     /// Most connections to one MX host at once (domains sharing a host).
     pub connections_per_host: usize,
+    /// How long a domain's MX hosts and catch-all test are remembered.
+    pub cache_ttl: String,
+    /// How long bulk jobs (`POST /v1/verify/jobs`) and their answers stay.
+    pub job_retention: String,
 }
 
 impl Default for VerifyConfig {
@@ -694,6 +698,8 @@ impl Default for VerifyConfig {
             max_hosts: 3,
             concurrency: 10,
             connections_per_host: 2,
+            cache_ttl: "1h".into(),
+            job_retention: "30d".into(),
         }
     }
 }
@@ -911,6 +917,9 @@ impl Config {
                 "filter.greylist_pass_lifetime",
                 &self.filter.greylist_pass_lifetime,
             ),
+            ("verify.greylist_wait", &self.verify.greylist_wait),
+            ("verify.cache_ttl", &self.verify.cache_ttl),
+            ("verify.job_retention", &self.verify.job_retention),
         ] {
             parse_duration(v).map_err(|e| format!("{k}: {e}"))?;
         }
@@ -1273,6 +1282,12 @@ max_hosts = 3
 concurrency = 10
 # Most connections to one MX host at once (many domains share a provider's MX).
 connections_per_host = 2
+# A domain's MX hosts and whether it accepts every address are remembered this long, so a
+# list (or the API) meeting the domain again asks once ("0s" = never remembered).
+cache_ttl = "1h"
+# Bulk jobs of the API (POST /v1/verify/jobs) are kept this long with their answers.
+job_retention = "30d"
+# Disposable domains: the list shipped with Tern (see `tern verify --update-disposable`).
 
 [dns]
 # Recursive resolvers, "IP:port"; [] uses the system's (/etc/resolv.conf).

@@ -15,9 +15,11 @@ pub mod meta;
 pub mod password;
 pub mod platform;
 pub mod sqlite;
+pub mod verify_jobs;
 
 pub use platform::*;
 pub use tern_events::{Event, EventType};
+pub use verify_jobs::{VerifyItem, VerifyJob, VerifyJobs};
 
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -714,8 +716,14 @@ pub trait Reports: Send + Sync {
 pub const LEASE_SECS: i64 = 3600;
 
 /// Everything a running server needs from storage.
-pub trait Store: Directory + MailStore + Folders + Queue + SpamData + Reports + Platform {}
-impl<T: Directory + MailStore + Folders + Queue + SpamData + Reports + Platform> Store for T {}
+pub trait Store:
+    Directory + MailStore + Folders + Queue + SpamData + Reports + Platform + VerifyJobs
+{
+}
+impl<T: Directory + MailStore + Folders + Queue + SpamData + Reports + Platform + VerifyJobs> Store
+    for T
+{
+}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

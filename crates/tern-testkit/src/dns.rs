@@ -277,26 +277,36 @@ fn zone_signer(origin: &Name) -> (DnssecSigner, String) {
 /// test programmed fail fast instead of timing out.
 pub fn nxdomain_server() -> SocketAddr {
     static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
-    *ADDR.get_or_init(|| {
-        let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind NXDOMAIN responder");
-        let addr = sock.local_addr().expect("addr");
-        std::thread::Builder::new()
-            .name("test-nxdomain-dns".into())
-            .spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok((n, peer)) = sock.recv_from(&mut buf) {
-                    if let Some(reply) = nxdomain_reply(&buf[..n]) {
-                        let _ = sock.send_to(&reply, peer);
-                    }
-                }
-            })
-            .expect("spawn NXDOMAIN responder");
-        addr
-    })
+    *ADDR.get_or_init(|| answer_every_query_with(3))
 }
 
-/// The NXDOMAIN answer to a query: its header and question, nothing else.
-fn nxdomain_reply(q: &[u8]) -> Option<Vec<u8>> {
+/// A DNS responder on loopback that answers every query with SERVFAIL at
+/// once (a resolver whose upstream is broken), shared by the process.
+pub fn servfail_server() -> SocketAddr {
+    static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+    *ADDR.get_or_init(|| answer_every_query_with(2))
+}
+
+fn answer_every_query_with(rcode: u8) -> SocketAddr {
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind test DNS responder");
+    let addr = sock.local_addr().expect("addr");
+    std::thread::Builder::new()
+        .name(format!("test-dns-rcode-{rcode}"))
+        .spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok((n, peer)) = sock.recv_from(&mut buf) {
+                if let Some(reply) = empty_reply(&buf[..n], rcode) {
+                    let _ = sock.send_to(&reply, peer);
+                }
+            }
+        })
+        .expect("spawn test DNS responder");
+    addr
+}
+
+/// An answer to a query with `rcode`: its header and question, nothing
+/// else.
+fn empty_reply(q: &[u8], rcode: u8) -> Option<Vec<u8>> {
     if q.len() < 12 || u16::from_be_bytes([q[4], q[5]]) != 1 {
         return None;
     }
@@ -318,7 +328,7 @@ fn nxdomain_reply(q: &[u8]) -> Option<Vec<u8>> {
     }
     let mut r = q[..end].to_vec();
     r[2] = 0x80 | (q[2] & 0x79); // QR, same opcode, RD copied; AA off
-    r[3] = 0x80 | 3; // RA, RCODE = NXDOMAIN
+    r[3] = 0x80 | (rcode & 0x0F); // RA, RCODE
     r[6..12].fill(0); // no answer, authority or additional records
     Some(r)
 }

@@ -9,7 +9,11 @@
 //! - `reject…` → `550 5.1.1` (no such user)
 //! - `tlsonly…` → `530 5.7.0` unless the session is encrypted
 //! - `drop…` → the connection is closed without a reply
-//! - anything else → `250`
+//! - `disabled…` → `550 5.2.1`, `full…` → `552 5.2.2`
+//! - `grey…` → `451 4.7.1` greylisted the first time, then `250`
+//! - `ratelimit…` → `450 4.7.28` (slow down)
+//! - anything else → `250`, or `550 5.1.1` if [`Behaviour::mailboxes`] is
+//!   set and does not name it
 //!
 //! It is deliberately independent of Tern's own SMTP server code.
 
@@ -65,6 +69,9 @@ pub struct Behaviour {
     pub mailboxes: Option<Vec<String>>,
     /// Wait this long before each reply (a server across the internet).
     pub reply_delay: Duration,
+    /// A refusal of every MAIL FROM (a prober on a blocklist), instead of
+    /// `250`.
+    pub mail_reply: Option<(u16, String)>,
 }
 
 impl Default for Behaviour {
@@ -83,6 +90,7 @@ impl Default for Behaviour {
             cert: None,
             mailboxes: None,
             reply_delay: Duration::ZERO,
+            mail_reply: None,
         }
     }
 }
@@ -111,6 +119,8 @@ struct Log {
     messages: Vec<Received>,
     connections: usize,
     transactions: usize,
+    /// RCPT commands seen.
+    rcpts: usize,
     /// Recipients greylisted once already (`grey…` local parts).
     greylisted: std::collections::HashSet<String>,
 }
@@ -245,6 +255,11 @@ impl RemoteHost {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .transactions
+    }
+
+    /// RCPT commands seen so far (accepted or not).
+    pub fn rcpt_count(&self) -> usize {
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).rcpts
     }
 
     /// Waits until `n` messages have arrived; panics after `timeout`.
@@ -388,6 +403,11 @@ impl Session {
                 self.rbuf.clear();
                 from = None;
                 rcpts.clear();
+            } else if upper.starts_with("MAIL FROM:")
+                && let Some((code, text)) = &self.b.mail_reply
+            {
+                let reply = format!("{code} {text}\r\n");
+                self.say(&reply).await?;
             } else if upper.starts_with("MAIL FROM:") {
                 self.log
                     .lock()
@@ -399,12 +419,18 @@ impl Session {
                 rcpt_params.clear();
                 self.say("250 2.1.0 ok\r\n").await?;
             } else if upper.starts_with("RCPT TO:") {
+                self.log.lock().unwrap_or_else(|e| e.into_inner()).rcpts += 1;
                 let to = angle(&line[8..]);
                 let local = to.split('@').next().unwrap_or("").to_ascii_lowercase();
                 if from.is_none() {
                     self.say("503 5.5.1 MAIL first\r\n").await?;
                 } else if local.starts_with("defer") {
                     self.say("451 4.2.1 mailbox busy, try later\r\n").await?;
+                } else if local.starts_with("ratelimit") {
+                    self.say(
+                        "450 4.7.28 rate limited: too many recipients from your IP, slow down\r\n",
+                    )
+                    .await?;
                 } else if local.starts_with("reject") {
                     self.say("550 5.1.1 no such user here\r\n").await?;
                 } else if local.starts_with("tlsonly") && !self.tls {

@@ -19,16 +19,19 @@
 //! replies are undeliverable; blocks, rate limits and policy refusals of
 //! the prober are unknown.
 
+mod cache;
+pub mod disposable;
+pub mod jobs;
 pub mod lists;
 pub mod probe;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tern_dns::Resolver;
 use utoipa::ToSchema;
 
 /// The answer for one address.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Answer {
     /// The address as given.
     pub address: String,
@@ -55,7 +58,7 @@ pub struct Answer {
 }
 
 /// The verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// The mailbox exists and takes mail.
@@ -82,7 +85,7 @@ impl Verdict {
 }
 
 /// A reason.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// Not a valid address.
@@ -99,6 +102,8 @@ pub enum Reason {
     MailboxFull,
     /// The domain accepts every address.
     CatchAll,
+    /// A disposable (throwaway) mail domain.
+    Disposable,
     /// A role account (postmaster, info, sales…).
     Role,
     /// The domain looks like a typo of a large provider's.
@@ -119,7 +124,7 @@ pub enum Reason {
 }
 
 /// What a server replied.
-#[derive(Debug, Clone, Serialize, ToSchema)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct SmtpReply {
     /// The host.
     pub host: String,
@@ -153,6 +158,9 @@ pub struct Settings {
     pub max_hosts: usize,
     /// Most connections to one host (IP address) at once.
     pub connections_per_host: usize,
+    /// How long what was learnt about a domain (its MX hosts, whether it
+    /// accepts every address) is kept.
+    pub cache_ttl: Duration,
 }
 
 impl Settings {
@@ -168,6 +176,7 @@ impl Settings {
             port: 25,
             max_hosts: 3,
             connections_per_host: 2,
+            cache_ttl: Duration::from_secs(3600),
         }
     }
 }
@@ -178,9 +187,12 @@ pub struct Verifier {
     settings: Settings,
     classifier: tern_feedback::Classifier,
     hosts: probe::HostLimits,
+    disposable: disposable::List,
+    cache: cache::DomainCache,
 }
 
 /// Where an address's domain takes mail.
+#[derive(Debug, Clone)]
 enum Route {
     Hosts(Vec<String>),
     Final(Verdict, Reason, String),
@@ -193,9 +205,18 @@ impl Verifier {
         Self {
             resolver,
             hosts: probe::HostLimits::new(settings.connections_per_host),
+            cache: cache::DomainCache::new(settings.cache_ttl),
             settings,
             classifier: tern_feedback::Classifier::default(),
+            disposable: disposable::List::default(),
         }
+    }
+
+    /// The same, with this list of disposable domains instead of the one
+    /// shipped with Tern.
+    pub fn with_disposable(mut self, list: disposable::List) -> Self {
+        self.disposable = list;
+        self
     }
 
     /// Verifies several addresses: those of one domain share a connection
@@ -283,7 +304,19 @@ impl Verifier {
         }
     }
 
+    /// The route, from the cache while it is fresh.
     async fn route(&self, domain: &str) -> Route {
+        if let Some(r) = self.cache.route(domain) {
+            return r;
+        }
+        let r = self.lookup_route(domain).await;
+        if !matches!(r, Route::Unknown(_)) {
+            self.cache.set_route(domain, r.clone());
+        }
+        r
+    }
+
+    async fn lookup_route(&self, domain: &str) -> Route {
         let mxs = match self.resolver.mx(domain).await {
             Ok(m) => m,
             Err(e) => return Route::Unknown(e.to_string()),
@@ -345,6 +378,7 @@ impl Verifier {
             Route::Hosts(h) => h,
         };
         let addrs: Vec<&str> = items.iter().map(|(_, a, _)| a.as_str()).collect();
+        let known = self.cache.catch_all(domain);
         let outcome = probe::probe(
             &self.resolver,
             &self.settings,
@@ -352,13 +386,25 @@ impl Verifier {
             domain,
             &hosts,
             &addrs,
+            known.is_none(),
         )
         .await;
+        let catch_all = known.or(outcome.catch_all);
+        if let (None, Some(c)) = (known, outcome.catch_all) {
+            self.cache.set_catch_all(domain, c);
+        }
+        let throwaway = self.disposable.contains(domain);
         items
             .iter()
             .zip(outcome.replies)
             .map(|((i, a, local), reply)| {
-                let mut ans = self.decide(a, local, &hosts, outcome.catch_all, reply);
+                let mut ans = self.decide(a, local, &hosts, catch_all, reply);
+                if throwaway {
+                    ans.reasons.push(Reason::Disposable);
+                    if ans.result == Verdict::Deliverable {
+                        ans.result = Verdict::Risky;
+                    }
+                }
                 with_suggestion(&mut ans, suggestion, a);
                 (*i, ans)
             })

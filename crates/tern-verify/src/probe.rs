@@ -44,10 +44,37 @@ fn smtp_reply(host: &str, r: &Reply) -> SmtpReply {
 fn looks_greylisted(r: &Reply) -> bool {
     let t = r.text.to_ascii_lowercase();
     (400..500).contains(&r.code)
+        && !t.contains("rate limit")
+        && r.enhanced() != Some("4.7.28")
         && (t.contains("greylist")
             || t.contains("graylist")
             || t.contains("try again")
             || t.contains("later"))
+}
+
+/// Why a host could not be asked.
+#[derive(Debug)]
+enum Failure {
+    /// Down, silent, or the connection broke.
+    Unreachable(String),
+    /// It answered our greeting, EHLO or MAIL FROM with a refusal: it will
+    /// not talk to this prober (a blocklist, a rate limit, a policy).
+    Refused { host: String, reply: Reply },
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unreachable(why) => f.write_str(why),
+            Self::Refused { host, reply } => write!(f, "{host} refused the prober: {reply}"),
+        }
+    }
+}
+
+impl From<tern_queue::client::ClientError> for Failure {
+    fn from(e: tern_queue::client::ClientError) -> Self {
+        Self::Unreachable(e.to_string())
+    }
 }
 
 /// One session with one host: the replies for `addresses` and the
@@ -59,21 +86,25 @@ async fn session(
     domain: &str,
     addresses: &[&str],
     catch_all_probe: bool,
-) -> Result<(Vec<Reply>, Option<bool>), String> {
+) -> Result<(Vec<Reply>, Option<bool>), Failure> {
     let timeouts = Timeouts {
         connect: settings.connect_timeout,
         command: settings.command_timeout,
         data: settings.command_timeout,
     };
+    let refused = |reply: Reply| Failure::Refused {
+        host: host.to_string(),
+        reply,
+    };
     let (mut c, greeting) = SmtpClient::connect(addr, None, timeouts)
         .await
-        .map_err(|e| format!("{host}[{}]: {e}", addr.ip()))?;
+        .map_err(|e| Failure::Unreachable(format!("{host}[{}]: {e}", addr.ip())))?;
     if greeting.code != 220 {
-        return Err(format!("{host} greeted {greeting}"));
+        return Err(refused(greeting));
     }
-    let r = c.ehlo(&settings.helo).await.map_err(|e| e.to_string())?;
+    let r = c.ehlo(&settings.helo).await?;
     if !r.is_positive() {
-        return Err(format!("{host} refused EHLO: {r}"));
+        return Err(refused(r));
     }
     // Some hosts refuse recipients until STARTTLS; any certificate will do
     // for a probe (RFC 7435).
@@ -85,14 +116,18 @@ async fn session(
             .await
         {
             Ok(Ok(mut tls)) => {
-                let r = tls.ehlo(&settings.helo).await.map_err(|e| e.to_string())?;
+                let r = tls.ehlo(&settings.helo).await?;
                 if !r.is_positive() {
-                    return Err(format!("{host} refused EHLO after STARTTLS: {r}"));
+                    return Err(refused(r));
                 }
                 c = tls;
             }
             Ok(Err((plain, _))) => c = plain,
-            Err(e) => return Err(format!("{host}: STARTTLS failed: {e}")),
+            Err(e) => {
+                return Err(Failure::Unreachable(format!(
+                    "{host}: STARTTLS failed: {e}"
+                )));
+            }
         }
     }
     let utf8 = addresses.iter().any(|a| !a.is_ascii());
@@ -100,11 +135,11 @@ async fn session(
     if utf8 && c.caps.smtputf8 {
         mail.push_str(" SMTPUTF8");
     }
-    let r = c.command(&mail).await.map_err(|e| e.to_string())?;
+    let r = c.command(&mail).await?;
     if !r.is_positive() {
         c.quit().await;
         // A refused prober learns nothing about the addresses.
-        return Err(format!("{host} refused MAIL FROM: {r}"));
+        return Err(refused(r));
     }
     let mut replies = Vec::with_capacity(addresses.len());
     for a in addresses {
@@ -115,21 +150,14 @@ async fn session(
             });
             continue;
         }
-        replies.push(
-            c.command(&format!("RCPT TO:<{a}>"))
-                .await
-                .map_err(|e| e.to_string())?,
-        );
+        replies.push(c.command(&format!("RCPT TO:<{a}>")).await?);
     }
     let mut catch_all = None;
     if catch_all_probe {
         let random: String = (0..16)
             .map(|_| (b'a' + rand::random_range(0..26u8)) as char)
             .collect();
-        let r = c
-            .command(&format!("RCPT TO:<{random}@{domain}>"))
-            .await
-            .map_err(|e| e.to_string())?;
+        let r = c.command(&format!("RCPT TO:<{random}@{domain}>")).await?;
         catch_all = match r.code {
             200..=299 => Some(true),
             500..=599 => Some(false),
@@ -174,7 +202,8 @@ impl HostLimits {
     }
 }
 
-/// Probes `addresses` (all at `domain`) on `hosts`, in order.
+/// Probes `addresses` (all at `domain`) on `hosts`, in order; with
+/// `test_catch_all`, a random address too.
 pub async fn probe(
     resolver: &Resolver,
     settings: &Settings,
@@ -182,17 +211,18 @@ pub async fn probe(
     domain: &str,
     hosts: &[String],
     addresses: &[&str],
+    test_catch_all: bool,
 ) -> DomainOutcome {
-    let mut failures = Vec::new();
+    let mut failures: Vec<Failure> = Vec::new();
     for host in hosts.iter().take(settings.max_hosts.max(1)) {
         let ips = match resolver.ips(host).await {
             Ok(ips) if !ips.is_empty() => ips,
             Ok(_) => {
-                failures.push(format!("{host} has no address"));
+                failures.push(Failure::Unreachable(format!("{host} has no address")));
                 continue;
             }
             Err(e) => {
-                failures.push(e.to_string());
+                failures.push(Failure::Unreachable(e.to_string()));
                 continue;
             }
         };
@@ -204,7 +234,7 @@ pub async fn probe(
             + settings.command_timeout * (addresses.len() as u32 + 6).min(200);
         let first = tokio::time::timeout(
             limit,
-            session(settings, host, addr, domain, addresses, true),
+            session(settings, host, addr, domain, addresses, test_catch_all),
         )
         .await;
         let (mut replies, catch_all) = match first {
@@ -214,7 +244,10 @@ pub async fn probe(
                 continue;
             }
             Err(_) => {
-                failures.push(format!("{host} did not finish within {}s", limit.as_secs()));
+                failures.push(Failure::Unreachable(format!(
+                    "{host} did not finish within {}s",
+                    limit.as_secs()
+                )));
                 continue;
             }
         };
@@ -224,7 +257,10 @@ pub async fn probe(
             && !replies.iter().any(looks_greylisted)
             && host != hosts.last().unwrap_or(host)
         {
-            failures.push(format!("{host} answered {}", replies[0]));
+            failures.push(Failure::Unreachable(format!(
+                "{host} answered {}",
+                replies[0]
+            )));
             continue;
         }
         // Greylisted: wait as asked, then try again from the same address.
@@ -273,22 +309,40 @@ pub async fn probe(
     let detail = if failures.is_empty() {
         format!("{domain} has no usable MX host")
     } else {
-        failures.join("; ")
+        failures
+            .iter()
+            .map(Failure::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
     };
-    let refused = failures.iter().any(|f| f.contains("refused MAIL FROM"));
+    // A host that refused the prober outright says more than one that was
+    // down: a rate limit (slow down) or a block (a list, a policy).
+    let reason = failures
+        .iter()
+        .find_map(|f| match f {
+            Failure::Refused { reply, .. } => Some(refusal_reason(reply)),
+            Failure::Unreachable(_) => None,
+        })
+        .unwrap_or(Reason::Timeout);
     DomainOutcome {
         replies: addresses
             .iter()
             .map(|_| Outcome::Failed {
-                reason: if refused {
-                    Reason::Blocked
-                } else {
-                    Reason::Timeout
-                },
+                reason,
                 detail: detail.clone(),
             })
             .collect(),
         catch_all: None,
+    }
+}
+
+/// Why a host that refused the prober did so.
+fn refusal_reason(r: &Reply) -> Reason {
+    static CLASSIFIER: std::sync::LazyLock<tern_feedback::Classifier> =
+        std::sync::LazyLock::new(tern_feedback::Classifier::default);
+    match CLASSIFIER.classify(r.code, r.enhanced(), &r.text).category {
+        tern_feedback::Category::RateLimited => Reason::RateLimited,
+        _ => Reason::Blocked,
     }
 }
 

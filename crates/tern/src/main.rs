@@ -124,7 +124,7 @@ enum Command {
     /// is deliverable, undeliverable, risky or unknown, with reasons and a
     /// confidence. Needs no running server ([verify] in tern.toml).
     #[command(
-        after_help = "Examples:\n  tern verify alice@example.com bob@example.org\n  tern verify --json -- alice@example.com          # one JSON object per line\n  tern verify --file list.txt --json > results.jsonl   # one address per line (or CSV, first column)\n  tern verify --csv list.csv --out results.csv         # bulk, progress bar, resumable"
+        after_help = "Examples:\n  tern verify alice@example.com bob@example.org\n  tern verify --json -- alice@example.com          # one JSON object per line\n  tern verify --file list.txt --json > results.jsonl   # one address per line (or CSV, first column)\n  tern verify --csv list.csv --out results.csv         # bulk, progress bar, resumable\n  tern verify --update-disposable                      # fetch the newest disposable-domain list\n  tern verify --update-disposable ./my-list.txt        # or take one from a file (one domain per line)"
     )]
     Verify {
         /// Addresses to verify.
@@ -140,6 +140,13 @@ enum Command {
         /// the file are skipped).
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Replace the list of disposable domains with a newer one, from a
+        /// URL or a file (one domain per line); without a value, the
+        /// disposable-email-domains project's current list. Kept in the
+        /// data folder; verifications after it use it.
+        #[arg(long, value_name = "URL|FILE", num_args = 0..=1,
+              default_missing_value = tern_verify::disposable::UPSTREAM)]
+        update_disposable: Option<String>,
         #[command(flatten)]
         data: DataArg,
     },
@@ -424,16 +431,17 @@ async fn run(cmd: Command) -> Result<()> {
             file,
             json,
             out,
+            update_disposable,
             data,
         } => {
-            tern::verify_cmd::run(
-                addresses,
-                file.as_deref(),
-                json,
-                out.as_deref(),
-                &load(&data)?,
-            )
-            .await
+            let config = load(&data)?;
+            if let Some(source) = update_disposable {
+                tern::verify_cmd::update_disposable(&source, &config).await?;
+                if addresses.is_empty() && file.is_none() {
+                    return Ok(());
+                }
+            }
+            tern::verify_cmd::run(addresses, file.as_deref(), json, out.as_deref(), &config).await
         }
     }
 }

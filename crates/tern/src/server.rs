@@ -332,6 +332,12 @@ pub async fn start(config: Config) -> Result<Running> {
         )
         .route("/healthz", get(|| async { "ok\n" }));
     if config.api.enabled {
+        let verify = tern_verify::jobs::Runner::new(
+            store.clone(),
+            Arc::new(crate::verify_cmd::verifier_with(resolver.clone(), &config)?),
+            config.verify.concurrency,
+        );
+        running.tasks.spawn(verify.clone().run());
         let api = tern_api::Api::new(
             store.clone(),
             queue.intake(),
@@ -339,10 +345,7 @@ pub async fn start(config: Config) -> Result<Running> {
             config.webhooks.clone(),
             hostname.clone(),
             Some(resolver.clone()),
-            Some(Arc::new(tern_verify::Verifier::new(
-                resolver.clone(),
-                crate::verify_cmd::settings(&config)?,
-            ))),
+            Some(verify),
         );
         app = app.merge(tern_api::router(api));
     }
@@ -355,7 +358,11 @@ pub async fn start(config: Config) -> Result<Running> {
     running.tasks.spawn(deliverer.run());
     let retention =
         tern_core::config::parse_duration(&config.events.retention).map_err(anyhow::Error::msg)?;
-    running.tasks.spawn(prune_loop(store.clone(), retention));
+    let job_retention = tern_core::config::parse_duration(&config.verify.job_retention)
+        .map_err(anyhow::Error::msg)?;
+    running
+        .tasks
+        .spawn(prune_loop(store.clone(), retention, job_retention));
     for l in http_l {
         let app = app.clone();
         // Answers are small and awaited: no Nagle delay on them.
@@ -402,14 +409,21 @@ pub async fn start(config: Config) -> Result<Running> {
     Ok(running)
 }
 
-/// Forgets events older than `retention`, hourly (and once at start).
-async fn prune_loop(store: SharedStore, retention: std::time::Duration) {
+/// Forgets events older than `retention` and verification jobs older
+/// than `jobs`, hourly (and once at start).
+async fn prune_loop(store: SharedStore, retention: std::time::Duration, jobs: std::time::Duration) {
     loop {
         let before = chrono::Utc::now().timestamp_millis() - retention.as_millis() as i64;
         match store.prune_events(before).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(events = n, "events: pruned past the retention"),
             Err(e) => tracing::warn!(error = %e, "events: pruning failed"),
+        }
+        let before = chrono::Utc::now().timestamp() - jobs.as_secs() as i64;
+        match store.prune_verify_jobs(before).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(jobs = n, "verify: jobs pruned past the retention"),
+            Err(e) => tracing::warn!(error = %e, "verify: pruning jobs failed"),
         }
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
     }

@@ -24,7 +24,25 @@ pub fn settings(config: &Config) -> Result<tern_verify::Settings> {
     s.greylist_retries = v.greylist_retries;
     s.max_hosts = v.max_hosts.max(1);
     s.connections_per_host = v.connections_per_host.max(1);
+    s.cache_ttl = tern_core::config::parse_duration(&v.cache_ttl)
+        .map_err(|e| anyhow::anyhow!("[verify] cache_ttl: {e}"))?;
     Ok(s)
+}
+
+/// The verifier as `[verify]` and the data folder set it up: the
+/// disposable-domain list updated into the data folder, if any.
+pub fn verifier(config: &Config) -> Result<tern_verify::Verifier> {
+    verifier_with(tern_dns::Resolver::new(&config.dns.nameservers)?, config)
+}
+
+/// The same, asking `resolver`.
+pub fn verifier_with(
+    resolver: tern_dns::Resolver,
+    config: &Config,
+) -> Result<tern_verify::Verifier> {
+    let list = tern_verify::disposable::List::load(&config.data_dir)
+        .context("reading the disposable-domain list in the data folder")?;
+    Ok(tern_verify::Verifier::new(resolver, settings(config)?).with_disposable(list))
 }
 
 /// Runs `tern verify`.
@@ -53,8 +71,7 @@ pub async fn run(
     if addresses.is_empty() {
         anyhow::bail!("no addresses: give them as arguments or with --file");
     }
-    let resolver = tern_dns::Resolver::new(&config.dns.nameservers)?;
-    let verifier = Arc::new(tern_verify::Verifier::new(resolver, settings(config)?));
+    let verifier = Arc::new(verifier(config)?);
     if let Some(out) = out {
         return to_csv(&verifier, addresses, out, config.verify.concurrency).await;
     }
@@ -233,5 +250,83 @@ async fn to_csv(
             summary.join(", ")
         }
     );
+    Ok(())
+}
+
+/// Most bytes of a disposable-domain list (the upstream one is ~200 KB).
+const MAX_LIST: usize = 20 << 20;
+
+/// `tern verify --update-disposable SOURCE`: fetches a list of disposable
+/// domains (an `http(s)://` URL or a file), checks that it looks like one,
+/// and keeps it in the data folder with its source and date, replacing
+/// the previous copy atomically.
+pub async fn update_disposable(source: &str, config: &Config) -> Result<()> {
+    let text = if source.starts_with("https://") || source.starts_with("http://") {
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()?;
+        let resp = client
+            .get(source)
+            .send()
+            .await
+            .with_context(|| format!("fetching {source}"))?;
+        if !resp.status().is_success() {
+            anyhow::bail!("fetching {source}: HTTP {}", resp.status());
+        }
+        let body = resp.bytes().await.context("reading the list")?;
+        if body.len() > MAX_LIST {
+            anyhow::bail!("{source} is larger than {MAX_LIST} bytes: not a domain list");
+        }
+        String::from_utf8_lossy(&body).into_owned()
+    } else {
+        let meta = std::fs::metadata(source).with_context(|| format!("reading {source}"))?;
+        if meta.len() > MAX_LIST as u64 {
+            anyhow::bail!("{source} is larger than {MAX_LIST} bytes: not a domain list");
+        }
+        std::fs::read_to_string(source).with_context(|| format!("reading {source}"))?
+    };
+    let list = tern_verify::disposable::List::parse(&text);
+    if list.len() < 10 {
+        anyhow::bail!(
+            "{source} holds {} domain names: not a disposable-domain list (nothing changed)",
+            list.len()
+        );
+    }
+    let before = tern_verify::disposable::List::load(&config.data_dir)?;
+    let mut domains: Vec<&str> = text
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or("").trim())
+        .filter(|l| !l.is_empty())
+        .collect();
+    domains.sort_unstable();
+    domains.dedup();
+    let body = format!(
+        "# Disposable mail domains for `tern verify`.\n# Source: {source}\n# Fetched: {}\n{}\n",
+        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        domains.join("\n")
+    );
+    let path = config.data_dir.join(tern_verify::disposable::DATA_FILE);
+    write_atomically(&path, body.as_bytes())?;
+    println!(
+        "{} disposable domains from {source} (was {}), kept in {}",
+        list.len(),
+        before.len(),
+        path.display()
+    );
+    Ok(())
+}
+
+/// Writes `path` through a temporary file, fsynced, then renamed.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let dir = path.parent().context("no parent folder")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let tmp = path.with_extension("tmp");
+    let mut f =
+        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("replacing {}", path.display()))?;
+    std::fs::File::open(dir)?.sync_all()?;
     Ok(())
 }

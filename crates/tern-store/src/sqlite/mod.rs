@@ -20,6 +20,7 @@ mod platform;
 mod queue;
 mod reports;
 mod spam;
+mod verify_jobs;
 mod writer;
 
 use crate::{Result, StoreError};
@@ -43,7 +44,8 @@ const SCHEMA_V11: &str = include_str!("schema_v11.sql");
 const SCHEMA_V12: &str = include_str!("schema_v12.sql");
 const SCHEMA_V13: &str = include_str!("schema_v13.sql");
 const SCHEMA_V14: &str = include_str!("schema_v14.sql");
-const SCHEMA_VERSION: i64 = 14;
+const SCHEMA_V15: &str = include_str!("schema_v15.sql");
+const SCHEMA_VERSION: i64 = 15;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -265,6 +267,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 14 {
         conn.execute_batch(SCHEMA_V14)?;
+    }
+    if version < 15 {
+        conn.execute_batch(SCHEMA_V15)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

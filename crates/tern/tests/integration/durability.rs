@@ -413,3 +413,124 @@ async fn api_acceptance_events_and_idempotency_survive_kill_9() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// A bulk verification job survives `kill -9` mid-way: the answers stored
+/// stay, the rest are answered after the restart, each address once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_jobs_resume_after_kill_9() {
+    use crate::common::{mx_host, test_dns};
+    use tern_store::VerifyJobs;
+    use tern_testkit::remote::Behaviour;
+    let dns = test_dns(&["slow1.test", "slow2.test", "slow3.test"]).await;
+    let mut hosts = Vec::new();
+    for d in ["slow1.test", "slow2.test", "slow3.test"] {
+        hosts.push(
+            mx_host(
+                &dns,
+                d,
+                Behaviour {
+                    mailboxes: Some(vec!["a7".into()]),
+                    reply_delay: Duration::from_millis(3),
+                    ..Behaviour::default()
+                },
+            )
+            .await,
+        );
+    }
+    let (data, port) = data_with_alice(
+        &format!(
+            "[api]\nrequests_per_second = 0\n[dns]\nnameservers = [\"{}\"]\n[verify]\ncommand_timeout = 5\nconnect_timeout = 5\n",
+            dns.addr
+        ),
+        "http",
+    )
+    .await;
+    let key = {
+        let config = Config::load(&data.config_path()).unwrap();
+        let store = tern::server::open_store(&config).await.unwrap();
+        let (secret, record) = tern_api::keys::generate(
+            tern_api::keys::Scope::Verify,
+            vec![],
+            "t".into(),
+            tern_core::now_unix(),
+        );
+        tern_store::Platform::add_api_key(&*store, record)
+            .await
+            .unwrap();
+        secret
+    };
+    // 1,800 addresses in chunks of 500: each chunk takes a while.
+    let addresses: Vec<String> = (0..1800)
+        .map(|i| format!("a{}@slow{}.test", i % 600, i / 600 + 1))
+        .collect();
+    let mut child = spawn(&data);
+    wait_for(port).await;
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("http://127.0.0.1:{port}/v1/verify/jobs"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body(serde_json::json!({ "addresses": addresses }).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let v: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    let id = v["id"].as_str().unwrap().to_string();
+    let progress = |http: reqwest::Client, key: String, id: String| async move {
+        http.get(format!("http://127.0.0.1:{port}/v1/verify/jobs/{id}"))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())?["done"]
+            .as_u64()
+    };
+    // Killed once the first answers are stored (the 202 alone is durable
+    // too: the job is stored before it is answered).
+    let mut seen = 0;
+    for _ in 0..1200 {
+        seen = progress(http.clone(), key.clone(), id.clone())
+            .await
+            .unwrap_or(0);
+        if seen > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen > 0, "the job got going");
+    eprintln!("killed with {seen} of 1800 answered");
+
+    let mut child = spawn(&data);
+    wait_for(port).await;
+    for _ in 0..2400 {
+        if progress(http.clone(), key.clone(), id.clone()).await == Some(1800) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let config = Config::load(&data.config_path()).unwrap();
+    let store = tern::server::open_store(&config).await.unwrap();
+    let job = store.verify_job(&id).await.unwrap().unwrap();
+    assert_eq!((job.total, job.done), (1800, 1800), "{job:?}");
+    let items = store.verify_items(&id, None, 5000).await.unwrap();
+    assert_eq!(items.len(), 1800);
+    for (i, it) in items.iter().enumerate() {
+        assert_eq!(it.address, addresses[i]);
+        let want = if it.address.starts_with("a7@") {
+            "deliverable"
+        } else {
+            "undeliverable"
+        };
+        assert_eq!(it.result.as_deref(), Some(want), "{it:?}");
+    }
+    let counts: u64 = job.counts.iter().map(|(_, n)| n).sum();
+    assert_eq!(counts, 1800);
+}
