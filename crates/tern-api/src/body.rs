@@ -57,3 +57,21 @@ pub fn header_safe(field: &str, value: &str) -> Result<(), Problem> {
     }
     Ok(())
 }
+
+/// Query parameters, strictly: an unknown or malformed one is a 422
+/// problem naming the query, not axum's plain-text 400.
+pub struct Params<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for Params<T> {
+    type Rejection = Problem;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Problem> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(t)| Self(t))
+            .map_err(|e| Problem::invalid("query", e.body_text()))
+    }
+}

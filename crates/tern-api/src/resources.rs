@@ -2,13 +2,13 @@
 //! endpoints, the queue.
 
 use crate::auth::Caller;
-use crate::body::parse;
+use crate::body::{Params, parse};
 use crate::idempotency;
 use crate::keys::Scope;
 use crate::{Api, Problem};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use base64::Engine;
@@ -113,20 +113,15 @@ fn event_query(p: &EventsParams) -> Result<EventQuery, Problem> {
     })
 }
 
-fn bad_query(e: axum::extract::rejection::QueryRejection) -> Problem {
-    Problem::invalid("query", e.body_text())
-}
-
 /// Events, filtered, oldest first, with cursor pagination.
 #[utoipa::path(get, path = "/v1/events", tag = "events", params(EventsParams),
     responses((status = 200, body = EventPage), (status = 401, body = Problem), (status = 422, body = Problem)))]
 pub async fn list_events(
     State(api): State<Arc<Api>>,
     caller: Caller,
-    params: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
+    Params(p): Params<EventsParams>,
 ) -> Result<Json<EventPage>, Problem> {
     caller.require_read()?;
-    let Query(p) = params.map_err(bad_query)?;
     let q = event_query(&p)?;
     let limit = q.limit;
     let events = api.store.events(q).await?;
@@ -219,10 +214,9 @@ fn reason_param(r: &str) -> Result<(), Problem> {
 pub async fn list_suppressions(
     State(api): State<Arc<Api>>,
     caller: Caller,
-    params: Result<Query<SuppressionParams>, axum::extract::rejection::QueryRejection>,
+    Params(p): Params<SuppressionParams>,
 ) -> Result<Json<SuppressionPage>, Problem> {
     caller.require_read()?;
-    let Query(p) = params.map_err(bad_query)?;
     if let Some(r) = &p.reason {
         reason_param(r)?;
     }
@@ -357,10 +351,9 @@ pub async fn remove_suppression(
     State(api): State<Arc<Api>>,
     caller: Caller,
     Path(address): Path<String>,
-    params: Result<Query<RemoveParams>, axum::extract::rejection::QueryRejection>,
+    Params(p): Params<RemoveParams>,
 ) -> Result<StatusCode, Problem> {
     caller.require(Scope::Admin)?;
-    let Query(p) = params.map_err(bad_query)?;
     if api
         .store
         .remove_suppression(&address, p.domain.as_deref().unwrap_or(""))

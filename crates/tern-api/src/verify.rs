@@ -8,11 +8,11 @@
 //!   `GET …/jobs/{id}/results` pages through the answers, `DELETE` drops
 //!   the job. A key sees its own jobs; an admin key sees all.
 
-use crate::body::parse;
+use crate::body::{Params, parse};
 use crate::{Api, Problem};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
@@ -285,7 +285,7 @@ pub async fn job_results(
     State(api): State<Arc<Api>>,
     caller: crate::auth::Caller,
     Path(id): Path<String>,
-    Query(p): Query<ResultsParams>,
+    Params(p): Params<ResultsParams>,
 ) -> Result<Json<JobResults>, Problem> {
     let limit = p.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

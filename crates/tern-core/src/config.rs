@@ -682,6 +682,9 @@ pub struct VerifyConfig {
     pub connections_per_host: usize,
     /// How long a domain's MX hosts and catch-all test are remembered.
     pub cache_ttl: String,
+    /// Local addresses probes connect from (one IPv4, one IPv6; empty: the
+    /// system's choice).
+    pub source_addresses: Vec<std::net::IpAddr>,
     /// How long bulk jobs (`POST /v1/verify/jobs`) and their answers stay.
     pub job_retention: String,
 }
@@ -699,6 +702,7 @@ impl Default for VerifyConfig {
             concurrency: 10,
             connections_per_host: 2,
             cache_ttl: "1h".into(),
+            source_addresses: Vec::new(),
             job_retention: "30d".into(),
         }
     }
@@ -1273,9 +1277,13 @@ mail_from = ""
 # Seconds to connect, and to wait for each reply (a tarpit cannot hold a job longer).
 connect_timeout = 10
 command_timeout = 30
-# Greylisted addresses are tried again after this wait, this many times.
+# Greylisted addresses are tried again after the wait the reply asks for ("try again in 5
+# minutes"), at most greylist_wait (and greylist_wait when it does not say), this many times.
 greylist_wait = "60s"
 greylist_retries = 1
+# Local addresses probes connect from, one IPv4 and/or one IPv6 (an address whose reverse DNS
+# names helo_name fares best); [] = the system's choice.
+source_addresses = []
 # MX hosts tried per domain (in preference order, while they are down or fail temporarily),
 # and domains probed at once (one connection each, reused for all its addresses).
 max_hosts = 3

@@ -121,6 +121,8 @@ struct Log {
     transactions: usize,
     /// RCPT commands seen.
     rcpts: usize,
+    /// Where each connection came from.
+    peers: Vec<IpAddr>,
     /// Recipients greylisted once already (`grey…` local parts).
     greylisted: std::collections::HashSet<String>,
 }
@@ -196,10 +198,14 @@ impl RemoteHost {
         let behaviour = Arc::new(Mutex::new(behaviour));
         let (l2, c2, b2) = (log.clone(), changed.clone(), behaviour.clone());
         let task = tokio::spawn(async move {
-            while let Ok((tcp, _)) = listener.accept().await {
+            while let Ok((tcp, peer)) = listener.accept().await {
                 let b = b2.lock().unwrap_or_else(|e| e.into_inner()).clone();
                 let (log, changed, acceptor) = (l2.clone(), c2.clone(), acceptor.clone());
-                log.lock().unwrap_or_else(|e| e.into_inner()).connections += 1;
+                {
+                    let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+                    l.connections += 1;
+                    l.peers.push(peer.ip());
+                }
                 tokio::spawn(async move {
                     let mut s = Session {
                         io: Box::new(tcp),
@@ -255,6 +261,15 @@ impl RemoteHost {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .transactions
+    }
+
+    /// The source address of each connection so far.
+    pub fn peers(&self) -> Vec<IpAddr> {
+        self.log
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .peers
+            .clone()
     }
 
     /// RCPT commands seen so far (accepted or not).

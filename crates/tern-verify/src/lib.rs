@@ -148,7 +148,8 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// Timeout per command.
     pub command_timeout: Duration,
-    /// How long to wait before retrying a greylisted probe.
+    /// How long to wait before retrying a greylisted probe: what the reply
+    /// asks for, at most this (and this when it does not say).
     pub greylist_wait: Duration,
     /// How many times to retry after greylisting.
     pub greylist_retries: u32,
@@ -158,6 +159,9 @@ pub struct Settings {
     pub max_hosts: usize,
     /// Most connections to one host (IP address) at once.
     pub connections_per_host: usize,
+    /// Local addresses to probe from (one per address family; empty: the
+    /// system's choice).
+    pub source: Vec<std::net::IpAddr>,
     /// How long what was learnt about a domain (its MX hosts, whether it
     /// accepts every address) is kept.
     pub cache_ttl: Duration,
@@ -177,6 +181,7 @@ impl Settings {
             max_hosts: 3,
             connections_per_host: 2,
             cache_ttl: Duration::from_secs(3600),
+            source: Vec::new(),
         }
     }
 }

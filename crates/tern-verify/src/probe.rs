@@ -52,6 +52,41 @@ fn looks_greylisted(r: &Reply) -> bool {
             || t.contains("later"))
 }
 
+/// The wait a greylisting reply asks for ("try again in 5 minutes",
+/// "greylisted for 300 seconds"), if it names one.
+fn asked_wait(text: &str) -> Option<std::time::Duration> {
+    let words: Vec<String> = text
+        .split(|c: char| c.is_whitespace() || c == ',' || c == ';' || c == '(' || c == ')')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words.windows(2).find_map(|w| {
+        let n: u64 = w[0].parse().ok()?;
+        let unit = if w[1].starts_with("sec") {
+            1
+        } else if w[1].starts_with("min") {
+            60
+        } else {
+            return None;
+        };
+        Some(std::time::Duration::from_secs(n.saturating_mul(unit)))
+    })
+}
+
+/// How long to wait before trying greylisted addresses again: what the
+/// replies ask for, at most `bound` (the configured `greylist_wait`, also
+/// the wait when they do not say).
+fn greylist_wait<'a>(
+    replies: impl Iterator<Item = &'a Reply>,
+    bound: std::time::Duration,
+) -> std::time::Duration {
+    replies
+        .filter(|r| looks_greylisted(r))
+        .filter_map(|r| asked_wait(&r.text))
+        .max()
+        .map_or(bound, |asked| asked.min(bound))
+}
+
 /// Why a host could not be asked.
 #[derive(Debug)]
 enum Failure {
@@ -96,7 +131,12 @@ async fn session(
         host: host.to_string(),
         reply,
     };
-    let (mut c, greeting) = SmtpClient::connect(addr, None, timeouts)
+    let source = settings
+        .source
+        .iter()
+        .copied()
+        .find(|ip| ip.is_ipv4() == addr.is_ipv4());
+    let (mut c, greeting) = SmtpClient::connect(addr, source, timeouts)
         .await
         .map_err(|e| Failure::Unreachable(format!("{host}[{}]: {e}", addr.ip())))?;
     if greeting.code != 220 {
@@ -267,7 +307,7 @@ pub async fn probe(
         let mut tries = 0;
         while tries < settings.greylist_retries && replies.iter().any(looks_greylisted) {
             tries += 1;
-            tokio::time::sleep(settings.greylist_wait).await;
+            tokio::time::sleep(greylist_wait(replies.iter(), settings.greylist_wait)).await;
             let again: Vec<&str> = addresses
                 .iter()
                 .zip(&replies)
@@ -349,6 +389,29 @@ fn refusal_reason(r: &Reply) -> Reason {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn greylisting_waits_as_asked_within_the_bound() {
+        let r = |text: &str| Reply {
+            code: 451,
+            text: text.into(),
+        };
+        let bound = std::time::Duration::from_secs(120);
+        let secs = |replies: &[Reply]| greylist_wait(replies.iter(), bound).as_secs();
+        assert_eq!(secs(&[r("4.7.1 Greylisted for 30 seconds")]), 30);
+        assert_eq!(secs(&[r("4.7.1 Greylisted, try again in 1 minute")]), 60);
+        assert_eq!(secs(&[r("4.7.1 Greylisted, try again in 10 minutes")]), 120);
+        assert_eq!(secs(&[r("4.7.1 Greylisted, please try again later")]), 120);
+        assert_eq!(
+            secs(&[
+                r("4.7.1 greylisted 45 secs"),
+                r("4.7.1 greylisted (90 seconds)")
+            ]),
+            90
+        );
+        // A reply that is not greylisting asks for nothing.
+        assert_eq!(secs(&[r("4.2.2 mailbox full for 5 minutes")]), 120);
+    }
 
     #[tokio::test]
     async fn one_host_gets_only_so_many_connections() {

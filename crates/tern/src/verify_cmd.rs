@@ -24,6 +24,7 @@ pub fn settings(config: &Config) -> Result<tern_verify::Settings> {
     s.greylist_retries = v.greylist_retries;
     s.max_hosts = v.max_hosts.max(1);
     s.connections_per_host = v.connections_per_host.max(1);
+    s.source = v.source_addresses.clone();
     s.cache_ttl = tern_core::config::parse_duration(&v.cache_ttl)
         .map_err(|e| anyhow::anyhow!("[verify] cache_ttl: {e}"))?;
     Ok(s)

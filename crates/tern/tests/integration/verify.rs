@@ -139,7 +139,7 @@ async fn verification_tells_the_cases_apart() {
 
     // The CLI, as a user runs it: a table, or JSON lines.
     let data = tern_testkit::DataDir::new(&format!(
-        "[dns]\nnameservers = [\"{}\"]\n[verify]\ncommand_timeout = 2\nconnect_timeout = 2\n",
+        "[dns]\nnameservers = [\"{}\"]\n[verify]\ncommand_timeout = 2\nconnect_timeout = 2\nsource_addresses = [\"127.0.0.77\"]\n",
         dns.addr
     ));
     let (ok, out) = tern_cli(
@@ -152,6 +152,11 @@ async fn verification_tells_the_cases_apart() {
         "{out}"
     );
     assert!(out.contains("mailbox_not_found"), "{out}");
+    // From the configured source address.
+    assert_eq!(
+        good.peers().last(),
+        Some(&"127.0.0.77".parse::<std::net::IpAddr>().unwrap())
+    );
     let (ok, out) = tern_cli(&["verify", "--json", "anyone@all.test"], data.path());
     assert!(ok, "{out}");
     let line: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
