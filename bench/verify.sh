@@ -1,7 +1,8 @@
 #!/bin/bash
 # Bulk address verification (issue "Verify addresses", benchmark): ADDRESSES addresses over
 # DOMAINS simulated domains, each with its own scripted MX host on a loopback address at port
-# 25 (root) answering every command after DELAY_MS, half the addresses existing mailboxes
+# 25 (root) DELAY_MS of round trip away (the greeting and each reply to a command that needed a
+# new read wait DELAY_MS; replies to pipelined commands follow at once), half the addresses existing mailboxes
 # (crates/tern-verify/examples/verify_load.rs). Prints addresses per second, peak memory and
 # connections opened per domain, and whether every answer matched the labels.
 # No peer runs here: Reacher (check-if-email-exists) is not packaged for this machine.

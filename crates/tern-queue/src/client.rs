@@ -386,6 +386,22 @@ impl SmtpClient {
         self.read_reply(self.timeouts.command).await
     }
 
+    /// Sends several commands in one write and reads a reply to each, in
+    /// order: only for a server that offered PIPELINING (RFC 2920 §3.1).
+    pub async fn pipeline(&mut self, lines: &[String]) -> Result<Vec<Reply>, ClientError> {
+        let mut batch = String::new();
+        for l in lines {
+            batch.push_str(l);
+            batch.push_str("\r\n");
+        }
+        self.write(batch.as_bytes()).await?;
+        let mut replies = Vec::with_capacity(lines.len());
+        for _ in lines {
+            replies.push(self.read_reply(self.timeouts.command).await?);
+        }
+        Ok(replies)
+    }
+
     /// EHLO, falling back to HELO when EHLO is refused (RFC 5321 §3.2).
     pub async fn ehlo(&mut self, name: &str) -> Result<Reply, ClientError> {
         let r = self.command(&format!("EHLO {name}")).await?;

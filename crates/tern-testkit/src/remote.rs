@@ -67,7 +67,10 @@ pub struct Behaviour {
     /// `None`: every address is accepted (a catch-all), but for the
     /// prefixes below.
     pub mailboxes: Option<Vec<String>>,
-    /// Wait this long before each reply (a server across the internet).
+    /// The round trip to the host (a server across the internet): the
+    /// greeting and the reply to a command that needed a new read wait
+    /// this long; replies to commands pipelined behind it (RFC 2920)
+    /// follow at once.
     pub reply_delay: Duration,
     /// A refusal of every MAIL FROM (a prober on a blocklist), instead of
     /// `250`.
@@ -214,6 +217,7 @@ impl RemoteHost {
                         b,
                         log,
                         changed,
+                        fresh: true,
                     };
                     let _ = s.run(&acceptor).await;
                 });
@@ -312,13 +316,17 @@ struct Session {
     b: Behaviour,
     log: Arc<Mutex<Log>>,
     changed: Arc<Notify>,
+    /// The next reply answers a command that needed a new read (a round
+    /// trip), not one pipelined behind the last.
+    fresh: bool,
 }
 
 impl Session {
     async fn say(&mut self, s: &str) -> std::io::Result<()> {
-        if !self.b.reply_delay.is_zero() {
+        if self.fresh && !self.b.reply_delay.is_zero() {
             tokio::time::sleep(self.b.reply_delay).await;
         }
+        self.fresh = false;
         self.io.write_all(s.as_bytes()).await?;
         self.io.flush().await
     }
@@ -335,6 +343,7 @@ impl Session {
             if !self.fill().await? {
                 return Ok(None);
             }
+            self.fresh = true;
         }
     }
 

@@ -292,7 +292,7 @@ async fn bulk_jobs_over_the_api() {
     use crate::api::{ApiWorld, api_key};
     use serde_json::json;
     let w = ApiWorld::new("[verify]\ncommand_timeout = 2\nconnect_timeout = 2\n").await;
-    let _host = mx_host(&w.dns, "remote.test", with_mailboxes(&["ann", "bob"])).await;
+    let host = mx_host(&w.dns, "remote.test", with_mailboxes(&["ann", "bob"])).await;
     let key = api_key(&w.s.store, tern_api::keys::Scope::Verify).await;
     let mut addresses = vec![
         "ann@remote.test".to_string(),
@@ -334,6 +334,11 @@ async fn bulk_jobs_over_the_api() {
         json!({"deliverable": 2, "undeliverable": 152, "risky": 0, "unknown": 0})
     );
     assert!(done["finished"].is_string());
+    // 153 addresses and the random one at remote.test: one connection, two
+    // transactions of at most 100 recipients (RFC 5321 §4.5.3.1.8).
+    assert_eq!(host.connections(), 1);
+    assert_eq!(host.transactions(), 2);
+    assert_eq!(host.rcpt_count(), 154);
     // The answers, a page at a time, in the order given.
     let (st, _, page) = w
         .call_as(&key, "GET", &format!("{path}/results?limit=3"), None, &[])
