@@ -322,7 +322,12 @@ fn body_hash_mismatch_is_fail(header: String) -> String {
 }
 
 fn spf_word(o: &SpfOutput) -> &'static str {
-    match o.result() {
+    spf_result_name(o.result())
+}
+
+/// The RFC 7208 §2.6 name of an SPF result.
+pub fn spf_result_name(r: SpfResult) -> &'static str {
+    match r {
         SpfResult::Pass => "pass",
         SpfResult::Fail => "fail",
         SpfResult::SoftFail => "softfail",

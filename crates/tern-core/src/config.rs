@@ -853,7 +853,7 @@ impl Default for FilterConfig {
 }
 
 /// `[dns]`
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DnsConfig {
     /// Recursive resolvers (`IP:port`); empty uses the system's (`/etc/resolv.conf`).
@@ -861,6 +861,27 @@ pub struct DnsConfig {
     /// DNSSEC trust anchors (a file of root DNSKEY records in zone-file
     /// syntax) for the answers DANE relies on; empty uses the IANA root keys.
     pub trust_anchor: PathBuf,
+    /// DNS blocklists `tern dns check` looks the sending addresses up in.
+    pub check_blocklists: Vec<String>,
+    /// DNS blocklists of domains `tern dns check` looks the domain up in.
+    pub check_domain_blocklists: Vec<String>,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        Self {
+            nameservers: Vec::new(),
+            trust_anchor: PathBuf::new(),
+            check_blocklists: [
+                "zen.spamhaus.org",
+                "bl.spamcop.net",
+                "b.barracudacentral.org",
+            ]
+            .map(String::from)
+            .to_vec(),
+            check_domain_blocklists: vec!["dbl.spamhaus.org".into()],
+        }
+    }
 }
 
 /// Parses a duration such as `90s`, `5m`, `1h`, `5d` or a bare number of
@@ -1302,6 +1323,10 @@ job_retention = "30d"
 nameservers = [{nameservers}]
 # DNSSEC trust anchors for DANE: a file of root DNSKEY records ("" = the IANA root keys).
 trust_anchor = ""
+# Blocklists `tern dns check` looks this server's sending addresses and the domain up in
+# (Spamhaus refuses queries that come through large public resolvers: use your own).
+check_blocklists = ["zen.spamhaus.org", "bl.spamcop.net", "b.barracudacentral.org"]
+check_domain_blocklists = ["dbl.spamhaus.org"]
 "#,
         smtp = list(&l.smtp),
         pop3 = list(&l.pop3),

@@ -121,10 +121,12 @@ pub fn zone(setup: &DomainSetup) -> String {
 
 /// The MTA-STS policy text (RFC 8461 §3.2), in `testing` mode to start.
 pub fn mta_sts_policy(setup: &DomainSetup) -> String {
-    format!(
-        "version: STSv1\nmode: testing\nmx: {}\nmax_age: 86400\n",
-        setup.hostname
-    )
+    mta_sts_policy_for(&setup.hostname)
+}
+
+/// The MTA-STS policy of a domain whose MX is `hostname`.
+pub fn mta_sts_policy_for(hostname: &str) -> String {
+    format!("version: STSv1\nmode: testing\nmx: {hostname}\nmax_age: 86400\n")
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 //! `main.rs` and by the integration tests, which start real servers on
 //! ephemeral ports.
 
+pub mod dns_check;
 pub mod health_cmd;
 pub mod https;
 pub mod reports;

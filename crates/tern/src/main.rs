@@ -192,6 +192,24 @@ enum DnsCmd {
         #[command(flatten)]
         data: DataArg,
     },
+    /// Check DOMAIN's DNS as the world sees it: MX points here, this host's
+    /// addresses, SPF (one record, under 10 lookups, lets the sending
+    /// addresses send), each active DKIM key published as held, DMARC and
+    /// its policy, MTA-STS (record and the policy over HTTPS), TLS-RPT,
+    /// reverse DNS of each sending address matching the EHLO name, and
+    /// the blocklists of [dns] check_blocklists. Each failure prints the
+    /// record or change that fixes it; exits 1 when something fails.
+    #[command(
+        after_help = "Examples:\n  tern dns check example.com\n  tern dns check example.com --json | jq '.[] | select(.status != \"pass\")'\n  tern dns check example.com >/dev/null || alert   # monitoring: exit 1 on a failure"
+    )]
+    Check {
+        domain: String,
+        /// The checks as a JSON array.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        data: DataArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -419,6 +437,24 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Alias(c) => alias(c).await,
         Command::Domain(c) => domain(c).await,
         Command::Dns(DnsCmd::Records { domain, data }) => dns_records(&domain, &data).await,
+        Command::Dns(DnsCmd::Check { domain, json, data }) => {
+            let config = load(&data)?;
+            let store: tern_store::SharedStore = tern::server::open_store(&config).await?;
+            let resolver = tern_dns::Resolver::new(&config.dns.nameservers)?;
+            let checks = tern::dns_check::checks(&config, &store, &resolver, &domain).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&checks)?);
+            } else {
+                tern::dns_check::print(&domain, &checks);
+            }
+            if checks
+                .iter()
+                .any(|c| c.status == tern_dns::check::Status::Fail)
+            {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
         Command::Dkim(c) => dkim(c).await,
         Command::Queue(c) => queue_cmd::run(c).await,
         Command::Spam(c) => spam_cmd::run(c).await,

@@ -176,15 +176,7 @@ pub async fn start(config: Config) -> Result<Running> {
             .with_dnssec(&config.dns.nameservers, anchor.as_deref())
             .context("setting up DNSSEC validation for DANE ([dns] trust_anchor)")?;
     }
-    let extra_roots = if config.queue.tls_ca_file.as_os_str().is_empty() {
-        Vec::new()
-    } else {
-        let path = config.resolve(&config.queue.tls_ca_file);
-        use rustls_pki_types::pem::PemObject;
-        rustls_pki_types::CertificateDer::pem_file_iter(&path)
-            .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-            .with_context(|| format!("reading [queue] tls_ca_file {}", path.display()))?
-    };
+    let extra_roots = extra_roots(&config)?;
     let queue = tern_queue::QueueService::new(
         store.clone(),
         resolver.clone(),
@@ -330,7 +322,13 @@ pub async fn start(config: Config) -> Result<Running> {
             "/metrics",
             get(move || std::future::ready(metrics.render())),
         )
-        .route("/healthz", get(|| async { "ok\n" }));
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/.well-known/mta-sts.txt", {
+            let (store, hostname) = (store.clone(), hostname.clone());
+            get(move |headers: axum::http::HeaderMap| {
+                mta_sts_policy(store.clone(), hostname.clone(), headers)
+            })
+        });
     if config.api.enabled {
         let verify = tern_verify::jobs::Runner::new(
             store.clone(),
@@ -407,6 +405,56 @@ pub async fn start(config: Config) -> Result<Running> {
         }
     }
     Ok(running)
+}
+
+/// RFC 8461 §3.2: the MTA-STS policy of a local domain, for requests to
+/// `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` (the CNAME that
+/// `tern dns records` prints brings them here).
+async fn mta_sts_policy(
+    store: SharedStore,
+    hostname: String,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| h.rsplit_once(':').map_or(h, |(name, _)| name))
+        .unwrap_or("")
+        .trim_end_matches('.')
+        .to_ascii_lowercase();
+    let local = match host.strip_prefix("mta-sts.") {
+        Some(domain) => store
+            .list_domains()
+            .await
+            .is_ok_and(|ds| ds.iter().any(|d| d.name == domain)),
+        None => false,
+    };
+    if !local {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "no MTA-STS policy here\n",
+        )
+            .into_response();
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "text/plain")],
+        tern_dns::records::mta_sts_policy_for(&hostname),
+    )
+        .into_response()
+}
+
+/// The certificate authorities `[queue] tls_ca_file` adds to the system's
+/// (for verified TLS to MX hosts and MTA-STS policy hosts).
+pub fn extra_roots(config: &Config) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>> {
+    if config.queue.tls_ca_file.as_os_str().is_empty() {
+        return Ok(Vec::new());
+    }
+    let path = config.resolve(&config.queue.tls_ca_file);
+    use rustls_pki_types::pem::PemObject;
+    rustls_pki_types::CertificateDer::pem_file_iter(&path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .with_context(|| format!("reading [queue] tls_ca_file {}", path.display()))
 }
 
 /// Forgets events older than `retention` and verification jobs older

@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod deep_nesting;
 mod delivery;
+mod dns_check;
 mod durability;
 mod feedback;
 mod hostile_clients;
