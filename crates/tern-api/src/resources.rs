@@ -110,6 +110,7 @@ fn event_query(p: &EventsParams) -> Result<EventQuery, Problem> {
         until: time_param("until", &p.until)?,
         after: p.cursor.clone(),
         limit: limit_param(p.limit)?,
+        newest_first: false,
     })
 }
 

@@ -78,6 +78,8 @@ pub struct Config {
     pub feedback: FeedbackConfig,
     /// `[verify]`: email-address verification (`tern verify`).
     pub verify: VerifyConfig,
+    /// `[web]`: the dashboard.
+    pub web: WebConfig,
     /// Directory holding `tern.toml`; not read from the file.
     #[serde(skip)]
     pub data_dir: PathBuf,
@@ -708,6 +710,20 @@ impl Default for VerifyConfig {
     }
 }
 
+/// `[web]`: the dashboard at `/` on the HTTP listeners.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebConfig {
+    /// Serve the dashboard.
+    pub enabled: bool,
+}
+
+impl Default for WebConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
 /// `[events]`: the event log.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -1233,6 +1249,12 @@ greylist_pass_list = []
 # Every message's history (received, accepted, delivered, deferred, bounced, ...): read it
 # with GET /v1/events and /v1/messages/ID, receive it by webhook. Kept this long.
 retention = "30d"
+
+[web]
+# The dashboard at / on the [listen] http and https addresses: delivery analytics, message
+# timelines, the queue, domains with their DNS check, suppressions. Users: `tern admin add`.
+# Over plain HTTP only on a trusted network; its cookies are Secure over HTTPS.
+enabled = true
 
 [api]
 # The HTTP API under /v1 on the [listen] http addresses (OpenAPI at /v1/openapi.json).

@@ -11,12 +11,14 @@
 //! Durability contract: when [`MailStore::deliver`] or [`MailStore::expunge`]
 //! returns `Ok`, the change is committed and fsynced.
 
+pub mod dashboard;
 pub mod meta;
 pub mod password;
 pub mod platform;
 pub mod sqlite;
 pub mod verify_jobs;
 
+pub use dashboard::{Dashboard, WebSession, WebUser};
 pub use platform::*;
 pub use tern_events::{Event, EventType};
 pub use verify_jobs::{VerifyItem, VerifyJob, VerifyJobs};
@@ -717,11 +719,20 @@ pub const LEASE_SECS: i64 = 3600;
 
 /// Everything a running server needs from storage.
 pub trait Store:
-    Directory + MailStore + Folders + Queue + SpamData + Reports + Platform + VerifyJobs
+    Directory + MailStore + Folders + Queue + SpamData + Reports + Platform + VerifyJobs + Dashboard
 {
 }
-impl<T: Directory + MailStore + Folders + Queue + SpamData + Reports + Platform + VerifyJobs> Store
-    for T
+impl<
+    T: Directory
+        + MailStore
+        + Folders
+        + Queue
+        + SpamData
+        + Reports
+        + Platform
+        + VerifyJobs
+        + Dashboard,
+> Store for T
 {
 }
 

@@ -68,6 +68,8 @@ pub struct EventQuery {
     pub after: Option<String>,
     /// At most this many (capped by the backend at 1,000).
     pub limit: usize,
+    /// Newest first (then `after` is not used).
+    pub newest_first: bool,
 }
 
 /// One hourly counter.
@@ -273,6 +275,9 @@ pub trait Platform: Send + Sync {
         since_hour: i64,
         until_hour: i64,
     ) -> Result<Vec<EventCount>>;
+    /// The hourly counters of every domain together, per hour, type and
+    /// detail.
+    async fn event_counts_all(&self, since_hour: i64, until_hour: i64) -> Result<Vec<EventCount>>;
     /// Events matching `query`.
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
     /// Forgets events and message logs older than `before` (Unix

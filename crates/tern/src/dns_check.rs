@@ -12,6 +12,30 @@ use tern_core::config::Config;
 use tern_dns::check::{Check, Expected, Status};
 use tern_store::SharedStore;
 
+/// The dashboard's way to run the checks.
+pub struct Checker {
+    /// The configuration.
+    pub config: Config,
+    /// The store.
+    pub store: SharedStore,
+    /// The resolver.
+    pub resolver: tern_dns::Resolver,
+}
+
+impl tern_web::DomainChecker for Checker {
+    fn check<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<Check>, String>> + Send + 'a>>
+    {
+        Box::pin(async move {
+            checks(&self.config, &self.store, &self.resolver, domain)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        })
+    }
+}
+
 /// Every check of `domain`.
 pub async fn checks(
     config: &Config,

@@ -13,6 +13,7 @@ use tern_core::{Address, Config};
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use tern_store::{Directory, Platform};
 
+mod admin_cmd;
 mod apikey_cmd;
 mod queue_cmd;
 mod reports_cmd;
@@ -118,6 +119,9 @@ enum Command {
     /// Suppression lists: list, add, remove, import, export.
     #[command(subcommand)]
     Suppression(suppression_cmd::SuppressionCmd),
+    /// Dashboard users: add, list, remove.
+    #[command(subcommand)]
+    Admin(admin_cmd::AdminCmd),
     /// Tell whether addresses can receive mail: syntax, DNS (MX, implicit
     /// MX, null MX) and a probe of the MX that never sends (RCPT TO, a
     /// random address for catch-alls, greylisting waited out). Each answer
@@ -462,6 +466,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Apikey(c) => apikey_cmd::run(c).await,
         Command::Webhook(c) => webhook_cmd::run(c).await,
         Command::Suppression(c) => suppression_cmd::run(c).await,
+        Command::Admin(c) => admin_cmd::run(c).await,
         Command::Verify {
             addresses,
             file,

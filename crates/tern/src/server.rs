@@ -347,6 +347,20 @@ pub async fn start(config: Config) -> Result<Running> {
         );
         app = app.merge(tern_api::router(api));
     }
+    if config.web.enabled {
+        let checker = Arc::new(crate::dns_check::Checker {
+            config: config.clone(),
+            store: store.clone(),
+            resolver: resolver.clone(),
+        });
+        let web = tern_web::Web::new(
+            store.clone(),
+            guard.clone(),
+            hostname.clone(),
+            Some(checker),
+        );
+        app = app.merge(tern_web::router(web));
+    }
     let deliverer = tern_api::webhooks::Deliverer::new(
         store.clone(),
         resolver.clone(),
@@ -380,7 +394,8 @@ pub async fn start(config: Config) -> Result<Running> {
             // `tap_io` gives the listener axum's ConnectInfo<SocketAddr>.
             use axum::serve::ListenerExt;
             let listener = crate::https::TlsListener::new(l, acceptor.clone())?.tap_io(|_| {});
-            let app = app.clone();
+            // The dashboard's cookies get `Secure` over TLS.
+            let app = app.clone().layer(axum::Extension(tern_web::Https));
             running.tasks.spawn(async move {
                 let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
                 if let Err(e) = axum::serve(listener, app).await {

@@ -13,6 +13,7 @@
 //! directly, and reads (short, never blocked by the writer in WAL mode) run
 //! on the calling thread with a pooled connection.
 
+mod dashboard;
 mod directory;
 mod folders;
 mod mail;
@@ -45,7 +46,8 @@ const SCHEMA_V12: &str = include_str!("schema_v12.sql");
 const SCHEMA_V13: &str = include_str!("schema_v13.sql");
 const SCHEMA_V14: &str = include_str!("schema_v14.sql");
 const SCHEMA_V15: &str = include_str!("schema_v15.sql");
-const SCHEMA_VERSION: i64 = 15;
+const SCHEMA_V16: &str = include_str!("schema_v16.sql");
+const SCHEMA_VERSION: i64 = 16;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -270,6 +272,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 15 {
         conn.execute_batch(SCHEMA_V15)?;
+    }
+    if version < 16 {
+        conn.execute_batch(SCHEMA_V16)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

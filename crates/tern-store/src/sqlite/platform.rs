@@ -168,6 +168,14 @@ fn load_webhooks(c: &Connection, id: &str) -> Result<Vec<Webhook>> {
 fn event_filter(q: &EventQuery) -> (String, Vec<Value>) {
     let mut cond = vec!["1".to_string()];
     let mut args: Vec<Value> = Vec::new();
+    let q = &EventQuery {
+        after: if q.newest_first {
+            None
+        } else {
+            q.after.clone()
+        },
+        ..q.clone()
+    };
     if !q.types.is_empty() {
         let marks = vec!["?"; q.types.len()].join(",");
         cond.push(format!("e.type IN ({marks})"));
@@ -211,7 +219,8 @@ fn query_events(c: &Connection, q: &EventQuery) -> Result<Vec<Event>> {
     let (cond, mut args) = event_filter(q);
     args.push(Value::Integer(q.limit.clamp(1, MAX_PAGE) as i64));
     let mut st = c.prepare_cached(&format!(
-        "SELECT e.data FROM events e WHERE {cond} ORDER BY e.id LIMIT ?"
+        "SELECT e.data FROM events e WHERE {cond} ORDER BY e.id {} LIMIT ?",
+        if q.newest_first { "DESC" } else { "ASC" }
     ))?;
     let rows = st.query_map(params_from_iter(args), |r| r.get::<_, String>(0))?;
     let mut out = Vec::new();
@@ -304,6 +313,24 @@ impl Platform for SqliteStore {
                  WHERE domain = ? AND hour >= ? AND hour < ? ORDER BY hour",
             )?;
             let rows = st.query_map(params![domain, since_hour, until_hour], |r| {
+                Ok(EventCount {
+                    hour: r.get(0)?,
+                    event_type: r.get(1)?,
+                    detail: r.get(2)?,
+                    n: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+        })
+    }
+
+    async fn event_counts_all(&self, since_hour: i64, until_hour: i64) -> Result<Vec<EventCount>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT hour, type, detail, sum(n) FROM event_counts
+                 WHERE hour >= ? AND hour < ? GROUP BY hour, type, detail ORDER BY hour",
+            )?;
+            let rows = st.query_map(params![since_hour, until_hour], |r| {
                 Ok(EventCount {
                     hour: r.get(0)?,
                     event_type: r.get(1)?,

@@ -18,3 +18,4 @@ mod smtp_hostile;
 mod spam;
 mod submission;
 mod verify;
+mod web;

@@ -1,0 +1,88 @@
+//! Tern's dashboard, served by `tern serve` at `/` on the HTTP listeners:
+//! delivery analytics from the hourly counters, message timelines, the
+//! queue, domains with their live DNS check, suppressions, webhooks, API
+//! keys and accounts. Server-rendered HTML (maud escapes everything it is
+//! given, so a subject with `<script>` shows as text), one stylesheet
+//! embedded in the binary, no JavaScript needed; logins with argon2
+//! passwords, sessions in Secure/HttpOnly/SameSite=Strict cookies, a CSRF
+//! token in every form, and the same login throttling as IMAP.
+
+mod chart;
+mod layout;
+mod pages;
+mod session;
+
+use axum::Router;
+use axum::routing::{get, post};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use tern_core::authguard::AuthGuard;
+use tern_store::SharedStore;
+
+pub use session::{SESSION_COOKIE, User};
+
+/// A request that came over TLS (the HTTPS listeners add it): cookies get
+/// the `Secure` attribute.
+#[derive(Debug, Clone, Copy)]
+pub struct Https;
+
+/// Checks a domain's DNS as `tern dns check` does (the binary provides it:
+/// it needs SPF evaluation and the MTA-STS fetcher).
+pub trait DomainChecker: Send + Sync {
+    /// The checks of `domain`.
+    fn check<'a>(
+        &'a self,
+        domain: &'a str,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<tern_dns::check::Check>, String>> + Send + 'a>>;
+}
+
+/// The dashboard's state.
+pub struct Web {
+    store: SharedStore,
+    guard: Arc<AuthGuard>,
+    hostname: String,
+    checker: Option<Arc<dyn DomainChecker>>,
+}
+
+impl Web {
+    /// The dashboard over `store`, throttling logins with `guard`.
+    pub fn new(
+        store: SharedStore,
+        guard: Arc<AuthGuard>,
+        hostname: String,
+        checker: Option<Arc<dyn DomainChecker>>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            guard,
+            hostname,
+            checker,
+        })
+    }
+}
+
+/// The dashboard's routes.
+pub fn router(web: Arc<Web>) -> Router {
+    Router::new()
+        .route("/", get(pages::overview::page))
+        .route("/login", get(session::login_page).post(session::login))
+        .route("/logout", post(session::logout))
+        .route("/messages", get(pages::messages::search))
+        .route("/messages/{id}", get(pages::messages::timeline))
+        .route("/messages/{id}/retry", post(pages::messages::retry))
+        .route("/messages/{id}/delete", post(pages::messages::delete))
+        .route("/queue", get(pages::queue::page))
+        .route("/domains", get(pages::domains::list))
+        .route("/domains/{domain}", get(pages::domains::detail))
+        .route(
+            "/suppressions",
+            get(pages::suppressions::list).post(pages::suppressions::add),
+        )
+        .route("/suppressions/remove", post(pages::suppressions::remove))
+        .route("/webhooks", get(pages::admin::webhooks))
+        .route("/keys", get(pages::admin::keys))
+        .route("/accounts", get(pages::admin::accounts))
+        .route("/assets/style.css", get(layout::stylesheet))
+        .with_state(web)
+}

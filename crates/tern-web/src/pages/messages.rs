@@ -1,0 +1,315 @@
+//! Messages: a search over the event log (a recipient, a message id or
+//! `tag:NAME`; without one, the latest messages), and a message's
+//! timeline — its envelope and subject, every event with the remote
+//! replies, and for mail still queued why it waits and when it is tried
+//! next, with retry and delete.
+
+use crate::session::{User, frame};
+use crate::{Web, layout};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use std::sync::Arc;
+use tern_events::{Event, EventType};
+use tern_store::EventQuery;
+
+#[derive(Deserialize, Default)]
+pub struct SearchParams {
+    q: Option<String>,
+}
+
+fn domain_of(a: &str) -> &str {
+    a.rsplit_once('@').map_or("", |(_, d)| d)
+}
+
+/// Whether `user` may see an event: its sender's or recipient's domain.
+fn visible(user: &User, e: &Event) -> bool {
+    user.is_admin()
+        || e.sender
+            .as_deref()
+            .is_some_and(|s| user.may_see(domain_of(s)))
+        || e.recipient
+            .as_deref()
+            .is_some_and(|r| user.may_see(domain_of(r)))
+}
+
+fn pill(t: EventType) -> Markup {
+    html! { span class=(format!("pill {}", t.as_str())) { (t.as_str()) } }
+}
+
+fn when(ms: i64) -> String {
+    layout::time(ms.div_euclid(1000))
+}
+
+/// `GET /messages`.
+pub async fn search(
+    State(web): State<Arc<Web>>,
+    user: User,
+    Query(p): Query<SearchParams>,
+) -> Response {
+    let q = p.q.as_deref().map(str::trim).unwrap_or("").to_string();
+    let mut query = EventQuery {
+        limit: 100,
+        newest_first: true,
+        ..Default::default()
+    };
+    if q.is_empty() {
+        query.types = vec![
+            EventType::Accepted,
+            EventType::Received,
+            EventType::Rejected,
+        ];
+    } else if let Some(tag) = q.strip_prefix("tag:") {
+        query.tag = Some(tag.trim().to_string());
+    } else if q.contains('@') {
+        query.recipient = Some(q.to_ascii_lowercase());
+    } else {
+        query.message_id = Some(q.clone());
+    }
+    let events = match web.store.events(query).await {
+        Ok(e) => e,
+        Err(e) => return layout::store_error(e),
+    };
+    let events: Vec<Event> = events.into_iter().filter(|e| visible(&user, e)).collect();
+    let body = html! {
+        h1 { "Messages" }
+        form.filters method="get" action="/messages" role="search" {
+            div {
+                label for="q" { "Recipient, message id, or tag:NAME" }
+                input #q type="search" name="q" value=(q) size="40";
+            }
+            button type="submit" { "Search" }
+        }
+        @if q.is_empty() { p.muted { "The latest messages sent and received." } }
+        @if events.is_empty() {
+            p { "Nothing found." }
+        } @else {
+            div.panel {
+                table {
+                    thead { tr { th { "Time" } th { "Event" } th { "Message" } th { "From" } th { "To" } th.hide-sm { "Detail" } } }
+                    tbody {
+                        @for e in &events {
+                            tr {
+                                td { (when(e.time)) }
+                                td { (pill(e.event_type)) }
+                                td.mono { a href=(format!("/messages/{}", e.message_id)) { (e.message_id) } }
+                                td { (e.sender.as_deref().unwrap_or("")) }
+                                td { (e.recipient.as_deref().unwrap_or("")) }
+                                td.hide-sm { (e.reply.as_deref().or(e.reason.as_deref()).unwrap_or("")) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    frame(&user, "Messages", "/messages")
+        .render(body)
+        .into_response()
+}
+
+/// The first value of header `name` in a header block.
+fn header(block: &str, name: &str) -> Option<String> {
+    let mut lines = block.split("\r\n").flat_map(|l| l.split('\n')).peekable();
+    while let Some(l) = lines.next() {
+        if let Some((k, v)) = l.split_once(':')
+            && k.eq_ignore_ascii_case(name)
+        {
+            let mut value = v.trim().to_string();
+            while let Some(next) = lines.peek() {
+                if next.starts_with([' ', '\t']) {
+                    value.push(' ');
+                    value.push_str(next.trim());
+                    lines.next();
+                } else {
+                    break;
+                }
+            }
+            return Some(value);
+        }
+    }
+    None
+}
+
+/// `GET /messages/{id}`.
+pub async fn timeline(State(web): State<Arc<Web>>, user: User, Path(id): Path<String>) -> Response {
+    if id.len() > 64 {
+        return layout::not_found("No such message.");
+    }
+    let log = match web.store.message_log(&id).await {
+        Ok(l) => l,
+        Err(e) => return layout::store_error(e),
+    };
+    let events = match web
+        .store
+        .events(EventQuery {
+            message_id: Some(id.clone()),
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(e) => e,
+        Err(e) => return layout::store_error(e),
+    };
+    let queued = match web.store.queued_message(&id).await {
+        Ok(q) => q,
+        Err(e) => return layout::store_error(e),
+    };
+    if log.is_none() && events.is_empty() && queued.is_empty() {
+        return layout::not_found("No such message.");
+    }
+    let allowed = user.is_admin()
+        || events.iter().any(|e| visible(&user, e))
+        || log
+            .as_ref()
+            .is_some_and(|l| user.may_see(domain_of(&l.sender)));
+    if !allowed {
+        return layout::not_found("No such message.");
+    }
+    let subject = log.as_ref().and_then(|l| header(&l.headers, "Subject"));
+    let body = html! {
+        h1 { "Message " span.mono { (id) } }
+        div.panel {
+            table {
+                tbody {
+                    @if let Some(s) = &subject { tr { th { "Subject" } td { (s) } } }
+                    @if let Some(l) = &log {
+                        tr { th { "From (envelope)" } td { (l.sender) } }
+                        tr { th { "To" } td { (l.recipients.join(", ")) } }
+                        tr { th { "Accepted" } td { (layout::time(l.time)) " via " (l.source) } }
+                        @if !l.stream.is_empty() { tr { th { "Stream" } td { (l.stream) } } }
+                        @if !l.tags.is_empty() { tr { th { "Tags" } td { (l.tags.join(", ")) } } }
+                    }
+                }
+            }
+        }
+        @if !queued.is_empty() {
+            section.panel aria-labelledby="queue-h" {
+                h2 #queue-h { "Waiting in the queue" }
+                table {
+                    thead { tr { th { "Recipient" } th.num { "Attempts" } th { "Next attempt" } th { "Why it waits" } } }
+                    tbody {
+                        @for r in &queued {
+                            tr {
+                                td { (r.address) }
+                                td.num { (r.attempts) }
+                                td { (layout::time(r.next_attempt)) }
+                                td { (r.last_error.as_deref().unwrap_or("not tried yet")) }
+                            }
+                        }
+                    }
+                }
+                @if user.is_admin() {
+                    p {
+                        form.inline method="post" action=(format!("/messages/{id}/retry")) {
+                            input type="hidden" name="csrf" value=(user.csrf);
+                            button type="submit" { "Retry now" }
+                        }
+                        " "
+                        form.inline method="post" action=(format!("/messages/{id}/delete")) {
+                            input type="hidden" name="csrf" value=(user.csrf);
+                            button.danger type="submit" { "Delete from the queue" }
+                        }
+                    }
+                }
+            }
+        }
+        section.panel aria-labelledby="events-h" {
+            h2 #events-h { "Timeline" }
+            table {
+                thead { tr { th { "Time" } th { "Event" } th { "Recipient" } th { "What happened" } } }
+                tbody {
+                    @for e in &events {
+                        tr {
+                            td { (when(e.time)) }
+                            td { (pill(e.event_type)) }
+                            td { (e.recipient.as_deref().unwrap_or("")) }
+                            td { (describe(e)) }
+                        }
+                    }
+                }
+            }
+        }
+        @if let Some(l) = &log {
+            details.panel {
+                summary { "Headers as sent" }
+                pre.mono { (l.headers) }
+            }
+        }
+    };
+    frame(&user, "Message", "/messages")
+        .render(body)
+        .into_response()
+}
+
+fn describe(e: &Event) -> Markup {
+    html! {
+        @if let Some(h) = &e.mx_host { "at " span.mono { (h) } " " }
+        @if let Some(r) = &e.reply { "· " span.mono { (r) } " " }
+        @if let Some(c) = &e.category { "· " (c) " " }
+        @if let Some(r) = &e.reason { "· " (r) " " }
+        @if let Some(u) = &e.url { "· " span.mono { (u) } " " }
+        @if let Some(n) = e.next_attempt { "· next try " (layout::time(n)) }
+        @if let Some(f) = &e.folder { "· filed in " (f) }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// `POST /messages/{id}/retry`.
+pub async fn retry(
+    State(web): State<Arc<Web>>,
+    user: User,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+        return r.into_response();
+    }
+    match web
+        .store
+        .queue_retry(Some(&id), tern_core::now_unix())
+        .await
+    {
+        Ok(n) => {
+            tracing::info!(queue_id = %id, recipients = n, user = %user.email, "web: retry now");
+            Redirect::to(&format!("/messages/{id}")).into_response()
+        }
+        Err(e) => layout::store_error(e),
+    }
+}
+
+/// `POST /messages/{id}/delete`.
+pub async fn delete(
+    State(web): State<Arc<Web>>,
+    user: User,
+    Path(id): Path<String>,
+    axum::Form(f): axum::Form<CsrfForm>,
+) -> Response {
+    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+        return r.into_response();
+    }
+    match web.store.queue_delete(&id).await {
+        Ok(n) => {
+            tracing::info!(queue_id = %id, recipients = n, user = %user.email, "web: removed from the queue");
+            Redirect::to(&format!("/messages/{id}")).into_response()
+        }
+        Err(e) => layout::store_error(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn headers_unfold() {
+        let h = "From: a@b\r\nSubject: hello\r\n there\r\nTo: c@d\r\n";
+        assert_eq!(super::header(h, "subject").as_deref(), Some("hello there"));
+        assert_eq!(super::header(h, "x-missing"), None);
+    }
+}

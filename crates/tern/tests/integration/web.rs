@@ -1,0 +1,386 @@
+//! The dashboard over real HTTP against a running server: logging in
+//! (CSRF on the login form, wrong passwords throttled), sessions, forms
+//! refused without their CSRF token, the overview's figures equal to the
+//! API's for a seeded history, a message's timeline with an XSS-bearing
+//! subject shown as text, retrying a queued message, suppressing and
+//! unsuppressing, and a domain owner's narrower view. (The same pages in
+//! Chromium, with screenshots: tests/e2e/dashboard.py.)
+
+use crate::api::ApiWorld;
+use serde_json::{Value, json};
+use std::collections::HashMap;
+use tern_store::WebUser;
+
+/// A client that keeps cookies and does not follow redirects.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: HashMap<String, String>,
+}
+
+struct Page {
+    status: u16,
+    location: String,
+    body: String,
+    set_cookies: Vec<String>,
+}
+
+impl Browser {
+    fn new(base: String) -> Self {
+        Self {
+            base,
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    async fn send(&mut self, method: &str, path: &str, form: Option<&[(&str, &str)]>) -> Page {
+        let mut r = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if !self.cookies.is_empty() {
+            let c: Vec<String> = self
+                .cookies
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            r = r.header("cookie", c.join("; "));
+        }
+        if let Some(f) = form {
+            let body: Vec<String> = f
+                .iter()
+                .map(|(k, v)| format!("{k}={}", urlencode(v)))
+                .collect();
+            r = r
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body.join("&"));
+        }
+        let resp = r.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let location = resp
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let set_cookies: Vec<String> = resp
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok().map(str::to_string))
+            .collect();
+        for c in &set_cookies {
+            if let Some((kv, _)) = c.split_once(';')
+                && let Some((k, v)) = kv.split_once('=')
+            {
+                if v.is_empty() {
+                    self.cookies.remove(k);
+                } else {
+                    self.cookies.insert(k.to_string(), v.to_string());
+                }
+            }
+        }
+        Page {
+            status,
+            location,
+            body: resp.text().await.unwrap(),
+            set_cookies,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        self.send("GET", path, None).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        self.send("POST", path, Some(form)).await
+    }
+
+    /// Logs in; the login page's token comes from its form.
+    async fn login(&mut self, email: &str, password: &str) -> Page {
+        let page = self.get("/login").await;
+        let token = hidden(&page.body, "csrf");
+        self.post(
+            "/login",
+            &[
+                ("email", email),
+                ("password", password),
+                ("csrf", &token),
+                ("next", "/"),
+            ],
+        )
+        .await
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The value of the first hidden input `name` in a page.
+fn hidden(body: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {body}"))
+        + marker.len();
+    body[start..].split('"').next().unwrap().to_string()
+}
+
+/// The figure `data-figure=ID` shows.
+fn figure(body: &str, id: &str) -> i64 {
+    let marker = format!("data-figure=\"{id}\">");
+    let start = body
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no figure {id}"))
+        + marker.len();
+    body[start..].split('<').next().unwrap().parse().unwrap()
+}
+
+async fn add_user(w: &ApiWorld, email: &str, password: &str, domains: &[&str]) {
+    w.s.store
+        .put_web_user(WebUser {
+            email: email.into(),
+            password_hash: tern_store::password::hash(password).unwrap(),
+            domains: domains.iter().map(|d| d.to_string()).collect(),
+            created: tern_core::now_unix(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_logs_in_shows_and_changes_safely() {
+    let w = ApiWorld::new("[auth]\nslow_after = 100\nblock_after = 4\n").await;
+    add_user(&w, "ops@example.test", "right-password", &[]).await;
+    add_user(&w, "owner@example.org", "owner-password", &["example.org"]).await;
+    let mut b = Browser::new(format!("http://{}", w.s.http));
+
+    // Pages need a session.
+    let p = b.get("/").await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/login?next=/"));
+    // A login posted without the login page's token is refused.
+    let p = b
+        .post(
+            "/login",
+            &[
+                ("email", "ops@example.test"),
+                ("password", "right-password"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 403, "{}", p.body);
+    // Wrong passwords: 401, then the address is refused (429).
+    let p = b.login("ops@example.test", "wrong").await;
+    assert_eq!(p.status, 401);
+    assert!(p.body.contains("Wrong email or password"));
+    let p = b.login("nobody@example.test", "wrong").await;
+    assert_eq!(p.status, 401);
+
+    // The right password from a fresh address family member works: the
+    // guard counts per address, so log in before the block.
+    let p = b.login("ops@example.test", "right-password").await;
+    assert_eq!((p.status, p.location.as_str()), (303, "/"), "{}", p.body);
+    let session = p
+        .set_cookies
+        .iter()
+        .find(|c| c.starts_with("tern_session="))
+        .unwrap();
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Strict"),
+        "{session}"
+    );
+
+    // A seeded history: the overview's week equals the API's 7 days.
+    let mut events = Vec::new();
+    for (t, n, detail) in [
+        (tern_events::EventType::Accepted, 9, None),
+        (tern_events::EventType::Delivered, 6, None),
+        (tern_events::EventType::Bounced, 2, Some("bad_mailbox")),
+        (tern_events::EventType::Deferred, 3, None),
+        (tern_events::EventType::Complained, 1, None),
+        (tern_events::EventType::Opened, 4, None),
+        (tern_events::EventType::Clicked, 2, None),
+    ] {
+        for i in 0..n {
+            let mut e = tern_events::Event::new(t, &format!("seed{i}")).to("x@remote.test");
+            e.sender = Some("shop@example.test".into());
+            e.category = detail.map(str::to_string);
+            if matches!(
+                t,
+                tern_events::EventType::Opened | tern_events::EventType::Clicked
+            ) {
+                e.machine = Some(false);
+            }
+            events.push(e);
+        }
+    }
+    w.s.store.record_events(events, vec![], None).await.unwrap();
+    let (st, _, health) = w
+        .call("GET", "/v1/domains/example.test/health", None, &[])
+        .await;
+    assert_eq!(st, 200, "{health}");
+    let api = &health["last_7_days"];
+    let p = b.get("/?range=week&domain=example.test").await;
+    assert_eq!(p.status, 200);
+    for id in [
+        "accepted",
+        "delivered",
+        "bounced",
+        "deferred",
+        "complained",
+        "opened",
+        "clicked",
+        "unsubscribed",
+    ] {
+        assert_eq!(
+            Value::from(figure(&p.body, id)),
+            api[id],
+            "{id}: overview vs API {api}"
+        );
+    }
+    assert_eq!(figure(&p.body, "delivered"), 6);
+    assert!(p.body.contains("<svg"), "charts are drawn");
+    assert!(p.body.contains("bad_mailbox"), "bounces by cause");
+
+    // A message with a hostile subject: its timeline shows it as text.
+    let (st, _, sent) = w
+        .call(
+            "POST",
+            "/v1/messages",
+            Some(json!({
+                "from": "shop@example.test",
+                "to": ["ann@unreachable.test"],
+                "subject": "<script>alert('x')</script> & more",
+                "text": "hello"
+            })),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 202, "{sent}");
+    let id = sent["id"].as_str().unwrap().to_string();
+    let p = b.get(&format!("/messages/{id}")).await;
+    assert_eq!(p.status, 200);
+    assert!(!p.body.contains("<script>alert"), "escaped");
+    assert!(
+        p.body
+            .contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; more")
+            || p.body
+                .contains("&lt;script&gt;alert('x')&lt;/script&gt; &amp; more"),
+        "{}",
+        p.body
+    );
+    assert!(
+        p.body.contains("accepted"),
+        "the timeline has the accepted event"
+    );
+    // It waits in the queue: retry needs the form's token.
+    let csrf = hidden(&p.body, "csrf");
+    let p2 = b.post(&format!("/messages/{id}/retry"), &[]).await;
+    assert_eq!(p2.status, 403, "no CSRF token, no retry");
+    let p2 = b
+        .post(&format!("/messages/{id}/retry"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(
+        (p2.status, p2.location.clone()),
+        (303, format!("/messages/{id}"))
+    );
+    let now = tern_core::now_unix();
+    for r in w.s.store.queued_message(&id).await.unwrap() {
+        assert!(
+            r.next_attempt <= now || r.leased_until > now,
+            "due now or being tried: {r:?}"
+        );
+    }
+    // Search finds it by recipient.
+    let p = b.get("/messages?q=ann%40unreachable.test").await;
+    assert!(p.body.contains(&id), "{}", p.body);
+
+    // Suppress and unsuppress; the API sees the same list.
+    let p = b
+        .post(
+            "/suppressions",
+            &[("address", "bad@remote.test"), ("domain", "")],
+        )
+        .await;
+    assert_eq!(p.status, 403, "no CSRF token");
+    let p = b
+        .post(
+            "/suppressions",
+            &[
+                ("csrf", &csrf),
+                ("address", "bad@remote.test"),
+                ("domain", ""),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let (_, _, list) = w.call("GET", "/v1/suppressions", None, &[]).await;
+    assert!(list.to_string().contains("bad@remote.test"), "{list}");
+    let p = b.get("/suppressions").await;
+    assert!(p.body.contains("bad@remote.test"));
+    let p = b
+        .post(
+            "/suppressions/remove",
+            &[
+                ("csrf", &csrf),
+                ("address", "bad@remote.test"),
+                ("domain", ""),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let (_, _, list) = w.call("GET", "/v1/suppressions", None, &[]).await;
+    assert!(!list.to_string().contains("bad@remote.test"), "{list}");
+
+    // Every page renders.
+    for path in [
+        "/queue",
+        "/domains",
+        "/domains/example.test",
+        "/webhooks",
+        "/keys",
+        "/accounts",
+        "/?range=day",
+        "/?range=month",
+    ] {
+        let p = b.get(path).await;
+        assert_eq!(p.status, 200, "{path}: {}", p.body);
+    }
+
+    // A domain owner sees their domain only.
+    let mut o = Browser::new(format!("http://{}", w.s.http));
+    let p = o.login("owner@example.org", "owner-password").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(o.get("/webhooks").await.status, 403);
+    assert_eq!(o.get("/?domain=example.test").await.status, 403);
+    assert_eq!(o.get("/domains/example.test").await.status, 404);
+    assert!(
+        !o.get(&format!("/messages/{id}"))
+            .await
+            .body
+            .contains("ann@unreachable.test")
+    );
+
+    // Logging out ends the session.
+    let p = b.post("/logout", &[("csrf", &csrf)]).await;
+    assert_eq!(p.status, 303);
+    assert_eq!(b.get("/").await.status, 303);
+
+    // Wrong passwords from one address end in a refusal (429).
+    let mut last = 0;
+    for _ in 0..5 {
+        last = b.login("ops@example.test", "wrong-again").await.status;
+    }
+    assert_eq!(last, 429);
+}
