@@ -1,17 +1,19 @@
 #!/bin/bash
 # Tern's one test command (the README's; .ci/run calls it).
 #  1. installs the real peers the tests use when missing (Debian packages; needs root):
-#     postfix, swaks, fetchmail, isync (mbsync), dkimpy and opendkim (independent DKIM verifiers)
+#     postfix, swaks, fetchmail, isync (mbsync), dkimpy and opendkim (independent DKIM verifiers),
+#     chromium and chromium-driver (the dashboard in a real browser)
 #  2. cargo fmt --check, cargo clippy -D warnings
 #  3. unit and integration tests (cargo nextest when installed, else cargo test)
 #  4. end-to-end tests with real clients and Postfix against the tern binary, curl and
-#     schemathesis (pip-installed when missing) against the HTTP API
+#     schemathesis (pip-installed when missing) against the HTTP API, selenium (pip) driving
+#     Chromium through the dashboard (screenshots in target/screenshots)
 set -euo pipefail
 cd "$(dirname "$0")"
 export CARGO_BUILD_JOBS=${CARGO_BUILD_JOBS:-2}
 
 missing=()
-for tool in curl:curl postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync dkimverify:python3-dkim opendkim-testmsg:opendkim-tools; do
+for tool in curl:curl postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync dkimverify:python3-dkim opendkim-testmsg:opendkim-tools chromium:chromium chromedriver:chromium-driver; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool#*:}")
 done
 # dkimpy checks Ed25519 signatures with PyNaCl and the tests point it at their DNS with dnspython.
@@ -38,6 +40,14 @@ if ! command -v schemathesis >/dev/null 2>&1; then
   python3 -m pip install -q schemathesis 2>/dev/null \
     || python3 -m pip install -q --break-system-packages schemathesis \
     || echo "warning: schemathesis could not be installed: the e2e API fuzzing will fail"
+fi
+
+# selenium (PyPI) drives Chromium through the dashboard in the e2e tests.
+if ! python3 -c "import selenium" >/dev/null 2>&1; then
+  echo "== installing selenium (pip)"
+  python3 -m pip install -q selenium 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages selenium \
+    || echo "warning: selenium could not be installed: the e2e dashboard test will fail"
 fi
 
 echo "== cargo fmt --check"

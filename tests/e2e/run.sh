@@ -37,6 +37,12 @@ cat >>"$WORK/data/tern.toml" <<EOC
 domain = "remote.test"
 host = "127.0.0.1"
 port = $PF_PORT
+
+# Mail for stuck.test waits: nothing listens there (the dashboard test retries it).
+[[queue.transport]]
+domain = "stuck.test"
+host = "127.0.0.1"
+port = $((BASE+9))
 EOC
 TERN_LOG=info "$TERN" serve --data "$WORK/data" >"$WORK/tern.log" 2>&1 &
 PIDS+=($!)
@@ -289,6 +295,13 @@ EOP
 else
   echo "== Postfix relay skipped (needs postfix and root)"
 fi
+
+echo "== dashboard in Chromium (selenium)"
+echo 'ops-pw-e2e' | "$TERN" admin add ops@example.test --data "$WORK/data" --password-stdin >/dev/null
+SHOTS=${TERN_SCREENSHOTS:-$HERE/../../target/screenshots}
+out=$(TERN_HTTP=$HTTP TERN_KEY=$KEY TERN_WEB_USER=ops@example.test TERN_WEB_PASS=ops-pw-e2e \
+  TERN_SCREENSHOTS=$SHOTS python3 "$HERE/dashboard.py" 2>&1) || { echo "$out"; fail "dashboard"; }
+tail -1 <<<"$out"
 
 grep -q "smtp: message accepted" "$WORK/tern.log" || fail "no transaction log lines"
 echo "e2e: all passed"

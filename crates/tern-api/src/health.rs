@@ -234,7 +234,7 @@ async fn dns_requirements(
         .collect();
     let mut dkim = Vec::new();
     for k in &keys {
-        let public = tern_auth::DkimAlgorithm::from_name(&k.algorithm)
+        let record = tern_auth::DkimAlgorithm::from_name(&k.algorithm)
             .ok()
             .and_then(|algorithm| {
                 tern_auth::DkimKey {
@@ -242,11 +242,11 @@ async fn dns_requirements(
                     algorithm,
                     private_pem: k.private_key.clone(),
                 }
-                .public_p()
+                .txt()
                 .ok()
             })
             .unwrap_or_default();
-        dkim.push(check::dkim(r, domain, &k.selector, &public).await);
+        dkim.push(check::dkim(r, domain, &k.selector, &record).await);
     }
     let dkim_ok = !dkim.is_empty() && dkim.iter().all(|c| c.status == Status::Pass);
     out.push(Requirement {

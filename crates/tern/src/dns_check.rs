@@ -58,7 +58,7 @@ pub async fn checks(
             algorithm: tern_auth::DkimAlgorithm::from_name(&k.algorithm)?,
             private_pem: k.private_key,
         };
-        dkim.push((k.selector, key.public_p()?));
+        dkim.push((k.selector, key.txt()?));
     }
     let sending_ips: Vec<IpAddr> = if config.queue.source_ips.is_empty() {
         resolver.ips(&hostname).await.unwrap_or_default()

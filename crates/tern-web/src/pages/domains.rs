@@ -84,7 +84,7 @@ pub async fn detail(
                             @for c in checks {
                                 @let s = match c.status { Status::Pass => "pass", Status::Warn => "warn", Status::Fail => "fail" };
                                 tr {
-                                    td.mono { (c.name) }
+                                    td.mono.name { (c.name) }
                                     td { span class=(format!("pill {s}")) { (s) } }
                                     td { (c.found) }
                                     td.mono { (c.fix.as_deref().unwrap_or("")) }

@@ -245,14 +245,30 @@ pub async fn timeline(State(web): State<Arc<Web>>, user: User, Path(id): Path<St
 }
 
 fn describe(e: &Event) -> Markup {
+    let mut parts: Vec<Markup> = Vec::new();
+    if let Some(h) = &e.mx_host {
+        parts.push(html! { "at " span.mono { (h) } });
+    }
+    if let Some(r) = &e.reply {
+        parts.push(html! { span.mono { (r) } });
+    }
+    for t in [&e.category, &e.reason].into_iter().flatten() {
+        parts.push(html! { (t) });
+    }
+    if let Some(u) = &e.url {
+        parts.push(html! { span.mono { (u) } });
+    }
+    if let Some(n) = e.next_attempt {
+        parts.push(html! { "next try " (layout::time(n)) });
+    }
+    if let Some(f) = &e.folder {
+        parts.push(html! { "filed in " (f) });
+    }
     html! {
-        @if let Some(h) = &e.mx_host { "at " span.mono { (h) } " " }
-        @if let Some(r) = &e.reply { "· " span.mono { (r) } " " }
-        @if let Some(c) = &e.category { "· " (c) " " }
-        @if let Some(r) = &e.reason { "· " (r) " " }
-        @if let Some(u) = &e.url { "· " span.mono { (u) } " " }
-        @if let Some(n) = e.next_attempt { "· next try " (layout::time(n)) }
-        @if let Some(f) = &e.folder { "· filed in " (f) }
+        @for (i, p) in parts.iter().enumerate() {
+            @if i > 0 { " · " }
+            (p)
+        }
     }
 }
 

@@ -178,7 +178,7 @@ pub async fn page(State(web): State<Arc<Web>>, user: User, Query(p): Query<Param
             }
             button type="submit" { "Show" }
         }
-        h2 { "Sent" }
+        h2 { "Totals" }
         (cards(&total))
         section.panel aria-labelledby="outbound-h" {
             h2 #outbound-h { "Outbound, per " (if step == 1 { "hour" } else { "day" }) }
