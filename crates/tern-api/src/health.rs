@@ -137,7 +137,7 @@ pub async fn domain_health(
     let today = now.div_euclid(86_400);
     let first = today - 6;
     let counts = store
-        .event_counts(&domain, first * 24, (today + 1) * 24)
+        .event_counts(&domain, "", first * 24, (today + 1) * 24)
         .await?;
     let mut days: Vec<Day> = (first..=today)
         .map(|d| Day {

@@ -145,6 +145,7 @@ async fn record(api: &Api, t: &Tracked, seen: Seen) {
     if let Ok(Some(log)) = api.store.message_log(queue_id).await {
         e.sender = Some(log.sender);
         e.source = Some(log.source);
+        e.stream = Some(log.stream).filter(|s| !s.is_empty());
         e.tags = log.tags;
         e.metadata = log.metadata;
     }

@@ -100,6 +100,7 @@ async fn record(
     if let Some(log) = api.store.message_log(&t.queue_id).await? {
         e.sender = Some(log.sender);
         e.source = Some(log.source);
+        e.stream = Some(log.stream).filter(|s| !s.is_empty());
         e.tags = log.tags;
         e.metadata = log.metadata;
     }

@@ -190,6 +190,9 @@ pub struct Event {
     /// The connecting client's IP address (inbound and submission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
+    /// `transactional` or `broadcast`, for mail sent through the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// Tags given when the message was sent.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -263,6 +266,9 @@ pub struct Event {
     pub folder: Option<String>,
 }
 
+/// Tags of an event counted for the overview's tag filter.
+pub const MAX_COUNTED_TAGS: usize = 5;
+
 impl Event {
     /// A new event of `event_type` about `message_id`, now, with a fresh id.
     pub fn new(event_type: EventType, message_id: &str) -> Self {
@@ -276,6 +282,7 @@ impl Event {
             sender: None,
             source: None,
             source_ip: None,
+            stream: None,
             tags: Vec::new(),
             metadata: serde_json::Map::new(),
             reply: None,
@@ -326,6 +333,7 @@ impl Event {
         .to_ascii_lowercase();
         let detail = match self.event_type {
             EventType::Bounced | EventType::Deferred => self.category.clone().unwrap_or_default(),
+            EventType::Received if self.folder.as_deref() == Some("Junk") => "junk".to_string(),
             EventType::Opened | EventType::Clicked => if self.machine == Some(true) {
                 "machine"
             } else {
@@ -335,6 +343,20 @@ impl Event {
             _ => String::new(),
         };
         (self.time.div_euclid(3_600_000), domain, detail)
+    }
+
+    /// The other ways its counter is kept besides the domain's total
+    /// (`""`): `stream:NAME`, and `tag:NAME` for its first
+    /// [`MAX_COUNTED_TAGS`] tags — the overview's filters.
+    pub fn counter_dims(&self) -> Vec<String> {
+        let mut dims = Vec::with_capacity(1 + self.tags.len().min(MAX_COUNTED_TAGS));
+        if let Some(s) = &self.stream {
+            dims.push(format!("stream:{s}"));
+        }
+        for t in self.tags.iter().take(MAX_COUNTED_TAGS) {
+            dims.push(format!("tag:{t}"));
+        }
+        dims
     }
 
     /// The event as stored and sent: its JSON object.

@@ -106,6 +106,9 @@ pub struct MessageParams {
     /// Who handed the message in (set by the intake), for its events.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<String>,
+    /// Its stream (set by the intake), copied into its delivery events.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
     /// Its tags (set by the intake), copied into its delivery events.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
@@ -457,6 +460,7 @@ impl Intake {
             e.sender = Some(env.sender.clone());
             e.source = Some(env.source.as_str().into());
             e.source_ip = env.source_ip.map(|ip| ip.to_string());
+            e.stream = Some(env.stream.as_str().into());
             e.tags = env.tags.clone();
             e.metadata = env.metadata.clone();
             e
@@ -526,6 +530,7 @@ impl Intake {
         let params = MessageParams {
             verp,
             source: Some(env.source.as_str().into()),
+            stream: Some(env.stream.as_str().into()),
             tags: env.tags,
             metadata: env.metadata,
             ..env.params

@@ -846,6 +846,7 @@ impl QueueService {
                 e.sender = Some(r.mail_from.clone());
                 e.attempt = Some(r.attempts + 1);
                 e.source = context.source.clone();
+                e.stream = context.stream.clone();
                 e.tags = context.tags.clone();
                 e.metadata = context.metadata.clone();
                 e

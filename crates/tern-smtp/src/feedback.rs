@@ -279,6 +279,7 @@ fn about(log: &MessageLog, t: EventType, rcpt: &str) -> Event {
     let mut e = Event::new(t, &log.message_id).to(rcpt);
     e.sender = Some(log.sender.clone());
     e.source = Some(log.source.clone());
+    e.stream = Some(log.stream.clone()).filter(|s| !s.is_empty());
     e.tags = log.tags.clone();
     e.metadata = log.metadata.clone();
     e

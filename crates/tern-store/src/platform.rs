@@ -267,17 +267,16 @@ pub trait Platform: Send + Sync {
     /// unsubscribes) with the suppressions it causes, in one commit.
     async fn record_feedback(&self, events: Vec<Event>, suppress: Vec<Suppression>) -> Result<()>;
     /// The hourly counters of `domain` (a sending domain, or ours for
-    /// inbound events) for hours in `[since_hour, until_hour)` (Unix time
-    /// / 3600).
+    /// inbound events; `*` for every domain together) for hours in
+    /// `[since_hour, until_hour)` (Unix time / 3600): its totals with
+    /// `dim` empty, or only the events of `stream:NAME` or `tag:NAME`.
     async fn event_counts(
         &self,
         domain: &str,
+        dim: &str,
         since_hour: i64,
         until_hour: i64,
     ) -> Result<Vec<EventCount>>;
-    /// The hourly counters of every domain together, per hour, type and
-    /// detail.
-    async fn event_counts_all(&self, since_hour: i64, until_hour: i64) -> Result<Vec<EventCount>>;
     /// Events matching `query`.
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>>;
     /// Forgets events and message logs older than `before` (Unix

@@ -47,7 +47,8 @@ const SCHEMA_V13: &str = include_str!("schema_v13.sql");
 const SCHEMA_V14: &str = include_str!("schema_v14.sql");
 const SCHEMA_V15: &str = include_str!("schema_v15.sql");
 const SCHEMA_V16: &str = include_str!("schema_v16.sql");
-const SCHEMA_VERSION: i64 = 16;
+const SCHEMA_V17: &str = include_str!("schema_v17.sql");
+const SCHEMA_VERSION: i64 = 17;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -221,7 +222,20 @@ fn spawn_checkpointer(conn: Connection, alive: Weak<()>, wal_frames: Arc<AtomicI
     }
 }
 
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction: a crash
+/// mid-way leaves the database as it was (some steps rebuild tables).
 fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    match migrate_steps(conn) {
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn migrate_steps(conn: &Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > SCHEMA_VERSION {
         return Err(StoreError::Invalid(format!(
@@ -275,6 +289,9 @@ fn migrate(conn: &Connection) -> Result<()> {
     }
     if version < 16 {
         conn.execute_batch(SCHEMA_V16)?;
+    }
+    if version < 17 {
+        conn.execute_batch(SCHEMA_V17)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

@@ -66,8 +66,10 @@ pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
         "INSERT INTO webhook_outbox(webhook_id, event_id, created) VALUES (?, ?, ?)",
     )?;
     let now = tern_core::now_unix();
-    // The hourly counters, summed here and written once per key.
-    let mut counts: HashMap<(i64, String, &'static str, String), i64> = HashMap::new();
+    // The hourly counters, summed here and written once per key: the
+    // sending (or our) domain's, and all domains' (`*`); each as a total
+    // (dim '') and per stream and tag.
+    let mut counts: HashMap<(i64, String, String, &'static str, String), i64> = HashMap::new();
     for Encoded { event: e, json } in events {
         let new = ins.execute(params![
             e.id,
@@ -81,22 +83,30 @@ pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
             continue;
         }
         let (hour, domain, detail) = e.counter_key();
-        *counts
-            .entry((hour, domain, e.event_type.as_str(), detail))
-            .or_default() += 1;
+        let t = e.event_type.as_str();
+        for dim in std::iter::once(String::new()).chain(e.counter_dims()) {
+            for d in [domain.as_str(), ALL_DOMAINS] {
+                *counts
+                    .entry((hour, d.to_string(), dim.clone(), t, detail.clone()))
+                    .or_default() += 1;
+            }
+        }
         for h in hooks.iter().filter(|h| h.wants(e)) {
             outbox.execute(params![h.id, e.id, now])?;
         }
     }
     let mut count = c.prepare_cached(
-        "INSERT INTO event_counts(hour, domain, type, detail, n) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT(domain, hour, type, detail) DO UPDATE SET n = n + excluded.n",
+        "INSERT INTO event_counts(hour, domain, dim, type, detail, n) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT(domain, dim, hour, type, detail) DO UPDATE SET n = n + excluded.n",
     )?;
-    for ((hour, domain, t, detail), n) in counts {
-        count.execute(params![hour, domain, t, detail, n])?;
+    for ((hour, domain, dim, t, detail), n) in counts {
+        count.execute(params![hour, domain, dim, t, detail, n])?;
     }
     Ok(())
 }
+
+/// The counters of every domain together.
+const ALL_DOMAINS: &str = "*";
 
 /// Adds suppression entries (replacing the same address and domain).
 pub(super) fn insert_suppressions(c: &Connection, entries: &[Suppression]) -> Result<()> {
@@ -303,6 +313,7 @@ impl Platform for SqliteStore {
     async fn event_counts(
         &self,
         domain: &str,
+        dim: &str,
         since_hour: i64,
         until_hour: i64,
     ) -> Result<Vec<EventCount>> {
@@ -310,27 +321,9 @@ impl Platform for SqliteStore {
         self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT hour, type, detail, n FROM event_counts
-                 WHERE domain = ? AND hour >= ? AND hour < ? ORDER BY hour",
+                 WHERE domain = ? AND dim = ? AND hour >= ? AND hour < ? ORDER BY hour",
             )?;
-            let rows = st.query_map(params![domain, since_hour, until_hour], |r| {
-                Ok(EventCount {
-                    hour: r.get(0)?,
-                    event_type: r.get(1)?,
-                    detail: r.get(2)?,
-                    n: r.get(3)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-    }
-
-    async fn event_counts_all(&self, since_hour: i64, until_hour: i64) -> Result<Vec<EventCount>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT hour, type, detail, sum(n) FROM event_counts
-                 WHERE hour >= ? AND hour < ? GROUP BY hour, type, detail ORDER BY hour",
-            )?;
-            let rows = st.query_map(params![since_hour, until_hour], |r| {
+            let rows = st.query_map(params![domain, dim, since_hour, until_hour], |r| {
                 Ok(EventCount {
                     hour: r.get(0)?,
                     event_type: r.get(1)?,
@@ -869,6 +862,10 @@ mod tests {
         scan.machine = Some(true);
         let mut inbound = ev(EventType::Received, "M3", "alice@Example.COM", "");
         inbound.sender = Some("someone@elsewhere.test".into());
+        let mut junk = ev(EventType::Received, "M4", "alice@example.com", "");
+        junk.folder = Some("Junk".into());
+        let mut news = ev(EventType::Accepted, "M5", "cat@example.net", "news");
+        news.stream = Some("broadcast".into());
         let events = vec![
             ev(EventType::Accepted, "M1", "ann@example.net", ""),
             ev(EventType::Accepted, "M2", "bob@example.org", ""),
@@ -876,12 +873,17 @@ mod tests {
             ev(EventType::Clicked, "M1", "ann@example.net", ""),
             scan,
             inbound,
+            junk,
+            news,
         ];
         s.record_events(events.clone(), vec![], None).await.unwrap();
         // The same events again (a retried commit) are not counted twice.
         s.record_events(events.clone(), vec![], None).await.unwrap();
         let hour = events[0].time.div_euclid(3_600_000);
-        let mut got = s.event_counts("Example.com", hour, hour + 1).await.unwrap();
+        let mut got = s
+            .event_counts("Example.com", "", hour, hour + 1)
+            .await
+            .unwrap();
         got.sort_by(|a, b| (&a.event_type, &a.detail).cmp(&(&b.event_type, &b.detail)));
         let got: Vec<(&str, &str, i64)> = got
             .iter()
@@ -890,19 +892,37 @@ mod tests {
         assert_eq!(
             got,
             [
-                ("accepted", "", 2),
+                ("accepted", "", 3),
                 ("bounced", "bad_mailbox", 1),
                 ("clicked", "human", 1),
                 ("clicked", "machine", 1),
                 ("received", "", 1),
+                ("received", "junk", 1),
             ]
         );
         assert!(
-            s.event_counts("example.com", hour + 1, hour + 2)
+            s.event_counts("example.com", "", hour + 1, hour + 2)
                 .await
                 .unwrap()
                 .is_empty()
         );
+        // Per stream and tag, and every domain together.
+        let n = |domain: &'static str, dim: &'static str| {
+            let s = &s;
+            async move {
+                s.event_counts(domain, dim, hour, hour + 1)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .filter(|c| c.event_type == "accepted")
+                    .map(|c| c.n)
+                    .sum::<i64>()
+            }
+        };
+        assert_eq!(n("example.com", "stream:broadcast").await, 1);
+        assert_eq!(n("example.com", "tag:news").await, 1);
+        assert_eq!(n("*", "").await, 3);
+        assert_eq!(n("*", "tag:news").await, 1);
     }
 
     #[tokio::test]

@@ -19,6 +19,8 @@ use tern_store::EventCount;
 pub struct Params {
     range: Option<String>,
     domain: Option<String>,
+    stream: Option<String>,
+    tag: Option<String>,
 }
 
 /// The periods a range is drawn in.
@@ -62,6 +64,7 @@ struct Totals {
     by_type: BTreeMap<String, i64>,
     bounce_categories: BTreeMap<String, i64>,
     machine: i64,
+    junk: i64,
 }
 
 impl Totals {
@@ -71,6 +74,9 @@ impl Totals {
             return;
         }
         *self.by_type.entry(c.event_type.clone()).or_default() += c.n;
+        if c.event_type == "received" && c.detail == "junk" {
+            self.junk += c.n;
+        }
         if c.event_type == "bounced" {
             let cat = if c.detail.is_empty() {
                 "other"
@@ -116,26 +122,33 @@ pub async fn page(State(web): State<Arc<Web>>, user: User, Query(p): Query<Param
     {
         return crate::session::forbidden("You may not see this domain.");
     }
-    let counts: Vec<EventCount> = match (&domain, user.is_admin()) {
-        (Some(d), _) => match web.store.event_counts(d, first, end).await {
-            Ok(c) => c,
-            Err(e) => return layout::store_error(e),
-        },
-        (None, true) => match web.store.event_counts_all(first, end).await {
-            Ok(c) => c,
-            Err(e) => return layout::store_error(e),
-        },
-        (None, false) => {
-            let mut all = Vec::new();
-            for d in &user.domains {
-                match web.store.event_counts(d, first, end).await {
-                    Ok(c) => all.extend(c),
-                    Err(e) => return layout::store_error(e),
-                }
-            }
-            all
-        }
+    let stream = p
+        .stream
+        .as_deref()
+        .filter(|s| matches!(*s, "transactional" | "broadcast"));
+    let tag = p
+        .tag
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 100);
+    // One dimension at a time: a tag, else a stream, else the totals.
+    let dim = match (tag, stream) {
+        (Some(t), _) => format!("tag:{t}"),
+        (None, Some(s)) => format!("stream:{s}"),
+        (None, None) => String::new(),
     };
+    let scope: Vec<String> = match (&domain, user.is_admin()) {
+        (Some(d), _) => vec![d.clone()],
+        (None, true) => vec!["*".into()],
+        (None, false) => user.domains.clone(),
+    };
+    let mut counts: Vec<EventCount> = Vec::new();
+    for d in &scope {
+        match web.store.event_counts(d, &dim, first, end).await {
+            Ok(c) => counts.extend(c),
+            Err(e) => return layout::store_error(e),
+        }
+    }
     let buckets = ((end - first) / step) as usize;
     let mut total = Totals::default();
     let mut per: Vec<Totals> = (0..buckets).map(|_| Totals::default()).collect();
@@ -176,8 +189,22 @@ pub async fn page(State(web): State<Arc<Web>>, user: User, Query(p): Query<Param
                     }
                 }
             }
+            div {
+                label for="stream" { "Stream" }
+                select #stream name="stream" {
+                    option value="" { "Both" }
+                    @for v in ["transactional", "broadcast"] {
+                        option value=(v) selected[stream == Some(v)] { (v) }
+                    }
+                }
+            }
+            div {
+                label for="tag" { "Tag" }
+                input #tag type="text" name="tag" value=(tag.unwrap_or("")) size="12";
+            }
             button type="submit" { "Show" }
         }
+        @if tag.is_some() && stream.is_some() { p.muted { "Showing the tag; streams and tags are counted apart." } }
         h2 { "Totals" }
         (cards(&total))
         section.panel aria-labelledby="outbound-h" {
@@ -244,7 +271,7 @@ fn cards(t: &Totals) -> Markup {
             (card("Unsubscribed", "unsubscribed", t.get("unsubscribed"), Some(format!("{} of delivered", pct(t.get("unsubscribed"), delivered)))))
             (card("Opened", "opened", t.get("opened"), Some(format!("{} machine opens and clicks left out", t.machine))))
             (card("Clicked", "clicked", t.get("clicked"), None))
-            (card("Received", "received", t.get("received"), None))
+            (card("Received", "received", t.get("received"), Some(format!("{} filed as junk", t.junk))))
             (card("Rejected inbound", "rejected", t.get("rejected"), None))
         }
     }

@@ -222,6 +222,12 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
             ) {
                 e.machine = Some(false);
             }
+            if t == tern_events::EventType::Accepted {
+                e.tags = vec!["promo".into()];
+            }
+            if t == tern_events::EventType::Delivered {
+                e.stream = Some("broadcast".into());
+            }
             events.push(e);
         }
     }
@@ -251,6 +257,19 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
     }
     assert_eq!(figure(&p.body, "delivered"), 6);
     assert!(p.body.contains("<svg"), "charts are drawn");
+    // Filtered by a tag, by a stream; every domain together.
+    let p = b.get("/?range=week&domain=example.test&tag=promo").await;
+    assert_eq!(
+        (figure(&p.body, "accepted"), figure(&p.body, "delivered")),
+        (9, 0)
+    );
+    let p = b.get("/?range=week&stream=broadcast").await;
+    assert_eq!(
+        (figure(&p.body, "accepted"), figure(&p.body, "delivered")),
+        (0, 6)
+    );
+    let p = b.get("/?range=week").await;
+    assert!(figure(&p.body, "accepted") >= 9);
     assert!(p.body.contains("bad_mailbox"), "bounces by cause");
 
     // A message with a hostile subject: its timeline shows it as text.
