@@ -35,10 +35,14 @@ for h in hours:
             if n:
                 rows.append((h, f"shop{d}.example", t, detail, n))
 c = sqlite3.connect(db)
-c.executemany("INSERT INTO event_counts(hour, domain, type, detail, n) VALUES (?,?,?,?,?) "
-              "ON CONFLICT(domain, hour, type, detail) DO UPDATE SET n = n + excluded.n", rows)
+c.executemany("INSERT INTO event_counts(hour, domain, dim, type, detail, n) VALUES (?,?,'',?,?,?) "
+              "ON CONFLICT(domain, dim, hour, type, detail) DO UPDATE SET n = n + excluded.n", rows)
+# Every domain together, as Tern keeps it beside each domain's.
+c.execute("INSERT INTO event_counts(hour, domain, dim, type, detail, n) "
+          "SELECT hour, '*', '', type, detail, sum(n) FROM event_counts WHERE domain <> '*' "
+          "GROUP BY hour, type, detail")
 c.commit()
-total = c.execute("SELECT sum(n), count(*) FROM event_counts").fetchone()
+total = c.execute("SELECT sum(n), count(*) FROM event_counts WHERE domain <> '*'").fetchone()
 print(f"seeded {total[0]:,} events as {total[1]:,} hourly counters ({domains} domains, 30 days)")
 EOP
 "$TERN" serve --data "$DATA" >"$DATA/serve.log" 2>&1 &
