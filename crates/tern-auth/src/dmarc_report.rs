@@ -317,3 +317,42 @@ fn tls_report(raw: &[u8]) -> Option<tern_store::TlsReportRow> {
         report: serde_json::to_string(&report).unwrap_or_default(),
     })
 }
+
+/// What a received aggregate report says about one sending address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRow {
+    /// The address that sent as the domain.
+    pub ip: IpAddr,
+    /// Messages from it.
+    pub messages: u64,
+    /// Of which passed DMARC (aligned DKIM or SPF).
+    pub passed: u64,
+}
+
+/// The per-address rows of a stored aggregate report (its JSON as
+/// [`tern_store::DmarcReportRow::report`] keeps it); none if unreadable.
+pub fn dmarc_sources(report_json: &str) -> Vec<SourceRow> {
+    let Ok(report) = serde_json::from_str::<Report>(report_json) else {
+        return Vec::new();
+    };
+    report
+        .records()
+        .iter()
+        .filter_map(|r| {
+            let ip = r.source_ip()?;
+            let n = u64::from(r.count());
+            let pass =
+                |x: mail_auth::report::DmarcResult| x == mail_auth::report::DmarcResult::Pass;
+            let passed = if pass(r.dmarc_dkim_result()) || pass(r.dmarc_spf_result()) {
+                n
+            } else {
+                0
+            };
+            Some(SourceRow {
+                ip,
+                messages: n,
+                passed,
+            })
+        })
+        .collect()
+}

@@ -43,6 +43,8 @@ pub struct Web {
     guard: Arc<AuthGuard>,
     hostname: String,
     checker: Option<Arc<dyn DomainChecker>>,
+    resolver: Option<tern_dns::Resolver>,
+    sending_ips: Vec<std::net::IpAddr>,
 }
 
 impl Web {
@@ -52,13 +54,28 @@ impl Web {
         guard: Arc<AuthGuard>,
         hostname: String,
         checker: Option<Arc<dyn DomainChecker>>,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Self {
+        Self {
             store,
             guard,
             hostname,
             checker,
-        })
+            resolver: None,
+            sending_ips: Vec::new(),
+        }
+    }
+
+    /// Asks `resolver` for sender health's live requirements.
+    pub fn with_resolver(mut self, resolver: tern_dns::Resolver) -> Self {
+        self.resolver = Some(resolver);
+        self
+    }
+
+    /// The addresses this server sends from: DMARC report sources outside
+    /// them are shown as sending as the domain from elsewhere.
+    pub fn with_sending_ips(mut self, ips: Vec<std::net::IpAddr>) -> Self {
+        self.sending_ips = ips;
+        self
     }
 }
 

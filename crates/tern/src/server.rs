@@ -353,13 +353,20 @@ pub async fn start(config: Config) -> Result<Running> {
             store: store.clone(),
             resolver: resolver.clone(),
         });
+        let sending_ips = if config.queue.source_ips.is_empty() {
+            resolver.ips(&hostname).await.unwrap_or_default()
+        } else {
+            config.queue.source_ips.clone()
+        };
         let web = tern_web::Web::new(
             store.clone(),
             guard.clone(),
             hostname.clone(),
             Some(checker),
-        );
-        app = app.merge(tern_web::router(web));
+        )
+        .with_resolver(resolver.clone())
+        .with_sending_ips(sending_ips);
+        app = app.merge(tern_web::router(Arc::new(web)));
     }
     let deliverer = tern_api::webhooks::Deliverer::new(
         store.clone(),

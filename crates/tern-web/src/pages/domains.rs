@@ -1,14 +1,31 @@
 //! Domains: the list, and for each its live DNS check (what
-//! `tern dns check` says, fixes included), its DKIM keys and the DMARC
-//! aggregate reports received about it.
+//! `tern dns check` says, fixes included), sender health (the bulk-sender
+//! requirements, as `GET /v1/domains/{d}/health`), its DKIM keys, the
+//! DMARC aggregate reports received about it — with pass rates by sending
+//! address and reporting organisation, and the addresses that send as the
+//! domain from elsewhere — and the TLS reports.
 
 use crate::session::{User, frame};
 use crate::{Web, layout};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use maud::html;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
 use std::sync::Arc;
 use tern_dns::check::Status;
+
+/// One sending address over the DMARC reports.
+#[derive(Default)]
+struct Source {
+    messages: u64,
+    passed: u64,
+    seen_by: BTreeSet<String>,
+}
+
+fn pct(part: u64, whole: u64) -> String {
+    format!("{:.1}%", 100.0 * part as f64 / whole.max(1) as f64)
+}
 
 /// `GET /domains`.
 pub async fn list(State(web): State<Arc<Web>>, user: User) -> Response {
@@ -65,6 +82,39 @@ pub async fn detail(
         .filter(|r| r.domain.eq_ignore_ascii_case(&domain))
         .take(20)
         .collect();
+    let tls = match web.store.tls_reports(200).await {
+        Ok(r) => r
+            .into_iter()
+            .filter(|r| r.domain.eq_ignore_ascii_case(&domain))
+            .take(20)
+            .collect::<Vec<_>>(),
+        Err(e) => return layout::store_error(e),
+    };
+    let health = match tern_api::health::domain_health(
+        &web.store,
+        web.resolver.as_ref(),
+        &domain,
+        tern_core::now_unix(),
+    )
+    .await
+    {
+        Ok(h) => h,
+        Err(e) => return layout::store_error(e),
+    };
+    // Sending addresses over the reports: messages, DMARC passes, who saw them.
+    let mut sources: BTreeMap<IpAddr, Source> = BTreeMap::new();
+    let mut orgs: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    for r in &reports {
+        let o = orgs.entry(r.org.clone()).or_default();
+        o.0 += r.messages;
+        o.1 += r.messages.saturating_sub(r.failed);
+        for row in tern_auth::dmarc_report::dmarc_sources(&r.report) {
+            let s = sources.entry(row.ip).or_default();
+            s.messages += row.messages;
+            s.passed += row.passed;
+            s.seen_by.insert(r.org.clone());
+        }
+    }
     let checks = match &web.checker {
         Some(c) => c.check(&domain).await,
         None => Err("DNS checks are not set up".into()),
@@ -95,6 +145,32 @@ pub async fn detail(
                 }
             }
         }
+        section.panel aria-labelledby="health-h" {
+            h2 #health-h { "Sender health" }
+            p {
+                @if health.meets_bulk_sender_requirements {
+                    span.pill.pass { "meets" } " Gmail's and Yahoo's bulk-sender requirements."
+                } @else {
+                    span.pill.fail { "does not meet" } " Gmail's and Yahoo's bulk-sender requirements yet."
+                }
+                " Last 7 days: " (health.last_7_days.delivered) " delivered, "
+                (format!("{:.2}%", health.last_7_days.bounce_rate * 100.0)) " bounced, "
+                (format!("{:.3}%", health.last_7_days.complaint_rate * 100.0)) " complaints."
+            }
+            table {
+                thead { tr { th { "Requirement" } th { "Met" } th { "Found" } th { "Fix" } } }
+                tbody {
+                    @for r in &health.requirements {
+                        tr {
+                            td.name { (r.name) }
+                            td { @if r.ok { span.pill.pass { "yes" } } @else { span.pill.fail { "no" } } }
+                            td { (r.detail) }
+                            td { (r.fix.as_deref().unwrap_or("")) }
+                        }
+                    }
+                }
+            }
+        }
         section.panel aria-labelledby="dkim-h" {
             h2 #dkim-h { "DKIM keys" }
             table {
@@ -112,6 +188,35 @@ pub async fn detail(
             @if reports.is_empty() {
                 p.muted { "None yet. Reports come to the rua= address of the DMARC record." }
             } @else {
+                h3 { "By sending address" }
+                table {
+                    thead { tr { th { "Address" } th.num { "Messages" } th.num { "Passed DMARC" } th { "Seen by" } th { "" } } }
+                    tbody {
+                        @for (ip, src) in &sources {
+                            tr {
+                                td.mono { (ip) }
+                                td.num { (src.messages) }
+                                td.num { (pct(src.passed, src.messages)) }
+                                td { (src.seen_by.iter().cloned().collect::<Vec<_>>().join(", ")) }
+                                td {
+                                    @if web.sending_ips.contains(ip) { span.pill.pass { "this server" } }
+                                    @else if src.passed == 0 { span.pill.fail { "unknown sender" } }
+                                    @else { span.pill.warn { "elsewhere" } }
+                                }
+                            }
+                        }
+                    }
+                }
+                h3 { "By reporting organisation" }
+                table {
+                    thead { tr { th { "Organisation" } th.num { "Messages" } th.num { "Passed DMARC" } } }
+                    tbody {
+                        @for (org, (n, passed)) in &orgs {
+                            tr { td { (org) } td.num { (n) } td.num { (pct(*passed, *n)) } }
+                        }
+                    }
+                }
+                h3 { "Reports" }
                 table {
                     thead { tr { th { "From" } th { "Period" } th.num { "Messages" } th.num { "Passed DMARC" } th.num { "Failed" } } }
                     tbody {
@@ -122,6 +227,26 @@ pub async fn detail(
                                 td.num { (r.messages) }
                                 td.num { (r.messages.saturating_sub(r.failed)) }
                                 td.num { (r.failed) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        section.panel aria-labelledby="tls-h" {
+            h2 #tls-h { "TLS reports received" }
+            @if tls.is_empty() {
+                p.muted { "None yet. They come to the rua= address of the TLS-RPT record." }
+            } @else {
+                table {
+                    thead { tr { th { "From" } th { "Period" } th.num { "TLS sessions" } th.num { "Failed" } } }
+                    tbody {
+                        @for r in &tls {
+                            tr {
+                                td { (r.org) }
+                                td { (layout::time(r.begin)) " – " (layout::time(r.end)) }
+                                td.num { (r.successes + r.failures) }
+                                td.num { (r.failures) }
                             }
                         }
                     }

@@ -362,6 +362,59 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
     let (_, _, list) = w.call("GET", "/v1/suppressions", None, &[]).await;
     assert!(!list.to_string().contains("bad@remote.test"), "{list}");
 
+    // A DMARC aggregate report: the domain page sums it by sending address
+    // and reporter, and flags an address that fails everything.
+    use mail_auth::report::{DmarcResult, Record, Report};
+    let report = Report::new()
+        .with_org_name("Big Mailbox Co")
+        .with_report_id("r1")
+        .with_domain("example.test")
+        .with_date_range_begin(1_796_000_000)
+        .with_date_range_end(1_796_086_400)
+        .with_record(
+            Record::new()
+                .with_source_ip("192.0.2.7".parse().unwrap())
+                .with_count(40)
+                .with_dmarc_dkim_result(DmarcResult::Pass)
+                .with_dmarc_spf_result(DmarcResult::Pass),
+        )
+        .with_record(
+            Record::new()
+                .with_source_ip("203.0.113.66".parse().unwrap())
+                .with_count(3)
+                .with_dmarc_dkim_result(DmarcResult::Fail)
+                .with_dmarc_spf_result(DmarcResult::Fail),
+        );
+    w.s.store
+        .add_dmarc_report(
+            tern_store::DmarcReportRow {
+                domain: "example.test".into(),
+                org: "Big Mailbox Co".into(),
+                report_id: "r1".into(),
+                begin: 1_796_000_000,
+                end: 1_796_086_400,
+                messages: 43,
+                failed: 3,
+                report: serde_json::to_string(&report).unwrap(),
+            },
+            tern_core::now_unix(),
+        )
+        .await
+        .unwrap();
+    let p = b.get("/domains/example.test").await;
+    assert_eq!(p.status, 200);
+    for want in [
+        "203.0.113.66",
+        "unknown sender",
+        "192.0.2.7",
+        "Big Mailbox Co",
+        "93.0%",
+        "Sender health",
+        "TLS reports received",
+    ] {
+        assert!(p.body.contains(want), "{want} on the domain page");
+    }
+
     // Every page renders.
     for path in [
         "/queue",
