@@ -98,8 +98,20 @@ pub fn router(web: Arc<Web>) -> Router {
         )
         .route("/suppressions/remove", post(pages::suppressions::remove))
         .route("/webhooks", get(pages::admin::webhooks))
-        .route("/keys", get(pages::admin::keys))
-        .route("/accounts", get(pages::admin::accounts))
+        .route("/webhooks/{id}", get(pages::admin::webhook))
+        .route("/webhooks/{id}/replay", post(pages::admin::replay))
+        .route(
+            "/keys",
+            get(pages::admin::keys).post(pages::admin::create_key),
+        )
+        .route("/keys/{id}/revoke", post(pages::admin::revoke_key))
+        .route(
+            "/accounts",
+            get(pages::admin::accounts).post(pages::admin::add_account),
+        )
+        .route("/accounts/remove", post(pages::admin::remove_account))
+        .route("/aliases", post(pages::admin::add_alias))
+        .route("/aliases/remove", post(pages::admin::remove_alias))
         .route("/assets/style.css", get(layout::stylesheet))
         .with_state(web)
 }

@@ -430,6 +430,102 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
         assert_eq!(p.status, 200, "{path}: {}", p.body);
     }
 
+    // API keys: created in the browser (the secret shown once) and usable.
+    let p = b
+        .post(
+            "/keys",
+            &[
+                ("csrf", &csrf),
+                ("name", "from the web"),
+                ("scope", "read"),
+                ("domains", ""),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let start = p.body.find("id=\"secret\">").unwrap() + "id=\"secret\">".len();
+    let secret = p.body[start..].split('<').next().unwrap().to_string();
+    let (st, _, _) = w
+        .call_as(&secret, "GET", "/v1/events?limit=1", None, &[])
+        .await;
+    assert_eq!(st, 200, "the new key works");
+    let id = secret.split('_').nth(1).unwrap().to_string();
+    let p = b
+        .post(&format!("/keys/{id}/revoke"), &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303);
+    let keys = w.s.store.api_keys().await.unwrap();
+    assert!(
+        keys.iter().any(|k| k.id == id && k.revoked.is_some()),
+        "revoked"
+    );
+    // Accounts and aliases.
+    let p = b
+        .post(
+            "/accounts",
+            &[("csrf", &csrf), ("address", "new.person@example.test")],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let start = p.body.find("id=\"password\">").unwrap() + "id=\"password\">".len();
+    let password = p.body[start..].split('<').next().unwrap().to_string();
+    assert!(
+        w.s.store
+            .authenticate("new.person@example.test", &password)
+            .await
+            .unwrap()
+            .is_some(),
+        "the shown password logs in"
+    );
+    let p = b
+        .post(
+            "/aliases",
+            &[
+                ("csrf", &csrf),
+                ("address", "hello@example.test"),
+                ("target", "new.person@example.test"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(b.get("/accounts").await.body.contains("hello@example.test"));
+    let p = b
+        .post(
+            "/aliases/remove",
+            &[("csrf", &csrf), ("address", "hello@example.test")],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let p = b
+        .post(
+            "/accounts/remove",
+            &[("csrf", &csrf), ("address", "new.person@example.test")],
+        )
+        .await;
+    assert_eq!(p.status, 303);
+    let page = b.get("/accounts").await.body;
+    assert!(!page.contains("new.person@example.test") && !page.contains("hello@example.test"));
+    // Webhooks: an endpoint's page, and a replay of stored events.
+    let (st, _, hook) = w
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(json!({"url": "http://127.0.0.1:9/hook", "events": ["accepted"]})),
+            &[],
+        )
+        .await;
+    assert_eq!(st, 201, "{hook}");
+    let hid = hook["id"].as_str().unwrap();
+    assert_eq!(b.get(&format!("/webhooks/{hid}")).await.status, 200);
+    let p = b
+        .post(
+            &format!("/webhooks/{hid}/replay"),
+            &[("csrf", &csrf), ("hours", "24")],
+        )
+        .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("events queued"), "{}", p.body);
+
     // A domain owner sees their domain only.
     let mut o = Browser::new(format!("http://{}", w.s.http));
     let p = o.login("owner@example.org", "owner-password").await;
