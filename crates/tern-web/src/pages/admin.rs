@@ -2,7 +2,7 @@
 //! replay), API keys (create, revoke), accounts and aliases (add, remove)
 //! — the CLI's functions in the browser, each form with its CSRF token.
 
-use crate::session::{User, frame};
+use crate::session::{Refused, User, frame};
 use crate::{Web, layout};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -13,10 +13,8 @@ use tern_core::Address;
 use tern_store::EventQuery;
 
 /// `Err` with the refusal unless `user` is an admin posting its own form.
-fn admin_form(user: &User, csrf: &str) -> Result<(), Response> {
-    user.check_csrf(csrf)
-        .and_then(|_| user.require_admin())
-        .map_err(IntoResponse::into_response)
+fn admin_form(user: &User, csrf: &str) -> Result<(), Refused> {
+    user.check_csrf(csrf).and_then(|_| user.require_admin())
 }
 
 fn csrf_field(user: &User) -> Markup {
@@ -167,7 +165,7 @@ pub async fn replay(
     axum::Form(f): axum::Form<ReplayForm>,
 ) -> Response {
     if let Err(r) = admin_form(&user, &f.csrf) {
-        return r;
+        return r.into_response();
     }
     let since = tern_core::now_unix() - i64::from(f.hours.min(24 * 30)) * 3600;
     let q = EventQuery {
@@ -266,7 +264,7 @@ pub async fn create_key(
     axum::Form(f): axum::Form<KeyForm>,
 ) -> Response {
     if let Err(r) = admin_form(&user, &f.csrf) {
-        return r;
+        return r.into_response();
     }
     let Some(scope) = tern_api::keys::Scope::parse(&f.scope) else {
         return crate::session::forbidden("Unknown scope.");
@@ -311,7 +309,7 @@ pub async fn revoke_key(
     axum::Form(f): axum::Form<CsrfOnly>,
 ) -> Response {
     if let Err(r) = admin_form(&user, &f.csrf) {
-        return r;
+        return r.into_response();
     }
     match web.store.revoke_api_key(&id, tern_core::now_unix()).await {
         Ok(true) => {
@@ -422,11 +420,11 @@ pub async fn add_account(
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
     if let Err(r) = admin_form(&user, &f.csrf) {
-        return r;
+        return r.into_response();
     }
     let addr = match address(&f.address) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     let password: String = (0..20)
         .map(|_| {
@@ -465,11 +463,11 @@ pub async fn remove_account(
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
     if let Err(r) = admin_form(&user, &f.csrf) {
-        return r;
+        return r.into_response();
     }
     let addr = match address(&f.address) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match web.store.remove_account(&addr).await {
         Ok(()) => {
@@ -493,11 +491,11 @@ pub async fn add_alias(
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
     if let Err(r) = admin_form(&user, &f.csrf) {
-        return r;
+        return r.into_response();
     }
     let (alias, target) = match (address(&f.address), address(&f.target)) {
         (Ok(a), Ok(t)) => (a, t),
-        (Err(r), _) | (_, Err(r)) => return r,
+        (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
     match web.store.add_alias(&alias, &target).await {
         Ok(()) => Redirect::to("/accounts").into_response(),
@@ -518,11 +516,11 @@ pub async fn remove_alias(
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
     if let Err(r) = admin_form(&user, &f.csrf) {
-        return r;
+        return r.into_response();
     }
     let alias = match address(&f.address) {
         Ok(a) => a,
-        Err(r) => return r,
+        Err(r) => return r.into_response(),
     };
     match web.store.remove_alias(&alias).await {
         Ok(()) => Redirect::to("/accounts").into_response(),
