@@ -409,8 +409,8 @@ pub struct AddressForm {
     target: String,
 }
 
-fn address(s: &str) -> Result<Address, Response> {
-    Address::parse(s.trim()).map_err(|_| crate::session::forbidden("That is not an email address."))
+fn address(s: &str) -> Result<Address, Refused> {
+    Address::parse(s.trim()).map_err(|_| Refused("That is not an email address."))
 }
 
 /// `POST /accounts`: a new account with a generated password, shown once.
