@@ -72,6 +72,22 @@ pub struct EventQuery {
     pub newest_first: bool,
 }
 
+/// A search over what is kept of sent messages, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct MessageSearch {
+    /// Only from this envelope sender (compared case-insensitively).
+    pub sender: Option<String>,
+    /// Only messages whose header block contains this (a subject, a
+    /// Message-ID), case-insensitively.
+    pub text: Option<String>,
+    /// From this time on (Unix seconds).
+    pub since: Option<i64>,
+    /// Before this time (Unix seconds).
+    pub until: Option<i64>,
+    /// At most this many (capped at 1,000).
+    pub limit: usize,
+}
+
 /// One hourly counter.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EventCount {
@@ -284,6 +300,8 @@ pub trait Platform: Send + Sync {
     async fn prune_events(&self, before: i64) -> Result<usize>;
     /// What is kept of a message.
     async fn message_log(&self, message_id: &str) -> Result<Option<MessageLog>>;
+    /// Logged messages matching `search`, newest first.
+    async fn search_message_logs(&self, search: MessageSearch) -> Result<Vec<MessageLog>>;
 
     /// The entries that suppress any of `addresses` (lower case) for mail
     /// from `sender_domain`, by address; lapsed entries do not count.

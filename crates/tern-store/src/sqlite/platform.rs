@@ -387,6 +387,35 @@ impl Platform for SqliteStore {
         })
     }
 
+    async fn search_message_logs(&self, q: MessageSearch) -> Result<Vec<MessageLog>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT data FROM message_log
+                 WHERE time >= ?1 AND time < ?2
+                   AND (?3 IS NULL OR lower(json_extract(data, '$.sender')) = lower(?3))
+                   AND (?4 IS NULL OR instr(lower(json_extract(data, '$.headers')), lower(?4)) > 0)
+                 ORDER BY message_id DESC LIMIT ?5",
+            )?;
+            let rows = st.query_map(
+                params![
+                    q.since.unwrap_or(0),
+                    q.until.unwrap_or(i64::MAX),
+                    q.sender,
+                    q.text,
+                    q.limit.clamp(1, MAX_PAGE) as i64
+                ],
+                |r| r.get::<_, String>(0),
+            )?;
+            let mut out = Vec::new();
+            for d in rows {
+                if let Ok(log) = serde_json::from_str(&d?) {
+                    out.push(log);
+                }
+            }
+            Ok(out)
+        })
+    }
+
     async fn suppressed(
         &self,
         addresses: &[String],

@@ -17,6 +17,16 @@ use tern_store::EventQuery;
 #[derive(Deserialize, Default)]
 pub struct SearchParams {
     q: Option<String>,
+    from: Option<String>,
+    text: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+}
+
+/// `YYYY-MM-DD` (a date input's value) as Unix seconds at 00:00 UTC.
+fn day(s: Option<&str>) -> Option<i64> {
+    let d = chrono::NaiveDate::parse_from_str(s?.trim(), "%Y-%m-%d").ok()?;
+    Some(d.and_hms_opt(0, 0, 0)?.and_utc().timestamp())
 }
 
 fn domain_of(a: &str) -> &str {
@@ -42,67 +52,135 @@ fn when(ms: i64) -> String {
     layout::time(ms.div_euclid(1000))
 }
 
-/// `GET /messages`.
+/// `GET /messages`: by recipient, message id or tag through the event
+/// log; by sender, subject or Message-ID and dates through what is kept of
+/// sent messages.
 pub async fn search(
     State(web): State<Arc<Web>>,
     user: User,
     Query(p): Query<SearchParams>,
 ) -> Response {
-    let q = p.q.as_deref().map(str::trim).unwrap_or("").to_string();
-    let mut query = EventQuery {
-        limit: 100,
-        newest_first: true,
-        ..Default::default()
+    let clean = |v: &Option<String>| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(|v| v.chars().take(200).collect::<String>())
     };
-    if q.is_empty() {
-        query.types = vec![
-            EventType::Accepted,
-            EventType::Received,
-            EventType::Rejected,
-        ];
-    } else if let Some(tag) = q.strip_prefix("tag:") {
-        query.tag = Some(tag.trim().to_string());
-    } else if q.contains('@') {
-        query.recipient = Some(q.to_ascii_lowercase());
-    } else {
-        query.message_id = Some(q.clone());
-    }
-    let events = match web.store.events(query).await {
-        Ok(e) => e,
-        Err(e) => return layout::store_error(e),
-    };
-    let events: Vec<Event> = events.into_iter().filter(|e| visible(&user, e)).collect();
-    let body = html! {
-        h1 { "Messages" }
-        form.filters method="get" action="/messages" role="search" {
-            div {
-                label for="q" { "Recipient, message id, or tag:NAME" }
-                input #q type="search" name="q" value=(q) size="40";
-            }
-            button type="submit" { "Search" }
-        }
-        @if q.is_empty() { p.muted { "The latest messages sent and received." } }
-        @if events.is_empty() {
-            p { "Nothing found." }
-        } @else {
-            div.panel {
-                table {
-                    thead { tr { th { "Time" } th { "Event" } th { "Message" } th { "From" } th { "To" } th.hide-sm { "Detail" } } }
-                    tbody {
-                        @for e in &events {
-                            tr {
-                                td { (when(e.time)) }
-                                td { (pill(e.event_type)) }
-                                td.mono { a href=(format!("/messages/{}", e.message_id)) { (e.message_id) } }
-                                td { (e.sender.as_deref().unwrap_or("")) }
-                                td { (e.recipient.as_deref().unwrap_or("")) }
-                                td.hide-sm { (e.reply.as_deref().or(e.reason.as_deref()).unwrap_or("")) }
+    let (q, from, text) = (
+        clean(&p.q).unwrap_or_default(),
+        clean(&p.from),
+        clean(&p.text),
+    );
+    let (since, until) = (
+        day(p.since.as_deref()),
+        day(p.until.as_deref()).map(|d| d + 86_400),
+    );
+    let by_log = from.is_some() || text.is_some() || since.is_some() || until.is_some();
+    let results = if by_log {
+        let logs = match web
+            .store
+            .search_message_logs(tern_store::MessageSearch {
+                sender: from.clone(),
+                text: text.clone(),
+                since,
+                until,
+                limit: 100,
+            })
+            .await
+        {
+            Ok(l) => l,
+            Err(e) => return layout::store_error(e),
+        };
+        let logs: Vec<_> = logs
+            .into_iter()
+            .filter(|l| user.is_admin() || user.may_see(domain_of(&l.sender)))
+            .collect();
+        html! {
+            @if logs.is_empty() { p { "Nothing found." } } @else {
+                div.panel {
+                    table {
+                        thead { tr { th { "Time" } th { "Message" } th { "From" } th { "To" } th { "Subject" } } }
+                        tbody {
+                            @for l in &logs {
+                                tr {
+                                    td { (layout::time(l.time)) }
+                                    td.mono { a href=(format!("/messages/{}", l.message_id)) { (l.message_id) } }
+                                    td { (l.sender) }
+                                    td { (l.recipients.join(", ")) }
+                                    td { (header(&l.headers, "Subject").unwrap_or_default()) }
+                                }
                             }
                         }
                     }
                 }
             }
         }
+    } else {
+        let mut query = EventQuery {
+            limit: 100,
+            newest_first: true,
+            ..Default::default()
+        };
+        if q.is_empty() {
+            query.types = vec![
+                EventType::Accepted,
+                EventType::Received,
+                EventType::Rejected,
+            ];
+        } else if let Some(tag) = q.strip_prefix("tag:") {
+            query.tag = Some(tag.trim().to_string());
+        } else if q.contains('@') {
+            query.recipient = Some(q.to_ascii_lowercase());
+        } else {
+            query.message_id = Some(q.clone());
+        }
+        let events = match web.store.events(query).await {
+            Ok(e) => e,
+            Err(e) => return layout::store_error(e),
+        };
+        let events: Vec<Event> = events.into_iter().filter(|e| visible(&user, e)).collect();
+        html! {
+            @if q.is_empty() { p.muted { "The latest messages sent and received." } }
+            @if events.is_empty() {
+                p { "Nothing found." }
+            } @else {
+                div.panel {
+                    table {
+                        thead { tr { th { "Time" } th { "Event" } th { "Message" } th { "From" } th { "To" } th.hide-sm { "Detail" } } }
+                        tbody {
+                            @for e in &events {
+                                tr {
+                                    td { (when(e.time)) }
+                                    td { (pill(e.event_type)) }
+                                    td.mono { a href=(format!("/messages/{}", e.message_id)) { (e.message_id) } }
+                                    td { (e.sender.as_deref().unwrap_or("")) }
+                                    td { (e.recipient.as_deref().unwrap_or("")) }
+                                    td.hide-sm { (e.reply.as_deref().or(e.reason.as_deref()).unwrap_or("")) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    let body = html! {
+        h1 { "Messages" }
+        form.filters method="get" action="/messages" role="search" {
+            div {
+                label for="q" { "Recipient, message id, or tag:NAME" }
+                input #q type="search" name="q" value=(q) size="28";
+            }
+            button type="submit" { "Search" }
+        }
+        form.filters method="get" action="/messages" role="search" aria-label="Sent messages" {
+            div { label for="from" { "Sender" } input #from type="email" name="from" value=(from.as_deref().unwrap_or("")); }
+            div { label for="text" { "Subject or Message-ID" } input #text type="search" name="text" value=(text.as_deref().unwrap_or("")); }
+            div { label for="since" { "From day" } input #since type="date" name="since" value=(p.since.as_deref().unwrap_or("")); }
+            div { label for="until" { "To day" } input #until type="date" name="until" value=(p.until.as_deref().unwrap_or("")); }
+            button type="submit" { "Find sent mail" }
+        }
+        (results)
     };
     frame(&user, "Messages", "/messages")
         .render(body)

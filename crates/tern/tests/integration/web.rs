@@ -321,9 +321,21 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
             "due now or being tried: {r:?}"
         );
     }
-    // Search finds it by recipient.
+    // Search finds it by recipient, by sender, by subject text and day.
     let p = b.get("/messages?q=ann%40unreachable.test").await;
     assert!(p.body.contains(&id), "{}", p.body);
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    for query in [
+        "from=shop%40example.test".to_string(),
+        "text=%3Cscript%3Ealert".to_string(),
+        format!("since={today}&until={today}"),
+    ] {
+        let p = b.get(&format!("/messages?{query}")).await;
+        assert!(p.body.contains(&id), "{query}: {}", p.body);
+        assert!(!p.body.contains("<script>alert"), "escaped in the list");
+    }
+    let p = b.get("/messages?text=no-such-subject-anywhere").await;
+    assert!(!p.body.contains(&id));
 
     // Suppress and unsuppress; the API sees the same list.
     let p = b
