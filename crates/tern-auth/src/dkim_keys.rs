@@ -91,6 +91,58 @@ impl DkimKey {
     }
 }
 
+/// Why new keys could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    /// Generating a key failed.
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    /// Storing it failed.
+    #[error(transparent)]
+    Store(#[from] tern_store::StoreError),
+}
+
+/// Makes a new RSA-2048 and a new Ed25519 key for `domain` with `status`
+/// (`active` for a new domain, `pending` for a rotation: published first,
+/// activated later), their selectors named for the month (`t202611r`,
+/// `t202611e`; `t202611r2`… when rotated again within the month).
+/// Returns the selectors.
+pub async fn generate_for_domain(
+    store: &dyn tern_store::Directory,
+    domain: &str,
+    status: &str,
+) -> Result<Vec<String>, RotateError> {
+    let month = chrono::Utc::now().format("%Y%m").to_string();
+    let domain = domain.to_lowercase();
+    let taken: Vec<String> = store
+        .dkim_keys(&domain)
+        .await?
+        .into_iter()
+        .map(|k| k.selector)
+        .collect();
+    let mut made = Vec::new();
+    for (alg, suffix) in [(DkimAlgorithm::Rsa2048, "r"), (DkimAlgorithm::Ed25519, "e")] {
+        let mut selector = format!("t{month}{suffix}");
+        let mut n = 2;
+        while taken.contains(&selector) {
+            selector = format!("t{month}{suffix}{n}");
+            n += 1;
+        }
+        let key = DkimKey::generate(&selector, alg)?;
+        store
+            .add_dkim_key(tern_store::DkimKeyRow {
+                domain: domain.clone(),
+                selector: key.selector.clone(),
+                algorithm: alg.name().into(),
+                private_key: key.private_pem.clone(),
+                status: status.into(),
+            })
+            .await?;
+        made.push(selector);
+    }
+    Ok(made)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -93,6 +93,14 @@ pub fn router(web: Arc<Web>) -> Router {
         .route("/domains", get(pages::domains::list))
         .route("/domains/{domain}", get(pages::domains::detail))
         .route(
+            "/domains/{domain}/dkim/rotate",
+            post(pages::domains::rotate),
+        )
+        .route(
+            "/domains/{domain}/dkim/activate",
+            post(pages::domains::activate),
+        )
+        .route(
             "/suppressions",
             get(pages::suppressions::list).post(pages::suppressions::add),
         )

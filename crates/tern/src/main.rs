@@ -525,37 +525,7 @@ async fn init(
 /// Generates the domain's DKIM keys (RSA-2048 and Ed25519), selectors
 /// named for the month: `t202611r`, `t202611e`.
 async fn generate_dkim(store: &dyn Directory, domain: &str, status: &str) -> Result<Vec<String>> {
-    use tern_auth::{DkimAlgorithm, DkimKey};
-    let month = chrono::Utc::now().format("%Y%m").to_string();
-    let domain = domain.to_lowercase();
-    let taken: Vec<String> = store
-        .dkim_keys(&domain)
-        .await?
-        .into_iter()
-        .map(|k| k.selector)
-        .collect();
-    let mut made = Vec::new();
-    for (alg, suffix) in [(DkimAlgorithm::Rsa2048, "r"), (DkimAlgorithm::Ed25519, "e")] {
-        // t202611r, then t202611r2, t202611r3… if rotated within the month.
-        let mut selector = format!("t{month}{suffix}");
-        let mut n = 2;
-        while taken.contains(&selector) {
-            selector = format!("t{month}{suffix}{n}");
-            n += 1;
-        }
-        let key = DkimKey::generate(&selector, alg)?;
-        store
-            .add_dkim_key(tern_store::DkimKeyRow {
-                domain: domain.clone(),
-                selector: key.selector.clone(),
-                algorithm: alg.name().into(),
-                private_key: key.private_pem.clone(),
-                status: status.into(),
-            })
-            .await?;
-        made.push(selector);
-    }
-    Ok(made)
+    Ok(tern_auth::dkim_keys::generate_for_domain(store, domain, status).await?)
 }
 
 async fn dkim(cmd: DkimCmd) -> Result<()> {

@@ -174,14 +174,33 @@ pub async fn detail(
         section.panel aria-labelledby="dkim-h" {
             h2 #dkim-h { "DKIM keys" }
             table {
-                thead { tr { th { "Selector" } th { "Algorithm" } th { "Status" } } }
+                thead { tr { th { "Selector" } th { "Algorithm" } th { "Status" } th {} } }
                 tbody {
                     @for k in &keys {
-                        tr { td.mono { (k.selector) } td { (k.algorithm) } td { (k.status) } }
+                        tr {
+                            td.mono { (k.selector) }
+                            td { (k.algorithm) }
+                            td { (k.status) }
+                            td {
+                                @if k.status == "pending" && user.is_admin() {
+                                    form.inline method="post" action=(format!("/domains/{domain}/dkim/activate")) {
+                                        input type="hidden" name="csrf" value=(user.csrf);
+                                        input type="hidden" name="selector" value=(k.selector);
+                                        button.link type="submit" aria-label=(format!("Activate {}", k.selector)) { "Activate" }
+                                    }
+                                }
+                            }
+                        }
                     }
                 }
             }
-            p.muted { "Rotate with " code { "tern dkim rotate " (domain) } ", publish, then " code { "tern dkim activate" } "." }
+            @if user.is_admin() {
+                form.inline method="post" action=(format!("/domains/{domain}/dkim/rotate")) {
+                    input type="hidden" name="csrf" value=(user.csrf);
+                    button type="submit" { "Make new keys" }
+                }
+                p.muted { "New keys start pending: publish their records (the DNS check above lists them), then activate them here or with " code { "tern dkim activate" } "." }
+            }
         }
         section.panel aria-labelledby="dmarc-h" {
             h2 #dmarc-h { "DMARC aggregate reports received" }
@@ -257,4 +276,58 @@ pub async fn detail(
     frame(&user, &domain, "/domains")
         .render(body)
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+pub struct DkimForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    selector: String,
+}
+
+/// `POST /domains/{domain}/dkim/rotate`: new pending keys.
+pub async fn rotate(
+    State(web): State<Arc<Web>>,
+    user: crate::User,
+    Path(domain): Path<String>,
+    axum::Form(f): axum::Form<DkimForm>,
+) -> Response {
+    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+        return r.into_response();
+    }
+    let domain = domain.to_ascii_lowercase();
+    match web.store.list_domains().await {
+        Ok(d) if d.iter().any(|d| d.name == domain) => {}
+        Ok(_) => return layout::not_found("No such domain here."),
+        Err(e) => return layout::store_error(e),
+    }
+    match tern_auth::dkim_keys::generate_for_domain(web.store.as_ref(), &domain, "pending").await {
+        Ok(made) => {
+            tracing::info!(domain = %domain, selectors = ?made, user = %user.email, "web: new DKIM keys (pending)");
+            axum::response::Redirect::to(&format!("/domains/{domain}")).into_response()
+        }
+        Err(e) => layout::store_error(e),
+    }
+}
+
+/// `POST /domains/{domain}/dkim/activate`: a pending key signs from now on.
+pub async fn activate(
+    State(web): State<Arc<Web>>,
+    user: crate::User,
+    Path(domain): Path<String>,
+    axum::Form(f): axum::Form<DkimForm>,
+) -> Response {
+    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+        return r.into_response();
+    }
+    let domain = domain.to_ascii_lowercase();
+    match web.store.activate_dkim_key(&domain, &f.selector).await {
+        Ok(()) => {
+            tracing::info!(domain = %domain, selector = %f.selector, user = %user.email, "web: DKIM key activated");
+            axum::response::Redirect::to(&format!("/domains/{domain}")).into_response()
+        }
+        Err(tern_store::StoreError::NotFound(_)) => layout::not_found("No such key."),
+        Err(e) => layout::store_error(e),
+    }
 }

@@ -427,6 +427,36 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
         assert!(p.body.contains(want), "{want} on the domain page");
     }
 
+    // DKIM rotation: new keys start pending, then one is activated.
+    let p = b.post("/domains/example.test/dkim/rotate", &[]).await;
+    assert_eq!(p.status, 403, "no CSRF token");
+    let p = b
+        .post("/domains/example.test/dkim/rotate", &[("csrf", &csrf)])
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let pending: Vec<String> =
+        w.s.store
+            .dkim_keys("example.test")
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|k| k.status == "pending")
+            .map(|k| k.selector)
+            .collect();
+    assert_eq!(pending.len(), 2, "an RSA and an Ed25519 key");
+    let p = b
+        .post(
+            "/domains/example.test/dkim/activate",
+            &[("csrf", &csrf), ("selector", &pending[1])],
+        )
+        .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let keys = w.s.store.dkim_keys("example.test").await.unwrap();
+    assert!(
+        keys.iter()
+            .any(|k| k.selector == pending[1] && k.status == "active")
+    );
+
     // Every page renders.
     for path in [
         "/queue",
