@@ -190,6 +190,9 @@ pub struct Event {
     /// The connecting client's IP address (inbound and submission).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_ip: Option<String>,
+    /// The local address a delivery attempt left from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sending_ip: Option<String>,
     /// `transactional` or `broadcast`, for mail sent through the API.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
@@ -282,6 +285,7 @@ impl Event {
             sender: None,
             source: None,
             source_ip: None,
+            sending_ip: None,
             stream: None,
             tags: Vec::new(),
             metadata: serde_json::Map::new(),
@@ -346,12 +350,16 @@ impl Event {
     }
 
     /// The other ways its counter is kept besides the domain's total
-    /// (`""`): `stream:NAME`, and `tag:NAME` for its first
-    /// [`MAX_COUNTED_TAGS`] tags — the overview's filters.
+    /// (`""`): `stream:NAME`, `ip:ADDRESS` (the sending address), and
+    /// `tag:NAME` for its first [`MAX_COUNTED_TAGS`] tags — the overview's
+    /// filters.
     pub fn counter_dims(&self) -> Vec<String> {
-        let mut dims = Vec::with_capacity(1 + self.tags.len().min(MAX_COUNTED_TAGS));
+        let mut dims = Vec::with_capacity(2 + self.tags.len().min(MAX_COUNTED_TAGS));
         if let Some(s) = &self.stream {
             dims.push(format!("stream:{s}"));
+        }
+        if let Some(ip) = &self.sending_ip {
+            dims.push(format!("ip:{ip}"));
         }
         for t in self.tags.iter().take(MAX_COUNTED_TAGS) {
             dims.push(format!("tag:{t}"));

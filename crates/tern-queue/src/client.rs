@@ -238,6 +238,8 @@ pub struct SmtpClient {
     rbuf: Vec<u8>,
     /// The remote address.
     pub peer: SocketAddr,
+    /// The local address the connection left from.
+    pub local: Option<SocketAddr>,
     /// Capabilities from the last EHLO.
     pub caps: Capabilities,
     /// Whether the connection is encrypted.
@@ -318,10 +320,12 @@ impl SmtpClient {
             .map_err(|_| ClientError::Timeout("connecting"))?
             .map_err(|e| ClientError::Io(format!("connect to {peer}: {e}")))?;
         let _ = tcp.set_nodelay(true);
+        let local = tcp.local_addr().ok();
         let mut client = Self {
             io: Box::new(tcp),
             rbuf: Vec::with_capacity(4096),
             peer,
+            local,
             caps: Capabilities::default(),
             tls: false,
             tls_version: None,
@@ -443,6 +447,7 @@ impl SmtpClient {
             io: Box::new(tls),
             rbuf: Vec::with_capacity(4096),
             peer: self.peer,
+            local: self.local,
             caps: Capabilities::default(),
             tls: true,
             tls_version,

@@ -347,6 +347,8 @@ impl QueueService {
         // Once every hop failed, the rest of this round is deferred at once.
         let mut unreachable: Option<Attempt> = None;
         while let Some(job) = self.next_job(&domain) {
+            // The local address the attempt left from, for its events.
+            let mut local = None;
             if let Some(rates) = &self.domain_rates {
                 rates.until_key_ready(&domain).await;
             }
@@ -354,6 +356,7 @@ impl QueueService {
                 Some(a) => vec![a.clone(); job.rcpts.len()],
                 None => {
                     let r = self.attempt(&domain, &job, &mut conn).await;
+                    local = conn.as_ref().and_then(|(c, _)| c.local).map(|a| a.ip());
                     if conn.is_none()
                         && r.iter().all(|a| {
                             matches!(
@@ -382,7 +385,7 @@ impl QueueService {
             let svc = self.clone();
             tokio::spawn(async move {
                 let n = job.rcpts.len();
-                svc.finish(job, results).await;
+                svc.finish(job, results, local).await;
                 svc.in_flight.fetch_sub(n, Ordering::AcqRel);
                 svc.capacity.notify_one();
             });
@@ -831,7 +834,7 @@ impl QueueService {
 
     /// Records the outcomes of a job, their events, the suppressions hard
     /// bounces cause and the DSNs, in one commit.
-    async fn finish(&self, job: Job, results: Vec<Attempt>) {
+    async fn finish(&self, job: Job, results: Vec<Attempt>, local: Option<std::net::IpAddr>) {
         let now = now_unix();
         let first = &job.rcpts[0];
         // The message's source, tags and metadata travel with its queue row.
@@ -846,6 +849,7 @@ impl QueueService {
                 e.sender = Some(r.mail_from.clone());
                 e.attempt = Some(r.attempts + 1);
                 e.source = context.source.clone();
+                e.sending_ip = local.map(|ip| ip.to_string());
                 e.stream = context.stream.clone();
                 e.tags = context.tags.clone();
                 e.metadata = context.metadata.clone();

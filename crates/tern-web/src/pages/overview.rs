@@ -21,6 +21,7 @@ pub struct Params {
     domain: Option<String>,
     stream: Option<String>,
     tag: Option<String>,
+    ip: Option<String>,
 }
 
 /// The periods a range is drawn in.
@@ -131,11 +132,16 @@ pub async fn page(State(web): State<Arc<Web>>, user: User, Query(p): Query<Param
         .as_deref()
         .map(str::trim)
         .filter(|t| !t.is_empty() && t.len() <= 100);
-    // One dimension at a time: a tag, else a stream, else the totals.
-    let dim = match (tag, stream) {
-        (Some(t), _) => format!("tag:{t}"),
-        (None, Some(s)) => format!("stream:{s}"),
-        (None, None) => String::new(),
+    let ip =
+        p.ip.as_deref()
+            .and_then(|ip| ip.trim().parse::<std::net::IpAddr>().ok());
+    // One dimension at a time: a tag, else a stream, else a sending
+    // address, else the totals.
+    let dim = match (tag, stream, ip) {
+        (Some(t), _, _) => format!("tag:{t}"),
+        (None, Some(s), _) => format!("stream:{s}"),
+        (None, None, Some(ip)) => format!("ip:{ip}"),
+        (None, None, None) => String::new(),
     };
     let scope: Vec<String> = match (&domain, user.is_admin()) {
         (Some(d), _) => vec![d.clone()],
@@ -198,13 +204,26 @@ pub async fn page(State(web): State<Arc<Web>>, user: User, Query(p): Query<Param
                     }
                 }
             }
+            @if !web.sending_ips.is_empty() {
+                div {
+                    label for="ip" { "Sending address" }
+                    select #ip name="ip" {
+                        option value="" { "All" }
+                        @for a in &web.sending_ips {
+                            option value=(a) selected[ip == Some(*a)] { (a) }
+                        }
+                    }
+                }
+            }
             div {
                 label for="tag" { "Tag" }
                 input #tag type="text" name="tag" value=(tag.unwrap_or("")) size="12";
             }
             button type="submit" { "Show" }
         }
-        @if tag.is_some() && stream.is_some() { p.muted { "Showing the tag; streams and tags are counted apart." } }
+        @if [tag.is_some(), stream.is_some(), ip.is_some()].iter().filter(|x| **x).count() > 1 {
+            p.muted { "One filter at a time: the tag, else the stream, else the sending address is shown." }
+        }
         h2 { "Totals" }
         (cards(&total))
         section.panel aria-labelledby="outbound-h" {

@@ -177,6 +177,10 @@ async fn api_send_is_delivered_signed_with_history_and_webhooks() {
     assert_eq!(events[1]["metadata"]["order"], "1234");
     assert_eq!(events[1]["mx_host"], "mx.remote.test");
     assert!(events[1]["reply"].as_str().unwrap().starts_with("250"));
+    // The address it left from and its stream, for the dashboard's filters.
+    let left_from = events[1]["sending_ip"].as_str().unwrap();
+    assert!(left_from.parse::<std::net::IpAddr>().is_ok(), "{left_from}");
+    assert_eq!(events[1]["stream"], "transactional");
     assert_eq!(receiver.bad_signatures(), 0);
 
     // The message's story.

@@ -227,6 +227,7 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
             }
             if t == tern_events::EventType::Delivered {
                 e.stream = Some("broadcast".into());
+                e.sending_ip = Some("192.0.2.9".into());
             }
             events.push(e);
         }
@@ -270,6 +271,12 @@ async fn the_dashboard_logs_in_shows_and_changes_safely() {
     );
     let p = b.get("/?range=week").await;
     assert!(figure(&p.body, "accepted") >= 9);
+    let p = b.get("/?range=week&ip=192.0.2.9").await;
+    assert_eq!(
+        (figure(&p.body, "accepted"), figure(&p.body, "delivered")),
+        (0, 6)
+    );
+    let p = b.get("/?range=week&domain=example.test").await;
     assert!(p.body.contains("bad_mailbox"), "bounces by cause");
 
     // A message with a hostile subject: its timeline shows it as text.
