@@ -456,31 +456,42 @@ pub async fn add_account(
     }
 }
 
+/// The form's own address, once the form is checked.
+fn form_address(user: &User, f: &AddressForm) -> Result<Address, Refused> {
+    admin_form(user, &f.csrf)?;
+    address(&f.address)
+}
+
+/// After a change to accounts or aliases: back to the list, or why not.
+fn changed(user: &User, what: &str, r: Result<(), tern_store::StoreError>) -> Response {
+    match r {
+        Ok(()) => {
+            tracing::info!(user = %user.email, change = what, "web: accounts changed");
+            Redirect::to("/accounts").into_response()
+        }
+        Err(e) => done(
+            user,
+            &format!("Not done: {what}"),
+            "/accounts",
+            html! { p.error { (e.to_string()) } },
+            "/accounts",
+        ),
+    }
+}
+
 /// `POST /accounts/remove`.
 pub async fn remove_account(
     State(web): State<Arc<Web>>,
     user: User,
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
-    if let Err(r) = admin_form(&user, &f.csrf) {
-        return r.into_response();
-    }
-    let addr = match address(&f.address) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    match web.store.remove_account(&addr).await {
-        Ok(()) => {
-            tracing::info!(account = %addr, user = %user.email, "web: account removed");
-            Redirect::to("/accounts").into_response()
-        }
-        Err(e) => done(
+    match form_address(&user, &f) {
+        Ok(a) => changed(
             &user,
-            "Not removed",
-            "/accounts",
-            html! { p.error { (e.to_string()) } },
-            "/accounts",
+            &format!("remove {a}"),
+            web.store.remove_account(&a).await,
         ),
+        Err(r) => r.into_response(),
     }
 }
 
@@ -490,23 +501,12 @@ pub async fn add_alias(
     user: User,
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
-    if let Err(r) = admin_form(&user, &f.csrf) {
-        return r.into_response();
-    }
-    let (alias, target) = match (address(&f.address), address(&f.target)) {
+    let (alias, target) = match (form_address(&user, &f), address(&f.target)) {
         (Ok(a), Ok(t)) => (a, t),
         (Err(r), _) | (_, Err(r)) => return r.into_response(),
     };
-    match web.store.add_alias(&alias, &target).await {
-        Ok(()) => Redirect::to("/accounts").into_response(),
-        Err(e) => done(
-            &user,
-            "Not added",
-            "/accounts",
-            html! { p.error { (e.to_string()) } },
-            "/accounts",
-        ),
-    }
+    let r = web.store.add_alias(&alias, &target).await;
+    changed(&user, &format!("alias {alias} to {target}"), r)
 }
 
 /// `POST /aliases/remove`.
@@ -515,21 +515,12 @@ pub async fn remove_alias(
     user: User,
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
-    if let Err(r) = admin_form(&user, &f.csrf) {
-        return r.into_response();
-    }
-    let alias = match address(&f.address) {
-        Ok(a) => a,
-        Err(r) => return r.into_response(),
-    };
-    match web.store.remove_alias(&alias).await {
-        Ok(()) => Redirect::to("/accounts").into_response(),
-        Err(e) => done(
+    match form_address(&user, &f) {
+        Ok(a) => changed(
             &user,
-            "Not removed",
-            "/accounts",
-            html! { p.error { (e.to_string()) } },
-            "/accounts",
+            &format!("remove alias {a}"),
+            web.store.remove_alias(&a).await,
         ),
+        Err(r) => r.into_response(),
     }
 }

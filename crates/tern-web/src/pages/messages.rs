@@ -356,7 +356,18 @@ pub struct CsrfForm {
     csrf: String,
 }
 
-/// `POST /messages/{id}/retry`.
+/// After a queue action on message `id`: back to its page.
+fn acted(user: &User, id: &str, what: &str, r: Result<usize, tern_store::StoreError>) -> Response {
+    match r {
+        Ok(n) => {
+            tracing::info!(queue_id = %id, recipients = n, user = %user.email, action = what, "web: queue action");
+            Redirect::to(&format!("/messages/{id}")).into_response()
+        }
+        Err(e) => layout::store_error(e),
+    }
+}
+
+/// `POST /messages/{id}/retry`: every recipient due now.
 pub async fn retry(
     State(web): State<Arc<Web>>,
     user: User,
@@ -366,20 +377,14 @@ pub async fn retry(
     if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
         return r.into_response();
     }
-    match web
+    let r = web
         .store
         .queue_retry(Some(&id), tern_core::now_unix())
-        .await
-    {
-        Ok(n) => {
-            tracing::info!(queue_id = %id, recipients = n, user = %user.email, "web: retry now");
-            Redirect::to(&format!("/messages/{id}")).into_response()
-        }
-        Err(e) => layout::store_error(e),
-    }
+        .await;
+    acted(&user, &id, "retry now", r)
 }
 
-/// `POST /messages/{id}/delete`.
+/// `POST /messages/{id}/delete`: out of the queue without notice.
 pub async fn delete(
     State(web): State<Arc<Web>>,
     user: User,
@@ -389,13 +394,8 @@ pub async fn delete(
     if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
         return r.into_response();
     }
-    match web.store.queue_delete(&id).await {
-        Ok(n) => {
-            tracing::info!(queue_id = %id, recipients = n, user = %user.email, "web: removed from the queue");
-            Redirect::to(&format!("/messages/{id}")).into_response()
-        }
-        Err(e) => layout::store_error(e),
-    }
+    let r = web.store.queue_delete(&id).await;
+    acted(&user, &id, "delete", r)
 }
 
 #[cfg(test)]
