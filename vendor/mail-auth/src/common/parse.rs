@@ -35,6 +35,19 @@ pub(crate) const Z: u64 = b'z' as u64;
 
 pub trait TxtRecordParser: Sized {
     fn parse(record: &[u8]) -> crate::Result<Self>;
+
+    /// The record of a TXT RRset: the first that parses. (Tern patch: SPF
+    /// overrides it, RFC 7208 §4.5.)
+    fn parse_set(records: &[Vec<u8>]) -> crate::Result<Self> {
+        let mut result = Err(crate::Error::Dns(crate::DnsError::InvalidRecordType));
+        for record in records {
+            result = Self::parse(record);
+            if result.is_ok() {
+                break;
+            }
+        }
+        result
+    }
 }
 
 pub(crate) trait TagParser: Sized {

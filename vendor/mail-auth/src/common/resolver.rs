@@ -178,15 +178,7 @@ impl MessageAuthenticator {
             (raw.entry, raw.expires)
         };
 
-        let mut result = Err(Error::Dns(crate::DnsError::InvalidRecordType));
-        for record in &records {
-            result = T::parse(record);
-            if result.is_ok() {
-                break;
-            }
-        }
-
-        let result: Txt = result.into();
+        let result: Txt = T::parse_set(&records).into();
 
         if let Some(cache) = cache {
             cache.insert(key.into_owned().into_boxed_str(), result.clone(), expires);
@@ -515,35 +507,14 @@ impl MessageAuthenticator {
         cache_ipv4: Option<&impl ResolverCache<Box<str>, RecordSet<Ipv4Addr>>>,
         cache_ipv6: Option<&impl ResolverCache<Box<str>, RecordSet<Ipv6Addr>>>,
     ) -> crate::Result<bool> {
-        let key = key.to_fqdn();
-
-        if cache_ipv4.is_some_and(|c| c.get::<str>(key.as_ref()).is_some())
-            || cache_ipv6.is_some_and(|c| c.get::<str>(key.as_ref()).is_some())
-        {
-            return Ok(true);
+        // Tern patch (RFC 7208 §5.7): `exists` is an A lookup, also for an
+        // IPv6 connection; an AAAA-only name does not exist for it.
+        let _ = cache_ipv6;
+        match self.ipv4_lookup(key, cache_ipv4).await {
+            Ok(records) => Ok(!records.rrset.is_empty()),
+            Err(Error::Dns(crate::DnsError::RecordNotFound(_))) => Ok(false),
+            Err(err) => Err(err),
         }
-
-        #[cfg(not(feature = "dns-doh"))]
-        {
-            match self
-                .0
-                .lookup_ip(Name::from_str_relaxed::<&str>(key.as_ref())?)
-                .await
-            {
-                Ok(result) => Ok(result.as_lookup().answers().iter().any(|r| {
-                    matches!(
-                        &r.data.record_type(),
-                        hickory_resolver::proto::rr::RecordType::A
-                            | hickory_resolver::proto::rr::RecordType::AAAA
-                    )
-                })),
-                Err(err) if err.is_no_records_found() => Ok(false),
-                Err(err) => Err(err.into()),
-            }
-        }
-
-        #[cfg(feature = "dns-doh")]
-        self.doh_exists(key.as_ref()).await
     }
 }
 

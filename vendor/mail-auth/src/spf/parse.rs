@@ -19,8 +19,33 @@ use std::{
     slice::Iter,
 };
 
+/// Whether a TXT record is an SPF record: `v=spf1` alone or followed by
+/// a space (RFC 7208 §4.5).
+fn is_spf1(record: &[u8]) -> bool {
+    record.len() >= 6
+        && record[..6].eq_ignore_ascii_case(b"v=spf1")
+        && record.get(6).is_none_or(|&b| b == b' ')
+}
+
 impl TxtRecordParser for Spf {
+    /// Tern patch (RFC 7208 §4.5): of the TXT records, exactly one may be
+    /// an SPF record; several are a permerror, not the first that parses.
+    fn parse_set(records: &[Vec<u8>]) -> crate::Result<Self> {
+        let mut spf = records.iter().filter(|r| is_spf1(r));
+        match (spf.next(), spf.next()) {
+            (None, _) => Err(Error::Dns(DnsError::InvalidRecordType)),
+            (Some(one), None) => Self::parse(one),
+            (Some(_), Some(_)) => Err(Error::ParseError),
+        }
+    }
+
     fn parse(bytes: &[u8]) -> crate::Result<Spf> {
+        // Tern patch (RFC 7208 §3, §4.6.1): a record is 7-bit ASCII whose
+        // terms are separated by spaces; a control character or a byte
+        // over 127 makes it a permerror, not a separator or a skipped term.
+        if is_spf1(bytes) && bytes.iter().any(|&b| !(0x20..0x7f).contains(&b)) {
+            return Err(Error::ParseError);
+        }
         let mut record = bytes.iter();
         if !matches!(record.key(), Some(k) if k == V)
             || !record.match_bytes(b"spf1")
@@ -113,7 +138,7 @@ impl TxtRecordParser for Spf {
                     let mut cidr_length = 32;
                     let (addr, stop_char) = record.ip4()?;
                     if stop_char == b'/' {
-                        cidr_length = std::cmp::min(cidr_length, record.cidr_length()?);
+                        cidr_length = record.prefix_length(32)?;
                     } else if stop_char != b' ' {
                         return Err(Error::ParseError);
                     }
@@ -132,7 +157,7 @@ impl TxtRecordParser for Spf {
                     let mut cidr_length = 128;
                     let (addr, stop_char) = record.ip6()?;
                     if stop_char == b'/' {
-                        cidr_length = std::cmp::min(cidr_length, record.cidr_length()?);
+                        cidr_length = record.prefix_length(128)?;
                     } else if stop_char != b' ' {
                         return Err(Error::ParseError);
                     }
@@ -209,6 +234,24 @@ impl TxtRecordParser for Spf {
             rr,
         })
     }
+}
+
+/// A CIDR length: `0`, or 1-3 digits without a leading zero, at most `max`.
+fn strict_prefix(digits: &[u8], max: u8) -> crate::Result<u8> {
+    let ok = !digits.is_empty()
+        && digits.len() <= 3
+        && digits.iter().all(u8::is_ascii_digit)
+        && (digits.len() == 1 || digits[0] != b'0');
+    if !ok {
+        return Err(Error::ParseError);
+    }
+    let n = digits
+        .iter()
+        .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+    if n > u16::from(max) {
+        return Err(Error::ParseError);
+    }
+    Ok(n as u8)
 }
 
 #[inline(always)]
@@ -289,6 +332,7 @@ pub(crate) trait SPFParser: Sized {
     fn ip4(&mut self) -> crate::Result<(Ipv4Addr, u8)>;
     fn ip6(&mut self) -> crate::Result<(Ipv6Addr, u8)>;
     fn cidr_length(&mut self) -> crate::Result<u8>;
+    fn prefix_length(&mut self, max: u8) -> crate::Result<u8>;
     fn dual_cidr_length(&mut self) -> crate::Result<(u8, u8)>;
     fn rr(&mut self) -> crate::Result<u8>;
     fn ra(&mut self) -> crate::Result<Vec<u8>>;
@@ -392,15 +436,29 @@ impl SPFParser for Iter<'_, u8> {
         let mut octet = 0u8;
         let mut group = 0usize;
 
+        // Tern patch (RFC 7208 §5.6 qnum): each octet 0-255, one to three
+        // digits, no leading zero.
+        let mut digits = 0u8;
+        let mut valid = true;
+        let mut value = 0u16;
         while let Some(&ch) = input.get(pos) {
             pos += 1;
             match ch {
                 b'0'..=b'9' => {
-                    octet = octet.saturating_mul(10).saturating_add(ch - b'0');
+                    if digits == 1 && value == 0 {
+                        valid = false;
+                    }
+                    digits += 1;
+                    value = value.saturating_mul(10).saturating_add(u16::from(ch - b'0'));
+                    valid &= digits <= 3 && value <= 255;
+                    octet = value as u8;
                 }
                 b'.' if group < 3 => {
+                    valid &= digits > 0;
                     ip[group] = octet;
                     octet = 0;
+                    value = 0;
+                    digits = 0;
                     group += 1;
                 }
                 _ => {
@@ -412,7 +470,7 @@ impl SPFParser for Iter<'_, u8> {
 
         *self = input.get(pos..).unwrap_or_default().iter();
 
-        if group == 3 {
+        if group == 3 && valid && digits > 0 {
             let [a, b, c, _] = ip;
             Ok((Ipv4Addr::new(a, b, c, octet), stop_char))
         } else {
@@ -452,52 +510,40 @@ impl SPFParser for Iter<'_, u8> {
         Ok(cidr_length)
     }
 
+    /// Tern patch (RFC 7208 §5.6): a CIDR length after `/`: `0`, or one to
+    /// three digits without a leading zero, at most `max`; it ends at a
+    /// space or the end of the record.
+    fn prefix_length(&mut self, max: u8) -> crate::Result<u8> {
+        let input = self.as_slice();
+        let end = input
+            .iter()
+            .position(|b| b.is_ascii_whitespace())
+            .unwrap_or(input.len());
+        *self = input.get(end + 1..).unwrap_or_default().iter();
+        strict_prefix(&input[..end], max)
+    }
+
+    /// Tern patch (RFC 7208 §5.6): `dual-cidr-length = [ ip4-cidr-length ]
+    /// [ "/" ip6-cidr-length ]`, read after the first `/`: `N`, `N//M` or
+    /// `/M`, each length strict.
     fn dual_cidr_length(&mut self) -> crate::Result<(u8, u8)> {
         let input = self.as_slice();
-        let mut pos = 0;
-        let mut ip4_length = u8::MAX;
-        let mut ip6_length = u8::MAX;
-        let mut in_ip6 = false;
-
-        while let Some(&ch) = input.get(pos) {
-            pos += 1;
-            match ch {
-                b'0'..=b'9' => {
-                    let digit = ch - b'0';
-                    let length = if in_ip6 {
-                        &mut ip6_length
-                    } else {
-                        &mut ip4_length
-                    };
-                    *length = if *length != u8::MAX {
-                        length.saturating_mul(10).saturating_add(digit)
-                    } else {
-                        digit
-                    };
-                }
-                b'/' => {
-                    if !in_ip6 {
-                        in_ip6 = true;
-                    } else if ip6_length != u8::MAX {
-                        *self = input.get(pos..).unwrap_or_default().iter();
-                        return Err(Error::ParseError);
-                    }
-                }
-                _ => {
-                    if !ch.is_ascii_whitespace() {
-                        *self = input.get(pos..).unwrap_or_default().iter();
-                        return Err(Error::ParseError);
-                    }
-                    break;
-                }
-            }
+        let end = input
+            .iter()
+            .position(|b| b.is_ascii_whitespace())
+            .unwrap_or(input.len());
+        *self = input.get(end + 1..).unwrap_or_default().iter();
+        let spec = &input[..end];
+        if let Some(ip6) = spec.strip_prefix(b"/") {
+            return Ok((32, strict_prefix(ip6, 128)?));
         }
-
-        *self = input.get(pos..).unwrap_or_default().iter();
-        Ok((
-            std::cmp::min(ip4_length, 32),
-            std::cmp::min(ip6_length, 128),
-        ))
+        match spec.iter().position(|&b| b == b'/') {
+            None => Ok((strict_prefix(spec, 32)?, 128)),
+            Some(i) => match spec[i + 1..].strip_prefix(b"/") {
+                Some(ip6) => Ok((strict_prefix(&spec[..i], 32)?, strict_prefix(ip6, 128)?)),
+                None => Err(Error::ParseError),
+            },
+        }
     }
 
     fn rr(&mut self) -> crate::Result<u8> {

@@ -82,7 +82,12 @@ impl MessageAuthenticator {
         PTR: ResolverCache<IpAddr, RecordSet<Box<str>>>,
     {
         let domain = params.params.domain;
-        let ip = params.params.ip;
+        // Tern patch (RFC 7208 §5, RFC 4291 §2.5.5.2): an IPv4-mapped IPv6
+        // client is an IPv4 client: it matches ip4 and A records only.
+        let ip = match params.params.ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            ip => ip,
+        };
         let helo_domain = params.params.helo_domain;
         let host_domain = params.params.host_domain;
         let sender = match &params.params.sender {
@@ -112,6 +117,19 @@ impl MessageAuthenticator {
             Ok(spf_record) => spf_record,
             Err(err) => return output.with_result(err.into()),
         };
+        // Tern patch (RFC 7208 §4.6.4): more than two lookups that find
+        // nothing (NXDOMAIN or no answers) are a permerror.
+        let mut void_lookups = 0u32;
+        macro_rules! void {
+            () => {{
+                void_lookups += 1;
+                if void_lookups > 2 {
+                    return output
+                        .with_result(SpfResult::PermError)
+                        .with_report(&spf_record);
+                }
+            }};
+        }
 
         let mut domain = Cow::Borrowed(domain);
         let mut include_stack = Vec::new();
@@ -164,7 +182,11 @@ impl MessageAuthenticator {
                             .await
                         {
                             Ok(true) => true,
-                            Ok(false) | Err(Error::Dns(DnsError::RecordNotFound(_))) => false,
+                            Ok(false) => false,
+                            Err(Error::Dns(DnsError::RecordNotFound(_))) => {
+                                void!();
+                                false
+                            }
                             Err(_) => {
                                 return output
                                     .with_result(SpfResult::TempError)
@@ -226,7 +248,7 @@ impl MessageAuthenticator {
                                     }
                                 }
                             }
-                            Err(Error::Dns(DnsError::RecordNotFound(_))) => (),
+                            Err(Error::Dns(DnsError::RecordNotFound(_))) => void!(),
                             Err(_) => {
                                 return output
                                     .with_result(SpfResult::TempError)
@@ -330,6 +352,9 @@ impl MessageAuthenticator {
                             )
                             .await
                         {
+                            if !result {
+                                void!();
+                            }
                             result
                         } else {
                             return output
@@ -568,11 +593,13 @@ impl IpMask for IpAddr {
     }
 
     fn matches_ipv6_mask(&self, addr: &Ipv6Addr, mask: u128) -> bool {
-        u128::from_be_bytes(match &self {
-            IpAddr::V6(ip) => ip.octets(),
-            IpAddr::V4(ip) => ip.to_ipv6_mapped().octets(),
-        }) & mask
-            == u128::from_be_bytes(addr.octets()) & mask
+        // Tern patch (RFC 7208 §5.6): ip6 never matches an IPv4 client.
+        match &self {
+            IpAddr::V6(ip) => {
+                u128::from_be_bytes(ip.octets()) & mask == u128::from_be_bytes(addr.octets()) & mask
+            }
+            IpAddr::V4(_) => false,
+        }
     }
 }
 
