@@ -46,6 +46,26 @@ impl TxtRecordParser for Spf {
         if is_spf1(bytes) && bytes.iter().any(|&b| !(0x20..0x7f).contains(&b)) {
             return Err(Error::ParseError);
         }
+        // Tern patch (RFC 7208 §4.6.1, §12): a modifier's name is
+        // `ALPHA *( ALPHA / DIGIT / "-" / "_" / "." )` — `=all` and
+        // `1up=foo` are permerrors.
+        if is_spf1(bytes) {
+            for term in bytes[6..].split(|&b| b == b' ').filter(|t| !t.is_empty()) {
+                let cut = term.iter().position(|&b| matches!(b, b':' | b'/' | b'='));
+                if let Some(i) = cut
+                    && term[i] == b'='
+                {
+                    let name = &term[..i];
+                    let ok = name.first().is_some_and(u8::is_ascii_alphabetic)
+                        && name
+                            .iter()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+                    if !ok {
+                        return Err(Error::ParseError);
+                    }
+                }
+            }
+        }
         let mut record = bytes.iter();
         if !matches!(record.key(), Some(k) if k == V)
             || !record.match_bytes(b"spf1")
@@ -72,6 +92,9 @@ impl TxtRecordParser for Spf {
                         b' ' => (),
                         b':' | b'=' => {
                             let (ds, stop_char) = record.macro_string(false)?;
+                            if !valid_domain_spec(&ds) {
+                                return Err(Error::ParseError);
+                            }
                             macro_string = ds;
                             if stop_char == b'/' {
                                 let (l1, l2) = record.dual_cidr_length()?;
@@ -118,7 +141,7 @@ impl TxtRecordParser for Spf {
                         return Err(Error::ParseError);
                     }
                     let (macro_string, stop_char) = record.macro_string(false)?;
-                    if stop_char == b' ' {
+                    if stop_char == b' ' && valid_domain_spec(&macro_string) {
                         directives.push(Directive::new(
                             qualifier,
                             if term == INCLUDE {
@@ -173,6 +196,9 @@ impl TxtRecordParser for Spf {
                     let mut macro_string = Macro::None;
                     if stop_char == b':' {
                         let (ds, stop_char_) = record.macro_string(false)?;
+                        if !valid_domain_spec(&ds) {
+                            return Err(Error::ParseError);
+                        }
                         macro_string = ds;
                         stop_char = stop_char_;
                     }
@@ -188,7 +214,7 @@ impl TxtRecordParser for Spf {
                         return Err(Error::ParseError);
                     }
                     let (macro_string, stop_char) = record.macro_string(false)?;
-                    if stop_char != b' ' {
+                    if stop_char != b' ' || !valid_domain_spec(&macro_string) {
                         return Err(Error::ParseError);
                     }
                     if term == REDIRECT {
@@ -216,10 +242,21 @@ impl TxtRecordParser for Spf {
                     rr = record.rr()?;
                 }
                 _ => {
-                    let (_, stop_char) = record.macro_string(false)?;
-                    if stop_char != b' ' {
+                    // Tern patch (RFC 7208 §6): an unknown modifier is
+                    // ignored, its value (a macro-string that may hold ':'
+                    // and '/') skipped; an unknown mechanism is a permerror.
+                    if stop_char != b'=' {
                         return Err(Error::ParseError);
                     }
+                    let rest = record.as_slice();
+                    let end = rest
+                        .iter()
+                        .position(|b| b.is_ascii_whitespace())
+                        .unwrap_or(rest.len());
+                    if !valid_macro_string(&rest[..end]) {
+                        return Err(Error::ParseError);
+                    }
+                    record = rest.get(end + 1..).unwrap_or_default().iter();
                 }
             }
         }
@@ -234,6 +271,74 @@ impl TxtRecordParser for Spf {
             rr,
         })
     }
+}
+
+/// Tern patch (RFC 7208 §7.1): a domain-spec ends in a macro or in
+/// `"." toplabel ["."]`, where the top label is letters, digits and
+/// hyphens, not all digits, and neither starts nor ends with a hyphen —
+/// `a:museum`, `a:abc.123`, `redirect=-all` are permerrors.
+fn valid_domain_spec(m: &Macro) -> bool {
+    let literal: &[u8] = match m {
+        Macro::Literal(l) => l,
+        Macro::List(parts) => match parts.last() {
+            Some(Macro::Literal(l)) => l,
+            _ => return true,
+        },
+        _ => return true,
+    };
+    let l = literal.strip_suffix(b".").unwrap_or(literal);
+    let Some(dot) = l.iter().rposition(|&b| b == b'.') else {
+        return false;
+    };
+    let top = &l[dot + 1..];
+    !top.is_empty()
+        && top.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && !top.iter().all(u8::is_ascii_digit)
+        && top.first() != Some(&b'-')
+        && top.last() != Some(&b'-')
+}
+
+/// Tern patch (RFC 7208 §7.1): whether `v` is a macro-string — visible
+/// characters, `%%`, `%_`, `%-`, and `%{` letter digits [`r`]
+/// delimiters `}`.
+fn valid_macro_string(v: &[u8]) -> bool {
+    let mut i = 0;
+    while i < v.len() {
+        if v[i] != b'%' {
+            if !(0x21..=0x7e).contains(&v[i]) {
+                return false;
+            }
+            i += 1;
+            continue;
+        }
+        match v.get(i + 1) {
+            Some(b'%' | b'_' | b'-') => i += 2,
+            Some(b'{') => {
+                let Some(len) = v[i + 2..].iter().position(|&b| b == b'}') else {
+                    return false;
+                };
+                let inner = &v[i + 2..i + 2 + len];
+                let Some((letter, rest)) = inner.split_first() else {
+                    return false;
+                };
+                if !b"slodiphcrtvSLODIPHCRTV".contains(letter) {
+                    return false;
+                }
+                let digits = rest.iter().take_while(|b| b.is_ascii_digit()).count();
+                let rest = &rest[digits..];
+                let rest = rest
+                    .strip_prefix(b"r")
+                    .or_else(|| rest.strip_prefix(b"R"))
+                    .unwrap_or(rest);
+                if !rest.iter().all(|b| b".-+,/_=".contains(b)) {
+                    return false;
+                }
+                i += 3 + len;
+            }
+            _ => return false,
+        }
+    }
+    true
 }
 
 /// A CIDR length: `0`, or 1-3 digits without a leading zero, at most `max`.
