@@ -65,8 +65,6 @@ const EXCEPTIONS: &[(&str, &str)] = &[
         "include of a temperror gives permerror",
     ),
     ("exists-dnserr", "DNS error in exists: treated as no match"),
-    ("ptr-match-implicit", "ptr: validated names not matched"),
-    ("ptr-match-ip6", "ptr: validated names not matched"),
 ];
 
 fn expected(v: &Value) -> Vec<String> {

@@ -323,11 +323,17 @@ impl MessageAuthenticator {
                                         )
                                         .await
                                 {
-                                    matches = record.as_ref() == target_addr
-                                        || record
-                                            .strip_suffix('.')
-                                            .unwrap_or(record.as_ref())
-                                            .strip_suffix(target_addr)
+                                    // Tern patch (RFC 7208 §5.5): a validated name
+                                    // matches when it is the target or ends in
+                                    // "." target, trailing dots and case aside.
+                                    let name = to_lowercase(
+                                        record.strip_suffix('.').unwrap_or(record.as_ref()),
+                                    );
+                                    let target =
+                                        target_addr.strip_suffix('.').unwrap_or(target_addr);
+                                    matches = name.as_ref() == target
+                                        || name
+                                            .strip_suffix(target)
                                             .is_some_and(|prefix| prefix.ends_with('.'));
                                     if matches {
                                         break;
