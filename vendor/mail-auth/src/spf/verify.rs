@@ -170,9 +170,13 @@ impl MessageAuthenticator {
                                 .with_result(SpfResult::PermError)
                                 .with_report(&spf_record);
                         }
+                        let name = macro_string.eval(&vars, &domain, true);
+                        if !valid_lookup_name(&name) {
+                            false
+                        } else {
                         match self
                             .ip_matches(
-                                macro_string.eval(&vars, &domain, true).as_ref(),
+                                name.as_ref(),
                                 ip,
                                 *ip4_mask,
                                 *ip6_mask,
@@ -193,6 +197,7 @@ impl MessageAuthenticator {
                                     .with_report(&spf_record);
                             }
                         }
+                        }
                     }
                     Mechanism::Mx {
                         macro_string,
@@ -206,10 +211,14 @@ impl MessageAuthenticator {
                         }
 
                         let mut matches = false;
-                        match self
-                            .mx_lookup(&*macro_string.eval(&vars, &domain, true), params.cache_mx)
-                            .await
-                        {
+                        let name = macro_string.eval(&vars, &domain, true);
+                        match if valid_lookup_name(&name) {
+                            self.mx_lookup(&*name, params.cache_mx).await
+                        } else {
+                            Err(Error::Dns(DnsError::RecordNotFound(
+                                hickory_resolver::proto::op::ResponseCode::NXDomain,
+                            )))
+                        } {
                             Ok(records) => {
                                 for (mx_num, exchange) in records
                                     .rrset
@@ -350,14 +359,13 @@ impl MessageAuthenticator {
                                 .with_report(&spf_record);
                         }
 
-                        if let Ok(result) = self
-                            .exists(
-                                &*macro_string.eval(&vars, &domain, true),
-                                params.cache_ipv4,
-                                params.cache_ipv6,
-                            )
-                            .await
-                        {
+                        let name = macro_string.eval(&vars, &domain, true);
+                        if let Ok(result) = if valid_lookup_name(&name) {
+                            self.exists(&*name, params.cache_ipv4, params.cache_ipv6)
+                                .await
+                        } else {
+                            Ok(false)
+                        } {
                             if !result {
                                 void!();
                             }
@@ -475,6 +483,17 @@ impl MessageAuthenticator {
                 .any(|addr| ip.matches_ipv6_mask(addr, ip6_mask)),
         })
     }
+}
+
+/// Tern patch (RFC 7208 §4.8, §5): a name that cannot be looked up (an
+/// empty label, a label over 63 octets, over 253 in all, a domain
+/// literal) matches nothing instead of failing the lookup as a DNS error.
+fn valid_lookup_name(name: &str) -> bool {
+    let n = name.strip_suffix('.').unwrap_or(name);
+    !n.is_empty()
+        && n.len() <= 253
+        && !n.starts_with('[')
+        && n.split('.').all(|l| (1..=63).contains(&l.len()))
 }
 
 fn postmaster_at(domain: &str) -> String {
