@@ -1757,7 +1757,7 @@ impl Session {
                                 let _ = write!(Str(o), "<{origin}>");
                             }
                             o.push(b' ');
-                            write::literal(o, &bytes);
+                            write::binary_literal(o, &bytes);
                         }
                         MessageDataItemName::BinarySize { section } => {
                             sep(o);
@@ -1863,8 +1863,12 @@ impl Session {
     }
 }
 
-/// BINARY[section]: the part with its content-transfer-encoding removed.
+/// BINARY[section]: the part with its content-transfer-encoding removed;
+/// an empty section is the whole message, header included (RFC 3516 §4.2).
 fn binary(raw: &[u8], section: &[std::num::NonZeroU32]) -> Vec<u8> {
+    if section.is_empty() {
+        return raw.to_vec();
+    }
     let Some(msg) = mail_parser::MessageParser::default().parse(raw) else {
         return raw.to_vec();
     };

@@ -33,6 +33,18 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Appends BINARY content (RFC 3516 §4.3, RFC 9051 §4.3): a `literal8`
+/// `~{n}\r\n<bytes>` when it holds a NUL, which a plain literal may not
+/// carry, else a plain literal.
+pub fn binary_literal(out: &mut Vec<u8>, s: &[u8]) {
+    if s.contains(&0) {
+        out.extend_from_slice(format!("~{{{}}}\r\n", s.len()).as_bytes());
+        out.extend_from_slice(s);
+    } else {
+        literal(out, s);
+    }
+}
+
 /// Appends an nstring: `NIL` or a string.
 pub fn nstring(out: &mut Vec<u8>, s: Option<&str>) {
     match s {

@@ -9,11 +9,6 @@ use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
 use tern_core::{Address, address::normalize_domain, now_unix};
 
-fn uidvalidity() -> i64 {
-    // Seconds since the epoch fit in 32 bits until 2106.
-    (now_unix() & 0xffff_ffff).max(1)
-}
-
 #[async_trait]
 impl Directory for SqliteStore {
     async fn add_domain(&self, name: &str, catch_all: Option<&Address>) -> Result<()> {
@@ -112,7 +107,7 @@ impl Directory for SqliteStore {
             for (name, special) in DEFAULT_MAILBOXES {
                 c.execute(
                     "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
-                    params![id, name, special, uidvalidity()],
+                    params![id, name, special, super::next_uidvalidity(c)?],
                 )?;
             }
             Ok(id)

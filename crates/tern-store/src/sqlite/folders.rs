@@ -91,7 +91,7 @@ fn create_one(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
     let n = c.execute(
         "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity)
          VALUES (?, ?, NULL, ?) ON CONFLICT(account_id, name) DO NOTHING",
-        params![account, name, (now_unix() & 0xffff_ffff).max(1)],
+        params![account, name, super::next_uidvalidity(c)?],
     )?;
     Ok(n > 0)
 }
@@ -635,4 +635,38 @@ fn copy_rows(
         pairs.push((uid, new_uid as u32));
     }
     Ok(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::sqlite::SqliteStore;
+    use crate::{Directory, Folders, MailStore};
+
+    /// RFC 9051 §2.3.1.1: a UIDVALIDITY is never reused for a mailbox
+    /// name — here DELETE and CREATE of one name many times within a
+    /// second, and new accounts' mailboxes in between.
+    #[tokio::test]
+    async fn delete_and_create_never_reuse_a_uidvalidity() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SqliteStore::open(&dir.path().join("t.db"), 16)
+            .await
+            .unwrap();
+        s.add_domain("example.test", None).await.unwrap();
+        let a = tern_core::Address::parse("ann@example.test").unwrap();
+        let account = s.add_account(&a, "pw", 0).await.unwrap();
+        let mut seen = std::collections::HashSet::new();
+        let mut last = 0u32;
+        for i in 0..200 {
+            s.create_mailbox(account, "Projects").await.unwrap();
+            let v = s.mailbox(account, "Projects").await.unwrap().uidvalidity;
+            assert!(seen.insert(v), "UIDVALIDITY {v} given twice (round {i})");
+            assert!(v > last, "increasing: {v} after {last}");
+            last = v;
+            s.delete_mailbox(account, "Projects").await.unwrap();
+            if i % 50 == 0 {
+                let b = tern_core::Address::parse(&format!("b{i}@example.test")).unwrap();
+                s.add_account(&b, "pw", 0).await.unwrap();
+            }
+        }
+    }
 }

@@ -48,7 +48,8 @@ const SCHEMA_V14: &str = include_str!("schema_v14.sql");
 const SCHEMA_V15: &str = include_str!("schema_v15.sql");
 const SCHEMA_V16: &str = include_str!("schema_v16.sql");
 const SCHEMA_V17: &str = include_str!("schema_v17.sql");
-const SCHEMA_VERSION: i64 = 17;
+const SCHEMA_V18: &str = include_str!("schema_v18.sql");
+const SCHEMA_VERSION: i64 = 18;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -222,6 +223,16 @@ fn spawn_checkpointer(conn: Connection, alive: Weak<()>, wal_frames: Arc<AtomicI
     }
 }
 
+/// The next UIDVALIDITY (RFC 9051 §2.3.1.1): the time in seconds, but
+/// always greater than every one given before, in the caller's transaction.
+pub(super) fn next_uidvalidity(c: &Connection) -> Result<i64> {
+    Ok(c.query_row(
+        "UPDATE sequences SET value = max(value + 1, ?) WHERE name = 'uidvalidity' RETURNING value",
+        [(tern_core::now_unix() & 0xffff_ffff).max(1)],
+        |r| r.get(0),
+    )?)
+}
+
 /// Brings the schema to [`SCHEMA_VERSION`] in one transaction: a crash
 /// mid-way leaves the database as it was (some steps rebuild tables).
 fn migrate(conn: &Connection) -> Result<()> {
@@ -292,6 +303,9 @@ fn migrate_steps(conn: &Connection) -> Result<()> {
     }
     if version < 17 {
         conn.execute_batch(SCHEMA_V17)?;
+    }
+    if version < 18 {
+        conn.execute_batch(SCHEMA_V18)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

@@ -595,3 +595,43 @@ async fn noise_and_odd_commands_never_kill_the_server() {
         "{r} {u:?}"
     );
 }
+
+/// RFC 3516: `BINARY[]` and `BINARY.SIZE[]` with an empty section are the
+/// whole message (§4.2); decoded content holding NUL goes out as a
+/// `literal8`, never in a plain literal (§4.3, RFC 9051 §4.3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_whole_message_and_nul_as_literal8() {
+    let s = start("").await;
+    let mut smtp = s.smtp_session().await;
+    let msg = "From: Bob <bob@remote.test>\r\nTo: alice@example.test\r\nSubject: bin\r\nMIME-Version: 1.0\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECA2hp\r\n";
+    let (code, _) = send_message(&mut smtp, "bob@remote.test", &[ALICE], msg.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(code, 250);
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "SELECT INBOX").await;
+    let (r, u) = cmd(&mut c, "b", "FETCH 1 (RFC822.SIZE BINARY.SIZE[])").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let line = &u[0];
+    let size: usize = line
+        .split("RFC822.SIZE ")
+        .nth(1)
+        .and_then(|x| x.split([' ', ')']).next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        line.contains(&format!("BINARY.SIZE[] {size}")),
+        "BINARY.SIZE[] is the whole message: {line}"
+    );
+    let (r, u) = cmd(&mut c, "c", "FETCH 1 (BINARY.PEEK[])").await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(
+        u[0].ends_with(&format!("BINARY[] {{{size}}}")),
+        "the whole message: {u:?}"
+    );
+    // The decoded body holds NUL: a literal8.
+    c.cmd("d FETCH 1 (BINARY.PEEK[1])").await.unwrap();
+    let first = c.line().await.unwrap().unwrap();
+    assert!(first.ends_with("BINARY[1] ~{6}"), "{first}");
+}
