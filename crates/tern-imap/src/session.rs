@@ -887,19 +887,16 @@ impl Session {
 
     /// Replaces a `$` argument (RFC 5182) with the saved result: UIDs in UID
     /// commands, sequence numbers otherwise. An empty result becomes a
-    /// number no message has.
+    /// number no message has. Only a bare `$` where a sequence set may
+    /// stand is one: not inside a quoted string, nor the string argument of
+    /// a search key (`SUBJECT $` searches for "$").
     fn substitute_saved(&self, bytes: Vec<u8>) -> Vec<u8> {
         let line_end = bytes
             .iter()
             .position(|&b| b == b'\r' || b == b'\n')
             .unwrap_or(bytes.len());
         let line = &bytes[..line_end];
-        let Some(at) = line
-            .windows(2)
-            .enumerate()
-            .find(|(i, w)| w == b" $" && matches!(line.get(i + 2), None | Some(b' ') | Some(b')')))
-            .map(|(i, _)| i + 1)
-        else {
+        let Some(at) = saved_reference(line) else {
             return bytes;
         };
         let is_uid = line.to_ascii_uppercase().windows(5).any(|w| w == b" UID ");
@@ -1889,9 +1886,73 @@ fn binary(raw: &[u8], section: &[std::num::NonZeroU32]) -> Vec<u8> {
     part.contents().to_vec()
 }
 
+/// Where the first `$` standing for the saved result is in a command
+/// line (RFC 5182 §2): a bare `$` token (alone, or before `)`), outside
+/// quoted strings, that is not the string argument of a search key.
+fn saved_reference(line: &[u8]) -> Option<usize> {
+    /// Search keys whose next argument is a string (RFC 9051 §6.4.4).
+    const STRING_KEYS: &[&[u8]] = &[
+        b"BCC",
+        b"BODY",
+        b"CC",
+        b"FROM",
+        b"KEYWORD",
+        b"SUBJECT",
+        b"TEXT",
+        b"TO",
+        b"UNKEYWORD",
+    ];
+    let mut tokens: Vec<(usize, &[u8])> = Vec::new();
+    let mut i = 0;
+    while i < line.len() {
+        match line[i] {
+            b' ' | b'(' | b')' => i += 1,
+            b'"' => {
+                // A quoted string is one token, escapes included.
+                let start = i;
+                i += 1;
+                while i < line.len() && line[i] != b'"' {
+                    i += if line[i] == b'\\' { 2 } else { 1 };
+                }
+                i += 1;
+                tokens.push((start, b"\"\""));
+            }
+            _ => {
+                let start = i;
+                while i < line.len() && !matches!(line[i], b' ' | b'(' | b')') {
+                    i += 1;
+                }
+                tokens.push((start, &line[start..i]));
+            }
+        }
+    }
+    tokens.iter().enumerate().find_map(|(n, (at, t))| {
+        if *t != b"$" {
+            return None;
+        }
+        let before = |k: usize| n.checked_sub(k).map(|j| tokens[j].1.to_ascii_uppercase());
+        let string_arg = before(1).is_some_and(|p| STRING_KEYS.contains(&p.as_slice()))
+            || before(2).is_some_and(|p| p == b"HEADER")
+            || before(1).is_some_and(|p| p == b"HEADER");
+        (!string_arg).then_some(*at)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::{ListExt, compress, strip_list_extended, strip_search_return};
+
+    #[test]
+    fn saved_result_references() {
+        use super::saved_reference;
+        assert_eq!(saved_reference(b"a FETCH $ (UID)"), Some(8));
+        assert_eq!(saved_reference(b"a UID SEARCH UID $"), Some(17));
+        assert_eq!(saved_reference(b"a SEARCH ($ SUBJECT x)"), Some(10));
+        assert_eq!(saved_reference(b"a SEARCH SUBJECT \"a $ b\""), None);
+        assert_eq!(saved_reference(b"a SEARCH SUBJECT $"), None);
+        assert_eq!(saved_reference(b"a SEARCH HEADER X-Y $"), None);
+        assert_eq!(saved_reference(b"a SEARCH SUBJECT \"q\\\" $\" $"), Some(25));
+    }
 
     #[test]
     fn list_extended_parts() {

@@ -635,3 +635,22 @@ async fn binary_whole_message_and_nul_as_literal8() {
     let first = c.line().await.unwrap().unwrap();
     assert!(first.ends_with("BINARY[1] ~{6}"), "{first}");
 }
+
+/// RFC 5182: `$` is the saved result only where a sequence set may stand;
+/// inside a quoted string or as a search key's string it is a dollar sign.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dollar_in_a_string_is_not_the_saved_result() {
+    let s = start("").await;
+    deliver(&s, "plain", "x").await;
+    deliver(&s, "costs a $ b", "x").await;
+    deliver(&s, "$", "x").await;
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "SELECT INBOX").await;
+    cmd(&mut c, "b", "SEARCH RETURN (SAVE) SUBJECT plain").await;
+    let (_, u) = cmd(&mut c, "c", "SEARCH SUBJECT \"a $ b\"").await;
+    assert_eq!(u, vec!["* SEARCH 2"]);
+    let (_, u) = cmd(&mut c, "d", "SEARCH $").await;
+    assert_eq!(u, vec!["* SEARCH 1"], "the saved result");
+    let (_, u) = cmd(&mut c, "e", "SEARCH SUBJECT $").await;
+    assert_eq!(u, vec!["* SEARCH 2 3"], "a dollar sign in subjects");
+}
