@@ -10,6 +10,10 @@ use tern_store::meta::MessageMeta;
 /// the message inside it (RFC 9051 §6.4.5).
 fn part_index(meta: &MessageMeta, path: &Part) -> Option<usize> {
     let mut idx = 0usize;
+    // Whether `idx` is a message's root entity (the top level, or the
+    // message inside a message/rfc822 part): only there is `1` the body of
+    // a single-part entity; a leaf part has no parts below it.
+    let mut at_message = true;
     for (depth, n) in path.0.as_ref().iter().enumerate() {
         let n = n.get() as usize;
         let mut p = meta.parts.get(idx)?;
@@ -19,13 +23,14 @@ fn part_index(meta: &MessageMeta, path: &Part) -> Option<usize> {
         {
             idx = root as usize;
             p = meta.parts.get(idx)?;
+            at_message = true;
         }
         if p.ctype == "multipart" && !p.children.is_empty() {
             idx = *p.children.get(n - 1)? as usize;
-        } else if n != 1 {
-            // Part 1 of a single-part entity is its body; there is no other.
+        } else if n != 1 || !at_message {
             return None;
         }
+        at_message = false;
     }
     Some(idx)
 }

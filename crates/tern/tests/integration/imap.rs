@@ -654,3 +654,44 @@ async fn dollar_in_a_string_is_not_the_saved_result() {
     let (_, u) = cmd(&mut c, "e", "SEARCH SUBJECT $").await;
     assert_eq!(u, vec!["* SEARCH 2 3"], "a dollar sign in subjects");
 }
+
+/// RFC 9051 §6.4.5: the part numbers after a `message/rfc822` part
+/// address the parts of the message inside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parts_inside_an_attached_message() {
+    let s = start("").await;
+    let msg = "From: Bob <bob@remote.test>\r\nTo: alice@example.test\r\nSubject: fwd\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"outer\"\r\n\r\n--outer\r\nContent-Type: text/plain\r\n\r\nsee attached\r\n--outer\r\nContent-Type: message/rfc822\r\n\r\nFrom: Carol <carol@remote.test>\r\nSubject: inner\r\nMIME-Version: 1.0\r\nContent-Type: multipart/alternative; boundary=\"inner\"\r\n\r\n--inner\r\nContent-Type: text/plain\r\n\r\nINNER-PLAIN\r\n--inner\r\nContent-Type: text/html\r\n\r\n<p>INNER-HTML</p>\r\n--inner--\r\n\r\n--outer--\r\n";
+    let mut smtp = s.smtp_session().await;
+    let (code, _) = send_message(&mut smtp, "bob@remote.test", &[ALICE], msg.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(code, 250);
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "SELECT INBOX").await;
+    for (section, want, not) in [
+        ("2.1", "INNER-PLAIN", "INNER-HTML"),
+        ("2.2", "INNER-HTML", "INNER-PLAIN"),
+        ("2.HEADER", "Subject: inner", "INNER-PLAIN"),
+        ("2.TEXT", "INNER-PLAIN", "Subject: inner"),
+        ("1", "see attached", "INNER"),
+        // A leaf part has no parts below it.
+        ("1.1", "BODY[1.1] {0}", "see attached"),
+        ("2.1.1", "BODY[2.1.1] {0}", "INNER-PLAIN"),
+    ] {
+        c.cmd(&format!("f FETCH 1 (BODY.PEEK[{section}])"))
+            .await
+            .unwrap();
+        let mut text = String::new();
+        loop {
+            let l = c.line().await.unwrap().unwrap();
+            if l.starts_with("f ") {
+                assert!(l.starts_with("f OK"), "{l}");
+                break;
+            }
+            text.push_str(&l);
+            text.push('\n');
+        }
+        assert!(text.contains(want), "BODY[{section}] has {want}: {text}");
+        assert!(!text.contains(not), "BODY[{section}] lacks {not}: {text}");
+    }
+}
