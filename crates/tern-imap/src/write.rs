@@ -76,24 +76,50 @@ fn params(out: &mut Vec<u8>, p: &[(String, String)]) {
     out.push(b')');
 }
 
-/// Parses an address header value into (name, local, domain) triples.
-fn addresses(raw: &str) -> Vec<(Option<String>, String, String)> {
+/// One item of an ENVELOPE address list (RFC 9051 §7.5.2).
+enum Item {
+    /// A mailbox: display name, local part, domain.
+    Mailbox(Option<String>, String, String),
+    /// `(NIL NIL "name" NIL)`: a group begins.
+    GroupStart(String),
+    /// `(NIL NIL NIL NIL)`: it ends.
+    GroupEnd,
+}
+
+/// Parses an address header value into ENVELOPE items, keeping groups
+/// (`undisclosed-recipients:;` is a group with no members).
+fn addresses(raw: &str) -> Vec<Item> {
     let text = format!("To: {raw}\r\n\r\n");
     let Some(msg) = mail_parser::MessageParser::default().parse(text.as_bytes()) else {
         return vec![];
     };
     let Some(list) = msg.to() else { return vec![] };
-    list.iter()
-        .filter_map(|a| {
-            let addr = a.address.as_deref()?;
-            let (local, domain) = addr.rsplit_once('@').unwrap_or((addr, ""));
-            Some((
-                a.name.as_deref().map(str::to_string),
-                local.to_string(),
-                domain.to_string(),
-            ))
-        })
-        .collect()
+    let mailbox = |a: &mail_parser::Addr<'_>| {
+        let addr = a.address.as_deref()?;
+        let (local, domain) = addr.rsplit_once('@').unwrap_or((addr, ""));
+        Some(Item::Mailbox(
+            a.name.as_deref().map(str::to_string),
+            local.to_string(),
+            domain.to_string(),
+        ))
+    };
+    match list {
+        mail_parser::Address::List(l) => l.iter().filter_map(mailbox).collect(),
+        mail_parser::Address::Group(groups) => {
+            let mut out = Vec::new();
+            for g in groups {
+                match &g.name {
+                    Some(name) => {
+                        out.push(Item::GroupStart(name.to_string()));
+                        out.extend(g.addresses.iter().filter_map(mailbox));
+                        out.push(Item::GroupEnd);
+                    }
+                    None => out.extend(g.addresses.iter().filter_map(mailbox)),
+                }
+            }
+            out
+        }
+    }
 }
 
 fn address_list(out: &mut Vec<u8>, raw: Option<&str>) {
@@ -103,14 +129,24 @@ fn address_list(out: &mut Vec<u8>, raw: Option<&str>) {
         return;
     }
     out.push(b'(');
-    for (name, local, domain) in list {
-        out.push(b'(');
-        nstring(out, name.as_deref());
-        out.extend_from_slice(b" NIL ");
-        string(out, local.as_bytes());
-        out.push(b' ');
-        string(out, domain.as_bytes());
-        out.push(b')');
+    for item in list {
+        match item {
+            Item::Mailbox(name, local, domain) => {
+                out.push(b'(');
+                nstring(out, name.as_deref());
+                out.extend_from_slice(b" NIL ");
+                string(out, local.as_bytes());
+                out.push(b' ');
+                string(out, domain.as_bytes());
+                out.push(b')');
+            }
+            Item::GroupStart(name) => {
+                out.extend_from_slice(b"(NIL NIL ");
+                string(out, name.as_bytes());
+                out.extend_from_slice(b" NIL)");
+            }
+            Item::GroupEnd => out.extend_from_slice(b"(NIL NIL NIL NIL)"),
+        }
     }
     out.push(b')');
 }
@@ -127,8 +163,15 @@ fn envelope_fields(out: &mut Vec<u8>, e: &tern_store::meta::Envelope) {
     nstring(out, e.subject.as_deref());
     for v in [
         e.from.as_deref(),
-        e.sender.as_deref().or(e.from.as_deref()),
-        e.reply_to.as_deref().or(e.from.as_deref()),
+        // Absent or empty Sender and Reply-To are copies of From.
+        e.sender
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .or(e.from.as_deref()),
+        e.reply_to
+            .as_deref()
+            .filter(|v| !v.trim().is_empty())
+            .or(e.from.as_deref()),
         e.to.as_deref(),
         e.cc.as_deref(),
         e.bcc.as_deref(),
@@ -284,6 +327,32 @@ impl std::fmt::Write for Str<'_> {
 
 #[cfg(test)]
 mod tests {
+    /// RFC 9051 §7.5.2: groups keep their start and end markers (an empty
+    /// group too); an absent or empty Sender or Reply-To is From.
+    #[test]
+    fn envelope_groups_and_defaults() {
+        let e = tern_store::meta::Envelope {
+            from: Some("Ann <ann@example.com>".into()),
+            sender: Some(" ".into()),
+            to: Some("Team: bob@example.com, Carol <carol@example.com>;, dan@example.com".into()),
+            cc: Some("undisclosed-recipients:;".into()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        super::envelope_fields(&mut out, &e);
+        let text = String::from_utf8(out).unwrap();
+        let ann = "((\"Ann\" NIL \"ann\" \"example.com\"))";
+        assert!(text.contains(&format!("{ann} {ann} {ann}")), "{text}");
+        assert!(
+            text.contains("((NIL NIL \"Team\" NIL)(NIL NIL \"bob\" \"example.com\")(\"Carol\" NIL \"carol\" \"example.com\")(NIL NIL NIL NIL)(NIL NIL \"dan\" \"example.com\"))"),
+            "{text}"
+        );
+        assert!(
+            text.contains("((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))"),
+            "{text}"
+        );
+    }
+
     use super::*;
 
     #[test]
