@@ -42,12 +42,14 @@ fn first_addr(a: Option<&mail_parser::Address<'_>>) -> (String, String) {
     let Some(first) = a.and_then(|a| a.first()) else {
         return (String::new(), String::new());
     };
-    let addr = first.address.as_deref().unwrap_or("").to_lowercase();
+    // i;ascii-casemap (RFC 4790 §9.2, RFC 5256 §2.2): ASCII folded to
+    // upper case, so `[` and `_` sort after letters.
+    let addr = first.address.as_deref().unwrap_or("").to_ascii_uppercase();
     let local = addr.split('@').next().unwrap_or("").to_string();
     let display = first
         .name
         .as_deref()
-        .map(str::to_lowercase)
+        .map(str::to_ascii_uppercase)
         .unwrap_or_else(|| addr.clone());
     (local, display)
 }
@@ -90,6 +92,14 @@ pub fn facts(seq: u32, row: &MessageRow, header: &[u8]) -> Facts {
 
 /// RFC 5256 §2.1 base subject: without "Re:", "Fwd:", "[list]" prefixes and
 /// "(fwd)" trailers, whitespace collapsed, case-folded.
+/// The end of a `subj-blob` at the start of `s` (RFC 5256 §5:
+/// `"[" *BLOBCHAR "]"`, BLOBCHAR excluding `[` and `]`), just past its `]`.
+fn blob_end(s: &str) -> Option<usize> {
+    let inner = s.strip_prefix('[')?;
+    let close = inner.find(']')?;
+    (!inner[..close].contains('[')).then_some(close + 2)
+}
+
 pub fn base_subject(subject: &str) -> String {
     let mut s: String = subject.split_whitespace().collect::<Vec<_>>().join(" ");
     loop {
@@ -112,10 +122,9 @@ pub fn base_subject(subject: &str) -> String {
             for p in ["re", "fwd", "fw"] {
                 if let Some(r) = lower.strip_prefix(p) {
                     let r = r.trim_start();
-                    let r = if r.starts_with('[') {
-                        r.find(']').map(|i| r[i + 1..].trim_start()).unwrap_or(r)
-                    } else {
-                        r
+                    let r = match blob_end(r) {
+                        Some(i) => r[i..].trim_start(),
+                        None => r,
                     };
                     if let Some(r) = r.strip_prefix(':') {
                         rest = Some(t.len() - r.len());
@@ -124,11 +133,10 @@ pub fn base_subject(subject: &str) -> String {
                 }
             }
             if rest.is_none()
-                && t.starts_with('[')
-                && let Some(i) = t.find(']')
-                && !t[i + 1..].trim().is_empty()
+                && let Some(i) = blob_end(t)
+                && !t[i..].trim().is_empty()
             {
-                rest = Some(i + 1);
+                rest = Some(i);
             }
             match rest {
                 Some(i) => s = t[i..].to_string(),
@@ -147,7 +155,8 @@ pub fn base_subject(subject: &str) -> String {
             break;
         }
     }
-    s.to_lowercase()
+    // Compared with i;ascii-casemap (RFC 5256 §2.1): ASCII upper case.
+    s.to_ascii_uppercase()
 }
 
 /// Orders messages by SORT criteria; ties by sequence number.
@@ -375,11 +384,21 @@ mod tests {
     fn base_subjects() {
         assert_eq!(
             base_subject("Re: Fwd: [list] Hello  world (fwd)"),
-            "hello world"
+            "HELLO WORLD"
         );
-        assert_eq!(base_subject("RE[2]: test"), "test");
-        assert_eq!(base_subject("[Fwd: Re: thing]"), "thing");
-        assert_eq!(base_subject("[only]"), "[only]");
+        assert_eq!(base_subject("RE[2]: test"), "TEST");
+        assert_eq!(base_subject("[Fwd: Re: thing]"), "THING");
+        assert_eq!(base_subject("[only]"), "[ONLY]");
+        assert_eq!(base_subject("Re: [Fwd: [Fwd: Re: deep] ]"), "DEEP");
+        assert_eq!(base_subject("fwd: RE: [x] Fw: [FWD: hi]"), "HI");
+        // i;ascii-casemap folds to upper case: '[' and '_' sort after letters.
+        let mut v = vec![
+            base_subject("_under"),
+            base_subject("zeta"),
+            base_subject("apple"),
+        ];
+        v.sort();
+        assert_eq!(v, ["APPLE", "ZETA", "_UNDER"]);
     }
 
     #[test]
