@@ -190,11 +190,15 @@ pub fn sort(facts: &mut [Facts], criteria: &[SortCriterion]) {
 /// dropping walk explicit stacks.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Node {
-    /// Sequence number or UID (what the command asked for).
+    /// Sequence number or UID (what the command asked for); [`DUMMY`] for
+    /// a missing parent that holds its children together.
     pub id: u32,
     /// Replies.
     pub children: Vec<Node>,
 }
+
+/// The id of a dummy container: no message has number 0.
+pub const DUMMY: u32 = 0;
 
 impl Drop for Node {
     fn drop(&mut self) {
@@ -225,6 +229,15 @@ pub fn format_threads(threads: &[Node]) -> String {
                 }
                 Step::Node(n) => n,
             };
+            if n.id == DUMMY {
+                // A dummy shows only its children, each in parentheses.
+                for c in n.children.iter().rev() {
+                    stack.push(Step::Text(')'));
+                    stack.push(Step::Node(c));
+                    stack.push(Step::Text('('));
+                }
+                continue;
+            }
             out.push_str(&n.id.to_string());
             match n.children.as_slice() {
                 [] => {}
@@ -276,32 +289,54 @@ pub fn ordered_subject(mut facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec
         .collect()
 }
 
-/// REFERENCES (RFC 5256 §3, after Zawinski): parents from References /
-/// In-Reply-To; missing ancestors are skipped (their children move up);
-/// threads whose roots share a base subject are merged under the earliest
-/// root (step 5, without dummy containers); siblings and threads ordered
-/// by date.
+/// REFERENCES (RFC 5256 §3, after Zawinski): each message's References
+/// (or In-Reply-To) chain links parent to child, missing messages standing
+/// in as dummy containers; loops are cut; dummies are pruned (step 4: an
+/// empty one goes, one inside a thread or with a single child gives its
+/// children to its parent, one at the root with several children stays
+/// and is written `((1)(2))`); threads whose roots share a base subject
+/// are merged under the earliest root (step 5, message roots only);
+/// siblings and threads ordered by date (a dummy by its first child's).
 pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
+    let n = facts.len();
     let mut by_msgid: HashMap<String, usize> = HashMap::new();
     for (i, f) in facts.iter().enumerate() {
         if let Some(m) = &f.message_id {
             by_msgid.entry(m.clone()).or_insert(i);
         }
     }
-    // Parent = the nearest ancestor that is present (newest reference first).
-    let mut parent: Vec<Option<usize>> = vec![None; facts.len()];
+    // Containers 0..n are the messages; dummies follow, one per missing id.
+    let mut parent: Vec<Option<usize>> = vec![None; n];
+    let mut missing: HashMap<String, usize> = HashMap::new();
     for (i, f) in facts.iter().enumerate() {
-        for r in f.references.iter().rev() {
-            if let Some(&p) = by_msgid.get(r)
-                && p != i
-            {
-                parent[i] = Some(p);
-                break;
+        let mut chain: Vec<usize> = Vec::with_capacity(f.references.len());
+        for r in &f.references {
+            let c = match by_msgid.get(r) {
+                Some(&p) => p,
+                None => *missing.entry(r.clone()).or_insert_with(|| {
+                    parent.push(None);
+                    parent.len() - 1
+                }),
+            };
+            if c != i && chain.last() != Some(&c) {
+                chain.push(c);
             }
         }
+        // Step 1A/1B: each reference is the parent of the next, unless
+        // it has one already.
+        for w in chain.windows(2) {
+            if parent[w[1]].is_none() && w[0] != w[1] {
+                parent[w[1]] = Some(w[0]);
+            }
+        }
+        // Step 1C: the last reference is the message's parent.
+        if let Some(&last) = chain.last() {
+            parent[i] = Some(last);
+        }
     }
+    let total = parent.len();
     // Break cycles: walk up, dropping the link that closes a loop. Each
-    // message is walked over once (marked on the way, done after), so a
+    // container is walked over once (marked on the way, done after), so a
     // long chain costs its length, not its length squared.
     #[derive(Clone, Copy, PartialEq)]
     enum Mark {
@@ -309,9 +344,9 @@ pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
         OnPath,
         Done,
     }
-    let mut mark = vec![Mark::New; facts.len()];
+    let mut mark = vec![Mark::New; total];
     let mut path = Vec::new();
-    for i in 0..facts.len() {
+    for i in 0..total {
         let mut cur = i;
         while mark[cur] == Mark::New {
             mark[cur] = Mark::OnPath;
@@ -329,47 +364,94 @@ pub fn references(facts: Vec<Facts>, id: impl Fn(&Facts) -> u32) -> Vec<Node> {
             mark[j] = Mark::Done;
         }
     }
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); facts.len()];
-    let mut roots = Vec::new();
-    for (i, p) in parent.iter().enumerate() {
-        match p {
-            Some(p) => children[*p].push(i),
-            None => roots.push(i),
+    // Step 4: prune dummies until nothing changes.
+    let mut alive = vec![true; total];
+    loop {
+        let mut kids: Vec<Vec<usize>> = vec![Vec::new(); total];
+        for (c, p) in parent.iter().enumerate() {
+            if let Some(p) = p
+                && alive[c]
+            {
+                kids[*p].push(c);
+            }
+        }
+        let mut changed = false;
+        for d in n..total {
+            if !alive[d] {
+                continue;
+            }
+            let k = &kids[d];
+            let at_root = parent[d].is_none();
+            if k.is_empty() {
+                alive[d] = false;
+                changed = true;
+            } else if !at_root || k.len() == 1 {
+                for &c in k {
+                    parent[c] = parent[d];
+                }
+                alive[d] = false;
+                changed = true;
+            }
+        }
+        if !changed {
+            break;
         }
     }
-    let by_date = |a: &usize, b: &usize| {
-        facts[*a]
-            .date
-            .cmp(&facts[*b].date)
-            .then(facts[*a].seq.cmp(&facts[*b].seq))
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); total];
+    let mut roots = Vec::new();
+    for (c, p) in parent.iter().enumerate() {
+        if !alive[c] {
+            continue;
+        }
+        match p {
+            Some(p) => children[*p].push(c),
+            None => roots.push(c),
+        }
+    }
+    // A dummy's date and sequence are its earliest child's.
+    let key = |c: usize| -> (i64, u32) {
+        if c < n {
+            (facts[c].date, facts[c].seq)
+        } else {
+            children[c]
+                .iter()
+                .filter(|&&k| k < n)
+                .map(|&k| (facts[k].date, facts[k].seq))
+                .min()
+                .unwrap_or((i64::MAX, u32::MAX))
+        }
     };
+    let keys: Vec<(i64, u32)> = (0..total).map(key).collect();
+    let by_date = |a: &usize, b: &usize| keys[*a].cmp(&keys[*b]);
     roots.sort_by(by_date);
     // Step 5: merge threads by base subject.
     let mut first_with: HashMap<&str, usize> = HashMap::new();
     let mut kept = Vec::new();
     for r in roots {
-        let subject = facts[r].subject.as_str();
+        let subject = if r < n { facts[r].subject.as_str() } else { "" };
         match first_with.get(subject) {
             Some(&parent) if !subject.is_empty() => children[parent].push(r),
             _ => {
-                first_with.insert(subject, r);
+                if !subject.is_empty() {
+                    first_with.insert(subject, r);
+                }
                 kept.push(r);
             }
         }
     }
     // Build bottom-up: children before parents (reverse pre-order).
-    let mut order = Vec::with_capacity(facts.len());
+    let mut order = Vec::with_capacity(total);
     let mut stack: Vec<usize> = kept.iter().rev().copied().collect();
     while let Some(i) = stack.pop() {
         order.push(i);
         stack.extend(children[i].iter().copied());
     }
-    let mut built: Vec<Option<Node>> = (0..facts.len()).map(|_| None).collect();
+    let mut built: Vec<Option<Node>> = (0..total).map(|_| None).collect();
     for &i in order.iter().rev() {
         let mut kids = std::mem::take(&mut children[i]);
         kids.sort_by(by_date);
         built[i] = Some(Node {
-            id: id(&facts[i]),
+            id: if i < n { id(&facts[i]) } else { DUMMY },
             children: kids.into_iter().filter_map(|k| built[k].take()).collect(),
         });
     }
@@ -485,5 +567,15 @@ mod tests {
             "(1 (2 3)(4))(5 6)",
             "5 and 6 merged by subject"
         );
+        // Step 4B: two replies to a message that is not here stay together
+        // under a dummy at the root; a lone one is promoted.
+        let facts = vec![
+            f(1, "x", &["gone"], 1),
+            f(2, "y", &["gone"], 2),
+            f(3, "z", &["other-gone"], 3),
+            f(4, "w", &["gone2", "z"], 4),
+        ];
+        let t = references(facts, |f| f.seq);
+        assert_eq!(format_threads(&t), "((1)(2))(3 4)");
     }
 }
