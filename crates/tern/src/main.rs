@@ -683,6 +683,22 @@ async fn dev(dir: &Path) -> Result<()> {
     let config = Config::load(&path)?;
     let password = std::fs::read_to_string(&pw_file)
         .unwrap_or_else(|_| "(unknown: see tern account passwd)\n".into());
+    // The demo login is a dashboard administrator too (also in data
+    // folders made before the dashboard existed).
+    if pw_file.exists() {
+        use tern_store::Dashboard;
+        let store = tern::server::open_store(&config).await?;
+        if store.web_user("demo@example.test").await?.is_none() {
+            store
+                .put_web_user(tern_store::WebUser {
+                    email: "demo@example.test".into(),
+                    password_hash: tern_store::password::hash(password.trim())?,
+                    domains: Vec::new(),
+                    created: tern_core::now_unix(),
+                })
+                .await?;
+        }
+    }
     let first = |l: &[std::net::SocketAddr]| l.first().map(|a| a.to_string()).unwrap_or_default();
     let smtp = first(&config.listen.smtp);
     println!("Tern demo server, data in {}", dir.display());
@@ -703,6 +719,10 @@ async fn dev(dir: &Path) -> Result<()> {
             key.trim()
         );
     }
+    println!(
+        "  dashboard http://{}/ (log in as demo@example.test with the password above)",
+        first(&config.listen.http)
+    );
     println!("Try:  swaks --server {smtp} --to demo@example.test");
     serve(config).await
 }

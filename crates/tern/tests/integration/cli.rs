@@ -211,6 +211,15 @@ fn dev_creates_a_demo_and_serves() {
         "{text}"
     );
     assert!(dir.path().join("tern-data/tern.toml").exists());
+    // The demo login is a dashboard administrator.
+    assert!(text.contains("dashboard http://127.0.0.1:10080/"), "{text}");
+    let data = dir.path().join("tern-data");
+    let (ok, list) = tern(&["admin", "list", "--data", data.to_str().unwrap()], None);
+    assert!(ok, "{list}");
+    assert!(
+        list.contains("demo@example.test") && list.contains("administrator"),
+        "{list}"
+    );
 }
 
 #[test]
