@@ -1073,7 +1073,7 @@ impl Session {
         };
         let m = &view.mailbox;
         let o = &mut self.out;
-        o.extend_from_slice(b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)\r\n");
+        view.flag_lines(o);
         let _ = write!(Str(o), "* {} EXISTS\r\n", view.len());
         if !self.rev2 {
             o.extend_from_slice(b"* 0 RECENT\r\n");
@@ -1096,11 +1096,6 @@ impl Session {
             "* OK [HIGHESTMODSEQ {}] Highest\r\n",
             m.highest_modseq
         );
-        if read_only {
-            o.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
-        } else {
-            o.extend_from_slice(b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft \\*)] Flags permitted\r\n");
-        }
         let _ = write!(Str(o), "* LIST () \"/\" ");
         view::name(o, &m.name);
         o.extend_from_slice(b"\r\n");
@@ -1443,6 +1438,7 @@ impl Session {
                     continue;
                 }
                 v.own_change(u.modseq);
+                v.announce(&u.flags, &mut self.out);
                 if response == StoreResponse::Answer || condstore {
                     let _ = write!(Str(&mut self.out), "* {seq} FETCH (");
                     if uid {

@@ -28,6 +28,8 @@ pub struct View {
     modseq: u64,
     /// MODSEQs this session produced itself (already reported to it).
     own: HashSet<u64>,
+    /// Keywords announced in FLAGS to this session.
+    keywords: std::collections::BTreeSet<String>,
 }
 
 impl View {
@@ -39,6 +41,7 @@ impl View {
     ) -> Result<Self, StoreError> {
         let (modseq, _) = store.mailbox_state(mailbox.id).await?;
         let uids = store.uids(mailbox.id).await?;
+        let keywords = store.mailbox_keywords(mailbox.id).await?;
         Ok(Self {
             uids,
             modseq,
@@ -46,6 +49,7 @@ impl View {
             read_only,
             condstore: false,
             qresync: false,
+            keywords: keywords.into_iter().collect(),
             own: HashSet::new(),
         })
     }
@@ -167,6 +171,7 @@ impl View {
                 continue;
             }
             if let Some(seq) = self.seq_of(r.uid) {
+                self.announce(&r.flags, out);
                 let _ = write!(Str(out), "* {seq} FETCH (UID {} ", r.uid);
                 flags(out, &r.flags);
                 if self.condstore {
@@ -178,6 +183,43 @@ impl View {
         self.own.clear();
         self.modseq = modseq;
         Ok(())
+    }
+}
+
+impl View {
+    /// `* FLAGS (…)` and the PERMANENTFLAGS response code: the system flags
+    /// and every keyword used in the mailbox (RFC 9051 §7.3.5).
+    pub fn flag_lines(&self, out: &mut Vec<u8>) {
+        let keywords: Vec<&str> = self.keywords.iter().map(String::as_str).collect();
+        let extra = if keywords.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", keywords.join(" "))
+        };
+        let _ = write!(
+            Str(out),
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{extra})\r\n"
+        );
+        if self.read_only {
+            out.extend_from_slice(b"* OK [PERMANENTFLAGS ()] Read-only mailbox\r\n");
+        } else {
+            let _ = write!(
+                Str(out),
+                "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft{extra} \\*)] Flags permitted\r\n"
+            );
+        }
+    }
+
+    /// Before a FETCH showing `flags`: a keyword this session has not been
+    /// told of brings new FLAGS and PERMANENTFLAGS first (RFC 9051 §7.3.5).
+    pub fn announce(&mut self, flags: &[String], out: &mut Vec<u8>) {
+        let mut new = false;
+        for f in flags.iter().filter(|f| !f.starts_with('\\')) {
+            new |= self.keywords.insert(f.clone());
+        }
+        if new {
+            self.flag_lines(out);
+        }
     }
 }
 

@@ -485,6 +485,9 @@ pub trait Folders: Send + Sync {
     /// `(HIGHESTMODSEQ, number of messages)` of a mailbox: a cheap "did
     /// anything change" probe.
     async fn mailbox_state(&self, mailbox: i64) -> Result<(u64, u32)>;
+    /// The keywords (flags not starting with `\`) set on any message of a
+    /// mailbox, sorted.
+    async fn mailbox_keywords(&self, mailbox: i64) -> Result<Vec<String>>;
     /// The header block of a stored message (up to and including the blank
     /// line), without reading the rest into memory.
     async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>>;

@@ -307,6 +307,23 @@ impl Folders for SqliteStore {
         })
     }
 
+    async fn mailbox_keywords(&self, mailbox: i64) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT flags FROM mailbox_messages WHERE mailbox_id = ? AND flags <> ''",
+            )?;
+            let mut set = std::collections::BTreeSet::new();
+            for f in st.query_map([mailbox], |r| r.get::<_, String>(0))? {
+                set.extend(
+                    split_flags(&f?)
+                        .into_iter()
+                        .filter(|k| !k.starts_with('\\')),
+                );
+            }
+            Ok(set.into_iter().collect())
+        })
+    }
+
     async fn read_header(&self, blob: BlobId) -> Result<Vec<u8>> {
         self.read_bulk(|c| {
             c.prepare_cached(

@@ -82,7 +82,15 @@ async fn select_fetch_store_search() {
     let (_, u) = cmd(&mut c, "e", "FETCH 2 FLAGS").await;
     assert_eq!(u, vec!["* 2 FETCH (FLAGS (\\Seen))"]);
     let (_, u) = cmd(&mut c, "f", "STORE 1 +FLAGS (\\Flagged $Important)").await;
-    assert_eq!(u, vec!["* 1 FETCH (FLAGS (\\Flagged $Important))"]);
+    // A new keyword is announced first (RFC 9051 §7.3.5).
+    assert_eq!(
+        u,
+        vec![
+            "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)",
+            "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)] Flags permitted",
+            "* 1 FETCH (FLAGS (\\Flagged $Important))"
+        ]
+    );
     let (_, u) = cmd(&mut c, "g", "SEARCH UNSEEN").await;
     assert_eq!(u, vec!["* SEARCH 1"]);
     let (_, u) = cmd(&mut c, "h", "UID SEARCH SUBJECT second").await;
@@ -694,4 +702,49 @@ async fn parts_inside_an_attached_message() {
         assert!(text.contains(want), "BODY[{section}] has {want}: {text}");
         assert!(!text.contains(not), "BODY[{section}] lacks {not}: {text}");
     }
+}
+
+/// RFC 9051 §7.3.5: FLAGS lists the keywords used in the mailbox; a new
+/// keyword brings FLAGS and PERMANENTFLAGS before the FETCH that shows it,
+/// to the session that set it and to others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keywords_are_announced_in_flags() {
+    let s = start("").await;
+    deliver(&s, "k", "x").await;
+    let mut a = login(&s).await;
+    let mut b = login(&s).await;
+    let (_, u) = cmd(&mut a, "a1", "SELECT INBOX").await;
+    assert!(
+        u.contains(&"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft)".to_string()),
+        "{u:?}"
+    );
+    cmd(&mut b, "b1", "SELECT INBOX").await;
+    let (_, u) = cmd(&mut a, "a2", "STORE 1 +FLAGS ($Label1)").await;
+    let flags = u
+        .iter()
+        .position(|l| l.starts_with("* FLAGS (") && l.contains("$Label1"));
+    let perm = u
+        .iter()
+        .position(|l| l.contains("[PERMANENTFLAGS (") && l.contains("$Label1 \\*)"));
+    let fetch = u.iter().position(|l| l.starts_with("* 1 FETCH"));
+    assert!(
+        flags.is_some() && perm.is_some() && fetch.is_some(),
+        "{u:?}"
+    );
+    assert!(
+        flags < fetch && perm < fetch,
+        "announced before the FETCH: {u:?}"
+    );
+    let (_, u) = cmd(&mut b, "b2", "NOOP").await;
+    let flags = u
+        .iter()
+        .position(|l| l.starts_with("* FLAGS (") && l.contains("$Label1"));
+    let fetch = u.iter().position(|l| l.starts_with("* 1 FETCH"));
+    assert!(flags.is_some() && flags < fetch, "{u:?}");
+    let mut c = login(&s).await;
+    let (_, u) = cmd(&mut c, "c1", "SELECT INBOX").await;
+    assert!(
+        u.contains(&"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Label1)".to_string()),
+        "{u:?}"
+    );
 }
