@@ -1255,6 +1255,33 @@ impl Session {
                 let _ = write!(Str(&mut self.out), " ({})\r\n", parts.join(" "));
             }
         }
+        // RFC 3501 §6.3.9: with `%`, an unsubscribed mailbox that matches
+        // and has a subscribed mailbox below it is listed as \Noselect.
+        if lsub && full.contains(&b'%') {
+            let subscribed: std::collections::HashSet<&str> = boxes
+                .iter()
+                .filter(|b| b.subscribed)
+                .map(|b| b.name.as_str())
+                .collect();
+            let mut shown = std::collections::BTreeSet::new();
+            for name in &subscribed {
+                let mut at = 0;
+                while let Some(i) = name[at..].find('/') {
+                    let parent = &name[..at + i];
+                    at += i + 1;
+                    if !subscribed.contains(parent)
+                        && crate::pattern::matches(&full, parent.as_bytes())
+                    {
+                        shown.insert(parent.to_string());
+                    }
+                }
+            }
+            for parent in shown {
+                self.out.extend_from_slice(b"* LSUB (\\Noselect) \"/\" ");
+                view::name(&mut self.out, &parent);
+                self.out.extend_from_slice(b"\r\n");
+            }
+        }
         self.tagged(tag, "OK", &format!("{what} completed"));
     }
 

@@ -748,3 +748,23 @@ async fn keywords_are_announced_in_flags() {
         "{u:?}"
     );
 }
+
+/// RFC 3501 §6.3.9: `LSUB "" a%` returns an unsubscribed `a` with a
+/// subscribed `a/b` as `\Noselect`; with `*` only the subscribed names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lsub_percent_shows_unsubscribed_parents_as_noselect() {
+    let s = start("").await;
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "CREATE Lists/tern").await;
+    cmd(&mut c, "b", "SUBSCRIBE Lists/tern").await;
+    cmd(&mut c, "c", "UNSUBSCRIBE Lists").await;
+    let (r, u) = cmd(&mut c, "d", "LSUB \"\" Lis%").await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert_eq!(u, vec!["* LSUB (\\Noselect) \"/\" \"Lists\""]);
+    let (_, u) = cmd(&mut c, "e", "LSUB \"\" Lists/%").await;
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert!(u[0].ends_with("\"/\" \"Lists/tern\""), "{u:?}");
+    let (_, u) = cmd(&mut c, "f", "LSUB \"\" Lis*").await;
+    assert_eq!(u.len(), 1, "{u:?}");
+    assert!(u[0].ends_with("Lists/tern\""), "{u:?}");
+}
