@@ -349,3 +349,15 @@ pub async fn run(
     }
     out
 }
+
+/// Whether a search key uses MODSEQ (a CONDSTORE-enabling search, RFC 7162
+/// §3.1.5), anywhere inside it.
+pub fn uses_modseq(key: &SearchKey<'_>) -> bool {
+    match key {
+        SearchKey::ModSequence { .. } => true,
+        SearchKey::And(keys) => keys.as_ref().iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(k) => uses_modseq(k),
+        _ => false,
+    }
+}

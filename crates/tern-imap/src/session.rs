@@ -710,6 +710,9 @@ impl Session {
                 self.expunge(&tag, Some(sequence_set)).await
             }
             CommandBody::Search { criteria, uid, .. } => {
+                if criteria.as_ref().iter().any(search::uses_modseq) {
+                    self.enable_condstore();
+                }
                 let State::Selected(v) = &self.state else {
                     return Flow::Continue;
                 };
@@ -836,6 +839,15 @@ impl Session {
                         );
                     }
                 }
+                let asks_modseq = match &macro_or_item_names {
+                    MacroOrMessageDataItemNames::MessageDataItemNames(items) => items
+                        .iter()
+                        .any(|i| matches!(i, MessageDataItemName::ModSeq)),
+                    MacroOrMessageDataItemNames::Macro(_) => false,
+                };
+                if asks_modseq || changed_since.is_some() {
+                    self.enable_condstore();
+                }
                 self.fetch(&tag, &sequence_set, macro_or_item_names, uid, changed_since)
                     .await
             }
@@ -851,6 +863,9 @@ impl Session {
                     .iter()
                     .map(|imap_codec::imap_types::command::StoreModifier::UnchangedSince(u)| *u)
                     .next();
+                if unchanged_since.is_some() {
+                    self.enable_condstore();
+                }
                 self.store(
                     &tag,
                     &sequence_set,
@@ -1163,6 +1178,25 @@ impl Session {
         );
     }
 
+    /// RFC 7162 §3.1: a CONDSTORE-enabling command (FETCH with MODSEQ or
+    /// CHANGEDSINCE, SEARCH with MODSEQ, STORE with UNCHANGEDSINCE) turns
+    /// CONDSTORE on for the session; with a mailbox selected the first one
+    /// is answered with its HIGHESTMODSEQ.
+    fn enable_condstore(&mut self) {
+        if self.condstore {
+            return;
+        }
+        self.condstore = true;
+        if let State::Selected(v) = &mut self.state {
+            v.condstore = true;
+            let _ = write!(
+                Str(&mut self.out),
+                "* OK [HIGHESTMODSEQ {}] Highest\r\n",
+                v.highest_modseq()
+            );
+        }
+    }
+
     async fn list(
         &mut self,
         tag: &str,
@@ -1468,7 +1502,9 @@ impl Session {
                 v.announce(&u.flags, &mut self.out);
                 if response == StoreResponse::Answer || condstore {
                     let _ = write!(Str(&mut self.out), "* {seq} FETCH (");
-                    if uid {
+                    // RFC 7162 §3.2: with CONDSTORE, flag-change FETCHes
+                    // carry UID and MODSEQ.
+                    if uid || condstore {
                         let _ = write!(Str(&mut self.out), "UID {} ", u.uid);
                     }
                     if response == StoreResponse::Answer {

@@ -76,6 +76,11 @@ impl View {
         &self.uids
     }
 
+    /// The mailbox's MODSEQ as this session last saw it.
+    pub fn highest_modseq(&self) -> u64 {
+        self.modseq
+    }
+
     /// Highest UID in the view (for `*` in UID sets), or 0.
     pub fn max_uid(&self) -> u32 {
         self.uids.last().copied().unwrap_or(0)

@@ -768,3 +768,32 @@ async fn lsub_percent_shows_unsubscribed_parents_as_noselect() {
     assert_eq!(u.len(), 1, "{u:?}");
     assert!(u[0].ends_with("Lists/tern\""), "{u:?}");
 }
+
+/// RFC 7162 §3.1: FETCH MODSEQ, SEARCH MODSEQ and STORE UNCHANGEDSINCE
+/// enable CONDSTORE: the first is answered with HIGHESTMODSEQ, and from
+/// then on every FETCH caused by a flag change carries UID and MODSEQ.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_is_enabled_by_its_commands() {
+    let s = start("").await;
+    deliver(&s, "c", "x").await;
+    let mut c = login(&s).await;
+    let (_, u) = cmd(&mut c, "a", "SELECT INBOX").await;
+    assert!(!u.iter().any(|l| l.contains("NOMODSEQ")), "{u:?}");
+    let (_, u) = cmd(&mut c, "b", "FETCH 1 (FLAGS MODSEQ)").await;
+    assert!(u[0].starts_with("* OK [HIGHESTMODSEQ "), "{u:?}");
+    assert!(u[1].contains("MODSEQ ("), "{u:?}");
+    let (_, u) = cmd(&mut c, "c", "FETCH 1 (FLAGS MODSEQ)").await;
+    assert!(
+        !u.iter().any(|l| l.contains("HIGHESTMODSEQ")),
+        "once: {u:?}"
+    );
+    let (_, u) = cmd(&mut c, "d", "STORE 1 +FLAGS (\\Flagged)").await;
+    assert!(
+        u[0].starts_with("* 1 FETCH (UID 1 FLAGS (") && u[0].contains("MODSEQ ("),
+        "{u:?}"
+    );
+    let mut d = login(&s).await;
+    cmd(&mut d, "a", "SELECT INBOX").await;
+    let (_, u) = cmd(&mut d, "b", "SEARCH MODSEQ 1").await;
+    assert!(u[0].starts_with("* OK [HIGHESTMODSEQ "), "{u:?}");
+}
