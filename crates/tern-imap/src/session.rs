@@ -710,7 +710,8 @@ impl Session {
                 self.expunge(&tag, Some(sequence_set)).await
             }
             CommandBody::Search { criteria, uid, .. } => {
-                if criteria.as_ref().iter().any(search::uses_modseq) {
+                let by_modseq = criteria.as_ref().iter().any(search::uses_modseq);
+                if by_modseq {
                     self.enable_condstore();
                 }
                 let State::Selected(v) = &self.state else {
@@ -721,6 +722,22 @@ impl Session {
                     .iter()
                     .map(|(seq, row)| if uid { row.uid } else { *seq })
                     .collect();
+                // RFC 7162 §3.1.5: a search by MODSEQ answers with the highest
+                // MODSEQ of the messages found.
+                let modseq = by_modseq
+                    .then(|| found.iter().map(|(_, r)| r.modseq).max())
+                    .flatten();
+                let with_modseq = |line: String, plain: bool| match modseq {
+                    Some(m) => {
+                        let body = line.trim_end_matches("\r\n");
+                        if plain {
+                            format!("{body} (MODSEQ {m})\r\n")
+                        } else {
+                            format!("{body} MODSEQ {m}\r\n")
+                        }
+                    }
+                    None => line,
+                };
                 // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
                 let esearch = self.esearch.take().or_else(|| self.rev2.then(Vec::new));
                 match esearch {
@@ -729,12 +746,12 @@ impl Session {
                         let rest: Vec<String> =
                             options.into_iter().filter(|o| o != "SAVE").collect();
                         if !rest.is_empty() {
-                            let line = esearch_line(&tag, uid, &rest, &ids);
+                            let line = with_modseq(esearch_line(&tag, uid, &rest, &ids), false);
                             self.out.extend_from_slice(line.as_bytes());
                         }
                     }
                     Some(options) => {
-                        let line = esearch_line(&tag, uid, &options, &ids);
+                        let line = with_modseq(esearch_line(&tag, uid, &options, &ids), false);
                         self.out.extend_from_slice(line.as_bytes());
                     }
                     None => {
@@ -743,6 +760,7 @@ impl Session {
                             let _ = write!(line, " {id}");
                         }
                         line.push_str("\r\n");
+                        let line = with_modseq(line, true);
                         self.out.extend_from_slice(line.as_bytes());
                     }
                 }

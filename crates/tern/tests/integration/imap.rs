@@ -796,4 +796,13 @@ async fn condstore_is_enabled_by_its_commands() {
     cmd(&mut d, "a", "SELECT INBOX").await;
     let (_, u) = cmd(&mut d, "b", "SEARCH MODSEQ 1").await;
     assert!(u[0].starts_with("* OK [HIGHESTMODSEQ "), "{u:?}");
+    // The answer carries the highest MODSEQ of what it found (§3.1.5).
+    assert!(
+        u[1].starts_with("* SEARCH 1 (MODSEQ ") && u[1].ends_with(')'),
+        "{u:?}"
+    );
+    let (_, u) = cmd(&mut d, "c", "SEARCH RETURN (ALL) MODSEQ 1").await;
+    assert!(u[0].contains("ALL 1 MODSEQ "), "{u:?}");
+    let (_, u) = cmd(&mut d, "d", "SEARCH MODSEQ 999999").await;
+    assert_eq!(u, vec!["* SEARCH"], "nothing found, no MODSEQ");
 }
