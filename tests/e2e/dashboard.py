@@ -21,10 +21,9 @@ import urllib.error
 import urllib.request
 
 from selenium import webdriver
-from selenium.common.exceptions import NoAlertPresentException
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 HTTP = os.environ["TERN_HTTP"]
@@ -68,8 +67,19 @@ def submit(d, button):
     """Clicks a button that submits a form, and waits for the next page."""
     page = d.find_element(By.TAG_NAME, "html")
     button.click()
-    WebDriverWait(d, 30).until(EC.staleness_of(page))
-    WebDriverWait(d, 30).until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+    def replaced(_):
+        # The old page's root is gone once the new page is in. Chromium
+        # sometimes says so with a generic WebDriverException ("node does
+        # not belong to the document") instead of a stale reference.
+        try:
+            page.is_enabled()
+            return False
+        except WebDriverException:
+            return True
+
+    WebDriverWait(d, 60).until(replaced)
+    WebDriverWait(d, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
 
 
 def login(d, password):
