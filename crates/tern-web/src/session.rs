@@ -104,6 +104,11 @@ impl User {
         }
     }
 
+    /// `Ok` for an admin posting a form of this session (`token`).
+    pub fn check_admin_form(&self, token: &str) -> Result<(), Refused> {
+        self.check_csrf(token).and_then(|_| self.require_admin())
+    }
+
     /// `Ok` for an admin.
     pub fn require_admin(&self) -> Result<(), Refused> {
         if self.is_admin() {
@@ -327,10 +332,11 @@ pub async fn login(
     }
 }
 
+/// A form that carries only its CSRF token.
 #[derive(Deserialize)]
 pub(crate) struct CsrfForm {
     #[serde(default)]
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 /// `POST /logout`.

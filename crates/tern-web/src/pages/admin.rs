@@ -12,11 +12,6 @@ use std::sync::Arc;
 use tern_core::Address;
 use tern_store::EventQuery;
 
-/// `Err` with the refusal unless `user` is an admin posting its own form.
-fn admin_form(user: &User, csrf: &str) -> Result<(), Refused> {
-    user.check_csrf(csrf).and_then(|_| user.require_admin())
-}
-
 fn csrf_field(user: &User) -> Markup {
     html! { input type="hidden" name="csrf" value=(user.csrf); }
 }
@@ -164,7 +159,7 @@ pub async fn replay(
     Path(id): Path<String>,
     axum::Form(f): axum::Form<ReplayForm>,
 ) -> Response {
-    if let Err(r) = admin_form(&user, &f.csrf) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     let since = tern_core::now_unix() - i64::from(f.hours.min(24 * 30)) * 3600;
@@ -263,7 +258,7 @@ pub async fn create_key(
     user: User,
     axum::Form(f): axum::Form<KeyForm>,
 ) -> Response {
-    if let Err(r) = admin_form(&user, &f.csrf) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     let Some(scope) = tern_api::keys::Scope::parse(&f.scope) else {
@@ -295,20 +290,14 @@ pub async fn create_key(
     )
 }
 
-#[derive(Deserialize)]
-pub struct CsrfOnly {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// `POST /keys/{id}/revoke`.
 pub async fn revoke_key(
     State(web): State<Arc<Web>>,
     user: User,
     Path(id): Path<String>,
-    axum::Form(f): axum::Form<CsrfOnly>,
+    axum::Form(f): axum::Form<crate::session::CsrfForm>,
 ) -> Response {
-    if let Err(r) = admin_form(&user, &f.csrf) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     match web.store.revoke_api_key(&id, tern_core::now_unix()).await {
@@ -419,7 +408,7 @@ pub async fn add_account(
     user: User,
     axum::Form(f): axum::Form<AddressForm>,
 ) -> Response {
-    if let Err(r) = admin_form(&user, &f.csrf) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     let addr = match address(&f.address) {
@@ -458,7 +447,7 @@ pub async fn add_account(
 
 /// The form's own address, once the form is checked.
 fn form_address(user: &User, f: &AddressForm) -> Result<Address, Refused> {
-    admin_form(user, &f.csrf)?;
+    user.check_admin_form(&f.csrf)?;
     address(&f.address)
 }
 

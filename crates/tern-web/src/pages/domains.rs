@@ -293,7 +293,7 @@ pub async fn rotate(
     Path(domain): Path<String>,
     axum::Form(f): axum::Form<DkimForm>,
 ) -> Response {
-    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     let domain = domain.to_ascii_lowercase();
@@ -318,7 +318,7 @@ pub async fn activate(
     Path(domain): Path<String>,
     axum::Form(f): axum::Form<DkimForm>,
 ) -> Response {
-    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     let domain = domain.to_ascii_lowercase();

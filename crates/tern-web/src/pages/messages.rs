@@ -107,7 +107,7 @@ pub async fn search(
                                     td.mono { a href=(format!("/messages/{}", l.message_id)) { (l.message_id) } }
                                     td { (l.sender) }
                                     td { (l.recipients.join(", ")) }
-                                    td { (header(&l.headers, "Subject").unwrap_or_default()) }
+                                    td { (subject(&l.headers).unwrap_or_default()) }
                                 }
                             }
                         }
@@ -187,27 +187,13 @@ pub async fn search(
         .into_response()
 }
 
-/// The first value of header `name` in a header block.
-fn header(block: &str, name: &str) -> Option<String> {
-    let mut lines = block.split("\r\n").flat_map(|l| l.split('\n')).peekable();
-    while let Some(l) = lines.next() {
-        if let Some((k, v)) = l.split_once(':')
-            && k.eq_ignore_ascii_case(name)
-        {
-            let mut value = v.trim().to_string();
-            while let Some(next) = lines.peek() {
-                if next.starts_with([' ', '\t']) {
-                    value.push(' ');
-                    value.push_str(next.trim());
-                    lines.next();
-                } else {
-                    break;
-                }
-            }
-            return Some(value);
-        }
-    }
-    None
+/// The Subject of a logged header block, unfolded and with RFC 2047
+/// encoded words decoded (mail-parser, as everywhere else in Tern).
+fn subject(headers: &str) -> Option<String> {
+    let block = format!("{}\r\n\r\n", headers.trim_end());
+    mail_parser::MessageParser::default()
+        .parse_headers(block.as_bytes())
+        .and_then(|m| m.subject().map(str::to_string))
 }
 
 /// `GET /messages/{id}`.
@@ -246,7 +232,7 @@ pub async fn timeline(State(web): State<Arc<Web>>, user: User, Path(id): Path<St
     if !allowed {
         return layout::not_found("No such message.");
     }
-    let subject = log.as_ref().and_then(|l| header(&l.headers, "Subject"));
+    let subject = log.as_ref().and_then(|l| subject(&l.headers));
     let body = html! {
         h1 { "Message " span.mono { (id) } }
         div.panel {
@@ -350,12 +336,6 @@ fn describe(e: &Event) -> Markup {
     }
 }
 
-#[derive(Deserialize)]
-pub struct CsrfForm {
-    #[serde(default)]
-    csrf: String,
-}
-
 /// After a queue action on message `id`: back to its page.
 fn acted(user: &User, id: &str, what: &str, r: Result<usize, tern_store::StoreError>) -> Response {
     match r {
@@ -372,9 +352,9 @@ pub async fn retry(
     State(web): State<Arc<Web>>,
     user: User,
     Path(id): Path<String>,
-    axum::Form(f): axum::Form<CsrfForm>,
+    axum::Form(f): axum::Form<crate::session::CsrfForm>,
 ) -> Response {
-    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     let r = web
@@ -389,9 +369,9 @@ pub async fn delete(
     State(web): State<Arc<Web>>,
     user: User,
     Path(id): Path<String>,
-    axum::Form(f): axum::Form<CsrfForm>,
+    axum::Form(f): axum::Form<crate::session::CsrfForm>,
 ) -> Response {
-    if let Err(r) = user.check_csrf(&f.csrf).and_then(|_| user.require_admin()) {
+    if let Err(r) = user.check_admin_form(&f.csrf) {
         return r.into_response();
     }
     let r = web.store.queue_delete(&id).await;
@@ -403,7 +383,12 @@ mod tests {
     #[test]
     fn headers_unfold() {
         let h = "From: a@b\r\nSubject: hello\r\n there\r\nTo: c@d\r\n";
-        assert_eq!(super::header(h, "subject").as_deref(), Some("hello there"));
-        assert_eq!(super::header(h, "x-missing"), None);
+        assert_eq!(super::subject(h).as_deref(), Some("hello there"));
+        assert_eq!(super::subject("From: a@b\r\nTo: c@d\r\n"), None);
+        // Encoded words are decoded.
+        assert_eq!(
+            super::subject("Subject: =?utf-8?q?caf=C3=A9?=\r\n").as_deref(),
+            Some("café")
+        );
     }
 }
