@@ -44,7 +44,7 @@ pub struct Web {
     hostname: String,
     checker: Option<Arc<dyn DomainChecker>>,
     resolver: Option<tern_dns::Resolver>,
-    sending_ips: Vec<std::net::IpAddr>,
+    sending_ips: std::sync::RwLock<Vec<std::net::IpAddr>>,
 }
 
 impl Web {
@@ -61,7 +61,7 @@ impl Web {
             hostname,
             checker,
             resolver: None,
-            sending_ips: Vec::new(),
+            sending_ips: Default::default(),
         }
     }
 
@@ -73,9 +73,23 @@ impl Web {
 
     /// The addresses this server sends from: DMARC report sources outside
     /// them are shown as sending as the domain from elsewhere.
-    pub fn with_sending_ips(mut self, ips: Vec<std::net::IpAddr>) -> Self {
-        self.sending_ips = ips;
+    pub fn with_sending_ips(self, ips: Vec<std::net::IpAddr>) -> Self {
+        self.set_sending_ips(ips);
         self
+    }
+
+    /// Replaces the sending addresses (found after start-up, when they
+    /// come from the DNS: start-up never waits for a resolver).
+    pub fn set_sending_ips(&self, ips: Vec<std::net::IpAddr>) {
+        *self.sending_ips.write().unwrap_or_else(|e| e.into_inner()) = ips;
+    }
+
+    /// The addresses this server sends from, as known now.
+    pub fn sending_ips(&self) -> Vec<std::net::IpAddr> {
+        self.sending_ips
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 }
 

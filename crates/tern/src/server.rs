@@ -353,20 +353,28 @@ pub async fn start(config: Config) -> Result<Running> {
             store: store.clone(),
             resolver: resolver.clone(),
         });
-        let sending_ips = if config.queue.source_ips.is_empty() {
-            resolver.ips(&hostname).await.unwrap_or_default()
-        } else {
-            config.queue.source_ips.clone()
-        };
-        let web = tern_web::Web::new(
-            store.clone(),
-            guard.clone(),
-            hostname.clone(),
-            Some(checker),
-        )
-        .with_resolver(resolver.clone())
-        .with_sending_ips(sending_ips);
-        app = app.merge(tern_web::router(Arc::new(web)));
+        let web = Arc::new(
+            tern_web::Web::new(
+                store.clone(),
+                guard.clone(),
+                hostname.clone(),
+                Some(checker),
+            )
+            .with_resolver(resolver.clone())
+            .with_sending_ips(config.queue.source_ips.clone()),
+        );
+        if config.queue.source_ips.is_empty() {
+            // The host name's addresses, asked in the background: an
+            // unreachable resolver must not hold up serving.
+            // (Detached: it ends, and an ending service task stops the server.)
+            let (web, resolver, hostname) = (web.clone(), resolver.clone(), hostname.clone());
+            tokio::spawn(async move {
+                if let Ok(ips) = resolver.ips(&hostname).await {
+                    web.set_sending_ips(ips);
+                }
+            });
+        }
+        app = app.merge(tern_web::router(web));
     }
     let deliverer = tern_api::webhooks::Deliverer::new(
         store.clone(),

@@ -115,6 +115,7 @@ pub async fn detail(
             s.seen_by.insert(r.org.clone());
         }
     }
+    let sending_ips = web.sending_ips();
     let checks = match &web.checker {
         Some(c) => c.check(&domain).await,
         None => Err("DNS checks are not set up".into()),
@@ -218,7 +219,7 @@ pub async fn detail(
                                 td.num { (pct(src.passed, src.messages)) }
                                 td { (src.seen_by.iter().cloned().collect::<Vec<_>>().join(", ")) }
                                 td {
-                                    @if web.sending_ips.contains(ip) { span.pill.pass { "this server" } }
+                                    @if sending_ips.contains(ip) { span.pill.pass { "this server" } }
                                     @else if src.passed == 0 { span.pill.fail { "unknown sender" } }
                                     @else { span.pill.warn { "elsewhere" } }
                                 }

@@ -155,6 +155,7 @@ pub async fn page(State(web): State<Arc<Web>>, user: User, Query(p): Query<Param
             Err(e) => return layout::store_error(e),
         }
     }
+    let sending_ips = web.sending_ips();
     let buckets = ((end - first) / step) as usize;
     let mut total = Totals::default();
     let mut per: Vec<Totals> = (0..buckets).map(|_| Totals::default()).collect();
@@ -204,12 +205,12 @@ pub async fn page(State(web): State<Arc<Web>>, user: User, Query(p): Query<Param
                     }
                 }
             }
-            @if !web.sending_ips.is_empty() {
+            @if !sending_ips.is_empty() {
                 div {
                     label for="ip" { "Sending address" }
                     select #ip name="ip" {
                         option value="" { "All" }
-                        @for a in &web.sending_ips {
+                        @for a in &sending_ips {
                             option value=(a) selected[ip == Some(*a)] { (a) }
                         }
                     }
