@@ -136,6 +136,23 @@ impl Resolver {
         })
     }
 
+    /// A resolver like [`Resolver::new`] that waits `timeout` for each
+    /// answer and asks `attempts` times before a lookup fails (the default
+    /// is 5 s × 2).
+    pub fn with_limits(
+        nameservers: &[SocketAddr],
+        timeout: Duration,
+        attempts: usize,
+    ) -> Result<Self, DnsError> {
+        let mut opts = Self::options();
+        opts.timeout = timeout;
+        opts.attempts = attempts;
+        Ok(Self {
+            inner: Self::build(nameservers, opts, None)?,
+            secure: None,
+        })
+    }
+
     fn options() -> ResolverOpts {
         let mut opts = ResolverOpts::default();
         opts.timeout = Duration::from_secs(5);

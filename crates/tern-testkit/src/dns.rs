@@ -13,15 +13,18 @@ use hickory_server::dnssec::NxProofKind;
 use hickory_server::proto::dnssec::crypto::EcdsaSigningKey;
 use hickory_server::proto::dnssec::rdata::DNSKEY;
 use hickory_server::proto::dnssec::{Algorithm, DnssecSigner, SigningKey};
+use hickory_server::proto::op::{Header, HeaderCounts, Metadata};
 pub use hickory_server::proto::rr::RData;
 use hickory_server::proto::rr::rdata::tlsa::{CertUsage, Matching, Selector};
 use hickory_server::proto::rr::rdata::{A, AAAA, CNAME, MX, PTR, SOA, TLSA, TXT};
 use hickory_server::proto::rr::{LowerName, Name, Record};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, DnssecZoneHandler, ZoneType};
+use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -32,7 +35,43 @@ pub struct DnsServer {
     zones: Vec<(Name, Arc<InMemoryZoneHandler>)>,
     /// The root zone's DNSKEY record in zone-file syntax, when signed.
     trust_anchor: Option<String>,
-    _server: Server<Catalog>,
+    /// Names whose queries go unanswered (a server that times out).
+    silent: Arc<RwLock<HashSet<LowerName>>>,
+    _server: Server<Answering>,
+}
+
+/// The zones' catalog, except that queries for a silent name are dropped
+/// without an answer, as a broken authoritative server does: the asker
+/// sees a timeout, not an error code.
+struct Answering {
+    catalog: Catalog,
+    silent: Arc<RwLock<HashSet<LowerName>>>,
+}
+
+#[async_trait::async_trait]
+impl RequestHandler for Answering {
+    async fn handle_request<R: ResponseHandler, T: hickory_server::net::runtime::Time>(
+        &self,
+        request: &Request,
+        response_handle: R,
+    ) -> ResponseInfo {
+        if let Ok(info) = request.request_info()
+            && self
+                .silent
+                .read()
+                .expect("silent names")
+                .contains(info.query.name())
+        {
+            // Nothing is sent; the header is only what the server logs.
+            return ResponseInfo::from(Header {
+                metadata: Metadata::response_from_request(info.metadata),
+                counts: HeaderCounts::default(),
+            });
+        }
+        self.catalog
+            .handle_request::<R, T>(request, response_handle)
+            .await
+    }
 }
 
 fn name(s: &str) -> Name {
@@ -41,7 +80,14 @@ fn name(s: &str) -> Name {
     } else {
         format!("{s}.")
     };
-    Name::from_str(&fq).expect("valid DNS name")
+    // Any bytes may stand in a label (RFC 2181 §11), as SPF's test zones
+    // use (`foo:bar/baz.example.com`); host-name parsing refuses them.
+    Name::from_str(&fq).unwrap_or_else(|_| {
+        let mut n = Name::from_labels(fq[..fq.len() - 1].split('.').map(str::as_bytes))
+            .expect("valid DNS name");
+        n.set_fqdn(true);
+        n
+    })
 }
 
 impl DnsServer {
@@ -128,15 +174,29 @@ impl DnsServer {
             catalog.upsert(LowerName::new(&origin), vec![h.clone()]);
             handlers.push((origin, h));
         }
-        let mut server = Server::new(catalog);
+        let silent = Arc::new(RwLock::new(HashSet::new()));
+        let mut server = Server::new(Answering {
+            catalog,
+            silent: silent.clone(),
+        });
         server.register_socket(udp);
         server.register_listener(tcp, Duration::from_secs(5), 65535);
         Ok(Self {
             addr,
             zones: handlers,
             trust_anchor,
+            silent,
             _server: server,
         })
+    }
+
+    /// Makes every query for `owner` (any type) go unanswered: resolvers
+    /// asking it time out.
+    pub fn time_out(&self, owner: &str) {
+        self.silent
+            .write()
+            .expect("silent names")
+            .insert(LowerName::new(&name(owner)));
     }
 
     /// Adds a record (in the zone that contains it), signed if the zone is.
@@ -212,7 +272,8 @@ impl DnsServer {
                 || fq[..fq.len() - 1]
                     .split('.')
                     .all(|l| (1..=63).contains(&l.len())))
-            && Name::from_str(&fq).is_ok()
+            && (Name::from_str(&fq).is_ok()
+                || Name::from_labels(fq[..fq.len() - 1].split('.').map(str::as_bytes)).is_ok())
     }
 
     /// Adds a TXT record made of exactly these strings.

@@ -89,7 +89,7 @@ impl MessageAuthenticator {
         let records = {
             let lookup = self
                 .0
-                .txt_lookup(Name::from_str_relaxed::<&str>(key.as_ref())?)
+                .txt_lookup(lookup_name(key.as_ref())?)
                 .await?;
             let mut records: Vec<Vec<u8>> = Vec::new();
             for record in lookup.answers() {
@@ -129,7 +129,7 @@ impl MessageAuthenticator {
         let (records, expires) = {
             let lookup = match self
                 .0
-                .txt_lookup(Name::from_str_relaxed::<&str>(key.as_ref())?)
+                .txt_lookup(lookup_name(key.as_ref())?)
                 .await
             {
                 Ok(lookup) => lookup,
@@ -206,7 +206,7 @@ impl MessageAuthenticator {
         let (mx_records, expires): (Vec<(u16, Box<str>)>, Instant) = {
             let lookup = self
                 .0
-                .mx_lookup(Name::from_str_relaxed::<&str>(key.as_ref())?)
+                .mx_lookup(lookup_name(key.as_ref())?)
                 .await?;
             let expires = lookup.valid_until();
             let mx_records = lookup
@@ -297,7 +297,7 @@ impl MessageAuthenticator {
         {
             let lookup = self
                 .0
-                .ipv4_lookup(Name::from_str_relaxed::<&str>(key)?)
+                .ipv4_lookup(lookup_name(key)?)
                 .await?;
             let expires = lookup.valid_until();
             let entry: Arc<[Ipv4Addr]> = lookup
@@ -356,7 +356,7 @@ impl MessageAuthenticator {
         {
             let lookup = self
                 .0
-                .ipv6_lookup(Name::from_str_relaxed::<&str>(key)?)
+                .ipv6_lookup(lookup_name(key)?)
                 .await?;
             let expires = lookup.valid_until();
             let entry: Arc<[Ipv6Addr]> = lookup
@@ -777,6 +777,54 @@ pub fn mock_resolve<T>(domain: &str) -> crate::Result<T> {
     } else {
         Error::Dns(crate::DnsError::RecordNotFound(crate::DNS_RCODE_NXDOMAIN))
     })
+}
+
+/// Tern patch (RFC 7208 §7.3, §4.8): the name to ask DNS for. A name made
+/// by macro expansion may hold any visible character (`a:foo:bar/baz.com`,
+/// `%{H}` of a HELO `[192.0.2.1]`), which host-name parsing refuses; such
+/// a name is asked as it is, label by label, and finds what DNS holds
+/// (usually nothing) instead of failing as a DNS error.
+fn lookup_name(name: &str) -> crate::Result<Name> {
+    match Name::from_str_relaxed(name) {
+        Ok(n) => Ok(n),
+        Err(e) => {
+            let mut n = Name::from_labels(raw_labels(name)).map_err(|_| crate::Error::from(e))?;
+            n.set_fqdn(true);
+            Ok(n)
+        }
+    }
+}
+
+/// The labels of a name in master-file text: `.` separates, `\c` is `c`
+/// and `\DDD` the byte DDD (RFC 1035 §5.1), as `Name::to_ascii` writes an
+/// MX exchange holding `:` or `/`.
+fn raw_labels(name: &str) -> Vec<Vec<u8>> {
+    let name = name.strip_suffix('.').unwrap_or(name).as_bytes();
+    let mut labels = vec![Vec::new()];
+    let mut i = 0;
+    while i < name.len() {
+        match name[i] {
+            b'\\' if name.get(i + 1..i + 4).is_some_and(|d| d.iter().all(u8::is_ascii_digit)) => {
+                let d = &name[i + 1..i + 4];
+                let v = (d[0] - b'0') as u32 * 100 + (d[1] - b'0') as u32 * 10 + (d[2] - b'0') as u32;
+                labels.last_mut().unwrap().push(v.min(255) as u8);
+                i += 4;
+            }
+            b'\\' if i + 1 < name.len() => {
+                labels.last_mut().unwrap().push(name[i + 1]);
+                i += 2;
+            }
+            b'.' => {
+                labels.push(Vec::new());
+                i += 1;
+            }
+            b => {
+                labels.last_mut().unwrap().push(b);
+                i += 1;
+            }
+        }
+    }
+    labels
 }
 
 #[cfg(test)]

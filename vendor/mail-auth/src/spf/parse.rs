@@ -91,18 +91,29 @@ impl TxtRecordParser for Spf {
                     match stop_char {
                         b' ' => (),
                         b':' | b'=' => {
-                            let (ds, stop_char) = record.macro_string(false)?;
+                            // Tern patch (RFC 7208 §7.1): a domain-spec may
+                            // hold any visible character but `%` outside
+                            // macros — `/` and `:` too (`a:foo:bar/baz.com`);
+                            // only a trailing dual-cidr-length is not part
+                            // of it.
+                            let rest = record.as_slice();
+                            let end = rest
+                                .iter()
+                                .position(|b| b.is_ascii_whitespace())
+                                .unwrap_or(rest.len());
+                            let term = &rest[..end];
+                            let cut = cidr_suffix(term);
+                            let ds = domain_spec(&term[..cut])?;
                             if !valid_domain_spec(&ds) {
                                 return Err(Error::ParseError);
                             }
                             macro_string = ds;
-                            if stop_char == b'/' {
-                                let (l1, l2) = record.dual_cidr_length()?;
+                            if cut < term.len() {
+                                let (l1, l2) = term[cut + 1..].iter().dual_cidr_length()?;
                                 ip4_cidr_length = l1;
                                 ip6_cidr_length = l2;
-                            } else if stop_char != b' ' {
-                                return Err(Error::ParseError);
                             }
+                            record = rest.get(end + 1..).unwrap_or_default().iter();
                         }
                         b'/' => {
                             let (l1, l2) = record.dual_cidr_length()?;
@@ -270,6 +281,49 @@ impl TxtRecordParser for Spf {
             rp,
             rr,
         })
+    }
+}
+
+/// Tern patch (RFC 7208 §5.6): where a trailing `dual-cidr-length`
+/// (`/N`, `//M` or `/N//M`, digits only) starts in a term's argument, or
+/// its length when there is none.
+fn cidr_suffix(term: &[u8]) -> usize {
+    // The start of a run of digits right before `end`, after a `/`.
+    let slash_digits = |end: usize| {
+        let digits = term[..end]
+            .iter()
+            .rev()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+        (digits > 0 && end > digits && term[end - digits - 1] == b'/').then(|| end - digits - 1)
+    };
+    let mut cut = term.len();
+    if let Some(at) = slash_digits(cut)
+        && at > 0
+        && term[at - 1] == b'/'
+    {
+        cut = at - 1;
+    }
+    if let Some(at) = slash_digits(cut)
+        && (at == 0 || term[at - 1] != b'/')
+    {
+        cut = at;
+    }
+    cut
+}
+
+/// Tern patch (RFC 7208 §7.1): a domain-spec's macro-string, where `/` is
+/// a literal character like any other visible one but `%`.
+fn domain_spec(spec: &[u8]) -> crate::Result<Macro> {
+    if !spec.contains(&b'%') {
+        return literal_macro(spec, b' ').map(|(m, _)| m);
+    }
+    let mut it = spec.iter();
+    let (m, _) = it.macro_string_slow(false, true)?;
+    if it.as_slice().is_empty() {
+        Ok(m)
+    } else {
+        Err(Error::ParseError)
     }
 }
 
@@ -530,7 +584,7 @@ impl SPFParser for Iter<'_, u8> {
             }
         }
 
-        self.macro_string_slow(is_exp)
+        self.macro_string_slow(is_exp, false)
     }
 
     fn ip4(&mut self) -> crate::Result<(Ipv4Addr, u8)> {
@@ -874,13 +928,18 @@ fn literal_macro(literal: &[u8], stop_char: u8) -> crate::Result<(Macro, u8)> {
 }
 
 trait SPFMacroParser {
-    fn macro_string_slow(&mut self, is_exp: bool) -> crate::Result<(Macro, u8)>;
+    fn macro_string_slow(&mut self, is_exp: bool, slash_literal: bool)
+    -> crate::Result<(Macro, u8)>;
 }
 
 impl SPFMacroParser for Iter<'_, u8> {
     #[inline(never)]
     #[allow(clippy::while_let_on_iterator)]
-    fn macro_string_slow(&mut self, is_exp: bool) -> crate::Result<(Macro, u8)> {
+    fn macro_string_slow(
+        &mut self,
+        is_exp: bool,
+        slash_literal: bool,
+    ) -> crate::Result<(Macro, u8)> {
         let mut stop_char = b' ';
         let mut last_is_pct = false;
         let mut literal = Vec::with_capacity(16);
@@ -957,7 +1016,7 @@ impl SPFMacroParser for Iter<'_, u8> {
                         delimiters,
                     });
                 }
-                b'/' if !is_exp => {
+                b'/' if !is_exp && !slash_literal => {
                     stop_char = ch;
                     break;
                 }

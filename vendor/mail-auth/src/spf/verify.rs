@@ -145,14 +145,47 @@ impl MessageAuthenticator {
                             .with_result(SpfResult::PermError)
                             .with_report(&spf_record);
                     }
-                    if let Some(ptr) = self
-                        .ptr_lookup(ip, params.cache_ptr)
-                        .await
-                        .ok()
-                        .and_then(|ptrs| ptrs.rrset.first().map(|ptr| ptr.as_bytes().to_vec()))
-                    {
-                        vars.set_validated_domain(ptr);
+                    // Tern patch (RFC 7208 §7.3, §5.5): %{p} is a
+                    // *validated* name of the client (one whose addresses
+                    // include it), preferring the domain or a subdomain of
+                    // it, else any validated one, else "unknown" — not
+                    // simply the first PTR name.
+                    let mut validated: Option<String> = None;
+                    if let Ok(ptrs) = self.ptr_lookup(ip, params.cache_ptr).await {
+                        let target = to_lowercase(domain.strip_suffix('.').unwrap_or(&domain));
+                        for name in ptrs.rrset.iter().take(10) {
+                            let name = to_lowercase(name.strip_suffix('.').unwrap_or(name));
+                            if !valid_lookup_name(&name)
+                                || !self
+                                    .ip_matches(
+                                        &name,
+                                        ip,
+                                        u32::MAX,
+                                        u128::MAX,
+                                        params.cache_ipv4,
+                                        params.cache_ipv6,
+                                    )
+                                    .await
+                                    .unwrap_or(false)
+                            {
+                                continue;
+                            }
+                            let within = name.as_ref() == target.as_ref()
+                                || name
+                                    .strip_suffix(target.as_ref())
+                                    .is_some_and(|p| p.ends_with('.'));
+                            if within {
+                                validated = Some(name.to_string());
+                                break;
+                            }
+                            if validated.is_none() {
+                                validated = Some(name.to_string());
+                            }
+                        }
                     }
+                    vars.set_validated_domain(
+                        validated.unwrap_or_else(|| "unknown".into()).into_bytes(),
+                    );
                     has_p_var = true;
                 }
 
