@@ -7,6 +7,7 @@
 //! responses are written by [`write`]. Message structure comes from the
 //! metadata stored at delivery ("parse once"), never from re-parsing.
 
+mod address;
 pub mod pattern;
 pub mod reader;
 mod search;

@@ -97,7 +97,23 @@ fn header_matches(raw: &[u8], name: &str, needle: &str) -> bool {
     if values.is_empty() {
         return false;
     }
-    if needle.is_empty() || values.iter().any(|v| contains_ci(v, needle)) {
+    if needle.is_empty() {
+        return true;
+    }
+    // Address fields match as the ENVELOPE shows them (RFC 9051 §6.4.4):
+    // comments and quoting gone, encoded names decoded. A plain value
+    // without the needle is decided without parsing.
+    if ["From", "To", "Cc", "Bcc"].contains(&name) {
+        return values.iter().any(|v| {
+            let plain = !v.contains(['(', '"', '\\']) && !v.contains("=?");
+            if plain {
+                contains_ci(v, needle)
+            } else {
+                contains_ci(&crate::address::search_text(v), needle)
+            }
+        });
+    }
+    if values.iter().any(|v| contains_ci(v, needle)) {
         return true;
     }
     if !values.iter().any(|v| v.contains("=?")) {

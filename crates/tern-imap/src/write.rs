@@ -7,6 +7,7 @@
 //! same grammar directly: strings as quoted strings when they are plain
 //! 7-bit text and as literals otherwise, `NIL` for absent values.
 
+use crate::address::{self, Item};
 use std::fmt::Write as _;
 use tern_store::meta::{MessageMeta, PartMeta};
 
@@ -76,54 +77,8 @@ fn params(out: &mut Vec<u8>, p: &[(String, String)]) {
     out.push(b')');
 }
 
-/// One item of an ENVELOPE address list (RFC 9051 §7.5.2).
-enum Item {
-    /// A mailbox: display name, local part, domain.
-    Mailbox(Option<String>, String, String),
-    /// `(NIL NIL "name" NIL)`: a group begins.
-    GroupStart(String),
-    /// `(NIL NIL NIL NIL)`: it ends.
-    GroupEnd,
-}
-
-/// Parses an address header value into ENVELOPE items, keeping groups
-/// (`undisclosed-recipients:;` is a group with no members).
-fn addresses(raw: &str) -> Vec<Item> {
-    let text = format!("To: {raw}\r\n\r\n");
-    let Some(msg) = mail_parser::MessageParser::default().parse(text.as_bytes()) else {
-        return vec![];
-    };
-    let Some(list) = msg.to() else { return vec![] };
-    let mailbox = |a: &mail_parser::Addr<'_>| {
-        let addr = a.address.as_deref()?;
-        let (local, domain) = addr.rsplit_once('@').unwrap_or((addr, ""));
-        Some(Item::Mailbox(
-            a.name.as_deref().map(str::to_string),
-            local.to_string(),
-            domain.to_string(),
-        ))
-    };
-    match list {
-        mail_parser::Address::List(l) => l.iter().filter_map(mailbox).collect(),
-        mail_parser::Address::Group(groups) => {
-            let mut out = Vec::new();
-            for g in groups {
-                match &g.name {
-                    Some(name) => {
-                        out.push(Item::GroupStart(name.to_string()));
-                        out.extend(g.addresses.iter().filter_map(mailbox));
-                        out.push(Item::GroupEnd);
-                    }
-                    None => out.extend(g.addresses.iter().filter_map(mailbox)),
-                }
-            }
-            out
-        }
-    }
-}
-
 fn address_list(out: &mut Vec<u8>, raw: Option<&str>) {
-    let list = raw.map(addresses).unwrap_or_default();
+    let list = raw.map(address::items).unwrap_or_default();
     if list.is_empty() {
         out.extend_from_slice(b"NIL");
         return;
@@ -131,10 +86,17 @@ fn address_list(out: &mut Vec<u8>, raw: Option<&str>) {
     out.push(b'(');
     for item in list {
         match item {
-            Item::Mailbox(name, local, domain) => {
+            Item::Mailbox {
+                name,
+                route,
+                local,
+                domain,
+            } => {
                 out.push(b'(');
                 nstring(out, name.as_deref());
-                out.extend_from_slice(b" NIL ");
+                out.push(b' ');
+                nstring(out, route.as_deref());
+                out.push(b' ');
                 string(out, local.as_bytes());
                 out.push(b' ');
                 string(out, domain.as_bytes());
@@ -349,6 +311,30 @@ mod tests {
         );
         assert!(
             text.contains("((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))"),
+            "{text}"
+        );
+    }
+
+    /// RFC 9051 §7.5.2: the second field of an address is its source
+    /// route (RFC 5322 §4.4 obs-route, `<@relay1,@relay2:user@host>`).
+    #[test]
+    fn envelope_source_routes() {
+        let e = tern_store::meta::Envelope {
+            from: Some("Joe <@relay.example,@gw.example:joe@example.com>".into()),
+            to: Some("<@relay.example:ann@example.org>, bob@example.net".into()),
+            ..Default::default()
+        };
+        let mut out = Vec::new();
+        super::envelope_fields(&mut out, &e);
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains("((\"Joe\" \"@relay.example,@gw.example\" \"joe\" \"example.com\"))"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "((NIL \"@relay.example\" \"ann\" \"example.org\")(NIL NIL \"bob\" \"example.net\"))"
+            ),
             "{text}"
         );
     }

@@ -806,3 +806,60 @@ async fn condstore_is_enabled_by_its_commands() {
     let (_, u) = cmd(&mut d, "d", "SEARCH MODSEQ 999999").await;
     assert_eq!(u, vec!["* SEARCH"], "nothing found, no MODSEQ");
 }
+
+/// Appends `msg` to INBOX with a non-synchronizing literal (LITERAL+).
+async fn append(c: &mut LineClient, tag: &str, msg: &str) {
+    let (r, _) = cmd(c, tag, &format!("APPEND INBOX {{{}+}}\r\n{msg}", msg.len())).await;
+    assert!(r.starts_with("OK"), "{r}");
+}
+
+/// RFC 9051 §6.4.4 and §7.5.2 with RFC 5322 Appendix A.5's oddities:
+/// SEARCH FROM/TO finds addresses written with comments and folding, as
+/// the ENVELOPE shows them; a source route is the address's second field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn addresses_with_comments_and_source_routes() {
+    let s = start("").await;
+    let mut c = login(&s).await;
+    append(
+        &mut c,
+        "a",
+        "From: Pete(A nice \\) chap) <pete(his account)@silly.test(his host)>\r\n\
+         To:A Group(Some people)\r\n     :Chris Jones <c@(Chris's host.)public.example>,\r\n         \
+         joe@example.org,\r\n  John <jdoe@one.test> (my dear friend); (the end of the group)\r\n\
+         Cc:(Empty list)(start)Hidden recipients  :(nobody(that I know))  ;\r\n\
+         Date: Thu,\r\n      13\r\n        Feb\r\n          1969\r\n      23:32\r\n               -0330 (Newfoundland Time)\r\n\
+         Message-ID:              <testabcd.1234@silly.test>\r\n\r\nTesting.\r\n",
+    )
+    .await;
+    append(
+        &mut c,
+        "b",
+        "From: Joe <@relay.example,@gw.example:joe@example.com>\r\nSubject: routed\r\n\r\nx\r\n",
+    )
+    .await;
+    cmd(&mut c, "c", "SELECT INBOX").await;
+    for (tag, search, want) in [
+        ("d", "SEARCH FROM pete@silly.test", "* SEARCH 1"),
+        ("e", "SEARCH TO c@public.example", "* SEARCH 1"),
+        ("f", "SEARCH TO \"John <jdoe@one.test>\"", "* SEARCH 1"),
+        ("g", "SEARCH FROM \"his account\"", "* SEARCH"),
+        ("h", "SEARCH FROM joe@example.com", "* SEARCH 2"),
+    ] {
+        let (r, u) = cmd(&mut c, tag, search).await;
+        assert!(r.starts_with("OK"), "{r}");
+        assert_eq!(u, vec![want], "{search}");
+    }
+    let (_, u) = cmd(&mut c, "i", "FETCH 1:2 ENVELOPE").await;
+    assert!(
+        u[0].contains("((\"Pete\" NIL \"pete\" \"silly.test\"))"),
+        "{u:?}"
+    );
+    assert!(
+        u[0].contains("((NIL NIL \"A Group\" NIL)(\"Chris Jones\" NIL \"c\" \"public.example\")"),
+        "{u:?}"
+    );
+    assert!(
+        u[1].contains("((\"Joe\" \"@relay.example,@gw.example\" \"joe\" \"example.com\"))"),
+        "{u:?}"
+    );
+}
