@@ -393,7 +393,7 @@ pub struct MailboxRow {
     pub name: String,
     /// RFC 6154 attribute (`\Sent`, `\Junk`…).
     pub special_use: Option<String>,
-    /// Subscribed (LSUB, LIST SUBSCRIBED).
+    /// Its name is subscribed (LSUB, LIST SUBSCRIBED).
     pub subscribed: bool,
     /// UIDVALIDITY.
     pub uidvalidity: u32,
@@ -470,8 +470,11 @@ pub trait Folders: Send + Sync {
     /// Renames a mailbox and its children. Renaming INBOX moves its messages
     /// into a new mailbox and leaves INBOX empty (RFC 9051 §6.3.6).
     async fn rename_mailbox(&self, account: AccountId, from: &str, to: &str) -> Result<()>;
-    /// Sets the subscription flag.
+    /// Subscribes an existing mailbox, or unsubscribes a name (which may
+    /// name a mailbox deleted since: DELETE keeps the subscription).
     async fn subscribe(&self, account: AccountId, name: &str, on: bool) -> Result<()>;
+    /// The subscribed names, INBOX first, whether the mailboxes exist or not.
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
     /// Every message of a mailbox, in UID order.
     async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>>;
     /// Messages with UIDs in `first..=last`, in UID order.

@@ -109,6 +109,10 @@ impl Directory for SqliteStore {
                     "INSERT INTO mailboxes(account_id, name, special_use, uidvalidity) VALUES (?, ?, ?, ?)",
                     params![id, name, special, super::next_uidvalidity(c)?],
                 )?;
+                c.execute(
+                    "INSERT INTO subscriptions(account_id, name) VALUES (?, ?)",
+                    params![id, name],
+                )?;
             }
             Ok(id)
         })

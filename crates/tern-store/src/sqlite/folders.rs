@@ -93,6 +93,13 @@ fn create_one(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
          VALUES (?, ?, NULL, ?) ON CONFLICT(account_id, name) DO NOTHING",
         params![account, name, super::next_uidvalidity(c)?],
     )?;
+    if n > 0 {
+        // A new mailbox is subscribed.
+        c.execute(
+            "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
+            params![account, name],
+        )?;
+    }
     Ok(n > 0)
 }
 
@@ -110,7 +117,7 @@ impl Folders for SqliteStore {
     async fn mailboxes(&self, account: AccountId) -> Result<Vec<MailboxRow>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
-                "SELECT m.id, m.name, m.special_use, m.subscribed, m.uidvalidity, m.uidnext, m.highest_modseq,
+                "SELECT m.id, m.name, m.special_use, EXISTS(SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name), m.uidvalidity, m.uidnext, m.highest_modseq,
                         COUNT(mm.uid), COALESCE(SUM(instr(mm.flags, '\\Seen') = 0), 0), COALESCE(SUM(mm.size), 0)
                  FROM mailboxes m LEFT JOIN mailbox_messages mm ON mm.mailbox_id = m.id
                  WHERE m.account_id = ? GROUP BY m.id ORDER BY m.name <> 'INBOX', m.name",
@@ -130,8 +137,9 @@ impl Folders for SqliteStore {
         self.read(|c| {
             let mut m = c
                 .prepare_cached(
-                    "SELECT id, name, special_use, subscribed, uidvalidity, uidnext, highest_modseq
-                     FROM mailboxes WHERE account_id = ? AND name = ?",
+                    "SELECT m.id, m.name, m.special_use, EXISTS(SELECT 1 FROM subscriptions s WHERE s.account_id = m.account_id AND s.name = m.name),
+                            m.uidvalidity, m.uidnext, m.highest_modseq
+                     FROM mailboxes m WHERE m.account_id = ? AND m.name = ?",
                 )?
                 .query_row(params![account, name], |r| mailbox_row(r, false))
                 .optional()?
@@ -198,24 +206,41 @@ impl Folders for SqliteStore {
                 if from == "INBOX" {
                     // Move INBOX's messages into a new mailbox; INBOX stays, empty.
                     create_one(c, account, &to)?;
-                    let (to_id, _) = mailbox_id(c, account, &to)?.ok_or_else(|| StoreError::NotFound(to.clone()))?;
+                    let (to_id, _) = mailbox_id(c, account, &to)?
+                        .ok_or_else(|| StoreError::NotFound(to.clone()))?;
                     let uids: Vec<i64> = c
-                        .prepare("SELECT uid FROM mailbox_messages WHERE mailbox_id = ? ORDER BY uid")?
+                        .prepare(
+                            "SELECT uid FROM mailbox_messages WHERE mailbox_id = ? ORDER BY uid",
+                        )?
                         .query_map([id], |r| r.get(0))?
                         .collect::<rusqlite::Result<_>>()?;
-                    copy_rows(c, id, &uids.iter().map(|&u| u as u32).collect::<Vec<_>>(), to_id, true)?;
+                    copy_rows(
+                        c,
+                        id,
+                        &uids.iter().map(|&u| u as u32).collect::<Vec<_>>(),
+                        to_id,
+                        true,
+                    )?;
                     return Ok(());
                 }
-                c.execute(
-                    "UPDATE mailboxes SET name = ? || substr(name, ?) WHERE account_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')",
-                    params![
-                        to,
-                        from.len() as i64 + 1,
-                        account,
-                        from,
-                        format!("{}/%", from.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_"))
-                    ],
-                )?;
+                // The mailbox, its children and their subscriptions move.
+                let below = format!(
+                    "{}/%",
+                    from.replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                );
+                // (A name taken below the target fails the rename; two
+                // subscriptions to one name become one.)
+                for (table, or) in [("mailboxes", ""), ("subscriptions", "OR REPLACE")] {
+                    c.execute(
+                        &format!(
+                            "UPDATE {or} {table} SET name = ? || substr(name, ?)
+                             WHERE account_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')"
+                        ),
+                        params![to, from.len() as i64 + 1, account, from, below],
+                    )?;
+                }
                 Ok(())
             })
             .await;
@@ -228,16 +253,39 @@ impl Folders for SqliteStore {
     async fn subscribe(&self, account: AccountId, name: &str, on: bool) -> Result<()> {
         let name = normalize_name(name)?;
         self.write(move |c| {
-            if c.execute(
-                "UPDATE mailboxes SET subscribed = ? WHERE account_id = ? AND name = ?",
-                params![on, account, name],
+            if on {
+                // Only an existing mailbox can be subscribed (RFC 9051
+                // §6.3.7 lets the server check).
+                if mailbox_id(c, account, &name)?.is_none() {
+                    return Err(StoreError::NotFound(format!("mailbox {name}")));
+                }
+                c.execute(
+                    "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
+                    params![account, name],
+                )?;
+            } else if c.execute(
+                "DELETE FROM subscriptions WHERE account_id = ? AND name = ?",
+                params![account, name],
             )? == 0
+                && mailbox_id(c, account, &name)?.is_none()
             {
+                // Unsubscribing a name that is neither subscribed nor a
+                // mailbox is an error; a deleted one can be unsubscribed.
                 return Err(StoreError::NotFound(format!("mailbox {name}")));
             }
             Ok(())
         })
         .await
+    }
+
+    async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT name FROM subscriptions WHERE account_id = ? ORDER BY name <> 'INBOX', name",
+            )?;
+            let rows = st.query_map([account], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
     }
 
     async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>> {

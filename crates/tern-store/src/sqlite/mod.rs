@@ -49,7 +49,8 @@ const SCHEMA_V15: &str = include_str!("schema_v15.sql");
 const SCHEMA_V16: &str = include_str!("schema_v16.sql");
 const SCHEMA_V17: &str = include_str!("schema_v17.sql");
 const SCHEMA_V18: &str = include_str!("schema_v18.sql");
-const SCHEMA_VERSION: i64 = 18;
+const SCHEMA_V19: &str = include_str!("schema_v19.sql");
+const SCHEMA_VERSION: i64 = 19;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -306,6 +307,9 @@ fn migrate_steps(conn: &Connection) -> Result<()> {
     }
     if version < 18 {
         conn.execute_batch(SCHEMA_V18)?;
+    }
+    if version < 19 {
+        conn.execute_batch(SCHEMA_V19)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

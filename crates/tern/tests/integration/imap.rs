@@ -863,3 +863,71 @@ async fn addresses_with_comments_and_source_routes() {
         "{u:?}"
     );
 }
+
+/// RFC 5258 (LIST-EXTENDED): several patterns, SUBSCRIBED with
+/// RECURSIVEMATCH and CHILDINFO, `\NonExistent` for a deleted subscribed
+/// mailbox (DELETE does not unsubscribe, RFC 9051 §6.3.7) and for a
+/// deleted parent under `%`, BAD for unknown options.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_extended_to_the_letter() {
+    let s = start("").await;
+    let mut c = login(&s).await;
+    for (tag, line) in [
+        ("a", "CREATE Foo/Bar"),
+        ("b", "CREATE Baz"),
+        ("c", "UNSUBSCRIBE Foo"),
+    ] {
+        let (r, _) = cmd(&mut c, tag, line).await;
+        assert!(r.starts_with("OK"), "{line}: {r}");
+    }
+    let (r, u) = cmd(
+        &mut c,
+        "d",
+        "LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"Foo\" RETURN (CHILDREN)",
+    )
+    .await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert_eq!(
+        u,
+        vec!["* LIST (\\HasChildren) \"/\" \"Foo\" (\"CHILDINFO\" (\"SUBSCRIBED\"))"]
+    );
+    let (_, u) = cmd(&mut c, "e", "LIST (SUBSCRIBED) \"\" \"Foo\"").await;
+    assert!(u.is_empty(), "not subscribed, no RECURSIVEMATCH: {u:?}");
+    let (_, u) = cmd(&mut c, "f", "LIST \"\" (\"INBOX\" \"Foo/*\" Baz)").await;
+    assert_eq!(u.len(), 3, "{u:?}");
+    assert!(
+        u[0].ends_with("\"INBOX\"") && u[1].ends_with("\"Baz\"") && u[2].ends_with("\"Foo/Bar\""),
+        "{u:?}"
+    );
+
+    let (r, _) = cmd(&mut c, "g", "DELETE Baz").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let (_, u) = cmd(&mut c, "h", "LIST (SUBSCRIBED) \"\" \"B*\"").await;
+    assert_eq!(u, vec!["* LIST (\\NonExistent \\Subscribed) \"/\" \"Baz\""]);
+    let (_, u) = cmd(&mut c, "i", "LSUB \"\" \"B*\"").await;
+    assert_eq!(u, vec!["* LSUB () \"/\" \"Baz\""], "LSUB lists the name");
+    let (r, _) = cmd(&mut c, "j", "UNSUBSCRIBE Baz").await;
+    assert!(
+        r.starts_with("OK"),
+        "a deleted mailbox can be unsubscribed: {r}"
+    );
+    let (_, u) = cmd(&mut c, "k", "LIST (SUBSCRIBED) \"\" \"B*\"").await;
+    assert!(u.is_empty(), "{u:?}");
+
+    let (r, _) = cmd(&mut c, "l", "DELETE Foo").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let (_, u) = cmd(&mut c, "m", "LIST \"\" \"F%\"").await;
+    assert_eq!(
+        u,
+        vec!["* LIST (\\HasChildren \\NonExistent) \"/\" \"Foo\""]
+    );
+
+    for (tag, line, word) in [
+        ("n", "LIST (FOO) \"\" *", "FOO"),
+        ("o", "LIST \"\" * RETURN (BAR)", "BAR"),
+        ("p", "LIST (RECURSIVEMATCH) \"\" *", "RECURSIVEMATCH"),
+    ] {
+        let (r, _) = cmd(&mut c, tag, line).await;
+        assert!(r.starts_with("BAD") && r.contains(word), "{line}: {r}");
+    }
+}

@@ -1,5 +1,7 @@
 //! One IMAP session: states and commands of RFC 9051 §6.
 
+mod list;
+
 use crate::ImapServer;
 use crate::reader::{Event, Reader};
 use crate::search::{self, in_set};
@@ -52,20 +54,10 @@ struct Session {
     qresync: bool,
     /// RETURN options of the SEARCH being run (RFC 4731 ESEARCH), if any.
     esearch: Option<Vec<String>>,
-    /// Selection and return options of the LIST being run (RFC 5258, 5819).
-    list_ext: Option<ListExt>,
     /// UIDs saved by `SEARCH RETURN (SAVE)`, what `$` stands for (RFC 5182).
     saved: Vec<u32>,
     /// When the login must be over (`login_timeout` after connecting).
     login_deadline: tokio::time::Instant,
-}
-
-/// LIST-EXTENDED options (RFC 5258) and LIST-STATUS items (RFC 5819).
-#[derive(Debug, Default, PartialEq, Eq)]
-struct ListExt {
-    selection: Vec<String>,
-    returns: Vec<String>,
-    status: Vec<String>,
 }
 
 /// What the command loop does next.
@@ -95,7 +87,6 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         condstore: false,
         qresync: false,
         esearch: None,
-        list_ext: None,
         saved: Vec::new(),
         login_deadline: tokio::time::Instant::now() + Duration::from_secs(server_login_timeout),
     };
@@ -133,77 +124,6 @@ fn strip_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
     let mut out = bytes[..at + 7].to_vec();
     out.extend_from_slice(&bytes[close + 1..]);
     Some((out, options))
-}
-
-/// Index of the `)` matching the `(` at `open`.
-fn matching_paren(s: &[u8], open: usize) -> Option<usize> {
-    let mut depth = 0;
-    for (i, &b) in s.iter().enumerate().skip(open) {
-        match b {
-            b'(' => depth += 1,
-            b')' => {
-                depth -= 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => {}
-        }
-    }
-    None
-}
-
-/// Takes LIST-EXTENDED selection options (`LIST (SUBSCRIBED) ...`) and
-/// return options (`... RETURN (CHILDREN STATUS (MESSAGES))`) out of a LIST
-/// command, which imap-codec parses only in its basic form (RFC 5258,
-/// RFC 5819).
-fn strip_list_extended(bytes: &[u8]) -> Option<(Vec<u8>, ListExt)> {
-    let line_end = bytes
-        .iter()
-        .position(|&b| b == b'\r' || b == b'\n')
-        .unwrap_or(bytes.len());
-    let line = &bytes[..line_end];
-    let upper = line.to_ascii_uppercase();
-    let sp = upper.iter().position(|&b| b == b' ')?;
-    if !upper[sp + 1..].starts_with(b"LIST ") || line.contains(&b'{') {
-        return None;
-    }
-    let mut ext = ListExt::default();
-    let mut rest: Vec<u8> = line[sp + 6..].to_vec();
-    if rest.first() == Some(&b'(') {
-        let close = matching_paren(&rest, 0)?;
-        ext.selection = String::from_utf8_lossy(&rest[1..close])
-            .to_ascii_uppercase()
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        rest = rest[close + 1..].trim_ascii_start().to_vec();
-    }
-    let upper_rest = rest.to_ascii_uppercase();
-    if let Some(at) = upper_rest.windows(9).rposition(|w| w == b" RETURN (") {
-        let close = matching_paren(&rest, at + 8)?;
-        let inner = String::from_utf8_lossy(&upper_rest[at + 9..close]).to_string();
-        if let Some(p) = inner.find("STATUS (") {
-            let end = inner[p..].find(')').map(|e| p + e).unwrap_or(inner.len());
-            ext.status = inner[p + 8..end]
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
-            let mut without = inner[..p].to_string();
-            without.push_str(inner.get(end + 1..).unwrap_or(""));
-            ext.returns = without.split_whitespace().map(str::to_string).collect();
-        } else {
-            ext.returns = inner.split_whitespace().map(str::to_string).collect();
-        }
-        rest.truncate(at);
-    }
-    if ext == ListExt::default() && rest.len() == line.len() - sp - 6 {
-        return None;
-    }
-    let mut out = line[..sp + 6].to_vec();
-    out.extend_from_slice(&rest);
-    out.extend_from_slice(&bytes[line_end..]);
-    Some((out, ext))
 }
 
 /// An ESEARCH response (RFC 4731 §3.1).
@@ -318,6 +238,21 @@ fn mailbox_names_are_utf8(body: &CommandBody<'_>) -> bool {
     }
 }
 
+/// A basic `LIST`/`LSUB reference pattern` as decoded by imap-codec.
+fn list_command(reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> list::ListCommand {
+    list::ListCommand {
+        reference: match reference {
+            Mailbox::Inbox => b"INBOX".to_vec(),
+            Mailbox::Other(o) => o.as_ref().to_vec(),
+        },
+        patterns: vec![match pattern {
+            ListMailbox::Token(t) => t.as_ref().to_vec(),
+            ListMailbox::String(s) => s.as_ref().to_vec(),
+        }],
+        ..Default::default()
+    }
+}
+
 fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
     flags.iter().map(|f| f.to_string()).collect()
 }
@@ -422,11 +357,25 @@ impl Session {
                 None => (bytes, None),
             };
             self.esearch = esearch;
-            let (bytes, list_ext) = match strip_list_extended(&bytes) {
-                Some((stripped, ext)) => (stripped, Some(ext)),
-                None => (bytes, None),
-            };
-            self.list_ext = list_ext;
+            // LIST is parsed here in full (RFC 5258); imap-codec knows only
+            // its basic form.
+            match list::parse(&bytes) {
+                list::Parsed::Other => {}
+                list::Parsed::Bad(tag, why) => {
+                    self.tagged(&tag, "BAD", &why);
+                    self.errors += 1;
+                    continue;
+                }
+                list::Parsed::List(tag, cmd) => {
+                    if matches!(self.state, State::NotAuthenticated) {
+                        self.tagged(&tag, "BAD", "LIST requires authentication");
+                        self.errors += 1;
+                    } else {
+                        self.list(&tag, cmd, false).await;
+                    }
+                    continue;
+                }
+            }
             let bytes = self.substitute_saved(bytes);
             let cmd = match CommandCodec::default().decode(&bytes) {
                 Ok((b"", cmd)) => cmd,
@@ -617,11 +566,17 @@ impl Session {
             CommandBody::List {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, false).await,
+            } => {
+                self.list(&tag, list_command(&reference, &mailbox_wildcard), false)
+                    .await
+            }
             CommandBody::Lsub {
                 reference,
                 mailbox_wildcard,
-            } => self.list(&tag, &reference, &mailbox_wildcard, true).await,
+            } => {
+                self.list(&tag, list_command(&reference, &mailbox_wildcard), true)
+                    .await
+            }
             CommandBody::Status {
                 mailbox,
                 item_names,
@@ -1213,128 +1168,6 @@ impl Session {
                 v.highest_modseq()
             );
         }
-    }
-
-    async fn list(
-        &mut self,
-        tag: &str,
-        reference: &Mailbox<'_>,
-        pattern: &ListMailbox<'_>,
-        lsub: bool,
-    ) {
-        let pattern: Vec<u8> = match pattern {
-            ListMailbox::Token(t) => t.as_ref().to_vec(),
-            ListMailbox::String(s) => s.as_ref().to_vec(),
-        };
-        let reference = match reference {
-            Mailbox::Inbox => b"INBOX".to_vec(),
-            Mailbox::Other(o) => o.as_ref().to_vec(),
-        };
-        let what = if lsub { "LSUB" } else { "LIST" };
-        if pattern.is_empty() {
-            let _ = write!(Str(&mut self.out), "* {what} (\\Noselect) \"/\" \"\"\r\n");
-            self.tagged(tag, "OK", &format!("{what} completed"));
-            return;
-        }
-        let mut full = reference.clone();
-        if !full.is_empty() && !full.ends_with(b"/") && !pattern.starts_with(b"/") {
-            full.push(b'/');
-        }
-        full.extend_from_slice(&pattern);
-        let boxes = match self.server.store.mailboxes(self.account_id()).await {
-            Ok(b) => b,
-            Err(e) => {
-                self.tagged(tag, "NO", &format!("{} {e}", store_err(&e)));
-                return;
-            }
-        };
-        let names: Vec<String> = boxes.iter().map(|b| b.name.clone()).collect();
-        let ext = self.list_ext.take().unwrap_or_default();
-        let has = |v: &[String], x: &str| v.iter().any(|o| o == x);
-        let only_subscribed = lsub || has(&ext.selection, "SUBSCRIBED");
-        let only_special = has(&ext.selection, "SPECIAL-USE");
-        let show_subscribed = has(&ext.selection, "SUBSCRIBED") || has(&ext.returns, "SUBSCRIBED");
-        for b in &boxes {
-            if only_subscribed && !b.subscribed {
-                continue;
-            }
-            if only_special && b.special_use.is_none() {
-                continue;
-            }
-            let matches = crate::pattern::matches(&full, b.name.as_bytes())
-                || (b.name == "INBOX"
-                    && crate::pattern::matches(&full.to_ascii_uppercase(), b"INBOX"));
-            if !matches {
-                continue;
-            }
-            let has_children = names.iter().any(|n| {
-                n.len() > b.name.len() + 1
-                    && n.starts_with(&b.name)
-                    && n.as_bytes()[b.name.len()] == b'/'
-            });
-            let mut attrs = vec![if has_children {
-                "\\HasChildren"
-            } else {
-                "\\HasNoChildren"
-            }];
-            if let Some(u) = &b.special_use {
-                attrs.push(u);
-            }
-            if !lsub && b.subscribed && (self.rev2 || show_subscribed) {
-                attrs.push("\\Subscribed");
-            }
-            let _ = write!(Str(&mut self.out), "* {what} ({}) \"/\" ", attrs.join(" "));
-            view::name(&mut self.out, &b.name);
-            self.out.extend_from_slice(b"\r\n");
-            if !ext.status.is_empty() {
-                let mut parts = Vec::new();
-                for item in &ext.status {
-                    match item.as_str() {
-                        "MESSAGES" => parts.push(format!("MESSAGES {}", b.messages)),
-                        "UIDNEXT" => parts.push(format!("UIDNEXT {}", b.uidnext)),
-                        "UIDVALIDITY" => parts.push(format!("UIDVALIDITY {}", b.uidvalidity)),
-                        "UNSEEN" => parts.push(format!("UNSEEN {}", b.unseen)),
-                        "SIZE" => parts.push(format!("SIZE {}", b.size)),
-                        "RECENT" => parts.push("RECENT 0".into()),
-                        "HIGHESTMODSEQ" => {
-                            parts.push(format!("HIGHESTMODSEQ {}", b.highest_modseq))
-                        }
-                        _ => {}
-                    }
-                }
-                self.out.extend_from_slice(b"* STATUS ");
-                view::name(&mut self.out, &b.name);
-                let _ = write!(Str(&mut self.out), " ({})\r\n", parts.join(" "));
-            }
-        }
-        // RFC 3501 §6.3.9: with `%`, an unsubscribed mailbox that matches
-        // and has a subscribed mailbox below it is listed as \Noselect.
-        if lsub && full.contains(&b'%') {
-            let subscribed: std::collections::HashSet<&str> = boxes
-                .iter()
-                .filter(|b| b.subscribed)
-                .map(|b| b.name.as_str())
-                .collect();
-            let mut shown = std::collections::BTreeSet::new();
-            for name in &subscribed {
-                let mut at = 0;
-                while let Some(i) = name[at..].find('/') {
-                    let parent = &name[..at + i];
-                    at += i + 1;
-                    if !subscribed.contains(parent)
-                        && crate::pattern::matches(&full, parent.as_bytes())
-                    {
-                        shown.insert(parent.to_string());
-                    }
-                }
-            }
-            for parent in shown {
-                self.out.extend_from_slice(b"* LSUB (\\Noselect) \"/\" ");
-                view::name(&mut self.out, &parent);
-                self.out.extend_from_slice(b"\r\n");
-            }
-        }
-        self.tagged(tag, "OK", &format!("{what} completed"));
     }
 
     async fn status(&mut self, tag: &str, name: &str, items: &[StatusDataItemName]) {
@@ -2017,7 +1850,7 @@ fn saved_reference(line: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{ListExt, compress, strip_list_extended, strip_search_return};
+    use super::{compress, strip_search_return};
 
     #[test]
     fn saved_result_references() {
@@ -2029,24 +1862,6 @@ mod tests {
         assert_eq!(saved_reference(b"a SEARCH SUBJECT $"), None);
         assert_eq!(saved_reference(b"a SEARCH HEADER X-Y $"), None);
         assert_eq!(saved_reference(b"a SEARCH SUBJECT \"q\\\" $\" $"), Some(25));
-    }
-
-    #[test]
-    fn list_extended_parts() {
-        let (cmd, ext) = strip_list_extended(
-            b"a LIST (SUBSCRIBED) \"\" \"*\" RETURN (CHILDREN STATUS (MESSAGES UNSEEN))\r\n",
-        )
-        .unwrap();
-        assert_eq!(cmd, b"a LIST \"\" \"*\"\r\n");
-        assert_eq!(
-            ext,
-            ListExt {
-                selection: vec!["SUBSCRIBED".into()],
-                returns: vec!["CHILDREN".into()],
-                status: vec!["MESSAGES".into(), "UNSEEN".into()],
-            }
-        );
-        assert!(strip_list_extended(b"a LIST \"\" *\r\n").is_none());
     }
 
     #[test]

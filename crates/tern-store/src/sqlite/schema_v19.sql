@@ -1,0 +1,11 @@
+-- Schema v19: subscriptions are names, not a mailbox attribute (RFC 9051 §6.3.7: a server must
+-- not remove a name from the subscription list because the mailbox is gone; LIST (SUBSCRIBED)
+-- then shows it as \NonExistent, RFC 5258 §3). A new mailbox is subscribed, as before.
+CREATE TABLE IF NOT EXISTS subscriptions (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    PRIMARY KEY (account_id, name)
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO subscriptions(account_id, name)
+SELECT account_id, name FROM mailboxes WHERE subscribed <> 0;
+ALTER TABLE mailboxes DROP COLUMN subscribed;
