@@ -218,10 +218,10 @@ fn eval<'a>(
             SearchKey::Unseen => !has_flag(row, "\\Seen"),
             SearchKey::Keyword(k) => has_flag(row, k.as_ref()),
             SearchKey::Unkeyword(k) => !has_flag(row, k.as_ref()),
-            // Tern does not keep \Recent (IMAP4rev2 removed it).
-            SearchKey::Recent => false,
-            SearchKey::New => false,
-            SearchKey::Old => true,
+            // RFC 3501 §6.4.4 (IMAP4rev2 removed \Recent).
+            SearchKey::Recent => view.is_recent(row.uid),
+            SearchKey::New => view.is_recent(row.uid) && !has_flag(row, "\\Seen"),
+            SearchKey::Old => !view.is_recent(row.uid),
             SearchKey::Larger(n) => row.size > u64::from(*n),
             SearchKey::Smaller(n) => row.size < u64::from(*n),
             SearchKey::Before(d) => date_of(row.internaldate) < *d.as_ref(),

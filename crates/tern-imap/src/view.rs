@@ -30,6 +30,36 @@ pub struct View {
     own: HashSet<u64>,
     /// Keywords announced in FLAGS to this session.
     keywords: std::collections::BTreeSet<String>,
+    /// What is recent in this session.
+    pub recent: Recent,
+}
+
+/// The messages recent in a session (RFC 3501 §2.3.2).
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    /// Their UIDs, as ranges.
+    ranges: Vec<std::ops::Range<u32>>,
+    /// An IMAP4rev1 session: `\Recent` and RECENT are shown (IMAP4rev2
+    /// removed them, RFC 9051 Appendix E).
+    pub show: bool,
+}
+
+impl Recent {
+    /// Whether a message is recent in this session.
+    pub fn contains(&self, uid: u32) -> bool {
+        self.ranges.iter().any(|r| r.contains(&uid))
+    }
+
+    /// `FLAGS (…)` of a message, with `\Recent` when this session shows it.
+    pub fn write_flags(&self, out: &mut Vec<u8>, uid: u32, flags: &[String]) {
+        if self.show && self.contains(uid) {
+            let mut all = flags.to_vec();
+            all.push("\\Recent".into());
+            self::flags(out, &all);
+        } else {
+            self::flags(out, flags);
+        }
+    }
 }
 
 impl View {
@@ -42,7 +72,7 @@ impl View {
         let (modseq, _) = store.mailbox_state(mailbox.id).await?;
         let uids = store.uids(mailbox.id).await?;
         let keywords = store.mailbox_keywords(mailbox.id).await?;
-        Ok(Self {
+        let mut view = Self {
             uids,
             modseq,
             mailbox,
@@ -51,7 +81,45 @@ impl View {
             qresync: false,
             keywords: keywords.into_iter().collect(),
             own: HashSet::new(),
-        })
+            recent: Recent::default(),
+        };
+        view.take_recent(store).await?;
+        Ok(view)
+    }
+
+    /// Takes the messages of the view that are still recent: a read-write
+    /// session claims them (no other session will see them as recent), a
+    /// read-only one only looks (RFC 3501 §6.3.2: EXAMINE changes nothing).
+    async fn take_recent(&mut self, store: &SharedStore) -> Result<(), StoreError> {
+        let upto = self.max_uid().saturating_add(1);
+        let (_, first) = store.recent(self.mailbox.id).await?;
+        if first >= upto {
+            return Ok(());
+        }
+        let first = if self.read_only {
+            first
+        } else {
+            store.claim_recent(self.mailbox.id, upto).await?
+        };
+        let from = self
+            .recent
+            .ranges
+            .last()
+            .map_or(first, |r| first.max(r.end));
+        if from < upto {
+            self.recent.ranges.push(from..upto);
+        }
+        Ok(())
+    }
+
+    /// Whether a message is recent in this session.
+    pub fn is_recent(&self, uid: u32) -> bool {
+        self.recent.contains(uid)
+    }
+
+    /// How many messages of the view are recent in this session.
+    pub fn recent_count(&self) -> usize {
+        self.uids.iter().filter(|u| self.is_recent(**u)).count()
     }
 
     /// Sequence number of the first message without `\Seen` (SELECT's
@@ -171,6 +239,12 @@ impl View {
             self.uids.extend(new);
             let _ = write!(Str(out), "* {} EXISTS\r\n", self.uids.len());
         }
+        if self.max_uid() > max {
+            self.take_recent(store).await?;
+            if self.recent.show {
+                let _ = write!(Str(out), "* {} RECENT\r\n", self.recent_count());
+            }
+        }
         for r in &changed {
             if r.uid > max || self.own.contains(&r.modseq) {
                 continue;
@@ -178,7 +252,7 @@ impl View {
             if let Some(seq) = self.seq_of(r.uid) {
                 self.announce(&r.flags, out);
                 let _ = write!(Str(out), "* {seq} FETCH (UID {} ", r.uid);
-                flags(out, &r.flags);
+                self.recent.write_flags(out, r.uid, &r.flags);
                 if self.condstore {
                     let _ = write!(Str(out), " MODSEQ ({})", r.modseq);
                 }

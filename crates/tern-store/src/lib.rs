@@ -475,6 +475,13 @@ pub trait Folders: Send + Sync {
     async fn subscribe(&self, account: AccountId, name: &str, on: bool) -> Result<()>;
     /// The subscribed names, INBOX first, whether the mailboxes exist or not.
     async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>>;
+    /// Claims the mailbox's recent messages up to (not including) UID
+    /// `upto` for one session (RFC 3501 §2.3.2): returns the first UID that
+    /// was still recent, and no other session gets those messages as recent.
+    async fn claim_recent(&self, mailbox: i64, upto: u32) -> Result<u32>;
+    /// How many messages no session has claimed as recent yet (STATUS
+    /// RECENT), and the first UID that is still recent.
+    async fn recent(&self, mailbox: i64) -> Result<(u32, u32)>;
     /// Every message of a mailbox, in UID order.
     async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>>;
     /// Messages with UIDs in `first..=last`, in UID order.

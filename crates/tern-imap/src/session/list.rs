@@ -411,29 +411,19 @@ impl Session {
             }
             self.out.extend_from_slice(b"\r\n");
             if let (false, Some(b)) = (cmd.status.is_empty(), e.mailbox) {
-                self.list_status(b, &cmd.status);
+                self.list_status(b, &cmd.status).await;
             }
         }
         self.tagged(tag, "OK", &format!("{what} completed"));
     }
 
     /// The STATUS line LIST-STATUS adds for a mailbox (RFC 5819 §2).
-    fn list_status(&mut self, b: &MailboxRow, items: &[String]) {
-        let parts: Vec<String> = items
-            .iter()
-            .map(|item| match item.as_str() {
-                "MESSAGES" => format!("MESSAGES {}", b.messages),
-                "UIDNEXT" => format!("UIDNEXT {}", b.uidnext),
-                "UIDVALIDITY" => format!("UIDVALIDITY {}", b.uidvalidity),
-                "UNSEEN" => format!("UNSEEN {}", b.unseen),
-                "SIZE" => format!("SIZE {}", b.size),
-                "HIGHESTMODSEQ" => format!("HIGHESTMODSEQ {}", b.highest_modseq),
-                other => format!("{other} 0"),
-            })
-            .collect();
+    async fn list_status(&mut self, b: &MailboxRow, items: &[String]) {
+        let items: Vec<&str> = items.iter().map(String::as_str).collect();
+        let parts = self.status_parts(b, &items).await;
         self.out.extend_from_slice(b"* STATUS ");
         view::name(&mut self.out, &b.name);
-        let _ = write!(Str(&mut self.out), " ({})\r\n", parts.join(" "));
+        let _ = write!(Str(&mut self.out), " ({parts})\r\n");
     }
 }
 

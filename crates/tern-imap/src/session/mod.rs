@@ -253,8 +253,14 @@ fn list_command(reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> list::Lis
     }
 }
 
+/// Flags a client sets (STORE, APPEND): `\Recent` is the server's alone
+/// and is left out (RFC 3501 §2.3.2).
 fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
-    flags.iter().map(|f| f.to_string()).collect()
+    flags
+        .iter()
+        .map(|f| f.to_string())
+        .filter(|f| !f.eq_ignore_ascii_case("\\Recent"))
+        .collect()
 }
 
 impl Session {
@@ -1054,6 +1060,7 @@ impl Session {
         };
         view.condstore = self.condstore;
         view.qresync = self.qresync;
+        view.recent.show = !self.rev2;
         let unseen = if self.rev2 {
             None
         } else {
@@ -1064,7 +1071,7 @@ impl Session {
         view.flag_lines(o);
         let _ = write!(Str(o), "* {} EXISTS\r\n", view.len());
         if !self.rev2 {
-            o.extend_from_slice(b"* 0 RECENT\r\n");
+            let _ = write!(Str(o), "* {} RECENT\r\n", view.recent_count());
             if let Some(seq) = unseen {
                 let _ = write!(Str(o), "* OK [UNSEEN {seq}] First unseen\r\n");
             }
@@ -1130,7 +1137,7 @@ impl Session {
             {
                 if let Some(seq) = view.seq_of(r.uid) {
                     let _ = write!(Str(&mut self.out), "* {seq} FETCH (UID {} ", r.uid);
-                    view::flags(&mut self.out, &r.flags);
+                    view.recent.write_flags(&mut self.out, r.uid, &r.flags);
                     let _ = write!(Str(&mut self.out), " MODSEQ ({}))\r\n", r.modseq);
                 }
             }
@@ -1170,6 +1177,36 @@ impl Session {
         }
     }
 
+    /// The items of a STATUS answer (RFC 9051 §6.3.11; RECENT of RFC 3501
+    /// §6.3.10), for STATUS and LIST-STATUS; `m` read with its counters.
+    async fn status_parts(&self, m: &MailboxRow, items: &[&str]) -> String {
+        let mut parts = Vec::new();
+        for item in items {
+            let value = match *item {
+                "MESSAGES" => u64::from(m.messages),
+                "UIDNEXT" => u64::from(m.uidnext),
+                "UIDVALIDITY" => u64::from(m.uidvalidity),
+                "UNSEEN" => u64::from(m.unseen),
+                "SIZE" => m.size,
+                "HIGHESTMODSEQ" => m.highest_modseq,
+                "RECENT" => self
+                    .server
+                    .store
+                    .recent(m.id)
+                    .await
+                    .map_or(0, |r| u64::from(r.0)),
+                "DELETED" => self.server.store.messages(m.id).await.map_or(0, |rows| {
+                    rows.iter()
+                        .filter(|r| r.flags.iter().any(|f| f == "\\Deleted"))
+                        .count() as u64
+                }),
+                _ => continue,
+            };
+            parts.push(format!("{item} {value}"));
+        }
+        parts.join(" ")
+    }
+
     async fn status(&mut self, tag: &str, name: &str, items: &[StatusDataItemName]) {
         let m = match self.find_mailbox(name, true).await {
             Ok(m) => m,
@@ -1178,40 +1215,24 @@ impl Session {
                 return;
             }
         };
-        let mut parts = Vec::new();
-        for i in items {
-            match i {
-                StatusDataItemName::Messages => parts.push(format!("MESSAGES {}", m.messages)),
-                StatusDataItemName::Recent => parts.push("RECENT 0".into()),
-                StatusDataItemName::UidNext => parts.push(format!("UIDNEXT {}", m.uidnext)),
-                StatusDataItemName::UidValidity => {
-                    parts.push(format!("UIDVALIDITY {}", m.uidvalidity))
-                }
-                StatusDataItemName::Unseen => parts.push(format!("UNSEEN {}", m.unseen)),
-                StatusDataItemName::Size => parts.push(format!("SIZE {}", m.size)),
-                StatusDataItemName::HighestModSeq => {
-                    parts.push(format!("HIGHESTMODSEQ {}", m.highest_modseq))
-                }
-                StatusDataItemName::Deleted => {
-                    let n = self
-                        .server
-                        .store
-                        .messages(m.id)
-                        .await
-                        .map(|r| {
-                            r.iter()
-                                .filter(|r| r.flags.iter().any(|f| f == "\\Deleted"))
-                                .count()
-                        })
-                        .unwrap_or(0);
-                    parts.push(format!("DELETED {n}"));
-                }
-                _ => {}
-            }
-        }
+        let names: Vec<&str> = items
+            .iter()
+            .filter_map(|i| match i {
+                StatusDataItemName::Messages => Some("MESSAGES"),
+                StatusDataItemName::Recent => Some("RECENT"),
+                StatusDataItemName::UidNext => Some("UIDNEXT"),
+                StatusDataItemName::UidValidity => Some("UIDVALIDITY"),
+                StatusDataItemName::Unseen => Some("UNSEEN"),
+                StatusDataItemName::Size => Some("SIZE"),
+                StatusDataItemName::HighestModSeq => Some("HIGHESTMODSEQ"),
+                StatusDataItemName::Deleted => Some("DELETED"),
+                _ => None,
+            })
+            .collect();
+        let parts = self.status_parts(&m, &names).await;
         self.out.extend_from_slice(b"* STATUS ");
         view::name(&mut self.out, &m.name);
-        let _ = write!(Str(&mut self.out), " ({})\r\n", parts.join(" "));
+        let _ = write!(Str(&mut self.out), " ({parts})\r\n");
         self.tagged(tag, "OK", "STATUS completed");
     }
 
@@ -1359,7 +1380,7 @@ impl Session {
                         let _ = write!(Str(&mut self.out), "UID {} ", u.uid);
                     }
                     if response == StoreResponse::Answer {
-                        view::flags(&mut self.out, &u.flags);
+                        v.recent.write_flags(&mut self.out, u.uid, &u.flags);
                         if condstore {
                             self.out.push(b' ');
                         }
@@ -1459,11 +1480,12 @@ impl Session {
             items.insert(0, MessageDataItemName::Uid);
         }
         let targets = self.resolve(set, uid);
-        let (read_only, mailbox_id, condstore) = match &self.state {
+        let (read_only, mailbox_id, condstore, recent) = match &self.state {
             State::Selected(v) => (
                 v.read_only,
                 v.mailbox.id,
                 v.condstore || changed_since.is_some(),
+                v.recent.clone(),
             ),
             _ => return,
         };
@@ -1606,7 +1628,7 @@ impl Session {
                         }
                         MessageDataItemName::Flags => {
                             sep(o);
-                            view::flags(o, &row.flags);
+                            recent.write_flags(o, row.uid, &row.flags);
                         }
                         MessageDataItemName::InternalDate => {
                             sep(o);
@@ -1702,7 +1724,7 @@ impl Session {
                 }
                 if seen_now.contains(&row.uid) && !flags_requested {
                     sep(o);
-                    view::flags(o, &row.flags);
+                    recent.write_flags(o, row.uid, &row.flags);
                 }
                 if condstore
                     && !items

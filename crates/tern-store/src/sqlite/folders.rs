@@ -278,6 +278,35 @@ impl Folders for SqliteStore {
         .await
     }
 
+    async fn claim_recent(&self, mailbox: i64, upto: u32) -> Result<u32> {
+        self.write(move |c| {
+            let first: i64 = c
+                .prepare_cached("SELECT recent_uid FROM mailboxes WHERE id = ?")?
+                .query_row([mailbox], |r| r.get(0))
+                .optional()?
+                .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+            if i64::from(upto) > first {
+                c.prepare_cached("UPDATE mailboxes SET recent_uid = ? WHERE id = ?")?
+                    .execute(params![upto, mailbox])?;
+            }
+            Ok(first as u32)
+        })
+        .await
+    }
+
+    async fn recent(&self, mailbox: i64) -> Result<(u32, u32)> {
+        self.read(move |c| {
+            Ok(c.prepare_cached(
+                "SELECT (SELECT COUNT(*) FROM mailbox_messages mm WHERE mm.mailbox_id = m.id AND mm.uid >= m.recent_uid),
+                        m.recent_uid
+                 FROM mailboxes m WHERE m.id = ?",
+            )?
+            .query_row([mailbox], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32)))
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?)
+        })
+    }
+
     async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st = c.prepare_cached(

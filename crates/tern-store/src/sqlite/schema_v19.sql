@@ -9,3 +9,8 @@ CREATE TABLE IF NOT EXISTS subscriptions (
 INSERT OR IGNORE INTO subscriptions(account_id, name)
 SELECT account_id, name FROM mailboxes WHERE subscribed <> 0;
 ALTER TABLE mailboxes DROP COLUMN subscribed;
+-- \Recent for IMAP4rev1 sessions (RFC 3501 §2.3.2): messages from recent_uid up are recent;
+-- the first read-write session to see them claims them by moving it past them. Nothing that
+-- exists at this upgrade is recent.
+ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
+UPDATE mailboxes SET recent_uid = uidnext;

@@ -63,7 +63,9 @@ async fn select_fetch_store_search() {
     assert!(r.starts_with("OK"));
     assert_eq!(u.len(), 2);
     assert!(
-        u[0].starts_with("* 1 FETCH (UID 1 FLAGS () RFC822.SIZE "),
+        // The first session to select them sees new messages as \Recent
+        // (RFC 3501 §2.3.2, an IMAP4rev1 session).
+        u[0].starts_with("* 1 FETCH (UID 1 FLAGS (\\Recent) RFC822.SIZE "),
         "{}",
         u[0]
     );
@@ -80,7 +82,7 @@ async fn select_fetch_store_search() {
     let (r, _) = tagged(&mut c, "d").await;
     assert!(r.starts_with("OK"));
     let (_, u) = cmd(&mut c, "e", "FETCH 2 FLAGS").await;
-    assert_eq!(u, vec!["* 2 FETCH (FLAGS (\\Seen))"]);
+    assert_eq!(u, vec!["* 2 FETCH (FLAGS (\\Seen \\Recent))"]);
     let (_, u) = cmd(&mut c, "f", "STORE 1 +FLAGS (\\Flagged $Important)").await;
     // A new keyword is announced first (RFC 9051 §7.3.5).
     assert_eq!(
@@ -88,7 +90,7 @@ async fn select_fetch_store_search() {
         vec![
             "* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important)",
             "* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Important \\*)] Flags permitted",
-            "* 1 FETCH (FLAGS (\\Flagged $Important))"
+            "* 1 FETCH (FLAGS (\\Flagged $Important \\Recent))"
         ]
     );
     let (_, u) = cmd(&mut c, "g", "SEARCH UNSEEN").await;
@@ -528,10 +530,11 @@ async fn ten_thousand_messages() {
     c.timeout = std::time::Duration::from_secs(60);
     let (_, u) = cmd(&mut c, "a", "SELECT INBOX").await;
     assert!(u.contains(&"* 10000 EXISTS".to_string()));
+    assert!(u.contains(&"* 10000 RECENT".to_string()));
     let (r, u) = cmd(&mut c, "b", "FETCH 1:* (UID FLAGS)").await;
     assert!(r.starts_with("OK"));
     assert_eq!(u.len(), 10_000);
-    assert_eq!(u[9_999], "* 10000 FETCH (UID 10000 FLAGS ())");
+    assert_eq!(u[9_999], "* 10000 FETCH (UID 10000 FLAGS (\\Recent))");
     let (_, u) = cmd(&mut c, "c", "UID SEARCH HEADER X-Tag needle").await;
     assert_eq!(u[0].split(' ').count(), 2 + 100);
     let (_, u) = cmd(&mut c, "d", "SEARCH RETURN (COUNT) SUBJECT \"message 99\"").await;
@@ -930,4 +933,63 @@ async fn list_extended_to_the_letter() {
         let (r, _) = cmd(&mut c, tag, line).await;
         assert!(r.starts_with("BAD") && r.contains(word), "{line}: {r}");
     }
+}
+
+/// RFC 3501 §2.3.2 for IMAP4rev1 sessions: the first session to select a
+/// mailbox read-write gets its new messages as `\Recent` (RECENT counts,
+/// FETCH FLAGS, SEARCH RECENT/NEW/OLD), no other session does; EXAMINE and
+/// STATUS look without taking; IMAP4rev2 sessions see none of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recent_for_imap4rev1_sessions() {
+    let s = start("").await;
+    deliver(&s, "r1", "x").await;
+    deliver(&s, "r2", "x").await;
+    let mut c = login(&s).await;
+    let (_, u) = cmd(&mut c, "a", "STATUS INBOX (MESSAGES RECENT)").await;
+    assert_eq!(u, vec!["* STATUS \"INBOX\" (MESSAGES 2 RECENT 2)"]);
+    let (_, u) = cmd(&mut c, "b", "EXAMINE INBOX").await;
+    assert!(u.contains(&"* 2 RECENT".to_string()), "{u:?}");
+    let (_, u) = cmd(&mut c, "c", "STATUS INBOX (RECENT)").await;
+    assert_eq!(
+        u,
+        vec!["* STATUS \"INBOX\" (RECENT 2)"],
+        "EXAMINE takes none"
+    );
+    let (_, u) = cmd(&mut c, "d", "SELECT INBOX").await;
+    assert!(u.contains(&"* 2 RECENT".to_string()), "{u:?}");
+    let (_, u) = cmd(&mut c, "e", "FETCH 1 FLAGS").await;
+    assert_eq!(u, vec!["* 1 FETCH (FLAGS (\\Recent))"]);
+    let (_, u) = cmd(&mut c, "f", "STORE 1 +FLAGS.SILENT (\\Seen \\Recent)").await;
+    assert!(u.is_empty(), "{u:?}");
+    for (tag, search, want) in [
+        ("g", "SEARCH RECENT", "* SEARCH 1 2"),
+        ("h", "SEARCH NEW", "* SEARCH 2"),
+        ("i", "SEARCH OLD", "* SEARCH"),
+    ] {
+        let (_, u) = cmd(&mut c, tag, search).await;
+        assert_eq!(u, vec![want], "{search}");
+    }
+    let (_, u) = cmd(&mut c, "j", "STATUS INBOX (RECENT)").await;
+    assert_eq!(u, vec!["* STATUS \"INBOX\" (RECENT 0)"]);
+
+    let mut d = login(&s).await;
+    let (_, u) = cmd(&mut d, "a", "SELECT INBOX").await;
+    assert!(u.contains(&"* 0 RECENT".to_string()), "{u:?}");
+    let (_, u) = cmd(&mut d, "b", "FETCH 1:2 FLAGS").await;
+    assert_eq!(
+        u,
+        vec!["* 1 FETCH (FLAGS (\\Seen))", "* 2 FETCH (FLAGS ())"],
+        "a client cannot store \\Recent; another session's are not shown"
+    );
+
+    deliver(&s, "r3", "x").await;
+    let (_, u) = cmd(&mut c, "k", "NOOP").await;
+    assert_eq!(u, vec!["* 3 EXISTS", "* 3 RECENT"]);
+    let (_, u) = cmd(&mut d, "c", "NOOP").await;
+    assert_eq!(u, vec!["* 3 EXISTS", "* 0 RECENT"]);
+
+    let mut e = login(&s).await;
+    cmd(&mut e, "a", "ENABLE IMAP4rev2").await;
+    let (_, u) = cmd(&mut e, "b", "SELECT INBOX").await;
+    assert!(!u.iter().any(|l| l.contains("RECENT")), "{u:?}");
 }
