@@ -296,14 +296,14 @@ impl Folders for SqliteStore {
 
     async fn recent(&self, mailbox: i64) -> Result<(u32, u32)> {
         self.read(move |c| {
-            Ok(c.prepare_cached(
+            c.prepare_cached(
                 "SELECT (SELECT COUNT(*) FROM mailbox_messages mm WHERE mm.mailbox_id = m.id AND mm.uid >= m.recent_uid),
                         m.recent_uid
                  FROM mailboxes m WHERE m.id = ?",
             )?
             .query_row([mailbox], |r| Ok((r.get::<_, i64>(0)? as u32, r.get::<_, i64>(1)? as u32)))
             .optional()?
-            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?)
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
         })
     }
 
