@@ -12,6 +12,7 @@ import threading
 import time
 import unittest
 import uuid
+import zlib
 
 
 def hostport(var):
@@ -20,6 +21,46 @@ def hostport(var):
 
 
 USER, PASS = os.environ['TERN_USER'], os.environ['TERN_PASS']
+
+
+def compress(m):
+    """COMPRESS DEFLATE (RFC 4978) on an imaplib session, with zlib's raw deflate (wbits
+    -15) as the client side: imaplib's read/readline/send go through it afterwards."""
+    imaplib.Commands.setdefault('COMPRESS', ('AUTH', 'SELECTED'))
+    typ, _ = m._simple_command('COMPRESS', 'DEFLATE')
+    assert typ == 'OK', typ
+    out, inflate, buf, raw = zlib.compressobj(6, zlib.DEFLATED, -15), zlib.decompressobj(-15), bytearray(), m.sock
+    stats = {'wire': 0, 'plain': 0}
+
+    def fill():
+        data = raw.recv(65536)
+        if not data:
+            raise imaplib.IMAP4.abort('connection closed')
+        stats['wire'] += len(data)
+        plain = inflate.decompress(data)
+        stats['plain'] += len(plain)
+        buf.extend(plain)
+
+    def read(size):
+        while len(buf) < size:
+            fill()
+        chunk = bytes(buf[:size])
+        del buf[:size]
+        return chunk
+
+    def readline():
+        while b'\n' not in buf:
+            fill()
+        i = buf.index(b'\n') + 1
+        line = bytes(buf[:i])
+        del buf[:i]
+        return line
+
+    def send(data):
+        raw.sendall(out.compress(data) + out.flush(zlib.Z_SYNC_FLUSH))
+
+    m.read, m.readline, m.send = read, readline, send
+    return stats
 
 
 def ctx():
@@ -102,6 +143,23 @@ class Imap(unittest.TestCase):
         m.send(b'DONE\r\n')
         while not m.readline().startswith(tag):
             pass
+        m.logout()
+
+    def test_compress_deflate(self):
+        body = '\r\n'.join(['the same words over and over again'] * 400)
+        deliver('compressed', body)
+        m = login()
+        stats = compress(m)
+        typ, _ = m._simple_command('COMPRESS', 'DEFLATE')
+        self.assertEqual(typ, 'NO')  # [COMPRESSIONACTIVE]
+        self.assertEqual(m.select('INBOX')[1], [b'1'])
+        typ, data = m.fetch('1', '(BODY.PEEK[TEXT])')
+        self.assertEqual(typ, 'OK')
+        self.assertIn(body.encode(), data[0][1])
+        self.assertLess(stats['wire'] * 5, stats['plain'], stats)
+        typ, _ = m.append('Drafts', None, None, ('Subject: z\r\n\r\n' + body + '\r\n').encode())
+        self.assertEqual(typ, 'OK')
+        self.assertEqual(m.status('Drafts', '(MESSAGES)')[0], 'OK')
         m.logout()
 
     def test_implicit_tls(self):

@@ -84,7 +84,13 @@ pub struct Conn {
     /// The local address the client connected to.
     pub local: SocketAddr,
     discarding: bool,
+    /// Compression after IMAP COMPRESS=DEFLATE (RFC 4978), inside TLS.
+    deflate: Option<Box<crate::deflate::Deflate>>,
 }
+
+/// Decompressed input taken per read at most: a compressed burst is
+/// inflated a piece at a time, never all at once.
+const INFLATE_CHUNK: usize = 64 * 1024;
 
 /// Initial read buffer; it doubles while a burst (message data) needs more
 /// and is released when it empties, so idle connections stay small.
@@ -103,6 +109,7 @@ impl Conn {
             peer,
             local,
             discarding: false,
+            deflate: None,
         })
     }
 
@@ -146,9 +153,28 @@ impl Conn {
         self.wbuf.len()
     }
 
+    /// Compresses everything from now on, both ways (RFC 4978): output
+    /// queued so far is sent uncompressed first; input already buffered
+    /// stays as it is (the peer starts compressing only after our reply).
+    pub async fn start_deflate(&mut self) -> io::Result<()> {
+        self.flush().await?;
+        self.deflate = Some(Box::default());
+        Ok(())
+    }
+
+    /// Whether the connection is compressed.
+    pub fn is_deflated(&self) -> bool {
+        self.deflate.is_some()
+    }
+
     /// Sends everything queued.
     pub async fn flush(&mut self) -> io::Result<()> {
         if !self.wbuf.is_empty() {
+            if let Some(d) = self.deflate.as_mut() {
+                let mut wire = Vec::with_capacity(self.wbuf.len() / 2 + 64);
+                d.deflate(&self.wbuf, &mut wire)?;
+                self.wbuf = wire;
+            }
             let stream = self.stream.as_mut().ok_or_else(|| {
                 io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed")
             })?;
@@ -177,6 +203,9 @@ impl Conn {
     /// a time cannot keep restarting the clock.
     pub async fn fill(&mut self, deadline: Instant) -> io::Result<usize> {
         self.flush().await?;
+        if self.deflate.is_some() {
+            return self.fill_inflated(deadline).await;
+        }
         // Read into spare capacity (no zero-filling); grow only when little is left.
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(self.rbuf.capacity().max(READ_CHUNK));
@@ -193,6 +222,35 @@ impl Conn {
         };
         self.quickack();
         r
+    }
+
+    /// [`Conn::fill`] on a compressed connection: inflates what is pending
+    /// (a bounded piece), reading more compressed input while none is.
+    async fn fill_inflated(&mut self, deadline: Instant) -> io::Result<usize> {
+        let mut raw = Vec::with_capacity(READ_CHUNK);
+        loop {
+            let d = self.deflate.as_mut().expect("compressed connection");
+            let n = d.inflate(&mut self.rbuf, INFLATE_CHUNK)?;
+            if n > 0 {
+                return Ok(n);
+            }
+            let stream = self.stream.as_mut().ok_or_else(|| {
+                io::Error::new(io::ErrorKind::NotConnected, "TLS handshake failed")
+            })?;
+            raw.clear();
+            let got = match tokio::time::timeout_at(deadline, stream.read_buf(&mut raw)).await {
+                Ok(r) => r?,
+                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
+            };
+            self.quickack();
+            if got == 0 {
+                return Ok(0);
+            }
+            self.deflate
+                .as_mut()
+                .expect("compressed connection")
+                .push(&raw);
+        }
     }
 
     /// Acknowledges received data at once instead of after the delayed-ACK

@@ -9,6 +9,7 @@ pub mod authguard;
 pub mod config;
 pub mod conn;
 pub mod connlimit;
+pub mod deflate;
 pub mod id;
 pub mod memory;
 pub mod sasl;

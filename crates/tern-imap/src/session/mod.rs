@@ -266,7 +266,7 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -530,6 +530,20 @@ impl Session {
                 // make different names clash; refused as a quoted one is.
                 self.tagged(&tag, "BAD", "Mailbox name is not valid UTF-8");
                 self.errors += 1;
+            }
+            CommandBody::Compress { .. } => {
+                // RFC 4978 §3: once per connection; the OK goes out
+                // uncompressed, everything after it compressed.
+                if self.conn.is_deflated() {
+                    self.tagged(&tag, "NO", "[COMPRESSIONACTIVE] DEFLATE is already active");
+                    return Flow::Continue;
+                }
+                self.tagged(&tag, "OK", "DEFLATE active");
+                self.flush().await;
+                self.reader = Reader::new(self.server.config.max_command);
+                if self.conn.start_deflate().await.is_err() {
+                    return Flow::Close;
+                }
             }
             CommandBody::Namespace => {
                 self.out
