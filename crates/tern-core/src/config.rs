@@ -311,6 +311,10 @@ pub struct ImapConfig {
     pub max_connections: usize,
     /// Simultaneous IMAP connections from one client IP address.
     pub max_connections_per_ip: usize,
+    /// Largest METADATA annotation value (RFC 5464), in bytes.
+    pub metadata_max_size: u32,
+    /// Annotations at most on one mailbox (and on the server).
+    pub metadata_max_entries: u32,
 }
 
 impl Default for ImapConfig {
@@ -321,6 +325,8 @@ impl Default for ImapConfig {
             max_command: 64 * 1024 * 1024,
             max_connections: 5000,
             max_connections_per_ip: 50,
+            metadata_max_size: 64 * 1024,
+            metadata_max_entries: 200,
         }
     }
 }
@@ -1122,6 +1128,9 @@ max_command = {imap_max_command}
 # Simultaneous connections in total and per client IP address.
 max_connections = {imap_max}
 max_connections_per_ip = {imap_max_ip}
+# METADATA (RFC 5464): largest annotation value in bytes, annotations per mailbox (and server).
+metadata_max_size = {imap_meta_size}
+metadata_max_entries = {imap_meta_entries}
 
 [auth]
 # Accept passwords before TLS from loopback clients only (elsewhere TLS is required).
@@ -1383,6 +1392,8 @@ check_domain_blocklists = ["dbl.spamhaus.org"]
         pop3_login_timeout = p.login_timeout,
         pop3_max_ip = p.max_connections_per_ip,
         imap_max_ip = i.max_connections_per_ip,
+        imap_meta_size = i.metadata_max_size,
+        imap_meta_entries = i.metadata_max_entries,
         imap_timeout = i.timeout,
         imap_login_timeout = i.login_timeout,
         imap_max_command = i.max_command,

@@ -34,6 +34,17 @@ pub fn literal(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// Appends a value that may hold any bytes: a string as [`string`] does,
+/// or a `literal8` when it holds a NUL (RFC 5464 §5 values are `nstring`
+/// or `literal8`).
+pub fn binary_literal_or_string(out: &mut Vec<u8>, s: &[u8]) {
+    if s.contains(&0) {
+        binary_literal(out, s);
+    } else {
+        string(out, s);
+    }
+}
+
 /// Appends BINARY content (RFC 3516 §4.3, RFC 9051 §4.3): a `literal8`
 /// `~{n}\r\n<bytes>` when it holds a NUL, which a plain literal may not
 /// carry, else a plain literal.

@@ -482,6 +482,19 @@ pub trait Folders: Send + Sync {
     /// How many messages no session has claimed as recent yet (STATUS
     /// RECENT), and the first UID that is still recent.
     async fn recent(&self, mailbox: i64) -> Result<(u32, u32)>;
+    /// Annotations (RFC 5464) of a mailbox, or of the server with `""`:
+    /// entry names (`/private/comment`) and values, by name.
+    async fn metadata(&self, account: AccountId, mailbox: &str) -> Result<Vec<(String, Vec<u8>)>>;
+    /// Sets (a value) or removes (`None`) annotations, all or none; more
+    /// than `max_entries` on the mailbox afterwards is [`StoreError::Invalid`]
+    /// ("too many"), and nothing changes.
+    async fn set_metadata(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+        max_entries: usize,
+    ) -> Result<()>;
     /// Every message of a mailbox, in UID order.
     async fn messages(&self, mailbox: i64) -> Result<Vec<MessageRow>>;
     /// Messages with UIDs in `first..=last`, in UID order.

@@ -1,6 +1,7 @@
 //! One IMAP session: states and commands of RFC 9051 §6.
 
 mod list;
+mod metadata;
 
 use crate::ImapServer;
 use crate::reader::{Event, Reader};
@@ -266,7 +267,7 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -544,6 +545,21 @@ impl Session {
                 if self.conn.start_deflate().await.is_err() {
                     return Flow::Close;
                 }
+            }
+            CommandBody::SetMetadata {
+                mailbox,
+                entry_values,
+            } => {
+                self.set_metadata(&tag, &mailbox, entry_values.as_ref())
+                    .await
+            }
+            CommandBody::GetMetadata {
+                options,
+                mailbox,
+                entries,
+            } => {
+                self.get_metadata(&tag, &options, &mailbox, entries.as_ref())
+                    .await
             }
             CommandBody::Namespace => {
                 self.out

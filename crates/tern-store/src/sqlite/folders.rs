@@ -184,6 +184,10 @@ impl Folders for SqliteStore {
                 // The delete trigger releases usage and blob references.
                 c.execute("DELETE FROM mailbox_messages WHERE mailbox_id = ?", [id])?;
                 c.execute("DELETE FROM mailboxes WHERE id = ?", [id])?;
+                c.execute(
+                    "DELETE FROM metadata WHERE account_id = ? AND mailbox = ?",
+                    params![account, name],
+                )?;
                 Ok(())
             })
             .await;
@@ -232,11 +236,15 @@ impl Folders for SqliteStore {
                 );
                 // (A name taken below the target fails the rename; two
                 // subscriptions to one name become one.)
-                for (table, or) in [("mailboxes", ""), ("subscriptions", "OR REPLACE")] {
+                for (table, column, or) in [
+                    ("mailboxes", "name", ""),
+                    ("subscriptions", "name", "OR REPLACE"),
+                    ("metadata", "mailbox", "OR REPLACE"),
+                ] {
                     c.execute(
                         &format!(
-                            "UPDATE {or} {table} SET name = ? || substr(name, ?)
-                             WHERE account_id = ? AND (name = ? OR name LIKE ? ESCAPE '\\')"
+                            "UPDATE {or} {table} SET {column} = ? || substr({column}, ?)
+                             WHERE account_id = ? AND ({column} = ? OR {column} LIKE ? ESCAPE '\\')"
                         ),
                         params![to, from.len() as i64 + 1, account, from, below],
                     )?;
@@ -305,6 +313,69 @@ impl Folders for SqliteStore {
             .optional()?
             .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
         })
+    }
+
+    async fn metadata(&self, account: AccountId, mailbox: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mailbox = if mailbox.is_empty() {
+            String::new()
+        } else {
+            normalize_name(mailbox)?
+        };
+        self.read(move |c| {
+            if !mailbox.is_empty() && mailbox_id(c, account, &mailbox)?.is_none() {
+                return Err(StoreError::NotFound(format!("mailbox {mailbox}")));
+            }
+            let mut st = c.prepare_cached(
+                "SELECT entry, value FROM metadata WHERE account_id = ? AND mailbox = ? ORDER BY entry",
+            )?;
+            let rows = st.query_map(params![account, mailbox], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    async fn set_metadata(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        changes: Vec<(String, Option<Vec<u8>>)>,
+        max_entries: usize,
+    ) -> Result<()> {
+        let mailbox = if mailbox.is_empty() {
+            String::new()
+        } else {
+            normalize_name(mailbox)?
+        };
+        self.write(move |c| {
+            if !mailbox.is_empty() && mailbox_id(c, account, &mailbox)?.is_none() {
+                return Err(StoreError::NotFound(format!("mailbox {mailbox}")));
+            }
+            for (entry, value) in &changes {
+                match value {
+                    Some(v) => c.execute(
+                        "INSERT INTO metadata(account_id, mailbox, entry, value) VALUES (?, ?, ?, ?)
+                         ON CONFLICT(account_id, mailbox, entry) DO UPDATE SET value = excluded.value",
+                        params![account, mailbox, entry, v],
+                    )?,
+                    None => c.execute(
+                        "DELETE FROM metadata WHERE account_id = ? AND mailbox = ? AND entry = ?",
+                        params![account, mailbox, entry],
+                    )?,
+                };
+            }
+            let n: i64 = c.query_row(
+                "SELECT COUNT(*) FROM metadata WHERE account_id = ? AND mailbox = ?",
+                params![account, mailbox],
+                |r| r.get(0),
+            )?;
+            if n as usize > max_entries {
+                // The writer rolls the whole change back.
+                return Err(StoreError::Invalid(format!(
+                    "too many annotations (at most {max_entries})"
+                )));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn subscriptions(&self, account: AccountId) -> Result<Vec<String>> {

@@ -14,3 +14,12 @@ ALTER TABLE mailboxes DROP COLUMN subscribed;
 -- exists at this upgrade is recent.
 ALTER TABLE mailboxes ADD COLUMN recent_uid INTEGER NOT NULL DEFAULT 1;
 UPDATE mailboxes SET recent_uid = uidnext;
+-- IMAP METADATA (RFC 5464): annotations of the server ('' as mailbox) and of mailboxes, by
+-- mailbox name; DELETE removes a mailbox's, RENAME moves them.
+CREATE TABLE IF NOT EXISTS metadata (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    mailbox     TEXT NOT NULL,
+    entry       TEXT NOT NULL,
+    value       BLOB NOT NULL,
+    PRIMARY KEY (account_id, mailbox, entry)
+) WITHOUT ROWID;

@@ -993,3 +993,120 @@ async fn recent_for_imap4rev1_sessions() {
     let (_, u) = cmd(&mut e, "b", "SELECT INBOX").await;
     assert!(!u.iter().any(|l| l.contains("RECENT")), "{u:?}");
 }
+
+/// RFC 5464 (METADATA): server and mailbox annotations set and read back
+/// (DEPTH, MAXSIZE → LONGENTRIES), NIL removes, limits answered with their
+/// response codes, entries follow RENAME and go with DELETE.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metadata_annotations() {
+    let s = start("").await;
+    let mut c = login(&s).await;
+    let (r, _) = cmd(
+        &mut c,
+        "a",
+        "SETMETADATA INBOX (/private/comment \"My own\" /shared/comment \"Everyone's\" /private/vendor/tern/a \"1\" /private/vendor/tern/a/b \"2\")",
+    )
+    .await;
+    assert!(r.starts_with("OK"), "{r}");
+    let (_, u) = cmd(&mut c, "b", "GETMETADATA INBOX /private/comment").await;
+    assert_eq!(
+        u,
+        vec!["* METADATA \"INBOX\" (\"/private/comment\" \"My own\")"]
+    );
+    let (_, u) = cmd(
+        &mut c,
+        "c",
+        "GETMETADATA INBOX (/shared/comment /private/none)",
+    )
+    .await;
+    assert_eq!(
+        u,
+        vec!["* METADATA \"INBOX\" (\"/shared/comment\" \"Everyone's\")"]
+    );
+    let (_, u) = cmd(
+        &mut c,
+        "d",
+        "GETMETADATA (DEPTH 1) INBOX /private/vendor/tern",
+    )
+    .await;
+    assert_eq!(
+        u,
+        vec!["* METADATA \"INBOX\" (\"/private/vendor/tern/a\" \"1\")"]
+    );
+    let (_, u) = cmd(
+        &mut c,
+        "e",
+        "GETMETADATA (DEPTH infinity) INBOX /private/vendor",
+    )
+    .await;
+    assert_eq!(
+        u,
+        vec![
+            "* METADATA \"INBOX\" (\"/private/vendor/tern/a\" \"1\" \"/private/vendor/tern/a/b\" \"2\")"
+        ]
+    );
+    let (r, u) = cmd(
+        &mut c,
+        "f",
+        "GETMETADATA (MAXSIZE 3) INBOX (/private/comment /shared/comment)",
+    )
+    .await;
+    assert!(u.is_empty(), "{u:?}");
+    assert!(r.starts_with("OK [METADATA LONGENTRIES 10]"), "{r}");
+    let (r, _) = cmd(
+        &mut c,
+        "g",
+        "SETMETADATA \"\" (/private/vendor/client/theme \"dark\")",
+    )
+    .await;
+    assert!(r.starts_with("OK"), "server annotations: {r}");
+    let (_, u) = cmd(&mut c, "h", "GETMETADATA \"\" /private/vendor/client/theme").await;
+    assert_eq!(
+        u,
+        vec!["* METADATA \"\" (\"/private/vendor/client/theme\" \"dark\")"]
+    );
+    let (r, _) = cmd(&mut c, "i", "SETMETADATA INBOX (/private/comment NIL)").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let (_, u) = cmd(&mut c, "j", "GETMETADATA INBOX /private/comment").await;
+    assert!(u.is_empty(), "removed: {u:?}");
+    let big = "x".repeat(70_000);
+    let (r, _) = cmd(
+        &mut c,
+        "k",
+        &format!(
+            "SETMETADATA INBOX (/private/big {{{}+}}\r\n{big})",
+            big.len()
+        ),
+    )
+    .await;
+    assert!(r.starts_with("NO [METADATA MAXSIZE 65536]"), "{r}");
+    for (tag, line, want) in [
+        ("l", "SETMETADATA INBOX (/other/x \"1\")", "BAD"),
+        (
+            "m",
+            "SETMETADATA Nowhere (/private/x \"1\")",
+            "NO [NONEXISTENT]",
+        ),
+        ("n", "GETMETADATA INBOX /private/a*", "BAD"),
+    ] {
+        let (r, _) = cmd(&mut c, tag, line).await;
+        assert!(r.starts_with(want), "{line}: {r}");
+    }
+    cmd(&mut c, "o", "CREATE Projects").await;
+    cmd(
+        &mut c,
+        "p",
+        "SETMETADATA Projects (/private/comment \"work\")",
+    )
+    .await;
+    cmd(&mut c, "q", "RENAME Projects Work").await;
+    let (_, u) = cmd(&mut c, "r", "GETMETADATA Work /private/comment").await;
+    assert_eq!(
+        u,
+        vec!["* METADATA \"Work\" (\"/private/comment\" \"work\")"]
+    );
+    cmd(&mut c, "s", "DELETE Work").await;
+    cmd(&mut c, "t", "CREATE Work").await;
+    let (_, u) = cmd(&mut c, "u", "GETMETADATA Work /private/comment").await;
+    assert!(u.is_empty(), "a new mailbox starts bare: {u:?}");
+}
