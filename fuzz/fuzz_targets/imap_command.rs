@@ -1,4 +1,5 @@
-//! The IMAP command reader: framing (literals, limits) and decoding of any
+//! The IMAP command reader: framing (literals, limits), Tern's rewrites
+//! before decoding (LIST, OBJECTID/SAVEDATE/PREVIEW items) and decoding of any
 //! bytes, split anywhere, never panics and never yields a command bigger
 //! than the limit.
 #![no_main]
@@ -19,6 +20,7 @@ fuzz_target!(|input: &[u8]| {
                 Event::NeedMore => break,
                 Event::Command(bytes) => {
                     assert!(bytes.len() <= 1024);
+                    tern_imap::pre_decode_rewrites(&bytes);
                     let _ = CommandCodec::default().decode(&bytes);
                     commands += 1;
                 }

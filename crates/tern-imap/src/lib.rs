@@ -17,6 +17,7 @@ mod sort;
 mod view;
 pub mod write;
 
+pub use session::pre_decode_rewrites;
 use std::sync::Arc;
 use tern_core::authguard::AuthGuard;
 use tern_core::config::AuthConfig;

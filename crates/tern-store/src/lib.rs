@@ -482,6 +482,15 @@ pub trait Folders: Send + Sync {
     /// How many messages no session has claimed as recent yet (STATUS
     /// RECENT), and the first UID that is still recent.
     async fn recent(&self, mailbox: i64) -> Result<(u32, u32)>;
+    /// When messages with UIDs in `first..=last` were saved into the
+    /// mailbox (RFC 8514 SAVEDATE), Unix seconds; `None` where unknown
+    /// (stored before Tern kept it). In UID order.
+    async fn saved_dates(
+        &self,
+        mailbox: i64,
+        first: u32,
+        last: u32,
+    ) -> Result<Vec<(u32, Option<i64>)>>;
     /// Annotations (RFC 5464) of a mailbox, or of the server with `""`:
     /// entry names (`/private/comment`) and values, by name.
     async fn metadata(&self, account: AccountId, mailbox: &str) -> Result<Vec<(String, Vec<u8>)>>;

@@ -30,7 +30,8 @@ pub(super) struct ListCommand {
 
 const SELECTION: [&str; 4] = ["SUBSCRIBED", "REMOTE", "RECURSIVEMATCH", "SPECIAL-USE"];
 const RETURNS: [&str; 3] = ["SUBSCRIBED", "CHILDREN", "SPECIAL-USE"];
-const STATUS_ITEMS: [&str; 8] = [
+const STATUS_ITEMS: [&str; 9] = [
+    "MAILBOXID",
     "MESSAGES",
     "UIDNEXT",
     "UIDVALIDITY",

@@ -1,5 +1,6 @@
 //! One IMAP session: states and commands of RFC 9051 §6.
 
+mod extra_items;
 mod list;
 mod metadata;
 
@@ -57,6 +58,10 @@ struct Session {
     esearch: Option<Vec<String>>,
     /// UIDs saved by `SEARCH RETURN (SAVE)`, what `$` stands for (RFC 5182).
     saved: Vec<u32>,
+    /// FETCH items of the command being run that the codec does not know.
+    fetch_extras: extra_items::FetchExtras,
+    /// STATUS MAILBOXID asked (RFC 8474); `true`: MESSAGES only stands in.
+    status_mailboxid: Option<bool>,
     /// When the login must be over (`login_timeout` after connecting).
     login_deadline: tokio::time::Instant,
 }
@@ -89,6 +94,8 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         qresync: false,
         esearch: None,
         saved: Vec::new(),
+        fetch_extras: Default::default(),
+        status_mailboxid: None,
         login_deadline: tokio::time::Instant::now() + Duration::from_secs(server_login_timeout),
     };
     let caps = s.capabilities();
@@ -239,6 +246,41 @@ fn mailbox_names_are_utf8(body: &CommandBody<'_>) -> bool {
     }
 }
 
+/// PREVIEW (RFC 8970 §3): the start of the message's text, white space
+/// folded, at most 200 characters and 256 octets; empty when it has none.
+fn preview(raw: &[u8]) -> String {
+    let text = mail_parser::MessageParser::default()
+        .parse(raw)
+        .and_then(|m| m.body_preview(256).map(|p| p.into_owned()))
+        .unwrap_or_default();
+    let mut out = String::new();
+    for (n, c) in text
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .enumerate()
+    {
+        if n == 200 || out.len() + c.len_utf8() > 256 {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Runs every rewrite made before imap-codec decodes a command (the parts
+/// that need no session), for the fuzz target: on any bytes none may
+/// panic.
+pub fn pre_decode_rewrites(bytes: &[u8]) {
+    let _ = strip_search_return(bytes);
+    let _ = saved_reference(bytes);
+    let _ = list::parse(bytes);
+    let _ = extra_items::take_fetch_extras(bytes);
+    let _ = extra_items::take_status_mailboxid(bytes);
+    extra_items::check_search_extras(bytes);
+}
+
 /// A basic `LIST`/`LSUB reference pattern` as decoded by imap-codec.
 fn list_command(reference: &Mailbox<'_>, pattern: &ListMailbox<'_>) -> list::ListCommand {
     list::ListCommand {
@@ -267,7 +309,7 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -384,6 +426,28 @@ impl Session {
                 }
             }
             let bytes = self.substitute_saved(bytes);
+            // OBJECTID, SAVEDATE and PREVIEW items (the codec knows none).
+            let bytes = match extra_items::take_fetch_extras(&bytes) {
+                Some((b, extras)) => {
+                    self.fetch_extras = extras;
+                    b
+                }
+                None => {
+                    self.fetch_extras = Default::default();
+                    bytes
+                }
+            };
+            let bytes = match extra_items::take_status_mailboxid(&bytes) {
+                Some((b, stand_in)) => {
+                    self.status_mailboxid = Some(stand_in);
+                    b
+                }
+                None => {
+                    self.status_mailboxid = None;
+                    bytes
+                }
+            };
+            let bytes = self.rewrite_search_extras(bytes).await;
             let cmd = match CommandCodec::default().decode(&bytes) {
                 Ok((b"", cmd)) => cmd,
                 _ => {
@@ -581,8 +645,20 @@ impl Session {
                     .await
             }
             CommandBody::Create { mailbox } => {
-                let r = store.create_mailbox(account, &mailbox_name(&mailbox)).await;
-                self.done(&tag, name, r);
+                let name = mailbox_name(&mailbox);
+                match store.create_mailbox(account, &name).await {
+                    Ok(()) => {
+                        // RFC 8474 §4.1: CREATE tells the new mailbox's id.
+                        let code = match store.find_mailbox(account, &name, false).await {
+                            Ok(m) => {
+                                format!("[MAILBOXID ({})] ", extra_items::mailbox_id(m.uidvalidity))
+                            }
+                            Err(_) => String::new(),
+                        };
+                        self.tagged(&tag, "OK", &format!("{code}CREATE completed"));
+                    }
+                    Err(e) => self.done(&tag, "CREATE", Err(e)),
+                }
             }
             CommandBody::Delete { mailbox } => {
                 let r = store.delete_mailbox(account, &mailbox_name(&mailbox)).await;
@@ -1121,6 +1197,11 @@ impl Session {
             "* OK [HIGHESTMODSEQ {}] Highest\r\n",
             m.highest_modseq
         );
+        let _ = write!(
+            Str(o),
+            "* OK [MAILBOXID ({})] Ok\r\n",
+            extra_items::mailbox_id(m.uidvalidity)
+        );
         let _ = write!(Str(o), "* LIST () \"/\" ");
         view::name(o, &m.name);
         o.extend_from_slice(b"\r\n");
@@ -1218,6 +1299,13 @@ impl Session {
                 "UIDVALIDITY" => u64::from(m.uidvalidity),
                 "UNSEEN" => u64::from(m.unseen),
                 "SIZE" => m.size,
+                "MAILBOXID" => {
+                    parts.push(format!(
+                        "MAILBOXID ({})",
+                        extra_items::mailbox_id(m.uidvalidity)
+                    ));
+                    continue;
+                }
                 "HIGHESTMODSEQ" => m.highest_modseq,
                 "RECENT" => self
                     .server
@@ -1259,6 +1347,14 @@ impl Session {
                 _ => None,
             })
             .collect();
+        let mut names = names;
+        let mailboxid = self.status_mailboxid.take();
+        if mailboxid == Some(true) {
+            names.clear();
+        }
+        if mailboxid.is_some() {
+            names.push("MAILBOXID");
+        }
         let parts = self.status_parts(&m, &names).await;
         self.out.extend_from_slice(b"* STATUS ");
         view::name(&mut self.out, &m.name);
@@ -1546,6 +1642,8 @@ impl Session {
                     | MessageDataItemName::BinarySize { .. }
             )
         });
+        let extras = std::mem::take(&mut self.fetch_extras);
+        let needs_raw = needs_raw || extras.preview;
         let sets_seen = !read_only
             && items.iter().any(|i| {
                 matches!(
@@ -1604,6 +1702,18 @@ impl Session {
                     }
                 }
             }
+            let saved_dates: std::collections::HashMap<u32, Option<i64>> =
+                match (extras.savedate, chunk.first(), chunk.last()) {
+                    (true, Some(&(_, first)), Some(&(_, last))) => self
+                        .server
+                        .store
+                        .saved_dates(mailbox_id, first, last)
+                        .await
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                    _ => Default::default(),
+                };
             let mut next = 0;
             let flags_requested = items
                 .iter()
@@ -1763,6 +1873,31 @@ impl Session {
                 {
                     sep(o);
                     let _ = write!(Str(o), "MODSEQ ({})", row.modseq);
+                }
+                if extras.emailid {
+                    sep(o);
+                    let _ = write!(Str(o), "EMAILID ({})", extra_items::email_id(row.blob));
+                }
+                if extras.threadid {
+                    // RFC 8474 §5.2: a server without thread identifiers
+                    // answers NIL.
+                    sep(o);
+                    o.extend_from_slice(b"THREADID NIL");
+                }
+                if extras.savedate {
+                    sep(o);
+                    let when = saved_dates
+                        .get(&row.uid)
+                        .copied()
+                        .flatten()
+                        .unwrap_or(row.internaldate);
+                    let _ = write!(Str(o), "SAVEDATE \"{}\"", write::internal_date(when));
+                }
+                if extras.preview {
+                    sep(o);
+                    o.extend_from_slice(b"PREVIEW ");
+                    let text = preview(&raw);
+                    write::string(o, text.as_bytes());
                 }
                 o.extend_from_slice(b")\r\n");
                 if self.out.len() > 256 * 1024 {

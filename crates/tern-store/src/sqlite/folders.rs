@@ -315,6 +315,24 @@ impl Folders for SqliteStore {
         })
     }
 
+    async fn saved_dates(
+        &self,
+        mailbox: i64,
+        first: u32,
+        last: u32,
+    ) -> Result<Vec<(u32, Option<i64>)>> {
+        self.read_bulk(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT uid, saved_at FROM mailbox_messages
+                 WHERE mailbox_id = ? AND uid BETWEEN ? AND ? ORDER BY uid",
+            )?;
+            let rows = st.query_map(params![mailbox, first as i64, last as i64], |r| {
+                Ok((r.get::<_, i64>(0)? as u32, r.get(1)?))
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     async fn metadata(&self, account: AccountId, mailbox: &str) -> Result<Vec<(String, Vec<u8>)>> {
         let mailbox = if mailbox.is_empty() {
             String::new()
@@ -696,8 +714,9 @@ impl Folders for SqliteStore {
                 let uid: i64 = c
                     .prepare_cached(
                         "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
-                            internaldate, queue_id, mail_from, params)
-                         SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, '', '', '{}'
+                            internaldate, queue_id, mail_from, params, saved_at)
+                         SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, '', '', '{}',
+                                CAST(strftime('%s', 'now') AS INTEGER)
                          FROM mailboxes WHERE id = ? AND account_id = ?
                          RETURNING uid",
                     )?
@@ -754,8 +773,9 @@ fn copy_rows(
          WHERE mailbox_id = ? AND uid = ?",
     )?;
     let mut insert = c.prepare_cached(
-        "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq, internaldate, queue_id, mail_from, params)
-         SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, ?, ?, ? FROM mailboxes WHERE id = ? RETURNING uid",
+        "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq, internaldate, queue_id, mail_from, params, saved_at)
+         SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, ?, ?, ?, CAST(strftime('%s', 'now') AS INTEGER)
+         FROM mailboxes WHERE id = ? RETURNING uid",
     )?;
     let mut del =
         c.prepare_cached("DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?")?;

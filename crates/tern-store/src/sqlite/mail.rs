@@ -219,8 +219,8 @@ impl Prepared {
             // UID and MODSEQ come from the mailbox row; the insert trigger
             // advances them, the account's usage and the blob's refcount.
             "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
-                internaldate, queue_id, mail_from, params)
-             SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, ?, ?, ?
+                internaldate, queue_id, mail_from, params, saved_at)
+             SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, ?, ?, ?, CAST(strftime('%s', 'now') AS INTEGER)
              FROM mailboxes WHERE id = ?",
         )?;
         let mut delivered = 0;

@@ -23,3 +23,6 @@ CREATE TABLE IF NOT EXISTS metadata (
     value       BLOB NOT NULL,
     PRIMARY KEY (account_id, mailbox, entry)
 ) WITHOUT ROWID;
+-- SAVEDATE (RFC 8514): when a message was saved into its mailbox (delivery, APPEND, COPY,
+-- MOVE), Unix seconds; unknown (NULL) for rows stored before this version.
+ALTER TABLE mailbox_messages ADD COLUMN saved_at INTEGER;

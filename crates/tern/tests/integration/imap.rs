@@ -1110,3 +1110,67 @@ async fn metadata_annotations() {
     let (_, u) = cmd(&mut c, "u", "GETMETADATA Work /private/comment").await;
     assert!(u.is_empty(), "a new mailbox starts bare: {u:?}");
 }
+
+/// RFC 8474 (OBJECTID), RFC 8514 (SAVEDATE), RFC 8970 (PREVIEW): ids that
+/// survive COPY and RENAME, found again by SEARCH; save dates; previews.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn objectid_savedate_preview() {
+    let s = start("").await;
+    deliver(&s, "ids", "Hello   there,\r\nthis is the text.").await;
+    let mut c = login(&s).await;
+    let (r, _) = cmd(&mut c, "a", "CREATE Keep").await;
+    assert!(r.starts_with("OK [MAILBOXID (F"), "{r}");
+    let (_, u) = cmd(&mut c, "b", "SELECT INBOX").await;
+    let inbox_id = u
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [MAILBOXID ("))
+        .and_then(|l| l.split(')').next())
+        .expect("MAILBOXID on SELECT")
+        .to_string();
+    let (_, u) = cmd(&mut c, "c", "STATUS INBOX (MAILBOXID)").await;
+    assert_eq!(
+        u,
+        vec![format!("* STATUS \"INBOX\" (MAILBOXID ({inbox_id}))")]
+    );
+    let (r, u) = cmd(&mut c, "d", "FETCH 1 (EMAILID THREADID PREVIEW SAVEDATE)").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let line = &u[0];
+    assert!(line.contains("THREADID NIL"), "{line}");
+    assert!(
+        line.contains("PREVIEW \"Hello there, this is the text.\""),
+        "{line}"
+    );
+    assert!(line.contains("SAVEDATE \""), "{line}");
+    let email_id = line
+        .split("EMAILID (")
+        .nth(1)
+        .and_then(|l| l.split(')').next())
+        .unwrap()
+        .to_string();
+    cmd(&mut c, "e", "COPY 1 Keep").await;
+    let (_, u) = cmd(&mut c, "f", &format!("SEARCH EMAILID {email_id}")).await;
+    assert_eq!(u, vec!["* SEARCH 1"]);
+    let (_, u) = cmd(&mut c, "g", "SEARCH NOT EMAILID Mnothing").await;
+    assert_eq!(u, vec!["* SEARCH 1"]);
+    let (_, u) = cmd(
+        &mut c,
+        "h",
+        "SEARCH SAVEDSINCE 1-Jan-2000 SAVEDATESUPPORTED",
+    )
+    .await;
+    assert_eq!(u, vec!["* SEARCH 1"]);
+    let (_, u) = cmd(&mut c, "i", "SEARCH SAVEDBEFORE 1-Jan-2000").await;
+    assert_eq!(u, vec!["* SEARCH"]);
+    let (_, u) = cmd(&mut c, "j", "SEARCH SUBJECT EMAILID").await;
+    assert_eq!(u, vec!["* SEARCH"], "a string argument is not a key");
+    cmd(&mut c, "k", "RENAME Keep Kept").await;
+    cmd(&mut c, "l", "SELECT Kept").await;
+    let (_, u) = cmd(&mut c, "m", "UID FETCH 1 EMAILID").await;
+    assert_eq!(
+        u,
+        vec![format!("* 1 FETCH (UID 1 EMAILID ({email_id}))")],
+        "COPY keeps it"
+    );
+    let (_, u) = cmd(&mut c, "n", "LIST \"\" Kept RETURN (STATUS (MAILBOXID))").await;
+    assert!(u[1].starts_with("* STATUS \"Kept\" (MAILBOXID (F"), "{u:?}");
+}
