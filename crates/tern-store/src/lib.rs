@@ -426,6 +426,17 @@ pub struct MessageRow {
     pub blob: BlobId,
 }
 
+/// A message to append.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Appended {
+    /// Its bytes.
+    pub raw: Vec<u8>,
+    /// Its flags and keywords.
+    pub flags: Vec<String>,
+    /// INTERNALDATE, Unix seconds.
+    pub internaldate: i64,
+}
+
 /// How STORE changes flags.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlagMode {
@@ -559,15 +570,17 @@ pub trait Folders: Send + Sync {
     ) -> Result<(u32, Vec<(u32, u32)>)>;
     /// Removes messages by UID.
     async fn expunge_uids(&self, mailbox: i64, uids: &[u32]) -> Result<()>;
-    /// Adds a message to a mailbox (IMAP APPEND); returns (UIDVALIDITY, UID).
+    /// Adds messages to a mailbox (IMAP APPEND, MULTIAPPEND): all of them or
+    /// none (RFC 3502 §3), and with `replace` the message it names (mailbox,
+    /// UID) expunged in the same commit (RFC 8508 REPLACE). Returns the
+    /// mailbox's UIDVALIDITY and the new UIDs, in order.
     async fn append(
         &self,
         account: AccountId,
         mailbox: i64,
-        raw: Vec<u8>,
-        flags: &[String],
-        internaldate: i64,
-    ) -> Result<(u32, u32)>;
+        messages: Vec<Appended>,
+        replace: Option<(i64, u32)>,
+    ) -> Result<(u32, Vec<u32>)>;
     /// A receiver of change notifications: the account whose mail changed.
     fn watch(&self) -> tokio::sync::broadcast::Receiver<AccountId>;
 }

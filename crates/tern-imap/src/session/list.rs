@@ -6,6 +6,7 @@
 //! parentheses, and return options, each checked against what the RFCs
 //! define (anything else is BAD, RFC 5258 §3).
 
+use super::tokens::{Token, tokens};
 use super::{Session, store_err};
 use crate::view;
 use crate::write::Str;
@@ -52,80 +53,6 @@ pub(super) enum Parsed {
     List(String, ListCommand),
 }
 
-#[derive(Debug, PartialEq, Eq)]
-enum Token {
-    Open,
-    Close,
-    /// An atom (`%` and `*` included).
-    Atom(Vec<u8>),
-    /// A quoted string or a literal.
-    Str(Vec<u8>),
-}
-
-/// Splits the arguments into tokens (RFC 9051 §9: atoms, quoted strings,
-/// literals, parentheses). `None` when they are malformed.
-fn tokens(mut s: &[u8]) -> Option<Vec<Token>> {
-    let mut out = Vec::new();
-    loop {
-        while let Some(rest) = s.strip_prefix(b" ") {
-            s = rest;
-        }
-        let Some(&c) = s.first() else {
-            return Some(out);
-        };
-        match c {
-            b'\r' | b'\n' => return s.iter().all(|b| matches!(b, b'\r' | b'\n')).then_some(out),
-            b'(' => {
-                out.push(Token::Open);
-                s = &s[1..];
-            }
-            b')' => {
-                out.push(Token::Close);
-                s = &s[1..];
-            }
-            b'"' => {
-                let mut v = Vec::new();
-                let mut i = 1;
-                loop {
-                    match *s.get(i)? {
-                        b'"' => break,
-                        b'\\' => {
-                            v.push(*s.get(i + 1)?);
-                            i += 2;
-                        }
-                        b'\r' | b'\n' => return None,
-                        b => {
-                            v.push(b);
-                            i += 1;
-                        }
-                    }
-                }
-                out.push(Token::Str(v));
-                s = &s[i + 1..];
-            }
-            b'{' | b'~' => {
-                // {n} or {n+} (or ~{n} for literal8), CRLF, n bytes.
-                let start = if c == b'~' { 2 } else { 1 };
-                let close = s.iter().position(|&b| b == b'}')?;
-                let digits = s.get(start..close)?;
-                let digits = digits.strip_suffix(b"+").unwrap_or(digits);
-                let n: usize = std::str::from_utf8(digits).ok()?.parse().ok()?;
-                let data = s.get(close + 1..)?.strip_prefix(b"\r\n")?;
-                out.push(Token::Str(data.get(..n)?.to_vec()));
-                s = &data[n..];
-            }
-            _ => {
-                let end = s
-                    .iter()
-                    .position(|b| matches!(b, b' ' | b'(' | b')' | b'\r' | b'\n' | b'"'))
-                    .unwrap_or(s.len());
-                out.push(Token::Atom(s[..end].to_vec()));
-                s = &s[end..];
-            }
-        }
-    }
-}
-
 fn upper(t: &[u8]) -> String {
     String::from_utf8_lossy(t).to_ascii_uppercase()
 }
@@ -153,7 +80,7 @@ fn parse_args(args: &[u8]) -> Result<ListCommand, String> {
     let mut it = toks.into_iter().peekable();
     let mut cmd = ListCommand::default();
     let word = |t: Option<Token>| match t {
-        Some(Token::Atom(a) | Token::Str(a)) => Ok(a),
+        Some(Token::Atom(a) | Token::Quoted(a) | Token::Literal(a, _)) => Ok(a),
         _ => Err("Syntax error in LIST".to_string()),
     };
     // Selection options.
@@ -180,7 +107,9 @@ fn parse_args(args: &[u8]) -> Result<ListCommand, String> {
         loop {
             match it.next() {
                 Some(Token::Close) => break,
-                Some(Token::Atom(a) | Token::Str(a)) => cmd.patterns.push(a),
+                Some(Token::Atom(a) | Token::Quoted(a) | Token::Literal(a, _)) => {
+                    cmd.patterns.push(a)
+                }
                 _ => return Err("Syntax error in LIST patterns".into()),
             }
         }

@@ -1,8 +1,10 @@
 //! One IMAP session: states and commands of RFC 9051 §6.
 
+mod append;
 mod extra_items;
 mod list;
 mod metadata;
+mod tokens;
 
 use crate::ImapServer;
 use crate::reader::{Event, Reader};
@@ -309,7 +311,7 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW MULTIAPPEND CATENATE REPLACE",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -401,6 +403,39 @@ impl Session {
             };
             // imap-codec has no SEARCH RETURN (RFC 4731): take the options
             // off here and format the result as ESEARCH.
+            // MULTIAPPEND, CATENATE and REPLACE are parsed here (RFC 3502,
+            // 4469, 8508); a plain APPEND goes to the codec.
+            match append::parse(&bytes) {
+                append::Parsed::Other => {}
+                append::Parsed::Bad(tag, why) => {
+                    self.tagged(&tag, "BAD", &why);
+                    self.errors += 1;
+                    continue;
+                }
+                append::Parsed::Append {
+                    tag,
+                    mailbox,
+                    messages,
+                } => {
+                    if matches!(self.state, State::NotAuthenticated) {
+                        self.tagged(&tag, "BAD", "APPEND requires authentication");
+                        self.errors += 1;
+                    } else {
+                        self.append_messages(&tag, &mailbox, messages, None).await;
+                    }
+                    continue;
+                }
+                append::Parsed::Replace {
+                    tag,
+                    uid,
+                    number,
+                    mailbox,
+                    message,
+                } => {
+                    self.replace(&tag, uid, number, &mailbox, message).await;
+                    continue;
+                }
+            }
             let (bytes, esearch) = match strip_search_return(&bytes) {
                 Some((stripped, options)) => (stripped, Some(options)),
                 None => (bytes, None),
@@ -706,17 +741,13 @@ impl Session {
                     LiteralOrLiteral8::Literal(l) => l.data().to_vec(),
                     LiteralOrLiteral8::Literal8(l) => l.data.to_vec(),
                 };
-                let date = date
-                    .map(|d| d.as_ref().timestamp())
-                    .unwrap_or_else(tern_core::now_unix);
-                self.append(
-                    &tag,
-                    &mailbox_name(&mailbox),
-                    data,
-                    &flag_strings(&flags),
-                    date,
-                )
-                .await;
+                let message = append::Message {
+                    flags: flag_strings(&flags),
+                    date: date.map(|d| d.as_ref().timestamp()),
+                    data: append::Data::Bytes(data),
+                };
+                self.append_messages(&tag, &mailbox_name(&mailbox), vec![message], None)
+                    .await;
             }
             CommandBody::Idle => self.idle(&tag).await,
             CommandBody::GetQuotaRoot { mailbox } => {
@@ -1360,32 +1391,6 @@ impl Session {
         view::name(&mut self.out, &m.name);
         let _ = write!(Str(&mut self.out), " ({parts})\r\n");
         self.tagged(tag, "OK", "STATUS completed");
-    }
-
-    async fn append(&mut self, tag: &str, name: &str, data: Vec<u8>, flags: &[String], date: i64) {
-        let m = match self.find_mailbox(name, false).await {
-            Ok(m) => m,
-            Err(_) => {
-                self.tagged(tag, "NO", "[TRYCREATE] No such mailbox");
-                return;
-            }
-        };
-        match self
-            .server
-            .store
-            .append(self.account_id(), m.id, data, flags, date)
-            .await
-        {
-            Ok((uidvalidity, uid)) => {
-                self.sync().await;
-                self.tagged(
-                    tag,
-                    "OK",
-                    &format!("[APPENDUID {uidvalidity} {uid}] APPEND completed"),
-                );
-            }
-            Err(e) => self.tagged(tag, "NO", &format!("{} {e}", store_err(&e))),
-        }
     }
 
     /// Brings the selected view up to date (untagged EXISTS/EXPUNGE/FETCH).

@@ -2,8 +2,8 @@
 
 use super::SqliteStore;
 use crate::{
-    AccountId, BlobId, FlagMode, FlagUpdate, Folders, MailboxRow, MessageRow, Result, StoreError,
-    meta,
+    AccountId, Appended, BlobId, FlagMode, FlagUpdate, Folders, MailboxRow, MessageRow, Result,
+    StoreError, meta,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -686,46 +686,82 @@ impl Folders for SqliteStore {
         &self,
         account: AccountId,
         mailbox: i64,
-        raw: Vec<u8>,
-        flags: &[String],
-        internaldate: i64,
-    ) -> Result<(u32, u32)> {
-        let hash = hex::encode(Sha256::digest(&raw));
-        let analysed = meta::analyze(&raw);
-        let header_len = (analysed.body_offset as usize).min(raw.len());
-        let meta =
-            serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let flags = join_flags(flags);
-        let size = raw.len() as i64;
+        messages: Vec<Appended>,
+        replace: Option<(i64, u32)>,
+    ) -> Result<(u32, Vec<u32>)> {
+        // Hashing and MIME analysis happen before the write lock.
+        struct Prepared {
+            raw: Vec<u8>,
+            hash: String,
+            meta: String,
+            header_len: usize,
+            flags: String,
+            internaldate: i64,
+        }
+        let mut prepared = Vec::with_capacity(messages.len());
+        for m in messages {
+            let analysed = meta::analyze(&m.raw);
+            prepared.push(Prepared {
+                hash: hex::encode(Sha256::digest(&m.raw)),
+                header_len: (analysed.body_offset as usize).min(m.raw.len()),
+                meta: serde_json::to_string(&analysed)
+                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
+                flags: join_flags(&m.flags),
+                internaldate: m.internaldate,
+                raw: m.raw,
+            });
+        }
         let r = self
             .write(move |c| {
                 let (quota, used): (i64, i64) =
                     c.query_row("SELECT quota, used FROM accounts WHERE id = ?", [account], |r| Ok((r.get(0)?, r.get(1)?)))?;
-                if quota > 0 && used + size > quota {
+                let total: i64 = prepared.iter().map(|p| p.raw.len() as i64).sum();
+                if quota > 0 && used + total > quota {
                     return Err(StoreError::OverQuota);
                 }
-                c.prepare_cached(
-                    "INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)",
-                )?
-                .execute(params![hash, size, meta, raw])?;
-                let blob = c.last_insert_rowid();
-                c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
-                    .execute(params![blob, &raw[..header_len]])?;
-                let uid: i64 = c
-                    .prepare_cached(
-                        "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
-                            internaldate, queue_id, mail_from, params, saved_at)
-                         SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, '', '', '{}',
-                                CAST(strftime('%s', 'now') AS INTEGER)
-                         FROM mailboxes WHERE id = ? AND account_id = ?
-                         RETURNING uid",
+                let mut uids = Vec::with_capacity(prepared.len());
+                for p in &prepared {
+                    let size = p.raw.len() as i64;
+                    c.prepare_cached(
+                        "INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)",
                     )?
-                    .query_row(params![blob, size, flags, internaldate, mailbox, account], |r| r.get(0))
-                    .optional()?
-                    .ok_or_else(|| StoreError::NotFound("mailbox".into()))?;
+                    .execute(params![p.hash, size, p.meta, p.raw])?;
+                    let blob = c.last_insert_rowid();
+                    c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
+                        .execute(params![blob, &p.raw[..p.header_len]])?;
+                    let uid: i64 = c
+                        .prepare_cached(
+                            "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
+                                internaldate, queue_id, mail_from, params, saved_at)
+                             SELECT id, uidnext, ?, ?, ?, highest_modseq + 1, ?, '', '', '{}',
+                                    CAST(strftime('%s', 'now') AS INTEGER)
+                             FROM mailboxes WHERE id = ? AND account_id = ?
+                             RETURNING uid",
+                        )?
+                        .query_row(params![blob, size, p.flags, p.internaldate, mailbox, account], |r| r.get(0))
+                        .optional()?
+                        .ok_or_else(|| StoreError::NotFound("mailbox".into()))?;
+                    uids.push(uid as u32);
+                }
+                if let Some((from, uid)) = replace {
+                    let owner: Option<i64> = c
+                        .query_row("SELECT account_id FROM mailboxes WHERE id = ?", [from], |r| r.get(0))
+                        .optional()?;
+                    if owner != Some(account) {
+                        return Err(StoreError::NotFound("mailbox".into()));
+                    }
+                    c.execute(
+                        "UPDATE mailboxes SET highest_modseq = highest_modseq + 1 WHERE id = ?",
+                        [from],
+                    )?;
+                    c.execute(
+                        "DELETE FROM mailbox_messages WHERE mailbox_id = ? AND uid = ?",
+                        params![from, uid as i64],
+                    )?;
+                }
                 let uidvalidity: i64 =
                     c.query_row("SELECT uidvalidity FROM mailboxes WHERE id = ?", [mailbox], |r| r.get(0))?;
-                Ok((uidvalidity as u32, uid as u32))
+                Ok((uidvalidity as u32, uids))
             })
             .await;
         if r.is_ok() {

@@ -1174,3 +1174,74 @@ async fn objectid_savedate_preview() {
     let (_, u) = cmd(&mut c, "n", "LIST \"\" Kept RETURN (STATUS (MAILBOXID))").await;
     assert!(u[1].starts_with("* STATUS \"Kept\" (MAILBOXID (F"), "{u:?}");
 }
+
+/// RFC 3502 (MULTIAPPEND: all or none), RFC 4469 (CATENATE: text and a
+/// part of a stored message by IMAP URL), RFC 8508 (REPLACE: append and
+/// expunge in one step).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn multiappend_catenate_replace() {
+    let s = start("").await;
+    let mut c = login(&s).await;
+    let m1 = "Subject: one\r\n\r\nfirst\r\n";
+    let m2 = "Subject: two\r\n\r\nsecond\r\n";
+    let (r, _) = cmd(
+        &mut c,
+        "a",
+        &format!(
+            "APPEND Drafts (\\Seen) {{{}+}}\r\n{m1} \" 1-Feb-2026 10:00:00 +0000\" {{{}+}}\r\n{m2}",
+            m1.len(),
+            m2.len()
+        ),
+    )
+    .await;
+    assert!(
+        r.starts_with("OK [APPENDUID ") && r.contains(" 1:2] "),
+        "{r}"
+    );
+    // One bad message fails the lot: nothing is added.
+    let (r, _) = cmd(
+        &mut c,
+        "b",
+        &format!(
+            "APPEND Drafts {{{}+}}\r\n{m1} CATENATE (URL \"/Drafts/;UID=99\")",
+            m1.len()
+        ),
+    )
+    .await;
+    assert!(r.starts_with("NO [BADURL /Drafts/;UID=99]"), "{r}");
+    let (_, u) = cmd(&mut c, "c", "STATUS Drafts (MESSAGES)").await;
+    assert_eq!(u, vec!["* STATUS \"Drafts\" (MESSAGES 2)"]);
+    // CATENATE: new headers, then the body of message 2.
+    let (r, _) = cmd(
+        &mut c,
+        "d",
+        "APPEND Drafts CATENATE (TEXT {20+}\r\nSubject: forwarded\r\n URL \"/Drafts/;UID=2/;SECTION=TEXT\")",
+    )
+    .await;
+    assert!(r.starts_with("OK [APPENDUID ") && r.contains(" 3] "), "{r}");
+    cmd(&mut c, "e", "SELECT Drafts").await;
+    c.cmd("f UID FETCH 3 BODY.PEEK[]").await.unwrap();
+    let first = c.line().await.unwrap().unwrap();
+    assert!(first.ends_with("{28}"), "{first}");
+    assert_eq!(c.line().await.unwrap().unwrap(), "Subject: forwarded");
+    assert_eq!(c.line().await.unwrap().unwrap(), "second");
+    tagged(&mut c, "f").await;
+    // REPLACE message 1 with a new version: appended, old one expunged.
+    let m3 = "Subject: one (edited)\r\n\r\nfirst, better\r\n";
+    let (r, u) = cmd(
+        &mut c,
+        "g",
+        &format!("UID REPLACE 1 Drafts (\\Draft) {{{}+}}\r\n{m3}", m3.len()),
+    )
+    .await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(
+        u[0].starts_with("* OK [APPENDUID ") && u[0].contains(" 4] "),
+        "{u:?}"
+    );
+    assert!(u.contains(&"* 1 EXPUNGE".to_string()), "{u:?}");
+    let (_, u) = cmd(&mut c, "h", "UID SEARCH ALL").await;
+    assert_eq!(u, vec!["* SEARCH 2 3 4"]);
+    let (r, _) = cmd(&mut c, "i", "REPLACE 9 Drafts {1+}\r\nx").await;
+    assert!(r.starts_with("NO"), "{r}");
+}
