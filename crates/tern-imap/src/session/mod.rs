@@ -1,6 +1,7 @@
 //! One IMAP session: states and commands of RFC 9051 §6.
 
 mod append;
+mod esearch;
 mod extra_items;
 mod list;
 mod metadata;
@@ -15,6 +16,7 @@ use crate::view::{self, View};
 use crate::write::{self, Str};
 use imap_codec::CommandCodec;
 use imap_codec::decode::Decoder;
+use imap_codec::imap_types::IntoStatic;
 use imap_codec::imap_types::auth::AuthMechanism;
 use imap_codec::imap_types::command::{Command, CommandBody};
 use imap_codec::imap_types::command::{FetchModifier, SelectParameter};
@@ -56,8 +58,10 @@ struct Session {
     rev2: bool,
     condstore: bool,
     qresync: bool,
-    /// RETURN options of the SEARCH being run (RFC 4731 ESEARCH), if any.
+    /// RETURN options of the SEARCH or SORT being run (RFC 4731, 5267).
     esearch: Option<Vec<String>>,
+    /// Searches kept up to date (RFC 5267 CONTEXT).
+    contexts: Vec<esearch::Context>,
     /// UIDs saved by `SEARCH RETURN (SAVE)`, what `$` stands for (RFC 5182).
     saved: Vec<u32>,
     /// FETCH items of the command being run that the codec does not know.
@@ -95,6 +99,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         condstore: false,
         qresync: false,
         esearch: None,
+        contexts: Vec::new(),
         saved: Vec::new(),
         fetch_extras: Default::default(),
         status_mailboxid: None,
@@ -111,56 +116,6 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
     s.command_loop().await;
     s.flush().await;
     s.conn.shutdown().await;
-}
-
-/// Takes `RETURN (...)` out of a `[UID] SEARCH RETURN (...) ...` command
-/// (RFC 4731); returns the command without it and the options.
-fn strip_search_return(bytes: &[u8]) -> Option<(Vec<u8>, Vec<String>)> {
-    let line_end = bytes
-        .iter()
-        .position(|&b| b == b'\n')
-        .unwrap_or(bytes.len());
-    let upper = bytes[..line_end].to_ascii_uppercase();
-    let at = upper.windows(15).position(|w| w == b" SEARCH RETURN ")?;
-    let open = at + 15;
-    if upper.get(open) != Some(&b'(') {
-        return None;
-    }
-    let close = open + upper[open..].iter().position(|&b| b == b')')?;
-    let options = String::from_utf8_lossy(&upper[open + 1..close])
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
-    let mut out = bytes[..at + 7].to_vec();
-    out.extend_from_slice(&bytes[close + 1..]);
-    Some((out, options))
-}
-
-/// An ESEARCH response (RFC 4731 §3.1).
-fn esearch_line(tag: &str, uid: bool, options: &[String], ids: &[u32]) -> String {
-    let all = options.is_empty() || options.iter().any(|o| o == "ALL");
-    let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-    if uid {
-        line.push_str(" UID");
-    }
-    if options.iter().any(|o| o == "MIN")
-        && let Some(m) = ids.iter().min()
-    {
-        let _ = write!(line, " MIN {m}");
-    }
-    if options.iter().any(|o| o == "MAX")
-        && let Some(m) = ids.iter().max()
-    {
-        let _ = write!(line, " MAX {m}");
-    }
-    if options.iter().any(|o| o == "COUNT") {
-        let _ = write!(line, " COUNT {}", ids.len());
-    }
-    if all && !ids.is_empty() {
-        let _ = write!(line, " ALL {}", compress(ids));
-    }
-    line.push_str("\r\n");
-    line
 }
 
 /// `1,2,3,7,9,10` → `1:3,7,9:10`.
@@ -275,7 +230,7 @@ fn preview(raw: &[u8]) -> String {
 /// that need no session), for the fuzz target: on any bytes none may
 /// panic.
 pub fn pre_decode_rewrites(bytes: &[u8]) {
-    let _ = strip_search_return(bytes);
+    let _ = esearch::strip_return(bytes);
     let _ = saved_reference(bytes);
     let _ = list::parse(bytes);
     let _ = extra_items::take_fetch_extras(bytes);
@@ -311,7 +266,7 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW MULTIAPPEND CATENATE REPLACE",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW MULTIAPPEND CATENATE REPLACE ESORT CONTEXT=SEARCH CONTEXT=SORT",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -403,6 +358,10 @@ impl Session {
             };
             // imap-codec has no SEARCH RETURN (RFC 4731): take the options
             // off here and format the result as ESEARCH.
+            if let Some((tag, tags)) = esearch::cancel_update(&bytes) {
+                self.cancel_update(&tag, tags);
+                continue;
+            }
             // MULTIAPPEND, CATENATE and REPLACE are parsed here (RFC 3502,
             // 4469, 8508); a plain APPEND goes to the codec.
             match append::parse(&bytes) {
@@ -436,7 +395,7 @@ impl Session {
                     continue;
                 }
             }
-            let (bytes, esearch) = match strip_search_return(&bytes) {
+            let (bytes, esearch) = match esearch::strip_return(&bytes) {
                 Some((stripped, options)) => (stripped, Some(options)),
                 None => (bytes, None),
             };
@@ -801,6 +760,7 @@ impl Session {
                 }
                 self.state = State::Authenticated;
                 self.saved.clear();
+                self.contexts.clear();
                 self.tagged(&tag, "OK", &format!("{name} completed"));
             }
             CommandBody::Expunge => self.expunge(&tag, None).await,
@@ -837,20 +797,31 @@ impl Session {
                     None => line,
                 };
                 // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
-                let esearch = self.esearch.take().or_else(|| self.rev2.then(Vec::new));
-                match esearch {
-                    Some(options) if options.iter().any(|o| o == "SAVE") => {
-                        self.saved = found.iter().map(|(_, row)| row.uid).collect();
-                        let rest: Vec<String> =
-                            options.into_iter().filter(|o| o != "SAVE").collect();
-                        if !rest.is_empty() {
-                            let line = with_modseq(esearch_line(&tag, uid, &rest, &ids), false);
+                let words = self.esearch.take().or_else(|| self.rev2.then(Vec::new));
+                match words.map(|w| esearch::parse_return(&w)) {
+                    Some(Err(why)) => {
+                        self.tagged(&tag, "BAD", &why);
+                        return Flow::Continue;
+                    }
+                    Some(Ok(opts)) => {
+                        if opts.save {
+                            self.saved = found.iter().map(|(_, row)| row.uid).collect();
+                        }
+                        if opts.update {
+                            let result = found.iter().map(|(_, r)| r.uid).collect();
+                            if !self.add_context(&tag, uid, criteria.into_static(), None, result) {
+                                return Flow::Continue;
+                            }
+                        }
+                        // SAVE alone answers nothing (RFC 5182 §2.1).
+                        let only_save = opts.save
+                            && !(opts.min || opts.max || opts.count || opts.all)
+                            && opts.partial.is_none();
+                        if !only_save {
+                            let line =
+                                with_modseq(esearch::line(&tag, uid, &opts, &ids, false), false);
                             self.out.extend_from_slice(line.as_bytes());
                         }
-                    }
-                    Some(options) => {
-                        let line = with_modseq(esearch_line(&tag, uid, &options, &ids), false);
-                        self.out.extend_from_slice(line.as_bytes());
                     }
                     None => {
                         let mut line = String::from("* SEARCH");
@@ -879,12 +850,39 @@ impl Session {
                 let found = search::run(search_criteria.as_ref(), v, &self.server.store).await;
                 let mut facts = self.facts(found).await;
                 sort::sort(&mut facts, sort_criteria.as_ref());
-                let mut line = String::from("* SORT");
-                for f in &facts {
-                    let _ = write!(line, " {}", if uid { f.uid } else { f.seq });
+                let ids: Vec<u32> = facts
+                    .iter()
+                    .map(|f| if uid { f.uid } else { f.seq })
+                    .collect();
+                match self.esearch.take().map(|w| esearch::parse_return(&w)) {
+                    // ESORT (RFC 5267 §3): the answer as ESEARCH, in order.
+                    Some(Ok(opts)) => {
+                        if opts.update {
+                            let result = facts.iter().map(|f| f.uid).collect();
+                            let (criteria, sort) = (
+                                search_criteria.into_static(),
+                                Some(sort_criteria.into_static()),
+                            );
+                            if !self.add_context(&tag, uid, criteria, sort, result) {
+                                return Flow::Continue;
+                            }
+                        }
+                        let line = esearch::line(&tag, uid, &opts, &ids, true);
+                        self.out.extend_from_slice(line.as_bytes());
+                    }
+                    Some(Err(why)) => {
+                        self.tagged(&tag, "BAD", &why);
+                        return Flow::Continue;
+                    }
+                    None => {
+                        let mut line = String::from("* SORT");
+                        for id in &ids {
+                            let _ = write!(line, " {id}");
+                        }
+                        line.push_str("\r\n");
+                        self.out.extend_from_slice(line.as_bytes());
+                    }
                 }
-                line.push_str("\r\n");
-                self.out.extend_from_slice(line.as_bytes());
                 self.tagged(&tag, "OK", "SORT completed");
             }
             CommandBody::Thread {
@@ -1181,6 +1179,7 @@ impl Session {
         }
         self.state = State::Authenticated;
         self.saved.clear();
+        self.contexts.clear();
         let mailbox = match self.find_mailbox(name, false).await {
             Ok(m) => m,
             Err(e) => {
@@ -1393,12 +1392,16 @@ impl Session {
         self.tagged(tag, "OK", "STATUS completed");
     }
 
-    /// Brings the selected view up to date (untagged EXISTS/EXPUNGE/FETCH).
+    /// Brings the selected view up to date (untagged EXISTS/EXPUNGE/FETCH),
+    /// and the searches kept up to date (RFC 5267 §4.3).
     async fn sync(&mut self) {
         if let State::Selected(v) = &mut self.state
             && let Err(e) = v.sync(&self.server.store, &mut self.out).await
         {
             tracing::warn!(error = %e, "imap: mailbox sync failed");
+        }
+        if !self.contexts.is_empty() {
+            self.update_contexts().await;
         }
     }
 
@@ -2042,7 +2045,7 @@ fn saved_reference(line: &[u8]) -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
-    use super::{compress, strip_search_return};
+    use super::{compress, esearch};
 
     #[test]
     fn saved_result_references() {
@@ -2059,10 +2062,10 @@ mod tests {
     #[test]
     fn esearch_parts() {
         let (cmd, opts) =
-            strip_search_return(b"a UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n").unwrap();
+            esearch::strip_return(b"a UID SEARCH RETURN (MIN COUNT) UNSEEN\r\n").unwrap();
         assert_eq!(cmd, b"a UID SEARCH UNSEEN\r\n");
         assert_eq!(opts, vec!["MIN", "COUNT"]);
-        assert!(strip_search_return(b"a SEARCH ALL\r\n").is_none());
+        assert!(esearch::strip_return(b"a SEARCH ALL\r\n").is_none());
         assert_eq!(compress(&[1, 2, 3, 7, 9, 10]), "1:3,7,9:10");
     }
 }

@@ -1245,3 +1245,60 @@ async fn multiappend_catenate_replace() {
     let (r, _) = cmd(&mut c, "i", "REPLACE 9 Drafts {1+}\r\nx").await;
     assert!(r.starts_with("NO"), "{r}");
 }
+
+/// RFC 5267: ESORT (SORT RETURN, results in sort order), PARTIAL, and
+/// searches kept up to date (UPDATE: ADDTO/REMOVEFROM, CANCELUPDATE).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn esort_partial_and_contexts() {
+    let s = start("").await;
+    for subject in ["c", "a", "b"] {
+        deliver(&s, subject, "x").await;
+    }
+    let mut c = login(&s).await;
+    cmd(&mut c, "s", "SELECT INBOX").await;
+    let (r, u) = cmd(
+        &mut c,
+        "a",
+        "UID SORT RETURN (ALL MIN MAX COUNT) (SUBJECT) UTF-8 ALL",
+    )
+    .await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert_eq!(
+        u,
+        vec!["* ESEARCH (TAG \"a\") UID MIN 2 MAX 1 COUNT 3 ALL 2:3,1"]
+    );
+    let (_, u) = cmd(&mut c, "b", "SEARCH RETURN (PARTIAL 1:2) ALL").await;
+    assert_eq!(u, vec!["* ESEARCH (TAG \"b\") PARTIAL (1:2 1:2)"]);
+    let (_, u) = cmd(
+        &mut c,
+        "b2",
+        "SORT RETURN (PARTIAL -1:-1) (SUBJECT) UTF-8 ALL",
+    )
+    .await;
+    assert_eq!(u, vec!["* ESEARCH (TAG \"b2\") PARTIAL (-1:-1 1)"]);
+    let (r, _) = cmd(&mut c, "b3", "SEARCH RETURN (BOGUS) ALL").await;
+    assert!(r.starts_with("BAD"), "{r}");
+
+    let (_, u) = cmd(&mut c, "c", "UID SEARCH RETURN (UPDATE ALL) UNSEEN").await;
+    assert_eq!(u, vec!["* ESEARCH (TAG \"c\") UID ALL 1:3"]);
+    let (_, mut u) = cmd(&mut c, "d", "UID STORE 1 +FLAGS.SILENT (\\Seen)").await;
+    u.extend(cmd(&mut c, "e", "NOOP").await.1);
+    assert!(
+        u.contains(&"* ESEARCH (TAG \"c\") UID REMOVEFROM (0 1)".to_string()),
+        "{u:?}"
+    );
+    deliver(&s, "d", "x").await;
+    let (_, u) = cmd(&mut c, "f", "NOOP").await;
+    assert!(u.contains(&"* 4 EXISTS".to_string()), "{u:?}");
+    assert!(
+        u.contains(&"* ESEARCH (TAG \"c\") UID ADDTO (0 4)".to_string()),
+        "{u:?}"
+    );
+    let (r, _) = cmd(&mut c, "g", "CANCELUPDATE \"c\"").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let (r, _) = cmd(&mut c, "h", "CANCELUPDATE \"zz\"").await;
+    assert!(r.starts_with("NO"), "{r}");
+    deliver(&s, "e", "x").await;
+    let (_, u) = cmd(&mut c, "i", "NOOP").await;
+    assert!(!u.iter().any(|l| l.contains("ESEARCH")), "{u:?}");
+}
