@@ -37,6 +37,12 @@ impl Reader {
         }
     }
 
+    /// Whether no part of a command is waiting (the client is between
+    /// commands, so unsolicited responses cannot interleave with one).
+    pub fn between_commands(&self) -> bool {
+        self.frag.message_bytes().is_empty()
+    }
+
     /// Adds received bytes.
     pub fn push(&mut self, bytes: &[u8]) {
         self.frag.enqueue_bytes(bytes);

@@ -5,6 +5,7 @@ mod esearch;
 mod extra_items;
 mod list;
 mod metadata;
+mod notify;
 mod tokens;
 
 use crate::ImapServer;
@@ -62,6 +63,9 @@ struct Session {
     esearch: Option<Vec<String>>,
     /// Searches kept up to date (RFC 5267 CONTEXT).
     contexts: Vec<esearch::Context>,
+    /// What NOTIFY asked for (RFC 5465), and the change signal it listens to.
+    notify: Option<notify::Notify>,
+    watch: Option<tokio::sync::broadcast::Receiver<AccountId>>,
     /// UIDs saved by `SEARCH RETURN (SAVE)`, what `$` stands for (RFC 5182).
     saved: Vec<u32>,
     /// FETCH items of the command being run that the codec does not know.
@@ -100,6 +104,8 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
         qresync: false,
         esearch: None,
         contexts: Vec::new(),
+        notify: None,
+        watch: None,
         saved: Vec::new(),
         fetch_extras: Default::default(),
         status_mailboxid: None,
@@ -233,6 +239,12 @@ pub fn pre_decode_rewrites(bytes: &[u8]) {
     let _ = esearch::strip_return(bytes);
     let _ = saved_reference(bytes);
     let _ = list::parse(bytes);
+    let _ = append::parse(bytes);
+    let _ = notify::parse(bytes);
+    let _ = esearch::cancel_update(bytes);
+    if let Some((_, words)) = esearch::strip_return(bytes) {
+        let _ = esearch::parse_return(&words);
+    }
     let _ = extra_items::take_fetch_extras(bytes);
     let _ = extra_items::take_status_mailboxid(bytes);
     extra_items::check_search_extras(bytes);
@@ -266,7 +278,7 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW MULTIAPPEND CATENATE REPLACE ESORT CONTEXT=SEARCH CONTEXT=SORT",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW MULTIAPPEND CATENATE REPLACE ESORT CONTEXT=SEARCH CONTEXT=SORT NOTIFY",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -328,7 +340,28 @@ impl Session {
                 Event::NeedMore => {}
             }
             self.flush().await;
-            match self.conn.fill(deadline).await {
+            // With NOTIFY, changes are told as they happen (RFC 5465 §3),
+            // between commands.
+            let filled = match self.watch.as_mut() {
+                Some(watch) if self.reader.between_commands() => {
+                    let account = self.account.as_ref().map(|a| a.0);
+                    tokio::select! {
+                        r = self.conn.fill(deadline) => r,
+                        changed = watch.recv() => {
+                            match changed {
+                                Ok(a) if Some(a) != account => {}
+                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                                    self.watch = None;
+                                }
+                                _ => self.notify_changes().await,
+                            }
+                            continue;
+                        }
+                    }
+                }
+                _ => self.conn.fill(deadline).await,
+            };
+            match filled {
                 Ok(0) => return None,
                 Ok(_) => {
                     let n = self.conn.buffered().len();
@@ -358,6 +391,36 @@ impl Session {
             };
             // imap-codec has no SEARCH RETURN (RFC 4731): take the options
             // off here and format the result as ESEARCH.
+            match notify::parse(&bytes) {
+                notify::Parsed::Other => {}
+                _ if matches!(self.state, State::NotAuthenticated) => {
+                    self.tagged(&tag_of(&bytes), "BAD", "NOTIFY requires authentication");
+                    self.errors += 1;
+                    continue;
+                }
+                notify::Parsed::Bad(tag, why) => {
+                    self.tagged(&tag, "BAD", &why);
+                    self.errors += 1;
+                    continue;
+                }
+                notify::Parsed::BadEvent(tag) => {
+                    let text = format!("[BADEVENT ({})] Event not supported", notify::SUPPORTED);
+                    self.tagged(&tag, "NO", &text);
+                    continue;
+                }
+                notify::Parsed::None(tag) => {
+                    self.notify_none(&tag);
+                    continue;
+                }
+                notify::Parsed::Set {
+                    tag,
+                    status,
+                    groups,
+                } => {
+                    self.notify_set(&tag, status, groups).await;
+                    continue;
+                }
+            }
             if let Some((tag, tags)) = esearch::cancel_update(&bytes) {
                 self.cancel_update(&tag, tags);
                 continue;
@@ -1954,6 +2017,7 @@ impl Session {
                         _ => {}
                     }
                     self.sync().await;
+                    self.notify_changes().await;
                     self.flush().await;
                 }
                 _ = tokio::time::sleep_until(deadline) => {

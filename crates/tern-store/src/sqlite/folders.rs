@@ -161,15 +161,20 @@ impl Folders for SqliteStore {
 
     async fn create_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
         let name = normalize_name(name)?;
-        self.write(move |c| {
-            // Create missing parents too (RFC 9051 §6.3.4).
-            create_parents(c, account, &name)?;
-            if !create_one(c, account, &name)? {
-                return Err(StoreError::Exists(format!("mailbox {name}")));
-            }
-            Ok(())
-        })
-        .await
+        let r = self
+            .write(move |c| {
+                // Create missing parents too (RFC 9051 §6.3.4).
+                create_parents(c, account, &name)?;
+                if !create_one(c, account, &name)? {
+                    return Err(StoreError::Exists(format!("mailbox {name}")));
+                }
+                Ok(())
+            })
+            .await;
+        if r.is_ok() {
+            self.changed(account);
+        }
+        r
     }
 
     async fn delete_mailbox(&self, account: AccountId, name: &str) -> Result<()> {
@@ -284,6 +289,7 @@ impl Folders for SqliteStore {
             Ok(())
         })
         .await
+        .inspect(|_| self.changed(account))
     }
 
     async fn claim_recent(&self, mailbox: i64, upto: u32) -> Result<u32> {

@@ -1302,3 +1302,66 @@ async fn esort_partial_and_contexts() {
     let (_, u) = cmd(&mut c, "i", "NOOP").await;
     assert!(!u.iter().any(|l| l.contains("ESEARCH")), "{u:?}");
 }
+
+/// RFC 5465 (NOTIFY): with no command in flight, the client hears of new
+/// mail in another mailbox (STATUS), of new mail in the selected one at
+/// once (EXISTS), and of mailboxes created, renamed and deleted (LIST).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_without_polling() {
+    let s = start("").await;
+    let mut c = login(&s).await;
+    cmd(&mut c, "a", "CREATE Watched").await;
+    cmd(&mut c, "b", "SELECT Watched").await;
+    let (r, u) = cmd(
+        &mut c,
+        "c",
+        "NOTIFY SET (STATUS) (selected (MessageNew MessageExpunge)) (personal (MessageNew MessageExpunge FlagChange MailboxName))",
+    )
+    .await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(
+        u.iter()
+            .any(|l| l.starts_with("* STATUS \"INBOX\" (MESSAGES 0 UIDNEXT 1 UIDVALIDITY ")),
+        "{u:?}"
+    );
+    // Nothing sent by the client from here: the server speaks first.
+    deliver(&s, "hello", "x").await;
+    let line = c.line().await.unwrap().unwrap();
+    assert!(
+        line.starts_with("* STATUS \"INBOX\" (MESSAGES 1 UIDNEXT 2 UIDVALIDITY ")
+            && line.contains(" UNSEEN 1"),
+        "{line}"
+    );
+    let mut other = login(&s).await;
+    let m = "Subject: x\r\n\r\ny\r\n";
+    cmd(
+        &mut other,
+        "a",
+        &format!("APPEND Watched {{{}+}}\r\n{m}", m.len()),
+    )
+    .await;
+    assert_eq!(c.line().await.unwrap().unwrap(), "* 1 EXISTS");
+    assert_eq!(c.line().await.unwrap().unwrap(), "* 1 RECENT");
+    cmd(&mut other, "b", "CREATE Fresh").await;
+    assert_eq!(
+        c.line().await.unwrap().unwrap(),
+        "* LIST () \"/\" \"Fresh\""
+    );
+    cmd(&mut other, "c", "RENAME Fresh Renamed").await;
+    assert_eq!(
+        c.line().await.unwrap().unwrap(),
+        "* LIST () \"/\" \"Renamed\" (\"OLDNAME\" (\"Fresh\"))"
+    );
+    cmd(&mut other, "d", "DELETE Renamed").await;
+    assert_eq!(
+        c.line().await.unwrap().unwrap(),
+        "* LIST (\\NonExistent) \"/\" \"Renamed\""
+    );
+    let (r, _) = cmd(&mut c, "d", "NOTIFY SET (personal (AnnotationChange))").await;
+    assert!(r.starts_with("NO [BADEVENT ("), "{r}");
+    let (r, _) = cmd(&mut c, "e", "NOTIFY NONE").await;
+    assert!(r.starts_with("OK"), "{r}");
+    deliver(&s, "quiet", "x").await;
+    let (_, u) = cmd(&mut c, "f", "CHECK").await;
+    assert!(!u.iter().any(|l| l.starts_with("* STATUS")), "{u:?}");
+}
