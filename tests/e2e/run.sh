@@ -1,6 +1,6 @@
 #!/bin/bash
 # End-to-end tests with real peers against the real `tern` binary:
-#   Python smtplib/poplib/imaplib, mbsync, swaks, fetchmail (POP3S), Postfix relaying
+#   Python smtplib/poplib/imaplib, IMAPClient's live test suite, mbsync, swaks, fetchmail (POP3S), Postfix relaying
 #   into Tern, and Tern delivering submitted mail (smtplib, swaks AUTH) to Postfix.
 # usage: tests/e2e/run.sh PATH/TO/tern
 set -euo pipefail
@@ -59,6 +59,16 @@ tail -3 <<<"$out"
 echo "== python imaplib"
 out=$(TERN_USER=bob@example.test TERN_PASS=bob-pw python3 "$HERE/imap_clients.py" 2>&1) || { echo "$out"; fail "imaplib clients"; }
 tail -3 <<<"$out"
+
+echo "== IMAPClient live test suite (independent, PyPI imapclient 2.3.1)"
+# Its own account: the suite creates and deletes folders under __imapclient.
+echo 'carol-pw' | "$TERN" account add carol@example.test --data "$WORK/data" --password-stdin >/dev/null
+python3 -m pip install -q --target "$WORK/pylib" imapclient==2.3.1 six >/dev/null 2>&1 \
+  || python3 -m pip install -q --break-system-packages --target "$WORK/pylib" imapclient==2.3.1 six >/dev/null \
+  || fail "imapclient could not be installed from PyPI"
+out=$(cd "$WORK" && PYTHONPATH="$WORK/pylib" python3 "$HERE/imapclient_livetest.py" "$IMAPS" carol@example.test carol-pw 2>&1) \
+  || { echo "$out"; fail "IMAPClient live tests"; }
+grep -E '^(Ran|OK|FAILED)' <<<"$out"
 
 echo "== mbsync (isync) both ways"
 if command -v mbsync >/dev/null; then

@@ -210,11 +210,15 @@ impl Session {
             .patterns
             .iter()
             .filter(|p| !p.is_empty())
+            // RFC 9051 §6.3.9: the reference is put before the pattern as
+            // it is (`archive/` + `%` = `archive/%`, `a` + `*` = `a*`,
+            // which matches `a` itself); a pattern starting at the root
+            // stands alone.
             .map(|p| {
-                let mut f = cmd.reference.clone();
-                if !f.is_empty() && !f.ends_with(b"/") && !p.starts_with(b"/") {
-                    f.push(b'/');
+                if p.starts_with(b"/") {
+                    return p.clone();
                 }
+                let mut f = cmd.reference.clone();
                 f.extend_from_slice(p);
                 f
             })

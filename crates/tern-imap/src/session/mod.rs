@@ -1295,9 +1295,14 @@ impl Session {
             "* OK [MAILBOXID ({})] Ok\r\n",
             extra_items::mailbox_id(m.uidvalidity)
         );
-        let _ = write!(Str(o), "* LIST () \"/\" ");
-        view::name(o, &m.name);
-        o.extend_from_slice(b"\r\n");
+        // RFC 9051 §6.3.2: IMAP4rev2 names the mailbox in a LIST response;
+        // RFC 3501 has none, and IMAP4rev1 clients take an untagged LIST
+        // for the answer to their next LIST (Python's imaplib does).
+        if self.rev2 {
+            let _ = write!(Str(o), "* LIST () \"/\" ");
+            view::name(o, &m.name);
+            o.extend_from_slice(b"\r\n");
+        }
         let resync = params.iter().find_map(|p| match p {
             SelectParameter::QResync {
                 uid_validity,

@@ -93,13 +93,8 @@ fn create_one(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
          VALUES (?, ?, NULL, ?) ON CONFLICT(account_id, name) DO NOTHING",
         params![account, name, super::next_uidvalidity(c)?],
     )?;
-    if n > 0 {
-        // A new mailbox is subscribed.
-        c.execute(
-            "INSERT OR IGNORE INTO subscriptions(account_id, name) VALUES (?, ?)",
-            params![account, name],
-        )?;
-    }
+    // Not subscribed: CREATE does not subscribe (RFC 9051 §6.3.4); clients
+    // that want it SUBSCRIBE.
     Ok(n > 0)
 }
 

@@ -1,6 +1,7 @@
 -- Schema v19: subscriptions are names, not a mailbox attribute (RFC 9051 §6.3.7: a server must
 -- not remove a name from the subscription list because the mailbox is gone; LIST (SUBSCRIBED)
--- then shows it as \NonExistent, RFC 5258 §3). A new mailbox is subscribed, as before.
+-- then shows it as \NonExistent, RFC 5258 §3). CREATE no longer subscribes (RFC 9051 §6.3.4
+-- says nothing of it, and clients that want it SUBSCRIBE); an account's first mailboxes are.
 CREATE TABLE IF NOT EXISTS subscriptions (
     account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
     name        TEXT NOT NULL,

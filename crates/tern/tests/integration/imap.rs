@@ -878,7 +878,8 @@ async fn list_extended_to_the_letter() {
     for (tag, line) in [
         ("a", "CREATE Foo/Bar"),
         ("b", "CREATE Baz"),
-        ("c", "UNSUBSCRIBE Foo"),
+        ("b1", "SUBSCRIBE Foo/Bar"),
+        ("b2", "SUBSCRIBE Baz"),
     ] {
         let (r, _) = cmd(&mut c, tag, line).await;
         assert!(r.starts_with("OK"), "{line}: {r}");
