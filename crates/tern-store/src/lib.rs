@@ -502,6 +502,17 @@ pub trait Folders: Send + Sync {
         first: u32,
         last: u32,
     ) -> Result<Vec<(u32, Option<i64>)>>;
+    /// The URLAUTH key of a mailbox (RFC 4467 §4), made (32 random bytes)
+    /// when there is none and `create`; `None` when there is none.
+    async fn urlauth_key(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        create: bool,
+    ) -> Result<Option<Vec<u8>>>;
+    /// RESETKEY: forgets the URLAUTH keys of one mailbox, or all of the
+    /// account's, which revokes the URLs issued with them.
+    async fn reset_urlauth_keys(&self, account: AccountId, mailbox: Option<&str>) -> Result<()>;
     /// Annotations (RFC 5464) of a mailbox, or of the server with `""`:
     /// entry names (`/private/comment`) and values, by name.
     async fn metadata(&self, account: AccountId, mailbox: &str) -> Result<Vec<(String, Vec<u8>)>>;

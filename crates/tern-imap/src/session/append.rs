@@ -1,6 +1,7 @@
 //! APPEND and its extensions: MULTIAPPEND (RFC 3502, several messages, all
 //! or none), CATENATE (RFC 4469, a message made of text and parts of
-//! stored messages named by IMAP URLs, RFC 5092) and REPLACE (RFC 8508, an
+//! stored messages named by IMAP URLs, RFC 5092, or by URLAUTH-authorized
+//! URLs of other accounts, RFC 4467) and REPLACE (RFC 8508, an
 //! APPEND and the expunge of the message it replaces, in one commit).
 //!
 //! imap-codec decodes the plain one-message APPEND; the rest is parsed
@@ -8,11 +9,6 @@
 
 use super::tokens::{Token, tokens};
 use super::{Session, State, compress, store_err};
-use crate::section;
-use imap_codec::CommandCodec;
-use imap_codec::decode::Decoder;
-use imap_codec::imap_types::command::CommandBody;
-use imap_codec::imap_types::fetch::{MacroOrMessageDataItemNames, MessageDataItemName};
 use std::fmt::Write as _;
 use tern_store::{Appended, StoreError};
 
@@ -233,100 +229,7 @@ pub(super) fn parse(bytes: &[u8]) -> Parsed {
     }
 }
 
-/// An IMAP URL (RFC 5092 §6) naming a message or part on this server:
-/// mailbox, UIDVALIDITY (if given), UID, section (if given). Absolute
-/// (`imap://user@host/…`) or relative to the server (`/…`).
-fn parse_url(url: &str) -> Option<(String, Option<u32>, u32, Option<String>)> {
-    let path = if let Some(rest) = url.strip_prefix("imap://") {
-        &rest[rest.find('/')?..]
-    } else {
-        url
-    };
-    let path = path.strip_prefix('/')?;
-    let (mailbox_part, rest) = path.split_once("/;")?;
-    let (enc_mailbox, validity) = match mailbox_part.split_once(';') {
-        Some((m, v)) => {
-            let v = v
-                .strip_prefix("UIDVALIDITY=")
-                .or_else(|| v.strip_prefix("uidvalidity="))?;
-            (m, Some(v.parse().ok()?))
-        }
-        None => (mailbox_part, None),
-    };
-    let mailbox = percent_decode(enc_mailbox)?;
-    let mut uid = None;
-    let mut section = None;
-    for piece in rest.split("/;") {
-        let (k, v) = piece.split_once('=')?;
-        match k.to_ascii_uppercase().as_str() {
-            "UID" => uid = Some(v.parse().ok()?),
-            "SECTION" => section = Some(percent_decode(v)?),
-            // PARTIAL, URLAUTH, EXPIRE: not supported here.
-            _ => return None,
-        }
-    }
-    Some((mailbox, validity, uid?, section))
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%' {
-            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 impl Session {
-    /// The bytes a CATENATE URL names; `None` when it names nothing this
-    /// account can read (answered `[BADURL]`).
-    async fn url_bytes(&self, url: &str) -> Option<Vec<u8>> {
-        let (mailbox, validity, uid, section) = parse_url(url)?;
-        let m = self.find_mailbox(&mailbox, false).await.ok()?;
-        if validity.is_some_and(|v| v != m.uidvalidity) {
-            return None;
-        }
-        let row = self
-            .server
-            .store
-            .messages_in(m.id, uid, uid)
-            .await
-            .ok()?
-            .into_iter()
-            .next()?;
-        let raw = self.server.store.read_blob(row.blob).await.ok()?;
-        let Some(spec) = section else {
-            return Some(raw);
-        };
-        // The section grammar is FETCH's (RFC 5092 §6 refers to it): let
-        // the codec parse it.
-        let probe = format!("x FETCH 1 BODY.PEEK[{spec}]\r\n");
-        let (_, cmd) = CommandCodec::default().decode(probe.as_bytes()).ok()?;
-        let CommandBody::Fetch {
-            macro_or_item_names: MacroOrMessageDataItemNames::MessageDataItemNames(items),
-            ..
-        } = cmd.body
-        else {
-            return None;
-        };
-        let Some(MessageDataItemName::BodyExt { section, .. }) = items.first() else {
-            return None;
-        };
-        let meta = match self.server.store.read_meta(row.blob).await {
-            Ok(m) => m,
-            Err(_) => tern_store::meta::analyze(&raw),
-        };
-        Some(section::extract(&raw, &meta, section.as_ref()))
-    }
-
     /// Builds each message's bytes (CATENATE), bounded by `max_command`.
     async fn build(&mut self, tag: &str, messages: Vec<Message>) -> Option<Vec<Appended>> {
         let now = tern_core::now_unix();
@@ -340,7 +243,7 @@ impl Session {
                     for p in parts {
                         match p {
                             Part::Text(t) => raw.extend_from_slice(&t),
-                            Part::Url(u) => match self.url_bytes(&u).await {
+                            Part::Url(u) => match self.readable_url(&u).await {
                                 Some(b) => raw.extend_from_slice(&b),
                                 None => {
                                     let mut text = String::new();
@@ -517,20 +420,5 @@ mod tests {
             parse(b"a REPLACE 0 Drafts {1}\r\nx\r\n"),
             Parsed::Bad(..)
         ));
-    }
-
-    #[test]
-    fn imap_urls() {
-        assert_eq!(
-            parse_url("imap://joe@example.com/Sent%20Items;UIDVALIDITY=4/;UID=20/;SECTION=1.2"),
-            Some(("Sent Items".into(), Some(4), 20, Some("1.2".into())))
-        );
-        assert_eq!(
-            parse_url("/INBOX/;UID=3"),
-            Some(("INBOX".into(), None, 3, None))
-        );
-        assert_eq!(parse_url("/INBOX/;UID=x"), None);
-        assert_eq!(parse_url("/INBOX/;UID=3/;PARTIAL=0.10"), None);
-        assert_eq!(parse_url("INBOX/;UID=3"), None);
     }
 }

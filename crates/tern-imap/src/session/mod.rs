@@ -7,6 +7,8 @@ mod list;
 mod metadata;
 mod notify;
 mod tokens;
+mod url;
+mod urlauth;
 
 use crate::ImapServer;
 use crate::reader::{Event, Reader};
@@ -241,6 +243,10 @@ pub fn pre_decode_rewrites(bytes: &[u8]) {
     let _ = list::parse(bytes);
     let _ = append::parse(bytes);
     let _ = notify::parse(bytes);
+    let _ = urlauth::parse(bytes);
+    if let Ok(text) = std::str::from_utf8(bytes) {
+        let _ = url::parse(text);
+    }
     let _ = esearch::cancel_update(bytes);
     if let Some((_, words)) = esearch::strip_return(bytes) {
         let _ = esearch::parse_return(&words);
@@ -278,7 +284,7 @@ fn flag_strings(flags: &[Flag<'_>]) -> Vec<String> {
 impl Session {
     fn capabilities(&self) -> String {
         let mut c = String::from(
-            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW MULTIAPPEND CATENATE REPLACE ESORT CONTEXT=SEARCH CONTEXT=SORT NOTIFY",
+            "IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID ENABLE IDLE NAMESPACE COMPRESS=DEFLATE UNSELECT UIDPLUS MOVE SPECIAL-USE CHILDREN STATUS=SIZE CONDSTORE QRESYNC BINARY UTF8=ACCEPT ESEARCH SEARCHRES LIST-EXTENDED LIST-STATUS SORT SORT=DISPLAY THREAD=ORDEREDSUBJECT THREAD=REFERENCES QUOTA QUOTA=RES-STORAGE METADATA OBJECTID SAVEDATE PREVIEW MULTIAPPEND CATENATE REPLACE ESORT CONTEXT=SEARCH CONTEXT=SORT NOTIFY URLAUTH",
         );
         if self.server.tls.is_some() && !self.conn.is_tls() {
             c.push_str(" STARTTLS");
@@ -418,6 +424,31 @@ impl Session {
                     groups,
                 } => {
                     self.notify_set(&tag, status, groups).await;
+                    continue;
+                }
+            }
+            match urlauth::parse(&bytes) {
+                urlauth::Parsed::Other => {}
+                _ if matches!(self.state, State::NotAuthenticated) => {
+                    self.tagged(&tag_of(&bytes), "BAD", "Authentication required");
+                    self.errors += 1;
+                    continue;
+                }
+                urlauth::Parsed::Bad(tag, why) => {
+                    self.tagged(&tag, "BAD", &why);
+                    self.errors += 1;
+                    continue;
+                }
+                urlauth::Parsed::Gen(tag, pairs) => {
+                    self.genurlauth(&tag, pairs).await;
+                    continue;
+                }
+                urlauth::Parsed::Fetch(tag, urls) => {
+                    self.urlfetch(&tag, urls).await;
+                    continue;
+                }
+                urlauth::Parsed::Reset(tag, mailbox) => {
+                    self.resetkey(&tag, mailbox).await;
                     continue;
                 }
             }

@@ -184,10 +184,12 @@ impl Folders for SqliteStore {
                 // The delete trigger releases usage and blob references.
                 c.execute("DELETE FROM mailbox_messages WHERE mailbox_id = ?", [id])?;
                 c.execute("DELETE FROM mailboxes WHERE id = ?", [id])?;
-                c.execute(
-                    "DELETE FROM metadata WHERE account_id = ? AND mailbox = ?",
-                    params![account, name],
-                )?;
+                for table in ["metadata", "urlauth_keys"] {
+                    c.execute(
+                        &format!("DELETE FROM {table} WHERE account_id = ? AND mailbox = ?"),
+                        params![account, name],
+                    )?;
+                }
                 Ok(())
             })
             .await;
@@ -240,6 +242,7 @@ impl Folders for SqliteStore {
                     ("mailboxes", "name", ""),
                     ("subscriptions", "name", "OR REPLACE"),
                     ("metadata", "mailbox", "OR REPLACE"),
+                    ("urlauth_keys", "mailbox", "OR REPLACE"),
                 ] {
                     c.execute(
                         &format!(
@@ -332,6 +335,52 @@ impl Folders for SqliteStore {
             })?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
+    }
+
+    async fn urlauth_key(
+        &self,
+        account: AccountId,
+        mailbox: &str,
+        create: bool,
+    ) -> Result<Option<Vec<u8>>> {
+        let mailbox = normalize_name(mailbox)?;
+        let fresh: [u8; 32] = rand::random();
+        let read = move |c: &Connection, mailbox: &str| -> Result<Option<Vec<u8>>> {
+            Ok(c.prepare_cached(
+                "SELECT key FROM urlauth_keys WHERE account_id = ? AND mailbox = ?",
+            )?
+            .query_row(params![account, mailbox], |r| r.get(0))
+            .optional()?)
+        };
+        if !create {
+            return self.read(move |c| read(c, &mailbox));
+        }
+        self.write(move |c| {
+            if mailbox_id(c, account, &mailbox)?.is_none() {
+                return Err(StoreError::NotFound(format!("mailbox {mailbox}")));
+            }
+            c.execute(
+                "INSERT OR IGNORE INTO urlauth_keys(account_id, mailbox, key) VALUES (?, ?, ?)",
+                params![account, mailbox, fresh.to_vec()],
+            )?;
+            read(c, &mailbox)
+        })
+        .await
+    }
+
+    async fn reset_urlauth_keys(&self, account: AccountId, mailbox: Option<&str>) -> Result<()> {
+        let mailbox = mailbox.map(normalize_name).transpose()?;
+        self.write(move |c| {
+            match &mailbox {
+                Some(m) => c.execute(
+                    "DELETE FROM urlauth_keys WHERE account_id = ? AND mailbox = ?",
+                    params![account, m],
+                )?,
+                None => c.execute("DELETE FROM urlauth_keys WHERE account_id = ?", [account])?,
+            };
+            Ok(())
+        })
+        .await
     }
 
     async fn metadata(&self, account: AccountId, mailbox: &str) -> Result<Vec<(String, Vec<u8>)>> {

@@ -27,3 +27,11 @@ CREATE TABLE IF NOT EXISTS metadata (
 -- SAVEDATE (RFC 8514): when a message was saved into its mailbox (delivery, APPEND, COPY,
 -- MOVE), Unix seconds; unknown (NULL) for rows stored before this version.
 ALTER TABLE mailbox_messages ADD COLUMN saved_at INTEGER;
+-- URLAUTH (RFC 4467): the secret each mailbox's authorized URLs are signed with, by mailbox name
+-- (RESETKEY replaces it, which revokes every URL issued; DELETE removes it, RENAME moves it).
+CREATE TABLE IF NOT EXISTS urlauth_keys (
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    mailbox     TEXT NOT NULL,
+    key         BLOB NOT NULL,
+    PRIMARY KEY (account_id, mailbox)
+) WITHOUT ROWID;

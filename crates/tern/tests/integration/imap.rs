@@ -1366,3 +1366,69 @@ async fn notify_without_polling() {
     let (_, u) = cmd(&mut c, "f", "CHECK").await;
     assert!(!u.iter().any(|l| l.starts_with("* STATUS")), "{u:?}");
 }
+
+/// RFC 4467 (URLAUTH): Alice signs a URL for Bob; Bob fetches the part
+/// and builds a message from it with CATENATE; a changed token, the wrong
+/// user, and URLs after RESETKEY get nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn urlauth_lets_another_user_fetch() {
+    let s = start("").await;
+    deliver(&s, "shared", "the shared text").await;
+    let mut a = login(&s).await;
+    let (_, u) = cmd(&mut a, "a", "EXAMINE INBOX").await;
+    let validity = u
+        .iter()
+        .find_map(|l| l.strip_prefix("* OK [UIDVALIDITY "))
+        .and_then(|l| l.split(']').next())
+        .unwrap()
+        .to_string();
+    let rump = format!(
+        "imap://{ALICE}@example.test/INBOX;UIDVALIDITY={validity}/;UID=1/;SECTION=TEXT;URLAUTH=user+{BOB}"
+    );
+    let (r, u) = cmd(&mut a, "b", &format!("GENURLAUTH \"{rump}\" INTERNAL")).await;
+    assert!(r.starts_with("OK"), "{r}");
+    let signed = u[0]
+        .strip_prefix("* GENURLAUTH \"")
+        .and_then(|l| l.strip_suffix('"'))
+        .unwrap()
+        .to_string();
+    assert!(signed.starts_with(&format!("{rump}:internal:")), "{signed}");
+    let (r, _) = cmd(
+        &mut a,
+        "c",
+        &format!(
+            "GENURLAUTH \"imap://{BOB}@example.test/INBOX/;UID=1;URLAUTH=anonymous\" INTERNAL"
+        ),
+    )
+    .await;
+    assert!(r.starts_with("NO"), "only one's own mailboxes: {r}");
+
+    let mut b = LineClient::connect(s.imap).await.unwrap();
+    b.line().await.unwrap();
+    cmd(&mut b, "a", &format!("LOGIN {BOB} {BOB_PW}")).await;
+    b.cmd(&format!("b URLFETCH \"{signed}\"")).await.unwrap();
+    let head = b.line().await.unwrap().unwrap();
+    assert!(head.ends_with("{17}"), "{head}");
+    assert_eq!(b.line().await.unwrap().unwrap(), "the shared text");
+    tagged(&mut b, "b").await;
+    let forged = format!("{}0", &signed[..signed.len() - 1]);
+    let (_, u) = cmd(&mut b, "c", &format!("URLFETCH \"{forged}\"")).await;
+    assert!(u[0].ends_with(" NIL"), "{u:?}");
+    let (r, _) = cmd(
+        &mut b,
+        "d",
+        &format!(
+            "APPEND INBOX CATENATE (TEXT {{20+}}\r\nSubject: via URL\r\n\r\n URL \"{signed}\")"
+        ),
+    )
+    .await;
+    assert!(r.starts_with("OK [APPENDUID"), "{r}");
+
+    // Alice herself is not user+bob.
+    let (_, u) = cmd(&mut a, "d", &format!("URLFETCH \"{signed}\"")).await;
+    assert!(u[0].ends_with(" NIL"), "{u:?}");
+    let (r, _) = cmd(&mut a, "e", "RESETKEY INBOX").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let (_, u) = cmd(&mut b, "e", &format!("URLFETCH \"{signed}\"")).await;
+    assert!(u[0].ends_with(" NIL"), "revoked: {u:?}");
+}
