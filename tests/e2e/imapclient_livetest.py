@@ -3,7 +3,8 @@
 BSD licence, by Menno Smits: an independent suite written against Gmail, Dovecot, Fastmail and
 Exchange) against a running Tern, over implicit TLS.
 
-usage: imapclient_livetest.py HOST:PORT USER PASSWORD [unittest arguments]
+usage: imapclient_livetest.py [--plain] HOST:PORT USER PASSWORD [unittest arguments]
+  --plain: IMAP without TLS (a peer set up that way); otherwise implicit TLS.
 
 The suite predates Python 3.12; two names it imports that 3.12 removed are put back first
 (`imp.new_module`, `SafeConfigParser.readfp`), nothing else is changed.
@@ -25,19 +26,23 @@ except ImportError:
 
 from imapclient import livetest  # noqa: E402
 
-hostport, user, password = sys.argv[1:4]
+args = sys.argv[1:]
+plain = bool(args) and args[0] == '--plain'
+if plain:
+    args = args[1:]
+hostport, user, password = args[:3]
 host, port = hostport.rsplit(':', 1)
 with tempfile.NamedTemporaryFile('w', suffix='.ini', delete=False) as ini:
     ini.write(f"""[DEFAULT]
 host = {host}
 port = {port}
-ssl = true
+ssl = {'false' if plain else 'true'}
 ssl_verify_cert = false
 ssl_check_hostname = false
 username = {user}
 password = {password}
 """)
-sys.argv = [sys.argv[0], ini.name] + sys.argv[4:]
+sys.argv = [sys.argv[0], ini.name] + args[3:]
 try:
     livetest.main()
 finally:

@@ -62,11 +62,11 @@ tail -3 <<<"$out"
 
 echo "== IMAPClient live test suite (independent, PyPI imapclient 2.3.1)"
 # Its own account: the suite creates and deletes folders under __imapclient.
-echo 'carol-pw' | "$TERN" account add carol@example.test --data "$WORK/data" --password-stdin >/dev/null
+echo 'erin-pw' | "$TERN" account add erin@example.test --data "$WORK/data" --password-stdin >/dev/null
 python3 -m pip install -q --target "$WORK/pylib" imapclient==2.3.1 six >/dev/null 2>&1 \
   || python3 -m pip install -q --break-system-packages --target "$WORK/pylib" imapclient==2.3.1 six >/dev/null \
   || fail "imapclient could not be installed from PyPI"
-out=$(cd "$WORK" && PYTHONPATH="$WORK/pylib" python3 "$HERE/imapclient_livetest.py" "$IMAPS" carol@example.test carol-pw 2>&1) \
+out=$(cd "$WORK" && PYTHONPATH="$WORK/pylib" python3 "$HERE/imapclient_livetest.py" "$IMAPS" erin@example.test erin-pw 2>&1) \
   || { echo "$out"; fail "IMAPClient live tests"; }
 grep -E '^(Ran|OK|FAILED)' <<<"$out"
 
