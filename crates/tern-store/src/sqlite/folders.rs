@@ -911,7 +911,7 @@ fn copy_rows(
 #[cfg(test)]
 mod tests {
     use crate::sqlite::SqliteStore;
-    use crate::{Directory, Folders, MailStore};
+    use crate::{Directory, Folders};
 
     /// RFC 9051 §2.3.1.1, as a property: whatever sequence of CREATE,
     /// DELETE and RENAME (with another account's mailboxes in between, and
