@@ -4,6 +4,7 @@ mod append;
 mod esearch;
 mod extra_items;
 mod list;
+mod local_grammar;
 mod metadata;
 mod notify;
 mod tokens;
@@ -130,23 +131,7 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
 pub(crate) fn compress(ids: &[u32]) -> String {
     let mut sorted = ids.to_vec();
     sorted.sort_unstable();
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < sorted.len() {
-        let start = sorted[i];
-        let mut end = start;
-        while i + 1 < sorted.len() && sorted[i + 1] == end + 1 {
-            i += 1;
-            end = sorted[i];
-        }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        });
-        i += 1;
-    }
-    parts.join(",")
+    esearch::in_order(&sorted)
 }
 
 /// The tag of a raw command line, for replies to commands that do not parse.
@@ -395,147 +380,13 @@ impl Session {
             let Some(bytes) = self.next_message().await else {
                 return;
             };
-            // imap-codec has no SEARCH RETURN (RFC 4731): take the options
-            // off here and format the result as ESEARCH.
-            match notify::parse(&bytes) {
-                notify::Parsed::Other => {}
-                _ if matches!(self.state, State::NotAuthenticated) => {
-                    self.tagged(&tag_of(&bytes), "BAD", "NOTIFY requires authentication");
-                    self.errors += 1;
-                    continue;
+            let Some(bytes) = self.local_grammar(bytes).await else {
+                if self.errors >= MAX_ERRORS {
+                    self.out.extend_from_slice(b"* BYE Too many errors\r\n");
+                    return;
                 }
-                notify::Parsed::Bad(tag, why) => {
-                    self.tagged(&tag, "BAD", &why);
-                    self.errors += 1;
-                    continue;
-                }
-                notify::Parsed::BadEvent(tag) => {
-                    let text = format!("[BADEVENT ({})] Event not supported", notify::SUPPORTED);
-                    self.tagged(&tag, "NO", &text);
-                    continue;
-                }
-                notify::Parsed::None(tag) => {
-                    self.notify_none(&tag);
-                    continue;
-                }
-                notify::Parsed::Set {
-                    tag,
-                    status,
-                    groups,
-                } => {
-                    self.notify_set(&tag, status, groups).await;
-                    continue;
-                }
-            }
-            match urlauth::parse(&bytes) {
-                urlauth::Parsed::Other => {}
-                _ if matches!(self.state, State::NotAuthenticated) => {
-                    self.tagged(&tag_of(&bytes), "BAD", "Authentication required");
-                    self.errors += 1;
-                    continue;
-                }
-                urlauth::Parsed::Bad(tag, why) => {
-                    self.tagged(&tag, "BAD", &why);
-                    self.errors += 1;
-                    continue;
-                }
-                urlauth::Parsed::Gen(tag, pairs) => {
-                    self.genurlauth(&tag, pairs).await;
-                    continue;
-                }
-                urlauth::Parsed::Fetch(tag, urls) => {
-                    self.urlfetch(&tag, urls).await;
-                    continue;
-                }
-                urlauth::Parsed::Reset(tag, mailbox) => {
-                    self.resetkey(&tag, mailbox).await;
-                    continue;
-                }
-            }
-            if let Some((tag, tags)) = esearch::cancel_update(&bytes) {
-                self.cancel_update(&tag, tags);
                 continue;
-            }
-            // MULTIAPPEND, CATENATE and REPLACE are parsed here (RFC 3502,
-            // 4469, 8508); a plain APPEND goes to the codec.
-            match append::parse(&bytes) {
-                append::Parsed::Other => {}
-                append::Parsed::Bad(tag, why) => {
-                    self.tagged(&tag, "BAD", &why);
-                    self.errors += 1;
-                    continue;
-                }
-                append::Parsed::Append {
-                    tag,
-                    mailbox,
-                    messages,
-                } => {
-                    if matches!(self.state, State::NotAuthenticated) {
-                        self.tagged(&tag, "BAD", "APPEND requires authentication");
-                        self.errors += 1;
-                    } else {
-                        self.append_messages(&tag, &mailbox, messages, None).await;
-                    }
-                    continue;
-                }
-                append::Parsed::Replace {
-                    tag,
-                    uid,
-                    number,
-                    mailbox,
-                    message,
-                } => {
-                    self.replace(&tag, uid, number, &mailbox, message).await;
-                    continue;
-                }
-            }
-            let (bytes, esearch) = match esearch::strip_return(&bytes) {
-                Some((stripped, options)) => (stripped, Some(options)),
-                None => (bytes, None),
             };
-            self.esearch = esearch;
-            // LIST is parsed here in full (RFC 5258); imap-codec knows only
-            // its basic form.
-            match list::parse(&bytes) {
-                list::Parsed::Other => {}
-                list::Parsed::Bad(tag, why) => {
-                    self.tagged(&tag, "BAD", &why);
-                    self.errors += 1;
-                    continue;
-                }
-                list::Parsed::List(tag, cmd) => {
-                    if matches!(self.state, State::NotAuthenticated) {
-                        self.tagged(&tag, "BAD", "LIST requires authentication");
-                        self.errors += 1;
-                    } else {
-                        self.list(&tag, cmd, false).await;
-                    }
-                    continue;
-                }
-            }
-            let bytes = self.substitute_saved(bytes);
-            // OBJECTID, SAVEDATE and PREVIEW items (the codec knows none).
-            let bytes = match extra_items::take_fetch_extras(&bytes) {
-                Some((b, extras)) => {
-                    self.fetch_extras = extras;
-                    b
-                }
-                None => {
-                    self.fetch_extras = Default::default();
-                    bytes
-                }
-            };
-            let bytes = match extra_items::take_status_mailboxid(&bytes) {
-                Some((b, stand_in)) => {
-                    self.status_mailboxid = Some(stand_in);
-                    b
-                }
-                None => {
-                    self.status_mailboxid = None;
-                    bytes
-                }
-            };
-            let bytes = self.rewrite_search_extras(bytes).await;
             let cmd = match CommandCodec::default().decode(&bytes) {
                 Ok((b"", cmd)) => cmd,
                 _ => {
