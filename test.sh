@@ -2,7 +2,8 @@
 # Tern's one test command (the README's; .ci/run calls it).
 #  1. installs the real peers the tests use when missing (Debian packages; needs root):
 #     postfix, swaks, fetchmail, isync (mbsync), dkimpy and opendkim (independent DKIM verifiers),
-#     chromium and chromium-driver (the dashboard in a real browser)
+#     chromium and chromium-driver (the dashboard in a real browser); moto's S3-compatible
+#     server (pip) for the blob-store tests
 #  2. cargo fmt --check, cargo clippy -D warnings
 #  3. unit and integration tests (cargo nextest when installed, else cargo test)
 #  4. end-to-end tests with real clients and Postfix against the tern binary, curl and
@@ -48,6 +49,14 @@ if ! python3 -c "import selenium" >/dev/null 2>&1; then
   python3 -m pip install -q selenium 2>/dev/null \
     || python3 -m pip install -q --break-system-packages selenium \
     || echo "warning: selenium could not be installed: the e2e dashboard test will fail"
+fi
+
+# moto's server mode (PyPI) is the S3-compatible service the blob-store tests run against.
+if ! command -v moto_server >/dev/null 2>&1; then
+  echo "== installing moto[server] (pip)"
+  python3 -m pip install -q 'moto[server]' 2>/dev/null \
+    || python3 -m pip install -q --break-system-packages 'moto[server]' \
+    || echo "warning: moto could not be installed: the S3 blob-store tests will fail"
 fi
 
 echo "== cargo fmt --check"

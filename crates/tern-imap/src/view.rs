@@ -47,7 +47,29 @@ pub struct Recent {
 impl Recent {
     /// Whether a message is recent in this session.
     pub fn contains(&self, uid: u32) -> bool {
-        self.ranges.iter().any(|r| r.contains(&uid))
+        let i = self.ranges.partition_point(|r| r.end <= uid);
+        self.ranges.get(i).is_some_and(|r| r.contains(&uid))
+    }
+
+    /// Adds `from..upto`, which starts at or after every range held: kept
+    /// sorted and merged, so a session that sees one new message at a time
+    /// holds one range, not one per message.
+    fn push(&mut self, from: u32, upto: u32) {
+        if from >= upto {
+            return;
+        }
+        match self.ranges.last_mut() {
+            Some(last) if last.end >= from => last.end = last.end.max(upto),
+            _ => self.ranges.push(from..upto),
+        }
+    }
+
+    /// How many of `uids` (ascending) are recent.
+    fn count_in(&self, uids: &[u32]) -> usize {
+        self.ranges
+            .iter()
+            .map(|r| uids.partition_point(|&u| u < r.end) - uids.partition_point(|&u| u < r.start))
+            .sum()
     }
 
     /// `FLAGS (…)` of a message, with `\Recent` when this session shows it.
@@ -106,9 +128,7 @@ impl View {
             .ranges
             .last()
             .map_or(first, |r| first.max(r.end));
-        if from < upto {
-            self.recent.ranges.push(from..upto);
-        }
+        self.recent.push(from, upto);
         Ok(())
     }
 
@@ -119,7 +139,7 @@ impl View {
 
     /// How many messages of the view are recent in this session.
     pub fn recent_count(&self) -> usize {
-        self.uids.iter().filter(|u| self.is_recent(**u)).count()
+        self.recent.count_in(&self.uids)
     }
 
     /// Sequence number of the first message without `\Seen` (SELECT's
@@ -312,4 +332,27 @@ pub fn flags(out: &mut Vec<u8>, flags: &[String]) {
 /// The mailbox name as an IMAP string.
 pub fn name(out: &mut Vec<u8>, n: &str) {
     string(out, n.as_bytes());
+}
+
+#[cfg(test)]
+mod recent_tests {
+    use super::Recent;
+
+    /// RFC 3501 §2.3.2: a session that sees messages one at a time keeps
+    /// them recent; the ranges merge, and counting stays exact.
+    #[test]
+    fn ranges_merge_and_count() {
+        let mut r = Recent::default();
+        for uid in 10..1010 {
+            r.push(uid, uid + 1);
+        }
+        r.push(2000, 2003);
+        assert_eq!(r.ranges, vec![10..1010, 2000..2003]);
+        assert!(r.contains(10) && r.contains(1009) && r.contains(2002));
+        assert!(!r.contains(9) && !r.contains(1010) && !r.contains(2003));
+        let uids: Vec<u32> = (1..3000).filter(|u| u % 2 == 0).collect();
+        assert_eq!(r.count_in(&uids), 500 + 2);
+        r.push(5, 5);
+        assert_eq!(r.ranges.len(), 2);
+    }
 }

@@ -3,14 +3,18 @@
 //! Services talk to storage only through the traits here: [`Directory`]
 //! (domains, accounts, aliases, passwords) and [`MailStore`] (delivering and
 //! reading messages). The embedded backend ([`sqlite::SqliteStore`]) keeps
-//! metadata and message bodies in one SQLite database in WAL mode; a single
-//! writer task batches the writes of all sessions into one transaction and
-//! one fsync (group commit). A PostgreSQL + S3 backend can implement the same
-//! traits without touching the protocol crates.
+//! metadata in one SQLite database in WAL mode; a single writer task batches
+//! the writes of all sessions into one transaction and one fsync (group
+//! commit). Message bodies are in the same database by default, or in a
+//! [`Blobs`] store (fsynced files, an S3-compatible bucket) by content hash.
+//! A PostgreSQL backend can implement the same traits without touching the
+//! protocol crates.
 //!
 //! Durability contract: when [`MailStore::deliver`] or [`MailStore::expunge`]
-//! returns `Ok`, the change is committed and fsynced.
+//! returns `Ok`, the change is committed and fsynced, and a body it refers
+//! to was stored durably before the commit.
 
+pub mod blobs;
 pub mod dashboard;
 pub mod meta;
 pub mod password;
@@ -18,6 +22,7 @@ pub mod platform;
 pub mod sqlite;
 pub mod verify_jobs;
 
+pub use blobs::Blobs;
 pub use dashboard::{Dashboard, WebSession, WebUser};
 pub use platform::*;
 pub use tern_events::{Event, EventType};
@@ -30,9 +35,12 @@ use tern_core::Address;
 /// Storage errors.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error.
+    /// The database reported an error (the backend's own error inside).
     #[error("database error: {0}")]
-    Db(#[from] rusqlite::Error),
+    Db(Box<dyn std::error::Error + Send + Sync>),
+    /// The blob store (files or an S3-compatible service) failed.
+    #[error("blob storage error: {0}")]
+    Blob(String),
     /// A named object does not exist.
     #[error("{0} not found")]
     NotFound(String),

@@ -11,6 +11,7 @@ pub mod dns;
 pub mod mime;
 pub mod pki;
 pub mod remote;
+pub mod s3;
 pub mod webhook;
 
 use rustls_pki_types::pem::PemObject;

@@ -741,7 +741,7 @@ impl Folders for SqliteStore {
     ) -> Result<(u32, Vec<u32>)> {
         // Hashing and MIME analysis happen before the write lock.
         struct Prepared {
-            raw: Vec<u8>,
+            raw: std::sync::Arc<Vec<u8>>,
             hash: String,
             meta: String,
             header_len: usize,
@@ -758,11 +758,15 @@ impl Folders for SqliteStore {
                     .map_err(|e| StoreError::Invalid(e.to_string()))?,
                 flags: join_flags(&m.flags),
                 internaldate: m.internaldate,
-                raw: m.raw,
+                raw: std::sync::Arc::new(m.raw),
             });
         }
+        let bodies = prepared
+            .iter()
+            .map(|p| (p.hash.clone(), p.raw.clone()))
+            .collect();
         let r = self
-            .write(move |c| {
+            .write_with_bodies(bodies, move |c, external| {
                 let (quota, used): (i64, i64) =
                     c.query_row("SELECT quota, used FROM accounts WHERE id = ?", [account], |r| Ok((r.get(0)?, r.get(1)?)))?;
                 let total: i64 = prepared.iter().map(|p| p.raw.len() as i64).sum();
@@ -772,10 +776,12 @@ impl Folders for SqliteStore {
                 let mut uids = Vec::with_capacity(prepared.len());
                 for p in &prepared {
                     let size = p.raw.len() as i64;
+                    let data: &[u8] = if external { &[] } else { &p.raw };
                     c.prepare_cached(
-                        "INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)",
+                        "INSERT INTO blobs(hash, size, refcount, meta, data, external)
+                         VALUES (?, ?, 0, ?, ?, ?)",
                     )?
-                    .execute(params![p.hash, size, p.meta, p.raw])?;
+                    .execute(params![p.hash, size, p.meta, data, external])?;
                     let blob = c.last_insert_rowid();
                     c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
                         .execute(params![blob, &p.raw[..p.header_len]])?;

@@ -18,8 +18,13 @@ impl MailStore for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         let notify: Vec<AccountId> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
         let queued = prepared.iter().any(|p| !p.message.outbound.is_empty());
+        let bodies = prepared.iter().map(Prepared::body).collect();
         let r = self
-            .write(move |c| prepared.iter().try_for_each(|p| p.insert(c).map(|_| ())))
+            .write_with_bodies(bodies, move |c, external| {
+                prepared
+                    .iter()
+                    .try_for_each(|p| p.insert(c, external).map(|_| ()))
+            })
             .await;
         if r.is_ok() {
             notify.into_iter().for_each(|a| self.changed(a));
@@ -67,12 +72,23 @@ impl MailStore for SqliteStore {
     }
 
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
-        self.read_bulk(|c| {
-            c.prepare_cached("SELECT data FROM blobs WHERE id = ?")?
-                .query_row([blob], |r| r.get(0))
+        let (data, external, hash) = self.read_bulk(|c| {
+            c.prepare_cached("SELECT data, external, hash FROM blobs WHERE id = ?")?
+                .query_row([blob], |r| {
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, bool>(1)?,
+                        r.get::<_, String>(2)?,
+                    ))
+                })
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))
-        })
+        })?;
+        if external {
+            self.external_body(blob, &hash).await
+        } else {
+            Ok(data)
+        }
     }
 
     async fn expunge(&self, account: AccountId, mailbox: &str, uids: &[u32]) -> Result<()> {
@@ -161,6 +177,11 @@ fn target_folder(c: &rusqlite::Connection, account: AccountId, role: &str) -> Re
 }
 
 impl Prepared {
+    /// The body and its key, for the blob store.
+    pub(super) fn body(&self) -> (String, std::sync::Arc<Vec<u8>>) {
+        (self.hash.clone(), self.message.raw.clone())
+    }
+
     pub(super) fn new(mut message: NewMessage) -> Result<Self> {
         let events = super::platform::encode(std::mem::take(&mut message.events));
         let logs = super::platform::encode_logs(&std::mem::take(&mut message.logs))?;
@@ -201,15 +222,21 @@ impl Prepared {
         })
     }
 
-    /// Inserts the body, the mailbox rows and the queue rows; returns the
-    /// queued recipients. Runs in the writer.
-    pub(super) fn insert(&self, c: &rusqlite::Connection) -> Result<Vec<crate::QueuedRcpt>> {
+    /// Inserts the body (or, when `external`, its hash: the body is in the
+    /// blob store), the mailbox rows and the queue rows; returns the queued
+    /// recipients. Runs in the writer.
+    pub(super) fn insert(
+        &self,
+        c: &rusqlite::Connection,
+        external: bool,
+    ) -> Result<Vec<crate::QueuedRcpt>> {
         let m = &self.message;
         let size = m.raw.len() as i64;
+        let data: &[u8] = if external { &[] } else { m.raw.as_slice() };
         c.prepare_cached(
-            "INSERT INTO blobs(hash, size, refcount, meta, data) VALUES (?, ?, 0, ?, ?)",
+            "INSERT INTO blobs(hash, size, refcount, meta, data, external) VALUES (?, ?, 0, ?, ?, ?)",
         )?
-        .execute(params![self.hash, size, self.meta, m.raw.as_slice()])?;
+        .execute(params![self.hash, size, self.meta, data, external])?;
         let blob_id = c.last_insert_rowid();
         if let Some(len) = self.header_len {
             c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?

@@ -1,10 +1,13 @@
 //! The embedded backend: one SQLite database (WAL) holding metadata and
 //! message bodies, with group commit through a single writer thread.
 //!
-//! Bodies live inline in the `blobs` table, written in the same transaction
-//! as the mailbox rows that reference them, so one WAL fsync covers both and
-//! nothing half-written is ever visible. Concurrent deliveries are batched by
-//! [`writer`] into one transaction per fsync.
+//! Bodies live inline in the `blobs` table by default, written in the same
+//! transaction as the mailbox rows that reference them, so one WAL fsync
+//! covers both and nothing half-written is ever visible. With a blob store
+//! ([`SqliteStore::with_blobs`]) a body is put there first, durably, and the
+//! row keeps its hash ([`external`] also removes bodies nothing refers to any
+//! more). Concurrent deliveries are batched by [`writer`] into one
+//! transaction per fsync.
 //!
 //! This backend uses `rusqlite` directly rather than `sqlx`: sqlx's SQLite
 //! driver hands every statement to a worker thread over channels, and a
@@ -13,6 +16,9 @@
 //! directly, and reads (short, never blocked by the writer in WAL mode) run
 //! on the calling thread with a pooled connection.
 
+mod external;
+
+pub use external::Collected;
 mod dashboard;
 mod directory;
 mod folders;
@@ -50,7 +56,8 @@ const SCHEMA_V16: &str = include_str!("schema_v16.sql");
 const SCHEMA_V17: &str = include_str!("schema_v17.sql");
 const SCHEMA_V18: &str = include_str!("schema_v18.sql");
 const SCHEMA_V19: &str = include_str!("schema_v19.sql");
-const SCHEMA_VERSION: i64 = 19;
+const SCHEMA_V20: &str = include_str!("schema_v20.sql");
+const SCHEMA_VERSION: i64 = 20;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -72,6 +79,13 @@ pub struct SqliteStore {
     /// learning by another process (`tern spam train`) shows within
     /// [`spam::TOTALS_TTL`].
     bayes_totals: Mutex<std::collections::HashMap<i64, CachedTotals>>,
+    /// Where new bodies go when not inline ([`SqliteStore::with_blobs`]).
+    blobs: Option<Arc<dyn crate::Blobs>>,
+    /// Gates by hash (see [`external`]): held shared from a body's put to
+    /// the commit that refers to it, and exclusively by the collector while
+    /// it decides on and deletes a body, so it never deletes one a delivery
+    /// is about to commit.
+    blob_gates: Box<[tokio::sync::RwLock<()>]>,
     _alive: Arc<()>,
 }
 
@@ -140,8 +154,24 @@ impl SqliteStore {
             queue_wakeup: Arc::new(tokio::sync::Notify::new()),
             auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
             bayes_totals: Mutex::new(std::collections::HashMap::new()),
+            blobs: None,
+            blob_gates: (0..external::GATES)
+                .map(|_| tokio::sync::RwLock::new(()))
+                .collect(),
             _alive: alive,
         })
+    }
+
+    /// Stores new message bodies in `blobs` instead of the database. Bodies
+    /// already stored stay where they are and are read from there.
+    pub fn with_blobs(mut self, blobs: Arc<dyn crate::Blobs>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// The blob store new bodies go to, if not the database.
+    pub fn blobs(&self) -> Option<&Arc<dyn crate::Blobs>> {
+        self.blobs.as_ref()
     }
 
     /// Runs a short read (directory lookups, single rows) on a pooled
@@ -221,6 +251,12 @@ fn spawn_checkpointer(conn: Connection, alive: Weak<()>, wal_frames: Arc<AtomicI
         });
     if let Err(e) = spawned {
         tracing::error!(error = %e, "store: cannot start the checkpoint thread");
+    }
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        StoreError::Db(Box::new(e))
     }
 }
 
@@ -310,6 +346,9 @@ fn migrate_steps(conn: &Connection) -> Result<()> {
     }
     if version < 19 {
         conn.execute_batch(SCHEMA_V19)?;
+    }
+    if version < 20 {
+        conn.execute_batch(SCHEMA_V20)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

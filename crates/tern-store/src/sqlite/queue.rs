@@ -66,7 +66,11 @@ impl Queue for SqliteStore {
         let leased = message.lease_until > 0;
         let prepared = Prepared::new(message)?;
         let notify = prepared.notify.clone();
-        let r = self.write(move |c| prepared.insert(c)).await;
+        let r = self
+            .write_with_bodies(vec![prepared.body()], move |c, external| {
+                prepared.insert(c, external)
+            })
+            .await;
         if let Ok(q) = &r {
             notify.into_iter().for_each(|a| self.changed(a));
             if !q.is_empty() && !leased {
@@ -94,10 +98,11 @@ impl Queue for SqliteStore {
         let queued = !prepared.is_empty();
         let notify: Vec<_> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
         let events = super::platform::encode(events);
+        let bodies = prepared.iter().map(Prepared::body).collect();
         let r = self
-            .write(move |c| {
+            .write_with_bodies(bodies, move |c, external| {
                 for p in &prepared {
-                    p.insert(c)?;
+                    p.insert(c, external)?;
                 }
                 let mut done = c.prepare_cached("DELETE FROM queue_rcpts WHERE id = ?")?;
                 let mut defer = c.prepare_cached(

@@ -1,0 +1,59 @@
+//! The blob role: message bodies by content hash (DESIGN.md, "Storage").
+//!
+//! A body is stored once under the lower-case hex SHA-256 of its bytes, so the
+//! same key names it in a folder of files and in an S3 bucket, and a second
+//! put of the same body only rewrites identical bytes.
+//!
+//! The contract every backend keeps, checked by `tests/blobs.rs` on each:
+//! - [`Blobs::put`] returns only once the body survives a crash of this
+//!   machine (file and folder fsynced; S3's PUT acknowledged). Metadata that
+//!   references a blob is committed only after its put returned, so a
+//!   committed reference never points at nothing.
+//! - A put refreshes the object's write time ([`Blobs::written_at`]), which
+//!   the collector of unreferenced blobs reads to leave a body alone while a
+//!   delivery that just stored it may still be committing.
+//! - [`Blobs::get`] of a missing key is [`StoreError::NotFound`];
+//!   [`Blobs::delete`] of a missing key succeeds.
+//! - Keys are checked: anything but 64 lower-case hex digits is refused
+//!   before it reaches a path or a URL.
+
+mod files;
+mod s3;
+
+pub use files::FileBlobs;
+pub use s3::{S3Blobs, S3Settings};
+
+use crate::{Result, StoreError};
+use async_trait::async_trait;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Storage of message bodies by content hash.
+#[async_trait]
+pub trait Blobs: Send + Sync + 'static {
+    /// Stores `data` under `hash` (its SHA-256, lower-case hex), durably.
+    async fn put(&self, hash: &str, data: Arc<Vec<u8>>) -> Result<()>;
+    /// The body stored under `hash`.
+    async fn get(&self, hash: &str) -> Result<Vec<u8>>;
+    /// Removes the body under `hash`; a missing one is not an error.
+    async fn delete(&self, hash: &str) -> Result<()>;
+    /// When the body under `hash` was last put, `None` if there is none.
+    async fn written_at(&self, hash: &str) -> Result<Option<SystemTime>>;
+    /// Where the bodies are, for logs and `tern` commands.
+    fn describe(&self) -> String;
+}
+
+/// Refuses a key that is not a SHA-256 in lower-case hex.
+pub fn check_key(hash: &str) -> Result<()> {
+    if hash.len() == 64 && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("not a blob key: {hash:?}")))
+    }
+}
+
+/// The key of `data`: its SHA-256 in lower-case hex.
+pub fn key_of(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(data))
+}

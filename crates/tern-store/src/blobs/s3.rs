@@ -1,0 +1,150 @@
+//! Bodies in an S3-compatible bucket, through the `object_store` crate.
+//!
+//! Each body is one object named by its hash (under an optional prefix). A
+//! put returns when the service has acknowledged the PUT, which for S3 and
+//! the services that copy its API means the object is stored durably.
+
+use super::{Blobs, check_key};
+use crate::{Result, StoreError};
+use async_trait::async_trait;
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStoreExt, PutPayload};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Where the bucket is and how to sign requests to it (`[blobs]` in
+/// `tern.toml`). Empty credentials are taken from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …).
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    /// The bucket; it must exist.
+    pub bucket: String,
+    /// The service's URL (`https://s3.example.net`); empty: AWS for `region`.
+    pub endpoint: String,
+    /// The region requests are signed for.
+    pub region: String,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: String,
+    /// Address the bucket in the path (`endpoint/bucket/key`) rather than
+    /// in the host name, as most S3-compatible services want.
+    pub path_style: bool,
+    /// Prefix of every key (`""`, or a folder such as `mail/`).
+    pub prefix: String,
+}
+
+/// Message bodies in an S3-compatible bucket.
+pub struct S3Blobs {
+    store: AmazonS3,
+    prefix: String,
+    describe: String,
+}
+
+impl S3Blobs {
+    /// A client for the bucket (no request is made yet).
+    pub fn new(s: &S3Settings) -> Result<Self> {
+        let mut b = AmazonS3Builder::from_env()
+            .with_bucket_name(&s.bucket)
+            .with_virtual_hosted_style_request(!s.path_style);
+        if !s.region.is_empty() {
+            b = b.with_region(&s.region);
+        }
+        if !s.endpoint.is_empty() {
+            b = b
+                .with_endpoint(&s.endpoint)
+                .with_allow_http(s.endpoint.starts_with("http://"));
+        }
+        if !s.access_key_id.is_empty() {
+            b = b.with_access_key_id(&s.access_key_id);
+        }
+        if !s.secret_access_key.is_empty() {
+            b = b.with_secret_access_key(&s.secret_access_key);
+        }
+        let store = b
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("[blobs] settings: {e}")))?;
+        let prefix = match s.prefix.trim_matches('/') {
+            "" => String::new(),
+            p => format!("{p}/"),
+        };
+        let place = if s.endpoint.is_empty() {
+            "AWS S3"
+        } else {
+            &s.endpoint
+        };
+        Ok(Self {
+            store,
+            describe: format!("bucket {} at {place}", s.bucket),
+            prefix,
+        })
+    }
+
+    fn path(&self, hash: &str) -> Result<ObjectPath> {
+        check_key(hash)?;
+        Ok(ObjectPath::from(format!("{}{hash}", self.prefix)))
+    }
+}
+
+fn s3_error(what: &str, e: object_store::Error) -> StoreError {
+    StoreError::Blob(format!("{what}: {e}"))
+}
+
+#[async_trait]
+impl Blobs for S3Blobs {
+    async fn put(&self, hash: &str, data: Arc<Vec<u8>>) -> Result<()> {
+        let path = self.path(hash)?;
+        let payload = PutPayload::from(bytes::Bytes::from_owner(ArcBytes(data)));
+        self.store
+            .put(&path, payload)
+            .await
+            .map(|_| ())
+            .map_err(|e| s3_error("storing a message body", e))
+    }
+
+    async fn get(&self, hash: &str) -> Result<Vec<u8>> {
+        let path = self.path(hash)?;
+        let got = match self.store.get(&path).await {
+            Ok(got) => got,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(StoreError::NotFound(format!("message body {hash}")));
+            }
+            Err(e) => return Err(s3_error("reading a message body", e)),
+        };
+        got.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|e| s3_error("reading a message body", e))
+    }
+
+    async fn delete(&self, hash: &str) -> Result<()> {
+        let path = self.path(hash)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(s3_error("deleting a message body", e)),
+        }
+    }
+
+    async fn written_at(&self, hash: &str) -> Result<Option<SystemTime>> {
+        let path = self.path(hash)?;
+        match self.store.head(&path).await {
+            Ok(meta) => Ok(Some(SystemTime::from(meta.last_modified))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(s3_error("looking up a message body", e)),
+        }
+    }
+
+    fn describe(&self) -> String {
+        self.describe.clone()
+    }
+}
+
+/// Lets a shared body go out as the request's payload without a copy.
+struct ArcBytes(Arc<Vec<u8>>);
+
+impl AsRef<[u8]> for ArcBytes {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}

@@ -1,0 +1,182 @@
+//! Bodies outside the database ([`SqliteStore::with_blobs`]): stored before
+//! the commit that refers to them, read back by hash, and deleted once
+//! nothing refers to them.
+//!
+//! Safety of the collector, on one node: a body is deleted only when no row
+//! refers to its hash, no delivery of this process is between its put and
+//! its commit (the hash's gate, held exclusively while deciding and
+//! deleting), and it was not put within the grace period (which covers a
+//! put by another process on the same data folder). A crash between a put
+//! and its commit leaves a body no row refers to and no `blob_gc` entry
+//! names: it stays in the blob store (space, never a lost message).
+
+use super::SqliteStore;
+use crate::{BlobId, Result, StoreError};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// How many gates the hashes are spread over.
+pub(super) const GATES: usize = 64;
+
+/// What one pass of [`SqliteStore::collect_blobs`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    /// Bodies deleted from the blob store.
+    pub deleted: usize,
+    /// Candidates a row refers to again (kept; the entry is dropped).
+    pub in_use: usize,
+    /// Bodies put within the grace period, left for a later pass.
+    pub young: usize,
+}
+
+fn gate_of(hash: &str) -> usize {
+    hash.get(..2)
+        .and_then(|h| usize::from_str_radix(h, 16).ok())
+        .unwrap_or(0)
+        % GATES
+}
+
+impl SqliteStore {
+    /// Runs `op` in the writer. Without a blob store it gets `false` and
+    /// writes bodies inline. With one, the bodies are put first (all of
+    /// them, concurrently, each durable before the commit), `op` gets
+    /// `true` and writes only their hashes; if the write fails, the bodies
+    /// are handed to the collector.
+    pub(super) async fn write_with_bodies<T: Send + 'static>(
+        &self,
+        bodies: Vec<(String, Arc<Vec<u8>>)>,
+        op: impl FnOnce(&Connection, bool) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let Some(blobs) = self.blobs.clone() else {
+            return self.write(move |c| op(c, false)).await;
+        };
+        let mut gates: Vec<usize> = bodies.iter().map(|(h, _)| gate_of(h)).collect();
+        gates.sort_unstable();
+        gates.dedup();
+        let mut held = Vec::with_capacity(gates.len());
+        for g in gates {
+            held.push(self.blob_gates[g].read().await);
+        }
+        let mut puts = tokio::task::JoinSet::new();
+        for (hash, data) in bodies.iter().cloned() {
+            let blobs = blobs.clone();
+            puts.spawn(async move { blobs.put(&hash, data).await });
+        }
+        let mut stored = Ok(());
+        while let Some(done) = puts.join_next().await {
+            let done = done
+                .map_err(|e| StoreError::Blob(format!("storing a message body: {e}")))
+                .and_then(|r| r);
+            if stored.is_ok() {
+                stored = done;
+            }
+        }
+        let r = match stored {
+            Ok(()) => self.write(move |c| op(c, true)).await,
+            Err(e) => Err(e),
+        };
+        drop(held);
+        if r.is_err() {
+            self.forget_bodies(bodies.into_iter().map(|(h, _)| h).collect())
+                .await;
+        }
+        r
+    }
+
+    /// Hands bodies a failed write may have left unreferenced to the
+    /// collector.
+    async fn forget_bodies(&self, hashes: Vec<String>) {
+        let r = self
+            .write(move |c| {
+                let mut st = c.prepare_cached(
+                    "INSERT OR IGNORE INTO blob_gc(hash, since)
+                     VALUES (?, CAST(strftime('%s', 'now') AS INTEGER))",
+                )?;
+                for h in &hashes {
+                    st.execute([h])?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "store: cannot record bodies to collect; they stay in the blob store");
+        }
+    }
+
+    /// The body of `blob`, which is in the blob store under `hash`.
+    pub(super) async fn external_body(&self, blob: BlobId, hash: &str) -> Result<Vec<u8>> {
+        match &self.blobs {
+            Some(blobs) => blobs.get(hash).await,
+            None => Err(StoreError::Invalid(format!(
+                "message body {blob} is in a blob store, and none is configured ([blobs] backend)"
+            ))),
+        }
+    }
+
+    /// Deletes from the blob store the bodies no row refers to any more,
+    /// except those put within `grace`. Safe to run at any time, while mail
+    /// flows; a no-op when bodies are in the database.
+    pub async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
+        let mut done = Collected::default();
+        let Some(blobs) = self.blobs.clone() else {
+            return Ok(done);
+        };
+        let mut after = String::new();
+        loop {
+            let from = after.clone();
+            let batch: Vec<String> = self.read(move |c| {
+                let mut st = c.prepare_cached(
+                    "SELECT hash FROM blob_gc WHERE hash > ? ORDER BY hash LIMIT 256",
+                )?;
+                let rows = st.query_map([from], |r| r.get(0))?;
+                Ok(rows.collect::<rusqlite::Result<_>>()?)
+            })?;
+            let Some(last) = batch.last() else {
+                return Ok(done);
+            };
+            after = last.clone();
+            let mut settled = Vec::with_capacity(batch.len());
+            for hash in batch {
+                let _gate = self.blob_gates[gate_of(&hash)].write().await;
+                let h = hash.clone();
+                let in_use = self.read(move |c| {
+                    Ok(c.prepare_cached(
+                        "SELECT 1 FROM blobs WHERE hash = ? AND external <> 0 LIMIT 1",
+                    )?
+                    .query_row([h], |_| Ok(()))
+                    .optional()?
+                    .is_some())
+                })?;
+                if in_use {
+                    done.in_use += 1;
+                } else {
+                    let young = match blobs.written_at(&hash).await? {
+                        Some(at) => {
+                            SystemTime::now()
+                                .duration_since(at)
+                                .is_ok_and(|age| age < grace)
+                                || at > SystemTime::now()
+                        }
+                        None => false,
+                    };
+                    if young {
+                        done.young += 1;
+                        continue;
+                    }
+                    blobs.delete(&hash).await?;
+                    done.deleted += 1;
+                }
+                settled.push(hash);
+            }
+            self.write(move |c| {
+                let mut st = c.prepare_cached("DELETE FROM blob_gc WHERE hash = ?")?;
+                for h in &settled {
+                    st.execute(params![h])?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+    }
+}

@@ -1,0 +1,17 @@
+-- Schema v20: message bodies may live outside the database ([blobs] backend = "files" or "s3"),
+-- stored under their hash (the column every row already has). Such a row keeps an empty `data`
+-- and `external` = 1; its header block is always in blob_headers, so header searches and
+-- ENVELOPE never fetch the body.
+ALTER TABLE blobs ADD COLUMN external INTEGER NOT NULL DEFAULT 0;
+-- Bodies in the blob store that may have lost their last reference: the row's delete (refcount
+-- reached 0) or a write that stored the body and then failed. The collector deletes the body
+-- once no row refers to its hash and it has not been written for a while, then the entry.
+CREATE TABLE IF NOT EXISTS blob_gc (
+    hash   TEXT PRIMARY KEY,
+    since  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS blobs_external_removed AFTER DELETE ON blobs WHEN OLD.external <> 0
+BEGIN
+    INSERT OR IGNORE INTO blob_gc(hash, since) VALUES (OLD.hash, CAST(strftime('%s', 'now') AS INTEGER));
+END;
+CREATE INDEX IF NOT EXISTS blobs_external_hash ON blobs(hash) WHERE external <> 0;
