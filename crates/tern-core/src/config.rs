@@ -50,6 +50,8 @@ pub struct Config {
     pub tls: TlsConfig,
     /// `[store]`: where data lives.
     pub store: StoreConfig,
+    /// `[blobs]`: where message bodies are stored.
+    pub blobs: BlobsConfig,
     /// `[smtp]`: SMTP receiving limits.
     pub smtp: SmtpConfig,
     /// `[pop3]`: POP3 settings.
@@ -199,6 +201,59 @@ impl Default for StoreConfig {
             default_quota: 1 << 30,
             max_batch: 256,
             read_mmap_size: 256 << 20,
+        }
+    }
+}
+
+/// Where message bodies go (`[blobs] backend`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobBackend {
+    /// In the database, written in the same commit as their metadata.
+    #[default]
+    Local,
+    /// One fsynced file per body under `[blobs] path`.
+    Files,
+    /// An S3-compatible bucket.
+    S3,
+}
+
+/// `[blobs]`: message bodies, stored once each by content hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BlobsConfig {
+    /// Where new bodies go.
+    pub backend: BlobBackend,
+    /// Folder of the `files` backend.
+    pub path: PathBuf,
+    /// Bucket of the `s3` backend (it must exist).
+    pub bucket: String,
+    /// The S3 service's URL; empty: AWS for `region`.
+    pub endpoint: String,
+    /// Region requests are signed for.
+    pub region: String,
+    /// Access key id; empty: from the environment (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: String,
+    /// Secret key; empty: from the environment (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: String,
+    /// Bucket in the URL's path rather than its host name.
+    pub path_style: bool,
+    /// Prefix of every object's name.
+    pub prefix: String,
+}
+
+impl Default for BlobsConfig {
+    fn default() -> Self {
+        Self {
+            backend: BlobBackend::Local,
+            path: "blobs".into(),
+            bucket: String::new(),
+            endpoint: String::new(),
+            region: "us-east-1".into(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            path_style: true,
+            prefix: String::new(),
         }
     }
 }
@@ -970,6 +1025,9 @@ impl Config {
         ] {
             parse_duration(v).map_err(|e| format!("{k}: {e}"))?;
         }
+        if self.blobs.backend == BlobBackend::S3 && self.blobs.bucket.is_empty() {
+            return Err("blobs.bucket: the s3 backend needs a bucket".into());
+        }
         for t in &self.queue.transport {
             if t.username.is_some() != t.password.is_some() {
                 return Err(format!(
@@ -1067,6 +1125,23 @@ max_batch = {max_batch}
 # bodies): reads come straight from the page cache. Mapped pages count in the process's
 # RSS, as page cache the kernel takes back when it needs memory. 0 = read by copying.
 read_mmap_size = {read_mmap_size}
+
+[blobs]
+# Where message bodies are stored, each once by its SHA-256 however many copies refer to it:
+#   "local"  in the database: one fsync covers body and metadata (fastest on one machine)
+#   "files"  one file per body under `path`, fsynced with its folder before the commit
+#   "s3"     an S3-compatible bucket (AWS S3, MinIO, Ceph, Garage, R2…); it must exist
+# A body stays where it was written. Files and objects share one layout (ab/cd/<sha256>): moving
+# from "files" to "s3" is copying the folder into the bucket (aws s3 sync blobs/ s3://BUCKET/PREFIX).
+backend = "local"
+path = "blobs"
+bucket = ""
+endpoint = ""                 # e.g. "https://s3.example.net"; "" = AWS S3 in `region`
+region = "us-east-1"
+access_key_id = ""            # "" = from the environment (AWS_ACCESS_KEY_ID)
+secret_access_key = ""        # "" = from the environment (AWS_SECRET_ACCESS_KEY)
+path_style = true             # bucket in the URL path, as most S3-compatible services want
+prefix = ""                   # put before every object name, e.g. "mail/"
 
 [smtp]
 # Largest message accepted, bytes (announced with SIZE; RFC 1870).

@@ -87,13 +87,67 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Opens the configured store.
+/// Opens the configured store, with the configured place for bodies.
 pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     let path = config.resolve(&config.store.database);
-    let store = SqliteStore::open_with(&path, config.store.max_batch, config.store.read_mmap_size)
-        .await
-        .with_context(|| format!("opening database {}", path.display()))?;
+    let mut store =
+        SqliteStore::open_with(&path, config.store.max_batch, config.store.read_mmap_size)
+            .await
+            .with_context(|| format!("opening database {}", path.display()))?;
+    if let Some(blobs) = open_blobs(config)? {
+        store = store.with_blobs(blobs);
+    }
     Ok(Arc::new(store))
+}
+
+/// The blob store of `[blobs]`, `None` for bodies in the database.
+fn open_blobs(config: &Config) -> Result<Option<Arc<dyn tern_store::Blobs>>> {
+    use tern_core::config::BlobBackend;
+    let b = &config.blobs;
+    Ok(match b.backend {
+        BlobBackend::Local => None,
+        BlobBackend::Files => {
+            let path = config.resolve(&b.path);
+            let files = tern_store::blobs::FileBlobs::open(&path)
+                .with_context(|| format!("[blobs] path {}", path.display()))?;
+            Some(Arc::new(files))
+        }
+        BlobBackend::S3 => {
+            let s3 = tern_store::blobs::S3Blobs::new(&tern_store::blobs::S3Settings {
+                bucket: b.bucket.clone(),
+                endpoint: b.endpoint.clone(),
+                region: b.region.clone(),
+                access_key_id: b.access_key_id.clone(),
+                secret_access_key: b.secret_access_key.clone(),
+                path_style: b.path_style,
+                prefix: b.prefix.clone(),
+            })?;
+            Some(Arc::new(s3))
+        }
+    })
+}
+
+/// How long a body put in the blob store is safe from the collector: a
+/// delivery by another process on this data folder commits within it.
+const BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes bodies nothing refers to any more from the blob store, every
+/// ten minutes.
+async fn collect_loop(store: Arc<SqliteStore>) {
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+        match store.collect_blobs(BLOB_GRACE).await {
+            Ok(c) if c.deleted > 0 => {
+                tracing::info!(
+                    deleted = c.deleted,
+                    waiting = c.young,
+                    "blobs: unreferenced bodies deleted"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "blobs: collecting unreferenced bodies failed"),
+        }
+    }
 }
 
 async fn bind(addrs: &[SocketAddr], what: &str) -> Result<Vec<TcpListener>> {
@@ -114,7 +168,11 @@ fn local_addrs(ls: &[TcpListener]) -> Vec<SocketAddr> {
 /// Binds every configured listener and starts the services.
 pub async fn start(config: Config) -> Result<Running> {
     let metrics = metrics_handle();
-    let store: SharedStore = open_store(&config).await?;
+    let sqlite = open_store(&config).await?;
+    if let Some(blobs) = sqlite.blobs() {
+        tracing::info!(blobs = %blobs.describe(), "message bodies go to the blob store");
+    }
+    let store: SharedStore = sqlite.clone();
     let tls = match tern_core::tls::server_config(
         &config.resolve(&config.tls.cert),
         &config.resolve(&config.tls.key),
@@ -390,6 +448,9 @@ pub async fn start(config: Config) -> Result<Running> {
     running
         .tasks
         .spawn(prune_loop(store.clone(), retention, job_retention));
+    if sqlite.blobs().is_some() {
+        running.tasks.spawn(collect_loop(sqlite));
+    }
     for l in http_l {
         let app = app.clone();
         // Answers are small and awaited: no Nagle delay on them.

@@ -1,5 +1,4 @@
-//! Bodies as files in a folder: `ROOT/ab/cd/abcd…` (two levels of 256
-//! folders keep any one folder small).
+//! Bodies as files in a folder: `ROOT/ab/cd/abcd…`.
 //!
 //! A put writes a temporary file, fsyncs it, renames it over the key and
 //! fsyncs the folder, so after `put` returns the file is whole and findable
@@ -9,6 +8,7 @@
 //! why this one is Tern's.)
 
 use super::{Blobs, check_key};
+
 use crate::{Result, StoreError};
 use async_trait::async_trait;
 use std::fs::{self, File, OpenOptions};
@@ -32,7 +32,7 @@ impl FileBlobs {
     }
 
     fn path(&self, hash: &str) -> PathBuf {
-        self.root.join(&hash[..2]).join(&hash[2..4]).join(hash)
+        self.root.join(super::relative_name(hash))
     }
 
     async fn blocking<T: Send + 'static>(

@@ -1,8 +1,10 @@
 //! The blob role: message bodies by content hash (DESIGN.md, "Storage").
 //!
-//! A body is stored once under the lower-case hex SHA-256 of its bytes, so the
-//! same key names it in a folder of files and in an S3 bucket, and a second
-//! put of the same body only rewrites identical bytes.
+//! A body is stored once under the lower-case hex SHA-256 of its bytes, at
+//! the same relative name on every backend ([`relative_name`]: `ab/cd/abcd…`),
+//! so a folder of files copied into a bucket (`aws s3 sync blobs/
+//! s3://bucket/`) is a valid S3 store, and a second put of the same body only
+//! rewrites identical bytes.
 //!
 //! The contract every backend keeps, checked by `tests/blobs.rs` on each:
 //! - [`Blobs::put`] returns only once the body survives a crash of this
@@ -50,6 +52,13 @@ pub fn check_key(hash: &str) -> Result<()> {
     } else {
         Err(StoreError::Invalid(format!("not a blob key: {hash:?}")))
     }
+}
+
+/// Where a body lives relative to the store's root: `ab/cd/<hash>` (two
+/// levels of 256 keep any folder small). `hash` must have passed
+/// [`check_key`].
+pub fn relative_name(hash: &str) -> String {
+    format!("{}/{}/{hash}", &hash[..2], &hash[2..4])
 }
 
 /// The key of `data`: its SHA-256 in lower-case hex.

@@ -1,6 +1,7 @@
 //! Bodies in an S3-compatible bucket, through the `object_store` crate.
 //!
-//! Each body is one object named by its hash (under an optional prefix). A
+//! Each body is one object, `PREFIX/ab/cd/abcd…` (the layout of the files
+//! backend, so either can be copied into the other). A
 //! put returns when the service has acknowledged the PUT, which for S3 and
 //! the services that copy its API means the object is stored durably.
 
@@ -83,7 +84,11 @@ impl S3Blobs {
 
     fn path(&self, hash: &str) -> Result<ObjectPath> {
         check_key(hash)?;
-        Ok(ObjectPath::from(format!("{}{hash}", self.prefix)))
+        Ok(ObjectPath::from(format!(
+            "{}{}",
+            self.prefix,
+            super::relative_name(hash)
+        )))
     }
 }
 

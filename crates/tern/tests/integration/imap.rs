@@ -1432,3 +1432,58 @@ async fn urlauth_lets_another_user_fetch() {
     let (_, u) = cmd(&mut b, "e", &format!("URLFETCH \"{signed}\"")).await;
     assert!(u[0].ends_with(" NIL"), "revoked: {u:?}");
 }
+
+/// With `[blobs] backend = "s3"` (moto on loopback) the mail server works as
+/// it does on the embedded store: bodies delivered over SMTP and APPENDed
+/// over IMAP are in the bucket, FETCH and SEARCH BODY read them back, and
+/// EXPUNGE hands them to the collector.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_in_an_s3_bucket() {
+    let s3 = tern_testkit::s3::S3Server::start();
+    s3.create_bucket("tern-mail");
+    let s = start(&format!(
+        "[blobs]\nbackend = \"s3\"\nbucket = \"tern-mail\"\nendpoint = \"{}\"\n\
+         access_key_id = \"tern\"\nsecret_access_key = \"secret\"\nprefix = \"node/\"\n",
+        s3.endpoint()
+    ))
+    .await;
+    deliver(&s, "in the bucket", "gamma body").await;
+    let mut c = login(&s).await;
+    cmd(&mut c, "b", "SELECT INBOX").await;
+    let append = "Subject: appended\r\n\r\ndelta body\r\n";
+    c.cmd(&format!("c APPEND INBOX {{{}+}}", append.len()))
+        .await
+        .unwrap();
+    c.send(format!("{append}\r\n").as_bytes()).await.unwrap();
+    let (r, _) = tagged(&mut c, "c").await;
+    assert!(r.starts_with("OK [APPENDUID"), "{r}");
+    let (r, u) = cmd(&mut c, "d", "FETCH 1:2 (BODY.PEEK[TEXT])").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let text = u.join("\n");
+    assert!(
+        text.contains("gamma body") && text.contains("delta body"),
+        "{text}"
+    );
+    let (_, u) = cmd(&mut c, "e", "SEARCH BODY delta").await;
+    assert!(u.contains(&"* SEARCH 2".to_string()), "{u:?}");
+
+    // A second handle on the same data folder, as `tern` commands open it.
+    let config = tern_core::Config::load(&s.data.config_path()).unwrap();
+    let store = tern::server::open_store(&config).await.unwrap();
+    let blobs = store.blobs().expect("a blob store").clone();
+    let inbox = s.inbox(ALICE).await;
+    assert_eq!(inbox.len(), 2);
+    for raw in &inbox {
+        let key = tern_store::blobs::key_of(raw);
+        assert_eq!(&blobs.get(&key).await.unwrap(), raw);
+    }
+    cmd(&mut c, "f", "STORE 1:2 +FLAGS (\\Deleted)").await;
+    let (r, _) = cmd(&mut c, "g", "EXPUNGE").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let done = store.collect_blobs(Duration::ZERO).await.unwrap();
+    assert_eq!(done.deleted, 2, "{done:?}");
+    for raw in &inbox {
+        let key = tern_store::blobs::key_of(raw);
+        assert!(blobs.get(&key).await.is_err());
+    }
+}
