@@ -52,7 +52,13 @@ impl Candidate<'_> {
 
     async fn raw(&mut self, store: &SharedStore) -> &[u8] {
         if self.raw.is_none() {
-            self.raw = Some(store.read_blob(self.row.blob).await.unwrap_or_default());
+            self.raw = Some(match store.read_blob(self.row.blob).await {
+                Ok(raw) => raw,
+                Err(e) => {
+                    tracing::error!(uid = self.row.uid, error = %e, "IMAP SEARCH: message body unavailable");
+                    Vec::new()
+                }
+            });
         }
         self.raw.as_deref().unwrap_or_default()
     }

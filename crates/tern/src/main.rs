@@ -15,6 +15,7 @@ use tern_store::{Directory, Platform};
 
 mod admin_cmd;
 mod apikey_cmd;
+mod blobs_cmd;
 mod queue_cmd;
 mod reports_cmd;
 mod spam_cmd;
@@ -122,6 +123,9 @@ enum Command {
     /// Dashboard users: add, list, remove.
     #[command(subcommand)]
     Admin(admin_cmd::AdminCmd),
+    /// Message bodies outside the database ([blobs]): status, move, check, collect.
+    #[command(subcommand)]
+    Blobs(blobs_cmd::BlobsCmd),
     /// Tell whether addresses can receive mail: syntax, DNS (MX, implicit
     /// MX, null MX) and a probe of the MX that never sends (RCPT TO, a
     /// random address for catch-alls, greylisting waited out). Each answer
@@ -462,6 +466,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Dkim(c) => dkim(c).await,
         Command::Queue(c) => queue_cmd::run(c).await,
         Command::Spam(c) => spam_cmd::run(c).await,
+        Command::Blobs(c) => blobs_cmd::run(c).await,
         Command::Reports(c) => reports_cmd::run(c).await,
         Command::Apikey(c) => apikey_cmd::run(c).await,
         Command::Webhook(c) => webhook_cmd::run(c).await,

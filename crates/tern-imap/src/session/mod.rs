@@ -1612,6 +1612,8 @@ impl Session {
                         | MessageDataItemName::Binary { peek: false, .. }
                 )
             });
+        // Messages whose body could not be read (their FETCH is left out).
+        let mut unavailable = 0usize;
         // In chunks: `1:*` on a huge mailbox never holds more than a chunk of
         // rows, and output is flushed as it grows.
         for chunk in targets.chunks(FETCH_CHUNK) {
@@ -1694,11 +1696,16 @@ impl Session {
                     None
                 };
                 let raw = if needs_raw {
-                    self.server
-                        .store
-                        .read_blob(row.blob)
-                        .await
-                        .unwrap_or_default()
+                    match self.server.store.read_blob(row.blob).await {
+                        Ok(raw) => raw,
+                        Err(e) => {
+                            // Never an empty body in place of the real one:
+                            // the client would cache it.
+                            tracing::error!(uid = row.uid, error = %e, "IMAP FETCH: message body unavailable");
+                            unavailable += 1;
+                            continue;
+                        }
+                    }
                 } else {
                     Vec::new()
                 };
@@ -1865,6 +1872,14 @@ impl Session {
         }
         if uid {
             self.sync().await;
+        }
+        if unavailable > 0 {
+            // RFC 5530 §3: a temporary failure of a subsystem.
+            let text = format!(
+                "[UNAVAILABLE] {unavailable} message bodies cannot be read now; try again later"
+            );
+            self.tagged(tag, "NO", &text);
+            return;
         }
         self.tagged(tag, "OK", "FETCH completed");
     }

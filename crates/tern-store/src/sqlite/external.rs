@@ -19,6 +19,21 @@ use std::time::{Duration, SystemTime};
 /// How many gates the hashes are spread over.
 pub(super) const GATES: usize = 64;
 
+/// Where the bodies are (`tern blobs status`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BodyCounts {
+    /// Bodies in the database.
+    pub inline: u64,
+    /// Their bytes.
+    pub inline_bytes: u64,
+    /// Bodies in the blob store.
+    pub external: u64,
+    /// Their bytes.
+    pub external_bytes: u64,
+    /// Bodies waiting for the collector.
+    pub to_collect: u64,
+}
+
 /// What one pass of [`SqliteStore::collect_blobs`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Collected {
@@ -102,6 +117,112 @@ impl SqliteStore {
         if let Err(e) = r {
             tracing::warn!(error = %e, "store: cannot record bodies to collect; they stay in the blob store");
         }
+    }
+
+    /// How many bodies are where.
+    pub async fn body_counts(&self) -> Result<BodyCounts> {
+        self.read(|c| {
+            Ok(c.query_row(
+                "SELECT COALESCE(SUM(external = 0), 0), COALESCE(SUM(CASE WHEN external = 0 THEN size END), 0),
+                        COALESCE(SUM(external <> 0), 0), COALESCE(SUM(CASE WHEN external <> 0 THEN size END), 0),
+                        (SELECT COUNT(*) FROM blob_gc)
+                 FROM blobs",
+                [],
+                |r| {
+                    Ok(BodyCounts {
+                        inline: r.get::<_, i64>(0)? as u64,
+                        inline_bytes: r.get::<_, i64>(1)? as u64,
+                        external: r.get::<_, i64>(2)? as u64,
+                        external_bytes: r.get::<_, i64>(3)? as u64,
+                        to_collect: r.get::<_, i64>(4)? as u64,
+                    })
+                },
+            )?)
+        })
+    }
+
+    /// Moves up to `limit` bodies from the database to the blob store
+    /// (each put durably, then its row changed to refer to it by hash, with
+    /// its header block kept for searches); how many moved, 0 when none
+    /// is left. Safe while the server runs: a reader sees the body in one
+    /// place or the other.
+    pub async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
+        if self.blobs.is_none() {
+            return Err(StoreError::Invalid(
+                "no blob store is configured ([blobs] backend)".into(),
+            ));
+        }
+        let rows: Vec<(BlobId, String, Vec<u8>)> = self.read_bulk(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, hash, data FROM blobs WHERE external = 0 ORDER BY id LIMIT ?",
+            )?;
+            let rows = st.query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        let moved = rows.len();
+        let bodies = rows
+            .iter()
+            .map(|(_, hash, data)| (hash.clone(), Arc::new(data.clone())))
+            .collect();
+        let headers: Vec<(BlobId, Vec<u8>)> = rows
+            .into_iter()
+            .map(|(id, _, data)| {
+                let end = data
+                    .windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map_or(data.len(), |p| p + 4);
+                (id, data[..end].to_vec())
+            })
+            .collect();
+        self.write_with_bodies(bodies, move |c, _| {
+            let mut header = c.prepare_cached(
+                "INSERT OR IGNORE INTO blob_headers(blob_id, header) VALUES (?, ?)",
+            )?;
+            let mut out = c.prepare_cached(
+                "UPDATE blobs SET data = X'', external = 1 WHERE id = ? AND external = 0",
+            )?;
+            for (id, h) in &headers {
+                header.execute(params![id, h])?;
+                out.execute([id])?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(moved)
+    }
+
+    /// The bodies the blob store should hold and does not, looking at up to
+    /// `limit` of them after id `after`: (missing ids and hashes, the last
+    /// id looked at, `None` when there were none left).
+    pub async fn check_bodies(
+        &self,
+        after: BlobId,
+        limit: usize,
+    ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
+        let Some(blobs) = self.blobs.clone() else {
+            return Err(StoreError::Invalid(
+                "no blob store is configured ([blobs] backend)".into(),
+            ));
+        };
+        let rows: Vec<(BlobId, String)> = self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT id, hash FROM blobs WHERE external <> 0 AND id > ? ORDER BY id LIMIT ?",
+            )?;
+            let rows =
+                st.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        let last = rows.last().map(|r| r.0);
+        let mut missing = Vec::new();
+        for (id, hash) in rows {
+            if blobs.written_at(&hash).await?.is_none() {
+                missing.push((id, hash));
+            }
+        }
+        Ok((missing, last))
     }
 
     /// The body of `blob`, which is in the blob store under `hash`.

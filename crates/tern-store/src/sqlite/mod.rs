@@ -18,7 +18,7 @@
 
 mod external;
 
-pub use external::Collected;
+pub use external::{BodyCounts, Collected};
 mod dashboard;
 mod directory;
 mod folders;

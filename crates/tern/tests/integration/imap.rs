@@ -1487,3 +1487,90 @@ async fn bodies_in_an_s3_bucket() {
         assert!(blobs.get(&key).await.is_err());
     }
 }
+
+/// `tern blobs`: an installation that kept bodies in the database switches
+/// to files, moves its bodies out while the server runs, and IMAP keeps
+/// serving them; `check` finds a body missing from the store; `collect`
+/// removes the bodies of expunged mail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blobs_move_check_and_collect() {
+    let s = start("").await;
+    for i in 0..5 {
+        deliver(&s, &format!("message {i}"), &format!("body number {i}")).await;
+    }
+    let data = s.data.path().to_path_buf();
+    let (ok, out) = tern_cli(&["blobs", "move"], &data);
+    assert!(
+        !ok && out.contains("set it to \"files\" or \"s3\" first"),
+        "{out}"
+    );
+    let toml = std::fs::read_to_string(data.join("tern.toml")).unwrap();
+    std::fs::write(
+        data.join("tern.toml"),
+        format!("{toml}\n[blobs]\nbackend = \"files\"\n"),
+    )
+    .unwrap();
+    let (ok, out) = tern_cli(&["blobs", "status"], &data);
+    assert!(ok, "{out}");
+    assert!(out.contains("in the database          5 bodies"), "{out}");
+    let (ok, out) = tern_cli(&["blobs", "move", "--batch", "2"], &data);
+    assert!(ok && out.contains("Moved 5 bodies to files in"), "{out}");
+    let (ok, out) = tern_cli(&["blobs", "status"], &data);
+    assert!(
+        ok && out.contains("in blob store            5 bodies"),
+        "{out}"
+    );
+    let (ok, out) = tern_cli(&["blobs", "check"], &data);
+    assert!(ok && out.contains("Every body"), "{out}");
+
+    // The server, started before [blobs] was set, cannot read the moved
+    // bodies: it says so (RFC 5530 UNAVAILABLE), never an empty body.
+    let mut c = login(&s).await;
+    cmd(&mut c, "b", "SELECT INBOX").await;
+    let (r, u) = cmd(&mut c, "c", "FETCH 3 (BODY.PEEK[TEXT])").await;
+    assert!(r.starts_with("NO [UNAVAILABLE]"), "{r} {u:?}");
+    assert!(u.is_empty(), "{u:?}");
+    // Restarted with the new config, it reads them from the files.
+    let mut s = s;
+    s.stop();
+    let running = start_in(&s.data).await;
+    let mut c = LineClient::connect(running.imap[0]).await.unwrap();
+    c.line().await.unwrap();
+    cmd(&mut c, "a", &format!("LOGIN {ALICE} {ALICE_PW}")).await;
+    cmd(&mut c, "b", "SELECT INBOX").await;
+    let (r, u) = cmd(&mut c, "c", "FETCH 3 (BODY.PEEK[TEXT] ENVELOPE)").await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(u.join("\n").contains("body number 2"), "{u:?}");
+    let (_, u) = cmd(&mut c, "d", "SEARCH SUBJECT \"message 4\"").await;
+    assert!(u.contains(&"* SEARCH 5".to_string()), "{u:?}");
+
+    // A body lost from the store is named.
+    let files: Vec<_> = walk(&data.join("blobs"));
+    assert_eq!(files.len(), 5);
+    std::fs::remove_file(&files[0]).unwrap();
+    let (ok, out) = tern_cli(&["blobs", "check"], &data);
+    assert!(!ok && out.contains("1 bodies are missing"), "{out}");
+    let name = files[0].file_name().unwrap().to_str().unwrap().to_string();
+    assert!(out.contains(&name), "{out}");
+
+    // Expunged mail's bodies are collected (no grace: nobody is delivering).
+    cmd(&mut c, "e", "STORE 1:5 +FLAGS (\\Deleted)").await;
+    cmd(&mut c, "f", "EXPUNGE").await;
+    let (ok, out) = tern_cli(&["blobs", "collect", "--grace", "0s"], &data);
+    assert!(ok && out.contains("Deleted 5 bodies"), "{out}");
+    assert!(walk(&data.join("blobs")).is_empty());
+    running.shutdown();
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
