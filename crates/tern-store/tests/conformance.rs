@@ -1,0 +1,333 @@
+//! The store's invariants, stated once and checked on every backend.
+//!
+//! What the protocol crates rely on and the traits promise (DESIGN.md,
+//! "Storage"): UIDs and MODSEQs only grow and a UID is never given twice in
+//! a mailbox (RFC 9051 §2.3.1.1, RFC 7162 §3); expunged UIDs are remembered
+//! with their MODSEQ for QRESYNC's VANISHED (RFC 7162 §3.2.10); an account's
+//! usage is the sum of its messages' sizes and a quota refuses whole
+//! writes; a body is stored once however many messages and queue entries
+//! refer to it, and goes when the last of them does; a queue entry leased
+//! by one claimer is not handed to another until its lease ends or is
+//! released, and a message leaves the queue with its last recipient.
+//!
+//! Each backend is a constructor in [`backends`]: the embedded SQLite store
+//! with bodies inline, in files, and in an S3-compatible bucket (moto's
+//! server on loopback). A new backend (PostgreSQL) adds its line there.
+
+use std::sync::Arc;
+use tern_store::blobs::{FileBlobs, S3Blobs, S3Settings};
+use tern_store::sqlite::SqliteStore;
+use tern_store::{
+    AccountId, Appended, BlobId, Completion, FlagMode, NewMessage, OutboundRcpt, RcptOutcome,
+    SharedStore, StoreError,
+};
+use tern_testkit::s3::S3Server;
+
+/// A store under test, with what keeps it alive.
+struct Backend {
+    name: &'static str,
+    store: SharedStore,
+    _dir: tempfile::TempDir,
+    _s3: Option<S3Server>,
+}
+
+async fn backends() -> Vec<Backend> {
+    let mut out = Vec::new();
+    for name in ["sqlite", "sqlite+files", "sqlite+s3"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s3 = None;
+        let mut store = SqliteStore::open(&dir.path().join("t.db"), 16)
+            .await
+            .unwrap();
+        match name {
+            "sqlite+files" => {
+                let files = FileBlobs::open(&dir.path().join("blobs")).unwrap();
+                store = store.with_blobs(Arc::new(files));
+            }
+            "sqlite+s3" => {
+                let server = S3Server::start();
+                server.create_bucket("conformance");
+                let b = S3Blobs::new(&S3Settings {
+                    bucket: "conformance".into(),
+                    endpoint: server.endpoint(),
+                    region: "us-east-1".into(),
+                    access_key_id: "t".into(),
+                    secret_access_key: "t".into(),
+                    path_style: true,
+                    prefix: String::new(),
+                })
+                .unwrap();
+                store = store.with_blobs(Arc::new(b));
+                s3 = Some(server);
+            }
+            _ => {}
+        }
+        out.push(Backend {
+            name,
+            store: Arc::new(store),
+            _dir: dir,
+            _s3: s3,
+        });
+    }
+    out
+}
+
+async fn account(s: &SharedStore, address: &str, quota: u64) -> AccountId {
+    let _ = s.add_domain("example.test", None).await;
+    let a = tern_core::Address::parse(address).unwrap();
+    s.add_account(&a, "pw", quota).await.unwrap()
+}
+
+async fn inbox(s: &SharedStore, account: AccountId) -> i64 {
+    s.find_mailbox(account, "INBOX", false).await.unwrap().id
+}
+
+fn message(subject: &str, to: Vec<AccountId>) -> NewMessage {
+    NewMessage::local(
+        format!("q-{subject}"),
+        format!("Subject: {subject}\r\n\r\nbody of {subject}\r\n").into_bytes(),
+        "sender@example.net".into(),
+        to,
+        1_700_000_000,
+        "{}".into(),
+    )
+}
+
+async fn blob_gone(s: &SharedStore, blob: BlobId) -> bool {
+    matches!(s.read_blob(blob).await, Err(StoreError::NotFound(_)))
+}
+
+/// UIDs are assigned from UIDNEXT and never given twice; HIGHESTMODSEQ
+/// grows with every change; expunges leave tombstones for VANISHED.
+#[tokio::test]
+async fn uids_modseqs_and_tombstones() {
+    for b in backends().await {
+        let (s, n) = (&b.store, b.name);
+        let ann = account(s, "ann@example.test", 0).await;
+        let mb = inbox(s, ann).await;
+        let mut modseqs = vec![s.mailbox_state(mb).await.unwrap().0];
+        for i in 0..3 {
+            s.deliver(message(&format!("m{i}"), vec![ann]))
+                .await
+                .unwrap();
+            modseqs.push(s.mailbox_state(mb).await.unwrap().0);
+        }
+        assert_eq!(s.uids(mb).await.unwrap(), vec![1, 2, 3], "{n}");
+        assert_eq!(s.mailbox(ann, "INBOX").await.unwrap().uidnext, 4, "{n}");
+        let flagged = s
+            .set_flags(mb, &[2], FlagMode::Add, &["\\Flagged".into()], None)
+            .await
+            .unwrap();
+        modseqs.push(flagged[0].modseq);
+        let before_expunge = s.mailbox_state(mb).await.unwrap().0;
+        s.expunge_uids(mb, &[3]).await.unwrap();
+        modseqs.push(s.mailbox_state(mb).await.unwrap().0);
+        s.deliver(message("m3", vec![ann])).await.unwrap();
+        modseqs.push(s.mailbox_state(mb).await.unwrap().0);
+        assert!(modseqs.windows(2).all(|w| w[0] < w[1]), "{n}: {modseqs:?}");
+        assert_eq!(
+            s.uids(mb).await.unwrap(),
+            vec![1, 2, 4],
+            "{n}: UID 3 not reused"
+        );
+        assert_eq!(
+            s.vanished_since(mb, before_expunge).await.unwrap(),
+            vec![3],
+            "{n}"
+        );
+        let changed: Vec<u32> = s
+            .changed_since(mb, before_expunge)
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.uid)
+            .collect();
+        assert_eq!(changed, vec![4], "{n}");
+        // APPEND takes UIDs from the same sequence, all or none.
+        let (_, uids) = s
+            .append(
+                ann,
+                mb,
+                vec![
+                    Appended {
+                        raw: b"Subject: a\r\n\r\na\r\n".to_vec(),
+                        flags: vec![],
+                        internaldate: 0,
+                    },
+                    Appended {
+                        raw: b"Subject: b\r\n\r\nb\r\n".to_vec(),
+                        flags: vec!["\\Seen".into()],
+                        internaldate: 0,
+                    },
+                ],
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(uids, vec![5, 6], "{n}");
+    }
+}
+
+/// Usage is the sum of the messages' sizes; a quota refuses a whole write
+/// and leaves nothing of it.
+#[tokio::test]
+async fn quota_usage() {
+    for b in backends().await {
+        let (s, n) = (&b.store, b.name);
+        let m0 = message("q0", vec![]);
+        let size = m0.raw.len() as u64;
+        let bob = account(s, "bob@example.test", 3 * size + 10).await;
+        let mb = inbox(s, bob).await;
+        for i in 0..3 {
+            s.deliver(message(&format!("q{i}"), vec![bob]))
+                .await
+                .unwrap();
+        }
+        let used = |accts: Vec<tern_store::AccountInfo>| {
+            let a = accts.into_iter().find(|a| a.id == bob).unwrap();
+            (a.used, a.messages)
+        };
+        assert_eq!(
+            used(s.list_accounts(None).await.unwrap()),
+            (3 * size, 3),
+            "{n}"
+        );
+        let too_much = s
+            .append(
+                bob,
+                mb,
+                vec![Appended {
+                    raw: vec![b'x'; 64],
+                    flags: vec![],
+                    internaldate: 0,
+                }],
+                None,
+            )
+            .await;
+        assert!(
+            matches!(too_much, Err(StoreError::OverQuota)),
+            "{n}: {too_much:?}"
+        );
+        assert_eq!(s.uids(mb).await.unwrap().len(), 3, "{n}");
+        s.expunge_uids(mb, &[1, 2]).await.unwrap();
+        assert_eq!(used(s.list_accounts(None).await.unwrap()), (size, 1), "{n}");
+    }
+}
+
+/// One body for every reference; it goes with the last one.
+#[tokio::test]
+async fn one_body_many_references() {
+    for b in backends().await {
+        let (s, n) = (&b.store, b.name);
+        let cy = account(s, "cy@example.test", 0).await;
+        let di = account(s, "di@example.test", 0).await;
+        s.deliver(message("shared", vec![cy, di])).await.unwrap();
+        let (cy_mb, di_mb) = (inbox(s, cy).await, inbox(s, di).await);
+        let blob = s.list(cy, "INBOX").await.unwrap()[0].blob;
+        assert_eq!(
+            s.list(di, "INBOX").await.unwrap()[0].blob,
+            blob,
+            "{n}: stored once"
+        );
+        // A copy is one more reference to the same body.
+        s.create_mailbox(cy, "Keep").await.unwrap();
+        let archive = s.find_mailbox(cy, "Keep", false).await.unwrap().id;
+        s.copy(cy_mb, &[1], archive, false).await.unwrap();
+        s.expunge_uids(cy_mb, &[1]).await.unwrap();
+        s.expunge_uids(di_mb, &[1]).await.unwrap();
+        assert!(s.read_blob(blob).await.is_ok(), "{n}: the copy keeps it");
+        s.expunge_uids(archive, &[1]).await.unwrap();
+        assert!(
+            blob_gone(s, blob).await,
+            "{n}: gone with the last reference"
+        );
+    }
+}
+
+/// Leases: a claimed recipient is not claimed again until its lease ends
+/// or is released; a message leaves the queue, body and all, with its last
+/// recipient.
+#[tokio::test]
+async fn queue_leases_and_cleanup() {
+    for b in backends().await {
+        let (s, n) = (&b.store, b.name);
+        let mut m = message("out", vec![]);
+        m.queue_id = format!("Q{n}");
+        m.expires_at = tern_core::now_unix() + 86_400;
+        m.outbound = ["a@remote.test", "b@remote.test"]
+            .iter()
+            .map(|a| OutboundRcpt {
+                address: a.to_string(),
+                domain: "remote.test".into(),
+                params: "{}".into(),
+            })
+            .collect();
+        let queued = s.enqueue(m).await.unwrap();
+        assert_eq!(queued.len(), 2, "{n}");
+        let now = tern_core::now_unix();
+        let claimed = s.claim_due(now, 10, now + 300).await.unwrap();
+        assert_eq!(claimed.len(), 2, "{n}");
+        assert!(
+            s.claim_due(now, 10, now + 300).await.unwrap().is_empty(),
+            "{n}: leased"
+        );
+        assert_eq!(
+            s.claim_due(now + 301, 10, now + 600).await.unwrap().len(),
+            2,
+            "{n}: expired"
+        );
+        s.release_leases().await.unwrap();
+        let after = tern_core::now_unix();
+        let claimed = s.claim_due(after, 10, now + 300).await.unwrap();
+        assert_eq!(claimed.len(), 2, "{n}: released");
+        let blob = claimed[0].blob;
+        s.complete(Completion {
+            outcomes: vec![
+                (claimed[0].id, RcptOutcome::Delivered),
+                (
+                    claimed[1].id,
+                    RcptOutcome::Deferred {
+                        next_attempt: now + 60,
+                        error: "451 try later".into(),
+                        delay_noticed: false,
+                    },
+                ),
+            ],
+            new: vec![],
+            events: vec![],
+            suppress: vec![],
+        })
+        .await
+        .unwrap();
+        let left = s.queued_message(&format!("Q{n}")).await.unwrap();
+        assert_eq!(left.len(), 1, "{n}");
+        assert_eq!(
+            (left[0].attempts, left[0].next_attempt),
+            (1, now + 60),
+            "{n}"
+        );
+        assert!(s.read_blob(blob).await.is_ok(), "{n}");
+        let again = s.claim_due(now + 60, 10, now + 400).await.unwrap();
+        s.complete(Completion {
+            outcomes: vec![(
+                again[0].id,
+                RcptOutcome::Failed {
+                    error: "550 no".into(),
+                },
+            )],
+            new: vec![],
+            events: vec![],
+            suppress: vec![],
+        })
+        .await
+        .unwrap();
+        assert!(
+            s.queued_message(&format!("Q{n}")).await.unwrap().is_empty(),
+            "{n}"
+        );
+        assert!(
+            blob_gone(s, blob).await,
+            "{n}: the body left with the message"
+        );
+    }
+}
