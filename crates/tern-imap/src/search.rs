@@ -319,7 +319,7 @@ pub async fn run(
             // the few messages whose header block mentions the field at all.
             Some(field) if batch.len() > 16 => {
                 let found = store
-                    .headers_containing(view.mailbox.id, first, last, &format!("{field}:"))
+                    .headers_with_field(view.mailbox.id, first, last, field)
                     .await
                     .unwrap_or_default();
                 let uids: Vec<u32> = found

@@ -556,15 +556,16 @@ pub trait Folders: Send + Sync {
     /// Header blocks of the messages with UIDs in `first..=last`, in one
     /// pass (for header searches over a whole mailbox).
     async fn headers_in(&self, mailbox: i64, first: u32, last: u32) -> Result<Vec<(u32, Vec<u8>)>>;
-    /// Like [`Folders::headers_in`], but only messages whose header block
-    /// contains `needle` (ASCII case-insensitive): a cheap prefilter that
-    /// runs inside the database.
-    async fn headers_containing(
+    /// Like [`Folders::headers_in`], but only messages whose header has a
+    /// field named `field` (ASCII case-insensitive): a cheap prefilter that
+    /// runs inside the database, for searches every match of which needs
+    /// that field.
+    async fn headers_with_field(
         &self,
         mailbox: i64,
         first: u32,
         last: u32,
-        needle: &str,
+        field: &str,
     ) -> Result<Vec<(u32, Vec<u8>)>>;
     /// Parsed metadata of a stored body.
     async fn read_meta(&self, blob: BlobId) -> Result<meta::MessageMeta>;

@@ -435,3 +435,44 @@ mod tests {
         assert_eq!(m.body_offset as usize, 16);
     }
 }
+
+/// The names of a header block's fields, lower case, each between newlines
+/// (`"\nfrom\nsubject\n"`), each once: what a header search looks in to
+/// find the messages that have a field at all (RFC 5322 §2.2: a field name
+/// ends at the colon; continuation lines start with white space).
+pub fn field_names(header: &[u8]) -> String {
+    let mut names: Vec<String> = Vec::new();
+    for line in header.split(|&b| b == b'\n') {
+        if line
+            .first()
+            .is_none_or(|b| matches!(b, b' ' | b'\t' | b'\r'))
+        {
+            continue;
+        }
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon])
+            .trim_end()
+            .to_ascii_lowercase();
+        if !name.is_empty() && !name.contains('\n') && !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    let mut out = String::from("\n");
+    for n in names {
+        out.push_str(&n);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod field_names_tests {
+    #[test]
+    fn names_once_lower_case_without_continuations() {
+        let h = b"From: a@b\r\nSubject: hi\r\n  continued: not a field\r\nX-Bench-Tag : needle\r\nsubject: again\r\n\r\n";
+        assert_eq!(super::field_names(h), "\nfrom\nsubject\nx-bench-tag\n");
+        assert_eq!(super::field_names(b""), "\n");
+    }
+}

@@ -127,6 +127,9 @@ pub async fn run(server: Arc<ImapServer>, tcp: TcpStream, implicit_tls: bool) {
     s.conn.shutdown().await;
 }
 
+/// Output a FETCH holds before writing it (bytes).
+const FETCH_FLUSH: usize = 64 * 1024;
+
 /// `1,2,3,7,9,10` → `1:3,7,9:10`.
 pub(crate) fn compress(ids: &[u32]) -> String {
     let mut sorted = ids.to_vec();
@@ -1865,7 +1868,9 @@ impl Session {
                     write::string(o, text.as_bytes());
                 }
                 o.extend_from_slice(b")\r\n");
-                if self.out.len() > 256 * 1024 {
+                // Written as it grows: the client parses the first lines
+                // while the rest is produced.
+                if self.out.len() > FETCH_FLUSH {
                     self.flush().await;
                 }
             }

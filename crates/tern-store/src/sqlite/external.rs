@@ -181,11 +181,15 @@ impl SqliteStore {
             let mut header = c.prepare_cached(
                 "INSERT OR IGNORE INTO blob_headers(blob_id, header) VALUES (?, ?)",
             )?;
+            let mut fields = c.prepare_cached(
+                "INSERT OR IGNORE INTO blob_fields(blob_id, names) VALUES (?, ?)",
+            )?;
             let mut out = c.prepare_cached(
                 "UPDATE blobs SET data = X'', external = 1 WHERE id = ? AND external = 0",
             )?;
             for (id, h) in &headers {
                 header.execute(params![id, h])?;
+                fields.execute(params![id, crate::meta::field_names(h)])?;
                 out.execute([id])?;
             }
             Ok(())

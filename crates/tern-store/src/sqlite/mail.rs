@@ -133,6 +133,8 @@ pub(super) struct Prepared {
     /// Length of the header block, stored for header searches (`None`:
     /// queue-only body, never searched).
     header_len: Option<usize>,
+    /// Its header's field names ([`meta::field_names`]), with the header block.
+    field_names: String,
     /// Each account and the folder it gets the message in.
     recipients: Vec<(AccountId, &'static str)>,
     /// Accounts whose mailboxes change.
@@ -199,6 +201,8 @@ impl Prepared {
                 serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
             (meta, Some(header_len))
         };
+        let field_names =
+            header_len.map_or_else(String::new, |len| meta::field_names(&message.raw[..len]));
         // Each account once: in `mailbox`, or in Junk if it is only there.
         let mut recipients: Vec<(AccountId, &'static str)> = message
             .recipients
@@ -217,6 +221,7 @@ impl Prepared {
             hash,
             meta,
             header_len,
+            field_names,
             recipients,
             notify,
         })
@@ -241,6 +246,8 @@ impl Prepared {
         if let Some(len) = self.header_len {
             c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
                 .execute(params![blob_id, &m.raw[..len]])?;
+            c.prepare_cached("INSERT INTO blob_fields(blob_id, names) VALUES (?, ?)")?
+                .execute(params![blob_id, self.field_names])?;
         }
         let mut insert = c.prepare_cached(
             // UID and MODSEQ come from the mailbox row; the insert trigger

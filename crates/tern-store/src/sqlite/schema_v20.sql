@@ -15,3 +15,15 @@ BEGIN
     INSERT OR IGNORE INTO blob_gc(hash, since) VALUES (OLD.hash, CAST(strftime('%s', 'now') AS INTEGER));
 END;
 CREATE INDEX IF NOT EXISTS blobs_external_hash ON blobs(hash) WHERE external <> 0;
+-- The names of each body's header fields, lower case, each between newlines ("\nfrom\nto\n"):
+-- a header search finds the few messages that have the field at all by looking at these short
+-- rows instead of every header block. Bodies stored before this version have no row and are
+-- looked at the old way.
+CREATE TABLE IF NOT EXISTS blob_fields (
+    blob_id  INTEGER PRIMARY KEY,
+    names    TEXT NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS blobs_fields_removed AFTER DELETE ON blobs
+BEGIN
+    DELETE FROM blob_fields WHERE blob_id = OLD.id;
+END;
