@@ -23,6 +23,15 @@ echo "CMD: python3 common/idle_conns.py --proto imap-auth --port $IMAP_PORT --n 
 python3 "$SHARED/common/idle_conns.py" --proto imap-auth --port "$IMAP_PORT" --n "$N_IDLE" --pid "$DPID"
 "$SHARED/dovecot/stop.sh" >/dev/null
 
+echo "== Dovecot LOGIN with the password stored as argon2id (doveadm pw -s ARGON2ID), as Tern stores it"
+HASH=$(doveadm pw -s ARGON2ID -p "$TEST_PASS")
+python3 -c 'import sys; p=sys.argv[1]; s=open(p).read().replace("{PLAIN}"+sys.argv[2], sys.argv[3], 1); open(p,"w").write(s)' \
+  "$DV_DIR/users" "$TEST_PASS" "$HASH"
+echo "  dovecot hash parameters: $(echo "$HASH" | cut -d'$' -f3-4)"
+DPID=$("$SHARED/dovecot/start.sh")
+python3 "$ROOT/bench/imap_login.py" 127.0.0.1 "$IMAP_PORT" "$TEST_USER" "$TEST_PASS" --n 5 --label dovecot
+"$SHARED/dovecot/stop.sh" >/dev/null
+
 echo "== Tern"
 DATA=$OUT/tern
 "$TERN" init --data "$DATA" --domain example.test --port-base "$TERN_BASE" >/dev/null
@@ -44,6 +53,10 @@ python3 "$SHARED/dovecot/imap_concurrent.py" --port $((TERN_BASE+143)) --user us
 echo "CMD: python3 common/idle_conns.py --proto imap-auth --port $((TERN_BASE+143)) --n $N_IDLE --pid $TPID --user user@example.test --password pass"
 python3 "$SHARED/common/idle_conns.py" --proto imap-auth --port $((TERN_BASE+143)) --n "$N_IDLE" --pid "$TPID" \
   --user user@example.test --password pass
+
+echo "== Tern LOGIN of an account nobody has logged in as yet (argon2id m=19456,t=2,p=1; later ones from the auth cache)"
+echo fresh | "$TERN" account add login@example.test --data "$DATA" --password-stdin >/dev/null
+python3 "$ROOT/bench/imap_login.py" 127.0.0.1 $((TERN_BASE+143)) login@example.test fresh --n 5 --label tern
 
 echo "== side by side (ms; ratio = Dovecot / Tern, >1 means Tern is faster)"
 python3 - "$OUT/dovecot.jsonl" "$OUT/tern.jsonl" <<'EOP'
