@@ -52,6 +52,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// `[blobs]`: where message bodies are stored.
     pub blobs: BlobsConfig,
+    /// `[node]`: this server among several sharing a store.
+    pub node: NodeConfig,
     /// `[smtp]`: SMTP receiving limits.
     pub smtp: SmtpConfig,
     /// `[pop3]`: POP3 settings.
@@ -202,6 +204,30 @@ impl Default for StoreConfig {
             max_batch: 256,
             read_mmap_size: 256 << 20,
         }
+    }
+}
+
+/// `[node]`: this server's identity among nodes sharing a store.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Unique per node; empty: the machine's host name.
+    pub name: String,
+}
+
+impl NodeConfig {
+    /// The name to use: the configured one, else the machine's host name
+    /// (`/proc/sys/kernel/hostname`), else `fallback`.
+    pub fn resolved(&self, fallback: &str) -> String {
+        if !self.name.trim().is_empty() {
+            return self.name.trim().to_string();
+        }
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+            .map(|h| h.trim().to_string())
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| fallback.to_string())
     }
 }
 
@@ -1142,6 +1168,11 @@ access_key_id = ""            # "" = from the environment (AWS_ACCESS_KEY_ID)
 secret_access_key = ""        # "" = from the environment (AWS_SECRET_ACCESS_KEY)
 path_style = true             # bucket in the URL path, as most S3-compatible services want
 prefix = ""                   # put before every object name, e.g. "mail/"
+
+[node]
+# This server's name among nodes sharing one store (`tern node list`; the owner of the queue
+# leases it takes). Unique per node; "" = the machine's host name.
+name = ""
 
 [smtp]
 # Largest message accepted, bytes (announced with SIZE; RFC 1870).

@@ -17,6 +17,7 @@
 pub mod blobs;
 pub mod dashboard;
 pub mod meta;
+pub mod nodes;
 pub mod password;
 pub mod platform;
 pub mod sqlite;
@@ -24,6 +25,7 @@ pub mod verify_jobs;
 
 pub use blobs::Blobs;
 pub use dashboard::{Dashboard, WebSession, WebUser};
+pub use nodes::{NodeInfo, Nodes};
 pub use platform::*;
 pub use tern_events::{Event, EventType};
 pub use verify_jobs::{VerifyItem, VerifyJob, VerifyJobs};
@@ -614,7 +616,8 @@ pub trait Queue: Send + Sync {
     /// recipients (leased when the message says so), so the caller can hand
     /// them to the delivery engine without reading them back.
     async fn enqueue(&self, message: NewMessage) -> Result<Vec<QueuedRcpt>>;
-    /// Claims up to `limit` recipients due at `now`, leased until `lease_until`.
+    /// Claims up to `limit` recipients due at `now`, leased to this node
+    /// until `lease_until`: no other claim gets them before then.
     async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>>;
     /// Records outcomes, queues the given messages (DSNs) and writes the
     /// events and suppressions, in one commit.
@@ -627,7 +630,8 @@ pub trait Queue: Send + Sync {
     async fn queue_retry(&self, queue_id: Option<&str>, now: i64) -> Result<usize>;
     /// Removes a message from the queue without notice. Returns recipients removed.
     async fn queue_delete(&self, queue_id: &str) -> Result<usize>;
-    /// Frees every lease (at startup: no worker of this node is running).
+    /// Frees this node's leases ([`Nodes::node`]; at startup, when none of
+    /// its workers runs). Other nodes' leases are theirs until they end.
     async fn release_leases(&self) -> Result<()>;
     /// The earliest `next_attempt` of a free recipient, if any.
     async fn next_due(&self) -> Result<Option<i64>>;
@@ -787,7 +791,16 @@ pub const LEASE_SECS: i64 = 3600;
 
 /// Everything a running server needs from storage.
 pub trait Store:
-    Directory + MailStore + Folders + Queue + SpamData + Reports + Platform + VerifyJobs + Dashboard
+    Directory
+    + MailStore
+    + Folders
+    + Queue
+    + SpamData
+    + Reports
+    + Platform
+    + VerifyJobs
+    + Dashboard
+    + Nodes
 {
 }
 impl<
@@ -799,7 +812,8 @@ impl<
         + Reports
         + Platform
         + VerifyJobs
-        + Dashboard,
+        + Dashboard
+        + Nodes,
 > Store for T
 {
 }

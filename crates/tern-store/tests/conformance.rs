@@ -331,3 +331,62 @@ async fn queue_leases_and_cleanup() {
         );
     }
 }
+
+/// Two nodes on one store: a claim leases to its node; a node frees only
+/// its own leases when it restarts; `nodes` shows each with its leases.
+#[tokio::test]
+async fn leases_belong_to_their_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.db");
+    let a: SharedStore = Arc::new(
+        SqliteStore::open(&path, 16)
+            .await
+            .unwrap()
+            .with_node("mx-a"),
+    );
+    let b: SharedStore = Arc::new(
+        SqliteStore::open(&path, 16)
+            .await
+            .unwrap()
+            .with_node("mx-b"),
+    );
+    let mut m = message("two-nodes", vec![]);
+    m.expires_at = tern_core::now_unix() + 86_400;
+    m.outbound = (0..4)
+        .map(|i| OutboundRcpt {
+            address: format!("r{i}@remote.test"),
+            domain: "remote.test".into(),
+            params: "{}".into(),
+        })
+        .collect();
+    a.enqueue(m).await.unwrap();
+    let now = tern_core::now_unix();
+    let by_a = a.claim_due(now, 3, now + 300).await.unwrap();
+    let by_b = b.claim_due(now, 10, now + 300).await.unwrap();
+    assert_eq!((by_a.len(), by_b.len()), (3, 1), "disjoint claims");
+    a.heartbeat(now, 1, "test").await.unwrap();
+    b.heartbeat(now, 2, "test").await.unwrap();
+    let held = |nodes: Vec<tern_store::NodeInfo>| {
+        nodes
+            .into_iter()
+            .map(|n| (n.name, n.leases))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        held(a.nodes().await.unwrap()),
+        vec![("mx-a".to_string(), 3), ("mx-b".to_string(), 1)]
+    );
+    // mx-a restarts: its three are free again, mx-b's stays leased.
+    a.release_leases().await.unwrap();
+    let after = tern_core::now_unix();
+    let again = b.claim_due(after, 10, after + 300).await.unwrap();
+    assert_eq!(again.len(), 3);
+    assert!(
+        by_b.iter().all(|r| again.iter().all(|x| x.id != r.id)),
+        "mx-b's own lease was not freed by mx-a"
+    );
+    assert_eq!(
+        held(b.nodes().await.unwrap()),
+        vec![("mx-a".to_string(), 0), ("mx-b".to_string(), 4)]
+    );
+}

@@ -16,6 +16,7 @@ use tern_store::{Directory, Platform};
 mod admin_cmd;
 mod apikey_cmd;
 mod blobs_cmd;
+mod node_cmd;
 mod queue_cmd;
 mod reports_cmd;
 mod spam_cmd;
@@ -126,6 +127,9 @@ enum Command {
     /// Message bodies outside the database ([blobs]): status, move, check, collect.
     #[command(subcommand)]
     Blobs(blobs_cmd::BlobsCmd),
+    /// Nodes sharing this store: heartbeat and queue leases of each.
+    #[command(subcommand)]
+    Node(node_cmd::NodeCmd),
     /// Tell whether addresses can receive mail: syntax, DNS (MX, implicit
     /// MX, null MX) and a probe of the MX that never sends (RCPT TO, a
     /// random address for catch-alls, greylisting waited out). Each answer
@@ -467,6 +471,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Queue(c) => queue_cmd::run(c).await,
         Command::Spam(c) => spam_cmd::run(c).await,
         Command::Blobs(c) => blobs_cmd::run(c).await,
+        Command::Node(c) => node_cmd::run(c).await,
         Command::Reports(c) => reports_cmd::run(c).await,
         Command::Apikey(c) => apikey_cmd::run(c).await,
         Command::Webhook(c) => webhook_cmd::run(c).await,

@@ -87,8 +87,20 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Opens the configured store, with the configured place for bodies.
+/// Opens the configured store, with the configured place for bodies (as
+/// `tern` commands use it: they lease nothing).
 pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
+    Ok(Arc::new(configured_store(config).await?))
+}
+
+/// [`open_store`] for `tern serve`: the store also names this node, the
+/// owner of the queue leases it takes.
+pub async fn open_node_store(config: &Config) -> Result<Arc<SqliteStore>> {
+    let name = config.node.resolved(&config.server.hostname);
+    Ok(Arc::new(configured_store(config).await?.with_node(&name)))
+}
+
+async fn configured_store(config: &Config) -> Result<SqliteStore> {
     let path = config.resolve(&config.store.database);
     let mut store =
         SqliteStore::open_with(&path, config.store.max_batch, config.store.read_mmap_size)
@@ -97,7 +109,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
     if let Some(blobs) = open_blobs(config)? {
         store = store.with_blobs(blobs);
     }
-    Ok(Arc::new(store))
+    Ok(store)
 }
 
 /// The blob store of `[blobs]`, `None` for bodies in the database.
@@ -125,6 +137,20 @@ fn open_blobs(config: &Config) -> Result<Option<Arc<dyn tern_store::Blobs>>> {
             Some(Arc::new(s3))
         }
     })
+}
+
+/// Says this node is alive every [`tern_store::nodes::HEARTBEAT_SECS`]
+/// (`tern node list`).
+async fn heartbeat_loop(store: SharedStore) {
+    let started = tern_core::now_unix();
+    let version = env!("CARGO_PKG_VERSION");
+    loop {
+        if let Err(e) = store.heartbeat(started, std::process::id(), version).await {
+            tracing::warn!(error = %e, "node: heartbeat failed");
+        }
+        let secs = tern_store::nodes::HEARTBEAT_SECS as u64;
+        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+    }
 }
 
 /// How long a body put in the blob store is safe from the collector: a
@@ -168,7 +194,7 @@ fn local_addrs(ls: &[TcpListener]) -> Vec<SocketAddr> {
 /// Binds every configured listener and starts the services.
 pub async fn start(config: Config) -> Result<Running> {
     let metrics = metrics_handle();
-    let sqlite = open_store(&config).await?;
+    let sqlite = open_node_store(&config).await?;
     if let Some(blobs) = sqlite.blobs() {
         tracing::info!(blobs = %blobs.describe(), "message bodies go to the blob store");
     }
@@ -448,6 +474,7 @@ pub async fn start(config: Config) -> Result<Running> {
     running
         .tasks
         .spawn(prune_loop(store.clone(), retention, job_retention));
+    running.tasks.spawn(heartbeat_loop(store.clone()));
     if sqlite.blobs().is_some() {
         running.tasks.spawn(collect_loop(sqlite));
     }

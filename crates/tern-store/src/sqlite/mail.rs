@@ -19,11 +19,12 @@ impl MailStore for SqliteStore {
         let notify: Vec<AccountId> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
         let queued = prepared.iter().any(|p| !p.message.outbound.is_empty());
         let bodies = prepared.iter().map(Prepared::body).collect();
+        let node = self.node.clone();
         let r = self
             .write_with_bodies(bodies, move |c, external| {
                 prepared
                     .iter()
-                    .try_for_each(|p| p.insert(c, external).map(|_| ()))
+                    .try_for_each(|p| p.insert(c, external, &node).map(|_| ()))
             })
             .await;
         if r.is_ok() {
@@ -234,6 +235,7 @@ impl Prepared {
         &self,
         c: &rusqlite::Connection,
         external: bool,
+        node: &str,
     ) -> Result<Vec<crate::QueuedRcpt>> {
         let m = &self.message;
         let size = m.raw.len() as i64;
@@ -305,13 +307,13 @@ impl Prepared {
             ])?;
             let message_id = c.last_insert_rowid();
             let mut rcpt = c.prepare_cached(
-                "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt, lease_until)
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt, lease_until, lease_owner)
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
             )?;
-            let (next_attempt, lease) = if m.lease_until > 0 {
-                (m.lease_until, m.lease_until)
+            let (next_attempt, lease, owner) = if m.lease_until > 0 {
+                (m.lease_until, m.lease_until, node)
             } else {
-                (m.received_at.max(m.not_before), 0)
+                (m.received_at.max(m.not_before), 0, "")
             };
             for r in &m.outbound {
                 rcpt.execute(params![
@@ -320,7 +322,8 @@ impl Prepared {
                     r.domain,
                     r.params,
                     next_attempt,
-                    lease
+                    lease,
+                    owner
                 ])?;
                 delivered += 1;
                 queued.push(crate::QueuedRcpt {

@@ -23,6 +23,7 @@ mod dashboard;
 mod directory;
 mod folders;
 mod mail;
+mod nodes;
 mod platform;
 mod queue;
 mod reports;
@@ -86,6 +87,8 @@ pub struct SqliteStore {
     /// it decides on and deletes a body, so it never deletes one a delivery
     /// is about to commit.
     blob_gates: Box<[tokio::sync::RwLock<()>]>,
+    /// This node's name: the owner of the queue leases it takes.
+    node: Arc<str>,
     _alive: Arc<()>,
 }
 
@@ -158,6 +161,7 @@ impl SqliteStore {
             blob_gates: (0..external::GATES)
                 .map(|_| tokio::sync::RwLock::new(()))
                 .collect(),
+            node: Arc::from(""),
             _alive: alive,
         })
     }
@@ -166,6 +170,13 @@ impl SqliteStore {
     /// already stored stay where they are and are read from there.
     pub fn with_blobs(mut self, blobs: Arc<dyn crate::Blobs>) -> Self {
         self.blobs = Some(blobs);
+        self
+    }
+
+    /// Names this store's node (`[node] name`): the owner of the queue
+    /// leases it takes and the row its heartbeats keep fresh.
+    pub fn with_node(mut self, name: &str) -> Self {
+        self.node = Arc::from(name);
         self
     }
 

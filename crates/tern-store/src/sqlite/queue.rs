@@ -34,18 +34,24 @@ fn rcpt_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<QueuedRcpt> {
     })
 }
 
-fn claim(c: &Connection, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {
+fn claim(
+    c: &Connection,
+    node: &str,
+    now: i64,
+    limit: usize,
+    lease_until: i64,
+) -> Result<Vec<QueuedRcpt>> {
     let ids: Vec<i64> = c
         .prepare_cached(
             // The lease also moves `next_attempt` to its end: leased rows
             // drop out of the due range (claims never scan past them), and
             // a lease whose worker vanished falls due again by itself.
-            "UPDATE queue_rcpts SET lease_until = ?1, next_attempt = ?1 WHERE id IN (
+            "UPDATE queue_rcpts SET lease_until = ?1, next_attempt = ?1, lease_owner = ?4 WHERE id IN (
                 SELECT id FROM queue_rcpts WHERE next_attempt <= ?2
                 ORDER BY next_attempt LIMIT ?3)
              RETURNING id",
         )?
-        .query_map(params![lease_until, now, limit as i64], |r| r.get(0))?
+        .query_map(params![lease_until, now, limit as i64, node], |r| r.get(0))?
         .collect::<rusqlite::Result<_>>()?;
     let mut st = c.prepare_cached(&format!(
         "SELECT {RCPT_COLUMNS} FROM queue_rcpts r JOIN queue_messages m ON m.id = r.message_id
@@ -65,10 +71,11 @@ impl Queue for SqliteStore {
     async fn enqueue(&self, message: NewMessage) -> Result<Vec<QueuedRcpt>> {
         let leased = message.lease_until > 0;
         let prepared = Prepared::new(message)?;
+        let node = self.node.clone();
         let notify = prepared.notify.clone();
         let r = self
             .write_with_bodies(vec![prepared.body()], move |c, external| {
-                prepared.insert(c, external)
+                prepared.insert(c, external, &node)
             })
             .await;
         if let Ok(q) = &r {
@@ -81,7 +88,9 @@ impl Queue for SqliteStore {
     }
 
     async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {
-        self.write(move |c| claim(c, now, limit, lease_until)).await
+        let node = self.node.clone();
+        self.write(move |c| claim(c, &node, now, limit, lease_until))
+            .await
     }
 
     async fn complete(&self, completion: Completion) -> Result<()> {
@@ -99,10 +108,11 @@ impl Queue for SqliteStore {
         let notify: Vec<_> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
         let events = super::platform::encode(events);
         let bodies = prepared.iter().map(Prepared::body).collect();
+        let node = self.node.clone();
         let r = self
             .write_with_bodies(bodies, move |c, external| {
                 for p in &prepared {
-                    p.insert(c, external)?;
+                    p.insert(c, external, &node)?;
                 }
                 let mut done = c.prepare_cached("DELETE FROM queue_rcpts WHERE id = ?")?;
                 let mut defer = c.prepare_cached(
@@ -196,10 +206,12 @@ impl Queue for SqliteStore {
     }
 
     async fn release_leases(&self) -> Result<()> {
-        self.write(|c| {
+        let node = self.node.clone();
+        self.write(move |c| {
             c.execute(
-                "UPDATE queue_rcpts SET lease_until = 0, next_attempt = ? WHERE lease_until != 0",
-                [tern_core::now_unix()],
+                "UPDATE queue_rcpts SET lease_until = 0, next_attempt = ?, lease_owner = ''
+                 WHERE lease_until != 0 AND lease_owner IN (?, '')",
+                params![tern_core::now_unix(), node],
             )?;
             Ok(())
         })

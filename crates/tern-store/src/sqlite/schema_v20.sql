@@ -27,3 +27,15 @@ CREATE TRIGGER IF NOT EXISTS blobs_fields_removed AFTER DELETE ON blobs
 BEGIN
     DELETE FROM blob_fields WHERE blob_id = OLD.id;
 END;
+-- Nodes sharing this store (`tern node list`) and the owner of each queue lease: a node that
+-- restarts frees only its own leases. Leases taken before this version have no owner ('')
+-- and are freed by whichever node starts first.
+CREATE TABLE IF NOT EXISTS nodes (
+    name        TEXT PRIMARY KEY,
+    started_at  INTEGER NOT NULL,
+    heartbeat   INTEGER NOT NULL,
+    pid         INTEGER NOT NULL,
+    version     TEXT NOT NULL
+) WITHOUT ROWID;
+ALTER TABLE queue_rcpts ADD COLUMN lease_owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS queue_rcpts_leases ON queue_rcpts(lease_owner) WHERE lease_until <> 0;

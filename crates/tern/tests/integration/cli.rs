@@ -421,3 +421,27 @@ async fn queue_list_show_retry_delete() {
     let (ok, out) = tern(&["queue", "--help"], None);
     assert!(ok && out.contains("retry"), "{out}");
 }
+
+/// `tern node list` shows the running server by its `[node] name`, alive,
+/// with its process id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_list_shows_the_running_server() {
+    let s = crate::common::start("[node]\nname = \"mx-test\"\n").await;
+    let data = s.data.path().to_path_buf();
+    let mut out = String::new();
+    for _ in 0..50 {
+        let (ok, text) = crate::common::tern_cli(&["node", "list"], &data);
+        assert!(ok, "{text}");
+        out = text;
+        if out.contains("mx-test") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("mx-test"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(line.contains(" alive "), "{line}");
+    assert!(line.contains(&std::process::id().to_string()), "{line}");
+}

@@ -1,0 +1,42 @@
+//! The coordination role's first part: which Tern nodes share this store,
+//! when each last said it was alive, and what each holds (queue leases).
+//!
+//! A node is one running `tern serve`, named by `[node] name` (the host name
+//! by default). Queue leases carry their owner: a node that restarts frees
+//! only its own ([`crate::Queue::release_leases`]); a dead node's leases end
+//! by themselves ([`crate::LEASE_SECS`]) and another node takes the work.
+
+use crate::Result;
+use async_trait::async_trait;
+
+/// A node as `tern node list` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeInfo {
+    /// Its name (`[node] name`).
+    pub name: String,
+    /// When it started (Unix seconds).
+    pub started_at: i64,
+    /// When it last said it was alive (Unix seconds).
+    pub heartbeat: i64,
+    /// Its process id on its machine.
+    pub pid: u32,
+    /// The Tern version it runs.
+    pub version: String,
+    /// Queue recipients it holds leased now.
+    pub leases: u64,
+}
+
+/// How often a running node says it is alive (seconds); `tern node list`
+/// calls a node silent for three times this long gone.
+pub const HEARTBEAT_SECS: i64 = 10;
+
+/// Nodes sharing the store.
+#[async_trait]
+pub trait Nodes: Send + Sync {
+    /// This store's node name (`""` for `tern` commands, which lease nothing).
+    fn node(&self) -> &str;
+    /// Records that this node is alive (creating its row at the first call).
+    async fn heartbeat(&self, started_at: i64, pid: u32, version: &str) -> Result<()>;
+    /// Every node that has said it was alive, with its leases, by name.
+    async fn nodes(&self) -> Result<Vec<NodeInfo>>;
+}

@@ -1,0 +1,49 @@
+//! [`Nodes`] for SQLite: a row per node, kept fresh by its heartbeats.
+
+use super::SqliteStore;
+use crate::{NodeInfo, Nodes, Result};
+use async_trait::async_trait;
+use rusqlite::params;
+
+#[async_trait]
+impl Nodes for SqliteStore {
+    fn node(&self) -> &str {
+        &self.node
+    }
+
+    async fn heartbeat(&self, started_at: i64, pid: u32, version: &str) -> Result<()> {
+        let (node, version) = (self.node.clone(), version.to_string());
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO nodes(name, started_at, heartbeat, pid, version) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(name) DO UPDATE SET started_at = ?2, heartbeat = ?3, pid = ?4, version = ?5",
+            )?
+            .execute(params![node, started_at, tern_core::now_unix(), pid, version])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn nodes(&self) -> Result<Vec<NodeInfo>> {
+        let now = tern_core::now_unix();
+        self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT n.name, n.started_at, n.heartbeat, n.pid, n.version,
+                        (SELECT COUNT(*) FROM queue_rcpts r
+                         WHERE r.lease_owner = n.name AND r.lease_until <> 0 AND r.lease_until > ?)
+                 FROM nodes n ORDER BY n.name",
+            )?;
+            let rows = st.query_map([now], |r| {
+                Ok(NodeInfo {
+                    name: r.get(0)?,
+                    started_at: r.get(1)?,
+                    heartbeat: r.get(2)?,
+                    pid: r.get(3)?,
+                    version: r.get(4)?,
+                    leases: r.get::<_, i64>(5)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
