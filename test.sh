@@ -3,7 +3,7 @@
 #  1. installs the real peers the tests use when missing (Debian packages; needs root):
 #     postfix, swaks, fetchmail, isync (mbsync), dkimpy and opendkim (independent DKIM verifiers),
 #     chromium and chromium-driver (the dashboard in a real browser); moto's S3-compatible
-#     server (pip) for the blob-store tests
+#     server (pip) for the blob-store tests; postgresql (private initdb clusters on loopback)
 #  2. cargo fmt --check, cargo clippy -D warnings
 #  3. unit and integration tests (cargo nextest when installed, else cargo test)
 #  4. end-to-end tests with real clients and Postfix against the tern binary, curl and
@@ -17,6 +17,8 @@ missing=()
 for tool in curl:curl postfix:postfix swaks:swaks fetchmail:fetchmail mbsync:isync dkimverify:python3-dkim opendkim-testmsg:opendkim-tools chromium:chromium chromedriver:chromium-driver; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || [ -x "/usr/sbin/${tool%%:*}" ] || missing+=("${tool#*:}")
 done
+# A private PostgreSQL (initdb + pg_ctl on a loopback port) for the PostgreSQL backend's tests.
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 # dkimpy checks Ed25519 signatures with PyNaCl and the tests point it at their DNS with dnspython.
 /usr/bin/python3 -c "import nacl, dns.resolver" 2>/dev/null || missing+=(python3-nacl python3-dnspython)
 if [ ${#missing[@]} -gt 0 ]; then

@@ -20,6 +20,7 @@ pub mod meta;
 pub mod nodes;
 pub mod password;
 pub mod platform;
+pub mod postgres;
 pub mod sqlite;
 pub mod verify_jobs;
 

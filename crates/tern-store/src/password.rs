@@ -110,6 +110,49 @@ pub fn verify_permits() -> &'static tokio::sync::Semaphore {
     })
 }
 
+/// Hashes `password` off the async threads; an empty one is refused.
+pub async fn hash_blocking(password: &str) -> Result<String> {
+    if password.is_empty() {
+        return Err(StoreError::Invalid("the password must not be empty".into()));
+    }
+    let password = password.to_string();
+    tokio::task::spawn_blocking(move || hash(&password))
+        .await
+        .map_err(|e| StoreError::Password(e.to_string()))?
+}
+
+/// The login check every backend shares, given the account row found for
+/// `login` (its id and stored hash): the cache first, then argon2id under
+/// the verification permits; an unknown login costs a verification too, so
+/// timing does not tell which logins exist.
+pub async fn check_login(
+    cache: &AuthCache,
+    login: &str,
+    row: Option<(crate::AccountId, String)>,
+    password: &str,
+) -> Result<Option<crate::AccountId>> {
+    let Some((id, stored)) = row else {
+        let _permit = verify_permits().acquire().await;
+        let password = password.to_string();
+        let _ = tokio::task::spawn_blocking(move || burn(&password)).await;
+        return Ok(None);
+    };
+    if cache.check(login, &stored, password) {
+        return Ok(Some(id));
+    }
+    let _permit = verify_permits().acquire().await;
+    let (p, h) = (password.to_string(), stored.clone());
+    let ok = tokio::task::spawn_blocking(move || verify(&p, &h))
+        .await
+        .map_err(|e| StoreError::Password(e.to_string()))?;
+    if ok {
+        cache.remember(login, &stored, password);
+        Ok(Some(id))
+    } else {
+        Ok(None)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

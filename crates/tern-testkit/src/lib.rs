@@ -9,6 +9,7 @@
 
 pub mod dns;
 pub mod mime;
+pub mod pg;
 pub mod pki;
 pub mod remote;
 pub mod s3;

@@ -41,7 +41,8 @@ impl Directory for SqliteStore {
         self.write(move |c| {
             let used: i64 = c.query_row(
                 "SELECT (SELECT COUNT(*) FROM accounts a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?1)
-                      + (SELECT COUNT(*) FROM aliases a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?1)",
+                      + (SELECT COUNT(*) FROM aliases a JOIN domains d ON a.domain_id = d.id WHERE d.name = ?1)
+                      + (SELECT COUNT(*) FROM forwards f JOIN domains d ON f.domain_id = d.id WHERE d.name = ?1)",
                 [&name],
                 |r| r.get(0),
             )?;
@@ -78,7 +79,7 @@ impl Directory for SqliteStore {
         password: &str,
         quota: u64,
     ) -> Result<AccountId> {
-        let hash = hash_blocking(password).await?;
+        let hash = password::hash_blocking(password).await?;
         let address = address.clone();
         self.write(move |c| {
             let domain_id: Option<i64> = c
@@ -141,7 +142,7 @@ impl Directory for SqliteStore {
     }
 
     async fn set_password(&self, address: &Address, password: &str) -> Result<()> {
-        let hash = hash_blocking(password).await?;
+        let hash = password::hash_blocking(password).await?;
         let addr = address.to_string();
         self.write(move |c| {
             if c.execute(
@@ -384,37 +385,8 @@ impl Directory for SqliteStore {
             )
             .optional()?)
         })?;
-        let Some((id, hash)) = row else {
-            let _permit = password::verify_permits().acquire().await;
-            let password = password.to_string();
-            let _ = tokio::task::spawn_blocking(move || password::burn(&password)).await;
-            return Ok(None);
-        };
-        if self.auth_cache.check(&login, &hash, password) {
-            return Ok(Some(id));
-        }
-        let _permit = password::verify_permits().acquire().await;
-        let (p, h) = (password.to_string(), hash.clone());
-        let ok = tokio::task::spawn_blocking(move || password::verify(&p, &h))
-            .await
-            .map_err(|e| StoreError::Password(e.to_string()))?;
-        if ok {
-            self.auth_cache.remember(&login, &hash, password);
-            Ok(Some(id))
-        } else {
-            Ok(None)
-        }
+        password::check_login(&self.auth_cache, &login, row, password).await
     }
-}
-
-async fn hash_blocking(password: &str) -> Result<String> {
-    if password.is_empty() {
-        return Err(StoreError::Invalid("the password must not be empty".into()));
-    }
-    let password = password.to_string();
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|e| StoreError::Password(e.to_string()))?
 }
 
 /// What already uses `address`, if anything: an account, an alias or a

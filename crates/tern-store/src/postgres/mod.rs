@@ -1,0 +1,86 @@
+//! The PostgreSQL backend (issue 14, in progress): metadata and
+//! coordination shared by several Tern nodes, bodies in a blob store.
+//!
+//! What runs on PostgreSQL so far: the directory ([`Directory`]: domains,
+//! accounts with their mailboxes and subscriptions, aliases, DKIM keys,
+//! logins) and the nodes ([`Nodes`]). Mail, queue, events and the rest are
+//! the SQLite backend's only until they are ported here; `tern serve` does
+//! not yet run on this backend.
+//!
+//! Connections come from one `sqlx` pool (TLS per the URL's `sslmode`);
+//! statements are prepared once per connection and cached; the schema is in
+//! `migrations/postgres/`, applied in order at connect, each file in its own
+//! transaction.
+//!
+//! [`Directory`]: crate::Directory
+//! [`Nodes`]: crate::Nodes
+
+mod directory;
+mod nodes;
+
+use crate::{Result, StoreError};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use std::sync::Arc;
+use std::time::Duration;
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/postgres");
+
+/// The PostgreSQL store. Cheap to share behind an `Arc`.
+pub struct PgStore {
+    pool: PgPool,
+    node: Arc<str>,
+    auth_cache: crate::password::AuthCache,
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        StoreError::Db(Box::new(e))
+    }
+}
+
+/// Whether `e` is a unique-constraint violation (a concurrent insert of the
+/// same name on another node).
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .is_some_and(|d| d.is_unique_violation())
+}
+
+impl PgStore {
+    /// Connects to `url` (`postgres://user:pass@host:port/db?sslmode=…`)
+    /// with up to `max_connections` pooled connections and brings the
+    /// schema up to date.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Db(Box::new(e)))?;
+        Ok(Self {
+            pool,
+            node: Arc::from(""),
+            auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
+        })
+    }
+
+    /// Names this store's node (`[node] name`).
+    pub fn with_node(mut self, name: &str) -> Self {
+        self.node = Arc::from(name);
+        self
+    }
+}
+
+/// The next UIDVALIDITY (RFC 9051 §2.3.1.1): the time in seconds, but above
+/// every value given before on any node (the row lock orders them).
+async fn next_uidvalidity(tx: &mut sqlx::PgConnection) -> Result<i64> {
+    let now = tern_core::now_unix() & 0xffff_ffff;
+    Ok(sqlx::query_scalar(
+        "UPDATE sequences SET value = GREATEST(value + 1, $1) WHERE name = 'uidvalidity' RETURNING value",
+    )
+    .bind(now.max(1))
+    .fetch_one(tx)
+    .await?)
+}
