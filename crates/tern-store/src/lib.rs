@@ -140,6 +140,37 @@ pub enum Recipient {
     NotLocal,
 }
 
+/// A directory lookup's row, as both backends' resolve query returns it:
+/// the account reached (id, address, quota, used) and the forwarding
+/// target, if any; `None` when the domain is not local.
+pub type LookupRow = Option<(
+    Option<AccountId>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    Option<String>,
+)>;
+
+impl Recipient {
+    /// Where a lookup row says the mail goes: an account comes first, then a
+    /// forwarding alias; a local domain with neither has no such user.
+    pub fn from_lookup(row: LookupRow) -> Self {
+        match row {
+            None => Recipient::NotLocal,
+            Some((Some(account), Some(address), quota, used, _)) => {
+                Recipient::Local(LocalRecipient {
+                    account,
+                    address,
+                    quota: quota.unwrap_or(0) as u64,
+                    used: used.unwrap_or(0) as u64,
+                })
+            }
+            Some((_, _, _, _, Some(target))) => Recipient::Forward(target),
+            Some(_) => Recipient::UnknownUser,
+        }
+    }
+}
+
 /// A resolved local recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LocalRecipient {

@@ -6,14 +6,15 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use tern_store::blobs::{self, Blobs, FileBlobs, S3Blobs, S3Settings};
+use tern_core::config::BlobsConfig;
+use tern_store::blobs::{self, Blobs, FileBlobs, S3Blobs};
 use tern_store::sqlite::SqliteStore;
 use tern_store::{Appended, Directory, Folders, MailStore, NewMessage, StoreError};
 use tern_testkit::s3::S3Server;
 
 fn s3_blobs(server: &S3Server, bucket: &str) -> S3Blobs {
     server.create_bucket(bucket);
-    S3Blobs::new(&S3Settings {
+    S3Blobs::new(&BlobsConfig {
         bucket: bucket.into(),
         endpoint: server.endpoint(),
         region: "us-east-1".into(),
@@ -21,6 +22,7 @@ fn s3_blobs(server: &S3Server, bucket: &str) -> S3Blobs {
         secret_access_key: "secret".into(),
         path_style: true,
         prefix: "mail/".into(),
+        ..Default::default()
     })
     .unwrap()
 }
@@ -82,7 +84,7 @@ async fn files_keep_the_contract() {
     let b = FileBlobs::open(&dir.path().join("blobs")).unwrap();
     contract(&b).await;
     // No temporary file is left behind.
-    let leftovers: Vec<_> = walk(&dir.path().join("blobs"))
+    let leftovers: Vec<_> = tern_testkit::files_under(&dir.path().join("blobs"))
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
         .collect();
@@ -95,7 +97,7 @@ async fn s3_keeps_the_contract() {
     let b = s3_blobs(&server, "contract");
     contract(&b).await;
     // An unreachable service is an error, not a hang or a panic.
-    let gone = S3Blobs::new(&S3Settings {
+    let gone = S3Blobs::new(&BlobsConfig {
         bucket: "x".into(),
         endpoint: "http://127.0.0.1:9".into(),
         region: "us-east-1".into(),
@@ -103,6 +105,7 @@ async fn s3_keeps_the_contract() {
         secret_access_key: "b".into(),
         path_style: true,
         prefix: String::new(),
+        ..Default::default()
     })
     .unwrap();
     let key = blobs::key_of(b"x");
@@ -110,19 +113,6 @@ async fn s3_keeps_the_contract() {
         gone.put(&key, Arc::new(b"x".to_vec())).await,
         Err(StoreError::Blob(_))
     ));
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 fn message(id: &str, body: &str, to: i64) -> NewMessage {

@@ -15,7 +15,8 @@
 //! server on loopback). A new backend (PostgreSQL) adds its line there.
 
 use std::sync::Arc;
-use tern_store::blobs::{FileBlobs, S3Blobs, S3Settings};
+use tern_core::config::BlobsConfig;
+use tern_store::blobs::{FileBlobs, S3Blobs};
 use tern_store::sqlite::SqliteStore;
 use tern_store::{
     AccountId, Appended, BlobId, Completion, FlagMode, NewMessage, OutboundRcpt, RcptOutcome,
@@ -47,7 +48,7 @@ async fn backends() -> Vec<Backend> {
             "sqlite+s3" => {
                 let server = S3Server::start();
                 server.create_bucket("conformance");
-                let b = S3Blobs::new(&S3Settings {
+                let b = S3Blobs::new(&BlobsConfig {
                     bucket: "conformance".into(),
                     endpoint: server.endpoint(),
                     region: "us-east-1".into(),
@@ -55,6 +56,7 @@ async fn backends() -> Vec<Backend> {
                     secret_access_key: "t".into(),
                     path_style: true,
                     prefix: String::new(),
+                    ..Default::default()
                 })
                 .unwrap();
                 store = store.with_blobs(Arc::new(b));

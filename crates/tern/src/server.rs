@@ -125,15 +125,7 @@ fn open_blobs(config: &Config) -> Result<Option<Arc<dyn tern_store::Blobs>>> {
             Some(Arc::new(files))
         }
         BlobBackend::S3 => {
-            let s3 = tern_store::blobs::S3Blobs::new(&tern_store::blobs::S3Settings {
-                bucket: b.bucket.clone(),
-                endpoint: b.endpoint.clone(),
-                region: b.region.clone(),
-                access_key_id: b.access_key_id.clone(),
-                secret_access_key: b.secret_access_key.clone(),
-                path_style: b.path_style,
-                prefix: b.prefix.clone(),
-            })?;
+            let s3 = tern_store::blobs::S3Blobs::new(b)?;
             Some(Arc::new(s3))
         }
     })

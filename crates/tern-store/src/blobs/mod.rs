@@ -23,7 +23,7 @@ mod files;
 mod s3;
 
 pub use files::FileBlobs;
-pub use s3::{S3Blobs, S3Settings};
+pub use s3::S3Blobs;
 
 use crate::{Result, StoreError};
 use async_trait::async_trait;

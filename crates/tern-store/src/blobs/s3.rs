@@ -13,28 +13,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStoreExt, PutPayload};
 use std::sync::Arc;
 use std::time::SystemTime;
-
-/// Where the bucket is and how to sign requests to it (`[blobs]` in
-/// `tern.toml`). Empty credentials are taken from the environment
-/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …).
-#[derive(Debug, Clone, Default)]
-pub struct S3Settings {
-    /// The bucket; it must exist.
-    pub bucket: String,
-    /// The service's URL (`https://s3.example.net`); empty: AWS for `region`.
-    pub endpoint: String,
-    /// The region requests are signed for.
-    pub region: String,
-    /// Access key id.
-    pub access_key_id: String,
-    /// Secret access key.
-    pub secret_access_key: String,
-    /// Address the bucket in the path (`endpoint/bucket/key`) rather than
-    /// in the host name, as most S3-compatible services want.
-    pub path_style: bool,
-    /// Prefix of every key (`""`, or a folder such as `mail/`).
-    pub prefix: String,
-}
+use tern_core::config::BlobsConfig;
 
 /// Message bodies in an S3-compatible bucket.
 pub struct S3Blobs {
@@ -44,8 +23,10 @@ pub struct S3Blobs {
 }
 
 impl S3Blobs {
-    /// A client for the bucket (no request is made yet).
-    pub fn new(s: &S3Settings) -> Result<Self> {
+    /// A client for the bucket `[blobs]` names (no request is made yet).
+    /// Empty credentials are taken from the environment
+    /// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, …).
+    pub fn new(s: &BlobsConfig) -> Result<Self> {
         let mut b = AmazonS3Builder::from_env()
             .with_bucket_name(&s.bucket)
             .with_virtual_hosted_style_request(!s.path_style);

@@ -5,7 +5,7 @@
 use super::{PgStore, is_unique_violation, next_uidvalidity};
 use crate::{
     AccountId, AccountInfo, AliasInfo, DEFAULT_MAILBOXES, Directory, DkimKeyRow, DomainInfo,
-    LocalRecipient, Recipient, Result, StoreError, password,
+    Recipient, Result, StoreError, password,
 };
 use async_trait::async_trait;
 use tern_core::{Address, address::normalize_domain, now_unix};
@@ -302,7 +302,7 @@ impl Directory for PgStore {
         // One query, as on SQLite: the domain, a forwarding alias, and the
         // account reached directly, through an alias, or through the
         // domain's catch-all (which a forwarding alias comes before).
-        let row: Option<(Option<i64>, Option<String>, Option<i64>, Option<i64>, Option<String>)> =
+        let row: crate::LookupRow =
             sqlx::query_as(
                 "WITH d AS (SELECT id, catch_all FROM domains WHERE name = $2),
                       fwd AS (SELECT target FROM forwards WHERE address = $1),
@@ -320,19 +320,7 @@ impl Directory for PgStore {
             .bind(allow_catch_all)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(match row {
-            None => Recipient::NotLocal,
-            Some((Some(account), Some(address), quota, used, _)) => {
-                Recipient::Local(LocalRecipient {
-                    account,
-                    address,
-                    quota: quota.unwrap_or(0) as u64,
-                    used: used.unwrap_or(0) as u64,
-                })
-            }
-            Some((_, _, _, _, Some(target))) => Recipient::Forward(target),
-            Some(_) => Recipient::UnknownUser,
-        })
+        Ok(Recipient::from_lookup(row))
     }
 
     async fn authenticate(&self, login: &str, password: &str) -> Result<Option<AccountId>> {

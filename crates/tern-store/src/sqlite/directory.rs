@@ -3,7 +3,7 @@
 use super::SqliteStore;
 use crate::{
     AccountId, AccountInfo, AliasInfo, DEFAULT_MAILBOXES, Directory, DkimKeyRow, DomainInfo,
-    LocalRecipient, Recipient, Result, StoreError, password,
+    Recipient, Result, StoreError, password,
 };
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
@@ -291,19 +291,7 @@ impl Directory for SqliteStore {
                     ))
                 })
                 .optional()?;
-            Ok(match row {
-                None => Recipient::NotLocal,
-                Some((Some(account), Some(address), quota, used, _)) => {
-                    Recipient::Local(LocalRecipient {
-                        account,
-                        address,
-                        quota: quota.unwrap_or(0) as u64,
-                        used: used.unwrap_or(0) as u64,
-                    })
-                }
-                Some((_, _, _, _, Some(target))) => Recipient::Forward(target),
-                Some(_) => Recipient::UnknownUser,
-            })
+            Ok(Recipient::from_lookup(row))
         })
     }
 

@@ -1545,7 +1545,7 @@ async fn blobs_move_check_and_collect() {
     assert!(u.contains(&"* SEARCH 5".to_string()), "{u:?}");
 
     // A body lost from the store is named.
-    let files: Vec<_> = walk(&data.join("blobs"));
+    let files: Vec<_> = tern_testkit::files_under(&data.join("blobs"));
     assert_eq!(files.len(), 5);
     std::fs::remove_file(&files[0]).unwrap();
     let (ok, out) = tern_cli(&["blobs", "check"], &data);
@@ -1558,19 +1558,6 @@ async fn blobs_move_check_and_collect() {
     cmd(&mut c, "f", "EXPUNGE").await;
     let (ok, out) = tern_cli(&["blobs", "collect", "--grace", "0s"], &data);
     assert!(ok && out.contains("Deleted 5 bodies"), "{out}");
-    assert!(walk(&data.join("blobs")).is_empty());
+    assert!(tern_testkit::files_under(&data.join("blobs")).is_empty());
     running.shutdown();
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
