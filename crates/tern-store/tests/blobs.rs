@@ -289,3 +289,61 @@ async fn a_missing_blob_store_is_named() {
     let e = s.read_blob(m.blob).await.unwrap_err();
     assert!(e.to_string().contains("[blobs] backend"), "{e}");
 }
+
+/// A body stored without a message (a crash between the put and the
+/// commit) is found by the sweep of its shard and deleted once it is older
+/// than the grace period; bodies messages refer to stay.
+async fn sweep_with(b: Arc<dyn Blobs>) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SqliteStore::open(&dir.path().join("t.db"), 16)
+        .await
+        .unwrap()
+        .with_blobs(b.clone());
+    s.add_domain("example.test", None).await.unwrap();
+    let (ann, _) = account(&s, "ann@example.test", 0).await;
+    for i in 0..20 {
+        s.deliver(message(&format!("kept-{i}"), "body", ann))
+            .await
+            .unwrap();
+    }
+    let orphan = Arc::new(b"Subject: orphan\r\n\r\nno message refers to me\r\n".to_vec());
+    let key = blobs::key_of(&orphan);
+    b.put(&key, orphan).await.unwrap();
+    let sweep = |grace| {
+        let s = &s;
+        async move {
+            let mut total = (0, 0, 0);
+            for shard in blobs::shards() {
+                let r = s.sweep_blobs(&shard, grace).await.unwrap();
+                total = (
+                    total.0 + r.looked_at,
+                    total.1 + r.deleted,
+                    total.2 + r.young,
+                );
+            }
+            total
+        }
+    };
+    assert_eq!(sweep(Duration::from_secs(3600)).await, (21, 0, 1));
+    assert_eq!(sweep(Duration::ZERO).await, (21, 1, 0));
+    assert!(matches!(b.get(&key).await, Err(StoreError::NotFound(_))));
+    for m in s.list(ann, "INBOX").await.unwrap() {
+        assert!(s.read_blob(m.blob).await.is_ok());
+    }
+    assert_eq!(sweep(Duration::ZERO).await, (20, 0, 0));
+}
+
+#[tokio::test]
+async fn orphans_are_swept_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    sweep_with(Arc::new(
+        FileBlobs::open(&dir.path().join("blobs")).unwrap(),
+    ))
+    .await;
+}
+
+#[tokio::test]
+async fn orphans_are_swept_from_s3() {
+    let server = S3Server::start();
+    sweep_with(Arc::new(s3_blobs(&server, "sweep"))).await;
+}

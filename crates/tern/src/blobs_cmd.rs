@@ -41,13 +41,18 @@ pub enum BlobsCmd {
     /// Delete from the blob store the bodies no message refers to any more
     /// now (the server does it every ten minutes).
     #[command(
-        after_help = "Examples:\n  tern blobs collect --data /var/lib/tern\n  tern blobs collect --grace 0s   # also bodies written in the last hour (no other process is delivering)"
+        after_help = "Examples:\n  tern blobs collect --data /var/lib/tern\n  tern blobs collect --sweep      # also bodies a crash left without a message\n  tern blobs collect --grace 0s   # also bodies written in the last hour (no other process is delivering)"
     )]
     Collect {
         /// Leave bodies written within this long alone (a delivery by
         /// another process may be about to commit them).
         #[arg(long, default_value = "1h")]
         grace: String,
+        /// Also go through everything the blob store holds and delete the
+        /// bodies no message refers to (left by a crash between storing a
+        /// body and committing its message): one listing per 256th.
+        #[arg(long)]
+        sweep: bool,
         #[command(flatten)]
         data: crate::DataArg,
     },
@@ -139,12 +144,28 @@ pub async fn run(cmd: BlobsCmd) -> Result<()> {
                 std::process::exit(1);
             }
         }
-        BlobsCmd::Collect { grace, data } => {
+        BlobsCmd::Collect { grace, sweep, data } => {
             let grace: Duration =
                 tern_core::config::parse_duration(&grace).map_err(anyhow::Error::msg)?;
             let config = crate::load(&data)?;
             let store = tern::server::open_store(&config).await?;
             let c = store.collect_blobs(grace).await?;
+            if sweep {
+                let bar = bar(256, "shards");
+                let mut total = tern_store::sqlite::Swept::default();
+                for shard in tern_store::blobs::shards() {
+                    let s = store.sweep_blobs(&shard, grace).await?;
+                    total.looked_at += s.looked_at;
+                    total.deleted += s.deleted;
+                    total.young += s.young;
+                    bar.inc(1);
+                }
+                bar.finish_and_clear();
+                println!(
+                    "Swept {} stored bodies: {} no message refers to deleted, {} too recent to judge.",
+                    total.looked_at, total.deleted, total.young
+                );
+            }
             println!(
                 "Deleted {} bodies; {} in use again; {} written within {} left for later.",
                 c.deleted,

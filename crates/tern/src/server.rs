@@ -150,8 +150,10 @@ async fn heartbeat_loop(store: SharedStore) {
 const BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// Deletes bodies nothing refers to any more from the blob store, every
-/// ten minutes.
+/// ten minutes, and sweeps one of its 256 shards each time for bodies a
+/// crash left without a message (the whole store in about 43 hours).
 async fn collect_loop(store: Arc<SqliteStore>) {
+    let mut shards = tern_store::blobs::shards().cycle();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(600)).await;
         match store.collect_blobs(BLOB_GRACE).await {
@@ -164,6 +166,18 @@ async fn collect_loop(store: Arc<SqliteStore>) {
             }
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "blobs: collecting unreferenced bodies failed"),
+        }
+        let Some(shard) = shards.next() else { continue };
+        match store.sweep_blobs(&shard, BLOB_GRACE).await {
+            Ok(s) if s.deleted > 0 => {
+                tracing::info!(
+                    shard,
+                    deleted = s.deleted,
+                    "blobs: bodies without a message deleted"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(shard, error = %e, "blobs: sweeping failed"),
         }
     }
 }

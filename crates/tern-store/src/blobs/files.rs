@@ -119,6 +119,36 @@ impl Blobs for FileBlobs {
         .await
     }
 
+    async fn list_shard(&self, shard: &str) -> Result<Vec<(String, SystemTime)>> {
+        super::check_shard(shard)?;
+        let dir = self.root.join(shard);
+        tokio::task::spawn_blocking(move || -> io::Result<Vec<(String, SystemTime)>> {
+            let mut out = Vec::new();
+            let subdirs = match fs::read_dir(&dir) {
+                Ok(d) => d,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            for sub in subdirs {
+                let sub = sub?;
+                if !sub.file_type()?.is_dir() {
+                    continue;
+                }
+                for f in fs::read_dir(sub.path())? {
+                    let f = f?;
+                    let name = f.file_name().to_string_lossy().to_string();
+                    if check_key(&name).is_ok() {
+                        out.push((name, f.metadata()?.modified()?));
+                    }
+                }
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Invalid(format!("blob task failed: {e}")))?
+        .map_err(StoreError::Io)
+    }
+
     fn describe(&self) -> String {
         format!("files in {}", self.root.display())
     }

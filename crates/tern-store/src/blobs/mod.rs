@@ -41,6 +41,10 @@ pub trait Blobs: Send + Sync + 'static {
     async fn delete(&self, hash: &str) -> Result<()>;
     /// When the body under `hash` was last put, `None` if there is none.
     async fn written_at(&self, hash: &str) -> Result<Option<SystemTime>>;
+    /// Every body whose key starts with `shard` (two hex digits), with its
+    /// write time: what the store holds, for the sweep of bodies no row
+    /// knows (a crash between a put and its commit leaves one).
+    async fn list_shard(&self, shard: &str) -> Result<Vec<(String, SystemTime)>>;
     /// Where the bodies are, for logs and `tern` commands.
     fn describe(&self) -> String;
 }
@@ -59,6 +63,23 @@ pub fn check_key(hash: &str) -> Result<()> {
 /// [`check_key`].
 pub fn relative_name(hash: &str) -> String {
     format!("{}/{}/{hash}", &hash[..2], &hash[2..4])
+}
+
+/// The 256 shards keys are spread over (`00` … `ff`), in order.
+pub fn shards() -> impl Iterator<Item = String> + Clone {
+    (0..=255u8).map(|b| format!("{b:02x}"))
+}
+
+fn check_shard(shard: &str) -> Result<()> {
+    if shard.len() == 2
+        && shard
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!("not a blob shard: {shard:?}")))
+    }
 }
 
 /// The key of `data`: its SHA-256 in lower-case hex.

@@ -121,6 +121,28 @@ impl Blobs for S3Blobs {
         }
     }
 
+    async fn list_shard(&self, shard: &str) -> Result<Vec<(String, SystemTime)>> {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStore;
+        super::check_shard(shard)?;
+        let prefix = ObjectPath::from(format!("{}{shard}", self.prefix));
+        let listed: Vec<object_store::ObjectMeta> = self
+            .store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| s3_error("listing message bodies", e))?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|m| {
+                let name = m.location.filename()?.to_string();
+                check_key(&name)
+                    .is_ok()
+                    .then(|| (name, SystemTime::from(m.last_modified)))
+            })
+            .collect())
+    }
+
     fn describe(&self) -> String {
         self.describe.clone()
     }

@@ -34,6 +34,17 @@ pub struct BodyCounts {
     pub to_collect: u64,
 }
 
+/// What [`SqliteStore::sweep_blobs`] did with one shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Bodies the blob store holds.
+    pub looked_at: usize,
+    /// Bodies no row referred to, deleted.
+    pub deleted: usize,
+    /// Bodies no row refers to yet, put within the grace period: left.
+    pub young: usize,
+}
+
 /// What one pass of [`SqliteStore::collect_blobs`] did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Collected {
@@ -117,6 +128,57 @@ impl SqliteStore {
         if let Err(e) = r {
             tracing::warn!(error = %e, "store: cannot record bodies to collect; they stay in the blob store");
         }
+    }
+
+    /// Deletes the bodies of one shard ([`crate::blobs::shards`]) that the
+    /// blob store holds and no row refers to, put longer than `grace` ago:
+    /// what a crash between a put and its commit leaves, which the
+    /// collector (working from deleted rows) never sees.
+    pub async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
+        let mut done = Swept::default();
+        let Some(blobs) = self.blobs.clone() else {
+            return Ok(done);
+        };
+        let listed = blobs.list_shard(shard).await?;
+        done.looked_at = listed.len();
+        if listed.is_empty() {
+            return Ok(done);
+        }
+        let (from, to) = (shard.to_string(), format!("{shard}g"));
+        let known: std::collections::HashSet<String> = self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT hash FROM blobs WHERE external <> 0 AND hash >= ? AND hash < ?",
+            )?;
+            let rows = st.query_map([from, to], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        let now = SystemTime::now();
+        for (hash, written) in listed {
+            if known.contains(&hash) {
+                continue;
+            }
+            if now.duration_since(written).map_or(true, |age| age < grace) {
+                done.young += 1;
+                continue;
+            }
+            // Under the hash's gate: no delivery of this process is between
+            // its put and its commit; a row committed since the listing wins.
+            let _gate = self.blob_gates[gate_of(&hash)].write().await;
+            let h = hash.clone();
+            let referenced = self.read(move |c| {
+                Ok(c.prepare_cached(
+                    "SELECT 1 FROM blobs WHERE hash = ? AND external <> 0 LIMIT 1",
+                )?
+                .query_row([h], |_| Ok(()))
+                .optional()?
+                .is_some())
+            })?;
+            if !referenced {
+                blobs.delete(&hash).await?;
+                done.deleted += 1;
+            }
+        }
+        Ok(done)
     }
 
     /// How many bodies are where.

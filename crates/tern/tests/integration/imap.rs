@@ -1556,8 +1556,17 @@ async fn blobs_move_check_and_collect() {
     // Expunged mail's bodies are collected (no grace: nobody is delivering).
     cmd(&mut c, "e", "STORE 1:5 +FLAGS (\\Deleted)").await;
     cmd(&mut c, "f", "EXPUNGE").await;
-    let (ok, out) = tern_cli(&["blobs", "collect", "--grace", "0s"], &data);
+    // A body a crash left without a message is found by the sweep.
+    let orphan = b"Subject: orphan\r\n\r\nleft by a crash\r\n";
+    let key = tern_store::blobs::key_of(orphan);
+    let path = data
+        .join("blobs")
+        .join(tern_store::blobs::relative_name(&key));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(&path, orphan).unwrap();
+    let (ok, out) = tern_cli(&["blobs", "collect", "--sweep", "--grace", "0s"], &data);
     assert!(ok && out.contains("Deleted 5 bodies"), "{out}");
+    assert!(out.contains("1 no message refers to deleted"), "{out}");
     assert!(tern_testkit::files_under(&data.join("blobs")).is_empty());
     running.shutdown();
 }
