@@ -275,10 +275,14 @@ pub const MAX_COUNTED_TAGS: usize = 5;
 impl Event {
     /// A new event of `event_type` about `message_id`, now, with a fresh id.
     pub fn new(event_type: EventType, message_id: &str) -> Self {
+        // The time is the id's own, so filtering by time and paging by id
+        // agree (two clock readings could straddle a millisecond).
+        let id = crate::id::new_id();
+        let time = crate::id::time_of(&id).unwrap_or_else(|| chrono::Utc::now().timestamp_millis());
         Self {
-            id: crate::id::new_id(),
+            id,
             event_type,
-            time: chrono::Utc::now().timestamp_millis(),
+            time,
             message_id: message_id.to_string(),
             recipient: None,
             domain: None,
