@@ -419,3 +419,37 @@ async fn sqlx_uidvalidities(url: &str) -> Vec<i64> {
         .await
         .unwrap()
 }
+
+/// A change on one node reaches the watchers of every node (LISTEN/NOTIFY),
+/// with its account.
+#[tokio::test]
+async fn postgres_changes_reach_every_node() {
+    let pg = PgServer::start();
+    let url = pg.database("tern");
+    let a = PgStore::connect(&url, 2).await.unwrap();
+    let b = PgStore::connect(&url, 2).await.unwrap();
+    let (mut on_a, mut on_b) = (a.watch(), b.watch());
+    a.changed(42).await.unwrap();
+    b.changed(7).await.unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    let mut got_b = Vec::new();
+    let mut got_a = Vec::new();
+    for _ in 0..2 {
+        got_b.push(
+            tokio::time::timeout(wait, on_b.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+        got_a.push(
+            tokio::time::timeout(wait, on_a.recv())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    got_a.sort_unstable();
+    got_b.sort_unstable();
+    assert_eq!(got_b, vec![7, 42], "node B hears A's change and its own");
+    assert_eq!(got_a, vec![7, 42], "node A hears B's change and its own");
+}

@@ -3,7 +3,8 @@
 //!
 //! What runs on PostgreSQL so far: the directory ([`Directory`]: domains,
 //! accounts with their mailboxes and subscriptions, aliases, DKIM keys,
-//! logins) and the nodes ([`Nodes`]). Mail, queue, events and the rest are
+//! logins), the nodes ([`Nodes`]) and per-account change notifications
+//! across nodes ([`PgStore::changed`], [`PgStore::watch`]: LISTEN/NOTIFY). Mail, queue, events and the rest are
 //! the SQLite backend's only until they are ported here; `tern serve` does
 //! not yet run on this backend.
 //!
@@ -15,6 +16,7 @@
 //! [`Directory`]: crate::Directory
 //! [`Nodes`]: crate::Nodes
 
+mod changes;
 mod directory;
 mod nodes;
 
@@ -30,6 +32,15 @@ pub struct PgStore {
     pool: PgPool,
     node: Arc<str>,
     auth_cache: crate::password::AuthCache,
+    changes: tokio::sync::broadcast::Sender<crate::AccountId>,
+    /// The task listening for other nodes' changes, stopped with the store.
+    listener: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -59,10 +70,22 @@ impl PgStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Db(Box::new(e)))?;
+        let changes = tokio::sync::broadcast::channel(1024).0;
+        let (ready, listening) = tokio::sync::oneshot::channel();
+        let listener = tokio::spawn(changes::listen(pool.clone(), changes.clone(), ready));
+        // Changes made after connect returns reach this node.
+        if tokio::time::timeout(Duration::from_secs(10), listening)
+            .await
+            .is_err()
+        {
+            tracing::warn!("postgres: not yet listening for other nodes' changes");
+        }
         Ok(Self {
             pool,
             node: Arc::from(""),
             auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
+            changes,
+            listener,
         })
     }
 
