@@ -140,6 +140,19 @@ pub enum Recipient {
     NotLocal,
 }
 
+/// A domain name to add, normalised, checked with its catch-all account
+/// (which must be in the same domain): the rule every backend applies.
+pub(crate) fn new_domain_name(name: &str, catch_all: Option<&Address>) -> Result<String> {
+    let name = tern_core::address::normalize_domain(name)
+        .ok_or_else(|| StoreError::Invalid(format!("invalid domain name: {name}")))?;
+    if catch_all.is_some_and(|c| c.domain() != name) {
+        return Err(StoreError::Invalid(
+            "the catch-all account must be in the same domain".into(),
+        ));
+    }
+    Ok(name)
+}
+
 /// A directory lookup's row, as both backends' resolve query returns it:
 /// the account reached (id, address, quota, used) and the forwarding
 /// target, if any; `None` when the domain is not local.

@@ -126,6 +126,17 @@ fn message(id: &str, body: &str, to: i64) -> NewMessage {
     )
 }
 
+/// The store in `dir`, with bodies in `blobs` (`None`: in the database).
+async fn open_store(dir: &tempfile::TempDir, blobs: Option<Arc<dyn Blobs>>) -> SqliteStore {
+    let s = SqliteStore::open(&dir.path().join("t.db"), 16)
+        .await
+        .unwrap();
+    match blobs {
+        Some(b) => s.with_blobs(b),
+        None => s,
+    }
+}
+
 async fn account(s: &SqliteStore, address: &str, quota: u64) -> (i64, i64) {
     let a = tern_core::Address::parse(address).unwrap();
     let id = s.add_account(&a, "pw", quota).await.unwrap();
@@ -138,10 +149,7 @@ async fn account(s: &SqliteStore, address: &str, quota: u64) -> (i64, i64) {
 /// a body only after the last message using it is gone.
 async fn store_with(b: Arc<dyn Blobs>) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("t.db"), 16)
-        .await
-        .unwrap()
-        .with_blobs(b.clone());
+    let s = open_store(&dir, Some(b.clone())).await;
     s.add_domain("example.test", None).await.unwrap();
     let (ann, inbox) = account(&s, "ann@example.test", 0).await;
     let (bob, _) = account(&s, "bob@example.test", 0).await;
@@ -236,18 +244,13 @@ async fn store_with(b: Arc<dyn Blobs>) {
 
     // Bodies written inline before a blob store was configured still read.
     drop(s);
-    let plain = SqliteStore::open(&dir.path().join("t.db"), 16)
-        .await
-        .unwrap();
+    let plain = open_store(&dir, None).await;
     plain
         .deliver(message("inline", "kept in the database", ann))
         .await
         .unwrap();
     drop(plain);
-    let s = SqliteStore::open(&dir.path().join("t.db"), 16)
-        .await
-        .unwrap()
-        .with_blobs(b);
+    let s = open_store(&dir, Some(b)).await;
     let m = &s.list(ann, "INBOX").await.unwrap()[0];
     let raw = String::from_utf8(s.read_blob(m.blob).await.unwrap()).unwrap();
     assert!(raw.contains("kept in the database"), "{raw}");
@@ -274,17 +277,12 @@ async fn the_store_keeps_bodies_in_s3() {
 async fn a_missing_blob_store_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let files = Arc::new(FileBlobs::open(&dir.path().join("blobs")).unwrap());
-    let s = SqliteStore::open(&dir.path().join("t.db"), 16)
-        .await
-        .unwrap()
-        .with_blobs(files);
+    let s = open_store(&dir, Some(files)).await;
     s.add_domain("example.test", None).await.unwrap();
     let (ann, _) = account(&s, "ann@example.test", 0).await;
     s.deliver(message("one", "body", ann)).await.unwrap();
     drop(s);
-    let s = SqliteStore::open(&dir.path().join("t.db"), 16)
-        .await
-        .unwrap();
+    let s = open_store(&dir, None).await;
     let m = &s.list(ann, "INBOX").await.unwrap()[0];
     let e = s.read_blob(m.blob).await.unwrap_err();
     assert!(e.to_string().contains("[blobs] backend"), "{e}");
@@ -295,10 +293,7 @@ async fn a_missing_blob_store_is_named() {
 /// than the grace period; bodies messages refer to stay.
 async fn sweep_with(b: Arc<dyn Blobs>) {
     let dir = tempfile::tempdir().unwrap();
-    let s = SqliteStore::open(&dir.path().join("t.db"), 16)
-        .await
-        .unwrap()
-        .with_blobs(b.clone());
+    let s = open_store(&dir, Some(b.clone())).await;
     s.add_domain("example.test", None).await.unwrap();
     let (ann, _) = account(&s, "ann@example.test", 0).await;
     for i in 0..20 {

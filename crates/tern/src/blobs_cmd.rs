@@ -58,17 +58,6 @@ pub enum BlobsCmd {
     },
 }
 
-fn bar(len: u64, what: &str) -> indicatif::ProgressBar {
-    let bar = indicatif::ProgressBar::new(len);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(&format!(
-            "{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, {{eta}} left)"
-        ))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
-}
-
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
@@ -105,7 +94,7 @@ pub async fn run(cmd: BlobsCmd) -> Result<()> {
                 bail!("[blobs] backend is \"local\": set it to \"files\" or \"s3\" first");
             };
             let total = store.body_counts().await?.inline;
-            let bar = bar(total, "bodies");
+            let bar = crate::progress_bar(total, "bodies");
             let mut moved = 0;
             loop {
                 let n = store.move_bodies_out(batch.max(1)).await?;
@@ -124,7 +113,7 @@ pub async fn run(cmd: BlobsCmd) -> Result<()> {
             if store.blobs().is_none() {
                 bail!("[blobs] backend is \"local\": every body is in the database");
             }
-            let bar = bar(store.body_counts().await?.external, "bodies");
+            let bar = crate::progress_bar(store.body_counts().await?.external, "bodies");
             let (mut after, mut missing) = (0, Vec::new());
             loop {
                 let (gone, last) = store.check_bodies(after, 500).await?;
@@ -151,7 +140,7 @@ pub async fn run(cmd: BlobsCmd) -> Result<()> {
             let store = tern::server::open_store(&config).await?;
             let c = store.collect_blobs(grace).await?;
             if sweep {
-                let bar = bar(256, "shards");
+                let bar = crate::progress_bar(256, "shards");
                 let mut total = tern_store::sqlite::Swept::default();
                 for shard in tern_store::blobs::shards() {
                     let s = store.sweep_blobs(&shard, grace).await?;

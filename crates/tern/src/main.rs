@@ -883,3 +883,15 @@ async fn domain(cmd: DomainCmd) -> Result<()> {
     }
     Ok(())
 }
+
+/// The progress bar long commands show: `{bar} 12/340 WHAT (rate, time left)`.
+pub(crate) fn progress_bar(len: u64, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what} ({{per_sec}}, {{eta}} left)"
+        ))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}

@@ -141,13 +141,7 @@ pub async fn run(cmd: SpamCmd) -> Result<()> {
                 sets.push((false, messages(p)?));
             }
             let total: usize = sets.iter().map(|(_, m)| m.len()).sum();
-            let bar = indicatif::ProgressBar::new(total as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template(
-                    "{bar:40} {pos}/{len} messages ({per_sec}, {eta} left)",
-                )
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
+            let bar = crate::progress_bar(total as u64, "messages");
             let (mut n_spam, mut n_ham) = (0, 0);
             for (is_spam, msgs) in sets {
                 for m in msgs {

@@ -8,7 +8,7 @@ use crate::{
     Recipient, Result, StoreError, password,
 };
 use async_trait::async_trait;
-use tern_core::{Address, address::normalize_domain, now_unix};
+use tern_core::{Address, now_unix};
 
 /// What already uses `address`, if anything: an account, an alias or a
 /// forwarding alias (an address is one of them at most).
@@ -39,15 +39,7 @@ async fn domain_id(tx: &mut sqlx::PgConnection, name: &str) -> Result<Option<i64
 #[async_trait]
 impl Directory for PgStore {
     async fn add_domain(&self, name: &str, catch_all: Option<&Address>) -> Result<()> {
-        let name = normalize_domain(name)
-            .ok_or_else(|| StoreError::Invalid(format!("invalid domain name: {name}")))?;
-        if let Some(c) = catch_all
-            && c.domain() != name
-        {
-            return Err(StoreError::Invalid(
-                "the catch-all account must be in the same domain".into(),
-            ));
-        }
+        let name = crate::new_domain_name(name, catch_all)?;
         let done = sqlx::query(
             "INSERT INTO domains(name, catch_all, created_at) VALUES ($1, $2, $3)
              ON CONFLICT(name) DO NOTHING",

@@ -7,20 +7,12 @@ use crate::{
 };
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-use tern_core::{Address, address::normalize_domain, now_unix};
+use tern_core::{Address, now_unix};
 
 #[async_trait]
 impl Directory for SqliteStore {
     async fn add_domain(&self, name: &str, catch_all: Option<&Address>) -> Result<()> {
-        let name = normalize_domain(name)
-            .ok_or_else(|| StoreError::Invalid(format!("invalid domain name: {name}")))?;
-        if let Some(c) = catch_all
-            && c.domain() != name
-        {
-            return Err(StoreError::Invalid(
-                "the catch-all account must be in the same domain".into(),
-            ));
-        }
+        let name = crate::new_domain_name(name, catch_all)?;
         let catch_all = catch_all.map(|a| a.to_string());
         self.write(move |c| {
             let n = c.execute(

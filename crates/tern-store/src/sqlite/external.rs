@@ -56,6 +56,14 @@ pub struct Collected {
     pub young: usize,
 }
 
+/// Whether a body written `at` is younger than `grace` (a time in the
+/// future, from another machine's clock, counts as young).
+fn written_within(at: SystemTime, grace: Duration) -> bool {
+    SystemTime::now()
+        .duration_since(at)
+        .map_or(true, |age| age < grace)
+}
+
 fn gate_of(hash: &str) -> usize {
     hash.get(..2)
         .and_then(|h| usize::from_str_radix(h, 16).ok())
@@ -152,27 +160,18 @@ impl SqliteStore {
             let rows = st.query_map([from, to], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })?;
-        let now = SystemTime::now();
         for (hash, written) in listed {
             if known.contains(&hash) {
                 continue;
             }
-            if now.duration_since(written).map_or(true, |age| age < grace) {
+            if written_within(written, grace) {
                 done.young += 1;
                 continue;
             }
             // Under the hash's gate: no delivery of this process is between
             // its put and its commit; a row committed since the listing wins.
             let _gate = self.blob_gates[gate_of(&hash)].write().await;
-            let h = hash.clone();
-            let referenced = self.read(move |c| {
-                Ok(c.prepare_cached(
-                    "SELECT 1 FROM blobs WHERE hash = ? AND external <> 0 LIMIT 1",
-                )?
-                .query_row([h], |_| Ok(()))
-                .optional()?
-                .is_some())
-            })?;
+            let referenced = self.referenced(&hash)?;
             if !referenced {
                 blobs.delete(&hash).await?;
                 done.deleted += 1;
@@ -209,11 +208,7 @@ impl SqliteStore {
     /// is left. Safe while the server runs: a reader sees the body in one
     /// place or the other.
     pub async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
-        if self.blobs.is_none() {
-            return Err(StoreError::Invalid(
-                "no blob store is configured ([blobs] backend)".into(),
-            ));
-        }
+        self.blob_store()?;
         let rows: Vec<(BlobId, String, Vec<u8>)> = self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, hash, data FROM blobs WHERE external = 0 ORDER BY id LIMIT ?",
@@ -268,11 +263,7 @@ impl SqliteStore {
         after: BlobId,
         limit: usize,
     ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
-        let Some(blobs) = self.blobs.clone() else {
-            return Err(StoreError::Invalid(
-                "no blob store is configured ([blobs] backend)".into(),
-            ));
-        };
+        let blobs = self.blob_store()?;
         let rows: Vec<(BlobId, String)> = self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, hash FROM blobs WHERE external <> 0 AND id > ? ORDER BY id LIMIT ?",
@@ -289,6 +280,25 @@ impl SqliteStore {
             }
         }
         Ok((missing, last))
+    }
+
+    /// The blob store, or why there is none.
+    fn blob_store(&self) -> Result<Arc<dyn crate::Blobs>> {
+        self.blobs.clone().ok_or_else(|| {
+            StoreError::Invalid("no blob store is configured ([blobs] backend)".into())
+        })
+    }
+
+    /// Whether a row refers to the body under `hash` in the blob store.
+    fn referenced(&self, hash: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM blobs WHERE hash = ? AND external <> 0 LIMIT 1")?
+                    .query_row([hash], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
+        })
     }
 
     /// The body of `blob`, which is in the blob store under `hash`.
@@ -326,27 +336,14 @@ impl SqliteStore {
             let mut settled = Vec::with_capacity(batch.len());
             for hash in batch {
                 let _gate = self.blob_gates[gate_of(&hash)].write().await;
-                let h = hash.clone();
-                let in_use = self.read(move |c| {
-                    Ok(c.prepare_cached(
-                        "SELECT 1 FROM blobs WHERE hash = ? AND external <> 0 LIMIT 1",
-                    )?
-                    .query_row([h], |_| Ok(()))
-                    .optional()?
-                    .is_some())
-                })?;
+                let in_use = self.referenced(&hash)?;
                 if in_use {
                     done.in_use += 1;
                 } else {
-                    let young = match blobs.written_at(&hash).await? {
-                        Some(at) => {
-                            SystemTime::now()
-                                .duration_since(at)
-                                .is_ok_and(|age| age < grace)
-                                || at > SystemTime::now()
-                        }
-                        None => false,
-                    };
+                    let young = blobs
+                        .written_at(&hash)
+                        .await?
+                        .is_some_and(|at| written_within(at, grace));
                     if young {
                         done.young += 1;
                         continue;

@@ -73,22 +73,20 @@ impl MailStore for SqliteStore {
     }
 
     async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
-        let (data, external, hash) = self.read_bulk(|c| {
-            c.prepare_cached("SELECT data, external, hash FROM blobs WHERE id = ?")?
-                .query_row([blob], |r| {
-                    Ok((
-                        r.get::<_, Vec<u8>>(0)?,
-                        r.get::<_, bool>(1)?,
-                        r.get::<_, String>(2)?,
-                    ))
-                })
-                .optional()?
-                .ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))
+        // The hash only for a body in the blob store (FETCH's hot path).
+        let (data, external) = self.read_bulk(|c| {
+            c.prepare_cached(
+                "SELECT data, CASE WHEN external <> 0 THEN hash END FROM blobs WHERE id = ?",
+            )?
+            .query_row([blob], |r| {
+                Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Option<String>>(1)?))
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))
         })?;
-        if external {
-            self.external_body(blob, &hash).await
-        } else {
-            Ok(data)
+        match external {
+            Some(hash) => self.external_body(blob, &hash).await,
+            None => Ok(data),
         }
     }
 
