@@ -16,6 +16,8 @@
 
 pub mod blobs;
 pub mod dashboard;
+mod folder_rules;
+mod intake;
 pub mod meta;
 pub mod nodes;
 pub mod password;
@@ -834,34 +836,17 @@ pub trait Reports: Send + Sync {
 /// makes the recipient due again when it ends.
 pub const LEASE_SECS: i64 = 3600;
 
-/// Everything a running server needs from storage.
-pub trait Store:
-    Directory
-    + MailStore
-    + Folders
-    + Queue
-    + SpamData
-    + Reports
-    + Platform
-    + VerifyJobs
-    + Dashboard
-    + Nodes
-{
-}
-impl<
-    T: Directory
-        + MailStore
-        + Folders
-        + Queue
-        + SpamData
-        + Reports
-        + Platform
-        + VerifyJobs
-        + Dashboard
-        + Nodes,
-> Store for T
-{
-}
+/// The mail roles: what SMTP, IMAP, POP3 and delivery need (directory,
+/// mailboxes, queue, nodes). Every backend has them; the conformance suite
+/// (`tests/conformance.rs`) checks their invariants on each.
+pub trait MailBackend: Directory + MailStore + Folders + Queue + Nodes {}
+impl<T: Directory + MailStore + Folders + Queue + Nodes> MailBackend for T {}
+
+/// Everything a running server needs from storage: the mail roles and the
+/// platform's (events, API objects, spam data, reports, verification jobs,
+/// dashboard users).
+pub trait Store: MailBackend + SpamData + Reports + Platform + VerifyJobs + Dashboard {}
+impl<T: MailBackend + SpamData + Reports + Platform + VerifyJobs + Dashboard> Store for T {}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

@@ -12,17 +12,22 @@
 //!
 //! Each backend is a constructor in [`backends`]: the embedded SQLite store
 //! with bodies inline, in files, and in an S3-compatible bucket (moto's
-//! server on loopback). A new backend (PostgreSQL) adds its line there.
+//! server on loopback); PostgreSQL (a private server on loopback) with
+//! bodies in files and in the bucket.
 
 use std::sync::Arc;
 use tern_core::config::BlobsConfig;
 use tern_store::blobs::{FileBlobs, S3Blobs};
+use tern_store::postgres::PgStore;
 use tern_store::sqlite::SqliteStore;
 use tern_store::{
-    AccountId, Appended, BlobId, Completion, FlagMode, NewMessage, OutboundRcpt, RcptOutcome,
-    SharedStore, StoreError,
+    AccountId, Appended, BlobId, Blobs, Completion, FlagMode, MailBackend, NewMessage,
+    OutboundRcpt, RcptOutcome, StoreError,
 };
+use tern_testkit::pg::PgServer;
 use tern_testkit::s3::S3Server;
+
+type SharedStore = Arc<dyn MailBackend>;
 
 /// A store under test, with what keeps it alive.
 struct Backend {
@@ -30,45 +35,70 @@ struct Backend {
     store: SharedStore,
     _dir: tempfile::TempDir,
     _s3: Option<S3Server>,
+    _pg: Option<PgServer>,
+}
+
+fn bucket(server: &S3Server) -> Arc<dyn Blobs> {
+    server.create_bucket("conformance");
+    Arc::new(
+        S3Blobs::new(&BlobsConfig {
+            bucket: "conformance".into(),
+            endpoint: server.endpoint(),
+            region: "us-east-1".into(),
+            access_key_id: "t".into(),
+            secret_access_key: "t".into(),
+            path_style: true,
+            prefix: String::new(),
+            ..Default::default()
+        })
+        .unwrap(),
+    )
 }
 
 async fn backends() -> Vec<Backend> {
     let mut out = Vec::new();
-    for name in ["sqlite", "sqlite+files", "sqlite+s3"] {
+    for name in [
+        "sqlite",
+        "sqlite+files",
+        "sqlite+s3",
+        "postgres+files",
+        "postgres+s3",
+    ] {
         let dir = tempfile::tempdir().unwrap();
-        let mut s3 = None;
-        let mut store = SqliteStore::open(&dir.path().join("t.db"), 16)
-            .await
-            .unwrap();
-        match name {
-            "sqlite+files" => {
-                let files = FileBlobs::open(&dir.path().join("blobs")).unwrap();
-                store = store.with_blobs(Arc::new(files));
-            }
-            "sqlite+s3" => {
+        let (mut s3, mut pg) = (None, None);
+        let blobs: Option<Arc<dyn Blobs>> = match name.split_once('+').map(|p| p.1) {
+            Some("files") => Some(Arc::new(
+                FileBlobs::open(&dir.path().join("blobs")).unwrap(),
+            )),
+            Some(_) => {
                 let server = S3Server::start();
-                server.create_bucket("conformance");
-                let b = S3Blobs::new(&BlobsConfig {
-                    bucket: "conformance".into(),
-                    endpoint: server.endpoint(),
-                    region: "us-east-1".into(),
-                    access_key_id: "t".into(),
-                    secret_access_key: "t".into(),
-                    path_style: true,
-                    prefix: String::new(),
-                    ..Default::default()
-                })
-                .unwrap();
-                store = store.with_blobs(Arc::new(b));
+                let b = bucket(&server);
                 s3 = Some(server);
+                Some(b)
             }
-            _ => {}
-        }
+            None => None,
+        };
+        let store: SharedStore = if name.starts_with("postgres") {
+            let server = PgServer::start();
+            let url = server.database("conformance");
+            pg = Some(server);
+            let s = PgStore::connect(&url, 8).await.unwrap();
+            Arc::new(s.with_blobs(blobs.unwrap()))
+        } else {
+            let s = SqliteStore::open(&dir.path().join("t.db"), 16)
+                .await
+                .unwrap();
+            match blobs {
+                Some(b) => Arc::new(s.with_blobs(b)),
+                None => Arc::new(s),
+            }
+        };
         out.push(Backend {
             name,
-            store: Arc::new(store),
+            store,
             _dir: dir,
             _s3: s3,
+            _pg: pg,
         });
     }
     out
@@ -340,18 +370,31 @@ async fn queue_leases_and_cleanup() {
 async fn leases_belong_to_their_node() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.db");
-    let a: SharedStore = Arc::new(
-        SqliteStore::open(&path, 16)
-            .await
-            .unwrap()
-            .with_node("mx-a"),
-    );
-    let b: SharedStore = Arc::new(
-        SqliteStore::open(&path, 16)
-            .await
-            .unwrap()
-            .with_node("mx-b"),
-    );
+    let a = SqliteStore::open(&path, 16).await.unwrap();
+    let b = SqliteStore::open(&path, 16).await.unwrap();
+    two_nodes(
+        "sqlite",
+        Arc::new(a.with_node("mx-a")),
+        Arc::new(b.with_node("mx-b")),
+    )
+    .await;
+    let pg = PgServer::start();
+    let url = pg.database("nodes");
+    let files: Arc<dyn Blobs> = Arc::new(FileBlobs::open(&dir.path().join("blobs")).unwrap());
+    let a = PgStore::connect(&url, 4)
+        .await
+        .unwrap()
+        .with_blobs(files.clone());
+    let b = PgStore::connect(&url, 4).await.unwrap().with_blobs(files);
+    two_nodes(
+        "postgres",
+        Arc::new(a.with_node("mx-a")),
+        Arc::new(b.with_node("mx-b")),
+    )
+    .await;
+}
+
+async fn two_nodes(n: &str, a: SharedStore, b: SharedStore) {
     let mut m = message("two-nodes", vec![]);
     m.expires_at = tern_core::now_unix() + 86_400;
     m.outbound = (0..4)
@@ -365,7 +408,7 @@ async fn leases_belong_to_their_node() {
     let now = tern_core::now_unix();
     let by_a = a.claim_due(now, 3, now + 300).await.unwrap();
     let by_b = b.claim_due(now, 10, now + 300).await.unwrap();
-    assert_eq!((by_a.len(), by_b.len()), (3, 1), "disjoint claims");
+    assert_eq!((by_a.len(), by_b.len()), (3, 1), "{n}: disjoint claims");
     a.heartbeat(now, 1, "test").await.unwrap();
     b.heartbeat(now, 2, "test").await.unwrap();
     let held = |nodes: Vec<tern_store::NodeInfo>| {
@@ -376,19 +419,21 @@ async fn leases_belong_to_their_node() {
     };
     assert_eq!(
         held(a.nodes().await.unwrap()),
-        vec![("mx-a".to_string(), 3), ("mx-b".to_string(), 1)]
+        vec![("mx-a".to_string(), 3), ("mx-b".to_string(), 1)],
+        "{n}"
     );
     // mx-a restarts: its three are free again, mx-b's stays leased.
     a.release_leases().await.unwrap();
     let after = tern_core::now_unix();
     let again = b.claim_due(after, 10, after + 300).await.unwrap();
-    assert_eq!(again.len(), 3);
+    assert_eq!(again.len(), 3, "{n}");
     assert!(
         by_b.iter().all(|r| again.iter().all(|x| x.id != r.id)),
-        "mx-b's own lease was not freed by mx-a"
+        "{n}: mx-b's own lease was not freed by mx-a"
     );
     assert_eq!(
         held(b.nodes().await.unwrap()),
-        vec![("mx-a".to_string(), 0), ("mx-b".to_string(), 4)]
+        vec![("mx-a".to_string(), 0), ("mx-b".to_string(), 4)],
+        "{n}"
     );
 }

@@ -87,3 +87,11 @@ pub fn key_of(data: &[u8]) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(data))
 }
+
+/// Whether a body written `at` is younger than `grace` (a time in the
+/// future, from another machine's clock, counts as young).
+pub(crate) fn written_within(at: std::time::SystemTime, grace: std::time::Duration) -> bool {
+    std::time::SystemTime::now()
+        .duration_since(at)
+        .map_or(true, |age| age < grace)
+}

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tokio::sync::broadcast;
 
 /// The channel every node listens on.
-const CHANNEL: &str = "tern_changes";
+pub(super) const CHANNEL: &str = "tern_changes";
 
 impl PgStore {
     /// Tells every node, this one included, that `account`'s mail changed.

@@ -191,10 +191,10 @@ impl Directory for PgStore {
     }
 
     async fn list_accounts(&self, domain: Option<&str>) -> Result<Vec<AccountInfo>> {
-        // Messages are not stored on PostgreSQL yet (the mail role is the
-        // SQLite backend's): an account here holds none.
-        let rows: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-            "SELECT a.id, a.address, a.quota, a.used
+        let rows: Vec<(i64, String, i64, i64, i64)> = sqlx::query_as(
+            "SELECT a.id, a.address, a.quota, a.used,
+                    (SELECT COUNT(*) FROM mailbox_messages mm JOIN mailboxes m ON m.id = mm.mailbox_id
+                     WHERE m.account_id = a.id)
              FROM accounts a JOIN domains d ON a.domain_id = d.id
              WHERE $1::TEXT IS NULL OR d.name = $1 ORDER BY a.address",
         )
@@ -203,12 +203,12 @@ impl Directory for PgStore {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(id, address, quota, used)| AccountInfo {
+            .map(|(id, address, quota, used, messages)| AccountInfo {
                 id,
                 address,
                 quota: quota as u64,
                 used: used as u64,
-                messages: 0,
+                messages: messages as u64,
             })
             .collect())
     }

@@ -3,10 +3,19 @@
 //!
 //! What runs on PostgreSQL so far: the directory ([`Directory`]: domains,
 //! accounts with their mailboxes and subscriptions, aliases, DKIM keys,
-//! logins), the nodes ([`Nodes`]) and per-account change notifications
-//! across nodes ([`PgStore::changed`], [`PgStore::watch`]: LISTEN/NOTIFY). Mail, queue, events and the rest are
-//! the SQLite backend's only until they are ported here; `tern serve` does
-//! not yet run on this backend.
+//! logins), mail ([`MailStore`], [`Folders`]: bodies in the blob store by
+//! hash, mailbox rows with UIDs, MODSEQs and tombstones), the queue
+//! ([`Queue`]: leases with an owner, `FOR UPDATE SKIP LOCKED`), events and
+//! message logs written with the mail, the nodes ([`Nodes`]) and
+//! per-account change notifications across nodes ([`PgStore::changed`],
+//! [`PgStore::watch`]: LISTEN/NOTIFY). The platform's other records, spam
+//! data, reports and the dashboard's are the SQLite backend's only until
+//! they are ported; `tern serve` does not yet run on this backend.
+//!
+//! Every write is one transaction; PostgreSQL's own group commit batches the
+//! WAL flushes of concurrent transactions, from any node. A body is put in
+//! the blob store, durably, inside the transaction that refers to it and
+//! before its commit (see [`bodies`]).
 //!
 //! Connections come from one `sqlx` pool (TLS per the URL's `sslmode`);
 //! statements are prepared once per connection and cached; the schema is in
@@ -14,11 +23,21 @@
 //! transaction.
 //!
 //! [`Directory`]: crate::Directory
+//! [`MailStore`]: crate::MailStore
+//! [`Folders`]: crate::Folders
+//! [`Queue`]: crate::Queue
 //! [`Nodes`]: crate::Nodes
 
+mod bodies;
 mod changes;
 mod directory;
+mod events;
+mod folders;
+mod mail;
 mod nodes;
+mod queue;
+
+pub use crate::sqlite::{BodyCounts, Collected, Swept};
 
 use crate::{Result, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
@@ -33,6 +52,10 @@ pub struct PgStore {
     node: Arc<str>,
     auth_cache: crate::password::AuthCache,
     changes: tokio::sync::broadcast::Sender<crate::AccountId>,
+    /// Where the bodies are ([`PgStore::with_blobs`]).
+    blobs: Option<Arc<dyn crate::Blobs>>,
+    /// Signalled when this node queues recipients or makes them due.
+    queue_wakeup: Arc<tokio::sync::Notify>,
     /// The task listening for other nodes' changes, stopped with the store.
     listener: tokio::task::JoinHandle<()>,
 }
@@ -47,6 +70,11 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         StoreError::Db(Box::new(e))
     }
+}
+
+/// A message the trigger-free checks raise, as [`StoreError::NotFound`].
+fn not_found(what: impl std::fmt::Display) -> StoreError {
+    StoreError::NotFound(what.to_string())
 }
 
 /// Whether `e` is a unique-constraint violation (a concurrent insert of the
@@ -85,8 +113,22 @@ impl PgStore {
             node: Arc::from(""),
             auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
             changes,
+            blobs: None,
+            queue_wakeup: Arc::new(tokio::sync::Notify::new()),
             listener,
         })
+    }
+
+    /// Keeps message bodies in `blobs` (files for one node, an S3-compatible
+    /// bucket for several): required before mail is stored.
+    pub fn with_blobs(mut self, blobs: Arc<dyn crate::Blobs>) -> Self {
+        self.blobs = Some(blobs);
+        self
+    }
+
+    /// The blob store, if one is configured.
+    pub fn blobs(&self) -> Option<&Arc<dyn crate::Blobs>> {
+        self.blobs.as_ref()
     }
 
     /// Names this store's node (`[node] name`).

@@ -26,22 +26,27 @@ impl Nodes for PgStore {
     }
 
     async fn nodes(&self) -> Result<Vec<NodeInfo>> {
-        // Queue leases are not on PostgreSQL yet: no node holds any here.
-        let rows: Vec<(String, i64, i64, i64, String)> = sqlx::query_as(
-            "SELECT name, started_at, heartbeat, pid, version FROM nodes ORDER BY name",
+        let rows: Vec<(String, i64, i64, i64, String, i64)> = sqlx::query_as(
+            "SELECT n.name, n.started_at, n.heartbeat, n.pid, n.version,
+                    (SELECT COUNT(*) FROM queue_rcpts r
+                     WHERE r.lease_owner = n.name AND r.lease_until <> 0 AND r.lease_until > $1)
+             FROM nodes n ORDER BY n.name",
         )
+        .bind(tern_core::now_unix())
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(name, started_at, heartbeat, pid, version)| NodeInfo {
-                name,
-                started_at,
-                heartbeat,
-                pid: pid as u32,
-                version,
-                leases: 0,
-            })
+            .map(
+                |(name, started_at, heartbeat, pid, version, leases)| NodeInfo {
+                    name,
+                    started_at,
+                    heartbeat,
+                    pid: pid as u32,
+                    version,
+                    leases: leases as u64,
+                },
+            )
             .collect())
     }
 }

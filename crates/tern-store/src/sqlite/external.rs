@@ -11,10 +11,11 @@
 //! names: it stays in the blob store (space, never a lost message).
 
 use super::SqliteStore;
+use crate::blobs::written_within;
 use crate::{BlobId, Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// How many gates the hashes are spread over.
 pub(super) const GATES: usize = 64;
@@ -54,14 +55,6 @@ pub struct Collected {
     pub in_use: usize,
     /// Bodies put within the grace period, left for a later pass.
     pub young: usize,
-}
-
-/// Whether a body written `at` is younger than `grace` (a time in the
-/// future, from another machine's clock, counts as young).
-fn written_within(at: SystemTime, grace: Duration) -> bool {
-    SystemTime::now()
-        .duration_since(at)
-        .map_or(true, |age| age < grace)
 }
 
 fn gate_of(hash: &str) -> usize {

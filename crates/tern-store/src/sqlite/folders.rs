@@ -1,22 +1,15 @@
 //! [`Folders`] for SQLite: the mailbox operations IMAP needs.
 
 use super::SqliteStore;
+use crate::folder_rules::{join_flags, normalize_name, parents, split_flags, training_verdict};
+use crate::intake::PreparedAppend;
 use crate::{
     AccountId, Appended, BlobId, FlagMode, FlagUpdate, Folders, MailboxRow, MessageRow, Result,
     StoreError, meta,
 };
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
 use tern_core::now_unix;
-
-/// Flags are stored as one space-separated string, system flags first.
-fn join_flags(flags: &[String]) -> String {
-    let mut v: Vec<&str> = flags.iter().map(String::as_str).collect();
-    v.sort_by_key(|f| (!f.starts_with('\\'), f.to_ascii_lowercase()));
-    v.dedup_by(|a, b| a.eq_ignore_ascii_case(b));
-    v.join(" ")
-}
 
 fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -47,13 +40,6 @@ fn mailbox_row(r: &rusqlite::Row<'_>, counters: bool) -> rusqlite::Result<Mailbo
     })
 }
 
-fn split_flags(s: &str) -> Vec<String> {
-    s.split(' ')
-        .filter(|f| !f.is_empty())
-        .map(str::to_string)
-        .collect()
-}
-
 fn mailbox_id(
     c: &Connection,
     account: AccountId,
@@ -66,25 +52,6 @@ fn mailbox_id(
         .query_row(params![account, name], |r| Ok((r.get(0)?, r.get(1)?)))
         .optional()?,
     )
-}
-
-fn normalize_name(name: &str) -> Result<String> {
-    let name = name.trim_matches('/');
-    if name.is_empty() || name.split('/').any(str::is_empty) || name.len() > 512 {
-        return Err(StoreError::Invalid(format!(
-            "invalid mailbox name {name:?}"
-        )));
-    }
-    if name.chars().any(|c| c.is_control() || c == '*' || c == '%') {
-        return Err(StoreError::Invalid(
-            "mailbox names cannot contain *, % or control characters".into(),
-        ));
-    }
-    Ok(if name.eq_ignore_ascii_case("INBOX") {
-        "INBOX".into()
-    } else {
-        name.to_string()
-    })
 }
 
 fn create_one(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
@@ -100,9 +67,8 @@ fn create_one(c: &Connection, account: AccountId, name: &str) -> Result<bool> {
 
 /// Creates the missing ancestors of `a/b/c` (`a`, `a/b`).
 fn create_parents(c: &Connection, account: AccountId, name: &str) -> Result<()> {
-    let parts: Vec<&str> = name.split('/').collect();
-    for i in 1..parts.len() {
-        create_one(c, account, &parts[..i].join("/"))?;
+    for parent in parents(name) {
+        create_one(c, account, &parent)?;
     }
     Ok(())
 }
@@ -749,30 +715,10 @@ impl Folders for SqliteStore {
         replace: Option<(i64, u32)>,
     ) -> Result<(u32, Vec<u32>)> {
         // Hashing and MIME analysis happen before the write lock.
-        struct Prepared {
-            raw: std::sync::Arc<Vec<u8>>,
-            hash: String,
-            meta: String,
-            header_len: usize,
-            field_names: String,
-            flags: String,
-            internaldate: i64,
-        }
-        let mut prepared = Vec::with_capacity(messages.len());
-        for m in messages {
-            let analysed = meta::analyze(&m.raw);
-            let header_len = (analysed.body_offset as usize).min(m.raw.len());
-            prepared.push(Prepared {
-                hash: hex::encode(Sha256::digest(&m.raw)),
-                header_len,
-                field_names: meta::field_names(&m.raw[..header_len]),
-                meta: serde_json::to_string(&analysed)
-                    .map_err(|e| StoreError::Invalid(e.to_string()))?,
-                flags: join_flags(&m.flags),
-                internaldate: m.internaldate,
-                raw: std::sync::Arc::new(m.raw),
-            });
-        }
+        let prepared = messages
+            .into_iter()
+            .map(PreparedAppend::new)
+            .collect::<Result<Vec<_>>>()?;
         let bodies = prepared
             .iter()
             .map(|p| (p.hash.clone(), p.raw.clone()))
@@ -793,12 +739,12 @@ impl Folders for SqliteStore {
                         "INSERT INTO blobs(hash, size, refcount, meta, data, external)
                          VALUES (?, ?, 0, ?, ?, ?)",
                     )?
-                    .execute(params![p.hash, size, p.meta, data, external])?;
+                    .execute(params![p.hash, size, p.analysed.meta, data, external])?;
                     let blob = c.last_insert_rowid();
                     c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
-                        .execute(params![blob, &p.raw[..p.header_len]])?;
+                        .execute(params![blob, p.header()])?;
                     c.prepare_cached("INSERT INTO blob_fields(blob_id, names) VALUES (?, ?)")?
-                        .execute(params![blob, p.field_names])?;
+                        .execute(params![blob, p.analysed.field_names])?;
                     let uid: i64 = c
                         .prepare_cached(
                             "INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
@@ -866,14 +812,7 @@ fn copy_rows(
     if from_account != to_account {
         return Err(StoreError::Invalid("cannot copy between accounts".into()));
     }
-    let is_junk = |u: &Option<String>| u.as_deref() == Some("\\Junk");
-    let training = if is_junk(&to_use) && !is_junk(&from_use) {
-        Some(true)
-    } else if is_junk(&from_use) && !is_junk(&to_use) && remove {
-        Some(false)
-    } else {
-        None
-    };
+    let training = training_verdict(from_use.as_deref(), to_use.as_deref(), remove);
     let mut get = c.prepare_cached(
         "SELECT blob_id, size, flags, internaldate, queue_id, mail_from, params FROM mailbox_messages
          WHERE mailbox_id = ? AND uid = ?",

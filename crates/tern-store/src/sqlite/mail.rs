@@ -1,12 +1,12 @@
 //! [`MailStore`] for SQLite: delivery into INBOX, listing, reading, expunge.
 
 use super::SqliteStore;
+use crate::intake::Prepared;
 use crate::{
-    AccountId, BlobId, MailStore, MailboxInfo, MessageEntry, NewMessage, Result, StoreError, meta,
+    AccountId, BlobId, MailStore, MailboxInfo, MessageEntry, NewMessage, Result, StoreError,
 };
 use async_trait::async_trait;
 use rusqlite::{OptionalExtension, params};
-use sha2::{Digest, Sha256};
 
 #[async_trait]
 impl MailStore for SqliteStore {
@@ -124,36 +124,13 @@ impl MailStore for SqliteStore {
     }
 }
 
-/// A message hashed and analysed outside the writer, ready to insert.
-pub(super) struct Prepared {
-    message: NewMessage,
-    hash: String,
-    meta: String,
-    /// Length of the header block, stored for header searches (`None`:
-    /// queue-only body, never searched).
-    header_len: Option<usize>,
-    /// Its header's field names ([`meta::field_names`]), with the header block.
-    field_names: String,
-    /// Each account and the folder it gets the message in.
-    recipients: Vec<(AccountId, &'static str)>,
-    /// Accounts whose mailboxes change.
-    pub(super) notify: Vec<AccountId>,
-    /// The message's events and logs, encoded outside the writer.
-    events: Vec<super::platform::Encoded>,
-    logs: Vec<super::platform::EncodedLog>,
-}
-
 /// The folder a copy filed as `role` ("INBOX", "Junk", "Sent") goes to in
 /// `account`: Junk and Sent are found by special use (RFC 6154), whatever a
 /// client renamed them to, and fall back to INBOX when the account has none,
 /// so an accepted copy is never dropped or refused for a folder name.
 /// `None` only when the account itself is gone.
 fn target_folder(c: &rusqlite::Connection, account: AccountId, role: &str) -> Result<Option<i64>> {
-    let special = match role {
-        "Junk" => Some("\\Junk"),
-        "Sent" => Some("\\Sent"),
-        _ => None,
-    };
+    let special = crate::folder_rules::special_use_of(role);
     if let Some(special) = special
         && let Some(id) = c
             .prepare_cached(
@@ -177,59 +154,21 @@ fn target_folder(c: &rusqlite::Connection, account: AccountId, role: &str) -> Re
     Ok(None)
 }
 
-impl Prepared {
-    /// The body and its key, for the blob store.
-    pub(super) fn body(&self) -> (String, std::sync::Arc<Vec<u8>>) {
-        (self.hash.clone(), self.message.raw.clone())
-    }
+/// Inserts a prepared message (SQLite).
+pub(super) trait InsertSqlite {
+    fn insert(
+        &self,
+        c: &rusqlite::Connection,
+        external: bool,
+        node: &str,
+    ) -> Result<Vec<crate::QueuedRcpt>>;
+}
 
-    pub(super) fn new(mut message: NewMessage) -> Result<Self> {
-        let events = super::platform::encode(std::mem::take(&mut message.events));
-        let logs = super::platform::encode_logs(&std::mem::take(&mut message.logs))?;
-        let hash = hex::encode(Sha256::digest(message.raw.as_slice()));
-        // The MIME metadata and the header block serve IMAP and POP3; a
-        // body that only waits in the queue never needs them.
-        let queue_only =
-            message.recipients.is_empty() && message.junk.is_empty() && message.sent_copy.is_none();
-        let (meta, header_len) = if queue_only {
-            ("{}".to_string(), None)
-        } else {
-            let analysed = meta::analyze(&message.raw);
-            let header_len = (analysed.body_offset as usize).min(message.raw.len());
-            let meta =
-                serde_json::to_string(&analysed).map_err(|e| StoreError::Invalid(e.to_string()))?;
-            (meta, Some(header_len))
-        };
-        let field_names =
-            header_len.map_or_else(String::new, |len| meta::field_names(&message.raw[..len]));
-        // Each account once: in `mailbox`, or in Junk if it is only there.
-        let mut recipients: Vec<(AccountId, &'static str)> = message
-            .recipients
-            .iter()
-            .map(|&a| (a, message.mailbox))
-            .chain(message.junk.iter().map(|&a| (a, "Junk")))
-            .collect();
-        let mut seen = std::collections::HashSet::new();
-        recipients.retain(|(a, _)| seen.insert(*a));
-        let mut notify: Vec<AccountId> = recipients.iter().map(|(a, _)| *a).collect();
-        notify.extend(message.sent_copy);
-        Ok(Self {
-            events,
-            logs,
-            message,
-            hash,
-            meta,
-            header_len,
-            field_names,
-            recipients,
-            notify,
-        })
-    }
-
+impl InsertSqlite for Prepared {
     /// Inserts the body (or, when `external`, its hash: the body is in the
     /// blob store), the mailbox rows and the queue rows; returns the queued
     /// recipients. Runs in the writer.
-    pub(super) fn insert(
+    fn insert(
         &self,
         c: &rusqlite::Connection,
         external: bool,
@@ -241,13 +180,13 @@ impl Prepared {
         c.prepare_cached(
             "INSERT INTO blobs(hash, size, refcount, meta, data, external) VALUES (?, ?, 0, ?, ?, ?)",
         )?
-        .execute(params![self.hash, size, self.meta, data, external])?;
+        .execute(params![self.hash, size, self.meta(), data, external])?;
         let blob_id = c.last_insert_rowid();
-        if let Some(len) = self.header_len {
+        if let Some(a) = &self.analysed {
             c.prepare_cached("INSERT INTO blob_headers(blob_id, header) VALUES (?, ?)")?
-                .execute(params![blob_id, &m.raw[..len]])?;
+                .execute(params![blob_id, &m.raw[..a.header_len]])?;
             c.prepare_cached("INSERT INTO blob_fields(blob_id, names) VALUES (?, ?)")?
-                .execute(params![blob_id, self.field_names])?;
+                .execute(params![blob_id, a.field_names])?;
         }
         let mut insert = c.prepare_cached(
             // UID and MODSEQ come from the mailbox row; the insert trigger

@@ -13,43 +13,7 @@ use tern_events::{Event, EventType};
 /// Most rows one query returns.
 const MAX_PAGE: usize = 1000;
 
-/// An event with its JSON, encoded in the caller's task so that the writer
-/// thread, which every commit waits for, only writes.
-pub(super) struct Encoded {
-    event: Event,
-    json: String,
-}
-
-/// Encodes events for [`insert_events`].
-pub(super) fn encode(events: Vec<Event>) -> Vec<Encoded> {
-    events
-        .into_iter()
-        .map(|event| Encoded {
-            json: event.to_json(),
-            event,
-        })
-        .collect()
-}
-
-/// A message log encoded for [`insert_log`].
-pub(super) struct EncodedLog {
-    message_id: String,
-    time: i64,
-    json: String,
-}
-
-/// Encodes message logs for [`insert_log`].
-pub(super) fn encode_logs(logs: &[MessageLog]) -> Result<Vec<EncodedLog>> {
-    logs.iter()
-        .map(|l| {
-            Ok(EncodedLog {
-                message_id: l.message_id.clone(),
-                time: l.time,
-                json: serde_json::to_string(l).map_err(|e| StoreError::Invalid(e.to_string()))?,
-            })
-        })
-        .collect()
-}
+use crate::intake::{EncodedEvent as Encoded, EncodedLog, encode_events as encode, encode_logs};
 
 /// Writes events and copies each into the outbox of every endpoint that
 /// wants it. Runs inside the caller's transaction.

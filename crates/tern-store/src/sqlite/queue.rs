@@ -2,7 +2,8 @@
 //! outcomes, and the admin views behind `tern queue`.
 
 use super::SqliteStore;
-use super::mail::Prepared;
+use super::mail::InsertSqlite;
+use crate::intake::Prepared;
 use crate::{Completion, NewMessage, Queue, QueuedRcpt, RcptOutcome, Result};
 use async_trait::async_trait;
 use rusqlite::{Connection, params};
@@ -106,7 +107,7 @@ impl Queue for SqliteStore {
             .collect::<Result<Vec<_>>>()?;
         let queued = !prepared.is_empty();
         let notify: Vec<_> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
-        let events = super::platform::encode(events);
+        let events = crate::intake::encode_events(events);
         let bodies = prepared.iter().map(Prepared::body).collect();
         let node = self.node.clone();
         let r = self

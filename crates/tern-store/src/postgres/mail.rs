@@ -1,0 +1,352 @@
+//! [`MailStore`] for PostgreSQL: delivery (mailbox rows, queue rows, events
+//! and logs in one transaction, the body in the blob store before the
+//! commit), listing, reading, expunge.
+
+use super::events::{insert_events, insert_idempotent, insert_log};
+use super::{PgStore, bodies::blob_row, not_found};
+use crate::intake::Prepared;
+use crate::{
+    AccountId, BlobId, MailStore, MailboxInfo, MessageEntry, NewMessage, QueuedRcpt, Result,
+    StoreError,
+};
+use async_trait::async_trait;
+use sqlx::PgConnection;
+
+#[async_trait]
+impl MailStore for PgStore {
+    async fn deliver_all(&self, messages: Vec<NewMessage>) -> Result<()> {
+        let prepared = messages
+            .into_iter()
+            .map(Prepared::new)
+            .collect::<Result<Vec<_>>>()?;
+        self.store_prepared(&prepared).await.map(|_| ())
+    }
+
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<MailboxInfo> {
+        let row: Option<(i64, i64, i64, i64)> = sqlx::query_as(
+            "SELECT id, uidvalidity, uidnext, highest_modseq FROM mailboxes WHERE account_id = $1 AND name = $2",
+        )
+        .bind(account)
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        let (id, uidvalidity, uidnext, modseq) =
+            row.ok_or_else(|| not_found(format!("mailbox {name}")))?;
+        Ok(MailboxInfo {
+            id,
+            uidvalidity: uidvalidity as u32,
+            uidnext: uidnext as u32,
+            highest_modseq: modseq as u64,
+        })
+    }
+
+    async fn list(&self, account: AccountId, mailbox: &str) -> Result<Vec<MessageEntry>> {
+        let rows: Vec<(i64, i64, i64)> = sqlx::query_as(
+            "SELECT mm.uid, mm.size, mm.blob_id FROM mailbox_messages mm
+             JOIN mailboxes m ON mm.mailbox_id = m.id
+             WHERE m.account_id = $1 AND m.name = $2 ORDER BY mm.uid",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(uid, size, blob)| MessageEntry {
+                uid: uid as u32,
+                size: size as u64,
+                blob,
+            })
+            .collect())
+    }
+
+    async fn read_blob(&self, blob: BlobId) -> Result<Vec<u8>> {
+        self.body(blob).await
+    }
+
+    async fn expunge(&self, account: AccountId, mailbox: &str, uids: &[u32]) -> Result<()> {
+        if uids.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        let id: i64 = sqlx::query_scalar(
+            "UPDATE mailboxes SET highest_modseq = highest_modseq + 1
+             WHERE account_id = $1 AND name = $2 RETURNING id",
+        )
+        .bind(account)
+        .bind(mailbox)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or_else(|| not_found(format!("mailbox {mailbox}")))?;
+        delete_uids(&mut tx, id, uids).await?;
+        self.commit_changed(tx, &[account]).await
+    }
+}
+
+/// Deletes messages by UID (the triggers release usage and references and
+/// leave tombstones); the caller has locked the mailbox and advanced its
+/// MODSEQ.
+pub(super) async fn delete_uids(tx: &mut PgConnection, mailbox: i64, uids: &[u32]) -> Result<()> {
+    let uids: Vec<i64> = uids.iter().map(|&u| i64::from(u)).collect();
+    sqlx::query("DELETE FROM mailbox_messages WHERE mailbox_id = $1 AND uid = ANY($2)")
+        .bind(mailbox)
+        .bind(&uids)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+/// The columns a message copy carries over.
+pub(super) struct Row<'a> {
+    pub blob: i64,
+    pub size: i64,
+    pub flags: &'a str,
+    pub internaldate: i64,
+    pub queue_id: &'a str,
+    pub mail_from: &'a str,
+    pub params: &'a str,
+}
+
+/// Adds a message to a mailbox with the next UID and MODSEQ (the mailbox
+/// row is locked until the commit); returns its UID.
+pub(super) async fn insert_message(tx: &mut PgConnection, mailbox: i64, r: Row<'_>) -> Result<u32> {
+    let uid: Option<i64> = sqlx::query_scalar(
+        "WITH m AS (
+            UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
+            WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highest_modseq)
+         INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
+            internaldate, queue_id, mail_from, params, saved_at)
+         SELECT id, uid, $2, $3, $4, highest_modseq, $5, $6, $7, $8, EXTRACT(EPOCH FROM now())::BIGINT
+         FROM m RETURNING uid",
+    )
+    .bind(mailbox)
+    .bind(r.blob)
+    .bind(r.size)
+    .bind(r.flags)
+    .bind(r.internaldate)
+    .bind(r.queue_id)
+    .bind(r.mail_from)
+    .bind(r.params)
+    .fetch_optional(tx)
+    .await?;
+    uid.map(|u| u as u32)
+        .ok_or_else(|| not_found(format!("mailbox {mailbox}")))
+}
+
+/// The folder a copy filed as `role` goes to (see the SQLite backend's rule:
+/// by special use, then by name, then INBOX); `None` when the account is gone.
+async fn target_folder(
+    tx: &mut PgConnection,
+    account: AccountId,
+    role: &str,
+) -> Result<Option<i64>> {
+    let special = crate::folder_rules::special_use_of(role);
+    let by_name = if special.is_some() { "INBOX" } else { role };
+    Ok(sqlx::query_scalar(
+        "SELECT id FROM mailboxes WHERE account_id = $1
+            AND ((special_use = $2) OR name = $3 OR name = 'INBOX')
+         ORDER BY special_use = $2 IS NOT TRUE, name <> $3, id LIMIT 1",
+    )
+    .bind(account)
+    .bind(special)
+    .bind(by_name)
+    .fetch_optional(tx)
+    .await?)
+}
+
+impl PgStore {
+    /// Stores prepared messages in one transaction: bodies put first (under
+    /// their locks), then mailbox rows, queue rows, events, logs and
+    /// idempotent responses; returns the queued recipients.
+    pub(super) async fn store_prepared(&self, prepared: &[Prepared]) -> Result<Vec<QueuedRcpt>> {
+        self.store_with(prepared, |_| Box::pin(async { Ok(()) }))
+            .await
+    }
+
+    /// [`PgStore::store_prepared`], running `more` in the same transaction
+    /// after the messages (a delivery attempt's outcomes).
+    pub(super) async fn store_with<F>(
+        &self,
+        prepared: &[Prepared],
+        more: F,
+    ) -> Result<Vec<QueuedRcpt>>
+    where
+        F: for<'c> FnOnce(
+                &'c mut PgConnection,
+            ) -> std::pin::Pin<
+                Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>,
+            > + Send,
+    {
+        let bodies: Vec<_> = prepared.iter().map(Prepared::body).collect();
+        let mut tx = self.pool.begin().await?;
+        let r = async {
+            self.put_bodies(&mut tx, &bodies).await?;
+            let mut queued = Vec::new();
+            for p in prepared {
+                queued.extend(insert_prepared(&mut tx, p, &self.node).await?);
+            }
+            more(&mut tx).await?;
+            Ok::<_, StoreError>(queued)
+        }
+        .await;
+        let notify: Vec<AccountId> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
+        let r = match r {
+            Ok(queued) => self.commit_changed(tx, &notify).await.map(|_| queued),
+            Err(e) => Err(e),
+        };
+        match &r {
+            Ok(queued) => {
+                if queued.iter().any(|q| q.leased_until == 0) {
+                    self.queue_wakeup.notify_one();
+                }
+            }
+            Err(_) => {
+                self.forget_bodies(bodies.into_iter().map(|(h, _)| h).collect())
+                    .await
+            }
+        }
+        r
+    }
+
+    /// Commits `tx` after telling every node (NOTIFY, delivered at commit)
+    /// that these accounts' mail changed.
+    pub(super) async fn commit_changed(
+        &self,
+        mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+        accounts: &[AccountId],
+    ) -> Result<()> {
+        if !accounts.is_empty() {
+            let mut ids: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
+            ids.sort();
+            ids.dedup();
+            sqlx::query("SELECT pg_notify($1, a) FROM UNNEST($2::TEXT[]) AS a")
+                .bind(super::changes::CHANNEL)
+                .bind(&ids)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Inserts one prepared message in `tx`: its body's row, a row per
+/// recipient mailbox (accounts in id order, so concurrent deliveries lock
+/// mailboxes in one order), the Sent copy, the queue rows, events, logs.
+async fn insert_prepared(
+    tx: &mut PgConnection,
+    p: &Prepared,
+    node: &str,
+) -> Result<Vec<QueuedRcpt>> {
+    let m = &p.message;
+    let size = m.raw.len() as i64;
+    let blob = blob_row(tx, &p.hash, &m.raw, p.analysed.as_ref()).await?;
+    let mut targets: Vec<(AccountId, &str, &str)> = p
+        .recipients
+        .iter()
+        .map(|(a, role)| (*a, *role, ""))
+        .collect();
+    if let Some(account) = m.sent_copy {
+        targets.push((account, "Sent", "\\Seen"));
+    }
+    targets.sort_by_key(|t| t.0);
+    let mut delivered = 0;
+    for (account, role, flags) in targets {
+        let Some(folder) = target_folder(tx, account, role).await? else {
+            tracing::warn!(queue_id = %m.queue_id, account, "recipient account vanished before delivery");
+            continue;
+        };
+        insert_message(
+            tx,
+            folder,
+            Row {
+                blob,
+                size,
+                flags,
+                internaldate: m.received_at,
+                queue_id: &m.queue_id,
+                mail_from: &m.mail_from,
+                params: &m.envelope_params,
+            },
+        )
+        .await?;
+        delivered += 1;
+    }
+    let mut queued = Vec::new();
+    if !m.outbound.is_empty() {
+        let message_id: i64 = sqlx::query_scalar(
+            "INSERT INTO queue_messages(queue_id, blob_id, mail_from, params, size, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        )
+        .bind(&m.queue_id)
+        .bind(blob)
+        .bind(&m.mail_from)
+        .bind(&m.envelope_params)
+        .bind(size)
+        .bind(m.received_at)
+        .bind(m.expires_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let (next_attempt, lease, owner) = if m.lease_until > 0 {
+            (m.lease_until, m.lease_until, node)
+        } else {
+            (m.received_at.max(m.not_before), 0, "")
+        };
+        let (addresses, domains, params): (Vec<&str>, Vec<&str>, Vec<&str>) = m
+            .outbound
+            .iter()
+            .map(|r| (r.address.as_str(), r.domain.as_str(), r.params.as_str()))
+            .collect();
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt, lease_until, lease_owner)
+             SELECT $1, a, d, p, $5, $6, $7 FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[])
+                 WITH ORDINALITY AS u(a, d, p, n)
+             ORDER BY n RETURNING id",
+        )
+        .bind(message_id)
+        .bind(&addresses)
+        .bind(&domains)
+        .bind(&params)
+        .bind(next_attempt)
+        .bind(lease)
+        .bind(owner)
+        .fetch_all(&mut *tx)
+        .await?;
+        // Ids are drawn in insertion order (`ORDER BY n`).
+        ids.sort_unstable();
+        delivered += ids.len();
+        for (id, r) in ids.into_iter().zip(&m.outbound) {
+            queued.push(QueuedRcpt {
+                id,
+                message_id,
+                queue_id: m.queue_id.clone(),
+                blob,
+                mail_from: m.mail_from.clone(),
+                message_params: m.envelope_params.clone(),
+                size: size as u64,
+                address: r.address.clone(),
+                domain: r.domain.clone(),
+                params: r.params.clone(),
+                attempts: 0,
+                created_at: m.received_at,
+                expires_at: m.expires_at,
+                next_attempt,
+                last_error: None,
+                delay_noticed: false,
+                leased_until: lease,
+            });
+        }
+    }
+    insert_events(tx, &p.events).await?;
+    for log in &p.logs {
+        insert_log(tx, log).await?;
+    }
+    if let Some(r) = &m.idempotency {
+        insert_idempotent(tx, r).await?;
+    }
+    if delivered == 0 {
+        // The transaction rolls back: nothing of the message stays.
+        return Err(StoreError::NotFound("every recipient account".into()));
+    }
+    Ok(queued)
+}
