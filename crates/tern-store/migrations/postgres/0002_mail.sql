@@ -241,7 +241,11 @@ CREATE TABLE webhooks (
     batch        BOOLEAN NOT NULL DEFAULT false,
     created      BIGINT NOT NULL,
     next_attempt BIGINT NOT NULL DEFAULT 0,
-    failures     BIGINT NOT NULL DEFAULT 0
+    failures     BIGINT NOT NULL DEFAULT 0,
+    -- The node draining the endpoint, until when (renewed with each result): one node at a
+    -- time, so events reach it once and in order.
+    claimed_by    TEXT NOT NULL DEFAULT '',
+    claimed_until BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE webhook_outbox (
     seq         BIGSERIAL PRIMARY KEY,

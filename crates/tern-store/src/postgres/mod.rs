@@ -30,12 +30,19 @@
 
 mod bodies;
 mod changes;
+mod dashboard;
 mod directory;
 mod events;
 mod folders;
 mod mail;
 mod nodes;
+mod platform;
 mod queue;
+mod reports;
+mod spam;
+mod verify_jobs;
+
+pub use platform::WEBHOOK_CLAIM_SECS;
 
 pub use crate::sqlite::{BodyCounts, Collected, Swept};
 
