@@ -181,12 +181,30 @@ impl Default for TlsConfig {
     }
 }
 
+/// Where metadata, the queue and events are kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreBackend {
+    /// One SQLite database in the data folder (`[store] database`): one node.
+    #[default]
+    Sqlite,
+    /// A PostgreSQL database (`[store] url`), shared by every node.
+    Postgres,
+}
+
 /// `[store]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
+    /// `sqlite` (the default) or `postgres`.
+    pub backend: StoreBackend,
     /// SQLite database file.
     pub database: PathBuf,
+    /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`;
+    /// `?sslmode=require` or `verify-full` for TLS to the database).
+    pub url: String,
+    /// Most pooled connections to PostgreSQL per node.
+    pub max_connections: u32,
     /// Default quota for new accounts, in bytes (0 = unlimited).
     pub default_quota: u64,
     /// Largest number of writes batched into one commit (one fsync).
@@ -199,7 +217,10 @@ pub struct StoreConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: StoreBackend::Sqlite,
             database: "tern.db".into(),
+            url: String::new(),
+            max_connections: 32,
             default_quota: 1 << 30,
             max_batch: 256,
             read_mmap_size: 256 << 20,

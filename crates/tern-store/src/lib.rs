@@ -26,7 +26,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod verify_jobs;
 
-pub use blobs::Blobs;
+pub use blobs::{Blobs, BodyStore};
 pub use dashboard::{Dashboard, WebSession, WebUser};
 pub use nodes::{NodeInfo, Nodes};
 pub use platform::*;
@@ -842,11 +842,17 @@ pub const LEASE_SECS: i64 = 3600;
 pub trait MailBackend: Directory + MailStore + Folders + Queue + Nodes {}
 impl<T: Directory + MailStore + Folders + Queue + Nodes> MailBackend for T {}
 
-/// Everything a running server needs from storage: the mail roles and the
-/// platform's (events, API objects, spam data, reports, verification jobs,
+/// Everything a running server needs from storage: the mail roles, the
+/// bodies role ([`BodyStore`]) and the platform's (events, API objects, spam data, reports, verification jobs,
 /// dashboard users).
-pub trait Store: MailBackend + SpamData + Reports + Platform + VerifyJobs + Dashboard {}
-impl<T: MailBackend + SpamData + Reports + Platform + VerifyJobs + Dashboard> Store for T {}
+pub trait Store:
+    MailBackend + BodyStore + SpamData + Reports + Platform + VerifyJobs + Dashboard
+{
+}
+impl<T: MailBackend + BodyStore + SpamData + Reports + Platform + VerifyJobs + Dashboard> Store
+    for T
+{
+}
 
 /// Shared handle to the configured backend.
 pub type SharedStore = Arc<dyn Store>;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tern_core::config::BlobsConfig;
 use tern_store::blobs::{self, Blobs, FileBlobs, S3Blobs};
 use tern_store::sqlite::SqliteStore;
-use tern_store::{Appended, Directory, Folders, MailStore, NewMessage, StoreError};
+use tern_store::{Appended, BodyStore, Directory, Folders, MailStore, NewMessage, StoreError};
 use tern_testkit::s3::S3Server;
 
 fn s3_blobs(server: &S3Server, bucket: &str) -> S3Blobs {

@@ -3,7 +3,7 @@
 
 use anyhow::{Result, bail};
 use clap::Subcommand;
-use tern_store::{Dashboard, WebUser};
+use tern_store::WebUser;
 
 /// Dashboard user subcommands.
 #[derive(Subcommand)]

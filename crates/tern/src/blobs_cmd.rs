@@ -70,7 +70,7 @@ pub async fn run(cmd: BlobsCmd) -> Result<()> {
             let store = tern::server::open_store(&config).await?;
             let c = store.body_counts().await?;
             let place = store
-                .blobs()
+                .blob_store()
                 .map_or("none ([blobs] backend = \"local\")".into(), |b| {
                     b.describe()
                 });
@@ -90,7 +90,7 @@ pub async fn run(cmd: BlobsCmd) -> Result<()> {
         BlobsCmd::Move { batch, data } => {
             let config = crate::load(&data)?;
             let store = tern::server::open_store(&config).await?;
-            let Some(place) = store.blobs().map(|b| b.describe()) else {
+            let Some(place) = store.blob_store().map(|b| b.describe()) else {
                 bail!("[blobs] backend is \"local\": set it to \"files\" or \"s3\" first");
             };
             let total = store.body_counts().await?.inline;
@@ -110,7 +110,7 @@ pub async fn run(cmd: BlobsCmd) -> Result<()> {
         BlobsCmd::Check { data } => {
             let config = crate::load(&data)?;
             let store = tern::server::open_store(&config).await?;
-            if store.blobs().is_none() {
+            if store.blob_store().is_none() {
                 bail!("[blobs] backend is \"local\": every body is in the database");
             }
             let bar = crate::progress_bar(store.body_counts().await?.external, "bodies");

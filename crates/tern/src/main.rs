@@ -11,7 +11,7 @@ use tern_core::{Address, Config};
 /// glibc's arenas cost measurably more (bench/RESULTS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use tern_store::{Directory, Platform};
+use tern_store::Directory;
 
 mod admin_cmd;
 mod apikey_cmd;
@@ -696,7 +696,6 @@ async fn dev(dir: &Path) -> Result<()> {
     // The demo login is a dashboard administrator too (also in data
     // folders made before the dashboard existed).
     if pw_file.exists() {
-        use tern_store::Dashboard;
         let store = tern::server::open_store(&config).await?;
         if store.web_user("demo@example.test").await?.is_none() {
             store

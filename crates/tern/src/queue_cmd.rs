@@ -205,5 +205,5 @@ pub async fn run(cmd: QueueCmd) -> Result<()> {
 /// The store of the data folder `data`.
 pub async fn open(data: &crate::DataArg) -> Result<SharedStore> {
     let config = crate::load(data)?;
-    Ok(tern::server::open_store(&config).await?)
+    tern::server::open_store(&config).await
 }

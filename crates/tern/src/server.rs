@@ -12,6 +12,7 @@ use tern_imap::ImapServer;
 use tern_pop3::Pop3Server;
 use tern_smtp::SmtpServer;
 use tern_store::SharedStore;
+use tern_store::postgres::PgStore;
 use tern_store::sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
@@ -89,27 +90,78 @@ pub fn metrics_handle() -> PrometheusHandle {
 
 /// Opens the configured store, with the configured place for bodies (as
 /// `tern` commands use it: they lease nothing).
-pub async fn open_store(config: &Config) -> Result<Arc<SqliteStore>> {
-    Ok(Arc::new(configured_store(config).await?))
+pub async fn open_store(config: &Config) -> Result<SharedStore> {
+    configured_store(config, None).await
 }
 
 /// [`open_store`] for `tern serve`: the store also names this node, the
 /// owner of the queue leases it takes.
-pub async fn open_node_store(config: &Config) -> Result<Arc<SqliteStore>> {
+pub async fn open_node_store(config: &Config) -> Result<SharedStore> {
     let name = config.node.resolved(&config.server.hostname);
-    Ok(Arc::new(configured_store(config).await?.with_node(&name)))
+    configured_store(config, Some(&name)).await
 }
 
-async fn configured_store(config: &Config) -> Result<SqliteStore> {
-    let path = config.resolve(&config.store.database);
-    let mut store =
-        SqliteStore::open_with(&path, config.store.max_batch, config.store.read_mmap_size)
-            .await
-            .with_context(|| format!("opening database {}", path.display()))?;
-    if let Some(blobs) = open_blobs(config)? {
-        store = store.with_blobs(blobs);
+async fn configured_store(config: &Config, node: Option<&str>) -> Result<SharedStore> {
+    use tern_core::config::StoreBackend;
+    let blobs = open_blobs(config)?;
+    Ok(match config.store.backend {
+        StoreBackend::Sqlite => {
+            let path = config.resolve(&config.store.database);
+            let mut store =
+                SqliteStore::open_with(&path, config.store.max_batch, config.store.read_mmap_size)
+                    .await
+                    .with_context(|| format!("opening database {}", path.display()))?;
+            if let Some(blobs) = blobs {
+                store = store.with_blobs(blobs);
+            }
+            if let Some(node) = node {
+                store = store.with_node(node);
+            }
+            Arc::new(store)
+        }
+        StoreBackend::Postgres => {
+            if config.store.url.is_empty() {
+                anyhow::bail!("[store] backend = \"postgres\" needs [store] url");
+            }
+            let mut store = PgStore::connect(&config.store.url, config.store.max_connections)
+                .await
+                .with_context(|| {
+                    format!("connecting to PostgreSQL at {}", redact(&config.store.url))
+                })?;
+            // Bodies are never in PostgreSQL: "local" means files in the
+            // data folder (one node); several nodes share a bucket.
+            let blobs = match blobs {
+                Some(b) => b,
+                None => files_blobs(config)?,
+            };
+            store = store.with_blobs(blobs);
+            if let Some(node) = node {
+                store = store.with_node(node);
+            }
+            Arc::new(store)
+        }
+    })
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((auth, host)) => {
+                let user = auth.split(':').next().unwrap_or("");
+                format!("{scheme}://{user}:…@{host}")
+            }
+            None => url.to_string(),
+        },
+        None => url.to_string(),
     }
-    Ok(store)
+}
+
+fn files_blobs(config: &Config) -> Result<Arc<dyn tern_store::Blobs>> {
+    let path = config.resolve(&config.blobs.path);
+    let files = tern_store::blobs::FileBlobs::open(&path)
+        .with_context(|| format!("[blobs] path {}", path.display()))?;
+    Ok(Arc::new(files))
 }
 
 /// The blob store of `[blobs]`, `None` for bodies in the database.
@@ -118,12 +170,7 @@ fn open_blobs(config: &Config) -> Result<Option<Arc<dyn tern_store::Blobs>>> {
     let b = &config.blobs;
     Ok(match b.backend {
         BlobBackend::Local => None,
-        BlobBackend::Files => {
-            let path = config.resolve(&b.path);
-            let files = tern_store::blobs::FileBlobs::open(&path)
-                .with_context(|| format!("[blobs] path {}", path.display()))?;
-            Some(Arc::new(files))
-        }
+        BlobBackend::Files => Some(files_blobs(config)?),
         BlobBackend::S3 => {
             let s3 = tern_store::blobs::S3Blobs::new(b)?;
             Some(Arc::new(s3))
@@ -152,7 +199,7 @@ const BLOB_GRACE: std::time::Duration = std::time::Duration::from_secs(3600);
 /// Deletes bodies nothing refers to any more from the blob store, every
 /// ten minutes, and sweeps one of its 256 shards each time for bodies a
 /// crash left without a message (the whole store in about 43 hours).
-async fn collect_loop(store: Arc<SqliteStore>) {
+async fn collect_loop(store: SharedStore) {
     let mut shards = tern_store::blobs::shards().cycle();
     loop {
         tokio::time::sleep(std::time::Duration::from_secs(600)).await;
@@ -200,11 +247,10 @@ fn local_addrs(ls: &[TcpListener]) -> Vec<SocketAddr> {
 /// Binds every configured listener and starts the services.
 pub async fn start(config: Config) -> Result<Running> {
     let metrics = metrics_handle();
-    let sqlite = open_node_store(&config).await?;
-    if let Some(blobs) = sqlite.blobs() {
+    let store = open_node_store(&config).await?;
+    if let Some(blobs) = store.blob_store() {
         tracing::info!(blobs = %blobs.describe(), "message bodies go to the blob store");
     }
-    let store: SharedStore = sqlite.clone();
     let tls = match tern_core::tls::server_config(
         &config.resolve(&config.tls.cert),
         &config.resolve(&config.tls.key),
@@ -481,8 +527,8 @@ pub async fn start(config: Config) -> Result<Running> {
         .tasks
         .spawn(prune_loop(store.clone(), retention, job_retention));
     running.tasks.spawn(heartbeat_loop(store.clone()));
-    if sqlite.blobs().is_some() {
-        running.tasks.spawn(collect_loop(sqlite));
+    if store.blob_store().is_some() {
+        running.tasks.spawn(collect_loop(store.clone()));
     }
     for l in http_l {
         let app = app.clone();

@@ -167,7 +167,7 @@ pub async fn run(cmd: SpamCmd) -> Result<()> {
 }
 
 async fn policy(cmd: PolicyCmd) -> Result<()> {
-    use tern_store::{FilterPolicy, SpamData};
+    use tern_store::FilterPolicy;
     match cmd {
         PolicyCmd::Set {
             target,

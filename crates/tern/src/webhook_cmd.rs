@@ -3,7 +3,6 @@
 use anyhow::{Result, bail};
 use clap::Subcommand;
 use tern_events::EventType;
-use tern_store::Platform;
 
 /// Webhook subcommands.
 #[derive(Subcommand)]

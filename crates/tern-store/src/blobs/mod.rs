@@ -95,3 +95,68 @@ pub(crate) fn written_within(at: std::time::SystemTime, grace: std::time::Durati
         .duration_since(at)
         .map_or(true, |age| age < grace)
 }
+
+/// Where the bodies are (`tern blobs status`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BodyCounts {
+    /// Bodies in the database.
+    pub inline: u64,
+    /// Their bytes.
+    pub inline_bytes: u64,
+    /// Bodies in the blob store.
+    pub external: u64,
+    /// Their bytes.
+    pub external_bytes: u64,
+    /// Bodies waiting for the collector.
+    pub to_collect: u64,
+}
+
+/// What [`BodyStore::sweep_blobs`] did with one shard.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Bodies the blob store holds.
+    pub looked_at: usize,
+    /// Bodies no row referred to, deleted.
+    pub deleted: usize,
+    /// Bodies no row refers to yet, put within the grace period: left.
+    pub young: usize,
+}
+
+/// What one pass of [`BodyStore::collect_blobs`] did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Collected {
+    /// Bodies deleted from the blob store.
+    pub deleted: usize,
+    /// Candidates a row refers to again (kept; the entry is dropped).
+    pub in_use: usize,
+    /// Bodies put within the grace period, left for a later pass.
+    pub young: usize,
+}
+
+/// The bodies role: where bodies are, moving them out of the database,
+/// checking them, collecting the ones nothing refers to (`tern blobs`, and
+/// the server's collector).
+#[async_trait::async_trait]
+pub trait BodyStore: Send + Sync {
+    /// The blob store, `None` when bodies are in the database.
+    fn blob_store(&self) -> Option<&Arc<dyn Blobs>>;
+    /// How many bodies are where.
+    async fn body_counts(&self) -> Result<BodyCounts>;
+    /// Moves up to `limit` bodies from the database to the blob store; how
+    /// many moved (0 when none is left, always 0 where bodies are never in
+    /// the database).
+    async fn move_bodies_out(&self, limit: usize) -> Result<usize>;
+    /// The bodies the blob store should hold and does not, among up to
+    /// `limit` after id `after`: (missing ids and hashes, the last id
+    /// looked at, `None` when none was left).
+    async fn check_bodies(
+        &self,
+        after: crate::BlobId,
+        limit: usize,
+    ) -> Result<(Vec<(crate::BlobId, String)>, Option<crate::BlobId>)>;
+    /// Deletes the bodies nothing refers to any more, except those put
+    /// within `grace`.
+    async fn collect_blobs(&self, grace: std::time::Duration) -> Result<Collected>;
+    /// Deletes one shard's bodies no row refers to, put before `grace`.
+    async fn sweep_blobs(&self, shard: &str, grace: std::time::Duration) -> Result<Swept>;
+}

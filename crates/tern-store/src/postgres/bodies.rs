@@ -21,7 +21,8 @@ use sqlx::PgConnection;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use crate::sqlite::{BodyCounts, Collected, Swept};
+use crate::BlobId;
+use crate::blobs::{BodyCounts, Collected, Swept};
 
 /// The advisory lock key of a hash: its first 60 bits (two hashes sharing
 /// a key only share a lock).
@@ -33,7 +34,7 @@ fn lock_key(hash: &str) -> i64 {
 
 impl PgStore {
     /// The blob store, or why there is none.
-    pub(super) fn blob_store(&self) -> Result<Arc<dyn crate::Blobs>> {
+    pub(super) fn required_blobs(&self) -> Result<Arc<dyn crate::Blobs>> {
         self.blobs.clone().ok_or_else(|| {
             StoreError::Invalid(
                 "the PostgreSQL store keeps bodies in a blob store, and none is configured ([blobs] backend)"
@@ -53,7 +54,7 @@ impl PgStore {
         if bodies.is_empty() {
             return Ok(());
         }
-        let blobs = self.blob_store()?;
+        let blobs = self.required_blobs()?;
         let mut keys: Vec<i64> = bodies.iter().map(|(h, _)| lock_key(h)).collect();
         keys.sort_unstable();
         keys.dedup();
@@ -96,7 +97,7 @@ impl PgStore {
     /// Deletes from the blob store the bodies no row refers to any more,
     /// except those put within `grace`. Safe on every node at once, while
     /// mail flows.
-    pub async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
+    async fn collect_blobs_here(&self, grace: Duration) -> Result<Collected> {
         let mut done = Collected::default();
         let Some(blobs) = self.blobs.clone() else {
             return Ok(done);
@@ -145,7 +146,7 @@ impl PgStore {
     /// Deletes the bodies of one shard ([`crate::blobs::shards`]) that the
     /// blob store holds and no row refers to, put longer than `grace` ago
     /// (what a crash between a put and its commit leaves).
-    pub async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
+    async fn sweep_blobs_here(&self, shard: &str, grace: Duration) -> Result<Swept> {
         let mut done = Swept::default();
         let Some(blobs) = self.blobs.clone() else {
             return Ok(done);
@@ -184,7 +185,7 @@ impl PgStore {
 
     /// How many bodies there are (all in the blob store) and how many wait
     /// for the collector.
-    pub async fn body_counts(&self) -> Result<BodyCounts> {
+    async fn body_counts_here(&self) -> Result<BodyCounts> {
         let (n, bytes, gc): (i64, i64, i64) = sqlx::query_as(
             "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT, (SELECT COUNT(*) FROM blob_gc) FROM blobs",
         )
@@ -206,7 +207,48 @@ impl PgStore {
             .fetch_optional(&self.pool)
             .await?;
         let hash = hash.ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))?;
-        self.blob_store()?.get(&hash).await
+        self.required_blobs()?.get(&hash).await
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::blobs::BodyStore for PgStore {
+    fn blob_store(&self) -> Option<&Arc<dyn crate::Blobs>> {
+        self.blobs.as_ref()
+    }
+    async fn body_counts(&self) -> Result<BodyCounts> {
+        self.body_counts_here().await
+    }
+    /// Bodies are never in PostgreSQL: nothing to move.
+    async fn move_bodies_out(&self, _limit: usize) -> Result<usize> {
+        Ok(0)
+    }
+    async fn check_bodies(
+        &self,
+        after: BlobId,
+        limit: usize,
+    ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
+        let blobs = self.required_blobs()?;
+        let rows: Vec<(BlobId, String)> =
+            sqlx::query_as("SELECT id, hash FROM blobs WHERE id > $1 ORDER BY id LIMIT $2")
+                .bind(after)
+                .bind(limit as i64)
+                .fetch_all(&self.pool)
+                .await?;
+        let last = rows.last().map(|r| r.0);
+        let mut missing = Vec::new();
+        for (id, hash) in rows {
+            if blobs.written_at(&hash).await?.is_none() {
+                missing.push((id, hash));
+            }
+        }
+        Ok((missing, last))
+    }
+    async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
+        self.collect_blobs_here(grace).await
+    }
+    async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
+        self.sweep_blobs_here(shard, grace).await
     }
 }
 

@@ -44,8 +44,6 @@ mod verify_jobs;
 
 pub use platform::WEBHOOK_CLAIM_SECS;
 
-pub use crate::sqlite::{BodyCounts, Collected, Swept};
-
 use crate::{Result, StoreError};
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::sync::Arc;

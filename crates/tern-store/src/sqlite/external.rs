@@ -11,7 +11,7 @@
 //! names: it stays in the blob store (space, never a lost message).
 
 use super::SqliteStore;
-use crate::blobs::written_within;
+use crate::blobs::{BodyCounts, Collected, Swept, written_within};
 use crate::{BlobId, Result, StoreError};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::sync::Arc;
@@ -19,43 +19,6 @@ use std::time::Duration;
 
 /// How many gates the hashes are spread over.
 pub(super) const GATES: usize = 64;
-
-/// Where the bodies are (`tern blobs status`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct BodyCounts {
-    /// Bodies in the database.
-    pub inline: u64,
-    /// Their bytes.
-    pub inline_bytes: u64,
-    /// Bodies in the blob store.
-    pub external: u64,
-    /// Their bytes.
-    pub external_bytes: u64,
-    /// Bodies waiting for the collector.
-    pub to_collect: u64,
-}
-
-/// What [`SqliteStore::sweep_blobs`] did with one shard.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Swept {
-    /// Bodies the blob store holds.
-    pub looked_at: usize,
-    /// Bodies no row referred to, deleted.
-    pub deleted: usize,
-    /// Bodies no row refers to yet, put within the grace period: left.
-    pub young: usize,
-}
-
-/// What one pass of [`SqliteStore::collect_blobs`] did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Collected {
-    /// Bodies deleted from the blob store.
-    pub deleted: usize,
-    /// Candidates a row refers to again (kept; the entry is dropped).
-    pub in_use: usize,
-    /// Bodies put within the grace period, left for a later pass.
-    pub young: usize,
-}
 
 fn gate_of(hash: &str) -> usize {
     hash.get(..2)
@@ -135,7 +98,7 @@ impl SqliteStore {
     /// blob store holds and no row refers to, put longer than `grace` ago:
     /// what a crash between a put and its commit leaves, which the
     /// collector (working from deleted rows) never sees.
-    pub async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
+    async fn sweep_blobs_here(&self, shard: &str, grace: Duration) -> Result<Swept> {
         let mut done = Swept::default();
         let Some(blobs) = self.blobs.clone() else {
             return Ok(done);
@@ -174,7 +137,7 @@ impl SqliteStore {
     }
 
     /// How many bodies are where.
-    pub async fn body_counts(&self) -> Result<BodyCounts> {
+    async fn body_counts_here(&self) -> Result<BodyCounts> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT COALESCE(SUM(external = 0), 0), COALESCE(SUM(CASE WHEN external = 0 THEN size END), 0),
@@ -200,8 +163,8 @@ impl SqliteStore {
     /// its header block kept for searches); how many moved, 0 when none
     /// is left. Safe while the server runs: a reader sees the body in one
     /// place or the other.
-    pub async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
-        self.blob_store()?;
+    async fn move_bodies_out_here(&self, limit: usize) -> Result<usize> {
+        self.required_blobs()?;
         let rows: Vec<(BlobId, String, Vec<u8>)> = self.read_bulk(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, hash, data FROM blobs WHERE external = 0 ORDER BY id LIMIT ?",
@@ -251,12 +214,12 @@ impl SqliteStore {
     /// The bodies the blob store should hold and does not, looking at up to
     /// `limit` of them after id `after`: (missing ids and hashes, the last
     /// id looked at, `None` when there were none left).
-    pub async fn check_bodies(
+    async fn check_bodies_here(
         &self,
         after: BlobId,
         limit: usize,
     ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
-        let blobs = self.blob_store()?;
+        let blobs = self.required_blobs()?;
         let rows: Vec<(BlobId, String)> = self.read(|c| {
             let mut st = c.prepare_cached(
                 "SELECT id, hash FROM blobs WHERE external <> 0 AND id > ? ORDER BY id LIMIT ?",
@@ -276,7 +239,7 @@ impl SqliteStore {
     }
 
     /// The blob store, or why there is none.
-    fn blob_store(&self) -> Result<Arc<dyn crate::Blobs>> {
+    fn required_blobs(&self) -> Result<Arc<dyn crate::Blobs>> {
         self.blobs.clone().ok_or_else(|| {
             StoreError::Invalid("no blob store is configured ([blobs] backend)".into())
         })
@@ -307,7 +270,7 @@ impl SqliteStore {
     /// Deletes from the blob store the bodies no row refers to any more,
     /// except those put within `grace`. Safe to run at any time, while mail
     /// flows; a no-op when bodies are in the database.
-    pub async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
+    async fn collect_blobs_here(&self, grace: Duration) -> Result<Collected> {
         let mut done = Collected::default();
         let Some(blobs) = self.blobs.clone() else {
             return Ok(done);
@@ -355,5 +318,31 @@ impl SqliteStore {
             })
             .await?;
         }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::blobs::BodyStore for SqliteStore {
+    fn blob_store(&self) -> Option<&Arc<dyn crate::Blobs>> {
+        self.blobs.as_ref()
+    }
+    async fn body_counts(&self) -> Result<BodyCounts> {
+        self.body_counts_here().await
+    }
+    async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
+        self.move_bodies_out_here(limit).await
+    }
+    async fn check_bodies(
+        &self,
+        after: BlobId,
+        limit: usize,
+    ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
+        self.check_bodies_here(after, limit).await
+    }
+    async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
+        self.collect_blobs_here(grace).await
+    }
+    async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
+        self.sweep_blobs_here(shard, grace).await
     }
 }

@@ -18,7 +18,7 @@
 
 mod external;
 
-pub use external::{BodyCounts, Collected, Swept};
+pub use crate::blobs::{BodyCounts, Collected, Swept};
 mod dashboard;
 mod directory;
 mod folders;

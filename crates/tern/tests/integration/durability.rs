@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tern_core::Config;
-use tern_store::{Directory, MailStore};
 use tern_testkit::{DataDir, LineClient};
 
 fn free_port() -> u16 {
@@ -104,7 +103,7 @@ async fn flood_kill_restart(extra: &str) {
         tern::server::open_store(&config)
             .await
             .unwrap()
-            .blobs()
+            .blob_store()
             .is_some(),
         !extra.is_empty()
     );
@@ -176,7 +175,7 @@ async fn flood_kill_restart(extra: &str) {
             "complete message"
         );
         assert_eq!(raw.len() as u64, m.size);
-        if let Some(blobs) = store.blobs() {
+        if let Some(blobs) = store.blob_store() {
             let key = tern_store::blobs::key_of(raw.as_bytes());
             assert_eq!(
                 blobs.get(&key).await.unwrap(),
@@ -345,7 +344,6 @@ async fn api_send(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_acceptance_events_and_idempotency_survive_kill_9() {
-    use tern_store::{Platform, Queue};
     use tern_testkit::webhook::{Mode, WebhookReceiver};
     // Remote mail goes to a closed port: it stays queued (deferred).
     let closed = free_port();
@@ -463,7 +461,7 @@ async fn api_acceptance_events_and_idempotency_survive_kill_9() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn verify_jobs_resume_after_kill_9() {
     use crate::common::{mx_host, test_dns};
-    use tern_store::VerifyJobs;
+
     use tern_testkit::remote::Behaviour;
     let dns = test_dns(&["slow1.test", "slow2.test", "slow3.test"]).await;
     let mut hosts = Vec::new();

@@ -1472,7 +1472,7 @@ async fn bodies_in_an_s3_bucket() {
     // A second handle on the same data folder, as `tern` commands open it.
     let config = tern_core::Config::load(&s.data.config_path()).unwrap();
     let store = tern::server::open_store(&config).await.unwrap();
-    let blobs = store.blobs().expect("a blob store").clone();
+    let blobs = store.blob_store().expect("a blob store").clone();
     let inbox = s.inbox(ALICE).await;
     assert_eq!(inbox.len(), 2);
     for raw in &inbox {

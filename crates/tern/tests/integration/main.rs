@@ -12,6 +12,7 @@ mod feedback;
 mod hostile_clients;
 mod imap;
 mod inbound_auth;
+mod nodes;
 mod pop3;
 mod smtp;
 mod smtp_hostile;

@@ -363,7 +363,6 @@ async fn admin_changes_apply_without_restart() {
     // A second store handle on the same files, as the CLI opens it.
     let config = tern_core::Config::load(&s.data.config_path()).unwrap();
     let other = tern::server::open_store(&config).await.unwrap();
-    use tern_store::Directory;
     other
         .add_account(&addr("carol@example.test"), "pw", 0)
         .await

@@ -1,0 +1,148 @@
+//! Several Tern nodes on one PostgreSQL database and one S3-compatible
+//! bucket (a private PostgreSQL and moto's server, on loopback): the whole
+//! server runs on the shared backends, and what one node accepts the
+//! others serve.
+
+use crate::common::*;
+use std::time::{Duration, Instant};
+use tern_testkit::pg::PgServer;
+use tern_testkit::s3::S3Server;
+use tern_testkit::{DataDir, LineClient, send_message};
+
+/// The shared backends and the config every node has (its own name apart).
+struct Shared {
+    _pg: PgServer,
+    s3: S3Server,
+    url: String,
+}
+
+impl Shared {
+    fn start() -> Self {
+        let pg = PgServer::start();
+        let url = pg.database("tern");
+        let s3 = S3Server::start();
+        s3.create_bucket("tern-mail");
+        Self { _pg: pg, s3, url }
+    }
+
+    fn config(&self, node: &str) -> String {
+        format!(
+            "[store]\nbackend = \"postgres\"\nurl = \"{}\"\nmax_connections = 8\n\
+             [blobs]\nbackend = \"s3\"\nbucket = \"tern-mail\"\nendpoint = \"{}\"\n\
+             access_key_id = \"tern\"\nsecret_access_key = \"secret\"\npath_style = true\n\
+             [node]\nname = \"{node}\"\n",
+            self.url,
+            self.s3.endpoint()
+        )
+    }
+}
+
+async fn imap_login(addr: std::net::SocketAddr) -> LineClient {
+    let mut c = LineClient::connect(addr).await.unwrap();
+    c.line().await.unwrap().unwrap();
+    c.cmd(&format!("a LOGIN {ALICE} {ALICE_PW}")).await.unwrap();
+    let (r, _) = tagged(&mut c, "a").await;
+    assert!(r.starts_with("OK"), "{r}");
+    c
+}
+
+async fn tagged(c: &mut LineClient, tag: &str) -> (String, Vec<String>) {
+    let mut untagged = Vec::new();
+    loop {
+        let l = c.line().await.unwrap().expect("connection closed");
+        if let Some(rest) = l.strip_prefix(&format!("{tag} ")) {
+            return (rest.to_string(), untagged);
+        }
+        untagged.push(l);
+    }
+}
+
+async fn smtp_deliver(addr: std::net::SocketAddr, subject: &str) {
+    let mut c = LineClient::connect(addr).await.unwrap();
+    assert_eq!(c.reply().await.unwrap().0, 220);
+    assert_eq!(c.smtp("EHLO client.example.net").await.unwrap().0, 250);
+    let msg = format!(
+        "From: Bob <bob@remote.test>\r\nTo: {ALICE}\r\nSubject: {subject}\r\n\r\nbody of {subject}\r\n"
+    );
+    let (code, _) = send_message(&mut c, "bob@remote.test", &[ALICE], msg.as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(code, 250);
+}
+
+/// Mail received over SMTP on node A is in the bucket and PostgreSQL; node
+/// B serves it over IMAP, and B's IDLE session hears of the next one A
+/// receives (LISTEN/NOTIFY); both nodes show in `nodes`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_received_on_one_node_is_served_and_announced_by_another() {
+    let shared = Shared::start();
+    let a = start(&shared.config("mx-a")).await;
+    let b_data = DataDir::new(&shared.config("mx-b"));
+    let b = start_in(&b_data).await;
+
+    smtp_deliver(a.smtp, "first").await;
+    let mut c = imap_login(b.imap[0]).await;
+    c.cmd("b SELECT INBOX").await.unwrap();
+    let (r, u) = tagged(&mut c, "b").await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(u.contains(&"* 1 EXISTS".to_string()), "{u:?}");
+    c.cmd("c FETCH 1 (BODY.PEEK[TEXT])").await.unwrap();
+    let (r, u) = tagged(&mut c, "c").await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(u.join("\n").contains("body of first"), "{u:?}");
+
+    c.cmd("d IDLE").await.unwrap();
+    let cont = c.line().await.unwrap().unwrap();
+    assert!(cont.starts_with('+'), "{cont}");
+    let sent = Instant::now();
+    smtp_deliver(a.smtp, "second").await;
+    let heard = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let l = c.line().await.unwrap().unwrap();
+            if l == "* 2 EXISTS" {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        heard.is_ok(),
+        "node B's IDLE never heard of node A's delivery"
+    );
+    eprintln!(
+        "IDLE on mx-b heard mx-a's delivery {} ms after the SMTP session began",
+        sent.elapsed().as_millis()
+    );
+    c.send(b"DONE\r\n").await.unwrap();
+    let (r, _) = tagged(&mut c, "d").await;
+    assert!(r.starts_with("OK"), "{r}");
+
+    // Both nodes beat; `tern node list` reads the same rows.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let names: Vec<String> = a
+            .store
+            .nodes()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|n| n.name)
+            .collect();
+        if names == ["mx-a", "mx-b"] {
+            break;
+        }
+        assert!(Instant::now() < deadline, "nodes: {names:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The bodies are in the bucket, under their hashes.
+    let inbox = a.inbox(ALICE).await;
+    assert_eq!(inbox.len(), 2);
+    let blobs = b.store.blob_store().expect("the bucket").clone();
+    for raw in &inbox {
+        assert_eq!(
+            &blobs.get(&tern_store::blobs::key_of(raw)).await.unwrap(),
+            raw
+        );
+    }
+    b.shutdown();
+}
