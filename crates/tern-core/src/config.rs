@@ -229,14 +229,31 @@ impl Default for StoreConfig {
 }
 
 /// `[node]`: this server's identity among nodes sharing a store.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NodeConfig {
     /// Unique per node; empty: the machine's host name.
     pub name: String,
+    /// How often the node says it is alive (`10s`); the other nodes take
+    /// over the queue work of a node silent for three times as long.
+    pub heartbeat: String,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            heartbeat: "10s".into(),
+        }
+    }
 }
 
 impl NodeConfig {
+    /// The heartbeat interval in seconds (at least 1).
+    pub fn heartbeat_secs(&self) -> Result<i64, String> {
+        Ok(parse_duration(&self.heartbeat)?.as_secs().max(1) as i64)
+    }
+
     /// The name to use: the configured one, else the machine's host name
     /// (`/proc/sys/kernel/hostname`), else `fallback`.
     pub fn resolved(&self, fallback: &str) -> String {

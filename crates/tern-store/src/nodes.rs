@@ -3,8 +3,12 @@
 //!
 //! A node is one running `tern serve`, named by `[node] name` (the host name
 //! by default). Queue leases carry their owner: a node that restarts frees
-//! only its own ([`crate::Queue::release_leases`]); a dead node's leases end
-//! by themselves ([`crate::LEASE_SECS`]) and another node takes the work.
+//! only its own ([`crate::Queue::release_leases`]); a node silent for three
+//! heartbeats is taken for dead, and the others free its leases
+//! ([`Nodes::take_over_silent`]) and do its work. (A node that was only
+//! slow may then finish a delivery another node repeats: delivery is
+//! at least once, and such duplicates are counted.) Leases also end by
+//! themselves ([`crate::LEASE_SECS`]).
 
 use crate::Result;
 use async_trait::async_trait;
@@ -26,9 +30,13 @@ pub struct NodeInfo {
     pub leases: u64,
 }
 
-/// How often a running node says it is alive (seconds); `tern node list`
-/// calls a node silent for three times this long gone.
+/// How often a running node says it is alive by default (seconds, `[node]
+/// heartbeat`); a node silent for [`SILENT_BEATS`] times as long is taken
+/// for dead.
 pub const HEARTBEAT_SECS: i64 = 10;
+
+/// Heartbeats a node may miss before the others take over its work.
+pub const SILENT_BEATS: i64 = 3;
 
 /// Nodes sharing the store.
 #[async_trait]
@@ -39,4 +47,8 @@ pub trait Nodes: Send + Sync {
     async fn heartbeat(&self, started_at: i64, pid: u32, version: &str) -> Result<()>;
     /// Every node that has said it was alive, with its leases, by name.
     async fn nodes(&self) -> Result<Vec<NodeInfo>>;
+    /// Frees the queue leases of the other nodes whose last heartbeat is
+    /// before `silent_since` (their recipients fall due at `now`); returns
+    /// the nodes and how many leases each lost.
+    async fn take_over_silent(&self, now: i64, silent_since: i64) -> Result<Vec<(String, u64)>>;
 }

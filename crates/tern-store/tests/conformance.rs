@@ -436,4 +436,34 @@ async fn two_nodes(n: &str, a: SharedStore, b: SharedStore) {
         vec![("mx-a".to_string(), 0), ("mx-b".to_string(), 4)],
         "{n}"
     );
+    // mx-b falls silent holding all four: mx-a takes over only once mx-b's
+    // last beat is before the silence bound, and only mx-b's leases.
+    let now = tern_core::now_unix();
+    assert!(
+        a.take_over_silent(now, now - 30).await.unwrap().is_empty(),
+        "{n}: mx-b beat just now"
+    );
+    assert!(
+        a.claim_due(now, 10, now + 300).await.unwrap().is_empty(),
+        "{n}"
+    );
+    let later = now + 100;
+    assert_eq!(
+        a.take_over_silent(later, later - 30).await.unwrap(),
+        vec![("mx-b".to_string(), 4)],
+        "{n}: mx-b silent"
+    );
+    assert_eq!(
+        a.claim_due(later, 10, later + 300).await.unwrap().len(),
+        4,
+        "{n}: due again, for mx-a"
+    );
+    assert!(
+        b.take_over_silent(later, later - 30)
+            .await
+            .unwrap()
+            .iter()
+            .all(|(o, _)| o != "mx-b"),
+        "{n}: a node never takes over from itself"
+    );
 }

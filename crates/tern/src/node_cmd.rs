@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 use clap::Subcommand;
-use tern_store::nodes::HEARTBEAT_SECS;
+use tern_store::nodes::SILENT_BEATS;
 
 /// Node subcommands.
 #[derive(Subcommand)]
@@ -45,12 +45,16 @@ pub async fn run(cmd: NodeCmd) -> Result<()> {
                 return Ok(());
             }
             let now = tern_core::now_unix();
+            let beat = config
+                .node
+                .heartbeat_secs()
+                .map_err(|e| anyhow::anyhow!("[node] heartbeat: {e}"))?;
             println!(
                 "{:<20} {:<7} {:<24} {:<16} {:>8} {:<8} {:>7}",
                 "NAME", "STATE", "STARTED", "HEARTBEAT", "PID", "VERSION", "LEASES"
             );
             for n in nodes {
-                let state = if now - n.heartbeat <= 3 * HEARTBEAT_SECS {
+                let state = if now - n.heartbeat <= SILENT_BEATS * beat {
                     "alive"
                 } else {
                     "silent"

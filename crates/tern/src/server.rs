@@ -178,17 +178,32 @@ fn open_blobs(config: &Config) -> Result<Option<Arc<dyn tern_store::Blobs>>> {
     })
 }
 
-/// Says this node is alive every [`tern_store::nodes::HEARTBEAT_SECS`]
-/// (`tern node list`).
-async fn heartbeat_loop(store: SharedStore) {
+/// Says this node is alive every `[node] heartbeat` (`tern node list`), and
+/// takes over the queue work of nodes silent for
+/// [`tern_store::nodes::SILENT_BEATS`] beats.
+async fn heartbeat_loop(store: SharedStore, every: i64) {
     let started = tern_core::now_unix();
     let version = env!("CARGO_PKG_VERSION");
     loop {
         if let Err(e) = store.heartbeat(started, std::process::id(), version).await {
             tracing::warn!(error = %e, "node: heartbeat failed");
         }
-        let secs = tern_store::nodes::HEARTBEAT_SECS as u64;
-        tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
+        let now = tern_core::now_unix();
+        match store
+            .take_over_silent(now, now - tern_store::nodes::SILENT_BEATS * every)
+            .await
+        {
+            Ok(taken) => {
+                for (node, leases) in &taken {
+                    tracing::warn!(node = %node, leases, "node: silent; its queued recipients are due again here");
+                }
+                if !taken.is_empty() {
+                    store.queue_wakeup().notify_one();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "node: cannot check for silent nodes"),
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(every as u64)).await;
     }
 }
 
@@ -526,7 +541,11 @@ pub async fn start(config: Config) -> Result<Running> {
     running
         .tasks
         .spawn(prune_loop(store.clone(), retention, job_retention));
-    running.tasks.spawn(heartbeat_loop(store.clone()));
+    let beat = config
+        .node
+        .heartbeat_secs()
+        .map_err(|e| anyhow::anyhow!("[node] heartbeat: {e}"))?;
+    running.tasks.spawn(heartbeat_loop(store.clone(), beat));
     if store.blob_store().is_some() {
         running.tasks.spawn(collect_loop(store.clone()));
     }

@@ -49,4 +49,26 @@ impl Nodes for PgStore {
             )
             .collect())
     }
+
+    async fn take_over_silent(&self, now: i64, silent_since: i64) -> Result<Vec<(String, u64)>> {
+        // Rows locked by a transaction in progress are skipped; the next
+        // beat frees them.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "WITH victims AS (
+                SELECT r.id, r.lease_owner AS owner FROM queue_rcpts r
+                JOIN nodes n ON n.name = r.lease_owner
+                WHERE r.lease_until <> 0 AND n.heartbeat < $2 AND n.name <> $3
+                FOR UPDATE OF r SKIP LOCKED),
+             freed AS (
+                UPDATE queue_rcpts q SET lease_until = 0, next_attempt = $1, lease_owner = ''
+                FROM victims v WHERE q.id = v.id RETURNING v.owner)
+             SELECT owner, COUNT(*) FROM freed GROUP BY owner ORDER BY owner",
+        )
+        .bind(now)
+        .bind(silent_since)
+        .bind(&*self.node)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(|(o, n)| (o, n as u64)).collect())
+    }
 }

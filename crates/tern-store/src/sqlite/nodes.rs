@@ -46,4 +46,29 @@ impl Nodes for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+
+    async fn take_over_silent(&self, now: i64, silent_since: i64) -> Result<Vec<(String, u64)>> {
+        let node = self.node.clone();
+        self.write(move |c| {
+            let owners: Vec<String> = c
+                .prepare_cached(
+                    "SELECT name FROM nodes WHERE heartbeat < ? AND name <> ? ORDER BY name",
+                )?
+                .query_map(params![silent_since, node], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            let mut free = c.prepare_cached(
+                "UPDATE queue_rcpts SET lease_until = 0, next_attempt = ?, lease_owner = ''
+                 WHERE lease_until <> 0 AND lease_owner = ?",
+            )?;
+            for owner in owners {
+                let n = free.execute(params![now, owner])?;
+                if n > 0 {
+                    out.push((owner, n as u64));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
 }
