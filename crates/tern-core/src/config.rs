@@ -1179,8 +1179,19 @@ cert = "tls/cert.pem"
 key = "tls/key.pem"
 
 [store]
-# SQLite database (WAL mode). Message bodies are stored in it, content-addressed.
+# Where accounts, mailboxes, the queue and events are kept:
+#   "sqlite"    one SQLite database in this folder (WAL mode, group commit): one node
+#   "postgres"  a PostgreSQL database at `url`, shared by several nodes (each runs this same
+#               config with its own [node] name); bodies then go to [blobs] ("local" means
+#               files under `path`; several nodes share an "s3" bucket)
+backend = "sqlite"
+# SQLite database file. Message bodies are stored in it by default, content-addressed.
 database = "tern.db"
+# PostgreSQL: "postgres://user:password@host:5432/dbname"; add "?sslmode=verify-full" for TLS
+# to the database. The schema is created and migrated at start.
+url = ""
+# PostgreSQL: most pooled connections per node.
+max_connections = 32
 # Quota given to new accounts, in bytes (0 = unlimited). `tern account add --quota` overrides.
 default_quota = {quota}
 # Most writes committed together under one fsync (group commit).
@@ -1211,6 +1222,10 @@ prefix = ""                   # put before every object name, e.g. "mail/"
 # This server's name among nodes sharing one store (`tern node list`; the owner of the queue
 # leases it takes). Unique per node; "" = the machine's host name.
 name = ""
+# How often the node says it is alive; the other nodes take over the queue work of a node
+# silent for three times as long (delivery is at least once: a node that was only slow may
+# repeat a delivery another node then makes).
+heartbeat = "10s"
 
 [smtp]
 # Largest message accepted, bytes (announced with SIZE; RFC 1870).

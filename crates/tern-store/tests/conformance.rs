@@ -467,3 +467,83 @@ async fn two_nodes(n: &str, a: SharedStore, b: SharedStore) {
         "{n}: a node never takes over from itself"
     );
 }
+
+/// Deliveries at once (batched by the backend's group commit, and on
+/// PostgreSQL from two nodes) get distinct, consecutive UIDs and MODSEQs,
+/// and the usage adds up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_deliveries_get_distinct_uids() {
+    for b in backends().await {
+        let (s, n) = (&b.store, b.name);
+        let ann = account(s, "ann@example.test", 0).await;
+        let bob = account(s, "bob@example.test", 0).await;
+        deliver_at_once(n, vec![s.clone()], ann, bob).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let pg = PgServer::start();
+    let url = pg.database("two");
+    let files: Arc<dyn Blobs> = Arc::new(FileBlobs::open(&dir.path().join("blobs")).unwrap());
+    let a: SharedStore = Arc::new(
+        PgStore::connect(&url, 4)
+            .await
+            .unwrap()
+            .with_blobs(files.clone()),
+    );
+    let b: SharedStore = Arc::new(PgStore::connect(&url, 4).await.unwrap().with_blobs(files));
+    let ann = account(&a, "ann@example.test", 0).await;
+    let bob = account(&a, "bob@example.test", 0).await;
+    deliver_at_once("postgres, two nodes", vec![a, b], ann, bob).await;
+}
+
+async fn deliver_at_once(n: &str, stores: Vec<SharedStore>, ann: AccountId, bob: AccountId) {
+    let total = 60;
+    let mut tasks = Vec::new();
+    for i in 0..total {
+        let s = stores[i % stores.len()].clone();
+        // Every third message goes to both accounts (locks in two mailboxes).
+        let to = if i % 3 == 0 {
+            vec![ann, bob]
+        } else {
+            vec![ann]
+        };
+        tasks.push(tokio::spawn(async move {
+            s.deliver(message(&format!("c{i}"), to)).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let s = &stores[0];
+    let mb = inbox(s, ann).await;
+    assert_eq!(
+        s.uids(mb).await.unwrap(),
+        (1..=total as u32).collect::<Vec<_>>(),
+        "{n}"
+    );
+    let mut modseqs: Vec<u64> = s
+        .messages(mb)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.modseq)
+        .collect();
+    modseqs.sort_unstable();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), total, "{n}: distinct MODSEQs");
+    assert!(
+        s.mailbox_state(mb).await.unwrap().0 >= *modseqs.last().unwrap(),
+        "{n}"
+    );
+    let accounts = s.list_accounts(None).await.unwrap();
+    let a = accounts.iter().find(|a| a.id == ann).unwrap();
+    let sizes: u64 = s
+        .list(ann, "INBOX")
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.size)
+        .sum();
+    assert_eq!((a.used, a.messages), (sizes, total as u64), "{n}");
+    let bob_mb = inbox(s, bob).await;
+    assert_eq!(s.uids(bob_mb).await.unwrap().len(), total / 3, "{n}");
+}

@@ -43,9 +43,7 @@ impl PgStore {
         })
     }
 
-    /// Puts `bodies` in the blob store, durably, inside `tx` (which then
-    /// holds their hashes' locks until it ends): the first step of every
-    /// write that stores mail.
+    /// Puts `bodies` in the blob store inside `tx` ([`put_bodies`]).
     pub(super) async fn put_bodies(
         &self,
         tx: &mut PgConnection,
@@ -54,44 +52,12 @@ impl PgStore {
         if bodies.is_empty() {
             return Ok(());
         }
-        let blobs = self.required_blobs()?;
-        let mut keys: Vec<i64> = bodies.iter().map(|(h, _)| lock_key(h)).collect();
-        keys.sort_unstable();
-        keys.dedup();
-        sqlx::query("SELECT pg_advisory_xact_lock_shared(k) FROM UNNEST($1::BIGINT[]) AS k")
-            .bind(&keys)
-            .execute(&mut *tx)
-            .await?;
-        let mut puts = tokio::task::JoinSet::new();
-        for (hash, data) in bodies.iter().cloned() {
-            let blobs = blobs.clone();
-            puts.spawn(async move { blobs.put(&hash, data).await });
-        }
-        let mut stored = Ok(());
-        while let Some(done) = puts.join_next().await {
-            let done = done
-                .map_err(|e| StoreError::Blob(format!("storing a message body: {e}")))
-                .and_then(|r| r);
-            if stored.is_ok() {
-                stored = done;
-            }
-        }
-        stored
+        put_bodies(tx, &self.required_blobs()?, bodies).await
     }
 
     /// Hands bodies a failed write put to the collector.
     pub(super) async fn forget_bodies(&self, hashes: Vec<String>) {
-        let r = sqlx::query(
-            "INSERT INTO blob_gc(hash, since)
-             SELECT h, EXTRACT(EPOCH FROM now())::BIGINT FROM UNNEST($1::TEXT[]) AS h
-             ON CONFLICT (hash) DO NOTHING",
-        )
-        .bind(&hashes)
-        .execute(&self.pool)
-        .await;
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "store: cannot record bodies to collect; they stay in the blob store");
-        }
+        forget_bodies(&self.pool, hashes).await
     }
 
     /// Deletes from the blob store the bodies no row refers to any more,
@@ -249,6 +215,53 @@ impl crate::blobs::BodyStore for PgStore {
     }
     async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
         self.sweep_blobs_here(shard, grace).await
+    }
+}
+
+/// Puts `bodies` in the blob store, durably, inside `tx` (which then holds
+/// their hashes' locks, shared, until it ends): the first step of every
+/// write that stores mail.
+pub(super) async fn put_bodies(
+    tx: &mut PgConnection,
+    blobs: &Arc<dyn crate::Blobs>,
+    bodies: &[(String, Arc<Vec<u8>>)],
+) -> Result<()> {
+    let mut keys: Vec<i64> = bodies.iter().map(|(h, _)| lock_key(h)).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    sqlx::query("SELECT pg_advisory_xact_lock_shared(k) FROM UNNEST($1::BIGINT[]) AS k")
+        .bind(&keys)
+        .execute(&mut *tx)
+        .await?;
+    let mut puts = tokio::task::JoinSet::new();
+    for (hash, data) in bodies.iter().cloned() {
+        let blobs = blobs.clone();
+        puts.spawn(async move { blobs.put(&hash, data).await });
+    }
+    let mut stored = Ok(());
+    while let Some(done) = puts.join_next().await {
+        let done = done
+            .map_err(|e| StoreError::Blob(format!("storing a message body: {e}")))
+            .and_then(|r| r);
+        if stored.is_ok() {
+            stored = done;
+        }
+    }
+    stored
+}
+
+/// Hands bodies a failed write put to the collector.
+pub(super) async fn forget_bodies(pool: &sqlx::PgPool, hashes: Vec<String>) {
+    let r = sqlx::query(
+        "INSERT INTO blob_gc(hash, since)
+         SELECT h, EXTRACT(EPOCH FROM now())::BIGINT FROM UNNEST($1::TEXT[]) AS h
+         ON CONFLICT (hash) DO NOTHING",
+    )
+    .bind(&hashes)
+    .execute(pool)
+    .await;
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "store: cannot record bodies to collect; they stay in the blob store");
     }
 }
 

@@ -19,7 +19,7 @@ impl MailStore for PgStore {
             .into_iter()
             .map(Prepared::new)
             .collect::<Result<Vec<_>>>()?;
-        self.store_prepared(&prepared).await.map(|_| ())
+        self.store_prepared(prepared).await.map(|_| ())
     }
 
     async fn mailbox(&self, account: AccountId, name: &str) -> Result<MailboxInfo> {
@@ -135,7 +135,7 @@ pub(super) async fn insert_message(tx: &mut PgConnection, mailbox: i64, r: Row<'
 
 /// The folder a copy filed as `role` goes to (see the SQLite backend's rule:
 /// by special use, then by name, then INBOX); `None` when the account is gone.
-async fn target_folder(
+pub(super) async fn target_folder(
     tx: &mut PgConnection,
     account: AccountId,
     role: &str,
@@ -155,16 +155,33 @@ async fn target_folder(
 }
 
 impl PgStore {
-    /// Stores prepared messages in one transaction: bodies put first (under
-    /// their locks), then mailbox rows, queue rows, events, logs and
-    /// idempotent responses; returns the queued recipients.
-    pub(super) async fn store_prepared(&self, prepared: &[Prepared]) -> Result<Vec<QueuedRcpt>> {
-        self.store_with(prepared, |_| Box::pin(async { Ok(()) }))
+    /// Stores prepared messages, all or none, with the other deliveries of
+    /// the moment ([`super::writer`]): bodies put first (under their
+    /// locks), then mailbox rows, queue rows, events, logs and idempotent
+    /// responses; returns the queued recipients once committed.
+    pub(super) async fn store_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<QueuedRcpt>> {
+        let blobs = self.required_blobs()?;
+        let writer = self.writer.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::channel(4 * super::writer::MAX_BATCH);
+            let ctx = std::sync::Arc::new(super::writer::Ctx {
+                pool: self.pool.clone(),
+                blobs,
+                node: self.node.clone(),
+                queue_wakeup: self.queue_wakeup.clone(),
+            });
+            tokio::spawn(super::writer::run(ctx, rx));
+            tx
+        });
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        writer
+            .send(super::writer::Job { prepared, reply })
             .await
+            .map_err(|_| StoreError::WriterGone)?;
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
-    /// [`PgStore::store_prepared`], running `more` in the same transaction
-    /// after the messages (a delivery attempt's outcomes).
+    /// Stores prepared messages in their own transaction, running `more` in
+    /// it after them (a delivery attempt's outcomes).
     pub(super) async fn store_with<F>(
         &self,
         prepared: &[Prepared],
@@ -272,6 +289,32 @@ async fn insert_prepared(
         .await?;
         delivered += 1;
     }
+    let queued = insert_queued(tx, p, blob, node).await?;
+    delivered += queued.len();
+    insert_events(tx, &p.events).await?;
+    for log in &p.logs {
+        insert_log(tx, log).await?;
+    }
+    if let Some(r) = &m.idempotency {
+        insert_idempotent(tx, r).await?;
+    }
+    if delivered == 0 {
+        // The transaction rolls back: nothing of the message stays.
+        return Err(StoreError::NotFound("every recipient account".into()));
+    }
+    Ok(queued)
+}
+
+/// Queues a message's remote recipients (leased to `node` when the message
+/// asks); returns them.
+pub(super) async fn insert_queued(
+    tx: &mut PgConnection,
+    p: &Prepared,
+    blob: i64,
+    node: &str,
+) -> Result<Vec<QueuedRcpt>> {
+    let m = &p.message;
+    let size = m.raw.len() as i64;
     let mut queued = Vec::new();
     if !m.outbound.is_empty() {
         let message_id: i64 = sqlx::query_scalar(
@@ -314,7 +357,6 @@ async fn insert_prepared(
         .await?;
         // Ids are drawn in insertion order (`ORDER BY n`).
         ids.sort_unstable();
-        delivered += ids.len();
         for (id, r) in ids.into_iter().zip(&m.outbound) {
             queued.push(QueuedRcpt {
                 id,
@@ -336,17 +378,6 @@ async fn insert_prepared(
                 leased_until: lease,
             });
         }
-    }
-    insert_events(tx, &p.events).await?;
-    for log in &p.logs {
-        insert_log(tx, log).await?;
-    }
-    if let Some(r) = &m.idempotency {
-        insert_idempotent(tx, r).await?;
-    }
-    if delivered == 0 {
-        // The transaction rolls back: nothing of the message stays.
-        return Err(StoreError::NotFound("every recipient account".into()));
     }
     Ok(queued)
 }

@@ -12,10 +12,12 @@
 //! data, reports and the dashboard's are the SQLite backend's only until
 //! they are ported; `tern serve` does not yet run on this backend.
 //!
-//! Every write is one transaction; PostgreSQL's own group commit batches the
-//! WAL flushes of concurrent transactions, from any node. A body is put in
-//! the blob store, durably, inside the transaction that refers to it and
-//! before its commit (see [`bodies`]).
+//! Every write is one transaction. Deliveries that arrive together on a node
+//! share one ([`writer`]: one WAL flush for many, and one lock of each
+//! mailbox); PostgreSQL's own group commit batches the WAL flushes of
+//! concurrent transactions, from any node. A body is put in the blob store,
+//! durably, inside the transaction that refers to it and before its commit
+//! (see [`bodies`]).
 //!
 //! Connections come from one `sqlx` pool (TLS per the URL's `sslmode`);
 //! statements are prepared once per connection and cached; the schema is in
@@ -41,6 +43,7 @@ mod queue;
 mod reports;
 mod spam;
 mod verify_jobs;
+mod writer;
 
 pub use platform::WEBHOOK_CLAIM_SECS;
 
@@ -61,6 +64,9 @@ pub struct PgStore {
     blobs: Option<Arc<dyn crate::Blobs>>,
     /// Signalled when this node queues recipients or makes them due.
     queue_wakeup: Arc<tokio::sync::Notify>,
+    /// The group-commit writer of deliveries ([`writer`]), started at the
+    /// first one.
+    writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<writer::Job>>,
     /// The task listening for other nodes' changes, stopped with the store.
     listener: tokio::task::JoinHandle<()>,
 }
@@ -120,6 +126,7 @@ impl PgStore {
             changes,
             blobs: None,
             queue_wakeup: Arc::new(tokio::sync::Notify::new()),
+            writer: std::sync::OnceLock::new(),
             listener,
         })
     }

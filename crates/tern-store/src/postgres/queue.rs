@@ -68,7 +68,7 @@ fn select_rcpts(rest: &str) -> String {
 impl Queue for PgStore {
     async fn enqueue(&self, message: NewMessage) -> Result<Vec<QueuedRcpt>> {
         let prepared = Prepared::new(message)?;
-        self.store_prepared(std::slice::from_ref(&prepared)).await
+        self.store_prepared(vec![prepared]).await
     }
 
     async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {

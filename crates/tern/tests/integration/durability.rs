@@ -649,9 +649,9 @@ async fn three_nodes_deliver_every_acknowledged_message_when_one_is_killed() {
     };
     let (a_data, port) = data_with_alice(&config("mx-a"), "submission").await;
     let (b_data, c_data) = (DataDir::new(&config("mx-b")), DataDir::new(&config("mx-c")));
-    let mut a = spawn(&a_data);
-    let mut b = spawn(&b_data);
-    let mut c = spawn(&c_data);
+    let mut a = Reaped(spawn(&a_data));
+    let _b = Reaped(spawn(&b_data));
+    let _c = Reaped(spawn(&c_data));
     wait_for(port).await;
 
     let acked: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -700,8 +700,8 @@ async fn three_nodes_deliver_every_acknowledged_message_when_one_is_killed() {
         Duration::from_secs(20),
     )
     .await;
-    a.kill().unwrap();
-    a.wait().unwrap();
+    a.0.kill().unwrap();
+    a.0.wait().unwrap();
     assert!(host.connections() > 0, "mx-a was delivering");
     assert!(
         host.messages().is_empty(),
@@ -765,8 +765,14 @@ async fn three_nodes_deliver_every_acknowledged_message_when_one_is_killed() {
         assert!(std::time::Instant::now() < deadline, "the queue empties");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    for child in [&mut b, &mut c] {
-        child.kill().unwrap();
-        child.wait().unwrap();
+}
+
+/// A child process killed when the test ends, failed or not.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

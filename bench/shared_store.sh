@@ -1,0 +1,124 @@
+#!/bin/bash
+# Inbound accept-to-mailbox on the shared backends, Postfix side by side in one run (issue 14):
+#   postfix         Postfix + Maildir (the peer)
+#   sqlite          Tern, SQLite with bodies in the database (the embedded default)
+#   pg-files        Tern on PostgreSQL, bodies in fsynced files
+#   pg-s3           Tern on PostgreSQL, bodies in an S3-compatible bucket (moto's server: one
+#                   Python process on loopback, itself the bottleneck; see bench/blobs.sh)
+#   pg-files-2      two Tern nodes on one PostgreSQL and one blob folder, the sessions split
+# A private PostgreSQL 15 (initdb in a temporary folder, loopback, default settings: fsync and
+# synchronous_commit on) serves the pg runs. Same generator as bench/inbound.sh (smtp-source,
+# 20 sessions, 5 KiB). After each pg run the database's own counters give the per-message
+# cost: transactions, WAL records, WAL bytes and WAL flushes (fsyncs) per message.
+# usage: bench/shared_store.sh   (N=20000 RUNS=1; SKIP_INSTALL=1 to skip apt; SETUPS="…")
+set -euo pipefail
+RUNS=${RUNS:-1}
+source "$(dirname "$0")/common.sh"
+TERN_BASE=${TERN_BASE:-36000}
+SETUPS=${SETUPS:-postfix sqlite pg-files pg-s3 pg-files-2}
+(cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1)
+command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]'
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+echo "# $(date -u +%FT%TZ) $(nproc) cores, $(uname -r); tern $(git -C "$ROOT" rev-parse --short HEAD); $("$PGBIN/postgres" --version)"
+noise
+
+PIDS=(); TMP=$(mktemp -d /tmp/tern-shared.XXXXXX); chmod 755 "$TMP"
+PGDIR=$TMP/pg; PGPORT=$((TERN_BASE+950)); S3PORT=$((TERN_BASE+951))
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+cleanup() {
+  kill "${PIDS[@]}" 2>/dev/null || true
+  [ ! -d "$PGDIR/data" ] || as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+psql_() { "$PGBIN/psql" -X -q -t -A -h 127.0.0.1 -p "$PGPORT" -U tern "$@"; }
+
+start_pg() {
+  mkdir -p "$PGDIR"; [ "$(id -u)" != 0 ] || chown postgres "$PGDIR"
+  as_pg "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U tern >/dev/null
+  as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
+    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+}
+fresh_db() { psql_ -d postgres -c "DROP DATABASE IF EXISTS tern" -c "CREATE DATABASE tern" 2>/dev/null; }
+pg_counters() {  # transactions, WAL records, WAL bytes, WAL syncs
+  psql_ -d tern -F' ' -c "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = 'tern'),
+    wal_records, wal_bytes, wal_sync FROM pg_stat_wal"
+}
+
+# A Tern data folder for `setup` on port base $2, node name $3.
+tern_data() {
+  local setup=$1 base=$2 node=$3 d
+  d=$(mktemp -d "$TMP/tern.XXXXXX")
+  "$TERN" init --data "$d" --domain example.test --port-base "$base" >/dev/null
+  sed -i 's/^max_connections_per_ip = .*/max_connections_per_ip = 5000/; s/^max_connections = .*/max_connections = 5000/' "$d/tern.toml"
+  sed -i 's/^authenticate = true/authenticate = false/; s/^enabled = true/enabled = false/; s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$d/tern.toml"
+  sed -i "s/^name = \"\"/name = \"$node\"/" "$d/tern.toml"
+  case $setup in
+    pg-*)
+      sed -i "s|^backend = \"sqlite\"|backend = \"postgres\"|; s|^url = \"\"|url = \"postgres://tern@127.0.0.1:$PGPORT/tern\"|" "$d/tern.toml" ;;
+  esac
+  case $setup in
+    pg-files*) sed -i "s|^backend = \"local\"|backend = \"files\"|; s|^path = \"blobs\"|path = \"$TMP/blobs\"|" "$d/tern.toml" ;;
+    pg-s3)
+      sed -i "s|^backend = \"local\"|backend = \"s3\"|; s|^bucket = \"\"|bucket = \"tern-mail\"|;
+              s|^endpoint = \"\"|endpoint = \"http://127.0.0.1:$S3PORT\"|;
+              s|^access_key_id = \"\"|access_key_id = \"bench\"|; s|^secret_access_key = \"\"|secret_access_key = \"bench\"|" "$d/tern.toml" ;;
+  esac
+  echo "$d"
+}
+
+serve() {  # data folder, smtp port; the pid in $SERVED
+  TERN_LOG=warn "$TERN" serve --data "$1" 2>"$1/tern.log" & SERVED=$!; PIDS+=("$SERVED")
+  for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$2) 2>/dev/null && return; sleep 0.1; done
+  echo "tern did not start:"; cat "$1/tern.log"; exit 1
+}
+
+for setup in $SETUPS; do
+  echo "== $setup"
+  case $setup in
+    postfix)
+      "$SHARED/postfix/stop.sh" >/dev/null; "$SHARED/postfix/setup.sh" >/dev/null
+      MPID=$("$SHARED/postfix/start.sh"); echo "postfix master pid $MPID ($(postconf -d mail_version))"
+      python3 "$SHARED/postfix/bench_smtp.py" inbound --n "$N" --pid "$MPID" --runs "$RUNS" --per-session 1
+      "$SHARED/postfix/stop.sh" >/dev/null
+      continue ;;
+    pg-*) [ -d "$PGDIR/data" ] || start_pg; fresh_db; rm -rf "$TMP/blobs" ;;
+  esac
+  if [ "$setup" = pg-s3 ]; then
+    moto_server -H 127.0.0.1 -p "$S3PORT" >"$TMP/moto.log" 2>&1 & PIDS+=($!)
+    for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3PORT/" && break; sleep 0.1; done
+    curl -s -X PUT "http://127.0.0.1:$S3PORT/tern-mail" >/dev/null
+  fi
+  A=$(tern_data "$setup" "$TERN_BASE" mx-a)
+  # `tern init` added the domain to its SQLite database; the shared store needs it too.
+  [[ $setup != pg-* ]] || "$TERN" domain add example.test --data "$A" >/dev/null
+  echo pass | "$TERN" account add user@example.test --data "$A" --password-stdin --quota 0 >/dev/null
+  serve "$A" $((TERN_BASE+25)); APID=$SERVED
+  [[ $setup != pg-* ]] || BEFORE=$(pg_counters)
+  if [ "$setup" = pg-files-2 ]; then
+    B=$(tern_data "$setup" $((TERN_BASE+100)) mx-b)
+    serve "$B" $((TERN_BASE+125))
+    echo "CMD: smtp-source -s 10 -l 5120 -m $((N/2)) on each of two nodes, at once"
+    t0=$(date +%s.%N)
+    smtp-source -s 10 -l 5120 -f bench@example.test -t user@example.test -m $((N/2)) 127.0.0.1:$((TERN_BASE+25)) &
+    S1=$!
+    smtp-source -s 10 -l 5120 -f bench@example.test -t user@example.test -m $((N/2)) 127.0.0.1:$((TERN_BASE+125))
+    wait $S1
+    t1=$(date +%s.%N)
+    got=$("$TERN" account list --data "$A" | awk '$1 == "user@example.test" {print $2}')
+    [ "$got" = "$N" ] || { echo "expected $N messages, found $got"; exit 1; }
+    awk -v n="$N" -v a="$t0" -v b="$t1" 'BEGIN { printf "two nodes: %d messages in %.2f s: %.0f msg/s\n", n, b-a, n/(b-a) }'
+  else
+    python3 "$ROOT/bench/tern_inbound.py" --tern "$TERN" --data "$A" --port $((TERN_BASE+25)) --pid "$APID" \
+      --n "$N" --runs "$RUNS" --per-session 1
+  fi
+  if [[ $setup == pg-* ]]; then
+    AFTER=$(pg_counters)
+    read -r x0 r0 b0 s0 <<<"$BEFORE"; read -r x1 r1 b1 s1 <<<"$AFTER"
+    M=$((N * RUNS))
+    awk -v m="$M" -v x=$((x1-x0)) -v r=$((r1-r0)) -v b=$((b1-b0)) -v s=$((s1-s0)) 'BEGIN {
+      printf "per message: %.2f transactions, %.1f WAL records, %.0f WAL bytes, %.3f WAL flushes (%d flushes for %d messages)\n",
+        x/m, r/m, b/m, s/m, s, m }'
+  fi
+  kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; PIDS=()
+done

@@ -1,0 +1,379 @@
+//! Group commit on PostgreSQL: the deliveries of one node that arrive
+//! together are written in one transaction, one WAL flush.
+//!
+//! Why: a delivery locks its mailbox row (UIDNEXT and HIGHESTMODSEQ) until
+//! its commit, WAL flush included, so deliveries to one mailbox commit one
+//! after another, each with its own flush, and PostgreSQL's own group
+//! commit never gets two of them together. Here one task takes what is
+//! waiting (up to [`MAX_BATCH`] writes) and writes it as a whole: bodies put
+//! concurrently under their shared locks, the target mailboxes and accounts
+//! locked up front in id order (so batches, and the other writers, which
+//! lock a mailbox before its account, never wait on each other in a
+//! cycle), one insert per body set and per mailbox, the events of the whole
+//! batch in one go, one commit. Up to [`BATCHES_IN_FLIGHT`] batches run at
+//! once (their puts overlap; their mailbox locks order them). A batch that
+//! fails is retried one write at a time, so one bad write fails alone.
+
+use super::bodies::{forget_bodies, put_bodies};
+use super::events::{insert_events, insert_idempotent};
+use crate::intake::{EncodedEvent, Prepared};
+use crate::{AccountId, QueuedRcpt, Result, StoreError};
+use sqlx::{PgConnection, PgPool};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
+
+/// Most writes one transaction carries.
+pub(super) const MAX_BATCH: usize = 256;
+
+/// Batches committing at once.
+pub(super) const BATCHES_IN_FLIGHT: usize = 4;
+
+/// One caller's write: messages stored all or none.
+pub(super) struct Job {
+    pub prepared: Vec<Prepared>,
+    pub reply: oneshot::Sender<Result<Vec<QueuedRcpt>>>,
+}
+
+/// What the writer task needs of the store.
+pub(super) struct Ctx {
+    pub pool: PgPool,
+    pub blobs: Arc<dyn crate::Blobs>,
+    pub node: Arc<str>,
+    pub queue_wakeup: Arc<Notify>,
+}
+
+/// Runs until every sender is gone (the store is dropped).
+pub(super) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        // Waiting for a slot lets the next batch grow.
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            commit(&ctx, batch).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Writes a batch and answers each caller.
+async fn commit(ctx: &Ctx, jobs: Vec<Job>) {
+    let prepared: Vec<&[Prepared]> = jobs.iter().map(|j| j.prepared.as_slice()).collect();
+    match write(ctx, &prepared).await {
+        Ok(results) => {
+            let wake = results.iter().any(|r| {
+                r.as_ref()
+                    .is_ok_and(|q| q.iter().any(|q| q.leased_until == 0))
+            });
+            for (job, r) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(r);
+            }
+            if wake {
+                ctx.queue_wakeup.notify_one();
+            }
+        }
+        Err(e) if jobs.len() > 1 => {
+            tracing::debug!(error = %e, writes = jobs.len(), "store: batch failed; writing one at a time");
+            for job in jobs {
+                Box::pin(commit(ctx, vec![job])).await;
+            }
+        }
+        Err(e) => {
+            let hashes = jobs
+                .iter()
+                .flat_map(|j| j.prepared.iter().map(|p| p.hash.clone()))
+                .collect();
+            forget_bodies(&ctx.pool, hashes).await;
+            for job in jobs {
+                let _ = job.reply.send(Err(StoreError::Db(e.to_string().into())));
+            }
+        }
+    }
+}
+
+/// Where each copy of a message goes: (account, folder, flags).
+type Targets = Vec<(AccountId, i64, &'static str)>;
+
+/// Writes every job in one transaction. The outer error fails the batch;
+/// an inner one fails only its job (nothing of it written).
+async fn write(ctx: &Ctx, jobs: &[&[Prepared]]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
+    let mut tx = ctx.pool.begin().await?;
+    let mut bodies: Vec<(String, Arc<Vec<u8>>)> = jobs
+        .iter()
+        .flat_map(|j| j.iter().map(Prepared::body))
+        .collect();
+    bodies.sort_by(|a, b| a.0.cmp(&b.0));
+    bodies.dedup_by(|a, b| a.0 == b.0);
+    put_bodies(&mut tx, &ctx.blobs, &bodies).await?;
+
+    // Each message's folders, found once per (account, role) in the batch.
+    let mut found: HashMap<(AccountId, &str), Option<i64>> = HashMap::new();
+    let mut targets: Vec<Vec<Targets>> = Vec::with_capacity(jobs.len());
+    let mut results: Vec<Option<Result<Vec<QueuedRcpt>>>> = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let mut per_message = Vec::with_capacity(job.len());
+        let mut reachable = true;
+        for p in job.iter() {
+            let mut t = Targets::new();
+            let roles = p.recipients.iter().map(|(a, r)| (*a, *r, ""));
+            let sent = p.message.sent_copy.map(|a| (a, "Sent", "\\Seen"));
+            for (account, role, flags) in roles.chain(sent) {
+                let folder = match found.get(&(account, role)) {
+                    Some(f) => *f,
+                    None => {
+                        let f = super::mail::target_folder(&mut tx, account, role).await?;
+                        found.insert((account, role), f);
+                        f
+                    }
+                };
+                match folder {
+                    Some(f) => t.push((account, f, flags)),
+                    None => {
+                        tracing::warn!(queue_id = %p.message.queue_id, account, "recipient account vanished before delivery")
+                    }
+                }
+            }
+            reachable &= !t.is_empty() || !p.message.outbound.is_empty();
+            per_message.push(t);
+        }
+        results.push(if reachable {
+            None
+        } else {
+            Some(Err(StoreError::NotFound("every recipient account".into())))
+        });
+        targets.push(per_message);
+    }
+    let failed: Vec<bool> = results.iter().map(Option::is_some).collect();
+    let live = |i: usize| !failed[i];
+
+    // Locks, in id order: mailboxes, then their accounts.
+    let mut mailboxes = BTreeSet::new();
+    let mut accounts = BTreeSet::new();
+    for (i, per_message) in targets.iter().enumerate().filter(|(i, _)| live(*i)) {
+        let _ = i;
+        for (account, folder, _) in per_message.iter().flatten() {
+            mailboxes.insert(*folder);
+            accounts.insert(*account);
+        }
+    }
+    if !mailboxes.is_empty() {
+        let ids: Vec<i64> = mailboxes.iter().copied().collect();
+        sqlx::query("SELECT id FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+        let ids: Vec<i64> = accounts.iter().copied().collect();
+        sqlx::query("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+
+    // One row per content, in hash order.
+    let mut contents: BTreeMap<&str, &Prepared> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate().filter(|(i, _)| live(*i)) {
+        let _ = i;
+        for p in job.iter() {
+            // A copy analysed for mailboxes wins over a queue-only one.
+            let e = contents.entry(p.hash.as_str()).or_insert(p);
+            if e.analysed.is_none() && p.analysed.is_some() {
+                *e = p;
+            }
+        }
+    }
+    let blob_ids = blob_rows(&mut tx, &contents).await?;
+
+    // Mailbox rows, by folder, in job order within each.
+    let mut by_folder: BTreeMap<i64, Vec<(&Prepared, &'static str)>> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate().filter(|(i, _)| live(*i)) {
+        for (p, t) in job.iter().zip(&targets[i]) {
+            for (_, folder, flags) in t {
+                by_folder.entry(*folder).or_default().push((p, flags));
+            }
+        }
+    }
+    for (folder, rows) in &by_folder {
+        insert_rows(&mut tx, *folder, rows, &blob_ids).await?;
+    }
+
+    // Queue rows, logs and idempotent responses, per job; then the events
+    // of the whole batch, and the change notices.
+    let mut events: Vec<&EncodedEvent> = Vec::new();
+    let mut logs: BTreeMap<&str, &crate::intake::EncodedLog> = BTreeMap::new();
+    let mut notify: BTreeSet<AccountId> = BTreeSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if !live(i) {
+            continue;
+        }
+        let mut queued = Vec::new();
+        for p in job.iter() {
+            let blob = blob_ids[p.hash.as_str()];
+            queued.extend(super::mail::insert_queued(&mut tx, p, blob, &ctx.node).await?);
+            if let Some(r) = &p.message.idempotency {
+                insert_idempotent(&mut tx, r).await?;
+            }
+            events.extend(p.events.iter());
+            for l in &p.logs {
+                logs.insert(l.message_id.as_str(), l);
+            }
+            notify.extend(p.notify.iter().copied());
+        }
+        results[i] = Some(Ok(queued));
+    }
+    if !logs.is_empty() {
+        let ids: Vec<&str> = logs.keys().copied().collect();
+        let times: Vec<i64> = logs.values().map(|l| l.time).collect();
+        let data: Vec<&str> = logs.values().map(|l| l.json.as_str()).collect();
+        sqlx::query(
+            "INSERT INTO message_log(message_id, time, data)
+             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[])
+             ON CONFLICT (message_id) DO UPDATE SET time = EXCLUDED.time, data = EXCLUDED.data",
+        )
+        .bind(&ids)
+        .bind(&times)
+        .bind(&data)
+        .execute(&mut *tx)
+        .await?;
+    }
+    insert_events_refs(&mut tx, &events).await?;
+    if !notify.is_empty() {
+        let ids: Vec<String> = notify.iter().map(|a| a.to_string()).collect();
+        sqlx::query("SELECT pg_notify($1, a) FROM UNNEST($2::TEXT[]) AS a")
+            .bind(super::changes::CHANNEL)
+            .bind(&ids)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Ok(Vec::new())))
+        .collect())
+}
+
+/// [`insert_events`] over borrowed events.
+async fn insert_events_refs(tx: &mut PgConnection, events: &[&EncodedEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let owned: Vec<EncodedEvent> = events
+        .iter()
+        .map(|e| EncodedEvent {
+            event: e.event.clone(),
+            json: e.json.clone(),
+        })
+        .collect();
+    insert_events(tx, &owned).await
+}
+
+/// The `blobs` rows of the batch's contents (made or found), by hash.
+async fn blob_rows<'a>(
+    tx: &mut PgConnection,
+    contents: &BTreeMap<&'a str, &'a Prepared>,
+) -> Result<HashMap<&'a str, i64>> {
+    if contents.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let hashes: Vec<&str> = contents.keys().copied().collect();
+    let sizes: Vec<i64> = contents
+        .values()
+        .map(|p| p.message.raw.len() as i64)
+        .collect();
+    let metas: Vec<&str> = contents.values().map(|p| p.meta()).collect();
+    let headers: Vec<Option<&[u8]>> = contents
+        .values()
+        .map(|p| p.analysed.as_ref().map(|a| &p.message.raw[..a.header_len]))
+        .collect();
+    let fields: Vec<Option<&str>> = contents
+        .values()
+        .map(|p| p.analysed.as_ref().map(|a| a.field_names.as_str()))
+        .collect();
+    let rows: Vec<(i64, String)> = sqlx::query_as(
+        "INSERT INTO blobs(hash, size, meta, header, fields)
+         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[])
+         ON CONFLICT (hash) DO UPDATE SET
+            meta = CASE WHEN blobs.header IS NULL THEN EXCLUDED.meta ELSE blobs.meta END,
+            header = COALESCE(blobs.header, EXCLUDED.header),
+            fields = COALESCE(blobs.fields, EXCLUDED.fields)
+         RETURNING id, hash",
+    )
+    .bind(&hashes)
+    .bind(&sizes)
+    .bind(&metas)
+    .bind(&headers)
+    .bind(&fields)
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut out = HashMap::with_capacity(rows.len());
+    for (id, hash) in rows {
+        if let Some((h, _)) = contents.get_key_value(hash.as_str()) {
+            out.insert(*h, id);
+        }
+    }
+    Ok(out)
+}
+
+/// Adds messages to one (locked) mailbox in one statement: consecutive
+/// UIDs from UIDNEXT, consecutive MODSEQs above HIGHESTMODSEQ.
+async fn insert_rows(
+    tx: &mut PgConnection,
+    folder: i64,
+    rows: &[(&Prepared, &'static str)],
+    blob_ids: &HashMap<&str, i64>,
+) -> Result<()> {
+    let blobs: Vec<i64> = rows
+        .iter()
+        .map(|(p, _)| blob_ids[p.hash.as_str()])
+        .collect();
+    let sizes: Vec<i64> = rows
+        .iter()
+        .map(|(p, _)| p.message.raw.len() as i64)
+        .collect();
+    let flags: Vec<&str> = rows.iter().map(|(_, f)| *f).collect();
+    let dates: Vec<i64> = rows.iter().map(|(p, _)| p.message.received_at).collect();
+    let qids: Vec<&str> = rows
+        .iter()
+        .map(|(p, _)| p.message.queue_id.as_str())
+        .collect();
+    let froms: Vec<&str> = rows
+        .iter()
+        .map(|(p, _)| p.message.mail_from.as_str())
+        .collect();
+    let params: Vec<&str> = rows
+        .iter()
+        .map(|(p, _)| p.message.envelope_params.as_str())
+        .collect();
+    sqlx::query(
+        "WITH m AS (
+            UPDATE mailboxes SET uidnext = uidnext + $2, highest_modseq = highest_modseq + $2
+            WHERE id = $1 RETURNING uidnext - $2 AS first_uid, highest_modseq - $2 AS base)
+         INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
+            internaldate, queue_id, mail_from, params, saved_at)
+         SELECT $1, m.first_uid + u.n - 1, u.b, u.s, u.f, m.base + u.n, u.d, u.q, u.mf, u.p,
+                EXTRACT(EPOCH FROM now())::BIGINT
+         FROM m, UNNEST($3::BIGINT[], $4::BIGINT[], $5::TEXT[], $6::BIGINT[], $7::TEXT[],
+                        $8::TEXT[], $9::TEXT[]) WITH ORDINALITY AS u(b, s, f, d, q, mf, p, n)",
+    )
+    .bind(folder)
+    .bind(rows.len() as i64)
+    .bind(&blobs)
+    .bind(&sizes)
+    .bind(&flags)
+    .bind(&dates)
+    .bind(&qids)
+    .bind(&froms)
+    .bind(&params)
+    .execute(tx)
+    .await?;
+    Ok(())
+}
