@@ -2,10 +2,11 @@
 # Inbound accept-to-mailbox on the shared backends, Postfix side by side in one run (issue 14):
 #   postfix         Postfix + Maildir (the peer)
 #   sqlite          Tern, SQLite with bodies in the database (the embedded default)
+#   pg              Tern on PostgreSQL, bodies in it ([blobs] backend = "local")
+#   pg-2            two Tern nodes on that one PostgreSQL, the sessions split between them
 #   pg-files        Tern on PostgreSQL, bodies in fsynced files
 #   pg-s3           Tern on PostgreSQL, bodies in an S3-compatible bucket (moto's server: one
 #                   Python process on loopback, itself the bottleneck; see bench/blobs.sh)
-#   pg-files-2      two Tern nodes on one PostgreSQL and one blob folder, the sessions split
 # A private PostgreSQL 15 (initdb in a temporary folder, loopback, default settings: fsync and
 # synchronous_commit on) serves the pg runs. Same generator as bench/inbound.sh (smtp-source,
 # 20 sessions, 5 KiB). After each pg run the database's own counters give the per-message
@@ -15,7 +16,7 @@ set -euo pipefail
 RUNS=${RUNS:-1}
 source "$(dirname "$0")/common.sh"
 TERN_BASE=${TERN_BASE:-36000}
-SETUPS=${SETUPS:-postfix sqlite pg-files pg-s3 pg-files-2}
+SETUPS=${SETUPS:-postfix sqlite pg pg-2 pg-files pg-s3}
 (cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1)
 command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]'
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -54,11 +55,11 @@ tern_data() {
   sed -i 's/^authenticate = true/authenticate = false/; s/^enabled = true/enabled = false/; s/^nameservers = \[\]/nameservers = ["127.0.0.1:9"]/' "$d/tern.toml"
   sed -i "s/^name = \"\"/name = \"$node\"/" "$d/tern.toml"
   case $setup in
-    pg-*)
+    pg*)
       sed -i "s|^backend = \"sqlite\"|backend = \"postgres\"|; s|^url = \"\"|url = \"postgres://tern@127.0.0.1:$PGPORT/tern\"|" "$d/tern.toml" ;;
   esac
   case $setup in
-    pg-files*) sed -i "s|^backend = \"local\"|backend = \"files\"|; s|^path = \"blobs\"|path = \"$TMP/blobs\"|" "$d/tern.toml" ;;
+    pg-files) sed -i "s|^backend = \"local\"|backend = \"files\"|; s|^path = \"blobs\"|path = \"$TMP/blobs\"|" "$d/tern.toml" ;;
     pg-s3)
       sed -i "s|^backend = \"local\"|backend = \"s3\"|; s|^bucket = \"\"|bucket = \"tern-mail\"|;
               s|^endpoint = \"\"|endpoint = \"http://127.0.0.1:$S3PORT\"|;
@@ -82,7 +83,7 @@ for setup in $SETUPS; do
       python3 "$SHARED/postfix/bench_smtp.py" inbound --n "$N" --pid "$MPID" --runs "$RUNS" --per-session 1
       "$SHARED/postfix/stop.sh" >/dev/null
       continue ;;
-    pg-*) [ -d "$PGDIR/data" ] || start_pg; fresh_db; rm -rf "$TMP/blobs" ;;
+    pg*) [ -d "$PGDIR/data" ] || start_pg; fresh_db; rm -rf "$TMP/blobs" ;;
   esac
   if [ "$setup" = pg-s3 ]; then
     moto_server -H 127.0.0.1 -p "$S3PORT" >"$TMP/moto.log" 2>&1 & PIDS+=($!)
@@ -91,11 +92,11 @@ for setup in $SETUPS; do
   fi
   A=$(tern_data "$setup" "$TERN_BASE" mx-a)
   # `tern init` added the domain to its SQLite database; the shared store needs it too.
-  [[ $setup != pg-* ]] || "$TERN" domain add example.test --data "$A" >/dev/null
+  [[ $setup != pg* ]] || "$TERN" domain add example.test --data "$A" >/dev/null
   echo pass | "$TERN" account add user@example.test --data "$A" --password-stdin --quota 0 >/dev/null
   serve "$A" $((TERN_BASE+25)); APID=$SERVED
-  [[ $setup != pg-* ]] || BEFORE=$(pg_counters)
-  if [ "$setup" = pg-files-2 ]; then
+  [[ $setup != pg* ]] || BEFORE=$(pg_counters)
+  if [[ $setup == *-2 ]]; then
     B=$(tern_data "$setup" $((TERN_BASE+100)) mx-b)
     serve "$B" $((TERN_BASE+125))
     echo "CMD: smtp-source -s 10 -l 5120 -m $((N/2)) on each of two nodes, at once"
@@ -112,7 +113,7 @@ for setup in $SETUPS; do
     python3 "$ROOT/bench/tern_inbound.py" --tern "$TERN" --data "$A" --port $((TERN_BASE+25)) --pid "$APID" \
       --n "$N" --runs "$RUNS" --per-session 1
   fi
-  if [[ $setup == pg-* ]]; then
+  if [[ $setup == pg* ]]; then
     AFTER=$(pg_counters)
     read -r x0 r0 b0 s0 <<<"$BEFORE"; read -r x1 r1 b1 s1 <<<"$AFTER"
     M=$((N * RUNS))

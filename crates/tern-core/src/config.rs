@@ -1182,8 +1182,8 @@ key = "tls/key.pem"
 # Where accounts, mailboxes, the queue and events are kept:
 #   "sqlite"    one SQLite database in this folder (WAL mode, group commit): one node
 #   "postgres"  a PostgreSQL database at `url`, shared by several nodes (each runs this same
-#               config with its own [node] name); bodies then go to [blobs] ("local" means
-#               files under `path`; several nodes share an "s3" bucket)
+#               config with its own [node] name); with [blobs] "local" the bodies are in it
+#               too, else in the files or bucket every node shares
 backend = "sqlite"
 # SQLite database file. Message bodies are stored in it by default, content-addressed.
 database = "tern.db"
@@ -1203,7 +1203,7 @@ read_mmap_size = {read_mmap_size}
 
 [blobs]
 # Where message bodies are stored, each once by its SHA-256 however many copies refer to it:
-#   "local"  in the database: one fsync covers body and metadata (fastest on one machine)
+#   "local"  in the database (SQLite or PostgreSQL): one flush covers body and metadata
 #   "files"  one file per body under `path`, fsynced with its folder before the commit
 #   "s3"     an S3-compatible bucket (AWS S3, MinIO, Ceph, Garage, R2…); it must exist
 # A body stays where it was written. Files and objects share one layout (ab/cd/<sha256>): moving

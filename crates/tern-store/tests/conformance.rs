@@ -13,7 +13,7 @@
 //! Each backend is a constructor in [`backends`]: the embedded SQLite store
 //! with bodies inline, in files, and in an S3-compatible bucket (moto's
 //! server on loopback); PostgreSQL (a private server on loopback) with
-//! bodies in files and in the bucket.
+//! bodies in it, in files and in the bucket.
 
 use std::sync::Arc;
 use tern_core::config::BlobsConfig;
@@ -61,6 +61,7 @@ async fn backends() -> Vec<Backend> {
         "sqlite",
         "sqlite+files",
         "sqlite+s3",
+        "postgres",
         "postgres+files",
         "postgres+s3",
     ] {
@@ -83,7 +84,10 @@ async fn backends() -> Vec<Backend> {
             let url = server.database("conformance");
             pg = Some(server);
             let s = PgStore::connect(&url, 8).await.unwrap();
-            Arc::new(s.with_blobs(blobs.unwrap()))
+            match blobs {
+                Some(b) => Arc::new(s.with_blobs(b)),
+                None => Arc::new(s),
+            }
         } else {
             let s = SqliteStore::open(&dir.path().join("t.db"), 16)
                 .await

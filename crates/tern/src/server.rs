@@ -128,13 +128,10 @@ async fn configured_store(config: &Config, node: Option<&str>) -> Result<SharedS
                 .with_context(|| {
                     format!("connecting to PostgreSQL at {}", redact(&config.store.url))
                 })?;
-            // Bodies are never in PostgreSQL: "local" means files in the
-            // data folder (one node); several nodes share a bucket.
-            let blobs = match blobs {
-                Some(b) => b,
-                None => files_blobs(config)?,
-            };
-            store = store.with_blobs(blobs);
+            // "local": bodies in PostgreSQL, with their rows.
+            if let Some(blobs) = blobs {
+                store = store.with_blobs(blobs);
+            }
             if let Some(node) = node {
                 store = store.with_node(node);
             }

@@ -43,16 +43,17 @@ impl PgStore {
         })
     }
 
-    /// Puts `bodies` in the blob store inside `tx` ([`put_bodies`]).
+    /// Puts `bodies` in the blob store inside `tx` ([`put_bodies`]); a
+    /// no-op when bodies are in the database (written with their rows).
     pub(super) async fn put_bodies(
         &self,
         tx: &mut PgConnection,
         bodies: &[(String, Arc<Vec<u8>>)],
     ) -> Result<()> {
-        if bodies.is_empty() {
-            return Ok(());
+        match &self.blobs {
+            Some(blobs) if !bodies.is_empty() => put_bodies(tx, blobs, bodies).await,
+            _ => Ok(()),
         }
-        put_bodies(tx, &self.required_blobs()?, bodies).await
     }
 
     /// Hands bodies a failed write put to the collector.
@@ -66,6 +67,10 @@ impl PgStore {
     async fn collect_blobs_here(&self, grace: Duration) -> Result<Collected> {
         let mut done = Collected::default();
         let Some(blobs) = self.blobs.clone() else {
+            // Bodies in the database went with their rows.
+            sqlx::query("DELETE FROM blob_gc")
+                .execute(&self.pool)
+                .await?;
             return Ok(done);
         };
         let mut after = String::new();
@@ -149,17 +154,45 @@ impl PgStore {
         Ok(done)
     }
 
-    /// How many bodies there are (all in the blob store) and how many wait
-    /// for the collector.
+    /// Moves up to `limit` bodies from the database to the blob store (each
+    /// put durably, then its data row removed, under the hash's lock).
+    async fn move_bodies_out_here(&self, limit: usize) -> Result<usize> {
+        let blobs = self.required_blobs()?;
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT b.id, b.hash, d.data FROM blob_data d JOIN blobs b ON b.id = d.blob_id
+             ORDER BY d.blob_id LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let moved = rows.len();
+        for (id, hash, data) in rows {
+            let mut tx = self.pool.begin().await?;
+            put_bodies(&mut tx, &blobs, &[(hash, Arc::new(data))]).await?;
+            sqlx::query("DELETE FROM blob_data WHERE blob_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    /// How many bodies there are, where, and how many wait for the
+    /// collector.
     async fn body_counts_here(&self) -> Result<BodyCounts> {
-        let (n, bytes, gc): (i64, i64, i64) = sqlx::query_as(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT, (SELECT COUNT(*) FROM blob_gc) FROM blobs",
+        let (inline, inline_bytes, n, bytes, gc): (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(d.blob_id), COALESCE(SUM(b.size) FILTER (WHERE d.blob_id IS NOT NULL), 0)::BIGINT,
+                    COUNT(*) - COUNT(d.blob_id),
+                    COALESCE(SUM(b.size) FILTER (WHERE d.blob_id IS NULL), 0)::BIGINT,
+                    (SELECT COUNT(*) FROM blob_gc)
+             FROM blobs b LEFT JOIN blob_data d ON d.blob_id = b.id",
         )
         .fetch_one(&self.pool)
         .await?;
         Ok(BodyCounts {
-            inline: 0,
-            inline_bytes: 0,
+            inline: inline as u64,
+            inline_bytes: inline_bytes as u64,
             external: n as u64,
             external_bytes: bytes as u64,
             to_collect: gc as u64,
@@ -167,13 +200,18 @@ impl PgStore {
     }
 
     /// The body of a stored message.
+    /// In the database when it was written there, else in the blob store.
     pub(super) async fn body(&self, blob: crate::BlobId) -> Result<Vec<u8>> {
-        let hash: Option<String> = sqlx::query_scalar("SELECT hash FROM blobs WHERE id = $1")
-            .bind(blob)
-            .fetch_optional(&self.pool)
-            .await?;
-        let hash = hash.ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))?;
-        self.required_blobs()?.get(&hash).await
+        let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT b.hash, d.data FROM blobs b LEFT JOIN blob_data d ON d.blob_id = b.id WHERE b.id = $1",
+        )
+        .bind(blob)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row.ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))? {
+            (_, Some(data)) => Ok(data),
+            (hash, None) => self.required_blobs()?.get(&hash).await,
+        }
     }
 }
 
@@ -185,9 +223,8 @@ impl crate::blobs::BodyStore for PgStore {
     async fn body_counts(&self) -> Result<BodyCounts> {
         self.body_counts_here().await
     }
-    /// Bodies are never in PostgreSQL: nothing to move.
-    async fn move_bodies_out(&self, _limit: usize) -> Result<usize> {
-        Ok(0)
+    async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
+        self.move_bodies_out_here(limit).await
     }
     async fn check_bodies(
         &self,
@@ -195,12 +232,15 @@ impl crate::blobs::BodyStore for PgStore {
         limit: usize,
     ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
         let blobs = self.required_blobs()?;
-        let rows: Vec<(BlobId, String)> =
-            sqlx::query_as("SELECT id, hash FROM blobs WHERE id > $1 ORDER BY id LIMIT $2")
-                .bind(after)
-                .bind(limit as i64)
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<(BlobId, String)> = sqlx::query_as(
+            "SELECT id, hash FROM blobs b WHERE id > $1
+                   AND NOT EXISTS (SELECT 1 FROM blob_data d WHERE d.blob_id = b.id)
+                 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         let last = rows.last().map(|r| r.0);
         let mut missing = Vec::new();
         for (id, hash) in rows {
@@ -284,6 +324,7 @@ pub(super) async fn blob_row(
     hash: &str,
     raw: &[u8],
     analysed: Option<&Analysed>,
+    inline: bool,
 ) -> Result<i64> {
     let (meta, header, fields) = match analysed {
         Some(a) => (
@@ -293,7 +334,7 @@ pub(super) async fn blob_row(
         ),
         None => ("{}", None, None),
     };
-    Ok(sqlx::query_scalar(
+    let id: i64 = sqlx::query_scalar(
         "INSERT INTO blobs(hash, size, meta, header, fields) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (hash) DO UPDATE SET
             meta = CASE WHEN blobs.header IS NULL THEN EXCLUDED.meta ELSE blobs.meta END,
@@ -306,6 +347,14 @@ pub(super) async fn blob_row(
     .bind(meta)
     .bind(header)
     .bind(fields)
-    .fetch_one(tx)
-    .await?)
+    .fetch_one(&mut *tx)
+    .await?;
+    if inline {
+        sqlx::query("INSERT INTO blob_data(blob_id, data) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(id)
+            .bind(raw)
+            .execute(tx)
+            .await?;
+    }
+    Ok(id)
 }

@@ -875,7 +875,9 @@ impl Folders for PgStore {
             }
             let mut uids = Vec::with_capacity(prepared.len());
             for p in &prepared {
-                let blob = blob_row(&mut tx, &p.hash, &p.raw, Some(&p.analysed)).await?;
+                let blob =
+                    blob_row(&mut tx, &p.hash, &p.raw, Some(&p.analysed), self.blobs.is_none())
+                        .await?;
                 uids.push(
                     insert_message(
                         &mut tx,

@@ -160,7 +160,7 @@ impl PgStore {
     /// locks), then mailbox rows, queue rows, events, logs and idempotent
     /// responses; returns the queued recipients once committed.
     pub(super) async fn store_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<QueuedRcpt>> {
-        let blobs = self.required_blobs()?;
+        let blobs = self.blobs.clone();
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(4 * super::writer::MAX_BATCH);
             let ctx = std::sync::Arc::new(super::writer::Ctx {
@@ -200,7 +200,7 @@ impl PgStore {
             self.put_bodies(&mut tx, &bodies).await?;
             let mut queued = Vec::new();
             for p in prepared {
-                queued.extend(insert_prepared(&mut tx, p, &self.node).await?);
+                queued.extend(insert_prepared(&mut tx, p, &self.node, self.blobs.is_none()).await?);
             }
             more(&mut tx).await?;
             Ok::<_, StoreError>(queued)
@@ -254,10 +254,11 @@ async fn insert_prepared(
     tx: &mut PgConnection,
     p: &Prepared,
     node: &str,
+    inline: bool,
 ) -> Result<Vec<QueuedRcpt>> {
     let m = &p.message;
     let size = m.raw.len() as i64;
-    let blob = blob_row(tx, &p.hash, &m.raw, p.analysed.as_ref()).await?;
+    let blob = blob_row(tx, &p.hash, &m.raw, p.analysed.as_ref(), inline).await?;
     let mut targets: Vec<(AccountId, &str, &str)> = p
         .recipients
         .iter()

@@ -3,14 +3,14 @@
 //!
 //! What runs on PostgreSQL so far: the directory ([`Directory`]: domains,
 //! accounts with their mailboxes and subscriptions, aliases, DKIM keys,
-//! logins), mail ([`MailStore`], [`Folders`]: bodies in the blob store by
-//! hash, mailbox rows with UIDs, MODSEQs and tombstones), the queue
+//! logins), mail ([`MailStore`], [`Folders`]: bodies in the database or in
+//! a blob store by hash, mailbox rows with UIDs, MODSEQs and tombstones), the queue
 //! ([`Queue`]: leases with an owner, `FOR UPDATE SKIP LOCKED`), events and
 //! message logs written with the mail, the nodes ([`Nodes`]) and
 //! per-account change notifications across nodes ([`PgStore::changed`],
-//! [`PgStore::watch`]: LISTEN/NOTIFY). The platform's other records, spam
-//! data, reports and the dashboard's are the SQLite backend's only until
-//! they are ported; `tern serve` does not yet run on this backend.
+//! [`PgStore::watch`]: LISTEN/NOTIFY), and the platform's records, spam
+//! data, reports, verification jobs and dashboard users: a whole
+//! [`crate::Store`], which `tern serve` runs on (`[store] backend`).
 //!
 //! Every write is one transaction. Deliveries that arrive together on a node
 //! share one ([`writer`]: one WAL flush for many, and one lock of each
@@ -131,8 +131,8 @@ impl PgStore {
         })
     }
 
-    /// Keeps message bodies in `blobs` (files for one node, an S3-compatible
-    /// bucket for several): required before mail is stored.
+    /// Keeps message bodies in `blobs` (files, an S3-compatible bucket)
+    /// rather than in the database.
     pub fn with_blobs(mut self, blobs: Arc<dyn crate::Blobs>) -> Self {
         self.blobs = Some(blobs);
         self

@@ -6,7 +6,8 @@
 //! after another, each with its own flush, and PostgreSQL's own group
 //! commit never gets two of them together. Here one task takes what is
 //! waiting (up to [`MAX_BATCH`] writes) and writes it as a whole: bodies put
-//! concurrently under their shared locks, the target mailboxes and accounts
+//! concurrently under their shared locks (or, without a blob store, written
+//! in the transaction itself), the target mailboxes and accounts
 //! locked up front in id order (so batches, and the other writers, which
 //! lock a mailbox before its account, never wait on each other in a
 //! cycle), one insert per body set and per mailbox, the events of the whole
@@ -38,7 +39,8 @@ pub(super) struct Job {
 /// What the writer task needs of the store.
 pub(super) struct Ctx {
     pub pool: PgPool,
-    pub blobs: Arc<dyn crate::Blobs>,
+    /// The blob store; `None`: bodies in the database.
+    pub blobs: Option<Arc<dyn crate::Blobs>>,
     pub node: Arc<str>,
     pub queue_wakeup: Arc<Notify>,
 }
@@ -114,7 +116,9 @@ async fn write(ctx: &Ctx, jobs: &[&[Prepared]]) -> Result<Vec<Result<Vec<QueuedR
         .collect();
     bodies.sort_by(|a, b| a.0.cmp(&b.0));
     bodies.dedup_by(|a, b| a.0 == b.0);
-    put_bodies(&mut tx, &ctx.blobs, &bodies).await?;
+    if let Some(blobs) = &ctx.blobs {
+        put_bodies(&mut tx, blobs, &bodies).await?;
+    }
 
     // Each message's folders, found once per (account, role) in the batch.
     let mut found: HashMap<(AccountId, &str), Option<i64>> = HashMap::new();
@@ -192,6 +196,22 @@ async fn write(ctx: &Ctx, jobs: &[&[Prepared]]) -> Result<Vec<Result<Vec<QueuedR
         }
     }
     let blob_ids = blob_rows(&mut tx, &contents).await?;
+    if ctx.blobs.is_none() && !contents.is_empty() {
+        // Bodies in the database: in this transaction, once per content.
+        let ids: Vec<i64> = contents.keys().map(|h| blob_ids[h]).collect();
+        let data: Vec<&[u8]> = contents
+            .values()
+            .map(|p| p.message.raw.as_slice())
+            .collect();
+        sqlx::query(
+            "INSERT INTO blob_data(blob_id, data) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(&ids)
+        .bind(&data)
+        .execute(&mut *tx)
+        .await?;
+    }
 
     // Mailbox rows, by folder, in job order within each.
     let mut by_folder: BTreeMap<i64, Vec<(&Prepared, &'static str)>> = BTreeMap::new();
