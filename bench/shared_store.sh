@@ -38,12 +38,30 @@ start_pg() {
   mkdir -p "$PGDIR"; [ "$(id -u)" != 0 ] || chown postgres "$PGDIR"
   as_pg "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U tern >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
-    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200" start >/dev/null
+    -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200 ${PGSTATS:+-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all} ${PGOPTS:-}" start >/dev/null
 }
-fresh_db() { psql_ -d postgres -c "DROP DATABASE IF EXISTS tern" -c "CREATE DATABASE tern" 2>/dev/null; }
+fresh_db() {
+  psql_ -d postgres -c "DROP DATABASE IF EXISTS tern" -c "CREATE DATABASE tern" 2>/dev/null
+  [ -z "${PGSTATS:-}" ] || psql_ -d tern -c "CREATE EXTENSION pg_stat_statements" >/dev/null
+}
+# PGSTATS=1: where PostgreSQL's time goes, by statement (pg_stat_statements).
+pg_top() {
+  [ -n "${PGSTATS:-}" ] || return 0
+  psql_ -d tern -F' | ' -c "SELECT round(total_exec_time::numeric * 1000 / $1) AS us_per_msg, calls,
+      left(regexp_replace(query, '\s+', ' ', 'g'), 110) FROM pg_stat_statements
+      WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'tern')
+      ORDER BY total_exec_time DESC LIMIT 15"
+}
 pg_counters() {  # transactions, WAL records, WAL bytes, WAL syncs
   psql_ -d tern -F' ' -c "SELECT (SELECT xact_commit FROM pg_stat_database WHERE datname = 'tern'),
     wal_records, wal_bytes, wal_sync FROM pg_stat_wal"
+}
+
+# CPU seconds used so far by a process, and by the PostgreSQL server (its backends included).
+cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+pg_cpu() {
+  local pm; pm=$(head -1 "$PGDIR/data/postmaster.pid")
+  { cpu_of "$pm"; echo; for c in $(pgrep -P "$pm"); do cpu_of "$c" 2>/dev/null; echo; done; } | awk '{ s += $1 } END { printf "%.2f", s }'
 }
 
 # A Tern data folder for `setup` on port base $2, node name $3.
@@ -95,7 +113,8 @@ for setup in $SETUPS; do
   [[ $setup != pg* ]] || "$TERN" domain add example.test --data "$A" >/dev/null
   echo pass | "$TERN" account add user@example.test --data "$A" --password-stdin --quota 0 >/dev/null
   serve "$A" $((TERN_BASE+25)); APID=$SERVED
-  [[ $setup != pg* ]] || BEFORE=$(pg_counters)
+  [[ $setup != pg* ]] || { BEFORE=$(pg_counters); PGCPU0=$(pg_cpu); }
+  TCPU0=$(cpu_of "$APID")
   if [[ $setup == *-2 ]]; then
     B=$(tern_data "$setup" $((TERN_BASE+100)) mx-b)
     serve "$B" $((TERN_BASE+125))
@@ -113,7 +132,10 @@ for setup in $SETUPS; do
     python3 "$ROOT/bench/tern_inbound.py" --tern "$TERN" --data "$A" --port $((TERN_BASE+25)) --pid "$APID" \
       --n "$N" --runs "$RUNS" --per-session 1
   fi
+  echo "CPU per message: tern (node A) $(awk -v a="$TCPU0" -v b="$(cpu_of "$APID")" -v m=$((N * RUNS)) 'BEGIN { printf "%.0f", (b - a) * 1e6 / m }') µs"
   if [[ $setup == pg* ]]; then
+    echo "CPU per message: PostgreSQL $(awk -v a="$PGCPU0" -v b="$(pg_cpu)" -v m=$((N * RUNS)) 'BEGIN { printf "%.0f", (b - a) * 1e6 / m }') µs"
+    pg_top $((N * RUNS))
     AFTER=$(pg_counters)
     read -r x0 r0 b0 s0 <<<"$BEFORE"; read -r x1 r1 b1 s1 <<<"$AFTER"
     M=$((N * RUNS))

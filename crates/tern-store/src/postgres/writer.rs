@@ -11,8 +11,9 @@
 //! locked up front in id order (so batches, and the other writers, which
 //! lock a mailbox before its account, never wait on each other in a
 //! cycle), one insert per body set and per mailbox, the events of the whole
-//! batch in one go, one commit. Up to [`BATCHES_IN_FLIGHT`] batches run at
-//! once (their puts overlap; their mailbox locks order them). A batch that
+//! batch in one go, one commit. With a blob store, up to
+//! [`BATCHES_IN_FLIGHT`] batches run at once (their puts overlap; their
+//! mailbox locks order them); with bodies in the database, one. A batch that
 //! fails is retried one write at a time, so one bad write fails alone.
 
 use super::bodies::{forget_bodies, put_bodies};
@@ -27,7 +28,8 @@ use tokio::sync::{Notify, Semaphore, mpsc, oneshot};
 /// Most writes one transaction carries.
 pub(super) const MAX_BATCH: usize = 256;
 
-/// Batches committing at once.
+/// Batches committing at once with bodies in a blob store: their puts
+/// overlap (their mailbox locks still order their commits).
 pub(super) const BATCHES_IN_FLIGHT: usize = 4;
 
 /// One caller's write: messages stored all or none.
@@ -47,7 +49,14 @@ pub(super) struct Ctx {
 
 /// Runs until every sender is gone (the store is dropped).
 pub(super) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>) {
-    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    // With bodies in the database there is nothing to overlap: one batch at
+    // a time, and what arrives meanwhile makes the next one.
+    let in_flight = if ctx.blobs.is_some() {
+        BATCHES_IN_FLIGHT
+    } else {
+        1
+    };
+    let slots = Arc::new(Semaphore::new(in_flight));
     while let Some(first) = rx.recv().await {
         // Waiting for a slot lets the next batch grow.
         let Ok(permit) = slots.clone().acquire_owned().await else {
