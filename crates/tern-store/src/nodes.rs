@@ -51,4 +51,8 @@ pub trait Nodes: Send + Sync {
     /// before `silent_since` (their recipients fall due at `now`); returns
     /// the nodes and how many leases each lost.
     async fn take_over_silent(&self, now: i64, silent_since: i64) -> Result<Vec<(String, u64)>>;
+    /// The secret called `name`, shared by every node: `fresh` becomes it
+    /// when there is none yet (the first node to ask wins; the others get
+    /// its value).
+    async fn shared_secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>>;
 }

@@ -352,6 +352,19 @@ async fn node_rules(name: &str, a: Arc<dyn Roles>, b: Arc<dyn Roles>) {
         nodes.iter().all(|n| (now - n.heartbeat).abs() < 60),
         "{name}"
     );
+    // A shared secret is made once: the first node's value is every node's.
+    let first = a.shared_secret("srs", vec![1; 32]).await.unwrap();
+    assert_eq!(first, vec![1; 32], "{name}");
+    assert_eq!(
+        b.shared_secret("srs", vec![2; 32]).await.unwrap(),
+        first,
+        "{name}: the second node gets the first one's"
+    );
+    assert_eq!(
+        b.shared_secret("feedback", vec![3; 32]).await.unwrap(),
+        vec![3; 32],
+        "{name}: one secret per name"
+    );
 }
 
 #[tokio::test]

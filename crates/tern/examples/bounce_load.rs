@@ -3,7 +3,7 @@
 //!
 //! 1. Sends `n` messages through the HTTP API (not timed) so that `n`
 //!    return paths exist, and computes each one's return path from the
-//!    data folder's `feedback.secret` as the queue does.
+//!    store's shared `feedback` secret as the queue does.
 //! 2. Times `n` plain messages over SMTP to a mailbox (`--to`).
 //! 3. Times `n` RFC 3464 DSNs over SMTP, each to its return path: each
 //!    becomes a `bounced` event (and a suppression) before its `250`.
@@ -157,9 +157,15 @@ async fn main() {
         "setup: {n} messages through the API in {:.1}s",
         t.elapsed().as_secs_f64()
     );
-    let secret =
-        std::fs::read_to_string(format!("{data}/feedback.secret")).expect("feedback.secret");
-    let keys = tern_feedback::Keys::new(&hex::decode(secret.trim()).expect("hex"));
+    let config =
+        tern_core::Config::load(&std::path::Path::new(&data).join("tern.toml")).expect("config");
+    let store = tern::server::open_store(&config).await.expect("store");
+    // The running server made it; asking with a fresh value only reads it.
+    let secret = store
+        .shared_secret("feedback", vec![0; 32])
+        .await
+        .expect("feedback secret");
+    let keys = tern_feedback::Keys::new(&secret);
     let now = tern_core::now_unix();
     let bounces: Vec<_> = sent
         .iter()

@@ -333,7 +333,8 @@ pub async fn start(config: Config) -> Result<Running> {
         &extra_roots,
         Some(&config.data_dir),
     )?;
-    let feedback = Arc::new(feedback_settings(&config, &hostname)?);
+    let feedback_secret = shared_secret(&store, &config.data_dir, "feedback").await?;
+    let feedback = Arc::new(feedback_settings(&config, &hostname, &feedback_secret)?);
     queue.intake().set_feedback(feedback.clone());
     let dmarc_reports = (config.inbound.authenticate && config.inbound.dmarc_reports)
         .then(|| Arc::new(tern_auth::DmarcReports::default()));
@@ -408,7 +409,7 @@ pub async fn start(config: Config) -> Result<Running> {
             filter,
             resolver: Some(resolver.clone()),
             forwarding: Some(tern_smtp::Forwarding {
-                srs_secret: secret_file(&config.data_dir, "srs.secret")?,
+                srs_secret: shared_secret(&store, &config.data_dir, "srs").await?,
                 intake: queue.intake(),
                 signers: tern_auth::SignerCache::new(std::time::Duration::from_secs(60)),
             }),
@@ -664,10 +665,14 @@ async fn prune_loop(store: SharedStore, retention: std::time::Duration, jobs: st
 }
 
 /// `[feedback]` as the queue, the MX and the API use it: the token keys
-/// from `feedback.secret`, the rule table with the operator's rules first.
-fn feedback_settings(config: &Config, hostname: &str) -> Result<tern_feedback::Settings> {
+/// from the shared `feedback` secret, the rule table with the operator's rules first.
+fn feedback_settings(
+    config: &Config,
+    hostname: &str,
+    secret: &[u8],
+) -> Result<tern_feedback::Settings> {
     let fc = &config.feedback;
-    let mut s = tern_feedback::Settings::new(&secret_file(&config.data_dir, "feedback.secret")?);
+    let mut s = tern_feedback::Settings::new(secret);
     s.verp = fc.verp;
     s.bounce_window_days = tern_core::config::parse_duration(&fc.bounce_window)
         .map_err(|e| anyhow::anyhow!("[feedback] bounce_window: {e}"))?
@@ -721,32 +726,24 @@ fn feedback_settings(config: &Config, hostname: &str) -> Result<tern_feedback::S
     Ok(s)
 }
 
-/// A secret in the data folder (`srs.secret`, `feedback.secret`), made on
-/// first use: 32 random bytes, hex, readable by the owner only.
-fn secret_file(data_dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
-    let path = data_dir.join(name);
-    if let Ok(s) = std::fs::read_to_string(&path)
-        && let Ok(bytes) = hex::decode(s.trim())
-        && bytes.len() >= 16
-    {
-        return Ok(bytes);
-    }
-    let bytes: [u8; 32] = rand::random();
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        #[cfg(unix)]
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        o.mode(0o600);
-        let mut f = o
-            .open(&tmp)
-            .with_context(|| format!("creating {}", tmp.display()))?;
-        f.write_all(hex::encode(bytes).as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path).with_context(|| format!("creating {}", path.display()))?;
-    Ok(bytes.to_vec())
+/// A secret every node shares (`srs`, `feedback`), kept in the store and
+/// made by the first node that needs it. An installation that kept it in
+/// the data folder (`srs.secret`, `feedback.secret`: 32 random bytes, hex)
+/// seeds the store with that one, so addresses and links made before stay
+/// valid.
+async fn shared_secret(
+    store: &SharedStore,
+    data_dir: &std::path::Path,
+    name: &str,
+) -> Result<Vec<u8>> {
+    let path = data_dir.join(format!("{name}.secret"));
+    let seed = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| hex::decode(s.trim()).ok())
+        .filter(|b| b.len() >= 16)
+        .unwrap_or_else(|| rand::random::<[u8; 32]>().to_vec());
+    store
+        .shared_secret(name, seed)
+        .await
+        .with_context(|| format!("reading the shared {name} secret"))
 }

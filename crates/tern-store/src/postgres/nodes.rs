@@ -71,4 +71,18 @@ impl Nodes for PgStore {
         .await?;
         Ok(rows.into_iter().map(|(o, n)| (o, n as u64)).collect())
     }
+
+    async fn shared_secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>> {
+        sqlx::query("INSERT INTO secrets(name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING")
+            .bind(name)
+            .bind(&fresh)
+            .execute(&self.pool)
+            .await?;
+        Ok(
+            sqlx::query_scalar("SELECT value FROM secrets WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
 }

@@ -58,7 +58,8 @@ const SCHEMA_V17: &str = include_str!("schema_v17.sql");
 const SCHEMA_V18: &str = include_str!("schema_v18.sql");
 const SCHEMA_V19: &str = include_str!("schema_v19.sql");
 const SCHEMA_V20: &str = include_str!("schema_v20.sql");
-const SCHEMA_VERSION: i64 = 20;
+const SCHEMA_V21: &str = include_str!("schema_v21.sql");
+const SCHEMA_VERSION: i64 = 21;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -360,6 +361,9 @@ fn migrate_steps(conn: &Connection) -> Result<()> {
     }
     if version < 20 {
         conn.execute_batch(SCHEMA_V20)?;
+    }
+    if version < 21 {
+        conn.execute_batch(SCHEMA_V21)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

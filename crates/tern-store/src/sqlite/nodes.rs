@@ -71,4 +71,20 @@ impl Nodes for SqliteStore {
         })
         .await
     }
+
+    async fn shared_secret(&self, name: &str, fresh: Vec<u8>) -> Result<Vec<u8>> {
+        let name = name.to_string();
+        self.write(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO secrets(name, value) VALUES (?, ?)",
+                params![name, fresh],
+            )?;
+            Ok(
+                c.query_row("SELECT value FROM secrets WHERE name = ?", [&name], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .await
+    }
 }
