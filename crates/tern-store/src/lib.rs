@@ -19,6 +19,7 @@ pub mod dashboard;
 mod folder_rules;
 mod intake;
 pub mod meta;
+pub mod migrate;
 pub mod nodes;
 pub mod password;
 pub mod platform;

@@ -16,6 +16,7 @@ use tern_store::Directory;
 mod admin_cmd;
 mod apikey_cmd;
 mod blobs_cmd;
+mod migrate_cmd;
 mod node_cmd;
 mod queue_cmd;
 mod reports_cmd;
@@ -130,6 +131,9 @@ enum Command {
     /// Nodes sharing this store: heartbeat and queue leases of each.
     #[command(subcommand)]
     Node(node_cmd::NodeCmd),
+    /// Move this installation from SQLite to PostgreSQL (all or nothing;
+    /// counts checked after).
+    Migrate(migrate_cmd::MigrateArgs),
     /// Tell whether addresses can receive mail: syntax, DNS (MX, implicit
     /// MX, null MX) and a probe of the MX that never sends (RCPT TO, a
     /// random address for catch-alls, greylisting waited out). Each answer
@@ -472,6 +476,7 @@ async fn run(cmd: Command) -> Result<()> {
         Command::Spam(c) => spam_cmd::run(c).await,
         Command::Blobs(c) => blobs_cmd::run(c).await,
         Command::Node(c) => node_cmd::run(c).await,
+        Command::Migrate(a) => migrate_cmd::run(a).await,
         Command::Reports(c) => reports_cmd::run(c).await,
         Command::Apikey(c) => apikey_cmd::run(c).await,
         Command::Webhook(c) => webhook_cmd::run(c).await,

@@ -162,7 +162,7 @@ fn files_blobs(config: &Config) -> Result<Arc<dyn tern_store::Blobs>> {
 }
 
 /// The blob store of `[blobs]`, `None` for bodies in the database.
-fn open_blobs(config: &Config) -> Result<Option<Arc<dyn tern_store::Blobs>>> {
+pub fn open_blobs(config: &Config) -> Result<Option<Arc<dyn tern_store::Blobs>>> {
     use tern_core::config::BlobBackend;
     let b = &config.blobs;
     Ok(match b.backend {

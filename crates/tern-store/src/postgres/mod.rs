@@ -138,6 +138,11 @@ impl PgStore {
         self
     }
 
+    /// The connection pool (`tern migrate` writes through it).
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
     /// The blob store, if one is configured.
     pub fn blobs(&self) -> Option<&Arc<dyn crate::Blobs>> {
         self.blobs.as_ref()

@@ -146,3 +146,54 @@ async fn mail_received_on_one_node_is_served_and_announced_by_another() {
     }
     b.shutdown();
 }
+
+/// `tern migrate`: a server that ran on SQLite is stopped, its data folder
+/// moved to PostgreSQL with the command, its config switched, and the same
+/// server on PostgreSQL serves the same message with the same UID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tern_migrate_moves_a_server_to_postgres() {
+    let mut s = start("").await;
+    smtp_deliver(s.smtp, "before the move").await;
+    let mut c = imap_login(s.imap).await;
+    c.cmd("b SELECT INBOX").await.unwrap();
+    let (_, before) = tagged(&mut c, "b").await;
+    drop(c);
+    s.stop();
+
+    let pg = PgServer::start();
+    let url = pg.database("tern");
+    let data = s.data.path().to_path_buf();
+    let (ok, out) = crate::common::tern_cli(&["migrate", "--to", &url], &data);
+    assert!(ok, "{out}");
+    assert!(out.contains("Every count matches"), "{out}");
+    assert!(!out.contains("MISMATCH"), "{out}");
+    let (ok, again) = crate::common::tern_cli(&["migrate", "--to", &url], &data);
+    assert!(
+        !ok,
+        "a second migration into the same database is refused: {again}"
+    );
+
+    let toml = std::fs::read_to_string(s.data.config_path()).unwrap();
+    std::fs::write(
+        s.data.config_path(),
+        format!("{toml}\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"),
+    )
+    .unwrap();
+    let running = start_in(&s.data).await;
+    let mut c = imap_login(running.imap[0]).await;
+    c.cmd("b SELECT INBOX").await.unwrap();
+    let (r, after) = tagged(&mut c, "b").await;
+    assert!(r.starts_with("OK"), "{r}");
+    let keep = |u: &[String]| {
+        u.iter()
+            .filter(|l| l.contains("EXISTS") || l.contains("UIDVALIDITY") || l.contains("UIDNEXT"))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keep(&after), keep(&before), "same mailbox after the move");
+    c.cmd("c UID FETCH 1 (BODY.PEEK[TEXT])").await.unwrap();
+    let (r, u) = tagged(&mut c, "c").await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(u.join("\n").contains("body of before the move"), "{u:?}");
+    running.shutdown();
+}
