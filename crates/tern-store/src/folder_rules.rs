@@ -1,7 +1,7 @@
 //! The mailbox rules every backend applies the same way: valid names, how
 //! flags are stored, which moves teach the spam filter.
 
-use crate::{Result, StoreError};
+use crate::{FlagMode, FlagUpdate, Result, StoreError};
 
 /// Flags are stored as one space-separated string, system flags first,
 /// each once (ASCII case-insensitively).
@@ -73,4 +73,57 @@ pub(crate) fn special_use_of(role: &str) -> Option<&'static str> {
         "Sent" => Some("\\Sent"),
         _ => None,
     }
+}
+
+/// What STORE does to one message (RFC 9051 §6.4.6) whose stored flags are
+/// `stored` at MODSEQ `modseq`: the update to report and, when the flags
+/// change, the flag string to store. A change takes the next MODSEQ after
+/// `highest` (which it advances); UNCHANGEDSINCE below the message's MODSEQ
+/// refuses it (RFC 7162 §3.1.3); a change to the same flags is no change.
+pub(crate) fn flag_update(
+    uid: u32,
+    stored: &str,
+    modseq: u64,
+    mode: FlagMode,
+    flags: &[String],
+    unchanged_since: Option<u64>,
+    highest: &mut u64,
+) -> (FlagUpdate, Option<String>) {
+    let current = split_flags(stored);
+    if unchanged_since.is_some_and(|u| modseq > u) {
+        let update = FlagUpdate {
+            uid,
+            flags: current,
+            modseq,
+            applied: false,
+        };
+        return (update, None);
+    }
+    let new: Vec<String> = match mode {
+        FlagMode::Replace => flags.to_vec(),
+        FlagMode::Add => current.iter().chain(flags.iter()).cloned().collect(),
+        FlagMode::Remove => current
+            .iter()
+            .filter(|f| !flags.iter().any(|r| r.eq_ignore_ascii_case(f)))
+            .cloned()
+            .collect(),
+    };
+    let new_s = join_flags(&new);
+    if join_flags(&current) == new_s {
+        let update = FlagUpdate {
+            uid,
+            flags: split_flags(&new_s),
+            modseq,
+            applied: true,
+        };
+        return (update, None);
+    }
+    *highest += 1;
+    let update = FlagUpdate {
+        uid,
+        flags: split_flags(&new_s),
+        modseq: *highest,
+        applied: true,
+    };
+    (update, Some(new_s))
 }

@@ -27,6 +27,28 @@ pub(crate) fn encode_events(events: Vec<Event>) -> Vec<EncodedEvent> {
         .collect()
 }
 
+/// An hourly counter's key: hour, domain (`*` for all), dimension (`''`
+/// for the total, `stream:…`, `tag:…`), event type, detail.
+pub(crate) type CounterKey = (i64, String, String, &'static str, String);
+
+/// The counters of every domain together.
+pub(crate) const ALL_DOMAINS: &str = "*";
+
+/// Adds `event` to the hourly counters it counts in: its (sending or our)
+/// domain's and all domains', each as a total and per stream and tag.
+/// Sorted keys: writers lock counter rows in one order.
+pub(crate) fn count_event(counts: &mut std::collections::BTreeMap<CounterKey, i64>, e: &Event) {
+    let (hour, domain, detail) = e.counter_key();
+    let t = e.event_type.as_str();
+    for dim in std::iter::once(String::new()).chain(e.counter_dims()) {
+        for d in [domain.as_str(), ALL_DOMAINS] {
+            *counts
+                .entry((hour, d.to_string(), dim.clone(), t, detail.clone()))
+                .or_default() += 1;
+        }
+    }
+}
+
 /// A message log with its JSON.
 pub(crate) struct EncodedLog {
     pub message_id: String,
@@ -126,6 +148,52 @@ impl Prepared {
     /// The body and its key, for the blob store.
     pub(crate) fn body(&self) -> (String, Arc<Vec<u8>>) {
         (self.hash.clone(), self.message.raw.clone())
+    }
+
+    /// When its queued recipients are first tried and until when they are
+    /// leased, and to whom: leased to `node` until `lease_until` when the
+    /// message asks (the delivery engine takes them at once), else free
+    /// from its arrival or `not_before`.
+    pub(crate) fn queue_schedule<'n>(&self, node: &'n str) -> (i64, i64, &'n str) {
+        let m = &self.message;
+        if m.lease_until > 0 {
+            (m.lease_until, m.lease_until, node)
+        } else {
+            (m.received_at.max(m.not_before), 0, "")
+        }
+    }
+
+    /// The queued recipient `rcpt` as stored: row `id` of queued message
+    /// `message_id`, body `blob`.
+    pub(crate) fn queued(
+        &self,
+        rcpt: &crate::OutboundRcpt,
+        id: i64,
+        message_id: i64,
+        blob: crate::BlobId,
+        node: &str,
+    ) -> crate::QueuedRcpt {
+        let m = &self.message;
+        let (next_attempt, leased_until, _) = self.queue_schedule(node);
+        crate::QueuedRcpt {
+            id,
+            message_id,
+            queue_id: m.queue_id.clone(),
+            blob,
+            mail_from: m.mail_from.clone(),
+            message_params: m.envelope_params.clone(),
+            size: m.raw.len() as u64,
+            address: rcpt.address.clone(),
+            domain: rcpt.domain.clone(),
+            params: rcpt.params.clone(),
+            attempts: 0,
+            created_at: m.received_at,
+            expires_at: m.expires_at,
+            next_attempt,
+            last_error: None,
+            delay_noticed: false,
+            leased_until,
+        }
     }
 
     /// The MIME metadata as stored (`{}` for a queue-only body).

@@ -6,10 +6,6 @@ use crate::intake::{EncodedEvent, EncodedLog};
 use crate::platform::{IdempotentResponse, Suppression, Webhook};
 use crate::{EventType, Result};
 use sqlx::PgConnection;
-use std::collections::HashMap;
-
-/// The counters of every domain together.
-const ALL_DOMAINS: &str = "*";
 
 /// How many rows each counter is spread over (see `event_counts` in the
 /// schema).
@@ -82,19 +78,10 @@ pub(super) async fn insert_events(c: &mut PgConnection, events: &[EncodedEvent])
     let new: std::collections::HashSet<String> = new.into_iter().collect();
     let hooks = load_webhooks(c, "").await?;
     let mut outbox: (Vec<String>, Vec<String>) = Default::default();
-    // Summed here, written once per key: the sending (or our) domain's and
-    // all domains' counters, each as a total (dim '') and per stream and tag.
-    let mut counts: HashMap<(i64, String, String, &'static str, String), i64> = HashMap::new();
+    // Summed here, written once per key, in key order.
+    let mut counts = std::collections::BTreeMap::new();
     for EncodedEvent { event: e, .. } in events.iter().filter(|e| new.contains(&e.event.id)) {
-        let (hour, domain, detail) = e.counter_key();
-        let t = e.event_type.as_str();
-        for dim in std::iter::once(String::new()).chain(e.counter_dims()) {
-            for d in [domain.as_str(), ALL_DOMAINS] {
-                *counts
-                    .entry((hour, d.to_string(), dim.clone(), t, detail.clone()))
-                    .or_default() += 1;
-            }
-        }
+        crate::intake::count_event(&mut counts, e);
         for h in hooks.iter().filter(|h| h.wants(e)) {
             outbox.0.push(h.id.clone());
             outbox.1.push(e.id.clone());
@@ -111,10 +98,9 @@ pub(super) async fn insert_events(c: &mut PgConnection, events: &[EncodedEvent])
         .execute(&mut *c)
         .await?;
     }
-    // Sorted keys: two transactions touching the same counters lock them
+    // In key order: two transactions touching the same counters lock them
     // in the same order.
-    let mut counts: Vec<_> = counts.into_iter().collect();
-    counts.sort();
+    let counts: Vec<_> = counts.into_iter().collect();
     let slot = rand::random_range(0..COUNTER_SLOTS);
     let hours: Vec<i64> = counts.iter().map(|c| c.0.0).collect();
     let domains: Vec<&str> = counts.iter().map(|c| c.0.1.as_str()).collect();

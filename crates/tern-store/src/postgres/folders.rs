@@ -4,7 +4,7 @@
 
 use super::mail::{Row, delete_uids, insert_message};
 use super::{PgStore, bodies::blob_row, next_uidvalidity, not_found};
-use crate::folder_rules::{join_flags, normalize_name, parents, split_flags, training_verdict};
+use crate::folder_rules::{flag_update, normalize_name, parents, split_flags, training_verdict};
 use crate::intake::PreparedAppend;
 use crate::{
     AccountId, Appended, BlobId, FlagMode, FlagUpdate, Folders, MailboxRow, MessageRow, Result,
@@ -729,7 +729,7 @@ impl Folders for PgStore {
         unchanged_since: Option<u64>,
     ) -> Result<Vec<FlagUpdate>> {
         let mut tx = self.pool.begin().await?;
-        let (account, mut modseq): (i64, i64) = sqlx::query_as(
+        let (account, modseq): (i64, i64) = sqlx::query_as(
             "SELECT account_id, highest_modseq FROM mailboxes WHERE id = $1 FOR UPDATE",
         )
         .bind(mailbox)
@@ -748,50 +748,26 @@ impl Folders for PgStore {
             current.into_iter().map(|(u, f, m)| (u, (f, m))).collect();
         let mut out = Vec::new();
         let mut changed: (Vec<i64>, Vec<String>, Vec<i64>) = Default::default();
+        let mut highest = modseq as u64;
         for uid in wanted {
             let Some((stored, old_modseq)) = current.get(&uid) else {
                 continue;
             };
-            let now = split_flags(stored);
-            let uid32 = uid as u32;
-            if unchanged_since.is_some_and(|u| *old_modseq as u64 > u) {
-                out.push(FlagUpdate {
-                    uid: uid32,
-                    flags: now,
-                    modseq: *old_modseq as u64,
-                    applied: false,
-                });
-                continue;
+            let (update, store) = flag_update(
+                uid as u32,
+                stored,
+                *old_modseq as u64,
+                mode,
+                flags,
+                unchanged_since,
+                &mut highest,
+            );
+            if let Some(new) = store {
+                changed.0.push(uid);
+                changed.1.push(new);
+                changed.2.push(update.modseq as i64);
             }
-            let new: Vec<String> = match mode {
-                FlagMode::Replace => flags.to_vec(),
-                FlagMode::Add => now.iter().chain(flags.iter()).cloned().collect(),
-                FlagMode::Remove => now
-                    .iter()
-                    .filter(|f| !flags.iter().any(|r| r.eq_ignore_ascii_case(f)))
-                    .cloned()
-                    .collect(),
-            };
-            let (old_s, new_s) = (join_flags(&now), join_flags(&new));
-            if old_s == new_s {
-                out.push(FlagUpdate {
-                    uid: uid32,
-                    flags: split_flags(&new_s),
-                    modseq: *old_modseq as u64,
-                    applied: true,
-                });
-                continue;
-            }
-            modseq += 1;
-            out.push(FlagUpdate {
-                uid: uid32,
-                flags: split_flags(&new_s),
-                modseq: modseq as u64,
-                applied: true,
-            });
-            changed.0.push(uid);
-            changed.1.push(new_s);
-            changed.2.push(modseq);
+            out.push(update);
         }
         if changed.0.is_empty() {
             return Ok(out);
@@ -809,7 +785,7 @@ impl Folders for PgStore {
         .await?;
         sqlx::query("UPDATE mailboxes SET highest_modseq = $2 WHERE id = $1")
             .bind(mailbox)
-            .bind(modseq)
+            .bind(highest as i64)
             .execute(&mut *tx)
             .await?;
         self.commit_changed(tx, &[account]).await?;

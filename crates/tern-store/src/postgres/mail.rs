@@ -331,11 +331,7 @@ pub(super) async fn insert_queued(
         .bind(m.expires_at)
         .fetch_one(&mut *tx)
         .await?;
-        let (next_attempt, lease, owner) = if m.lease_until > 0 {
-            (m.lease_until, m.lease_until, node)
-        } else {
-            (m.received_at.max(m.not_before), 0, "")
-        };
+        let (next_attempt, lease, owner) = p.queue_schedule(node);
         let (addresses, domains, params): (Vec<&str>, Vec<&str>, Vec<&str>) = m
             .outbound
             .iter()
@@ -359,25 +355,7 @@ pub(super) async fn insert_queued(
         // Ids are drawn in insertion order (`ORDER BY n`).
         ids.sort_unstable();
         for (id, r) in ids.into_iter().zip(&m.outbound) {
-            queued.push(QueuedRcpt {
-                id,
-                message_id,
-                queue_id: m.queue_id.clone(),
-                blob,
-                mail_from: m.mail_from.clone(),
-                message_params: m.envelope_params.clone(),
-                size: size as u64,
-                address: r.address.clone(),
-                domain: r.domain.clone(),
-                params: r.params.clone(),
-                attempts: 0,
-                created_at: m.received_at,
-                expires_at: m.expires_at,
-                next_attempt,
-                last_error: None,
-                delay_noticed: false,
-                leased_until: lease,
-            });
+            queued.push(p.queued(r, id, message_id, blob, node));
         }
     }
     Ok(queued)

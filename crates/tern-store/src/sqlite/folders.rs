@@ -1,7 +1,7 @@
 //! [`Folders`] for SQLite: the mailbox operations IMAP needs.
 
 use super::SqliteStore;
-use crate::folder_rules::{join_flags, normalize_name, parents, split_flags, training_verdict};
+use crate::folder_rules::{flag_update, normalize_name, parents, split_flags, training_verdict};
 use crate::intake::PreparedAppend;
 use crate::{
     AccountId, Appended, BlobId, FlagMode, FlagUpdate, Folders, MailboxRow, MessageRow, Result,
@@ -609,40 +609,25 @@ impl Folders for SqliteStore {
                 let mut set = c.prepare_cached(
                     "UPDATE mailbox_messages SET flags = ?, modseq = ? WHERE mailbox_id = ? AND uid = ?",
                 )?;
-                let mut modseq: i64 =
+                let highest: i64 =
                     c.query_row("SELECT highest_modseq FROM mailboxes WHERE id = ?", [mailbox], |r| r.get(0))?;
+                let mut modseq = highest as u64;
                 let mut out = Vec::new();
                 for uid in uids {
-                    let Some((current, old_modseq)) = get
+                    let Some((stored, old_modseq)) = get
                         .query_row(params![mailbox, uid as i64], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
                         .optional()?
                     else {
                         continue;
                     };
-                    let current = split_flags(&current);
-                    if unchanged_since.is_some_and(|u| old_modseq as u64 > u) {
-                        out.push(FlagUpdate { uid, flags: current, modseq: old_modseq as u64, applied: false });
-                        continue;
+                    let (update, store) =
+                        flag_update(uid, &stored, old_modseq as u64, mode, &flags, unchanged_since, &mut modseq);
+                    if let Some(new) = store {
+                        set.execute(params![new, update.modseq as i64, mailbox, uid as i64])?;
                     }
-                    let new: Vec<String> = match mode {
-                        FlagMode::Replace => flags.clone(),
-                        FlagMode::Add => current.iter().chain(flags.iter()).cloned().collect(),
-                        FlagMode::Remove => current
-                            .iter()
-                            .filter(|f| !flags.iter().any(|r| r.eq_ignore_ascii_case(f)))
-                            .cloned()
-                            .collect(),
-                    };
-                    let (old_s, new_s) = (join_flags(&current), join_flags(&new));
-                    if old_s == new_s {
-                        out.push(FlagUpdate { uid, flags: split_flags(&new_s), modseq: old_modseq as u64, applied: true });
-                        continue;
-                    }
-                    modseq += 1;
-                    set.execute(params![new_s, modseq, mailbox, uid as i64])?;
-                    out.push(FlagUpdate { uid, flags: split_flags(&new_s), modseq: modseq as u64, applied: true });
+                    out.push(update);
                 }
-                c.execute("UPDATE mailboxes SET highest_modseq = ? WHERE id = ?", params![modseq, mailbox])?;
+                c.execute("UPDATE mailboxes SET highest_modseq = ? WHERE id = ?", params![modseq as i64, mailbox])?;
                 Ok((account, out))
             })
             .await;

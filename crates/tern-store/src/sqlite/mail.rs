@@ -247,11 +247,7 @@ impl InsertSqlite for Prepared {
                 "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt, lease_until, lease_owner)
                  VALUES (?, ?, ?, ?, ?, ?, ?)",
             )?;
-            let (next_attempt, lease, owner) = if m.lease_until > 0 {
-                (m.lease_until, m.lease_until, node)
-            } else {
-                (m.received_at.max(m.not_before), 0, "")
-            };
+            let (next_attempt, lease, owner) = self.queue_schedule(node);
             for r in &m.outbound {
                 rcpt.execute(params![
                     message_id,
@@ -263,25 +259,7 @@ impl InsertSqlite for Prepared {
                     owner
                 ])?;
                 delivered += 1;
-                queued.push(crate::QueuedRcpt {
-                    id: c.last_insert_rowid(),
-                    message_id,
-                    queue_id: m.queue_id.clone(),
-                    blob: blob_id,
-                    mail_from: m.mail_from.clone(),
-                    message_params: m.envelope_params.clone(),
-                    size: size as u64,
-                    address: r.address.clone(),
-                    domain: r.domain.clone(),
-                    params: r.params.clone(),
-                    attempts: 0,
-                    created_at: m.received_at,
-                    expires_at: m.expires_at,
-                    next_attempt,
-                    last_error: None,
-                    delay_noticed: false,
-                    leased_until: lease,
-                });
+                queued.push(self.queued(r, c.last_insert_rowid(), message_id, blob_id, node));
             }
         }
         super::platform::insert_events(c, &self.events)?;

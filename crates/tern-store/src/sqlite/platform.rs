@@ -30,10 +30,8 @@ pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
         "INSERT INTO webhook_outbox(webhook_id, event_id, created) VALUES (?, ?, ?)",
     )?;
     let now = tern_core::now_unix();
-    // The hourly counters, summed here and written once per key: the
-    // sending (or our) domain's, and all domains' (`*`); each as a total
-    // (dim '') and per stream and tag.
-    let mut counts: HashMap<(i64, String, String, &'static str, String), i64> = HashMap::new();
+    // The hourly counters, summed here and written once per key.
+    let mut counts = std::collections::BTreeMap::new();
     for Encoded { event: e, json } in events {
         let new = ins.execute(params![
             e.id,
@@ -46,15 +44,7 @@ pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
         if new == 0 {
             continue;
         }
-        let (hour, domain, detail) = e.counter_key();
-        let t = e.event_type.as_str();
-        for dim in std::iter::once(String::new()).chain(e.counter_dims()) {
-            for d in [domain.as_str(), ALL_DOMAINS] {
-                *counts
-                    .entry((hour, d.to_string(), dim.clone(), t, detail.clone()))
-                    .or_default() += 1;
-            }
-        }
+        crate::intake::count_event(&mut counts, e);
         for h in hooks.iter().filter(|h| h.wants(e)) {
             outbox.execute(params![h.id, e.id, now])?;
         }
@@ -68,9 +58,6 @@ pub(super) fn insert_events(c: &Connection, events: &[Encoded]) -> Result<()> {
     }
     Ok(())
 }
-
-/// The counters of every domain together.
-const ALL_DOMAINS: &str = "*";
 
 /// Adds suppression entries (replacing the same address and domain).
 pub(super) fn insert_suppressions(c: &Connection, entries: &[Suppression]) -> Result<()> {
