@@ -651,8 +651,47 @@ pub trait Folders: Send + Sync {
         messages: Vec<Appended>,
         replace: Option<(i64, u32)>,
     ) -> Result<(u32, Vec<u32>)>;
-    /// A receiver of change notifications: the account whose mail changed.
-    fn watch(&self) -> tokio::sync::broadcast::Receiver<AccountId>;
+    /// Changes to `account`'s mail, made on any node, from now on (an IMAP
+    /// IDLE or NOTIFY session). On several nodes, only the accounts someone
+    /// watches are listened to.
+    async fn watch_account(&self, account: AccountId) -> AccountWatch;
+}
+
+/// Changes to one account's mail, as they are committed
+/// ([`Folders::watch_account`]); stops being listened to when dropped.
+pub struct AccountWatch {
+    account: AccountId,
+    changes: tokio::sync::broadcast::Receiver<AccountId>,
+    _release: Option<Box<dyn Send + Sync>>,
+}
+
+impl AccountWatch {
+    /// A watch over `changes` (every account's, filtered here); `release`
+    /// is dropped with it (the backend's unsubscription).
+    pub fn new(
+        account: AccountId,
+        changes: tokio::sync::broadcast::Receiver<AccountId>,
+        release: Option<Box<dyn Send + Sync>>,
+    ) -> Self {
+        Self {
+            account,
+            changes,
+            _release: release,
+        }
+    }
+
+    /// Waits for the next change to the account (`false` once no change
+    /// can come any more: the store is closing). A burst of changes may
+    /// be told once; a session resynchronises on each.
+    pub async fn changed(&mut self) -> bool {
+        loop {
+            match self.changes.recv().await {
+                Ok(a) if a != self.account => continue,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return true,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    }
 }
 
 /// The outbound queue. Recipients are *claimed* by a delivery worker (a

@@ -433,36 +433,45 @@ async fn sqlx_uidvalidities(url: &str) -> Vec<i64> {
         .unwrap()
 }
 
-/// A change on one node reaches the watchers of every node (LISTEN/NOTIFY),
-/// with its account.
+/// A change on one node reaches the watchers of that account on every node
+/// (LISTEN/NOTIFY on the account's channel), and only them; a watch that
+/// is dropped and made again still hears.
 #[tokio::test]
 async fn postgres_changes_reach_every_node() {
     let pg = PgServer::start();
     let url = pg.database("tern");
     let a = PgStore::connect(&url, 2).await.unwrap();
     let b = PgStore::connect(&url, 2).await.unwrap();
-    let (mut on_a, mut on_b) = (a.watch(), b.watch());
-    a.changed(42).await.unwrap();
-    b.changed(7).await.unwrap();
     let wait = std::time::Duration::from_secs(10);
-    let mut got_b = Vec::new();
-    let mut got_a = Vec::new();
-    for _ in 0..2 {
-        got_b.push(
-            tokio::time::timeout(wait, on_b.recv())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-        got_a.push(
-            tokio::time::timeout(wait, on_a.recv())
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
-    got_a.sort_unstable();
-    got_b.sort_unstable();
-    assert_eq!(got_b, vec![7, 42], "node B hears A's change and its own");
-    assert_eq!(got_a, vec![7, 42], "node A hears B's change and its own");
+    let mut b42 = b.watch_changes(42).await;
+    let mut a7 = a.watch_changes(7).await;
+    let mut b7 = b.watch_changes(7).await;
+    a.changed(42).await.unwrap();
+    assert!(
+        tokio::time::timeout(wait, b42.changed()).await.unwrap(),
+        "B hears A's change"
+    );
+    b.changed(7).await.unwrap();
+    assert!(
+        tokio::time::timeout(wait, a7.changed()).await.unwrap(),
+        "A hears B's change"
+    );
+    assert!(
+        tokio::time::timeout(wait, b7.changed()).await.unwrap(),
+        "B hears its own"
+    );
+    // 42's change was not told to the watchers of 7.
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), a7.changed())
+            .await
+            .is_err(),
+        "only the account's watchers hear"
+    );
+    drop(b42);
+    let mut again = b.watch_changes(42).await;
+    a.changed(42).await.unwrap();
+    assert!(
+        tokio::time::timeout(wait, again.changed()).await.unwrap(),
+        "listening again"
+    );
 }

@@ -68,7 +68,7 @@ struct Session {
     contexts: Vec<esearch::Context>,
     /// What NOTIFY asked for (RFC 5465), and the change signal it listens to.
     notify: Option<notify::Notify>,
-    watch: Option<tokio::sync::broadcast::Receiver<AccountId>>,
+    watch: Option<tern_store::AccountWatch>,
     /// UIDs saved by `SEARCH RETURN (SAVE)`, what `$` stands for (RFC 5182).
     saved: Vec<u32>,
     /// FETCH items of the command being run that the codec does not know.
@@ -338,16 +338,13 @@ impl Session {
             // between commands.
             let filled = match self.watch.as_mut() {
                 Some(watch) if self.reader.between_commands() => {
-                    let account = self.account.as_ref().map(|a| a.0);
                     tokio::select! {
                         r = self.conn.fill(deadline) => r,
-                        changed = watch.recv() => {
-                            match changed {
-                                Ok(a) if Some(a) != account => {}
-                                Err(tokio::sync::broadcast::error::RecvError::Closed) => {
-                                    self.watch = None;
-                                }
-                                _ => self.notify_changes().await,
+                        more = watch.changed() => {
+                            if more {
+                                self.notify_changes().await;
+                            } else {
+                                self.watch = None;
                             }
                             continue;
                         }
@@ -1891,8 +1888,7 @@ impl Session {
 
     /// IDLE (RFC 2177, RFC 9051 §6.3.13): pushes changes until DONE.
     async fn idle(&mut self, tag: &str) {
-        let account = self.account_id();
-        let mut changes = self.server.store.watch();
+        let mut changes = self.server.store.watch_account(self.account_id()).await;
         self.out.extend_from_slice(b"+ idling\r\n");
         self.sync().await;
         self.flush().await;
@@ -1917,11 +1913,9 @@ impl Session {
                     }
                     _ => return,
                 },
-                changed = changes.recv() => {
-                    match changed {
-                        Ok(a) if a != account => continue,
-                        Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
-                        _ => {}
+                more = changes.changed() => {
+                    if !more {
+                        return;
                     }
                     self.sync().await;
                     self.notify_changes().await;

@@ -306,7 +306,7 @@ impl Session {
             }
         }
         self.notify = Some(n);
-        self.watch = Some(self.server.store.watch());
+        self.watch = Some(self.server.store.watch_account(self.account_id()).await);
         self.tagged(tag, "OK", "NOTIFY completed");
     }
 

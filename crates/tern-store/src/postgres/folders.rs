@@ -915,7 +915,7 @@ impl Folders for PgStore {
         }
     }
 
-    fn watch(&self) -> tokio::sync::broadcast::Receiver<AccountId> {
-        self.changes.subscribe()
+    async fn watch_account(&self, account: AccountId) -> crate::AccountWatch {
+        self.watch_changes(account).await
     }
 }

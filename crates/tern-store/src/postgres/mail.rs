@@ -233,12 +233,14 @@ impl PgStore {
         accounts: &[AccountId],
     ) -> Result<()> {
         if !accounts.is_empty() {
-            let mut ids: Vec<String> = accounts.iter().map(|a| a.to_string()).collect();
-            ids.sort();
-            ids.dedup();
-            sqlx::query("SELECT pg_notify($1, a) FROM UNNEST($2::TEXT[]) AS a")
-                .bind(super::changes::CHANNEL)
-                .bind(&ids)
+            let mut channels: Vec<String> = accounts
+                .iter()
+                .map(|a| super::changes::channel(*a))
+                .collect();
+            channels.sort();
+            channels.dedup();
+            sqlx::query("SELECT pg_notify(c, '') FROM UNNEST($1::TEXT[]) AS c")
+                .bind(&channels)
                 .execute(&mut *tx)
                 .await?;
         }

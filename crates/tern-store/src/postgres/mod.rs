@@ -7,8 +7,8 @@
 //! a blob store by hash, mailbox rows with UIDs, MODSEQs and tombstones), the queue
 //! ([`Queue`]: leases with an owner, `FOR UPDATE SKIP LOCKED`), events and
 //! message logs written with the mail, the nodes ([`Nodes`]) and
-//! per-account change notifications across nodes ([`PgStore::changed`],
-//! [`PgStore::watch`]: LISTEN/NOTIFY), and the platform's records, spam
+//! per-account change notices across nodes ([`PgStore::changed`],
+//! [`PgStore::watch_changes`]: LISTEN/NOTIFY on a channel per account), and the platform's records, spam
 //! data, reports, verification jobs and dashboard users: a whole
 //! [`crate::Store`], which `tern serve` runs on (`[store] backend`).
 //!
@@ -60,6 +60,8 @@ pub struct PgStore {
     node: Arc<str>,
     auth_cache: crate::password::AuthCache,
     changes: tokio::sync::broadcast::Sender<crate::AccountId>,
+    /// The accounts this node's sessions watch ([`changes`]).
+    watchers: Arc<changes::Watchers>,
     /// Where the bodies are ([`PgStore::with_blobs`]).
     blobs: Option<Arc<dyn crate::Blobs>>,
     /// Signalled when this node queues recipients or makes them due.
@@ -111,7 +113,8 @@ impl PgStore {
             .map_err(|e| StoreError::Db(Box::new(e)))?;
         let changes = tokio::sync::broadcast::channel(1024).0;
         let (ready, listening) = tokio::sync::oneshot::channel();
-        let listener = tokio::spawn(changes::listen(pool.clone(), changes.clone(), ready));
+        let (commands, asked) = tokio::sync::mpsc::unbounded_channel();
+        let listener = tokio::spawn(changes::listen(pool.clone(), changes.clone(), asked, ready));
         // Changes made after connect returns reach this node.
         if tokio::time::timeout(Duration::from_secs(10), listening)
             .await
@@ -124,6 +127,7 @@ impl PgStore {
             node: Arc::from(""),
             auth_cache: crate::password::AuthCache::new(Duration::from_secs(15 * 60)),
             changes,
+            watchers: changes::Watchers::new(commands),
             blobs: None,
             queue_wakeup: Arc::new(tokio::sync::Notify::new()),
             writer: std::sync::OnceLock::new(),

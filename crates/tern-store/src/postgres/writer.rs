@@ -276,10 +276,9 @@ async fn write(ctx: &Ctx, jobs: &[&[Prepared]]) -> Result<Vec<Result<Vec<QueuedR
     }
     insert_events_refs(&mut tx, &events).await?;
     if !notify.is_empty() {
-        let ids: Vec<String> = notify.iter().map(|a| a.to_string()).collect();
-        sqlx::query("SELECT pg_notify($1, a) FROM UNNEST($2::TEXT[]) AS a")
-            .bind(super::changes::CHANNEL)
-            .bind(&ids)
+        let channels: Vec<String> = notify.iter().map(|a| super::changes::channel(*a)).collect();
+        sqlx::query("SELECT pg_notify(c, '') FROM UNNEST($1::TEXT[]) AS c")
+            .bind(&channels)
             .execute(&mut *tx)
             .await?;
     }

@@ -771,8 +771,8 @@ impl Folders for SqliteStore {
         r
     }
 
-    fn watch(&self) -> tokio::sync::broadcast::Receiver<AccountId> {
-        self.changes.subscribe()
+    async fn watch_account(&self, account: AccountId) -> crate::AccountWatch {
+        crate::AccountWatch::new(account, self.changes.subscribe(), None)
     }
 }
 
