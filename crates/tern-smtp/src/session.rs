@@ -387,7 +387,18 @@ impl Session {
                         return self.send(reply!(451, "4.3.0", "Temporary lookup failure"));
                     }
                 }
-                if let Err(which) = sub.take_message(account) {
+                let allowed = match sub.take_message(&self.server.store, account).await {
+                    Ok(allowed) => allowed,
+                    Err(e) => {
+                        tracing::error!(error = %e, "submission: sending limits unavailable");
+                        return self.send(reply!(
+                            451,
+                            "4.3.0",
+                            "Temporary failure; try again later"
+                        ));
+                    }
+                };
+                if let Err(which) = allowed {
                     metrics::counter!("tern_smtp_rejections_total", "reason" => "rate_limit")
                         .increment(1);
                     tracing::info!(user = %login, limit = which, "submission: sending limit reached");

@@ -4,10 +4,7 @@
 //! fixes an MSA makes to a message (RFC 6409 §8: `Date`, `Message-ID`)
 //! before DKIM signing.
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::time::Duration;
 use tern_core::authguard::AuthGuard;
 use tern_core::config::{AuthConfig, SubmissionConfig};
 use tern_queue::intake::Intake;
@@ -24,47 +21,6 @@ pub struct Submission {
     /// The queue's intake: submitted mail is signed, checked against the
     /// suppression lists and queued there.
     pub intake: Arc<Intake>,
-    limits: SendLimits,
-}
-
-/// Each account's hourly and daily message allowance.
-pub struct SendLimits {
-    hourly: Option<DefaultKeyedRateLimiter<AccountId>>,
-    daily: Option<DefaultKeyedRateLimiter<AccountId>>,
-}
-
-impl SendLimits {
-    /// The allowances `[submission]` sets.
-    pub fn new(config: &SubmissionConfig) -> Self {
-        let limiter = |n: u32, per: Duration| {
-            NonZeroU32::new(n).map(|n| {
-                let quota = Quota::with_period(per / n.get())
-                    .unwrap_or_else(|| Quota::per_second(n))
-                    .allow_burst(n);
-                RateLimiter::keyed(quota)
-            })
-        };
-        Self {
-            hourly: limiter(config.max_messages_per_hour, Duration::from_secs(3600)),
-            daily: limiter(config.max_messages_per_day, Duration::from_secs(86400)),
-        }
-    }
-
-    /// Takes one message from the account's allowances; `Err` names the
-    /// limit that is used up.
-    pub fn take(&self, account: AccountId) -> Result<(), &'static str> {
-        if let Some(h) = &self.hourly
-            && h.check_key(&account).is_err()
-        {
-            return Err("hourly");
-        }
-        if let Some(d) = &self.daily
-            && d.check_key(&account).is_err()
-        {
-            return Err("daily");
-        }
-        Ok(())
-    }
 }
 
 impl Submission {
@@ -76,7 +32,6 @@ impl Submission {
         intake: Arc<Intake>,
     ) -> Self {
         Self {
-            limits: SendLimits::new(&config),
             config,
             auth,
             guard,
@@ -84,10 +39,29 @@ impl Submission {
         }
     }
 
-    /// Takes one message from the account's hourly and daily allowance;
-    /// `Err` names the limit that is used up.
-    pub fn take_message(&self, account: AccountId) -> Result<(), &'static str> {
-        self.limits.take(account)
+    /// Takes one message from the account's hourly and daily allowances,
+    /// counted across every node of the store; `Ok(Err(…))` names the
+    /// limit that is used up.
+    pub async fn take_message(
+        &self,
+        store: &SharedStore,
+        account: AccountId,
+    ) -> Result<Result<(), &'static str>, tern_store::StoreError> {
+        let now = tern_core::now_unix();
+        let limits = [
+            ("hourly", self.config.max_messages_per_hour, 3600),
+            ("daily", self.config.max_messages_per_day, 86_400),
+        ];
+        for (name, limit, period) in limits {
+            if limit == 0 {
+                continue;
+            }
+            let key = format!("submission:{name}:{account}");
+            if !store.take_allowance(&key, limit, period, now).await? {
+                return Ok(Err(name));
+            }
+        }
+        Ok(Ok(()))
     }
 }
 
@@ -182,18 +156,5 @@ mod tests {
         assert_eq!(f.senders, vec!["alice@Example.com", "bob@example.com"]);
         assert_eq!(f.from_domain.as_deref(), Some("example.com"));
         assert!(!f.has_date && !f.has_message_id);
-    }
-
-    #[test]
-    fn limits() {
-        let cfg = SubmissionConfig {
-            max_messages_per_hour: 2,
-            ..Default::default()
-        };
-        let s = SendLimits::new(&cfg);
-        assert!(s.take(1).is_ok());
-        assert!(s.take(1).is_ok());
-        assert_eq!(s.take(1), Err("hourly"));
-        assert!(s.take(2).is_ok(), "per account");
     }
 }

@@ -14,6 +14,7 @@
 //! returns `Ok`, the change is committed and fsynced, and a body it refers
 //! to was stored durably before the commit.
 
+pub mod allowances;
 pub mod blobs;
 pub mod dashboard;
 mod folder_rules;
@@ -27,6 +28,7 @@ pub mod postgres;
 pub mod sqlite;
 pub mod verify_jobs;
 
+pub use allowances::Allowances;
 pub use blobs::{Blobs, BodyStore};
 pub use dashboard::{Dashboard, WebSession, WebUser};
 pub use nodes::{NodeInfo, Nodes};
@@ -877,10 +879,10 @@ pub trait Reports: Send + Sync {
 pub const LEASE_SECS: i64 = 3600;
 
 /// The mail roles: what SMTP, IMAP, POP3 and delivery need (directory,
-/// mailboxes, queue, nodes). Every backend has them; the conformance suite
+/// mailboxes, queue, nodes, shared allowances). Every backend has them; the conformance suite
 /// (`tests/conformance.rs`) checks their invariants on each.
-pub trait MailBackend: Directory + MailStore + Folders + Queue + Nodes {}
-impl<T: Directory + MailStore + Folders + Queue + Nodes> MailBackend for T {}
+pub trait MailBackend: Directory + MailStore + Folders + Queue + Nodes + Allowances {}
+impl<T: Directory + MailStore + Folders + Queue + Nodes + Allowances> MailBackend for T {}
 
 /// Everything a running server needs from storage: the mail roles, the
 /// bodies role ([`BodyStore`]) and the platform's (events, API objects, spam data, reports, verification jobs,

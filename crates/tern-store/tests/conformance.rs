@@ -551,3 +551,49 @@ async fn deliver_at_once(n: &str, stores: Vec<SharedStore>, ann: AccountId, bob:
     let bob_mb = inbox(s, bob).await;
     assert_eq!(s.uids(bob_mb).await.unwrap().len(), total / 3, "{n}");
 }
+
+/// An allowance counts every take, refuses past its limit without taking,
+/// keeps the last window's takes in view at a window's edge, and on
+/// PostgreSQL is one count for every node.
+#[tokio::test]
+async fn allowances_count_across_nodes() {
+    let hour = 3600;
+    let t = 1_700_000_000 / hour * hour + hour - 1; // the last second of an hour
+    for b in backends().await {
+        let (s, n) = (&b.store, b.name);
+        assert!(s.take_allowance("k", 2, hour, t).await.unwrap(), "{n}");
+        assert!(s.take_allowance("k", 2, hour, t).await.unwrap(), "{n}");
+        assert!(
+            !s.take_allowance("k", 2, hour, t).await.unwrap(),
+            "{n}: used up"
+        );
+        assert!(
+            !s.take_allowance("k", 2, hour, t + 1).await.unwrap(),
+            "{n}: the next hour's first second still sees the two"
+        );
+        assert!(
+            s.take_allowance("other", 2, hour, t).await.unwrap(),
+            "{n}: per key"
+        );
+        assert!(
+            s.take_allowance("k", 2, hour, t + hour + 1).await.unwrap(),
+            "{n}: an hour later"
+        );
+    }
+    let pg = PgServer::start();
+    let url = pg.database("allowances");
+    let a: SharedStore = Arc::new(PgStore::connect(&url, 2).await.unwrap());
+    let b: SharedStore = Arc::new(PgStore::connect(&url, 2).await.unwrap());
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.take_allowance("shared", 7, hour, t).await.unwrap()
+        }));
+    }
+    let mut taken = 0;
+    for task in tasks {
+        taken += usize::from(task.await.unwrap());
+    }
+    assert_eq!(taken, 7, "seven of twenty concurrent takes on two nodes");
+}

@@ -86,3 +86,29 @@ impl Nodes for PgStore {
         )
     }
 }
+
+#[async_trait]
+impl crate::Allowances for PgStore {
+    async fn take_allowance(&self, key: &str, limit: u32, period: i64, now: i64) -> Result<bool> {
+        let (window, weight) = crate::allowances::window_of(now, period);
+        // One statement, under the window row's lock: the check and the
+        // count are one step for every node. Windows before the previous
+        // one go.
+        let taken: Option<i64> = sqlx::query_scalar(
+            "WITH gone AS (DELETE FROM allowances WHERE key = $1 AND win < $2 - 1),
+                  prev AS (SELECT COALESCE((SELECT n FROM allowances WHERE key = $1 AND win = $2 - 1), 0) AS p)
+             INSERT INTO allowances(key, win, n)
+             SELECT $1, $2, 1 FROM prev WHERE 1 + prev.p * $4 <= $3
+             ON CONFLICT (key, win) DO UPDATE SET n = allowances.n + 1
+                 WHERE allowances.n + 1 + (SELECT p FROM prev) * $4 <= $3
+             RETURNING n",
+        )
+        .bind(key)
+        .bind(window)
+        .bind(f64::from(limit))
+        .bind(weight)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(taken.is_some())
+    }
+}

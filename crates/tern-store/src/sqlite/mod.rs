@@ -90,6 +90,9 @@ pub struct SqliteStore {
     blob_gates: Box<[tokio::sync::RwLock<()>]>,
     /// This node's name: the owner of the queue leases it takes.
     node: Arc<str>,
+    /// Allowance counts by key and window: one node runs on a SQLite
+    /// store, so they live in its memory.
+    allowances: Mutex<std::collections::HashMap<(String, i64), u64>>,
     _alive: Arc<()>,
 }
 
@@ -163,6 +166,7 @@ impl SqliteStore {
                 .map(|_| tokio::sync::RwLock::new(()))
                 .collect(),
             node: Arc::from(""),
+            allowances: Mutex::default(),
             _alive: alive,
         })
     }

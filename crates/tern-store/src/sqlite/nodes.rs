@@ -88,3 +88,25 @@ impl Nodes for SqliteStore {
         .await
     }
 }
+
+#[async_trait]
+impl crate::Allowances for SqliteStore {
+    async fn take_allowance(&self, key: &str, limit: u32, period: i64, now: i64) -> Result<bool> {
+        let (window, weight) = crate::allowances::window_of(now, period);
+        let mut counts = self.allowances.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = counts
+            .get(&(key.to_string(), window - 1))
+            .copied()
+            .unwrap_or(0);
+        let current = counts.entry((key.to_string(), window)).or_default();
+        if !crate::allowances::fits(*current, previous, weight, limit) {
+            return Ok(false);
+        }
+        *current += 1;
+        // Older windows never count again.
+        if counts.len() > 10_000 {
+            counts.retain(|(_, w), _| *w >= window - 1);
+        }
+        Ok(true)
+    }
+}
