@@ -7,6 +7,10 @@
 #   pg-files        Tern on PostgreSQL, bodies in fsynced files
 #   pg-s3           Tern on PostgreSQL, bodies in an S3-compatible bucket (moto's server: one
 #                   Python process on loopback, itself the bottleneck; see bench/blobs.sh)
+#   relay-postfix, relay-sqlite, relay-pg
+#                   relay instead of inbound: smtp-source submits 20,000 (20 sessions, 100 per
+#                   session) for relay.test, delivered to smtp-sink; time to an empty queue
+#                   while submitting (bench/tern_relay.py "concurrent"; DKIM-signed by Tern)
 # A private PostgreSQL 15 (initdb in a temporary folder, loopback, default settings: fsync and
 # synchronous_commit on) serves the pg runs. Same generator as bench/inbound.sh (smtp-source,
 # 20 sessions, 5 KiB). After each pg run the database's own counters give the per-message
@@ -16,7 +20,7 @@ set -euo pipefail
 RUNS=${RUNS:-1}
 source "$(dirname "$0")/common.sh"
 TERN_BASE=${TERN_BASE:-36000}
-SETUPS=${SETUPS:-postfix sqlite pg pg-2 pg-files pg-s3}
+SETUPS=${SETUPS:-postfix sqlite pg pg-2 pg-files pg-s3 relay-postfix relay-sqlite relay-pg}
 (cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1)
 command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]'
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -59,9 +63,11 @@ pg_counters() {  # transactions, WAL records, WAL bytes, WAL syncs
 
 # CPU seconds used so far by a process, and by the PostgreSQL server (its backends included).
 cpu_of() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f", ($14 + $15) / hz }' "/proc/$1/stat"; }
+# The postmaster's own and its ended backends' time (cutime, cstime), and its live backends'.
 pg_cpu() {
   local pm; pm=$(head -1 "$PGDIR/data/postmaster.pid")
-  { cpu_of "$pm"; echo; for c in $(pgrep -P "$pm"); do cpu_of "$c" 2>/dev/null; echo; done; } | awk '{ s += $1 } END { printf "%.2f", s }'
+  { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.2f\n", ($14 + $15 + $16 + $17) / hz }' "/proc/$pm/stat"
+    for c in $(pgrep -P "$pm"); do cpu_of "$c" 2>/dev/null; echo; done; } | awk '{ s += $1 } END { printf "%.2f", s }'
 }
 
 # A Tern data folder for `setup` on port base $2, node name $3.
@@ -95,6 +101,33 @@ serve() {  # data folder, smtp port; the pid in $SERVED
 for setup in $SETUPS; do
   echo "== $setup"
   case $setup in
+    relay-postfix)
+      "$SHARED/postfix/stop.sh" >/dev/null; "$SHARED/postfix/setup.sh" >/dev/null
+      MPID=$("$SHARED/postfix/start.sh"); echo "postfix master pid $MPID ($(postconf -d mail_version))"
+      python3 "$SHARED/postfix/bench_smtp.py" outbound --n "$N" --pid "$MPID" --runs "$RUNS" --modes concurrent
+      "$SHARED/postfix/stop.sh" >/dev/null
+      continue ;;
+    relay-*)
+      if [ "$setup" = relay-pg ]; then
+        [ -d "$PGDIR/data" ] || start_pg; fresh_db
+      fi
+      R=$(tern_data "${setup#relay-}" "$TERN_BASE" mx-a)
+      [ "$setup" != relay-pg ] || "$TERN" domain add example.test --data "$R" >/dev/null
+      sed -i 's/^max_messages_per_hour = .*/max_messages_per_hour = 0/; s/^max_messages_per_day = .*/max_messages_per_day = 0/;
+              s|^trusted_networks = \[\]|trusted_networks = ["127.0.0.0/8"]|; s/^retry = .*/retry = ["1h"]/' "$R/tern.toml"
+      printf '\n[[queue.transport]]\ndomain = "relay.test"\nhost = "127.0.0.1"\nport = %s\n' "$SINK_PORT" >>"$R/tern.toml"
+      [ "$setup" != relay-pg ] || { BEFORE=$(pg_counters); PGCPU0=$(pg_cpu); }
+      PSQL_ARGS=()
+      [ "$setup" != relay-pg ] || PSQL_ARGS=(--psql "$PGBIN/psql -h 127.0.0.1 -p $PGPORT -U tern -d tern")
+      python3 "$ROOT/bench/tern_relay.py" --tern "$TERN" --data "$R" --port $((TERN_BASE+587)) \
+        --sink-port "$SINK_PORT" --n "$N" --runs "$RUNS" --modes concurrent --label "tern-$setup" "${PSQL_ARGS[@]}"
+      if [ "$setup" = relay-pg ]; then
+        echo "CPU per message: PostgreSQL $(awk -v a="$PGCPU0" -v b="$(pg_cpu)" -v m=$((N * RUNS)) 'BEGIN { printf "%.0f", (b - a) * 1e6 / m }') µs"
+        AFTER=$(pg_counters); read -r x0 r0 b0 s0 <<<"$BEFORE"; read -r x1 r1 b1 s1 <<<"$AFTER"
+        awk -v m=$((N * RUNS)) -v x=$((x1-x0)) -v s=$((s1-s0)) 'BEGIN {
+          printf "per message: %.2f transactions, %.3f WAL flushes\n", x/m, s/m }'
+      fi
+      continue ;;
     postfix)
       "$SHARED/postfix/stop.sh" >/dev/null; "$SHARED/postfix/setup.sh" >/dev/null
       MPID=$("$SHARED/postfix/start.sh"); echo "postfix master pid $MPID ($(postconf -d mail_version))"

@@ -11,18 +11,27 @@ transport rule sends to smtp-sink on 127.0.0.1:SINK_PORT.
               empty queue
 
 Tern acknowledges a submission only once it is fsynced in the queue (like Postfix's 250 after
-its queue file is fsynced). "Queue empty" is read from the database (queue_rcpts rows).
+its queue file is fsynced). "Queue empty" is read from the database (queue_rcpts rows): the
+SQLite file, or with --psql the PostgreSQL database that command line reaches.
 usage: tern_relay.py --tern BIN --data DIR --port SUBMISSION_PORT --sink-port P [--n 20000] [--runs 3]
+                     [--psql "psql -h 127.0.0.1 -p PORT -U tern -d tern"]
 """
 import argparse, os, signal, sqlite3, subprocess, sys, time
 sys.path.insert(0, os.environ.get('SHARED_BENCH', '/work/shared/bench') + '/common')
 from procmem import PeakSampler, loadavg, summarize
 
 
+QUEUED = 'SELECT COUNT(*), COALESCE(SUM(CASE WHEN attempts > 0 THEN 1 ELSE 0 END), 0) FROM queue_rcpts'
+
+
 def queued(db):
+    if isinstance(db, list):  # a psql command line
+        out = subprocess.run(db + ['-X', '-q', '-t', '-A', '-F', ' ', '-c', QUEUED],
+                             capture_output=True, text=True, check=True).stdout.split()
+        return (int(out[0]), int(out[1]))
     c = sqlite3.connect(f'file:{db}?mode=ro', uri=True, timeout=30)
     try:
-        return c.execute('SELECT COUNT(*), COALESCE(SUM(attempts > 0), 0) FROM queue_rcpts').fetchone()
+        return c.execute(QUEUED).fetchone()
     finally:
         c.close()
 
@@ -99,10 +108,11 @@ def main():
     ap.add_argument('--sessions', type=int, default=20); ap.add_argument('--runs', type=int, default=3)
     ap.add_argument('--modes', nargs='+', default=['drain', 'concurrent'])
     ap.add_argument('--label', default='tern')
+    ap.add_argument('--psql', default=None, help='read the queue from PostgreSQL with this psql command line')
     ap.add_argument('--events-url', default=None,
                     help='webhook receiver count URL: also wait until it has every accepted+delivered event')
     a = ap.parse_args()
-    db = os.path.join(a.data, 'tern.db')
+    db = a.psql.split() if a.psql else os.path.join(a.data, 'tern.db')
     cs = cmds(a)
     sink, tern = Sink(a.sink_port), Tern(a)
     try:

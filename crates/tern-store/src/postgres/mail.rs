@@ -2,8 +2,7 @@
 //! and logs in one transaction, the body in the blob store before the
 //! commit), listing, reading, expunge.
 
-use super::events::{insert_events, insert_idempotent, insert_log};
-use super::{PgStore, bodies::blob_row, not_found};
+use super::{PgStore, not_found};
 use crate::intake::Prepared;
 use crate::{
     AccountId, BlobId, MailStore, MailboxInfo, MessageEntry, NewMessage, QueuedRcpt, Result,
@@ -19,7 +18,7 @@ impl MailStore for PgStore {
             .into_iter()
             .map(Prepared::new)
             .collect::<Result<Vec<_>>>()?;
-        self.store_prepared(prepared).await.map(|_| ())
+        self.submit(prepared, None).await.map(|_| ())
     }
 
     async fn mailbox(&self, account: AccountId, name: &str) -> Result<MailboxInfo> {
@@ -155,11 +154,16 @@ pub(super) async fn target_folder(
 }
 
 impl PgStore {
-    /// Stores prepared messages, all or none, with the other deliveries of
-    /// the moment ([`super::writer`]): bodies put first (under their
-    /// locks), then mailbox rows, queue rows, events, logs and idempotent
-    /// responses; returns the queued recipients once committed.
-    pub(super) async fn store_prepared(&self, prepared: Vec<Prepared>) -> Result<Vec<QueuedRcpt>> {
+    /// Stores prepared messages, all or none, with the other writes of the
+    /// moment ([`super::writer`]): bodies put first (under their locks),
+    /// then mailbox rows, queue rows, events, logs and idempotent
+    /// responses, then `after` (a delivery attempt's outcomes); returns the
+    /// queued recipients once committed.
+    pub(super) async fn submit(
+        &self,
+        prepared: Vec<Prepared>,
+        after: Option<super::writer::Completed>,
+    ) -> Result<Vec<QueuedRcpt>> {
         let blobs = self.blobs.clone();
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(4 * super::writer::MAX_BATCH);
@@ -174,55 +178,14 @@ impl PgStore {
         });
         let (reply, answer) = tokio::sync::oneshot::channel();
         writer
-            .send(super::writer::Job { prepared, reply })
+            .send(super::writer::Job {
+                prepared,
+                after,
+                reply,
+            })
             .await
             .map_err(|_| StoreError::WriterGone)?;
         answer.await.map_err(|_| StoreError::WriterGone)?
-    }
-
-    /// Stores prepared messages in their own transaction, running `more` in
-    /// it after them (a delivery attempt's outcomes).
-    pub(super) async fn store_with<F>(
-        &self,
-        prepared: &[Prepared],
-        more: F,
-    ) -> Result<Vec<QueuedRcpt>>
-    where
-        F: for<'c> FnOnce(
-                &'c mut PgConnection,
-            ) -> std::pin::Pin<
-                Box<dyn std::future::Future<Output = Result<()>> + Send + 'c>,
-            > + Send,
-    {
-        let bodies: Vec<_> = prepared.iter().map(Prepared::body).collect();
-        let mut tx = self.pool.begin().await?;
-        let r = async {
-            self.put_bodies(&mut tx, &bodies).await?;
-            let mut queued = Vec::new();
-            for p in prepared {
-                queued.extend(insert_prepared(&mut tx, p, &self.node, self.blobs.is_none()).await?);
-            }
-            more(&mut tx).await?;
-            Ok::<_, StoreError>(queued)
-        }
-        .await;
-        let notify: Vec<AccountId> = prepared.iter().flat_map(|p| p.notify.clone()).collect();
-        let r = match r {
-            Ok(queued) => self.commit_changed(tx, &notify).await.map(|_| queued),
-            Err(e) => Err(e),
-        };
-        match &r {
-            Ok(queued) => {
-                if queued.iter().any(|q| q.leased_until == 0) {
-                    self.queue_wakeup.notify_one();
-                }
-            }
-            Err(_) => {
-                self.forget_bodies(bodies.into_iter().map(|(h, _)| h).collect())
-                    .await
-            }
-        }
-        r
     }
 
     /// Commits `tx` after telling every node (NOTIFY, delivered at commit)
@@ -247,65 +210,6 @@ impl PgStore {
         tx.commit().await?;
         Ok(())
     }
-}
-
-/// Inserts one prepared message in `tx`: its body's row, a row per
-/// recipient mailbox (accounts in id order, so concurrent deliveries lock
-/// mailboxes in one order), the Sent copy, the queue rows, events, logs.
-async fn insert_prepared(
-    tx: &mut PgConnection,
-    p: &Prepared,
-    node: &str,
-    inline: bool,
-) -> Result<Vec<QueuedRcpt>> {
-    let m = &p.message;
-    let size = m.raw.len() as i64;
-    let blob = blob_row(tx, &p.hash, &m.raw, p.analysed.as_ref(), inline).await?;
-    let mut targets: Vec<(AccountId, &str, &str)> = p
-        .recipients
-        .iter()
-        .map(|(a, role)| (*a, *role, ""))
-        .collect();
-    if let Some(account) = m.sent_copy {
-        targets.push((account, "Sent", "\\Seen"));
-    }
-    targets.sort_by_key(|t| t.0);
-    let mut delivered = 0;
-    for (account, role, flags) in targets {
-        let Some(folder) = target_folder(tx, account, role).await? else {
-            tracing::warn!(queue_id = %m.queue_id, account, "recipient account vanished before delivery");
-            continue;
-        };
-        insert_message(
-            tx,
-            folder,
-            Row {
-                blob,
-                size,
-                flags,
-                internaldate: m.received_at,
-                queue_id: &m.queue_id,
-                mail_from: &m.mail_from,
-                params: &m.envelope_params,
-            },
-        )
-        .await?;
-        delivered += 1;
-    }
-    let queued = insert_queued(tx, p, blob, node).await?;
-    delivered += queued.len();
-    insert_events(tx, &p.events).await?;
-    for log in &p.logs {
-        insert_log(tx, log).await?;
-    }
-    if let Some(r) = &m.idempotency {
-        insert_idempotent(tx, r).await?;
-    }
-    if delivered == 0 {
-        // The transaction rolls back: nothing of the message stays.
-        return Err(StoreError::NotFound("every recipient account".into()));
-    }
-    Ok(queued)
 }
 
 /// Queues a message's remote recipients (leased to `node` when the message

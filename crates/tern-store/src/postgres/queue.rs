@@ -4,10 +4,10 @@
 //! with the DSNs, events and suppressions that follow from them.
 
 use super::PgStore;
-use super::events::{insert_events, insert_suppressions};
 use crate::intake::{Prepared, encode_events};
 use crate::{Completion, NewMessage, Queue, QueuedRcpt, RcptOutcome, Result};
 use async_trait::async_trait;
+use sqlx::PgConnection;
 use std::sync::Arc;
 
 #[derive(sqlx::FromRow)]
@@ -68,7 +68,7 @@ fn select_rcpts(rest: &str) -> String {
 impl Queue for PgStore {
     async fn enqueue(&self, message: NewMessage) -> Result<Vec<QueuedRcpt>> {
         let prepared = Prepared::new(message)?;
-        self.store_prepared(vec![prepared]).await
+        self.submit(vec![prepared], None).await
     }
 
     async fn claim_due(&self, now: i64, limit: usize, lease_until: i64) -> Result<Vec<QueuedRcpt>> {
@@ -105,54 +105,12 @@ impl Queue for PgStore {
             .into_iter()
             .map(Prepared::new)
             .collect::<Result<Vec<_>>>()?;
-        let events = encode_events(events);
-        self.store_with(&prepared, move |tx| {
-            Box::pin(async move {
-                let (mut done, mut deferred) = (Vec::new(), (vec![], vec![], vec![], vec![]));
-                for (id, outcome) in &outcomes {
-                    match outcome {
-                        RcptOutcome::Delivered | RcptOutcome::Failed { .. } => done.push(*id),
-                        RcptOutcome::Deferred {
-                            next_attempt,
-                            error,
-                            delay_noticed,
-                        } => {
-                            deferred.0.push(*id);
-                            deferred.1.push(*next_attempt);
-                            deferred.2.push(error.clone());
-                            deferred.3.push(*delay_noticed);
-                        }
-                    }
-                }
-                if !done.is_empty() {
-                    // The trigger removes a message with its last recipient.
-                    sqlx::query("DELETE FROM queue_rcpts WHERE id = ANY($1)")
-                        .bind(&done)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                if !deferred.0.is_empty() {
-                    sqlx::query(
-                        "UPDATE queue_rcpts r SET attempts = attempts + 1, next_attempt = u.n,
-                            lease_until = 0, lease_owner = '', last_error = u.e,
-                            delay_noticed = r.delay_noticed OR u.d
-                         FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BOOLEAN[]) AS u(id, n, e, d)
-                         WHERE r.id = u.id",
-                    )
-                    .bind(&deferred.0)
-                    .bind(&deferred.1)
-                    .bind(&deferred.2)
-                    .bind(&deferred.3)
-                    .execute(&mut *tx)
-                    .await?;
-                }
-                insert_events(tx, &events).await?;
-                insert_suppressions(tx, &suppress).await?;
-                Ok(())
-            })
-        })
-        .await
-        .map(|_| ())
+        let after = super::writer::Completed {
+            outcomes,
+            events: encode_events(events),
+            suppress,
+        };
+        self.submit(prepared, Some(after)).await.map(|_| ())
     }
 
     async fn queued_message(&self, queue_id: &str) -> Result<Vec<QueuedRcpt>> {
@@ -221,4 +179,53 @@ impl Queue for PgStore {
     fn queue_wakeup(&self) -> Arc<tokio::sync::Notify> {
         self.queue_wakeup.clone()
     }
+}
+
+/// Records delivery outcomes in `tx`: delivered and failed recipients leave
+/// the queue (a message with its last one), deferred ones wait for their
+/// next attempt, free of any lease.
+pub(super) async fn record_outcomes(
+    tx: &mut PgConnection,
+    outcomes: &[(i64, RcptOutcome)],
+) -> Result<()> {
+    let (mut done, mut deferred) = (Vec::new(), (vec![], vec![], vec![], vec![]));
+    for (id, outcome) in outcomes {
+        match outcome {
+            RcptOutcome::Delivered | RcptOutcome::Failed { .. } => done.push(*id),
+            RcptOutcome::Deferred {
+                next_attempt,
+                error,
+                delay_noticed,
+            } => {
+                deferred.0.push(*id);
+                deferred.1.push(*next_attempt);
+                deferred.2.push(error.clone());
+                deferred.3.push(*delay_noticed);
+            }
+        }
+    }
+    if !done.is_empty() {
+        done.sort_unstable();
+        // The trigger removes a message with its last recipient.
+        sqlx::query("DELETE FROM queue_rcpts WHERE id = ANY($1)")
+            .bind(&done)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if !deferred.0.is_empty() {
+        sqlx::query(
+            "UPDATE queue_rcpts r SET attempts = attempts + 1, next_attempt = u.n,
+                lease_until = 0, lease_owner = '', last_error = u.e,
+                delay_noticed = r.delay_noticed OR u.d
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[], $4::BOOLEAN[]) AS u(id, n, e, d)
+             WHERE r.id = u.id",
+        )
+        .bind(&deferred.0)
+        .bind(&deferred.1)
+        .bind(&deferred.2)
+        .bind(&deferred.3)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }

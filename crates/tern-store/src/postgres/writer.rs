@@ -17,7 +17,7 @@
 //! fails is retried one write at a time, so one bad write fails alone.
 
 use super::bodies::{forget_bodies, put_bodies};
-use super::events::{insert_events, insert_idempotent};
+use super::events::{insert_events, insert_idempotent, insert_suppressions};
 use crate::intake::{EncodedEvent, Prepared};
 use crate::{AccountId, QueuedRcpt, Result, StoreError};
 use sqlx::{PgConnection, PgPool};
@@ -32,10 +32,20 @@ pub(super) const MAX_BATCH: usize = 256;
 /// overlap (their mailbox locks still order their commits).
 pub(super) const BATCHES_IN_FLIGHT: usize = 4;
 
-/// One caller's write: messages stored all or none.
+/// One caller's write: messages stored all or none, and what a delivery
+/// attempt records with them.
 pub(super) struct Job {
     pub prepared: Vec<Prepared>,
+    pub after: Option<Completed>,
     pub reply: oneshot::Sender<Result<Vec<QueuedRcpt>>>,
+}
+
+/// A delivery attempt's outcomes, events and suppressions
+/// ([`crate::Completion`] without its DSNs, which are `prepared`).
+pub(super) struct Completed {
+    pub outcomes: Vec<(i64, crate::RcptOutcome)>,
+    pub events: Vec<EncodedEvent>,
+    pub suppress: Vec<crate::Suppression>,
 }
 
 /// What the writer task needs of the store.
@@ -79,8 +89,7 @@ pub(super) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>) {
 
 /// Writes a batch and answers each caller.
 async fn commit(ctx: &Ctx, jobs: Vec<Job>) {
-    let prepared: Vec<&[Prepared]> = jobs.iter().map(|j| j.prepared.as_slice()).collect();
-    match write(ctx, &prepared).await {
+    match write(ctx, &jobs).await {
         Ok(results) => {
             let wake = results.iter().any(|r| {
                 r.as_ref()
@@ -117,7 +126,8 @@ type Targets = Vec<(AccountId, i64, &'static str)>;
 
 /// Writes every job in one transaction. The outer error fails the batch;
 /// an inner one fails only its job (nothing of it written).
-async fn write(ctx: &Ctx, jobs: &[&[Prepared]]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
+async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
+    let jobs: Vec<&[Prepared]> = all.iter().map(|j| j.prepared.as_slice()).collect();
     let mut tx = ctx.pool.begin().await?;
     let mut bodies: Vec<(String, Arc<Vec<u8>>)> = jobs
         .iter()
@@ -133,7 +143,7 @@ async fn write(ctx: &Ctx, jobs: &[&[Prepared]]) -> Result<Vec<Result<Vec<QueuedR
     let mut found: HashMap<(AccountId, &str), Option<i64>> = HashMap::new();
     let mut targets: Vec<Vec<Targets>> = Vec::with_capacity(jobs.len());
     let mut results: Vec<Option<Result<Vec<QueuedRcpt>>>> = Vec::with_capacity(jobs.len());
-    for job in jobs {
+    for job in &jobs {
         let mut per_message = Vec::with_capacity(job.len());
         let mut reachable = true;
         for p in job.iter() {
@@ -243,6 +253,11 @@ async fn write(ctx: &Ctx, jobs: &[&[Prepared]]) -> Result<Vec<Result<Vec<QueuedR
     for (i, job) in jobs.iter().enumerate() {
         if !live(i) {
             continue;
+        }
+        if let Some(after) = &all[i].after {
+            super::queue::record_outcomes(&mut tx, &after.outcomes).await?;
+            insert_suppressions(&mut tx, &after.suppress).await?;
+            events.extend(after.events.iter());
         }
         let mut queued = Vec::new();
         for p in job.iter() {
