@@ -122,6 +122,7 @@ for setup in $SETUPS; do
       python3 "$ROOT/bench/tern_relay.py" --tern "$TERN" --data "$R" --port $((TERN_BASE+587)) \
         --sink-port "$SINK_PORT" --n "$N" --runs "$RUNS" --modes concurrent --label "tern-$setup" "${PSQL_ARGS[@]}"
       if [ "$setup" = relay-pg ]; then
+        pg_top $((N * RUNS))
         echo "CPU per message: PostgreSQL $(awk -v a="$PGCPU0" -v b="$(pg_cpu)" -v m=$((N * RUNS)) 'BEGIN { printf "%.0f", (b - a) * 1e6 / m }') µs"
         AFTER=$(pg_counters); read -r x0 r0 b0 s0 <<<"$BEFORE"; read -r x1 r1 b1 s1 <<<"$AFTER"
         awk -v m=$((N * RUNS)) -v x=$((x1-x0)) -v s=$((s1-s0)) 'BEGIN {
