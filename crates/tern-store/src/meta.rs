@@ -186,6 +186,15 @@ fn flatten(msg: &Message<'_>, raw: &[u8]) -> Vec<PartMeta> {
 }
 
 impl MessageMeta {
+    /// The metadata as a store keeps it (JSON), its part tree made whole
+    /// (metadata stored by earlier versions may name a part twice).
+    pub fn from_stored(json: &str) -> Result<Self, crate::StoreError> {
+        let mut meta: MessageMeta = serde_json::from_str(json)
+            .map_err(|e| crate::StoreError::Invalid(format!("stored metadata: {e}")))?;
+        meta.make_tree();
+        Ok(meta)
+    }
+
     /// Makes the part graph a tree (see [`analyze`]); for metadata read back
     /// from storage, which earlier versions wrote without this guarantee.
     pub fn make_tree(&mut self) {

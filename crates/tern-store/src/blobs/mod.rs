@@ -160,3 +160,19 @@ pub trait BodyStore: Send + Sync {
     /// Deletes one shard's bodies no row refers to, put before `grace`.
     async fn sweep_blobs(&self, shard: &str, grace: std::time::Duration) -> Result<Swept>;
 }
+
+/// Of the bodies `rows` (id, hash) the database refers to, those `blobs`
+/// does not hold, and the last id looked at ([`BodyStore::check_bodies`]).
+pub(crate) async fn missing(
+    blobs: &dyn Blobs,
+    rows: Vec<(crate::BlobId, String)>,
+) -> Result<(Vec<(crate::BlobId, String)>, Option<crate::BlobId>)> {
+    let last = rows.last().map(|r| r.0);
+    let mut missing = Vec::new();
+    for (id, hash) in rows {
+        if blobs.written_at(&hash).await?.is_none() {
+            missing.push((id, hash));
+        }
+    }
+    Ok((missing, last))
+}

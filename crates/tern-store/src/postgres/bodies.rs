@@ -61,10 +61,91 @@ impl PgStore {
         forget_bodies(&self.pool, hashes).await
     }
 
+    /// The body of a stored message.
+    /// In the database when it was written there, else in the blob store.
+    pub(super) async fn body(&self, blob: crate::BlobId) -> Result<Vec<u8>> {
+        let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT b.hash, d.data FROM blobs b LEFT JOIN blob_data d ON d.blob_id = b.id WHERE b.id = $1",
+        )
+        .bind(blob)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row.ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))? {
+            (_, Some(data)) => Ok(data),
+            (hash, None) => self.required_blobs()?.get(&hash).await,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::blobs::BodyStore for PgStore {
+    fn blob_store(&self) -> Option<&Arc<dyn crate::Blobs>> {
+        self.blobs.as_ref()
+    }
+    /// How many bodies there are, where, and how many wait for the
+    /// collector.
+    async fn body_counts(&self) -> Result<BodyCounts> {
+        let (inline, inline_bytes, n, bytes, gc): (i64, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT COUNT(d.blob_id), COALESCE(SUM(b.size) FILTER (WHERE d.blob_id IS NOT NULL), 0)::BIGINT,
+                    COUNT(*) - COUNT(d.blob_id),
+                    COALESCE(SUM(b.size) FILTER (WHERE d.blob_id IS NULL), 0)::BIGINT,
+                    (SELECT COUNT(*) FROM blob_gc)
+             FROM blobs b LEFT JOIN blob_data d ON d.blob_id = b.id",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(BodyCounts {
+            inline: inline as u64,
+            inline_bytes: inline_bytes as u64,
+            external: n as u64,
+            external_bytes: bytes as u64,
+            to_collect: gc as u64,
+        })
+    }
+    /// Moves up to `limit` bodies from the database to the blob store (each
+    /// put durably, then its data row removed, under the hash's lock).
+    async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
+        let blobs = self.required_blobs()?;
+        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT b.id, b.hash, d.data FROM blob_data d JOIN blobs b ON b.id = d.blob_id
+             ORDER BY d.blob_id LIMIT $1",
+        )
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        let moved = rows.len();
+        for (id, hash, data) in rows {
+            let mut tx = self.pool.begin().await?;
+            put_bodies(&mut tx, &blobs, &[(hash, Arc::new(data))]).await?;
+            sqlx::query("DELETE FROM blob_data WHERE blob_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+    async fn check_bodies(
+        &self,
+        after: BlobId,
+        limit: usize,
+    ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
+        let blobs = self.required_blobs()?;
+        let rows: Vec<(BlobId, String)> = sqlx::query_as(
+            "SELECT id, hash FROM blobs b WHERE id > $1
+                   AND NOT EXISTS (SELECT 1 FROM blob_data d WHERE d.blob_id = b.id)
+                 ORDER BY id LIMIT $2",
+        )
+        .bind(after)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
+        crate::blobs::missing(blobs.as_ref(), rows).await
+    }
     /// Deletes from the blob store the bodies no row refers to any more,
     /// except those put within `grace`. Safe on every node at once, while
     /// mail flows.
-    async fn collect_blobs_here(&self, grace: Duration) -> Result<Collected> {
+    async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
         let mut done = Collected::default();
         let Some(blobs) = self.blobs.clone() else {
             // Bodies in the database went with their rows.
@@ -113,11 +194,10 @@ impl PgStore {
             }
         }
     }
-
     /// Deletes the bodies of one shard ([`crate::blobs::shards`]) that the
     /// blob store holds and no row refers to, put longer than `grace` ago
     /// (what a crash between a put and its commit leaves).
-    async fn sweep_blobs_here(&self, shard: &str, grace: Duration) -> Result<Swept> {
+    async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
         let mut done = Swept::default();
         let Some(blobs) = self.blobs.clone() else {
             return Ok(done);
@@ -152,109 +232,6 @@ impl PgStore {
             tx.commit().await?;
         }
         Ok(done)
-    }
-
-    /// Moves up to `limit` bodies from the database to the blob store (each
-    /// put durably, then its data row removed, under the hash's lock).
-    async fn move_bodies_out_here(&self, limit: usize) -> Result<usize> {
-        let blobs = self.required_blobs()?;
-        let rows: Vec<(i64, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT b.id, b.hash, d.data FROM blob_data d JOIN blobs b ON b.id = d.blob_id
-             ORDER BY d.blob_id LIMIT $1",
-        )
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let moved = rows.len();
-        for (id, hash, data) in rows {
-            let mut tx = self.pool.begin().await?;
-            put_bodies(&mut tx, &blobs, &[(hash, Arc::new(data))]).await?;
-            sqlx::query("DELETE FROM blob_data WHERE blob_id = $1")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            tx.commit().await?;
-        }
-        Ok(moved)
-    }
-
-    /// How many bodies there are, where, and how many wait for the
-    /// collector.
-    async fn body_counts_here(&self) -> Result<BodyCounts> {
-        let (inline, inline_bytes, n, bytes, gc): (i64, i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT COUNT(d.blob_id), COALESCE(SUM(b.size) FILTER (WHERE d.blob_id IS NOT NULL), 0)::BIGINT,
-                    COUNT(*) - COUNT(d.blob_id),
-                    COALESCE(SUM(b.size) FILTER (WHERE d.blob_id IS NULL), 0)::BIGINT,
-                    (SELECT COUNT(*) FROM blob_gc)
-             FROM blobs b LEFT JOIN blob_data d ON d.blob_id = b.id",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(BodyCounts {
-            inline: inline as u64,
-            inline_bytes: inline_bytes as u64,
-            external: n as u64,
-            external_bytes: bytes as u64,
-            to_collect: gc as u64,
-        })
-    }
-
-    /// The body of a stored message.
-    /// In the database when it was written there, else in the blob store.
-    pub(super) async fn body(&self, blob: crate::BlobId) -> Result<Vec<u8>> {
-        let row: Option<(String, Option<Vec<u8>>)> = sqlx::query_as(
-            "SELECT b.hash, d.data FROM blobs b LEFT JOIN blob_data d ON d.blob_id = b.id WHERE b.id = $1",
-        )
-        .bind(blob)
-        .fetch_optional(&self.pool)
-        .await?;
-        match row.ok_or_else(|| StoreError::NotFound(format!("message body {blob}")))? {
-            (_, Some(data)) => Ok(data),
-            (hash, None) => self.required_blobs()?.get(&hash).await,
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl crate::blobs::BodyStore for PgStore {
-    fn blob_store(&self) -> Option<&Arc<dyn crate::Blobs>> {
-        self.blobs.as_ref()
-    }
-    async fn body_counts(&self) -> Result<BodyCounts> {
-        self.body_counts_here().await
-    }
-    async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
-        self.move_bodies_out_here(limit).await
-    }
-    async fn check_bodies(
-        &self,
-        after: BlobId,
-        limit: usize,
-    ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
-        let blobs = self.required_blobs()?;
-        let rows: Vec<(BlobId, String)> = sqlx::query_as(
-            "SELECT id, hash FROM blobs b WHERE id > $1
-                   AND NOT EXISTS (SELECT 1 FROM blob_data d WHERE d.blob_id = b.id)
-                 ORDER BY id LIMIT $2",
-        )
-        .bind(after)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        let last = rows.last().map(|r| r.0);
-        let mut missing = Vec::new();
-        for (id, hash) in rows {
-            if blobs.written_at(&hash).await?.is_none() {
-                missing.push((id, hash));
-            }
-        }
-        Ok((missing, last))
-    }
-    async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
-        self.collect_blobs_here(grace).await
-    }
-    async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
-        self.sweep_blobs_here(shard, grace).await
     }
 }
 

@@ -46,7 +46,7 @@ pub(super) async fn load_webhooks(c: &mut PgConnection, id: &str) -> Result<Vec<
 /// Writes events (each once: an id already stored is skipped), copies each
 /// into the outbox of every endpoint that wants it, and adds them to the
 /// hourly counters. A few statements whatever the number of events.
-pub(super) async fn insert_events(c: &mut PgConnection, events: &[EncodedEvent]) -> Result<()> {
+pub(super) async fn insert_events(c: &mut PgConnection, events: &[&EncodedEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -80,7 +80,11 @@ pub(super) async fn insert_events(c: &mut PgConnection, events: &[EncodedEvent])
     let mut outbox: (Vec<String>, Vec<String>) = Default::default();
     // Summed here, written once per key, in key order.
     let mut counts = std::collections::BTreeMap::new();
-    for EncodedEvent { event: e, .. } in events.iter().filter(|e| new.contains(&e.event.id)) {
+    for e in events
+        .iter()
+        .map(|e| &e.event)
+        .filter(|e| new.contains(&e.id))
+    {
         crate::intake::count_event(&mut counts, e);
         for h in hooks.iter().filter(|h| h.wants(e)) {
             outbox.0.push(h.id.clone());

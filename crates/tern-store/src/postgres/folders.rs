@@ -714,10 +714,7 @@ impl Folders for PgStore {
             .fetch_optional(&self.pool)
             .await?
             .ok_or_else(|| not_found(format!("message {blob}")))?;
-        let mut meta: meta::MessageMeta = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Invalid(format!("stored metadata: {e}")))?;
-        meta.make_tree();
-        Ok(meta)
+        meta::MessageMeta::from_stored(&json)
     }
 
     async fn set_flags(

@@ -289,7 +289,7 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
         .execute(&mut *tx)
         .await?;
     }
-    insert_events_refs(&mut tx, &events).await?;
+    insert_events(&mut tx, &events).await?;
     if !notify.is_empty() {
         let channels: Vec<String> = notify.iter().map(|a| super::changes::channel(*a)).collect();
         sqlx::query("SELECT pg_notify(c, '') FROM UNNEST($1::TEXT[]) AS c")
@@ -302,21 +302,6 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Ok(Vec::new())))
         .collect())
-}
-
-/// [`insert_events`] over borrowed events.
-async fn insert_events_refs(tx: &mut PgConnection, events: &[&EncodedEvent]) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let owned: Vec<EncodedEvent> = events
-        .iter()
-        .map(|e| EncodedEvent {
-            event: e.event.clone(),
-            json: e.json.clone(),
-        })
-        .collect();
-    insert_events(tx, &owned).await
 }
 
 /// The `blobs` rows of the batch's contents (made or found), by hash.

@@ -94,50 +94,43 @@ impl SqliteStore {
         }
     }
 
-    /// Deletes the bodies of one shard ([`crate::blobs::shards`]) that the
-    /// blob store holds and no row refers to, put longer than `grace` ago:
-    /// what a crash between a put and its commit leaves, which the
-    /// collector (working from deleted rows) never sees.
-    async fn sweep_blobs_here(&self, shard: &str, grace: Duration) -> Result<Swept> {
-        let mut done = Swept::default();
-        let Some(blobs) = self.blobs.clone() else {
-            return Ok(done);
-        };
-        let listed = blobs.list_shard(shard).await?;
-        done.looked_at = listed.len();
-        if listed.is_empty() {
-            return Ok(done);
-        }
-        let (from, to) = (shard.to_string(), format!("{shard}g"));
-        let known: std::collections::HashSet<String> = self.read(move |c| {
-            let mut st = c.prepare_cached(
-                "SELECT hash FROM blobs WHERE external <> 0 AND hash >= ? AND hash < ?",
-            )?;
-            let rows = st.query_map([from, to], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })?;
-        for (hash, written) in listed {
-            if known.contains(&hash) {
-                continue;
-            }
-            if written_within(written, grace) {
-                done.young += 1;
-                continue;
-            }
-            // Under the hash's gate: no delivery of this process is between
-            // its put and its commit; a row committed since the listing wins.
-            let _gate = self.blob_gates[gate_of(&hash)].write().await;
-            let referenced = self.referenced(&hash)?;
-            if !referenced {
-                blobs.delete(&hash).await?;
-                done.deleted += 1;
-            }
-        }
-        Ok(done)
+    /// The blob store, or why there is none.
+    fn required_blobs(&self) -> Result<Arc<dyn crate::Blobs>> {
+        self.blobs.clone().ok_or_else(|| {
+            StoreError::Invalid("no blob store is configured ([blobs] backend)".into())
+        })
     }
 
+    /// Whether a row refers to the body under `hash` in the blob store.
+    fn referenced(&self, hash: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(
+                c.prepare_cached("SELECT 1 FROM blobs WHERE hash = ? AND external <> 0 LIMIT 1")?
+                    .query_row([hash], |_| Ok(()))
+                    .optional()?
+                    .is_some(),
+            )
+        })
+    }
+
+    /// The body of `blob`, which is in the blob store under `hash`.
+    pub(super) async fn external_body(&self, blob: BlobId, hash: &str) -> Result<Vec<u8>> {
+        match &self.blobs {
+            Some(blobs) => blobs.get(hash).await,
+            None => Err(StoreError::Invalid(format!(
+                "message body {blob} is in a blob store, and none is configured ([blobs] backend)"
+            ))),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl crate::blobs::BodyStore for SqliteStore {
+    fn blob_store(&self) -> Option<&Arc<dyn crate::Blobs>> {
+        self.blobs.as_ref()
+    }
     /// How many bodies are where.
-    async fn body_counts_here(&self) -> Result<BodyCounts> {
+    async fn body_counts(&self) -> Result<BodyCounts> {
         self.read(|c| {
             Ok(c.query_row(
                 "SELECT COALESCE(SUM(external = 0), 0), COALESCE(SUM(CASE WHEN external = 0 THEN size END), 0),
@@ -157,13 +150,12 @@ impl SqliteStore {
             )?)
         })
     }
-
     /// Moves up to `limit` bodies from the database to the blob store
     /// (each put durably, then its row changed to refer to it by hash, with
     /// its header block kept for searches); how many moved, 0 when none
     /// is left. Safe while the server runs: a reader sees the body in one
     /// place or the other.
-    async fn move_bodies_out_here(&self, limit: usize) -> Result<usize> {
+    async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
         self.required_blobs()?;
         let rows: Vec<(BlobId, String, Vec<u8>)> = self.read_bulk(|c| {
             let mut st = c.prepare_cached(
@@ -210,11 +202,10 @@ impl SqliteStore {
         .await?;
         Ok(moved)
     }
-
     /// The bodies the blob store should hold and does not, looking at up to
     /// `limit` of them after id `after`: (missing ids and hashes, the last
     /// id looked at, `None` when there were none left).
-    async fn check_bodies_here(
+    async fn check_bodies(
         &self,
         after: BlobId,
         limit: usize,
@@ -228,49 +219,12 @@ impl SqliteStore {
                 st.query_map(params![after, limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })?;
-        let last = rows.last().map(|r| r.0);
-        let mut missing = Vec::new();
-        for (id, hash) in rows {
-            if blobs.written_at(&hash).await?.is_none() {
-                missing.push((id, hash));
-            }
-        }
-        Ok((missing, last))
+        crate::blobs::missing(blobs.as_ref(), rows).await
     }
-
-    /// The blob store, or why there is none.
-    fn required_blobs(&self) -> Result<Arc<dyn crate::Blobs>> {
-        self.blobs.clone().ok_or_else(|| {
-            StoreError::Invalid("no blob store is configured ([blobs] backend)".into())
-        })
-    }
-
-    /// Whether a row refers to the body under `hash` in the blob store.
-    fn referenced(&self, hash: &str) -> Result<bool> {
-        self.read(|c| {
-            Ok(
-                c.prepare_cached("SELECT 1 FROM blobs WHERE hash = ? AND external <> 0 LIMIT 1")?
-                    .query_row([hash], |_| Ok(()))
-                    .optional()?
-                    .is_some(),
-            )
-        })
-    }
-
-    /// The body of `blob`, which is in the blob store under `hash`.
-    pub(super) async fn external_body(&self, blob: BlobId, hash: &str) -> Result<Vec<u8>> {
-        match &self.blobs {
-            Some(blobs) => blobs.get(hash).await,
-            None => Err(StoreError::Invalid(format!(
-                "message body {blob} is in a blob store, and none is configured ([blobs] backend)"
-            ))),
-        }
-    }
-
     /// Deletes from the blob store the bodies no row refers to any more,
     /// except those put within `grace`. Safe to run at any time, while mail
     /// flows; a no-op when bodies are in the database.
-    async fn collect_blobs_here(&self, grace: Duration) -> Result<Collected> {
+    async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
         let mut done = Collected::default();
         let Some(blobs) = self.blobs.clone() else {
             return Ok(done);
@@ -319,30 +273,45 @@ impl SqliteStore {
             .await?;
         }
     }
-}
-
-#[async_trait::async_trait]
-impl crate::blobs::BodyStore for SqliteStore {
-    fn blob_store(&self) -> Option<&Arc<dyn crate::Blobs>> {
-        self.blobs.as_ref()
-    }
-    async fn body_counts(&self) -> Result<BodyCounts> {
-        self.body_counts_here().await
-    }
-    async fn move_bodies_out(&self, limit: usize) -> Result<usize> {
-        self.move_bodies_out_here(limit).await
-    }
-    async fn check_bodies(
-        &self,
-        after: BlobId,
-        limit: usize,
-    ) -> Result<(Vec<(BlobId, String)>, Option<BlobId>)> {
-        self.check_bodies_here(after, limit).await
-    }
-    async fn collect_blobs(&self, grace: Duration) -> Result<Collected> {
-        self.collect_blobs_here(grace).await
-    }
+    /// Deletes the bodies of one shard ([`crate::blobs::shards`]) that the
+    /// blob store holds and no row refers to, put longer than `grace` ago:
+    /// what a crash between a put and its commit leaves, which the
+    /// collector (working from deleted rows) never sees.
     async fn sweep_blobs(&self, shard: &str, grace: Duration) -> Result<Swept> {
-        self.sweep_blobs_here(shard, grace).await
+        let mut done = Swept::default();
+        let Some(blobs) = self.blobs.clone() else {
+            return Ok(done);
+        };
+        let listed = blobs.list_shard(shard).await?;
+        done.looked_at = listed.len();
+        if listed.is_empty() {
+            return Ok(done);
+        }
+        let (from, to) = (shard.to_string(), format!("{shard}g"));
+        let known: std::collections::HashSet<String> = self.read(move |c| {
+            let mut st = c.prepare_cached(
+                "SELECT hash FROM blobs WHERE external <> 0 AND hash >= ? AND hash < ?",
+            )?;
+            let rows = st.query_map([from, to], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        for (hash, written) in listed {
+            if known.contains(&hash) {
+                continue;
+            }
+            if written_within(written, grace) {
+                done.young += 1;
+                continue;
+            }
+            // Under the hash's gate: no delivery of this process is between
+            // its put and its commit; a row committed since the listing wins.
+            let _gate = self.blob_gates[gate_of(&hash)].write().await;
+            let referenced = self.referenced(&hash)?;
+            if !referenced {
+                blobs.delete(&hash).await?;
+                done.deleted += 1;
+            }
+        }
+        Ok(done)
     }
 }

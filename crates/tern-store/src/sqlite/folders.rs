@@ -586,11 +586,7 @@ impl Folders for SqliteStore {
                 .optional()?
                 .ok_or_else(|| StoreError::NotFound(format!("message {blob}")))
         })?;
-        let mut meta: meta::MessageMeta = serde_json::from_str(&json)
-            .map_err(|e| StoreError::Invalid(format!("stored metadata: {e}")))?;
-        // Metadata stored by earlier versions may name a part twice.
-        meta.make_tree();
-        Ok(meta)
+        meta::MessageMeta::from_stored(&json)
     }
 
     async fn set_flags(
