@@ -6,32 +6,44 @@ use crate::{Api, Problem};
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use tern_store::ApiKey;
 
-/// Requests per second per key.
-pub struct KeyLimiter(Option<DefaultKeyedRateLimiter<String>>);
+/// Requests per second per key, counted by the store's allowances, so
+/// that every node of a shared store counts one allowance per key.
+pub struct KeyLimiter(u32);
 
 impl KeyLimiter {
     /// `per_second` requests a second, bursts of twice that; 0: unlimited.
     pub fn new(per_second: u32) -> Self {
-        Self(NonZeroU32::new(per_second).map(|n| {
-            let burst = n.saturating_mul(NonZeroU32::new(2).expect("2 is not 0"));
-            RateLimiter::keyed(Quota::per_second(n).allow_burst(burst))
-        }))
+        Self(per_second)
     }
 
-    /// `Err(seconds to wait)` when the key is over its rate.
-    fn check(&self, key: &str) -> Result<(), u64> {
-        let Some(l) = &self.0 else { return Ok(()) };
-        l.check_key(&key.to_string()).map_err(|not_until| {
-            let wait = not_until.wait_time_from(governor::clock::Clock::now(
-                &governor::clock::DefaultClock::default(),
-            ));
-            wait.as_secs().max(1)
-        })
+    /// `Err(seconds to wait)` when the key is over its rate. When the store
+    /// cannot count, the request goes through.
+    async fn check(&self, store: &tern_store::SharedStore, key: &str) -> Result<(), u64> {
+        if self.0 == 0 {
+            return Ok(());
+        }
+        let interval_ms = (1000 / i64::from(self.0)).max(1);
+        let burst = self.0.saturating_mul(2);
+        match store
+            .take_rate(
+                &format!("api:{key}"),
+                interval_ms,
+                burst,
+                tern_core::now_unix_ms(),
+            )
+            .await
+        {
+            Ok(None) => Ok(()),
+            // Whole seconds for Retry-After, at least one.
+            Ok(Some(wait_ms)) => Err(u64::try_from(wait_ms).unwrap_or(0).div_ceil(1000).max(1)),
+            Err(e) => {
+                tracing::warn!(error = %e, "api: cannot count the key's rate; letting the request through");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -134,7 +146,7 @@ impl FromRequestParts<Arc<Api>> for Caller {
             .await?
             .filter(|k| k.revoked.is_none() && keys::matches(k, presented))
             .ok_or_else(invalid)?;
-        if let Err(wait) = api.limiter.check(&key.id) {
+        if let Err(wait) = api.limiter.check(&api.store, &key.id).await {
             metrics::counter!("tern_api_rate_limited_total").increment(1);
             let mut p = Problem::new(
                 StatusCode::TOO_MANY_REQUESTS,

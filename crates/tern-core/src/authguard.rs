@@ -18,11 +18,11 @@
 //! bookkeeping, log line and metrics), so the protocols share one policy.
 
 use crate::config::AuthConfig;
-use std::collections::HashMap;
+use crate::tally::{Tallies, TallyError};
 use std::future::Future;
 use std::net::IpAddr;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The outcome of a login attempt.
 #[derive(Debug)]
@@ -38,38 +38,11 @@ pub enum Login<T, E> {
     Error(E),
 }
 
-#[derive(Default)]
-struct Counter {
-    failures: u32,
-    in_flight: u32,
-    last: Option<Instant>,
-}
-
-impl Counter {
-    fn current(&mut self, window: Duration) -> u32 {
-        if self.last.is_some_and(|t| t.elapsed() >= window) {
-            self.failures = 0;
-            self.last = None;
-        }
-        self.failures + self.in_flight
-    }
-
-    fn idle(&self, window: Duration) -> bool {
-        self.in_flight == 0 && self.last.is_none_or(|t| t.elapsed() >= window)
-    }
-}
-
-#[derive(Default)]
-struct Counters {
-    by_ip: HashMap<IpAddr, Counter>,
-    by_net: HashMap<IpAddr, Counter>,
-    by_user: HashMap<String, Counter>,
-}
-
-/// Failure and in-flight counters shared by every protocol.
+/// Failure and in-flight counts shared by every protocol (and, through
+/// the store's [`Tallies`], by every node).
 pub struct AuthGuard {
     cfg: AuthConfig,
-    counters: Mutex<Counters>,
+    tallies: Arc<dyn Tallies>,
 }
 
 /// The network an address belongs to for throttling: its /24 (IPv4) or /64
@@ -78,107 +51,115 @@ fn network(ip: IpAddr) -> IpAddr {
     crate::config::IpNet::containing(ip, 24, 64).addr
 }
 
-/// An attempt that has started: holds its in-flight slots until it ends.
-struct Attempt<'a> {
-    guard: &'a AuthGuard,
-    ip: IpAddr,
-    user: String,
-    failed: bool,
+/// An attempt that has started: its address, network and account counts
+/// include it until it ends. One that ends without an outcome (the session
+/// went away during verification) is taken back.
+struct Attempt {
+    tallies: Arc<dyn Tallies>,
+    /// The address's, the network's and the account's keys.
+    keys: [String; 3],
+    window: i64,
+    settled: bool,
 }
 
-impl Drop for Attempt<'_> {
-    fn drop(&mut self) {
-        let now = Instant::now();
-        let mut guard = self.guard.lock();
-        let c = &mut *guard;
-        let net = network(self.ip);
-        for counter in [
-            c.by_ip.get_mut(&self.ip),
-            c.by_net.get_mut(&net),
-            c.by_user.get_mut(&self.user),
-        ]
-        .into_iter()
-        .flatten()
+impl Attempt {
+    /// Takes the attempt back from the counts of `keys[..n]`.
+    async fn take_back(&mut self, n: usize) {
+        self.settled = true;
+        let window = self.window;
+        if let Err(e) = self
+            .tallies
+            .tally(&self.keys[..n], -1, window, crate::now_unix())
+            .await
         {
-            counter.in_flight = counter.in_flight.saturating_sub(1);
-            if self.failed {
-                counter.failures = counter.failures.saturating_add(1);
-                counter.last = Some(now);
-            }
+            tracing::warn!(error = %e, "login throttling: cannot update the counts");
+        }
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if self.settled {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let (tallies, keys, window) = (self.tallies.clone(), self.keys.clone(), self.window);
+            rt.spawn(async move {
+                let _ = tallies.tally(&keys, -1, window, crate::now_unix()).await;
+            });
         }
     }
 }
 
 impl AuthGuard {
-    /// A guard with the configured thresholds.
-    pub fn new(cfg: AuthConfig) -> Self {
-        Self {
-            cfg,
-            counters: Mutex::default(),
-        }
+    /// A guard with the configured thresholds, counting in `tallies`.
+    pub fn new(cfg: AuthConfig, tallies: Arc<dyn Tallies>) -> Self {
+        Self { cfg, tallies }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Counters> {
-        self.counters.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn window(&self) -> Duration {
-        Duration::from_secs(self.cfg.window)
+    fn window(&self) -> i64 {
+        i64::try_from(self.cfg.window).unwrap_or(i64::MAX)
     }
 
     /// Starts an attempt from `ip` for `user`: refused (`None`) when the
-    /// address or its network is over its limit, else counted in flight,
-    /// with the tarpit delay to wait before verifying.
-    fn begin(&self, ip: IpAddr, user: &str) -> Option<(Attempt<'_>, Duration)> {
+    /// address or its network is over its limit, else counted (from now,
+    /// so parallel attempts see each other), with the tarpit delay to wait
+    /// before verifying.
+    async fn begin(
+        &self,
+        ip: IpAddr,
+        user: &str,
+    ) -> Result<Option<(Attempt, Duration)>, TallyError> {
         let window = self.window();
-        let mut guard = self.lock();
-        let c = &mut *guard;
-        if c.by_ip.len() + c.by_user.len() > 100_000 {
-            // Bounded memory under a flood of distinct keys.
-            c.by_ip.retain(|_, e| !e.idle(window));
-            c.by_net.retain(|_, e| !e.idle(window));
-            c.by_user.retain(|_, e| !e.idle(window));
-        }
-        let net = network(ip);
-        let by_ip = c.by_ip.entry(ip).or_default().current(window);
-        let by_net = c.by_net.entry(net).or_default().current(window);
-        if by_ip >= self.cfg.block_after || by_net >= self.cfg.network_block_after {
-            return None;
-        }
-        let by_user = c
-            .by_user
-            .entry(user.to_string())
-            .or_default()
-            .current(window);
-        for counter in [
-            c.by_ip.get_mut(&ip),
-            c.by_net.get_mut(&net),
-            c.by_user.get_mut(user),
-        ]
-        .into_iter()
-        .flatten()
+        let keys = [
+            format!("auth-ip:{ip}"),
+            format!("auth-net:{}", network(ip)),
+            format!("auth-user:{user}"),
+        ];
+        let now = crate::now_unix();
+        let mut attempt = Attempt {
+            tallies: self.tallies.clone(),
+            keys,
+            window,
+            settled: true,
+        };
+        let source = self
+            .tallies
+            .tally(&attempt.keys[..2], 1, window, now)
+            .await?;
+        let (by_ip, by_net) = (source[0], source[1]);
+        attempt.settled = false;
+        if by_ip > u64::from(self.cfg.block_after)
+            || by_net > u64::from(self.cfg.network_block_after)
         {
-            counter.in_flight += 1;
+            attempt.take_back(2).await;
+            return Ok(None);
         }
-        let n = by_ip.max(by_user);
+        let by_user = match self.tallies.tally(&attempt.keys[2..], 1, window, now).await {
+            Ok(n) => n[0],
+            Err(e) => {
+                attempt.take_back(2).await;
+                return Err(e);
+            }
+        };
+        // The failures and attempts before this one.
+        let n = by_ip.max(by_user).saturating_sub(1);
         // 1 s for the first slowed attempt, a second more each time, at most 5 s.
-        let delay = if n >= self.cfg.slow_after {
-            Duration::from_secs(u64::from(n - self.cfg.slow_after + 1).min(5))
+        let slow_after = u64::from(self.cfg.slow_after);
+        let delay = if n >= slow_after {
+            Duration::from_secs((n - slow_after + 1).min(5))
         } else {
             Duration::ZERO
         };
-        let attempt = Attempt {
-            guard: self,
-            ip,
-            user: user.to_string(),
-            failed: false,
-        };
-        Some((attempt, delay))
+        Ok(Some((attempt, delay)))
     }
 
     /// Runs one login attempt by `user` (lower-cased by the caller) from
     /// `ip` for `service`: refusal or tarpit, then `verify` (`Ok(None)` for
-    /// wrong credentials), bookkeeping, a log line and metrics.
+    /// wrong credentials), bookkeeping, a log line and metrics. When the
+    /// counts cannot be read (the shared store is down), the attempt is
+    /// verified unthrottled: a store that cannot count cannot verify
+    /// either, and an outage must not lock every user out.
     pub async fn login<T, E, F, Fut>(
         &self,
         service: &'static str,
@@ -191,34 +172,49 @@ impl AuthGuard {
         Fut: Future<Output = Result<Option<T>, E>>,
         E: std::fmt::Display,
     {
-        let Some((mut attempt, delay)) = self.begin(ip, user) else {
-            tracing::warn!(client = %ip, user, service, "login refused: too many failures from this address");
-            metrics::counter!("tern_auth_failures_total", "service" => service, "reason" => "blocked")
-                .increment(1);
-            return Login::Refused;
+        let mut attempt = match self.begin(ip, user).await {
+            Ok(Some((attempt, delay))) => {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                Some(attempt)
+            }
+            Ok(None) => {
+                tracing::warn!(client = %ip, user, service, "login refused: too many failures from this address");
+                metrics::counter!("tern_auth_failures_total", "service" => service, "reason" => "blocked")
+                    .increment(1);
+                return Login::Refused;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, service, "login throttling: cannot read the counts; verifying unthrottled");
+                None
+            }
         };
-        if !delay.is_zero() {
-            tokio::time::sleep(delay).await;
-        }
         match verify().await {
             Ok(Some(t)) => {
-                let mut c = self.lock();
-                if let Some(u) = c.by_user.get_mut(user) {
+                if let Some(a) = &mut attempt {
                     // The owner is in: the account's slow-down ends (the
-                    // addresses' counts stay).
-                    u.failures = 0;
-                    u.last = None;
+                    // address's and network's earlier failures stay).
+                    a.take_back(2).await;
+                    if let Err(e) = self.tallies.clear_tally(&a.keys[2]).await {
+                        tracing::warn!(error = %e, "login throttling: cannot update the counts");
+                    }
                 }
                 Login::Success(t)
             }
             Ok(None) => {
-                attempt.failed = true;
+                if let Some(a) = &mut attempt {
+                    a.settled = true;
+                }
                 tracing::warn!(client = %ip, user, service, "authentication failed");
                 metrics::counter!("tern_auth_failures_total", "service" => service, "reason" => "bad_credentials")
                     .increment(1);
                 Login::Invalid
             }
             Err(e) => {
+                if let Some(a) = &mut attempt {
+                    a.take_back(3).await;
+                }
                 tracing::error!(error = %e, service, "authentication lookup failed");
                 Login::Error(e)
             }
@@ -229,16 +225,19 @@ impl AuthGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::Arc;
+    use crate::tally::MemoryTallies;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn guard(slow_after: u32, block_after: u32) -> AuthGuard {
-        AuthGuard::new(AuthConfig {
-            slow_after,
-            block_after,
-            network_block_after: 1000,
-            ..AuthConfig::default()
-        })
+        AuthGuard::new(
+            AuthConfig {
+                slow_after,
+                block_after,
+                network_block_after: 1000,
+                ..AuthConfig::default()
+            },
+            Arc::new(MemoryTallies::default()),
+        )
     }
 
     async fn attempt(g: &AuthGuard, ip: &str, user: &str, right: bool) -> Login<(), String> {
@@ -314,12 +313,15 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_network_is_refused_as_a_whole() {
-        let g = AuthGuard::new(AuthConfig {
-            slow_after: 100,
-            block_after: 100,
-            network_block_after: 5,
-            ..AuthConfig::default()
-        });
+        let g = AuthGuard::new(
+            AuthConfig {
+                slow_after: 100,
+                block_after: 100,
+                network_block_after: 5,
+                ..AuthConfig::default()
+            },
+            Arc::new(MemoryTallies::default()),
+        );
         for i in 1..=5 {
             attempt(&g, &format!("192.0.2.{i}"), "a@x", false).await;
         }

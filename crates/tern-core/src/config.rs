@@ -450,7 +450,8 @@ impl Default for ImapConfig {
     }
 }
 
-/// `[auth]`: password logins (POP3 today; IMAP and submission later).
+/// `[auth]`: password logins (SMTP AUTH, IMAP, POP3), throttled by counts kept in the
+/// store (on a shared store, one count for every node).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthConfig {
@@ -1254,7 +1255,7 @@ max_data_memory = {max_data_memory}
 max_errors = {max_errors}
 # New connections and messages per minute from one client network (an IPv4 /24 and an
 # IPv6 /64 by default; 0 = unlimited). Beyond them: 421 4.7.0 / 451 4.7.1. 127.0.0.1 and
-# ::1 are exempt.
+# ::1 are exempt. Counted in the store: on a shared store, one allowance for every node.
 connections_per_minute_per_network = {conn_rate}
 messages_per_minute_per_network = {msg_rate}
 rate_limit_ipv4_prefix = {v4p}
@@ -1302,7 +1303,8 @@ slow_after = {slow_after}
 block_after = {block_after}
 # and after this many from one network (IPv4 /24, IPv6 /64) the whole network is,
 network_block_after = {network_block_after}
-# for this many seconds after the last failure.
+# for this many seconds after the last failure. Counted in the store: on a shared store an
+# address refused on one node is refused on every node.
 window = {window}
 
 [submission]
@@ -1429,6 +1431,7 @@ enabled = true
 # Keys: `tern apikey create --scope send|read|admin --data DIR`.
 enabled = true
 # Requests per second per API key (bursts of twice that); more get 429 with Retry-After.
+# Counted in the store: on a shared store, one allowance for every node.
 requests_per_second = 100
 # Largest request body in bytes, and most recipients of one message.
 max_body_size = 31457280

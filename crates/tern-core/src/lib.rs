@@ -14,6 +14,7 @@ pub mod id;
 pub mod memory;
 pub mod sasl;
 pub mod srs;
+pub mod tally;
 pub mod tls;
 
 pub use address::{Address, AddressError};
@@ -24,6 +25,14 @@ pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
 

@@ -177,9 +177,11 @@ impl QueueService {
         let mta_sts = verified_cfg
             .filter(|_| config.mta_sts)
             .map(|c| mta_sts::MtaSts::new(resolver.clone(), c, 443))
-            .map(|m| match state_dir {
-                Some(dir) => m.with_cache_file(dir.join("mta-sts-cache.json")),
-                None => m,
+            .map(|m| {
+                m.with_store(
+                    store.clone(),
+                    state_dir.map(|dir| dir.join("mta-sts-cache.json")),
+                )
             });
         let report_expire = parse_duration(&config.report_expire).map_err(QueueError::Config)?;
         let expire = parse_duration(&config.expire).map_err(QueueError::Config)?;

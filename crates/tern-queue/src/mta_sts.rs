@@ -10,6 +10,8 @@
 //! `max_age`. A cached policy is kept while the TXT id is unchanged, and is
 //! still used when the TXT record or the fetch fails (that is the point:
 //! an attacker who strips DNS answers must not turn enforcement off).
+//! The cache is the store's ([`tern_store::SharedCache`]), kept across
+//! restarts and shared by every node, with this process's copy in front.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -17,6 +19,7 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 use tern_dns::Resolver;
+use tern_store::SharedStore;
 
 /// Largest policy file read (RFC 8461 §3.3 suggests 64 KiB).
 const MAX_POLICY: usize = 64 * 1024;
@@ -138,9 +141,18 @@ pub struct MtaSts {
     tls: rustls::ClientConfig,
     port: u16,
     cache: Mutex<HashMap<String, Cached>>,
-    /// Where the cache is kept across restarts (§5.1: a sender keeps using
-    /// a cached policy until it expires, also after a restart).
-    file: Option<PathBuf>,
+    /// Where the cache is kept across restarts and shared with the other
+    /// nodes (§5.1: a sender keeps using a cached policy until it expires,
+    /// also after a restart).
+    store: Option<SharedStore>,
+    /// The cache file of earlier versions, moved into the store at the
+    /// first lookup.
+    legacy: tokio::sync::Mutex<Option<PathBuf>>,
+}
+
+/// The store's name for `domain`'s policy.
+fn cache_name(domain: &str) -> String {
+    format!("mta-sts:{domain}")
 }
 
 impl MtaSts {
@@ -153,55 +165,79 @@ impl MtaSts {
             tls,
             port,
             cache: Mutex::new(HashMap::new()),
-            file: None,
+            store: None,
+            legacy: tokio::sync::Mutex::new(None),
         }
     }
 
-    /// Keeps the cache in `file` (JSON), loading what it holds now.
-    pub fn with_cache_file(mut self, file: PathBuf) -> Self {
+    /// Keeps the cache in `store`; `legacy` is the JSON cache file earlier
+    /// versions kept, whose live policies move into the store.
+    pub fn with_store(mut self, store: SharedStore, legacy: Option<PathBuf>) -> Self {
+        self.store = Some(store);
+        self.legacy = tokio::sync::Mutex::new(legacy.filter(|f| f.exists()));
+        self
+    }
+
+    /// Moves the policies of the legacy cache file into the store, once.
+    async fn import_legacy(&self) {
+        let Some(store) = &self.store else { return };
+        let mut legacy = self.legacy.lock().await;
+        let Some(file) = legacy.take() else { return };
         let loaded: HashMap<String, Cached> = std::fs::read(&file)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         let now = tern_core::now_unix();
-        let live: HashMap<String, Cached> =
-            loaded.into_iter().filter(|(_, c)| c.until > now).collect();
-        if !live.is_empty() {
-            tracing::info!(policies = live.len(), file = %file.display(), "mta-sts: cached policies loaded");
+        for (domain, c) in loaded.into_iter().filter(|(_, c)| c.until > now) {
+            let json = serde_json::to_string(&c).unwrap_or_default();
+            if let Err(e) = store.cache(&cache_name(&domain), &json, c.until).await {
+                tracing::warn!(error = %e, file = %file.display(), "mta-sts: cannot move the cache file into the store");
+                *legacy = Some(file);
+                return;
+            }
         }
-        self.cache = Mutex::new(live);
-        self.file = Some(file);
-        self
+        tracing::info!(file = %file.display(), "mta-sts: cached policies moved into the store");
+        let _ = std::fs::remove_file(&file);
     }
 
-    /// Writes the cache file (new file, fsync, rename), if there is one.
-    fn save(&self) {
-        let Some(file) = &self.file else {
-            return;
-        };
-        let json = {
+    /// The policy cached for `domain`: this process's copy, else the store's.
+    async fn cached(&self, domain: &str) -> Option<Policy> {
+        let now = tern_core::now_unix();
+        {
             let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            serde_json::to_vec(&*cache).unwrap_or_default()
-        };
-        let tmp = file.with_extension("tmp");
-        let written = (|| -> std::io::Result<()> {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&json)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, file)
-        })();
-        if let Err(e) = written {
-            tracing::warn!(file = %file.display(), error = %e, "mta-sts: cannot save the policy cache");
+            if let Some(c) = cache.get(domain).filter(|c| c.until > now) {
+                return Some(c.policy.clone());
+            }
         }
+        self.load(domain).await
     }
 
-    fn cached(&self, domain: &str) -> Option<Policy> {
-        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        cache
-            .get(domain)
-            .filter(|c| c.until > tern_core::now_unix())
-            .map(|c| c.policy.clone())
+    /// The policy the store holds for `domain` (another node, or this one
+    /// before a restart, fetched it), copied into this process's cache.
+    async fn load(&self, domain: &str) -> Option<Policy> {
+        let store = self.store.as_ref()?;
+        let json = match store
+            .cached(&cache_name(domain), tern_core::now_unix())
+            .await
+        {
+            Ok(json) => json?,
+            Err(e) => {
+                tracing::warn!(domain, error = %e, "mta-sts: cannot read the cached policy");
+                return None;
+            }
+        };
+        let c: Cached = serde_json::from_str(&json).ok()?;
+        let policy = c.policy.clone();
+        self.remember(domain, c);
+        Some(policy)
+    }
+
+    fn remember(&self, domain: &str, c: Cached) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if cache.len() > 100_000 {
+            cache.clear();
+        }
+        cache.insert(domain.to_string(), c);
     }
 
     /// The policy that applies to `domain`, if any (§5.1). An error means
@@ -210,7 +246,8 @@ impl MtaSts {
     /// counts the failure.
     pub async fn policy(&self, domain: &str) -> Result<Option<Policy>, String> {
         let domain = domain.to_ascii_lowercase();
-        let cached = self.cached(&domain);
+        self.import_legacy().await;
+        let cached = self.cached(&domain).await;
         let txt = self.resolver.txt(&format!("_mta-sts.{domain}")).await;
         let id = match txt {
             Ok(records) => {
@@ -235,23 +272,26 @@ impl MtaSts {
         {
             return Ok(cached);
         }
+        // A new id: another node may have fetched its policy already.
+        if let Some(p) = self.load(&domain).await
+            && p.id == id
+        {
+            return Ok(Some(p));
+        }
         match self.fetch(&domain, &id).await {
             Ok(p) => {
                 tracing::info!(domain, id, mode = ?p.mode, mx = ?p.mx, max_age = p.max_age, "mta-sts: policy fetched");
-                {
-                    let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-                    if cache.len() > 100_000 {
-                        cache.clear();
+                let c = Cached {
+                    policy: p.clone(),
+                    until: tern_core::now_unix() + p.max_age as i64,
+                };
+                if let Some(store) = &self.store {
+                    let json = serde_json::to_string(&c).unwrap_or_default();
+                    if let Err(e) = store.cache(&cache_name(&domain), &json, c.until).await {
+                        tracing::warn!(domain, error = %e, "mta-sts: cannot keep the policy in the store");
                     }
-                    cache.insert(
-                        domain.clone(),
-                        Cached {
-                            policy: p.clone(),
-                            until: tern_core::now_unix() + p.max_age as i64,
-                        },
-                    );
                 }
-                self.save();
+                self.remember(&domain, c);
                 Ok(Some(p))
             }
             Err(e) => {

@@ -130,7 +130,7 @@ impl SmtpServer {
         checks: MxChecks,
     ) -> Arc<Self> {
         let limiter = ConnLimiter::new(config.max_connections, config.max_connections_per_ip);
-        let rates = ratelimit::RateLimits::new(&config);
+        let rates = ratelimit::RateLimits::new(&config, store.clone());
         // One message at the size limit always fits.
         let data_budget =
             data::DataBudget::new(config.max_data_memory.max(config.max_message_size));

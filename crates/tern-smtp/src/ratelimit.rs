@@ -1,32 +1,33 @@
 //! Inbound rate limits per client network (an IPv4 /24 or IPv6 /64 by
-//! default): new connections and messages per minute, with `governor`'s
-//! keyed GCRA limiters (a burst of the per-minute allowance, refilled
-//! smoothly). The loopback addresses 127.0.0.1 and ::1 are exempt: local
-//! software (content filters, monitoring) must never be slowed.
+//! default): new connections and messages per minute, counted by the
+//! store's rates (GCRA: a burst of the per-minute allowance, refilled
+//! smoothly), so that every node of a shared store counts one allowance
+//! per network. The loopback
+//! addresses 127.0.0.1 and ::1 are exempt: local software (content
+//! filters, monitoring) must never be slowed. When the store cannot count,
+//! the client is let through (an outage of the counts is not a reason to
+//! refuse mail).
 
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use std::net::IpAddr;
-use std::num::NonZeroU32;
 use tern_core::config::{IpNet, SmtpConfig};
+use tern_store::SharedStore;
 
-/// The limiters of one listener.
+/// The limits of one listener.
 pub struct RateLimits {
-    connections: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    messages: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    store: SharedStore,
+    connections: u32,
+    messages: u32,
     v4_prefix: u8,
     v6_prefix: u8,
 }
 
-fn per_minute(n: u32) -> Option<DefaultKeyedRateLimiter<IpAddr>> {
-    NonZeroU32::new(n).map(|n| RateLimiter::keyed(Quota::per_minute(n)))
-}
-
 impl RateLimits {
-    /// Limits from `[smtp]`.
-    pub fn new(c: &SmtpConfig) -> Self {
+    /// Limits from `[smtp]` (0: no limit), counted in `store`.
+    pub fn new(c: &SmtpConfig, store: SharedStore) -> Self {
         Self {
-            connections: per_minute(c.connections_per_minute_per_network),
-            messages: per_minute(c.messages_per_minute_per_network),
+            store,
+            connections: c.connections_per_minute_per_network,
+            messages: c.messages_per_minute_per_network,
             v4_prefix: c.rate_limit_ipv4_prefix,
             v6_prefix: c.rate_limit_ipv6_prefix,
         }
@@ -37,50 +38,72 @@ impl RateLimits {
         IpNet::containing(ip, self.v4_prefix, self.v6_prefix).addr
     }
 
-    fn take(&self, limiter: &Option<DefaultKeyedRateLimiter<IpAddr>>, ip: IpAddr) -> bool {
-        match limiter {
-            Some(l) if !tern_core::is_local_host(ip) => l.check_key(&self.network(ip)).is_ok(),
-            _ => true,
+    async fn take(&self, what: &str, per_minute: u32, ip: IpAddr) -> bool {
+        if per_minute == 0 || tern_core::is_local_host(ip) {
+            return true;
+        }
+        let key = format!("smtp-{what}:{}", self.network(ip));
+        let interval_ms = (60_000 / i64::from(per_minute)).max(1);
+        let now_ms = tern_core::now_unix_ms();
+        match self
+            .store
+            .take_rate(&key, interval_ms, per_minute, now_ms)
+            .await
+        {
+            Ok(wait) => wait.is_none(),
+            Err(e) => {
+                tracing::warn!(error = %e, key, "smtp: cannot count the rate; letting the client through");
+                true
+            }
         }
     }
 
     /// Takes one new connection from the allowance; `false` when used up.
-    pub fn connection(&self, ip: IpAddr) -> bool {
-        self.take(&self.connections, ip)
+    pub async fn connection(&self, ip: IpAddr) -> bool {
+        self.take("connections", self.connections, ip).await
     }
 
     /// Takes one message from the allowance; `false` when used up.
-    pub fn message(&self, ip: IpAddr) -> bool {
-        self.take(&self.messages, ip)
+    pub async fn message(&self, ip: IpAddr) -> bool {
+        self.take("messages", self.messages, ip).await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
-    #[test]
-    fn networks_and_allowances() {
+    #[tokio::test]
+    async fn networks_and_allowances() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = tern_store::sqlite::SqliteStore::open(&dir.path().join("t.db"), 64)
+            .await
+            .unwrap();
         let c = SmtpConfig {
             connections_per_minute_per_network: 2,
             ..Default::default()
         };
-        let r = RateLimits::new(&c);
+        let r = RateLimits::new(&c, Arc::new(store));
         let a: IpAddr = "192.0.2.10".parse().unwrap();
         let b: IpAddr = "192.0.2.99".parse().unwrap();
         assert_eq!(r.network(a), r.network(b), "same /24");
-        assert!(r.connection(a) && r.connection(b));
-        assert!(!r.connection(a), "the /24 used its two");
+        assert!(r.connection(a).await && r.connection(b).await);
+        assert!(!r.connection(a).await, "the /24 used its two");
         assert!(
-            r.connection("198.51.100.1".parse().unwrap()),
+            r.connection("198.51.100.1".parse().unwrap()).await,
             "another network"
         );
         for _ in 0..10 {
             assert!(
-                r.connection("127.0.0.1".parse().unwrap()),
+                r.connection("127.0.0.1".parse().unwrap()).await,
                 "loopback exempt"
             );
         }
+        assert!(
+            r.message(a).await,
+            "messages have an allowance of their own"
+        );
         let v6: IpAddr = "2001:db8:1:2:3::4".parse().unwrap();
         assert_eq!(r.network(v6), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
     }

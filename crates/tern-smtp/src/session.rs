@@ -112,7 +112,7 @@ pub async fn run(
         }
     };
     let peer = conn.peer;
-    if server.submission.is_none() && !server.rates.connection(peer.ip()) {
+    if server.submission.is_none() && !server.rates.connection(peer.ip()).await {
         metrics::counter!("tern_smtp_rejections_total", "reason" => "connection_rate").increment(1);
         tracing::info!(client = %peer.ip(), "smtp: refused connection: connection rate of the network");
         conn.write(
@@ -410,7 +410,8 @@ impl Session {
                 }
             }
         }
-        if self.server.submission.is_none() && !self.server.rates.message(self.conn.peer.ip()) {
+        if self.server.submission.is_none() && !self.server.rates.message(self.conn.peer.ip()).await
+        {
             metrics::counter!("tern_smtp_rejections_total", "reason" => "message_rate")
                 .increment(1);
             tracing::info!(client = %self.conn.peer.ip(), "smtp: message rate of the network reached");

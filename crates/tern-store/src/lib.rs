@@ -16,6 +16,7 @@
 
 pub mod allowances;
 pub mod blobs;
+pub mod cache;
 pub mod dashboard;
 mod folder_rules;
 mod intake;
@@ -30,9 +31,11 @@ pub mod verify_jobs;
 
 pub use allowances::Allowances;
 pub use blobs::{Blobs, BodyStore};
+pub use cache::SharedCache;
 pub use dashboard::{Dashboard, WebSession, WebUser};
 pub use nodes::{NodeInfo, Nodes};
 pub use platform::*;
+pub use tern_core::tally::Tallies;
 pub use tern_events::{Event, EventType};
 pub use verify_jobs::{VerifyItem, VerifyJob, VerifyJobs};
 
@@ -881,8 +884,14 @@ pub const LEASE_SECS: i64 = 3600;
 /// The mail roles: what SMTP, IMAP, POP3 and delivery need (directory,
 /// mailboxes, queue, nodes, shared allowances). Every backend has them; the conformance suite
 /// (`tests/conformance.rs`) checks their invariants on each.
-pub trait MailBackend: Directory + MailStore + Folders + Queue + Nodes + Allowances {}
-impl<T: Directory + MailStore + Folders + Queue + Nodes + Allowances> MailBackend for T {}
+pub trait MailBackend:
+    Directory + MailStore + Folders + Queue + Nodes + Allowances + Tallies + SharedCache
+{
+}
+impl<T: Directory + MailStore + Folders + Queue + Nodes + Allowances + Tallies + SharedCache>
+    MailBackend for T
+{
+}
 
 /// Everything a running server needs from storage: the mail roles, the
 /// bodies role ([`BodyStore`]) and the platform's (events, API objects, spam data, reports, verification jobs,

@@ -64,6 +64,8 @@ const BEFORE_MAIL: &[Plain] = &[
     plain("metadata", "account_id, mailbox, entry, value"),
     plain("urlauth_keys", "account_id, mailbox, key"),
     plain("secrets", "name, value"),
+    // MTA-STS policies stay in use until their max_age (RFC 8461 §5.1).
+    plain("cache", "name, value, until"),
 ];
 
 const AFTER_MAIL: &[Plain] = &[

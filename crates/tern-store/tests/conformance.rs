@@ -597,3 +597,170 @@ async fn allowances_count_across_nodes() {
     }
     assert_eq!(taken, 7, "seven of twenty concurrent takes on two nodes");
 }
+
+/// The coordination counts beside allowances: rates, tallies and the
+/// cache, on every backend, then across two nodes of one PostgreSQL.
+#[tokio::test]
+async fn rates_tallies_and_cache_across_nodes() {
+    for b in backends().await {
+        rates(&b.store, b.name).await;
+        tallies(&b.store, b.name).await;
+        cache(&b.store, b.name).await;
+    }
+    let pg = PgServer::start();
+    let url = pg.database("coordination");
+    let a: SharedStore = Arc::new(PgStore::connect(&url, 2).await.unwrap());
+    let b: SharedStore = Arc::new(PgStore::connect(&url, 2).await.unwrap());
+    rates_on_two_nodes(&a, &b).await;
+    tallies_on_two_nodes(&a, &b).await;
+    a.cache("mta-sts:b.test", "policy", T + 60).await.unwrap();
+    assert_eq!(
+        b.cached("mta-sts:b.test", T).await.unwrap().as_deref(),
+        Some("policy")
+    );
+}
+
+const T: i64 = 1_700_000_000;
+
+/// A rate lets a burst through, then one an interval, and says how long
+/// to wait.
+async fn rates(s: &SharedStore, n: &str) {
+    let t = T * 1000;
+    assert_eq!(s.take_rate("r", 1000, 2, t).await.unwrap(), None, "{n}");
+    assert_eq!(s.take_rate("r", 1000, 2, t).await.unwrap(), None, "{n}");
+    assert_eq!(
+        s.take_rate("r", 1000, 2, t + 400).await.unwrap(),
+        Some(600),
+        "{n}: the burst is used; one is back in 600 ms"
+    );
+    assert_eq!(
+        s.take_rate("r", 1000, 2, t + 1000).await.unwrap(),
+        None,
+        "{n}"
+    );
+    assert_eq!(
+        s.take_rate("other", 1000, 2, t).await.unwrap(),
+        None,
+        "{n}: per key"
+    );
+}
+
+/// Concurrent takes on two nodes share one rate.
+async fn rates_on_two_nodes(a: &SharedStore, b: &SharedStore) {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.take_rate("shared", 60_000, 5, T * 1000)
+                .await
+                .unwrap()
+                .is_none()
+        }));
+    }
+    let mut taken = 0;
+    for task in tasks {
+        taken += usize::from(task.await.unwrap());
+    }
+    assert_eq!(
+        taken, 5,
+        "a burst of five of twenty concurrent takes on two nodes"
+    );
+}
+
+fn keys(k: &[&str]) -> Vec<String> {
+    k.iter().map(|s| s.to_string()).collect()
+}
+
+/// Tallies rise, fall without going below zero, are cleared, and lapse a
+/// window after their last rise.
+async fn tallies(s: &SharedStore, n: &str) {
+    let t = T;
+    assert_eq!(
+        s.tally(&keys(&["ip", "net"]), 1, 60, t).await.unwrap(),
+        [1, 1],
+        "{n}"
+    );
+    assert_eq!(
+        s.tally(&keys(&["net", "ip"]), 1, 60, t + 1).await.unwrap(),
+        [2, 2],
+        "{n}"
+    );
+    assert_eq!(
+        s.tally(&keys(&["ip"]), -1, 60, t + 2).await.unwrap(),
+        [1],
+        "{n}"
+    );
+    assert_eq!(
+        s.tally(&keys(&["new"]), -1, 60, t + 2).await.unwrap(),
+        [0],
+        "{n}: never below 0"
+    );
+    s.clear_tally("net").await.unwrap();
+    assert_eq!(
+        s.tally(&keys(&["net"]), 0, 60, t + 2).await.unwrap(),
+        [0],
+        "{n}: cleared"
+    );
+    assert_eq!(
+        s.tally(&keys(&["ip"]), 0, 60, t + 61).await.unwrap(),
+        [0],
+        "{n}: lapsed a window after its last rise"
+    );
+}
+
+/// Concurrent attempts on two nodes each get their own count; lapsed
+/// tallies are swept.
+async fn tallies_on_two_nodes(a: &SharedStore, b: &SharedStore) {
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let s = if i % 2 == 0 { a.clone() } else { b.clone() };
+        tasks.push(tokio::spawn(async move {
+            s.tally(&keys(&["auth-ip:192.0.2.1"]), 1, 900, T)
+                .await
+                .unwrap()[0]
+        }));
+    }
+    let mut counts = Vec::new();
+    for task in tasks {
+        counts.push(task.await.unwrap());
+    }
+    counts.sort();
+    assert_eq!(
+        counts,
+        (1..=20).collect::<Vec<u64>>(),
+        "each attempt its own count"
+    );
+    assert!(b.sweep_counters(T + 901).await.unwrap() >= 1);
+    assert_eq!(
+        a.tally(&keys(&["auth-ip:192.0.2.1"]), 0, 900, T)
+            .await
+            .unwrap(),
+        [0],
+        "swept"
+    );
+}
+
+/// A cached value is read until it lapses, replaced by a newer one, and
+/// swept after.
+async fn cache(s: &SharedStore, n: &str) {
+    let t = T;
+    assert_eq!(s.cached("mta-sts:a.test", t).await.unwrap(), None, "{n}");
+    s.cache("mta-sts:a.test", "one", t + 10).await.unwrap();
+    s.cache("mta-sts:a.test", "two", t + 10).await.unwrap();
+    assert_eq!(
+        s.cached("mta-sts:a.test", t).await.unwrap().as_deref(),
+        Some("two"),
+        "{n}"
+    );
+    assert_eq!(
+        s.cached("mta-sts:a.test", t + 10).await.unwrap(),
+        None,
+        "{n}: lapsed"
+    );
+    s.sweep_counters(t + 10).await.unwrap();
+    assert_eq!(
+        s.cached("mta-sts:a.test", t).await.unwrap(),
+        None,
+        "{n}: swept"
+    );
+}

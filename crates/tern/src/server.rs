@@ -200,6 +200,9 @@ async fn heartbeat_loop(store: SharedStore, every: i64) {
             }
             Err(e) => tracing::warn!(error = %e, "node: cannot check for silent nodes"),
         }
+        if let Err(e) = store.sweep_counters(now).await {
+            tracing::warn!(error = %e, "node: cannot sweep lapsed counters");
+        }
         tokio::time::sleep(std::time::Duration::from_secs(every as u64)).await;
     }
 }
@@ -273,7 +276,11 @@ pub async fn start(config: Config) -> Result<Running> {
             None
         }
     };
-    let guard = Arc::new(AuthGuard::new(config.auth.clone()));
+    // Failed logins are counted in the store: every node sees them.
+    let guard = Arc::new(AuthGuard::new(
+        config.auth.clone(),
+        store.clone() as Arc<dyn tern_store::Tallies>,
+    ));
     let hostname = config.server.hostname.clone();
 
     let smtp_l = bind(&config.listen.smtp, "SMTP").await?;

@@ -59,7 +59,8 @@ const SCHEMA_V18: &str = include_str!("schema_v18.sql");
 const SCHEMA_V19: &str = include_str!("schema_v19.sql");
 const SCHEMA_V20: &str = include_str!("schema_v20.sql");
 const SCHEMA_V21: &str = include_str!("schema_v21.sql");
-const SCHEMA_VERSION: i64 = 21;
+const SCHEMA_V22: &str = include_str!("schema_v22.sql");
+const SCHEMA_VERSION: i64 = 22;
 const MAX_IDLE_READERS: usize = 16;
 /// WAL size (in 4 KiB frames) past which the writer forces a RESTART
 /// checkpoint so the log starts over (about 64 MiB).
@@ -93,6 +94,10 @@ pub struct SqliteStore {
     /// Allowance counts by key and window: one node runs on a SQLite
     /// store, so they live in its memory.
     allowances: Mutex<std::collections::HashMap<(String, i64), u64>>,
+    /// Rates' next arrival times by key (GCRA), in memory for the same reason.
+    rates: Mutex<std::collections::HashMap<String, i64>>,
+    /// Tallies (failed logins), in memory for the same reason.
+    tallies: tern_core::tally::MemoryTallies,
     _alive: Arc<()>,
 }
 
@@ -167,6 +172,8 @@ impl SqliteStore {
                 .collect(),
             node: Arc::from(""),
             allowances: Mutex::default(),
+            tallies: Default::default(),
+            rates: Mutex::default(),
             _alive: alive,
         })
     }
@@ -368,6 +375,9 @@ fn migrate_steps(conn: &Connection) -> Result<()> {
     }
     if version < 21 {
         conn.execute_batch(SCHEMA_V21)?;
+    }
+    if version < 22 {
+        conn.execute_batch(SCHEMA_V22)?;
     }
     if version < SCHEMA_VERSION {
         conn.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;

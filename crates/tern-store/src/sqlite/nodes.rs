@@ -109,4 +109,86 @@ impl crate::Allowances for SqliteStore {
         }
         Ok(true)
     }
+
+    async fn take_rate(
+        &self,
+        key: &str,
+        interval_ms: i64,
+        burst: u32,
+        now_ms: i64,
+    ) -> Result<Option<i64>> {
+        let mut rates = self.rates.lock().unwrap_or_else(|e| e.into_inner());
+        if rates.len() > 100_000 {
+            // A lapsed arrival time is as good as none.
+            rates.retain(|_, tat| *tat > now_ms);
+        }
+        let tat = rates.get(key).copied();
+        Ok(
+            match crate::allowances::gcra(tat, now_ms, interval_ms, burst) {
+                Ok(next) => {
+                    rates.insert(key.to_string(), next);
+                    None
+                }
+                Err(wait) => Some(wait),
+            },
+        )
+    }
+
+    async fn sweep_counters(&self, now: i64) -> Result<u64> {
+        // The in-memory counts bound themselves; the cache is a table.
+        self.write(move |c| {
+            Ok(c.prepare_cached("DELETE FROM cache WHERE until <= ?1")?
+                .execute([now])? as u64)
+        })
+        .await
+    }
+}
+
+/// One process owns a SQLite store: its tallies are in its memory.
+#[async_trait]
+impl tern_core::tally::Tallies for SqliteStore {
+    async fn tally(
+        &self,
+        keys: &[String],
+        change: i64,
+        window: i64,
+        now: i64,
+    ) -> std::result::Result<Vec<u64>, tern_core::tally::TallyError> {
+        Ok(self.tallies.apply(keys, change, window, now))
+    }
+
+    async fn clear_tally(
+        &self,
+        key: &str,
+    ) -> std::result::Result<(), tern_core::tally::TallyError> {
+        self.tallies.clear(key);
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl crate::SharedCache for SqliteStore {
+    async fn cached(&self, name: &str, now: i64) -> Result<Option<String>> {
+        self.read(move |c| {
+            use rusqlite::OptionalExtension;
+            Ok(
+                c.prepare_cached("SELECT value FROM cache WHERE name = ?1 AND until > ?2")?
+                    .query_row(params![name, now], |r| r.get(0))
+                    .optional()?,
+            )
+        })
+    }
+
+    async fn cache(&self, name: &str, value: &str, until: i64) -> Result<()> {
+        let (name, value) = (name.to_string(), value.to_string());
+        self.write(move |c| {
+            c.prepare_cached(
+                "INSERT INTO cache(name, value, until) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(name) DO UPDATE SET value = ?2, until = ?3",
+            )?
+            .execute(params![name, value, until])?;
+            Ok(())
+        })
+        .await
+    }
 }

@@ -197,3 +197,78 @@ async fn tern_migrate_moves_a_server_to_postgres() {
     assert!(u.join("\n").contains("body of before the move"), "{u:?}");
     running.shutdown();
 }
+
+async fn imap_login_from(source: &str, addr: std::net::SocketAddr, password: &str) -> String {
+    let mut c = LineClient::connect_from(source.parse().unwrap(), addr)
+        .await
+        .unwrap();
+    c.line().await.unwrap().unwrap();
+    c.cmd(&format!("a LOGIN {ALICE} {password}")).await.unwrap();
+    tagged(&mut c, "a").await.0
+}
+
+/// What one node counts, the others enforce: failed logins on node A
+/// refuse that address on node B (and nowhere else); a network's SMTP
+/// connection rate and an API key's request rate are one allowance
+/// across the nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_counted_on_one_node_hold_on_another() {
+    let shared = Shared::start();
+    let limits = "[auth]\nslow_after = 100\nblock_after = 3\nnetwork_block_after = 100\n\
+                  [smtp]\nconnections_per_minute_per_network = 2\n\
+                  [api]\nrequests_per_second = 1\n";
+    let a = start(&format!("{}{limits}", shared.config("mx-a"))).await;
+    let b_data = DataDir::new(&format!("{}{limits}", shared.config("mx-b")));
+    let b = start_in(&b_data).await;
+
+    for _ in 0..3 {
+        let r = imap_login_from("127.61.0.7", a.imap, "wrong").await;
+        assert!(r.starts_with("NO"), "{r}");
+    }
+    let r = imap_login_from("127.61.0.7", b.imap[0], ALICE_PW).await;
+    assert!(
+        r.starts_with("NO"),
+        "node B refuses the address node A saw guessing: {r}"
+    );
+    let r = imap_login_from("127.62.0.7", b.imap[0], ALICE_PW).await;
+    assert!(r.starts_with("OK"), "another address logs in: {r}");
+
+    let greet = |addr: std::net::SocketAddr| async move {
+        let mut c = LineClient::connect_from("127.63.0.1".parse().unwrap(), addr)
+            .await
+            .unwrap();
+        c.reply().await.unwrap().0
+    };
+    assert_eq!(greet(a.smtp).await, 220);
+    assert_eq!(greet(b.smtp[0]).await, 220);
+    assert_eq!(
+        greet(a.smtp).await,
+        421,
+        "the network's two connections a minute were taken on two nodes"
+    );
+
+    let key = crate::api::api_key(&a.store, tern_api::keys::Scope::Admin).await;
+    let get = |http: std::net::SocketAddr| {
+        let key = key.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("http://{http}/v1/events"))
+                .header("authorization", format!("Bearer {key}"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    // A burst of two, then one a second, for the key on every node: with
+    // requests alternating between the nodes, one is refused before the
+    // fifth (a limit per node would let four through).
+    let mut statuses = Vec::new();
+    for i in 0..4 {
+        statuses.push(get(if i % 2 == 0 { a.http } else { b.http[0] }).await);
+    }
+    assert_eq!(statuses[..2], [200, 200], "{statuses:?}");
+    assert!(statuses.contains(&429), "{statuses:?}");
+    b.shutdown();
+}
