@@ -93,7 +93,7 @@ tern_data() {
 }
 
 serve() {  # data folder, smtp port; the pid in $SERVED
-  TERN_LOG=warn "$TERN" serve --data "$1" 2>"$1/tern.log" & SERVED=$!; PIDS+=("$SERVED")
+  TERN_LOG=${TERN_LOG:-warn} "$TERN" serve --data "$1" 2>"$1/tern.log" & SERVED=$!; PIDS+=("$SERVED")
   for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$2) 2>/dev/null && return; sleep 0.1; done
   echo "tern did not start:"; cat "$1/tern.log"; exit 1
 }
@@ -177,5 +177,6 @@ for setup in $SETUPS; do
       printf "per message: %.2f transactions, %.1f WAL records, %.0f WAL bytes, %.3f WAL flushes (%d flushes for %d messages)\n",
         x/m, r/m, b/m, s/m, s, m }'
   fi
+  [ -z "${KEEP_LOG:-}" ] || cp "$A/tern.log" "$KEEP_LOG"
   kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; PIDS=()
 done

@@ -203,7 +203,8 @@ pub struct StoreConfig {
     /// PostgreSQL connection URL (`postgres://user:password@host:5432/db`;
     /// `?sslmode=require` or `verify-full` for TLS to the database).
     pub url: String,
-    /// Most pooled connections to PostgreSQL per node.
+    /// Most pooled connections to PostgreSQL per node (the group-commit
+    /// writer has 2 more of its own, 5 with a blob store).
     pub max_connections: u32,
     /// Default quota for new accounts, in bytes (0 = unlimited).
     pub default_quota: u64,
@@ -1191,7 +1192,8 @@ database = "tern.db"
 # PostgreSQL: "postgres://user:password@host:5432/dbname"; add "?sslmode=verify-full" for TLS
 # to the database. The schema is created and migrated at start.
 url = ""
-# PostgreSQL: most pooled connections per node.
+# PostgreSQL: most pooled connections per node (the group-commit writer has 2 more of its
+# own, 5 with a blob store).
 max_connections = 32
 # Quota given to new accounts, in bytes (0 = unlimited). `tern account add --quota` overrides.
 default_quota = {quota}

@@ -9,8 +9,7 @@
 //! database goes into PostgreSQL, or, when the target has a blob store, is
 //! put there (durably, before the commit); a body already in the blob
 //! store stays where it is, under the same key. Usage and reference counts
-//! are recomputed by the target's triggers as the mailbox and queue rows
-//! arrive.
+//! are recomputed from the rows copied, before the commit.
 
 use crate::postgres::PgStore;
 use crate::{Result, StoreError};
@@ -45,7 +44,7 @@ const fn plain(table: &'static str, columns: &'static str) -> Plain {
 /// are copied by hand (their body ids change).
 const BEFORE_MAIL: &[Plain] = &[
     plain("domains", "id, name, catch_all, created_at"),
-    // `used` starts at 0: the mailbox rows' trigger adds them up again.
+    // `used` starts at 0: it is added up again from the mailbox rows.
     plain(
         "accounts",
         "id, address, domain_id, password_hash, quota, created_at",
@@ -450,6 +449,25 @@ pub async fn sqlite_to_postgres(
     reader
         .join()
         .map_err(|_| StoreError::Invalid("the SQLite reader stopped".into()))??;
+    // Reference counts and usage, from the rows copied (the target counts
+    // at insert in its own statements, not in triggers).
+    sqlx::query(
+        "UPDATE blobs SET refcount = r.n FROM (
+            SELECT blob_id, COUNT(*) AS n FROM (
+                SELECT blob_id FROM mailbox_messages UNION ALL SELECT blob_id FROM queue_messages
+            ) AS refs GROUP BY blob_id) AS r
+         WHERE blobs.id = r.blob_id",
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE accounts SET used = u.n FROM (
+            SELECT x.account_id, SUM(m.size)::BIGINT AS n
+            FROM mailbox_messages m JOIN mailboxes x ON x.id = m.mailbox_id GROUP BY x.account_id
+         ) AS u WHERE accounts.id = u.account_id",
+    )
+    .execute(&mut *tx)
+    .await?;
     // The sequences: UIDVALIDITY above every value given; ids after the copied ones.
     sqlx::query(
         "UPDATE sequences SET value = GREATEST(value, $1, (SELECT COALESCE(MAX(uidvalidity), 0) FROM mailboxes))
@@ -591,7 +609,7 @@ async fn count(sqlite: &Path, pool: &sqlx::PgPool) -> Result<Moved> {
             .tables
             .push((table.to_string(), from as u64, to as u64));
     }
-    // Usage recomputed by the triggers equals the source's.
+    // Usage recomputed equals the source's.
     let used_from: i64 = src.query_row("SELECT COALESCE(SUM(used), 0) FROM accounts", [], |r| {
         r.get(0)
     })?;

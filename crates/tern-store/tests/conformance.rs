@@ -277,6 +277,34 @@ async fn one_body_many_references() {
             blob_gone(s, blob).await,
             "{n}: gone with the last reference"
         );
+
+        // A message for a mailbox and a remote recipient: the queue row is
+        // a reference too.
+        let mut m = message("mixed", vec![cy]);
+        m.queue_id = format!("M{n}");
+        m.expires_at = tern_core::now_unix() + 86_400;
+        m.outbound = vec![OutboundRcpt {
+            address: "x@remote.test".into(),
+            domain: "remote.test".into(),
+            params: "{}".into(),
+        }];
+        s.deliver(m).await.unwrap();
+        let uid = s.uids(cy_mb).await.unwrap()[0];
+        let blob = s.list(cy, "INBOX").await.unwrap()[0].blob;
+        s.expunge_uids(cy_mb, &[uid]).await.unwrap();
+        assert!(s.read_blob(blob).await.is_ok(), "{n}: the queue keeps it");
+        let now = tern_core::now_unix();
+        let claimed = s.claim_due(now, 10, now + 300).await.unwrap();
+        assert_eq!(claimed.len(), 1, "{n}");
+        s.complete(Completion {
+            outcomes: vec![(claimed[0].id, RcptOutcome::Delivered)],
+            new: vec![],
+            events: vec![],
+            suppress: vec![],
+        })
+        .await
+        .unwrap();
+        assert!(blob_gone(s, blob).await, "{n}: gone with the queue row");
     }
 }
 

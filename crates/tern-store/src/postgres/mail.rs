@@ -107,12 +107,15 @@ pub(super) struct Row<'a> {
 }
 
 /// Adds a message to a mailbox with the next UID and MODSEQ (the mailbox
-/// row is locked until the commit); returns its UID.
+/// row is locked until the commit), counting its body's reference and its
+/// account's bytes (migration 0007: an insert counts itself); returns its UID.
 pub(super) async fn insert_message(tx: &mut PgConnection, mailbox: i64, r: Row<'_>) -> Result<u32> {
     let uid: Option<i64> = sqlx::query_scalar(
         "WITH m AS (
             UPDATE mailboxes SET uidnext = uidnext + 1, highest_modseq = highest_modseq + 1
-            WHERE id = $1 RETURNING id, uidnext - 1 AS uid, highest_modseq)
+            WHERE id = $1 RETURNING id, account_id, uidnext - 1 AS uid, highest_modseq),
+         used AS (UPDATE accounts SET used = used + $3 WHERE id = (SELECT account_id FROM m)),
+         referred AS (UPDATE blobs SET refcount = refcount + 1 WHERE id = $2 AND EXISTS (SELECT 1 FROM m))
          INSERT INTO mailbox_messages(mailbox_id, uid, blob_id, size, flags, modseq,
             internaldate, queue_id, mail_from, params, saved_at)
          SELECT id, uid, $2, $3, $4, highest_modseq, $5, $6, $7, $8, EXTRACT(EPOCH FROM now())::BIGINT
@@ -167,13 +170,13 @@ impl PgStore {
         let blobs = self.blobs.clone();
         let writer = self.writer.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::channel(4 * super::writer::MAX_BATCH);
-            let ctx = std::sync::Arc::new(super::writer::Ctx {
-                pool: self.pool.clone(),
+            super::writer::start(
+                &self.pool,
                 blobs,
-                node: self.node.clone(),
-                queue_wakeup: self.queue_wakeup.clone(),
-            });
-            tokio::spawn(super::writer::run(ctx, rx));
+                self.node.clone(),
+                self.queue_wakeup.clone(),
+                rx,
+            );
             tx
         });
         let (reply, answer) = tokio::sync::oneshot::channel();
@@ -213,7 +216,8 @@ impl PgStore {
 }
 
 /// Queues a message's remote recipients (leased to `node` when the message
-/// asks); returns them.
+/// asks); returns them. The queue row's reference to its body is counted
+/// by the caller (the writer counts a batch's at once).
 pub(super) async fn insert_queued(
     tx: &mut PgConnection,
     p: &Prepared,

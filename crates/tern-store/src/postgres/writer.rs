@@ -15,6 +15,15 @@
 //! [`BATCHES_IN_FLIGHT`] batches run at once (their puts overlap; their
 //! mailbox locks order them); with bodies in the database, one. A batch that
 //! fails is retried one write at a time, so one bad write fails alone.
+//!
+//! The writer runs on a thread and a runtime of its own, with its own
+//! connections ([`start`]): a batch is about a dozen round trips, every
+//! delivery in it waits for all of them, and on the server's runtime each
+//! reply would wait behind the sessions' tasks for a worker (inbound on
+//! PostgreSQL: 1,360 → 1,838 msg/s with the same work). Rows added count
+//! themselves in the statements that add them, a batch at once (migration
+//! 0007): each body's references as its row is made or found, each
+//! account's bytes in one update.
 
 use super::bodies::{forget_bodies, put_bodies};
 use super::events::{insert_events, insert_idempotent, insert_suppressions};
@@ -57,6 +66,58 @@ pub(super) struct Ctx {
     pub queue_wakeup: Arc<Notify>,
 }
 
+/// Starts the writer on a thread of its own, with a runtime and
+/// connections of its own: a batch's dozen round trips are the critical
+/// path of every delivery waiting on it, and on the server's runtime each
+/// of them would wait behind the sessions' tasks for a worker to poll it.
+pub(super) fn start(
+    pool: &PgPool,
+    blobs: Option<Arc<dyn crate::Blobs>>,
+    node: Arc<str>,
+    queue_wakeup: Arc<Notify>,
+    rx: mpsc::Receiver<Job>,
+) {
+    let options = pool.connect_options();
+    // A connection per batch in flight, and one for a failed batch's
+    // bodies to be forgotten.
+    let connections = if blobs.is_some() {
+        BATCHES_IN_FLIGHT
+    } else {
+        1
+    };
+    let spawned = std::thread::Builder::new()
+        .name("tern-pg-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!(error = %e, "store: cannot start the writer's runtime");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let pool = sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(connections as u32 + 1)
+                    .acquire_timeout(std::time::Duration::from_secs(10))
+                    .connect_lazy_with((*options).clone());
+                let ctx = Arc::new(Ctx {
+                    pool,
+                    blobs,
+                    node,
+                    queue_wakeup,
+                });
+                run(ctx, rx).await;
+            });
+        });
+    if let Err(e) = spawned {
+        // The receiver went with the closure: writes fail with WriterGone.
+        tracing::error!(error = %e, "store: cannot start the writer's thread");
+    }
+}
+
 /// Runs until every sender is gone (the store is dropped).
 pub(super) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>) {
     // With bodies in the database there is nothing to overlap: one batch at
@@ -89,8 +150,14 @@ pub(super) async fn run(ctx: Arc<Ctx>, mut rx: mpsc::Receiver<Job>) {
 
 /// Writes a batch and answers each caller.
 async fn commit(ctx: &Ctx, jobs: Vec<Job>) {
+    let started = std::time::Instant::now();
     match write(ctx, &jobs).await {
         Ok(results) => {
+            tracing::debug!(
+                writes = jobs.len(),
+                micros = started.elapsed().as_micros() as u64,
+                "store: batch committed"
+            );
             let wake = results.iter().any(|r| {
                 r.as_ref()
                     .is_ok_and(|q| q.iter().any(|q| q.leased_until == 0))
@@ -214,7 +281,32 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
             }
         }
     }
-    let blob_ids = blob_rows(&mut tx, &contents).await?;
+    // What the batch's rows hold (migration 0007: inserts count
+    // themselves): each body's references (a mailbox copy each, a queue
+    // row for a message with remote recipients), each account's bytes.
+    let mut refs: HashMap<&str, i64> = HashMap::new();
+    let mut used: BTreeMap<AccountId, i64> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate().filter(|(i, _)| live(*i)) {
+        for (p, t) in job.iter().zip(&targets[i]) {
+            let queued = i64::from(!p.message.outbound.is_empty());
+            *refs.entry(p.hash.as_str()).or_default() += t.len() as i64 + queued;
+            for (account, _, _) in t {
+                *used.entry(*account).or_default() += p.message.raw.len() as i64;
+            }
+        }
+    }
+    let blob_ids = blob_rows(&mut tx, &contents, &refs).await?;
+    if !used.is_empty() {
+        let (ids, bytes): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
+        sqlx::query(
+            "UPDATE accounts SET used = accounts.used + u.n
+             FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS u(id, n) WHERE accounts.id = u.id",
+        )
+        .bind(&ids)
+        .bind(&bytes)
+        .execute(&mut *tx)
+        .await?;
+    }
     if ctx.blobs.is_none() && !contents.is_empty() {
         // Bodies in the database: in this transaction, once per content.
         let ids: Vec<i64> = contents.keys().map(|h| blob_ids[h]).collect();
@@ -304,10 +396,12 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
         .collect())
 }
 
-/// The `blobs` rows of the batch's contents (made or found), by hash.
+/// The `blobs` rows of the batch's contents (made or found), by hash, with
+/// `refs` more references each.
 async fn blob_rows<'a>(
     tx: &mut PgConnection,
     contents: &BTreeMap<&'a str, &'a Prepared>,
+    refs: &HashMap<&str, i64>,
 ) -> Result<HashMap<&'a str, i64>> {
     if contents.is_empty() {
         return Ok(HashMap::new());
@@ -326,10 +420,16 @@ async fn blob_rows<'a>(
         .values()
         .map(|p| p.analysed.as_ref().map(|a| a.field_names.as_str()))
         .collect();
+    let counts: Vec<i64> = contents
+        .keys()
+        .map(|h| refs.get(h).copied().unwrap_or(0))
+        .collect();
     let rows: Vec<(i64, String)> = sqlx::query_as(
-        "INSERT INTO blobs(hash, size, meta, header, fields)
-         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[])
+        "INSERT INTO blobs(hash, size, meta, header, fields, refcount)
+         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
+                              $6::BIGINT[])
          ON CONFLICT (hash) DO UPDATE SET
+            refcount = blobs.refcount + EXCLUDED.refcount,
             meta = CASE WHEN blobs.header IS NULL THEN EXCLUDED.meta ELSE blobs.meta END,
             header = COALESCE(blobs.header, EXCLUDED.header),
             fields = COALESCE(blobs.fields, EXCLUDED.fields)
@@ -340,6 +440,7 @@ async fn blob_rows<'a>(
     .bind(&metas)
     .bind(&headers)
     .bind(&fields)
+    .bind(&counts)
     .fetch_all(&mut *tx)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
