@@ -246,41 +246,6 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
     let failed: Vec<bool> = results.iter().map(Option::is_some).collect();
     let live = |i: usize| !failed[i];
 
-    // Locks, in id order: mailboxes, then their accounts.
-    let mut mailboxes = BTreeSet::new();
-    let mut accounts = BTreeSet::new();
-    for (i, per_message) in targets.iter().enumerate().filter(|(i, _)| live(*i)) {
-        let _ = i;
-        for (account, folder, _) in per_message.iter().flatten() {
-            mailboxes.insert(*folder);
-            accounts.insert(*account);
-        }
-    }
-    if !mailboxes.is_empty() {
-        let ids: Vec<i64> = mailboxes.iter().copied().collect();
-        sqlx::query("SELECT id FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-        let ids: Vec<i64> = accounts.iter().copied().collect();
-        sqlx::query("SELECT id FROM accounts WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&ids)
-            .execute(&mut *tx)
-            .await?;
-    }
-
-    // One row per content, in hash order.
-    let mut contents: BTreeMap<&str, &Prepared> = BTreeMap::new();
-    for (i, job) in jobs.iter().enumerate().filter(|(i, _)| live(*i)) {
-        let _ = i;
-        for p in job.iter() {
-            // A copy analysed for mailboxes wins over a queue-only one.
-            let e = contents.entry(p.hash.as_str()).or_insert(p);
-            if e.analysed.is_none() && p.analysed.is_some() {
-                *e = p;
-            }
-        }
-    }
     // What the batch's rows hold (migration 0007: inserts count
     // themselves): each body's references (a mailbox copy each, a queue
     // row for a message with remote recipients), each account's bytes.
@@ -295,34 +260,46 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
             }
         }
     }
-    let blob_ids = blob_rows(&mut tx, &contents, &refs).await?;
-    if !used.is_empty() {
-        let (ids, bytes): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
+    // Locks, in id order: mailboxes, then their accounts, whose bytes grow
+    // by the batch's in the same statement.
+    let mailboxes: BTreeSet<i64> = targets
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| live(*i))
+        .flat_map(|(_, per_message)| per_message.iter().flatten().map(|(_, f, _)| *f))
+        .collect();
+    if !mailboxes.is_empty() {
+        let ids: Vec<i64> = mailboxes.iter().copied().collect();
+        let (accounts, bytes): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
         sqlx::query(
-            "UPDATE accounts SET used = accounts.used + u.n
-             FROM UNNEST($1::BIGINT[], $2::BIGINT[]) AS u(id, n) WHERE accounts.id = u.id",
+            "WITH m AS (SELECT id FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE),
+                  a AS (SELECT id FROM accounts WHERE id = ANY($2) AND (SELECT COUNT(*) FROM m) >= 0
+                        ORDER BY id FOR UPDATE)
+             UPDATE accounts SET used = accounts.used + u.n
+             FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS u(id, n)
+             WHERE accounts.id = u.id AND (SELECT COUNT(*) FROM a) >= 0",
         )
         .bind(&ids)
+        .bind(&accounts)
         .bind(&bytes)
         .execute(&mut *tx)
         .await?;
     }
-    if ctx.blobs.is_none() && !contents.is_empty() {
-        // Bodies in the database: in this transaction, once per content.
-        let ids: Vec<i64> = contents.keys().map(|h| blob_ids[h]).collect();
-        let data: Vec<&[u8]> = contents
-            .values()
-            .map(|p| p.message.raw.as_slice())
-            .collect();
-        sqlx::query(
-            "INSERT INTO blob_data(blob_id, data) SELECT * FROM UNNEST($1::BIGINT[], $2::BYTEA[])
-             ON CONFLICT DO NOTHING",
-        )
-        .bind(&ids)
-        .bind(&data)
-        .execute(&mut *tx)
-        .await?;
+
+    // One row per content, in hash order.
+    let mut contents: BTreeMap<&str, &Prepared> = BTreeMap::new();
+    for (i, job) in jobs.iter().enumerate().filter(|(i, _)| live(*i)) {
+        let _ = i;
+        for p in job.iter() {
+            // A copy analysed for mailboxes wins over a queue-only one.
+            let e = contents.entry(p.hash.as_str()).or_insert(p);
+            if e.analysed.is_none() && p.analysed.is_some() {
+                *e = p;
+            }
+        }
     }
+    // Bodies in the database go in with their rows, once per content.
+    let blob_ids = blob_rows(&mut tx, &contents, &refs, ctx.blobs.is_none()).await?;
 
     // Mailbox rows, by folder, in job order within each.
     let mut by_folder: BTreeMap<i64, Vec<(&Prepared, &'static str)>> = BTreeMap::new();
@@ -397,11 +374,13 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
 }
 
 /// The `blobs` rows of the batch's contents (made or found), by hash, with
-/// `refs` more references each.
+/// `refs` more references each; with `inline`, the bodies themselves too
+/// (`blob_data`, in the same statement).
 async fn blob_rows<'a>(
     tx: &mut PgConnection,
     contents: &BTreeMap<&'a str, &'a Prepared>,
     refs: &HashMap<&str, i64>,
+    inline: bool,
 ) -> Result<HashMap<&'a str, i64>> {
     if contents.is_empty() {
         return Ok(HashMap::new());
@@ -424,16 +403,33 @@ async fn blob_rows<'a>(
         .keys()
         .map(|h| refs.get(h).copied().unwrap_or(0))
         .collect();
+    let data: Vec<&[u8]> = if inline {
+        contents
+            .values()
+            .map(|p| p.message.raw.as_slice())
+            .collect()
+    } else {
+        Vec::new()
+    };
     let rows: Vec<(i64, String)> = sqlx::query_as(
-        "INSERT INTO blobs(hash, size, meta, header, fields, refcount)
-         SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
-                              $6::BIGINT[])
-         ON CONFLICT (hash) DO UPDATE SET
-            refcount = blobs.refcount + EXCLUDED.refcount,
-            meta = CASE WHEN blobs.header IS NULL THEN EXCLUDED.meta ELSE blobs.meta END,
-            header = COALESCE(blobs.header, EXCLUDED.header),
-            fields = COALESCE(blobs.fields, EXCLUDED.fields)
-         RETURNING id, hash",
+        "WITH b AS (
+            INSERT INTO blobs(hash, size, meta, header, fields, refcount)
+            SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::BYTEA[], $5::TEXT[],
+                                 $6::BIGINT[])
+            ON CONFLICT (hash) DO UPDATE SET
+               refcount = blobs.refcount + EXCLUDED.refcount,
+               meta = CASE WHEN blobs.header IS NULL THEN EXCLUDED.meta ELSE blobs.meta END,
+               header = COALESCE(blobs.header, EXCLUDED.header),
+               fields = COALESCE(blobs.fields, EXCLUDED.fields)
+            RETURNING id, hash),
+          d AS (
+            INSERT INTO blob_data(blob_id, data)
+            SELECT b.id, u.data FROM b JOIN UNNEST($1::TEXT[], $7::BYTEA[]) AS u(hash, data)
+                ON u.hash = b.hash
+            -- No bodies given (a blob store has them): UNNEST pads with NULLs.
+            WHERE u.data IS NOT NULL
+            ON CONFLICT DO NOTHING)
+         SELECT id, hash FROM b",
     )
     .bind(&hashes)
     .bind(&sizes)
@@ -441,6 +437,7 @@ async fn blob_rows<'a>(
     .bind(&headers)
     .bind(&fields)
     .bind(&counts)
+    .bind(&data)
     .fetch_all(&mut *tx)
     .await?;
     let mut out = HashMap::with_capacity(rows.len());
