@@ -43,13 +43,21 @@ pub(super) async fn load_webhooks(c: &mut PgConnection, id: &str) -> Result<Vec<
     Ok(rows.into_iter().map(webhook).collect())
 }
 
-/// Writes events (each once: an id already stored is skipped), copies each
-/// into the outbox of every endpoint that wants it, and adds them to the
-/// hourly counters. A few statements whatever the number of events.
-pub(super) async fn insert_events(c: &mut PgConnection, events: &[&EncodedEvent]) -> Result<()> {
-    if events.is_empty() {
+/// Writes events (each once: an id already stored is skipped) and message
+/// logs (replacing a message's earlier one) in one statement, copies each
+/// new event into the outbox of every endpoint that wants it, and adds
+/// them to the hourly counters. A few statements whatever the numbers.
+pub(super) async fn insert_events(
+    c: &mut PgConnection,
+    events: &[&EncodedEvent],
+    logs: &[&EncodedLog],
+) -> Result<()> {
+    if events.is_empty() && logs.is_empty() {
         return Ok(());
     }
+    let log_ids: Vec<&str> = logs.iter().map(|l| l.message_id.as_str()).collect();
+    let log_times: Vec<i64> = logs.iter().map(|l| l.time).collect();
+    let log_data: Vec<&str> = logs.iter().map(|l| l.json.as_str()).collect();
     let ids: Vec<&str> = events.iter().map(|e| e.event.id.as_str()).collect();
     let types: Vec<&str> = events.iter().map(|e| e.event.event_type.as_str()).collect();
     let messages: Vec<&str> = events.iter().map(|e| e.event.message_id.as_str()).collect();
@@ -60,7 +68,11 @@ pub(super) async fn insert_events(c: &mut PgConnection, events: &[&EncodedEvent]
     let domains: Vec<Option<&str>> = events.iter().map(|e| e.event.domain.as_deref()).collect();
     let data: Vec<&str> = events.iter().map(|e| e.json.as_str()).collect();
     let new: Vec<String> = sqlx::query_scalar(
-        "INSERT INTO events(id, type, message_id, recipient, domain, data)
+        "WITH logs AS (
+            INSERT INTO message_log(message_id, time, data)
+            SELECT * FROM UNNEST($7::TEXT[], $8::BIGINT[], $9::TEXT[])
+            ON CONFLICT (message_id) DO UPDATE SET time = EXCLUDED.time, data = EXCLUDED.data)
+         INSERT INTO events(id, type, message_id, recipient, domain, data)
          SELECT * FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[])
          ON CONFLICT (id) DO NOTHING RETURNING id",
     )
@@ -70,6 +82,9 @@ pub(super) async fn insert_events(c: &mut PgConnection, events: &[&EncodedEvent]
     .bind(&recipients)
     .bind(&domains)
     .bind(&data)
+    .bind(&log_ids)
+    .bind(&log_times)
+    .bind(&log_data)
     .fetch_all(&mut *c)
     .await?;
     if new.is_empty() {

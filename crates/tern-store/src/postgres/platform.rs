@@ -142,7 +142,7 @@ impl Platform for PgStore {
         let events = encode_events(events);
         let logs = encode_logs(&logs)?;
         let mut tx = self.pool.begin().await?;
-        insert_events(&mut tx, &events.iter().collect::<Vec<_>>()).await?;
+        insert_events(&mut tx, &events.iter().collect::<Vec<_>>(), &[]).await?;
         for l in &logs {
             insert_log(&mut tx, l).await?;
         }
@@ -156,7 +156,7 @@ impl Platform for PgStore {
     async fn record_feedback(&self, events: Vec<Event>, suppress: Vec<Suppression>) -> Result<()> {
         let events = encode_events(events);
         let mut tx = self.pool.begin().await?;
-        insert_events(&mut tx, &events.iter().collect::<Vec<_>>()).await?;
+        insert_events(&mut tx, &events.iter().collect::<Vec<_>>(), &[]).await?;
         insert_suppressions(&mut tx, &suppress).await?;
         tx.commit().await?;
         Ok(())

@@ -343,22 +343,9 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
         }
         results[i] = Some(Ok(queued));
     }
-    if !logs.is_empty() {
-        let ids: Vec<&str> = logs.keys().copied().collect();
-        let times: Vec<i64> = logs.values().map(|l| l.time).collect();
-        let data: Vec<&str> = logs.values().map(|l| l.json.as_str()).collect();
-        sqlx::query(
-            "INSERT INTO message_log(message_id, time, data)
-             SELECT * FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[])
-             ON CONFLICT (message_id) DO UPDATE SET time = EXCLUDED.time, data = EXCLUDED.data",
-        )
-        .bind(&ids)
-        .bind(&times)
-        .bind(&data)
-        .execute(&mut *tx)
-        .await?;
-    }
-    insert_events(&mut tx, &events).await?;
+    // The logs (each message's latest) go with the events' statement.
+    let logs: Vec<&crate::intake::EncodedLog> = logs.into_values().collect();
+    insert_events(&mut tx, &events, &logs).await?;
     if !notify.is_empty() {
         let channels: Vec<String> = notify.iter().map(|a| super::changes::channel(*a)).collect();
         sqlx::query("SELECT pg_notify(c, '') FROM UNNEST($1::TEXT[]) AS c")
