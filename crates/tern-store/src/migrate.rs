@@ -547,7 +547,14 @@ async fn copy_bodies(
                     .execute(&mut *tx)
                     .await?;
             }
-            (None, Some(_)) => {}
+            // Already in the source's blob store: stays when the target's
+            // is the same, else copied over (before the commit).
+            (None, Some(target)) => {
+                if let Some(source) = source_blobs.filter(|s| s.describe() != target.describe()) {
+                    let data = source.get(&hash).await?;
+                    target.put(&hash, Arc::new(data)).await?;
+                }
+            }
         }
         by_hash.insert(hash, pg_id);
         blob_ids.insert(id, pg_id);

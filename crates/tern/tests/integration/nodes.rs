@@ -272,3 +272,73 @@ async fn limits_counted_on_one_node_hold_on_another() {
     assert!(statuses.contains(&429), "{statuses:?}");
     b.shutdown();
 }
+
+/// `tern migrate --blobs s3://…`: the bodies go to the bucket named on the
+/// command line (credentials from `[blobs]`), not into PostgreSQL; the
+/// command prints the `[blobs]` lines, and the server started on them
+/// serves the message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tern_migrate_puts_the_bodies_in_the_bucket_it_is_given() {
+    let mut s = start("[blobs]\naccess_key_id = \"tern\"\nsecret_access_key = \"secret\"\n").await;
+    smtp_deliver(s.smtp, "into the bucket").await;
+    let raw = s.inbox(ALICE).await;
+    assert_eq!(raw.len(), 1);
+    s.stop();
+
+    let pg = PgServer::start();
+    let url = pg.database("tern");
+    let s3 = S3Server::start();
+    s3.create_bucket("moved");
+    let blobs_url = format!("s3://moved/mail?endpoint={}&path_style=true", s3.endpoint());
+    let data = s.data.path().to_path_buf();
+    let (ok, out) =
+        crate::common::tern_cli(&["migrate", "--to", &url, "--blobs", &blobs_url], &data);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("backend = \"s3\"") && out.contains("bucket = \"moved\""),
+        "{out}"
+    );
+
+    let bucket = tern_store::blobs::S3Blobs::new(&tern_core::config::BlobsConfig {
+        backend: tern_core::config::BlobBackend::S3,
+        bucket: "moved".into(),
+        prefix: "mail".into(),
+        endpoint: s3.endpoint(),
+        access_key_id: "tern".into(),
+        secret_access_key: "secret".into(),
+        ..Default::default()
+    })
+    .unwrap();
+    use tern_store::Blobs;
+    assert_eq!(
+        bucket
+            .get(&tern_store::blobs::key_of(&raw[0]))
+            .await
+            .unwrap(),
+        raw[0],
+        "the body is in the bucket"
+    );
+
+    let toml = std::fs::read_to_string(s.data.config_path()).unwrap();
+    std::fs::write(
+        s.data.config_path(),
+        toml.replace(
+            "[blobs]\n",
+            &format!(
+                "[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n[blobs]\nbackend = \"s3\"\n\
+                 bucket = \"moved\"\nprefix = \"mail\"\nendpoint = \"{}\"\n",
+                s3.endpoint()
+            ),
+        ),
+    )
+    .unwrap();
+    let running = start_in(&s.data).await;
+    let mut c = imap_login(running.imap[0]).await;
+    c.cmd("b SELECT INBOX").await.unwrap();
+    tagged(&mut c, "b").await;
+    c.cmd("c FETCH 1 (BODY.PEEK[TEXT])").await.unwrap();
+    let (r, u) = tagged(&mut c, "c").await;
+    assert!(r.starts_with("OK"), "{r}");
+    assert!(u.join("\n").contains("body of into the bucket"), "{u:?}");
+    running.shutdown();
+}
