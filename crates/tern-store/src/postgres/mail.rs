@@ -9,6 +9,7 @@ use crate::{
     StoreError,
 };
 use async_trait::async_trait;
+use std::collections::HashMap;
 use sqlx::PgConnection;
 
 #[async_trait]
@@ -135,25 +136,41 @@ pub(super) async fn insert_message(tx: &mut PgConnection, mailbox: i64, r: Row<'
         .ok_or_else(|| not_found(format!("mailbox {mailbox}")))
 }
 
-/// The folder a copy filed as `role` goes to (see the SQLite backend's rule:
-/// by special use, then by name, then INBOX); `None` when the account is gone.
-pub(super) async fn target_folder(
+/// The folders copies filed as each `(account, role)` go to (see the
+/// SQLite backend's rule: by special use, then by name, then INBOX), in
+/// one statement; `None` for an account that is gone.
+pub(super) async fn target_folders(
     tx: &mut PgConnection,
-    account: AccountId,
-    role: &str,
-) -> Result<Option<i64>> {
-    let special = crate::folder_rules::special_use_of(role);
-    let by_name = if special.is_some() { "INBOX" } else { role };
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM mailboxes WHERE account_id = $1
-            AND ((special_use = $2) OR name = $3 OR name = 'INBOX')
-         ORDER BY special_use = $2 IS NOT TRUE, name <> $3, id LIMIT 1",
+    pairs: &[(AccountId, &'static str)],
+) -> Result<HashMap<(AccountId, &'static str), Option<i64>>> {
+    if pairs.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let accounts: Vec<i64> = pairs.iter().map(|(a, _)| *a).collect();
+    let specials: Vec<Option<&str>> = pairs
+        .iter()
+        .map(|(_, r)| crate::folder_rules::special_use_of(r))
+        .collect();
+    let names: Vec<&str> = pairs
+        .iter()
+        .zip(&specials)
+        .map(|((_, r), s)| if s.is_some() { "INBOX" } else { *r })
+        .collect();
+    let rows: Vec<(i64, Option<i64>)> = sqlx::query_as(
+        "SELECT u.n, (SELECT id FROM mailboxes WHERE account_id = u.a
+                          AND ((special_use = u.s) OR name = u.b OR name = 'INBOX')
+                      ORDER BY special_use = u.s IS NOT TRUE, name <> u.b, id LIMIT 1)
+         FROM UNNEST($1::BIGINT[], $2::TEXT[], $3::TEXT[]) WITH ORDINALITY AS u(a, s, b, n)",
     )
-    .bind(account)
-    .bind(special)
-    .bind(by_name)
-    .fetch_optional(tx)
-    .await?)
+    .bind(&accounts)
+    .bind(&specials)
+    .bind(&names)
+    .fetch_all(tx)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(n, f)| Some((*pairs.get(usize::try_from(n - 1).ok()?)?, f)))
+        .collect())
 }
 
 impl PgStore {

@@ -206,8 +206,18 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
         put_bodies(&mut tx, blobs, &bodies).await?;
     }
 
-    // Each message's folders, found once per (account, role) in the batch.
-    let mut found: HashMap<(AccountId, &str), Option<i64>> = HashMap::new();
+    // Each message's folders, found once per (account, role) in the batch,
+    // all in one statement.
+    let pairs: BTreeSet<(AccountId, &'static str)> = jobs
+        .iter()
+        .flat_map(|j| j.iter())
+        .flat_map(|p| {
+            let sent = p.message.sent_copy.map(|a| (a, "Sent"));
+            p.recipients.iter().copied().chain(sent)
+        })
+        .collect();
+    let pairs: Vec<(AccountId, &'static str)> = pairs.into_iter().collect();
+    let found = super::mail::target_folders(&mut tx, &pairs).await?;
     let mut targets: Vec<Vec<Targets>> = Vec::with_capacity(jobs.len());
     let mut results: Vec<Option<Result<Vec<QueuedRcpt>>>> = Vec::with_capacity(jobs.len());
     for job in &jobs {
@@ -218,14 +228,7 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
             let roles = p.recipients.iter().map(|(a, r)| (*a, *r, ""));
             let sent = p.message.sent_copy.map(|a| (a, "Sent", "\\Seen"));
             for (account, role, flags) in roles.chain(sent) {
-                let folder = match found.get(&(account, role)) {
-                    Some(f) => *f,
-                    None => {
-                        let f = super::mail::target_folder(&mut tx, account, role).await?;
-                        found.insert((account, role), f);
-                        f
-                    }
-                };
+                let folder = found.get(&(account, role)).copied().flatten();
                 match folder {
                     Some(f) => t.push((account, f, flags)),
                     None => {
@@ -268,22 +271,35 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
         .filter(|(i, _)| live(*i))
         .flat_map(|(_, per_message)| per_message.iter().flatten().map(|(_, f, _)| *f))
         .collect();
+    // The change notices (sent at the commit, whenever they are asked for).
+    let notify: BTreeSet<AccountId> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| live(*i))
+        .flat_map(|(_, job)| job.iter().flat_map(|p| p.notify.iter().copied()))
+        .collect();
+    let channels: Vec<String> = notify.iter().map(|a| super::changes::channel(*a)).collect();
+    let mut notified = false;
     if !mailboxes.is_empty() {
         let ids: Vec<i64> = mailboxes.iter().copied().collect();
         let (accounts, bytes): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
         sqlx::query(
             "WITH m AS (SELECT id FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE),
                   a AS (SELECT id FROM accounts WHERE id = ANY($2) AND (SELECT COUNT(*) FROM m) >= 0
-                        ORDER BY id FOR UPDATE)
+                        ORDER BY id FOR UPDATE),
+                  n AS (SELECT pg_notify(c, '') FROM UNNEST($4::TEXT[]) AS c)
              UPDATE accounts SET used = accounts.used + u.n
              FROM UNNEST($2::BIGINT[], $3::BIGINT[]) AS u(id, n)
-             WHERE accounts.id = u.id AND (SELECT COUNT(*) FROM a) >= 0",
+             WHERE accounts.id = u.id AND (SELECT COUNT(*) FROM a) >= 0
+                 AND (SELECT COUNT(*) FROM n) >= 0",
         )
         .bind(&ids)
         .bind(&accounts)
         .bind(&bytes)
+        .bind(&channels)
         .execute(&mut *tx)
         .await?;
+        notified = true;
     }
 
     // One row per content, in hash order.
@@ -315,10 +331,10 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
     }
 
     // Queue rows, logs and idempotent responses, per job; then the events
-    // of the whole batch, and the change notices.
+    // of the whole batch (and the change notices, if the locks did not
+    // send them).
     let mut events: Vec<&EncodedEvent> = Vec::new();
     let mut logs: BTreeMap<&str, &crate::intake::EncodedLog> = BTreeMap::new();
-    let mut notify: BTreeSet<AccountId> = BTreeSet::new();
     for (i, job) in jobs.iter().enumerate() {
         if !live(i) {
             continue;
@@ -339,15 +355,13 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
             for l in &p.logs {
                 logs.insert(l.message_id.as_str(), l);
             }
-            notify.extend(p.notify.iter().copied());
         }
         results[i] = Some(Ok(queued));
     }
     // The logs (each message's latest) go with the events' statement.
     let logs: Vec<&crate::intake::EncodedLog> = logs.into_values().collect();
     insert_events(&mut tx, &events, &logs).await?;
-    if !notify.is_empty() {
-        let channels: Vec<String> = notify.iter().map(|a| super::changes::channel(*a)).collect();
+    if !notified && !channels.is_empty() {
         sqlx::query("SELECT pg_notify(c, '') FROM UNNEST($1::TEXT[]) AS c")
             .bind(&channels)
             .execute(&mut *tx)
