@@ -7,7 +7,7 @@ source "$SHARED/common/env.sh"
 N=${N:-20000}; RUNS=${RUNS:-3}; export RUNS
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
 [ -n "${SKIP_INSTALL:-}" ] || "$SHARED/install.sh" >/dev/null
-TERN=$ROOT/target/release/tern
+TERN=${TERN:-$ROOT/target/release/tern}
 
 # A fresh Tern data folder for the API-side benchmarks, its path on stdout: example.test on
 # port base $TERN_BASE, limits lifted for one client address, loopback trusted, no DNS

@@ -15,7 +15,9 @@
 # synchronous_commit on) serves the pg runs. Same generator as bench/inbound.sh (smtp-source,
 # 20 sessions, 5 KiB). After each pg run the database's own counters give the per-message
 # cost: transactions, WAL records, WAL bytes and WAL flushes (fsyncs) per message.
-# usage: bench/shared_store.sh   (N=20000 RUNS=1; SKIP_INSTALL=1 to skip apt; SETUPS="…")
+# usage: bench/shared_store.sh   (N=20000 RUNS=1; SKIP_INSTALL=1 to skip apt; SETUPS="…";
+#   PGSTATS=1 statement costs; PGOPTS="-c …" PostgreSQL settings; TERN=/path/to/tern another
+#   build, for A/B runs; TERN_LOG=… KEEP_LOG=FILE keeps node A's log of the last setup)
 set -euo pipefail
 RUNS=${RUNS:-1}
 source "$(dirname "$0")/common.sh"
