@@ -9,8 +9,8 @@ use crate::{
     StoreError,
 };
 use async_trait::async_trait;
-use std::collections::HashMap;
 use sqlx::PgConnection;
+use std::collections::HashMap;
 
 #[async_trait]
 impl MailStore for PgStore {
