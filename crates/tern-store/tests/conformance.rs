@@ -393,6 +393,28 @@ async fn queue_leases_and_cleanup() {
             blob_gone(s, blob).await,
             "{n}: the body left with the message"
         );
+
+        // Deleted by hand (`tern queue delete`): recipients, message, body.
+        let mut m = message("deleted", vec![]);
+        m.queue_id = format!("D{n}");
+        m.expires_at = tern_core::now_unix() + 86_400;
+        m.outbound = ["c@remote.test", "d@remote.test"]
+            .iter()
+            .map(|a| OutboundRcpt {
+                address: a.to_string(),
+                domain: "remote.test".into(),
+                params: "{}".into(),
+            })
+            .collect();
+        let queued = s.enqueue(m).await.unwrap();
+        let blob = s.queued_message(&format!("D{n}")).await.unwrap()[0].blob;
+        assert_eq!(queued.len(), 2, "{n}");
+        assert_eq!(s.queue_delete(&format!("D{n}")).await.unwrap(), 2, "{n}");
+        assert!(
+            s.queued_message(&format!("D{n}")).await.unwrap().is_empty(),
+            "{n}"
+        );
+        assert!(blob_gone(s, blob).await, "{n}: deleted with its message");
     }
 }
 
