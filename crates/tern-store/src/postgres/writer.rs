@@ -335,12 +335,20 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
     // send them).
     let mut events: Vec<&EncodedEvent> = Vec::new();
     let mut logs: BTreeMap<&str, &crate::intake::EncodedLog> = BTreeMap::new();
+    // The delivery outcomes of the whole batch: two statements at most.
+    let outcomes: Vec<(i64, crate::RcptOutcome)> = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| live(*i))
+        .filter_map(|(_, j)| j.after.as_ref())
+        .flat_map(|a| a.outcomes.iter().cloned())
+        .collect();
+    super::queue::record_outcomes(&mut tx, &outcomes).await?;
     for (i, job) in jobs.iter().enumerate() {
         if !live(i) {
             continue;
         }
         if let Some(after) = &all[i].after {
-            super::queue::record_outcomes(&mut tx, &after.outcomes).await?;
             insert_suppressions(&mut tx, &after.suppress).await?;
             events.extend(after.events.iter());
         }
