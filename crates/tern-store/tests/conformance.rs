@@ -129,6 +129,22 @@ fn message(subject: &str, to: Vec<AccountId>) -> NewMessage {
     )
 }
 
+/// A message for `to` and the remote recipients `remote`, queued as `queue_id`.
+fn with_remote(subject: &str, to: Vec<AccountId>, queue_id: String, remote: &[&str]) -> NewMessage {
+    let mut m = message(subject, to);
+    m.queue_id = queue_id;
+    m.expires_at = tern_core::now_unix() + 86_400;
+    m.outbound = remote
+        .iter()
+        .map(|a| OutboundRcpt {
+            address: a.to_string(),
+            domain: "remote.test".into(),
+            params: "{}".into(),
+        })
+        .collect();
+    m
+}
+
 async fn blob_gone(s: &SharedStore, blob: BlobId) -> bool {
     matches!(s.read_blob(blob).await, Err(StoreError::NotFound(_)))
 }
@@ -280,14 +296,7 @@ async fn one_body_many_references() {
 
         // A message for a mailbox and a remote recipient: the queue row is
         // a reference too.
-        let mut m = message("mixed", vec![cy]);
-        m.queue_id = format!("M{n}");
-        m.expires_at = tern_core::now_unix() + 86_400;
-        m.outbound = vec![OutboundRcpt {
-            address: "x@remote.test".into(),
-            domain: "remote.test".into(),
-            params: "{}".into(),
-        }];
+        let m = with_remote("mixed", vec![cy], format!("M{n}"), &["x@remote.test"]);
         s.deliver(m).await.unwrap();
         let uid = s.uids(cy_mb).await.unwrap()[0];
         let blob = s.list(cy, "INBOX").await.unwrap()[0].blob;
@@ -315,17 +324,12 @@ async fn one_body_many_references() {
 async fn queue_leases_and_cleanup() {
     for b in backends().await {
         let (s, n) = (&b.store, b.name);
-        let mut m = message("out", vec![]);
-        m.queue_id = format!("Q{n}");
-        m.expires_at = tern_core::now_unix() + 86_400;
-        m.outbound = ["a@remote.test", "b@remote.test"]
-            .iter()
-            .map(|a| OutboundRcpt {
-                address: a.to_string(),
-                domain: "remote.test".into(),
-                params: "{}".into(),
-            })
-            .collect();
+        let m = with_remote(
+            "out",
+            vec![],
+            format!("Q{n}"),
+            &["a@remote.test", "b@remote.test"],
+        );
         let queued = s.enqueue(m).await.unwrap();
         assert_eq!(queued.len(), 2, "{n}");
         let now = tern_core::now_unix();
@@ -395,17 +399,12 @@ async fn queue_leases_and_cleanup() {
         );
 
         // Deleted by hand (`tern queue delete`): recipients, message, body.
-        let mut m = message("deleted", vec![]);
-        m.queue_id = format!("D{n}");
-        m.expires_at = tern_core::now_unix() + 86_400;
-        m.outbound = ["c@remote.test", "d@remote.test"]
-            .iter()
-            .map(|a| OutboundRcpt {
-                address: a.to_string(),
-                domain: "remote.test".into(),
-                params: "{}".into(),
-            })
-            .collect();
+        let m = with_remote(
+            "deleted",
+            vec![],
+            format!("D{n}"),
+            &["c@remote.test", "d@remote.test"],
+        );
         let queued = s.enqueue(m).await.unwrap();
         let blob = s.queued_message(&format!("D{n}")).await.unwrap()[0].blob;
         assert_eq!(queued.len(), 2, "{n}");
@@ -449,15 +448,9 @@ async fn leases_belong_to_their_node() {
 }
 
 async fn two_nodes(n: &str, a: SharedStore, b: SharedStore) {
-    let mut m = message("two-nodes", vec![]);
-    m.expires_at = tern_core::now_unix() + 86_400;
-    m.outbound = (0..4)
-        .map(|i| OutboundRcpt {
-            address: format!("r{i}@remote.test"),
-            domain: "remote.test".into(),
-            params: "{}".into(),
-        })
-        .collect();
+    let remote: Vec<String> = (0..4).map(|i| format!("r{i}@remote.test")).collect();
+    let remote: Vec<&str> = remote.iter().map(String::as_str).collect();
+    let m = with_remote("two-nodes", vec![], "q-two-nodes".into(), &remote);
     a.enqueue(m).await.unwrap();
     let now = tern_core::now_unix();
     let by_a = a.claim_due(now, 3, now + 300).await.unwrap();
