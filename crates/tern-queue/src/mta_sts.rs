@@ -200,16 +200,14 @@ impl MtaSts {
         let _ = std::fs::remove_file(&file);
     }
 
-    /// The policy cached for `domain`: this process's copy, else the store's.
-    async fn cached(&self, domain: &str) -> Option<Policy> {
+    /// The policy this process holds for `domain`, if it has not lapsed.
+    fn held(&self, domain: &str) -> Option<Policy> {
         let now = tern_core::now_unix();
-        {
-            let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-            if let Some(c) = cache.get(domain).filter(|c| c.until > now) {
-                return Some(c.policy.clone());
-            }
-        }
-        self.load(domain).await
+        let cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        cache
+            .get(domain)
+            .filter(|c| c.until > now)
+            .map(|c| c.policy.clone())
     }
 
     /// The policy the store holds for `domain` (another node, or this one
@@ -247,7 +245,13 @@ impl MtaSts {
     pub async fn policy(&self, domain: &str) -> Result<Option<Policy>, String> {
         let domain = domain.to_ascii_lowercase();
         self.import_legacy().await;
-        let cached = self.cached(&domain).await;
+        // This process's copy, else the store's (read at most once here).
+        let held = self.held(&domain);
+        let loaded = held.is_none();
+        let cached = match held {
+            Some(p) => Some(p),
+            None => self.load(&domain).await,
+        };
         let txt = self.resolver.txt(&format!("_mta-sts.{domain}")).await;
         let id = match txt {
             Ok(records) => {
@@ -273,7 +277,8 @@ impl MtaSts {
             return Ok(cached);
         }
         // A new id: another node may have fetched its policy already.
-        if let Some(p) = self.load(&domain).await
+        if !loaded
+            && let Some(p) = self.load(&domain).await
             && p.id == id
         {
             return Ok(Some(p));

@@ -315,14 +315,14 @@ pub async fn sqlite_to_postgres(
             &path,
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
         )?;
-        for p in BEFORE_MAIL {
-            read_table(
-                &c,
-                p.table,
-                &format!("SELECT {} FROM {}", p.select, p.table),
-                &chunks,
-            )?;
-        }
+        let plain_tables = |list: &[Plain]| -> rusqlite::Result<()> {
+            for p in list {
+                let sql = format!("SELECT {} FROM {}", p.select, p.table);
+                read_table(&c, p.table, &sql, &chunks)?;
+            }
+            Ok(())
+        };
+        plain_tables(BEFORE_MAIL)?;
         read_table(
             &c,
             "blobs",
@@ -362,14 +362,7 @@ pub async fn sqlite_to_postgres(
              FROM queue_rcpts ORDER BY id",
             &chunks,
         )?;
-        for p in AFTER_MAIL {
-            read_table(
-                &c,
-                p.table,
-                &format!("SELECT {} FROM {}", p.select, p.table),
-                &chunks,
-            )?;
-        }
+        plain_tables(AFTER_MAIL)?;
         Ok(())
     });
 

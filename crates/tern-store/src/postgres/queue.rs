@@ -184,9 +184,9 @@ impl Queue for PgStore {
 /// Records delivery outcomes in `tx`: delivered and failed recipients leave
 /// the queue (a message with its last one), deferred ones wait for their
 /// next attempt, free of any lease.
-pub(super) async fn record_outcomes(
+pub(super) async fn record_outcomes<'a>(
     tx: &mut PgConnection,
-    outcomes: &[(i64, RcptOutcome)],
+    outcomes: impl IntoIterator<Item = &'a (i64, RcptOutcome)>,
 ) -> Result<()> {
     let (mut done, mut deferred) = (Vec::new(), (vec![], vec![], vec![], vec![]));
     for (id, outcome) in outcomes {

@@ -336,14 +336,13 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
     let mut events: Vec<&EncodedEvent> = Vec::new();
     let mut logs: BTreeMap<&str, &crate::intake::EncodedLog> = BTreeMap::new();
     // The delivery outcomes of the whole batch: two statements at most.
-    let outcomes: Vec<(i64, crate::RcptOutcome)> = all
+    let outcomes = all
         .iter()
         .enumerate()
         .filter(|(i, _)| live(*i))
         .filter_map(|(_, j)| j.after.as_ref())
-        .flat_map(|a| a.outcomes.iter().cloned())
-        .collect();
-    super::queue::record_outcomes(&mut tx, &outcomes).await?;
+        .flat_map(|a| a.outcomes.iter());
+    super::queue::record_outcomes(&mut tx, outcomes).await?;
     for (i, job) in jobs.iter().enumerate() {
         if !live(i) {
             continue;
