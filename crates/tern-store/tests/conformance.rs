@@ -417,6 +417,100 @@ async fn queue_leases_and_cleanup() {
     }
 }
 
+/// Outcomes for several messages in one completion: a body shared by
+/// queued messages loses one reference per message that leaves, and goes
+/// with the last; and on PostgreSQL, two nodes finishing a message's last
+/// two recipients at once remove the message and its body (neither sees
+/// the other's recipient left behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_removal_in_batches() {
+    for b in backends().await {
+        let (s, n) = (&b.store, b.name);
+        // Three queue entries of one content: one body, three references.
+        for i in 0..3 {
+            s.enqueue(with_remote(
+                "shared",
+                vec![],
+                format!("S{i}"),
+                &["x@remote.test"],
+            ))
+            .await
+            .unwrap();
+        }
+        let now = tern_core::now_unix();
+        let claimed = s.claim_due(now, 10, now + 300).await.unwrap();
+        assert_eq!(claimed.len(), 3, "{n}");
+        // PostgreSQL stores a content once (by hash) across messages; the
+        // embedded store, once per message.
+        let shared = claimed.iter().all(|c| c.blob == claimed[0].blob);
+        assert_eq!(shared, n.starts_with("postgres"), "{n}");
+        let done = |ids: &[i64]| Completion {
+            outcomes: ids.iter().map(|i| (*i, RcptOutcome::Delivered)).collect(),
+            new: vec![],
+            events: vec![],
+            suppress: vec![],
+        };
+        s.complete(done(&[claimed[0].id, claimed[1].id]))
+            .await
+            .unwrap();
+        assert_eq!(s.queue_list().await.unwrap().len(), 1, "{n}");
+        assert!(s.read_blob(claimed[2].blob).await.is_ok(), "{n}: one left");
+        for c in &claimed[..2] {
+            if c.blob != claimed[2].blob {
+                assert!(blob_gone(s, c.blob).await, "{n}");
+            }
+        }
+        s.complete(done(&[claimed[2].id])).await.unwrap();
+        assert!(s.queue_list().await.unwrap().is_empty(), "{n}");
+        assert!(blob_gone(s, claimed[2].blob).await, "{n}: the last went");
+    }
+
+    let pg = PgServer::start();
+    let url = pg.database("removal");
+    let a: SharedStore = Arc::new(PgStore::connect(&url, 4).await.unwrap().with_node("mx-a"));
+    let b: SharedStore = Arc::new(PgStore::connect(&url, 4).await.unwrap().with_node("mx-b"));
+    for round in 0..20 {
+        let queue_id = format!("R{round}");
+        a.enqueue(with_remote(
+            &format!("race {round}"),
+            vec![],
+            queue_id.clone(),
+            &["y@remote.test", "z@remote.test"],
+        ))
+        .await
+        .unwrap();
+        let now = tern_core::now_unix();
+        let by_a = a.claim_due(now, 1, now + 300).await.unwrap();
+        let by_b = b.claim_due(now, 1, now + 300).await.unwrap();
+        assert_eq!((by_a.len(), by_b.len()), (1, 1), "round {round}");
+        let blob = by_a[0].blob;
+        let finish = |s: SharedStore, id: i64| async move {
+            s.complete(Completion {
+                outcomes: vec![(id, RcptOutcome::Delivered)],
+                new: vec![],
+                events: vec![],
+                suppress: vec![],
+            })
+            .await
+        };
+        let (ra, rb) = tokio::join!(
+            tokio::spawn(finish(a.clone(), by_a[0].id)),
+            tokio::spawn(finish(b.clone(), by_b[0].id))
+        );
+        ra.unwrap().unwrap();
+        rb.unwrap().unwrap();
+        assert!(
+            a.queued_message(&queue_id).await.unwrap().is_empty(),
+            "round {round}"
+        );
+        assert!(
+            a.queue_list().await.unwrap().is_empty(),
+            "round {round}: message left behind"
+        );
+        assert!(blob_gone(&a, blob).await, "round {round}: body left behind");
+    }
+}
+
 /// Two nodes on one store: a claim leases to its node; a node frees only
 /// its own leases when it restarts; `nodes` shows each with its leases.
 #[tokio::test]

@@ -146,13 +146,16 @@ impl Queue for PgStore {
     }
 
     async fn queue_delete(&self, queue_id: &str) -> Result<usize> {
-        let n = sqlx::query(
-            "DELETE FROM queue_rcpts WHERE message_id IN (SELECT id FROM queue_messages WHERE queue_id = $1)",
+        let mut tx = self.pool.begin().await?;
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT r.id FROM queue_rcpts r JOIN queue_messages m ON m.id = r.message_id
+             WHERE m.queue_id = $1",
         )
         .bind(queue_id)
-        .execute(&self.pool)
-        .await?
-        .rows_affected();
+        .fetch_all(&mut *tx)
+        .await?;
+        let n = remove_rcpts(&mut tx, &ids).await?;
+        tx.commit().await?;
         Ok(n as usize)
     }
 
@@ -204,14 +207,7 @@ pub(super) async fn record_outcomes<'a>(
             }
         }
     }
-    if !done.is_empty() {
-        done.sort_unstable();
-        // The trigger removes a message with its last recipient.
-        sqlx::query("DELETE FROM queue_rcpts WHERE id = ANY($1)")
-            .bind(&done)
-            .execute(&mut *tx)
-            .await?;
-    }
+    remove_rcpts(tx, &done).await?;
     if !deferred.0.is_empty() {
         sqlx::query(
             "UPDATE queue_rcpts r SET attempts = attempts + 1, next_attempt = u.n,
@@ -228,4 +224,55 @@ pub(super) async fn record_outcomes<'a>(
         .await?;
     }
     Ok(())
+}
+
+/// Removes the recipients `ids` from the queue in `tx`, a message with its
+/// last recipient, a body with its last reference; returns how many
+/// recipients were removed (migration 0008: in two statements per batch
+/// rather than row triggers).
+pub(super) async fn remove_rcpts(tx: &mut PgConnection, ids: &[i64]) -> Result<u64> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    // Their messages, then those messages' bodies, locked in id order: two
+    // nodes removing a message's last two recipients at once are ordered,
+    // and the second, in a statement begun after the first's commit (READ
+    // COMMITTED), sees the message empty. With the bodies locked, no other
+    // writer changes their reference counts before the commit.
+    sqlx::query(
+        "WITH m AS (SELECT id, blob_id FROM queue_messages
+                    WHERE id IN (SELECT message_id FROM queue_rcpts WHERE id = ANY($1))
+                    ORDER BY id FOR UPDATE)
+         SELECT 1 FROM blobs WHERE id IN (SELECT blob_id FROM m) ORDER BY id FOR UPDATE",
+    )
+    .bind(ids)
+    .execute(&mut *tx)
+    .await?;
+    // One snapshot for the whole statement: a message is empty when no
+    // recipient outside `ids` remains. A body loses a reference per message
+    // removed; the last one takes its row (and its data, by cascade), and a
+    // body kept in a blob store is handed to the collector.
+    let (removed,): (i64,) = sqlx::query_as(
+        "WITH gone AS (DELETE FROM queue_rcpts WHERE id = ANY($1) RETURNING message_id),
+              msgs AS (DELETE FROM queue_messages m
+                       WHERE m.id IN (SELECT message_id FROM gone)
+                         AND NOT EXISTS (SELECT 1 FROM queue_rcpts r
+                                         WHERE r.message_id = m.id AND r.id <> ALL($1))
+                       RETURNING m.blob_id),
+              refs AS (SELECT blob_id, COUNT(*) AS n FROM msgs GROUP BY blob_id),
+              kept AS (UPDATE blobs b SET refcount = b.refcount - refs.n FROM refs
+                       WHERE b.id = refs.blob_id AND b.refcount > refs.n),
+              dead AS (DELETE FROM blobs b USING refs
+                       WHERE b.id = refs.blob_id AND b.refcount <= refs.n
+                       RETURNING b.id, b.hash),
+              gc AS (INSERT INTO blob_gc(hash, since)
+                     SELECT hash, EXTRACT(EPOCH FROM now())::BIGINT FROM dead
+                     WHERE NOT EXISTS (SELECT 1 FROM blob_data d WHERE d.blob_id = dead.id)
+                     ON CONFLICT (hash) DO NOTHING)
+         SELECT COUNT(*) FROM gone",
+    )
+    .bind(ids)
+    .fetch_one(&mut *tx)
+    .await?;
+    Ok(removed as u64)
 }
