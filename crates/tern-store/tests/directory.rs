@@ -475,3 +475,77 @@ async fn postgres_changes_reach_every_node() {
         "listening again"
     );
 }
+
+/// What an address resolves to on `s`, asked until it is `want` (at most
+/// two seconds: well under the five a remembered answer may live, so only
+/// the directory's change notice can make it so in time).
+async fn resolves_to(s: &PgStore, a: &str, want: fn(&Recipient) -> bool) -> Recipient {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let r = s.resolve(&addr(a), false).await.unwrap();
+        if want(&r) || tokio::time::Instant::now() > deadline {
+            return r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+/// A node remembers its recipient lookups, and forgets them when the
+/// directory changes on any node: an account added or removed on node A is
+/// found (or not) on node B at once; B's own deliveries count in the usage
+/// it remembers for the quota check.
+#[tokio::test]
+async fn postgres_lookups_follow_directory_changes_on_every_node() {
+    use tern_store::{MailStore, NewMessage};
+    let pg = PgServer::start();
+    let url = pg.database("tern");
+    let a = PgStore::connect(&url, 2).await.unwrap().with_node("node-a");
+    let b = PgStore::connect(&url, 2).await.unwrap().with_node("node-b");
+    a.add_domain("example.test", None).await.unwrap();
+    let x = "x@example.test";
+    assert_eq!(
+        b.resolve(&addr(x), false).await.unwrap(),
+        Recipient::UnknownUser
+    );
+    let id = a.add_account(&addr(x), "pw", 1_000_000).await.unwrap();
+    let found = resolves_to(&b, x, |r| matches!(r, Recipient::Local(_))).await;
+    let Recipient::Local(l) = found else {
+        panic!("node B still answers {found:?} after node A added {x}");
+    };
+    assert_eq!((l.account, l.quota, l.used), (id, 1_000_000, 0));
+
+    let raw = b"Subject: hi\r\n\r\nhello\r\n".to_vec();
+    b.deliver_all(vec![NewMessage::local(
+        "q-1".into(),
+        raw.clone(),
+        "s@example.net".into(),
+        vec![id],
+        1_700_000_000,
+        "{}".into(),
+    )])
+    .await
+    .unwrap();
+    let Recipient::Local(l) = b.resolve(&addr(x), false).await.unwrap() else {
+        panic!("{x} vanished");
+    };
+    assert_eq!(l.used, raw.len() as u64, "node B's delivery counted");
+
+    // Added and removed on the same node: seen before the call returns.
+    a.add_alias(&addr("sales@example.test"), &addr(x))
+        .await
+        .unwrap();
+    assert!(matches!(
+        a.resolve(&addr("sales@example.test"), false).await.unwrap(),
+        Recipient::Local(_)
+    ));
+    a.remove_account(&addr(x)).await.unwrap();
+    assert_eq!(
+        a.resolve(&addr(x), false).await.unwrap(),
+        Recipient::UnknownUser
+    );
+    assert_eq!(
+        resolves_to(&b, x, |r| *r == Recipient::UnknownUser).await,
+        Recipient::UnknownUser,
+        "node B forgot {x}"
+    );
+}

@@ -9,6 +9,7 @@
 //! it UNLISTEN. Nodes are not sent what nobody on them watches.
 
 use super::PgStore;
+use super::lookups::{self, Lookups};
 use crate::{AccountId, AccountWatch, Result};
 use sqlx::postgres::{PgListener, PgPool};
 use std::collections::HashMap;
@@ -116,21 +117,25 @@ impl PgStore {
 /// and passes each notified account to `changes` (`ready` once connected).
 /// A lost connection is made again with its channels (sessions
 /// resynchronise on their next command, as after any missed wake-up).
+/// Directory changes ([`lookups::CHANNEL`]) make `lookups` forget its
+/// answers, and so does a lost connection.
 pub(super) async fn listen(
     pool: PgPool,
     changes: broadcast::Sender<AccountId>,
+    lookups: Arc<Lookups>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     ready: oneshot::Sender<()>,
 ) {
     let mut ready = Some(ready);
     let mut listener = loop {
         match PgListener::connect_with(&pool).await {
-            Ok(l) => break l,
-            Err(e) => {
-                tracing::warn!(error = %e, "postgres: cannot listen for changes; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
+            Ok(mut l) => match l.listen(lookups::CHANNEL).await {
+                Ok(()) => break l,
+                Err(e) => tracing::warn!(error = %e, "postgres: LISTEN failed; retrying"),
+            },
+            Err(e) => tracing::warn!(error = %e, "postgres: cannot listen for changes; retrying"),
         }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     };
     if let Some(ready) = ready.take() {
         let _ = ready.send(());
@@ -155,6 +160,7 @@ pub(super) async fn listen(
             // Cancel-safe (sqlx reads whole messages only); reconnects and
             // listens again to every channel after a lost connection.
             n = listener.try_recv() => match n {
+                Ok(Some(n)) if n.channel() == lookups::CHANNEL => lookups.forget_all(),
                 Ok(Some(n)) => {
                     if let Some(account) = n
                         .channel()
@@ -164,8 +170,12 @@ pub(super) async fn listen(
                         let _ = changes.send(account);
                     }
                 }
-                Ok(None) => tracing::warn!("postgres: change notices interrupted; reconnected"),
+                Ok(None) => {
+                    lookups.forget_all();
+                    tracing::warn!("postgres: change notices interrupted; reconnected");
+                }
                 Err(e) => {
+                    lookups.forget_all();
                     tracing::warn!(error = %e, "postgres: change notices failed; retrying");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }

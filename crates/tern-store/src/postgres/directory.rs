@@ -52,6 +52,7 @@ impl Directory for PgStore {
         if done.rows_affected() == 0 {
             return Err(StoreError::Exists(format!("domain {name}")));
         }
+        self.lookups.forget_all();
         Ok(())
     }
 
@@ -83,6 +84,7 @@ impl Directory for PgStore {
             return Err(StoreError::NotFound(format!("domain {name}")));
         }
         tx.commit().await?;
+        self.lookups.forget_all();
         Ok(())
     }
 
@@ -152,6 +154,7 @@ impl Directory for PgStore {
                 .await?;
         }
         tx.commit().await?;
+        self.lookups.forget_all();
         Ok(id)
     }
 
@@ -174,6 +177,7 @@ impl Directory for PgStore {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.lookups.forget_all();
         Ok(())
     }
 
@@ -252,6 +256,7 @@ impl Directory for PgStore {
             }
         })?;
         tx.commit().await?;
+        self.lookups.forget_all();
         Ok(())
     }
 
@@ -273,6 +278,7 @@ impl Directory for PgStore {
             return Err(StoreError::NotFound(format!("alias {addr}")));
         }
         tx.commit().await?;
+        self.lookups.forget_all();
         Ok(())
     }
 
@@ -291,6 +297,12 @@ impl Directory for PgStore {
     }
 
     async fn resolve(&self, address: &Address, allow_catch_all: bool) -> Result<Recipient> {
+        // Remembered until the directory changes (postgres/lookups.rs).
+        let key = address.to_string();
+        let generation = match self.lookups.get(&key, allow_catch_all) {
+            Ok(known) => return Ok(known),
+            Err(generation) => generation,
+        };
         // One query, as on SQLite: the domain, a forwarding alias, and the
         // account reached directly, through an alias, or through the
         // domain's catch-all (which a forwarding alias comes before).
@@ -307,12 +319,14 @@ impl Directory for PgStore {
                  SELECT a.id, a.address, a.quota, a.used, (SELECT target FROM fwd)
                  FROM d CROSS JOIN target t LEFT JOIN accounts a ON a.id = t.id",
             )
-            .bind(address.to_string())
+            .bind(&key)
             .bind(address.domain())
             .bind(allow_catch_all)
             .fetch_optional(&self.pool)
             .await?;
-        Ok(Recipient::from_lookup(row))
+        let answer = Recipient::from_lookup(row);
+        self.lookups.put(&key, allow_catch_all, &answer, generation);
+        Ok(answer)
     }
 
     async fn authenticate(&self, login: &str, password: &str) -> Result<Option<AccountId>> {

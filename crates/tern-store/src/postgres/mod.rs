@@ -36,6 +36,7 @@ mod dashboard;
 mod directory;
 mod events;
 mod folders;
+mod lookups;
 mod mail;
 mod nodes;
 mod platform;
@@ -71,6 +72,8 @@ pub struct PgStore {
     writer: std::sync::OnceLock<tokio::sync::mpsc::Sender<writer::Job>>,
     /// The task listening for other nodes' changes, stopped with the store.
     listener: tokio::task::JoinHandle<()>,
+    /// Recipient lookups remembered until the directory changes.
+    lookups: Arc<lookups::Lookups>,
 }
 
 impl Drop for PgStore {
@@ -114,7 +117,14 @@ impl PgStore {
         let changes = tokio::sync::broadcast::channel(1024).0;
         let (ready, listening) = tokio::sync::oneshot::channel();
         let (commands, asked) = tokio::sync::mpsc::unbounded_channel();
-        let listener = tokio::spawn(changes::listen(pool.clone(), changes.clone(), asked, ready));
+        let lookups = Arc::new(lookups::Lookups::default());
+        let listener = tokio::spawn(changes::listen(
+            pool.clone(),
+            changes.clone(),
+            lookups.clone(),
+            asked,
+            ready,
+        ));
         // Changes made after connect returns reach this node.
         if tokio::time::timeout(Duration::from_secs(10), listening)
             .await
@@ -132,6 +142,7 @@ impl PgStore {
             queue_wakeup: Arc::new(tokio::sync::Notify::new()),
             writer: std::sync::OnceLock::new(),
             listener,
+            lookups,
         })
     }
 

@@ -102,7 +102,7 @@ pub(super) fn start(
                 let pool = sqlx::postgres::PgPoolOptions::new()
                     .max_connections(connections as u32 + 1)
                     .acquire_timeout(std::time::Duration::from_secs(10))
-                    .connect_lazy_with((*options).clone());
+                    .connect_lazy_with(generic_plans((*options).clone()));
                 let ctx = Arc::new(Ctx {
                     pool,
                     blobs,
@@ -116,6 +116,15 @@ pub(super) fn start(
         // The receiver went with the closure: writes fail with WriterGone.
         tracing::error!(error = %e, "store: cannot start the writer's thread");
     }
+}
+
+/// The writer's statements planned once per connection: they are the same
+/// few statements over and over, keyed by ids and arrays, and a custom plan
+/// for each run (PostgreSQL's choice for statements whose generic plan it
+/// cannot cost well, as with UNNEST of arrays) is planning work in every
+/// batch (inbound: 280 → 250 µs of PostgreSQL CPU per message).
+fn generic_plans(options: sqlx::postgres::PgConnectOptions) -> sqlx::postgres::PgConnectOptions {
+    options.options([("plan_cache_mode", "force_generic_plan")])
 }
 
 /// Runs until every sender is gone (the store is dropped).
