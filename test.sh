@@ -5,7 +5,8 @@
 #     chromium and chromium-driver (the dashboard in a real browser); moto's S3-compatible
 #     server (pip) for the blob-store tests; postgresql (private initdb clusters on loopback)
 #  2. cargo fmt --check, cargo clippy -D warnings
-#  3. unit and integration tests (cargo nextest when installed, else cargo test)
+#  3. unit and integration tests (cargo nextest when installed, else cargo test), then the
+#     integration suite (SMTP, IMAP, POP3, submission, delivery, API…) again on PostgreSQL
 #  4. end-to-end tests with real clients and Postfix against the tern binary, curl and
 #     schemathesis (pip-installed when missing) against the HTTP API, selenium (pip) driving
 #     Chromium through the dashboard (screenshots in target/screenshots)
@@ -71,6 +72,27 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --no-fail-fast
 fi
+# The protocol suites again on PostgreSQL: every integration test's server whose config does
+# not choose a store of its own gets a fresh database on one private cluster (TERN_TEST_PG,
+# crates/tern-testkit/src/pg.rs); nodes:: runs on PostgreSQL already.
+echo "== integration tests on PostgreSQL"
+pg_bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+pg_dir=$(mktemp -d /tmp/tern-suite-pg.XXXXXX)
+pg_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+as_postgres() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+[ "$(id -u)" != 0 ] || chown postgres "$pg_dir"
+as_postgres "$pg_bin/initdb" -D "$pg_dir/data" -A trust -U tern --no-instructions >/dev/null
+as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
+  -o "-p $pg_port -k $pg_dir -c listen_addresses=127.0.0.1 -c max_connections=300" start >/dev/null
+stop_pg() { as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pg_dir"; }
+trap stop_pg EXIT
+suite=(cargo test --no-fail-fast -p tern --test integration -- --skip nodes::)
+if cargo nextest --version >/dev/null 2>&1; then
+  suite=(cargo nextest run --no-fail-fast -p tern --test integration -E 'not test(/^nodes::/)')
+fi
+TERN_TEST_PG="postgres://tern@127.0.0.1:$pg_port" "${suite[@]}"
+stop_pg; trap - EXIT
+
 echo "== end-to-end tests"
 cargo build --bin tern
 tests/e2e/run.sh target/debug/tern

@@ -44,6 +44,14 @@ impl DataDir {
             "[server]\nhostname = \"mail.example.test\"\n\n[listen]\nsmtp = [\"127.0.0.1:0\"]\npop3 = [\"127.0.0.1:0\"]\npop3s = [\"127.0.0.1:0\"]\nhttp = [\"127.0.0.1:0\"]\nhttps = [\"127.0.0.1:0\"]\nimap = [\"127.0.0.1:0\"]\nimaps = [\"127.0.0.1:0\"]\nsubmission = [\"127.0.0.1:0\"]\nsubmissions = [\"127.0.0.1:0\"]\n",
         );
         toml.push_str(extra);
+        if !extra.contains("[store]")
+            && let Some(url) = pg::suite_database()
+        {
+            // The protocol suites' second run, on PostgreSQL (test.sh).
+            toml.push_str(&format!(
+                "\n[store]\nbackend = \"postgres\"\nurl = \"{url}\"\n"
+            ));
+        }
         if !extra.contains("[dns]") {
             // Tests never ask the machine's resolvers: lookups no test
             // programmed get NXDOMAIN from a loopback responder at once.

@@ -152,6 +152,47 @@ impl PgServer {
     }
 }
 
+/// With `TERN_TEST_PG` set to a PostgreSQL server's URL
+/// (`postgres://tern@127.0.0.1:PORT`, no database), a new empty database on
+/// it for one test's server, and its URL: test.sh runs the protocol suites
+/// a second time this way, every [`crate::DataDir`] without a `[store]` of
+/// its own then on PostgreSQL. `None` when unset (the embedded store).
+pub fn suite_database() -> Option<String> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let server = std::env::var("TERN_TEST_PG")
+        .ok()
+        .filter(|s| !s.is_empty())?;
+    let server = server.trim_end_matches('/');
+    let url = url_parts(server);
+    let name = format!(
+        "suite_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    let out = Command::new(program("createdb"))
+        .args(["-h", &url.0, "-p", &url.1, "-U", &url.2, &name])
+        .output()
+        .expect("createdb");
+    assert!(
+        out.status.success(),
+        "createdb {name} on {server}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some(format!("{server}/{name}"))
+}
+
+/// (host, port, user) of `postgres://user@host:port`.
+fn url_parts(server: &str) -> (String, String, String) {
+    let rest = server
+        .strip_prefix("postgres://")
+        .or_else(|| server.strip_prefix("postgresql://"))
+        .unwrap_or(server);
+    let (user, host_port) = rest.split_once('@').unwrap_or(("tern", rest));
+    let (host, port) = host_port.split_once(':').unwrap_or((host_port, "5432"));
+    (host.to_string(), port.to_string(), user.to_string())
+}
+
 impl Drop for PgServer {
     fn drop(&mut self) {
         let _ = as_postgres(&program("pg_ctl"))

@@ -162,6 +162,10 @@ async fn commit(ctx: &Ctx, jobs: Vec<Job>) {
     let started = std::time::Instant::now();
     match write(ctx, &jobs).await {
         Ok(results) => {
+            // The same figures as the embedded store's writer.
+            metrics::histogram!("tern_store_commit_seconds")
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("tern_store_commit_batch_size").record(jobs.len() as f64);
             tracing::debug!(
                 writes = jobs.len(),
                 micros = started.elapsed().as_micros() as u64,
