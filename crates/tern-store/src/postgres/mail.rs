@@ -243,58 +243,107 @@ impl PgStore {
     }
 }
 
-/// Queues a message's remote recipients (leased to `node` when the message
-/// asks); returns them. The queue row's reference to its body is counted
-/// by the caller (the writer counts a batch's at once).
+/// Queues the remote recipients of the batch's messages (each with its
+/// body's row id) in one statement: the messages' rows, then their
+/// recipients' (migration 0007: the body references were counted with the
+/// body rows). Returns each message's queued recipients, in order.
 pub(super) async fn insert_queued(
     tx: &mut PgConnection,
-    p: &Prepared,
-    blob: i64,
+    messages: &[(&Prepared, i64)],
     node: &str,
-) -> Result<Vec<QueuedRcpt>> {
-    let m = &p.message;
-    let size = m.raw.len() as i64;
-    let mut queued = Vec::new();
-    if !m.outbound.is_empty() {
-        let message_id: i64 = sqlx::query_scalar(
-            "INSERT INTO queue_messages(queue_id, blob_id, mail_from, params, size, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-        )
-        .bind(&m.queue_id)
-        .bind(blob)
-        .bind(&m.mail_from)
-        .bind(&m.envelope_params)
-        .bind(size)
-        .bind(m.received_at)
-        .bind(m.expires_at)
-        .fetch_one(&mut *tx)
-        .await?;
+) -> Result<Vec<Vec<QueuedRcpt>>> {
+    let mut out = vec![Vec::new(); messages.len()];
+    let queued: Vec<usize> = (0..messages.len())
+        .filter(|i| !messages[*i].0.message.outbound.is_empty())
+        .collect();
+    if queued.is_empty() {
+        return Ok(out);
+    }
+    #[derive(Default)]
+    struct Columns<'a> {
+        queue_id: Vec<&'a str>,
+        blob: Vec<i64>,
+        from: Vec<&'a str>,
+        params: Vec<&'a str>,
+        size: Vec<i64>,
+        created: Vec<i64>,
+        expires: Vec<i64>,
+        // One per recipient: its message (1-based, in `queued` order).
+        of: Vec<i64>,
+        address: Vec<&'a str>,
+        domain: Vec<&'a str>,
+        rcpt_params: Vec<&'a str>,
+        next_attempt: Vec<i64>,
+        lease: Vec<i64>,
+        owner: Vec<&'a str>,
+    }
+    let mut c = Columns::default();
+    for (n, i) in queued.iter().enumerate() {
+        let (p, blob) = messages[*i];
+        let m = &p.message;
+        c.queue_id.push(&m.queue_id);
+        c.blob.push(blob);
+        c.from.push(&m.mail_from);
+        c.params.push(&m.envelope_params);
+        c.size.push(m.raw.len() as i64);
+        c.created.push(m.received_at);
+        c.expires.push(m.expires_at);
         let (next_attempt, lease, owner) = p.queue_schedule(node);
-        let (addresses, domains, params): (Vec<&str>, Vec<&str>, Vec<&str>) = m
-            .outbound
-            .iter()
-            .map(|r| (r.address.as_str(), r.domain.as_str(), r.params.as_str()))
-            .collect();
-        let mut ids: Vec<i64> = sqlx::query_scalar(
-            "INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt, lease_until, lease_owner)
-             SELECT $1, a, d, p, $5, $6, $7 FROM UNNEST($2::TEXT[], $3::TEXT[], $4::TEXT[])
-                 WITH ORDINALITY AS u(a, d, p, n)
-             ORDER BY n RETURNING id",
-        )
-        .bind(message_id)
-        .bind(&addresses)
-        .bind(&domains)
-        .bind(&params)
-        .bind(next_attempt)
-        .bind(lease)
-        .bind(owner)
-        .fetch_all(&mut *tx)
-        .await?;
-        // Ids are drawn in insertion order (`ORDER BY n`).
-        ids.sort_unstable();
-        for (id, r) in ids.into_iter().zip(&m.outbound) {
-            queued.push(p.queued(r, id, message_id, blob, node));
+        for r in &m.outbound {
+            c.of.push(n as i64 + 1);
+            c.address.push(&r.address);
+            c.domain.push(&r.domain);
+            c.rcpt_params.push(&r.params);
+            c.next_attempt.push(next_attempt);
+            c.lease.push(lease);
+            c.owner.push(owner);
         }
     }
-    Ok(queued)
+    // Ids are drawn in insertion order (`ORDER BY n`, `ORDER BY k`): the
+    // messages' rank by id is their place in the arrays, and so is the
+    // recipients'. The recipients' foreign key is checked at the end of the
+    // statement, when the messages' rows are there.
+    let mut rows: Vec<(i64, i64)> = sqlx::query_as(
+        "WITH m AS (
+             INSERT INTO queue_messages(queue_id, blob_id, mail_from, params, size, created_at, expires_at)
+             SELECT q, b, f, p, s, c, e
+             FROM UNNEST($1::TEXT[], $2::BIGINT[], $3::TEXT[], $4::TEXT[], $5::BIGINT[], $6::BIGINT[],
+                         $7::BIGINT[]) WITH ORDINALITY AS u(q, b, f, p, s, c, e, n)
+             ORDER BY n RETURNING id),
+         ranked AS (SELECT id, ROW_NUMBER() OVER (ORDER BY id) AS n FROM m)
+         INSERT INTO queue_rcpts(message_id, address, domain, params, next_attempt, lease_until, lease_owner)
+         SELECT ranked.id, r.a, r.d, r.p, r.t, r.l, r.o
+         FROM UNNEST($8::BIGINT[], $9::TEXT[], $10::TEXT[], $11::TEXT[], $12::BIGINT[], $13::BIGINT[],
+                     $14::TEXT[]) WITH ORDINALITY AS r(m, a, d, p, t, l, o, k)
+         JOIN ranked ON ranked.n = r.m
+         ORDER BY r.k RETURNING id, message_id",
+    )
+    .bind(&c.queue_id)
+    .bind(&c.blob)
+    .bind(&c.from)
+    .bind(&c.params)
+    .bind(&c.size)
+    .bind(&c.created)
+    .bind(&c.expires)
+    .bind(&c.of)
+    .bind(&c.address)
+    .bind(&c.domain)
+    .bind(&c.rcpt_params)
+    .bind(&c.next_attempt)
+    .bind(&c.lease)
+    .bind(&c.owner)
+    .fetch_all(&mut *tx)
+    .await?;
+    rows.sort_unstable();
+    let mut rows = rows.into_iter();
+    for i in queued {
+        let (p, blob) = messages[i];
+        for r in &p.message.outbound {
+            let (id, message_id) = rows
+                .next()
+                .ok_or_else(|| StoreError::Db("a queued recipient's row is missing".into()))?;
+            out[i].push(p.queued(r, id, message_id, blob, node));
+        }
+    }
+    Ok(out)
 }

@@ -238,12 +238,14 @@ pub(super) async fn remove_rcpts(tx: &mut PgConnection, ids: &[i64]) -> Result<u
     // nodes removing a message's last two recipients at once are ordered,
     // and the second, in a statement begun after the first's commit (READ
     // COMMITTED), sees the message empty. With the bodies locked, no other
-    // writer changes their reference counts before the commit.
+    // writer changes their reference counts before the commit. (`= ANY` of
+    // an array: the writer's generic plan of `IN (SELECT …)` scans every
+    // body.)
     sqlx::query(
         "WITH m AS (SELECT id, blob_id FROM queue_messages
                     WHERE id IN (SELECT message_id FROM queue_rcpts WHERE id = ANY($1))
                     ORDER BY id FOR UPDATE)
-         SELECT 1 FROM blobs WHERE id IN (SELECT blob_id FROM m) ORDER BY id FOR UPDATE",
+         SELECT 1 FROM blobs WHERE id = ANY(ARRAY(SELECT blob_id FROM m)) ORDER BY id FOR UPDATE",
     )
     .bind(ids)
     .execute(&mut *tx)

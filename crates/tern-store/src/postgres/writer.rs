@@ -356,6 +356,17 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
         .filter_map(|(_, j)| j.after.as_ref())
         .flat_map(|a| a.outcomes.iter());
     super::queue::record_outcomes(&mut tx, outcomes).await?;
+    // The queue rows of the whole batch: one statement.
+    let messages: Vec<(&Prepared, i64)> = jobs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| live(*i))
+        .flat_map(|(_, job)| job.iter())
+        .map(|p| (p, blob_ids[p.hash.as_str()]))
+        .collect();
+    let mut queued = super::mail::insert_queued(&mut tx, &messages, &ctx.node)
+        .await?
+        .into_iter();
     for (i, job) in jobs.iter().enumerate() {
         if !live(i) {
             continue;
@@ -364,10 +375,9 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
             insert_suppressions(&mut tx, &after.suppress).await?;
             events.extend(after.events.iter());
         }
-        let mut queued = Vec::new();
+        let mut rcpts = Vec::new();
         for p in job.iter() {
-            let blob = blob_ids[p.hash.as_str()];
-            queued.extend(super::mail::insert_queued(&mut tx, p, blob, &ctx.node).await?);
+            rcpts.extend(queued.next().unwrap_or_default());
             if let Some(r) = &p.message.idempotency {
                 insert_idempotent(&mut tx, r).await?;
             }
@@ -376,7 +386,7 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
                 logs.insert(l.message_id.as_str(), l);
             }
         }
-        results[i] = Some(Ok(queued));
+        results[i] = Some(Ok(rcpts));
     }
     // The logs (each message's latest) go with the events' statement.
     let logs: Vec<&crate::intake::EncodedLog> = logs.into_values().collect();
