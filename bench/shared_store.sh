@@ -7,6 +7,10 @@
 #   pg-files        Tern on PostgreSQL, bodies in fsynced files
 #   pg-s3           Tern on PostgreSQL, bodies in an S3-compatible bucket (moto's server: one
 #                   Python process on loopback, itself the bottleneck; see bench/blobs.sh)
+#   pg-replica      as pg, with a streaming read replica attached (pg_basebackup -R, asynchronous):
+#                   how far behind a replica serving IMAP reads would be during the flood
+#                   (pg_stat_replication's replay lag, sampled every 100 ms), what the replica
+#                   costs the primary, and the replica's own CPU per message
 #   relay-postfix, relay-sqlite, relay-pg
 #                   relay instead of inbound: smtp-source submits 20,000 (20 sessions, 100 per
 #                   session) for relay.test, delivered to smtp-sink; time to an empty queue
@@ -22,7 +26,7 @@ set -euo pipefail
 RUNS=${RUNS:-1}
 source "$(dirname "$0")/common.sh"
 TERN_BASE=${TERN_BASE:-36000}
-SETUPS=${SETUPS:-postfix sqlite pg pg-2 pg-files pg-s3 relay-postfix relay-sqlite relay-pg}
+SETUPS=${SETUPS:-postfix sqlite pg pg-2 pg-files pg-s3 pg-replica relay-postfix relay-sqlite relay-pg}
 (cd "$ROOT" && cargo build --release -j2 --bin tern 2>&1 | tail -1)
 command -v moto_server >/dev/null || python3 -m pip install -q 'moto[server]'
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -34,6 +38,7 @@ PGDIR=$TMP/pg; PGPORT=$((TERN_BASE+950)); S3PORT=$((TERN_BASE+951))
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
   kill "${PIDS[@]}" 2>/dev/null || true
+  [ ! -d "$PGDIR/standby" ] || as_pg "$PGBIN/pg_ctl" -D "$PGDIR/standby" -m immediate stop >/dev/null 2>&1 || true
   [ ! -d "$PGDIR/data" ] || as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -m immediate stop >/dev/null 2>&1 || true
   rm -rf "$TMP"
 }
@@ -45,6 +50,29 @@ start_pg() {
   as_pg "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U tern >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -l "$PGDIR/log" -w \
     -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200 ${PGSTATS:+-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all} ${PGOPTS:-}" start >/dev/null
+}
+# A streaming replica of the cluster on PGPORT+2 (asynchronous, hot standby).
+start_standby() {
+  as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$PGPORT" -U tern -D "$PGDIR/standby" -R -X stream
+  as_pg "$PGBIN/pg_ctl" -D "$PGDIR/standby" -l "$PGDIR/standby.log" -w \
+    -o "-p $((PGPORT+2)) -k $PGDIR -c listen_addresses=127.0.0.1 -c max_connections=200 -c hot_standby=on ${PGOPTS:-}" start >/dev/null \
+    || { cat "$PGDIR/standby.log"; exit 1; }
+}
+stop_standby() {
+  as_pg "$PGBIN/pg_ctl" -D "$PGDIR/standby" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$PGDIR/standby"
+}
+# The standby's CPU seconds (its postmaster and children: the WAL receiver and startup process).
+standby_cpu() {
+  local pm; pm=$(head -1 "$PGDIR/standby/postmaster.pid")
+  { cpu_of "$pm"; echo; for c in $(pgrep -P "$pm"); do cpu_of "$c" 2>/dev/null; echo; done; } | awk '{ s += $1 } END { printf "%.2f", s }'
+}
+# Samples the replica's replay lag (ms) and byte lag every 100 ms into $1 until killed.
+sample_lag() {
+  while sleep 0.1; do
+    psql_ -d postgres -F' ' -c "SELECT COALESCE(EXTRACT(EPOCH FROM replay_lag) * 1000, 0),
+      pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication" >>"$1" 2>/dev/null
+  done
 }
 fresh_db() {
   psql_ -d postgres -c "DROP DATABASE IF EXISTS tern" -c "CREATE DATABASE tern" 2>/dev/null
@@ -139,6 +167,7 @@ for setup in $SETUPS; do
       continue ;;
     pg*) [ -d "$PGDIR/data" ] || start_pg; fresh_db; rm -rf "$TMP/blobs" ;;
   esac
+  [ "$setup" != pg-replica ] || start_standby
   if [ "$setup" = pg-s3 ]; then
     moto_server -H 127.0.0.1 -p "$S3PORT" >"$TMP/moto.log" 2>&1 & PIDS+=($!)
     for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$S3PORT/" && break; sleep 0.1; done
@@ -151,6 +180,9 @@ for setup in $SETUPS; do
   serve "$A" $((TERN_BASE+25)); APID=$SERVED
   [[ $setup != pg* ]] || { BEFORE=$(pg_counters); PGCPU0=$(pg_cpu); }
   TCPU0=$(cpu_of "$APID")
+  if [ "$setup" = pg-replica ]; then
+    : >"$TMP/lag"; sample_lag "$TMP/lag" & LAGGER=$!; SCPU0=$(standby_cpu)
+  fi
   if [[ $setup == *-2 ]]; then
     B=$(tern_data "$setup" $((TERN_BASE+100)) mx-b)
     serve "$B" $((TERN_BASE+125))
@@ -178,6 +210,19 @@ for setup in $SETUPS; do
     awk -v m="$M" -v x=$((x1-x0)) -v r=$((r1-r0)) -v b=$((b1-b0)) -v s=$((s1-s0)) 'BEGIN {
       printf "per message: %.2f transactions, %.1f WAL records, %.0f WAL bytes, %.3f WAL flushes (%d flushes for %d messages)\n",
         x/m, r/m, b/m, s/m, s, m }'
+  fi
+  if [ "$setup" = pg-replica ]; then
+    kill "$LAGGER" 2>/dev/null; wait "$LAGGER" 2>/dev/null || true
+    # Caught up: every message the primary acknowledged is readable on the replica.
+    t0=$(date +%s.%N)
+    until [ "$("$PGBIN/psql" -X -q -t -A -h 127.0.0.1 -p $((PGPORT+2)) -U tern -d tern \
+        -c "SELECT COUNT(*) FROM mailbox_messages" 2>/dev/null)" = "$M" ]; do sleep 0.05; done
+    t1=$(date +%s.%N)
+    echo "CPU per message: the replica $(awk -v a="$SCPU0" -v b="$(standby_cpu)" -v m="$M" 'BEGIN { printf "%.0f", (b - a) * 1e6 / m }') µs"
+    pct() { sort -n -k"$1","$1" "$TMP/lag" | awk -v k="$1" -v q="$2" '{ v[NR] = $k } END { i = int(NR * q) + 1; if (i > NR) i = NR; printf "%.1f", NR ? v[i] : 0 }'; }
+    echo "replica replay lag during the flood ($(wc -l <"$TMP/lag") samples, every 100 ms): median $(pct 1 0.5) ms, p99 $(pct 1 0.99) ms, max $(pct 1 1) ms; WAL not yet replayed: median $(pct 2 0.5 | awk '{ printf "%.0f", $1 / 1024 }') KB, max $(pct 2 1 | awk '{ printf "%.0f", $1 / 1024 }') KB"
+    awk -v a="$t0" -v b="$t1" -v m="$M" 'BEGIN { printf "replica: all %d messages readable there %.2f s after the last acknowledgement\n", m, b - a }'
+    stop_standby
   fi
   [ -z "${KEEP_LOG:-}" ] || cp "$A/tern.log" "$KEEP_LOG"
   kill "${PIDS[@]}" 2>/dev/null || true; wait 2>/dev/null || true; PIDS=()
