@@ -131,25 +131,24 @@ impl PgServer {
 
     /// A URL for database `name`, creating it first.
     pub fn database(&self, name: &str) -> String {
-        let out = Command::new(program("createdb"))
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-U",
-                "tern",
-                name,
-            ])
-            .output()
-            .expect("createdb");
-        assert!(
-            out.status.success(),
-            "createdb {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        format!("postgres://tern@127.0.0.1:{}/{name}", self.port)
+        let server = format!("postgres://tern@127.0.0.1:{}", self.port);
+        createdb(&server, name);
+        format!("{server}/{name}")
     }
+}
+
+/// Creates database `name` on `server` (`postgres://user@host:port`).
+fn createdb(server: &str, name: &str) {
+    let (host, port, user) = url_parts(server);
+    let out = Command::new(program("createdb"))
+        .args(["-h", &host, "-p", &port, "-U", &user, name])
+        .output()
+        .expect("createdb");
+    assert!(
+        out.status.success(),
+        "createdb {name} on {server}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// With `TERN_TEST_PG` set to a PostgreSQL server's URL
@@ -164,21 +163,12 @@ pub fn suite_database() -> Option<String> {
         .ok()
         .filter(|s| !s.is_empty())?;
     let server = server.trim_end_matches('/');
-    let url = url_parts(server);
     let name = format!(
         "suite_{}_{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let out = Command::new(program("createdb"))
-        .args(["-h", &url.0, "-p", &url.1, "-U", &url.2, &name])
-        .output()
-        .expect("createdb");
-    assert!(
-        out.status.success(),
-        "createdb {name} on {server}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    createdb(server, &name);
     Some(format!("{server}/{name}"))
 }
 
