@@ -49,8 +49,14 @@ pub(super) struct Lookups {
 struct Inner {
     /// Answers by (address as looked up, catch-all allowed).
     answers: HashMap<(String, bool), (Instant, Recipient)>,
+    /// The bytes each account of an answer uses, kept apart so that a
+    /// delivery updates one figure, not every answer naming the account.
+    used: HashMap<AccountId, u64>,
     /// Bumped whenever everything is forgotten.
     generation: u64,
+    /// When a full table was last swept of lapsed answers (at most once a
+    /// second: a full table of fresh answers is not swept at every put).
+    swept: Option<Instant>,
 }
 
 impl Lookups {
@@ -63,7 +69,13 @@ impl Lookups {
     pub(super) fn get(&self, address: &str, catch_all: bool) -> Result<Recipient, u64> {
         let inner = self.inner();
         match inner.answers.get(&(address.to_string(), catch_all)) {
-            Some((at, r)) if at.elapsed() < TTL => Ok(r.clone()),
+            Some((at, r)) if at.elapsed() < TTL => {
+                let mut r = r.clone();
+                if let Recipient::Local(l) = &mut r {
+                    l.used = inner.used.get(&l.account).copied().unwrap_or(l.used);
+                }
+                Ok(r)
+            }
             _ => Err(inner.generation),
         }
     }
@@ -76,10 +88,30 @@ impl Lookups {
             return;
         }
         if inner.answers.len() >= MAX_ENTRIES {
+            if inner
+                .swept
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+            {
+                return;
+            }
+            inner.swept = Some(Instant::now());
             inner.answers.retain(|_, (at, _)| at.elapsed() < TTL);
+            let named: std::collections::HashSet<AccountId> = inner
+                .answers
+                .values()
+                .filter_map(|(_, r)| match r {
+                    Recipient::Local(l) => Some(l.account),
+                    _ => None,
+                })
+                .collect();
+            inner.used.retain(|account, _| named.contains(account));
             if inner.answers.len() >= MAX_ENTRIES {
                 return;
             }
+        }
+        if let Recipient::Local(l) = answer {
+            // The database's figure is the freshest.
+            inner.used.insert(l.account, l.used);
         }
         inner.answers.insert(
             (address.to_string(), catch_all),
@@ -92,6 +124,7 @@ impl Lookups {
     pub(super) fn forget_all(&self) {
         let mut inner = self.inner();
         inner.answers.clear();
+        inner.used.clear();
         inner.generation += 1;
     }
 
@@ -102,11 +135,9 @@ impl Lookups {
             return;
         }
         let mut inner = self.inner();
-        for (_, r) in inner.answers.values_mut() {
-            if let Recipient::Local(l) = r
-                && let Some(n) = bytes.get(&l.account)
-            {
-                l.used = l.used.saturating_add(*n);
+        for (account, n) in bytes {
+            if let Some(used) = inner.used.get_mut(account) {
+                *used = used.saturating_add(*n);
             }
         }
     }
@@ -136,8 +167,11 @@ mod tests {
             l.get("a@example.test", true).is_err(),
             "catch-all is part of the question"
         );
+        // An alias of the same account: one usage figure for both.
+        l.put("alias@example.test", false, &local(1, 10), generation);
         l.stored(&HashMap::from([(1, 5), (2, 7)]));
         assert_eq!(l.get("a@example.test", false), Ok(local(1, 15)));
+        assert_eq!(l.get("alias@example.test", false), Ok(local(1, 15)));
         l.forget_all();
         assert!(l.get("a@example.test", false).is_err());
     }
