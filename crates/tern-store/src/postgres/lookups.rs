@@ -21,9 +21,10 @@
 //! show within [`TTL`]. The check was already an estimate — two sessions
 //! may pass it at once — and a delivery is not refused by quota at commit.
 //!
-//! At most [`MAX_ENTRIES`] answers are kept: a sender trying many unknown
-//! addresses gets its answers from the database once the table is full,
-//! and cannot make it grow.
+//! "No such user" is never remembered (a new account is found at once on
+//! every node). At most [`MAX_ENTRIES`] answers are kept: a sender trying
+//! many addresses of other domains gets its answers from the database once
+//! the table is full, and cannot make it grow.
 
 use crate::{AccountId, Recipient};
 use std::collections::HashMap;
@@ -83,6 +84,13 @@ impl Lookups {
     /// Remembers the answer the database gave, unless everything was
     /// forgotten since the question was asked (`generation`).
     pub(super) fn put(&self, address: &str, catch_all: bool, answer: &Recipient, generation: u64) {
+        // "No such user" is not remembered: an account made on another
+        // node would be refused with a permanent 550 until the notice came.
+        // (A remembered account that was just removed costs at most a 451:
+        // the delivery finds no mailbox and the sender tries again.)
+        if *answer == Recipient::UnknownUser {
+            return;
+        }
         let mut inner = self.inner();
         if inner.generation != generation {
             return;
@@ -174,6 +182,12 @@ mod tests {
         assert_eq!(l.get("alias@example.test", false), Ok(local(1, 15)));
         l.forget_all();
         assert!(l.get("a@example.test", false).is_err());
+        let generation = l.get("b@example.test", false).unwrap_err();
+        l.put("b@example.test", false, &Recipient::UnknownUser, generation);
+        assert!(
+            l.get("b@example.test", false).is_err(),
+            "no such user: not kept"
+        );
     }
 
     #[test]
@@ -181,7 +195,7 @@ mod tests {
         let l = Lookups::default();
         let generation = l.get("a@example.test", false).unwrap_err();
         l.forget_all();
-        l.put("a@example.test", false, &Recipient::UnknownUser, generation);
+        l.put("a@example.test", false, &Recipient::NotLocal, generation);
         assert!(l.get("a@example.test", false).is_err());
     }
 
@@ -191,7 +205,7 @@ mod tests {
         for i in 0..MAX_ENTRIES + 50 {
             let a = format!("u{i}@example.test");
             let generation = l.get(&a, false).unwrap_err();
-            l.put(&a, false, &Recipient::UnknownUser, generation);
+            l.put(&a, false, &Recipient::NotLocal, generation);
         }
         assert_eq!(l.inner().answers.len(), MAX_ENTRIES);
     }
