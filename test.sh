@@ -67,7 +67,8 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "== unit and integration tests"
-if cargo nextest --version >/dev/null 2>&1; then
+nextest=false; cargo nextest --version >/dev/null 2>&1 && nextest=true
+if $nextest; then
   cargo nextest run --no-fail-fast
 else
   cargo test --no-fail-fast
@@ -87,9 +88,7 @@ as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -l "$pg_dir/log" -w \
 stop_pg() { as_postgres "$pg_bin/pg_ctl" -D "$pg_dir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pg_dir"; }
 trap stop_pg EXIT
 suite=(cargo test --no-fail-fast -p tern --test integration -- --skip nodes::)
-if cargo nextest --version >/dev/null 2>&1; then
-  suite=(cargo nextest run --no-fail-fast -p tern --test integration -E 'not test(/^nodes::/)')
-fi
+! $nextest || suite=(cargo nextest run --no-fail-fast -p tern --test integration -E 'not test(/^nodes::/)')
 TERN_TEST_PG="postgres://tern@127.0.0.1:$pg_port" "${suite[@]}"
 stop_pg; trap - EXIT
 

@@ -145,6 +145,17 @@ fn with_remote(subject: &str, to: Vec<AccountId>, queue_id: String, remote: &[&s
     m
 }
 
+/// A delivery attempt that only records outcomes (no DSNs, events or
+/// suppressions).
+fn outcomes(outcomes: Vec<(i64, RcptOutcome)>) -> Completion {
+    Completion {
+        outcomes,
+        new: vec![],
+        events: vec![],
+        suppress: vec![],
+    }
+}
+
 async fn blob_gone(s: &SharedStore, blob: BlobId) -> bool {
     matches!(s.read_blob(blob).await, Err(StoreError::NotFound(_)))
 }
@@ -305,14 +316,9 @@ async fn one_body_many_references() {
         let now = tern_core::now_unix();
         let claimed = s.claim_due(now, 10, now + 300).await.unwrap();
         assert_eq!(claimed.len(), 1, "{n}");
-        s.complete(Completion {
-            outcomes: vec![(claimed[0].id, RcptOutcome::Delivered)],
-            new: vec![],
-            events: vec![],
-            suppress: vec![],
-        })
-        .await
-        .unwrap();
+        s.complete(outcomes(vec![(claimed[0].id, RcptOutcome::Delivered)]))
+            .await
+            .unwrap();
         assert!(blob_gone(s, blob).await, "{n}: gone with the queue row");
     }
 }
@@ -349,22 +355,17 @@ async fn queue_leases_and_cleanup() {
         let claimed = s.claim_due(after, 10, now + 300).await.unwrap();
         assert_eq!(claimed.len(), 2, "{n}: released");
         let blob = claimed[0].blob;
-        s.complete(Completion {
-            outcomes: vec![
-                (claimed[0].id, RcptOutcome::Delivered),
-                (
-                    claimed[1].id,
-                    RcptOutcome::Deferred {
-                        next_attempt: now + 60,
-                        error: "451 try later".into(),
-                        delay_noticed: false,
-                    },
-                ),
-            ],
-            new: vec![],
-            events: vec![],
-            suppress: vec![],
-        })
+        s.complete(outcomes(vec![
+            (claimed[0].id, RcptOutcome::Delivered),
+            (
+                claimed[1].id,
+                RcptOutcome::Deferred {
+                    next_attempt: now + 60,
+                    error: "451 try later".into(),
+                    delay_noticed: false,
+                },
+            ),
+        ]))
         .await
         .unwrap();
         let left = s.queued_message(&format!("Q{n}")).await.unwrap();
@@ -376,17 +377,12 @@ async fn queue_leases_and_cleanup() {
         );
         assert!(s.read_blob(blob).await.is_ok(), "{n}");
         let again = s.claim_due(now + 60, 10, now + 400).await.unwrap();
-        s.complete(Completion {
-            outcomes: vec![(
-                again[0].id,
-                RcptOutcome::Failed {
-                    error: "550 no".into(),
-                },
-            )],
-            new: vec![],
-            events: vec![],
-            suppress: vec![],
-        })
+        s.complete(outcomes(vec![(
+            again[0].id,
+            RcptOutcome::Failed {
+                error: "550 no".into(),
+            },
+        )]))
         .await
         .unwrap();
         assert!(
@@ -444,12 +440,8 @@ async fn queue_removal_in_batches() {
         // embedded store, once per message.
         let shared = claimed.iter().all(|c| c.blob == claimed[0].blob);
         assert_eq!(shared, n.starts_with("postgres"), "{n}");
-        let done = |ids: &[i64]| Completion {
-            outcomes: ids.iter().map(|i| (*i, RcptOutcome::Delivered)).collect(),
-            new: vec![],
-            events: vec![],
-            suppress: vec![],
-        };
+        let done =
+            |ids: &[i64]| outcomes(ids.iter().map(|i| (*i, RcptOutcome::Delivered)).collect());
         s.complete(done(&[claimed[0].id, claimed[1].id]))
             .await
             .unwrap();
@@ -485,13 +477,8 @@ async fn queue_removal_in_batches() {
         assert_eq!((by_a.len(), by_b.len()), (1, 1), "round {round}");
         let blob = by_a[0].blob;
         let finish = |s: SharedStore, id: i64| async move {
-            s.complete(Completion {
-                outcomes: vec![(id, RcptOutcome::Delivered)],
-                new: vec![],
-                events: vec![],
-                suppress: vec![],
-            })
-            .await
+            s.complete(outcomes(vec![(id, RcptOutcome::Delivered)]))
+                .await
         };
         let (ra, rb) = tokio::join!(
             tokio::spawn(finish(a.clone(), by_a[0].id)),

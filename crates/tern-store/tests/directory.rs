@@ -491,9 +491,10 @@ async fn resolves_to(s: &PgStore, a: &str, want: fn(&Recipient) -> bool) -> Reci
 }
 
 /// A node remembers its recipient lookups, and forgets them when the
-/// directory changes on any node: an account added or removed on node A is
-/// found (or not) on node B at once; B's own deliveries count in the usage
-/// it remembers for the quota check.
+/// directory changes on any node: an account added on node A is found on
+/// node B at once ("no such user" is never remembered); B's own deliveries
+/// count in the usage it remembers for the quota check; an account removed
+/// on A is forgotten by B when A's notice arrives.
 #[tokio::test]
 async fn postgres_lookups_follow_directory_changes_on_every_node() {
     use tern_store::{MailStore, NewMessage};

@@ -27,7 +27,7 @@
 //! the table is full, and cannot make it grow.
 
 use crate::{AccountId, Recipient};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -136,16 +136,16 @@ impl Lookups {
         inner.generation += 1;
     }
 
-    /// Adds the bytes this node just stored for these accounts to their
-    /// remembered usage.
-    pub(super) fn stored(&self, bytes: &HashMap<AccountId, u64>) {
+    /// Adds the bytes this node's writer just committed for these accounts
+    /// to their remembered usage.
+    pub(super) fn stored(&self, bytes: &BTreeMap<AccountId, i64>) {
         if bytes.is_empty() {
             return;
         }
         let mut inner = self.inner();
         for (account, n) in bytes {
             if let Some(used) = inner.used.get_mut(account) {
-                *used = used.saturating_add(*n);
+                *used = used.saturating_add_signed(*n);
             }
         }
     }
@@ -177,7 +177,7 @@ mod tests {
         );
         // An alias of the same account: one usage figure for both.
         l.put("alias@example.test", false, &local(1, 10), generation);
-        l.stored(&HashMap::from([(1, 5), (2, 7)]));
+        l.stored(&BTreeMap::from([(1, 5), (2, 7)]));
         assert_eq!(l.get("a@example.test", false), Ok(local(1, 15)));
         assert_eq!(l.get("alias@example.test", false), Ok(local(1, 15)));
         l.forget_all();

@@ -192,19 +192,11 @@ impl PgStore {
                 blobs,
                 self.node.clone(),
                 self.queue_wakeup.clone(),
+                self.lookups.clone(),
                 rx,
             );
             tx
         });
-        // The bytes each account gains, for the remembered lookups'
-        // usage (postgres/lookups.rs).
-        let mut bytes: std::collections::HashMap<AccountId, u64> = Default::default();
-        for p in &prepared {
-            let copies = p.recipients.iter().map(|(a, _)| *a);
-            for account in copies.chain(p.message.sent_copy) {
-                *bytes.entry(account).or_default() += p.message.raw.len() as u64;
-            }
-        }
         let (reply, answer) = tokio::sync::oneshot::channel();
         writer
             .send(super::writer::Job {
@@ -214,9 +206,7 @@ impl PgStore {
             })
             .await
             .map_err(|_| StoreError::WriterGone)?;
-        let written = answer.await.map_err(|_| StoreError::WriterGone)??;
-        self.lookups.stored(&bytes);
-        Ok(written)
+        answer.await.map_err(|_| StoreError::WriterGone)?
     }
 
     /// Commits `tx` after telling every node (NOTIFY, delivered at commit)

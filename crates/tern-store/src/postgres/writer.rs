@@ -64,6 +64,8 @@ pub(super) struct Ctx {
     pub blobs: Option<Arc<dyn crate::Blobs>>,
     pub node: Arc<str>,
     pub queue_wakeup: Arc<Notify>,
+    /// The node's remembered lookups, whose usage figures a commit updates.
+    pub lookups: Arc<super::lookups::Lookups>,
 }
 
 /// Starts the writer on a thread of its own, with a runtime and
@@ -75,6 +77,7 @@ pub(super) fn start(
     blobs: Option<Arc<dyn crate::Blobs>>,
     node: Arc<str>,
     queue_wakeup: Arc<Notify>,
+    lookups: Arc<super::lookups::Lookups>,
     rx: mpsc::Receiver<Job>,
 ) {
     let options = pool.connect_options();
@@ -108,6 +111,7 @@ pub(super) fn start(
                     blobs,
                     node,
                     queue_wakeup,
+                    lookups,
                 });
                 run(ctx, rx).await;
             });
@@ -295,7 +299,7 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
     let mut notified = false;
     if !mailboxes.is_empty() {
         let ids: Vec<i64> = mailboxes.iter().copied().collect();
-        let (accounts, bytes): (Vec<i64>, Vec<i64>) = used.into_iter().unzip();
+        let (accounts, bytes): (Vec<i64>, Vec<i64>) = used.iter().map(|(a, n)| (*a, *n)).unzip();
         sqlx::query(
             "WITH m AS (SELECT id FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE),
                   a AS (SELECT id FROM accounts WHERE id = ANY($2) AND (SELECT COUNT(*) FROM m) >= 0
@@ -398,6 +402,7 @@ async fn write(ctx: &Ctx, all: &[Job]) -> Result<Vec<Result<Vec<QueuedRcpt>>>> {
             .await?;
     }
     tx.commit().await?;
+    ctx.lookups.stored(&used);
     Ok(results
         .into_iter()
         .map(|r| r.unwrap_or_else(|| Ok(Vec::new())))
